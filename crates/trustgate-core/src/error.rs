@@ -1,0 +1,269 @@
+//! Request-time errors and the single place where they become RFC 6750 responses.
+//!
+//! Two error worlds: configuration errors ([`crate::ConfigError`]) are detailed and written for the
+//! operator; request errors ([`AuthError`]) are coarse. The fine-grained [`Reason`] is for logs and
+//! metrics only, and [`AuthError::to_response`] never puts it, the token or any claim in a response.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+
+/// Why a request was refused, as coarse as the client is allowed to learn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// The request carried no token where one is required.
+    #[error("no bearer token")]
+    MissingToken,
+    /// The token failed validation; the reason is for logs and metrics only.
+    #[error("invalid token: {0}")]
+    InvalidToken(Reason),
+    /// The token is valid but lacks a required scope, role or claim value.
+    #[error("insufficient scope")]
+    InsufficientScope,
+    /// The request itself is malformed (for example, two tokens, or a client-sent identity header
+    /// in `reject` mode).
+    #[error("invalid request: {0}")]
+    InvalidRequest(RequestProblem),
+    /// No usable keys are available for the token's issuer (the issuer has never been reachable, or
+    /// its keys are older than the configured maximum staleness). Retrying later may succeed.
+    #[error("keys unavailable")]
+    KeysUnavailable,
+}
+
+/// Fine-grained cause of an [`AuthError::InvalidToken`]. Logged at debug level and counted in
+/// metrics; never sent to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Reason {
+    /// Longer than the configured size limit; rejected before any decoding.
+    TooLarge,
+    /// Not three base64url segments, or a segment is not strict base64url.
+    Malformed,
+    /// JWE, JWS JSON serialization or an unencoded (`b64: false`) payload.
+    UnsupportedSerialization,
+    /// Header or payload is not strict UTF-8 JSON object text.
+    BadJson,
+    /// A JSON object has the same member name twice.
+    DuplicateMember,
+    /// `crit` names an extension this implementation does not understand.
+    UnsupportedCritical,
+    /// `alg` is `none`, HMAC or otherwise unknown.
+    UnsupportedAlgorithm,
+    /// `alg` is known but not on the issuer's allow-list.
+    AlgorithmNotAllowed,
+    /// `iss` is missing, not a string, or not a configured issuer.
+    UnknownIssuer,
+    /// No key with the token's `kid` (after a rate-limited refetch).
+    UnknownKey,
+    /// Keys exist, but none matches the token's `alg`.
+    NoMatchingKey,
+    /// The signature does not verify.
+    BadSignature,
+    /// `exp` is required and absent.
+    MissingExpiry,
+    /// `exp` is in the past (beyond leeway).
+    Expired,
+    /// `nbf` is in the future (beyond leeway).
+    NotYetValid,
+    /// `iat` is in the future (beyond leeway).
+    IssuedInFuture,
+    /// A date claim is not a number in range.
+    BadDateClaim,
+    /// `exp - iat` (or `exp - now`) exceeds the configured maximum lifetime.
+    LifetimeTooLong,
+    /// `aud` is absent, wrongly typed, or names none of the configured audiences.
+    BadAudience,
+    /// The header `typ` is not the required one.
+    BadType,
+    /// A required claim is absent.
+    MissingClaim,
+    /// A claim bound for an HTTP header contains control bytes, or is of the wrong type.
+    UnsafeClaimValue,
+    /// The token's issuer is not accepted on this route.
+    IssuerNotAccepted,
+}
+
+impl Reason {
+    /// A stable label for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::TooLarge => "too_large",
+            Reason::Malformed => "malformed",
+            Reason::UnsupportedSerialization => "unsupported_serialization",
+            Reason::BadJson => "bad_json",
+            Reason::DuplicateMember => "duplicate_member",
+            Reason::UnsupportedCritical => "unsupported_crit",
+            Reason::UnsupportedAlgorithm => "unsupported_alg",
+            Reason::AlgorithmNotAllowed => "alg_not_allowed",
+            Reason::UnknownIssuer => "unknown_issuer",
+            Reason::UnknownKey => "unknown_kid",
+            Reason::NoMatchingKey => "no_matching_key",
+            Reason::BadSignature => "bad_signature",
+            Reason::MissingExpiry => "missing_exp",
+            Reason::Expired => "expired",
+            Reason::NotYetValid => "not_yet_valid",
+            Reason::IssuedInFuture => "iat_in_future",
+            Reason::BadDateClaim => "bad_date_claim",
+            Reason::LifetimeTooLong => "lifetime_too_long",
+            Reason::BadAudience => "bad_audience",
+            Reason::BadType => "bad_typ",
+            Reason::MissingClaim => "missing_claim",
+            Reason::UnsafeClaimValue => "unsafe_claim_value",
+            Reason::IssuerNotAccepted => "issuer_not_accepted",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<Reason> for AuthError {
+    fn from(reason: Reason) -> Self {
+        AuthError::InvalidToken(reason)
+    }
+}
+
+/// What was wrong with a request (as opposed to its token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RequestProblem {
+    /// More than one token: two Authorization headers, or a header and a cookie.
+    MultipleTokens,
+    /// An Authorization header that is not a well-formed `Bearer` credential.
+    MalformedAuthorization,
+    /// A client sent an identity header and the route is in `reject` mode.
+    ClientIdentityHeader,
+}
+
+impl RequestProblem {
+    /// A stable label for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestProblem::MultipleTokens => "multiple_tokens",
+            RequestProblem::MalformedAuthorization => "malformed_authorization",
+            RequestProblem::ClientIdentityHeader => "client_identity_header",
+        }
+    }
+}
+
+impl std::fmt::Display for RequestProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl AuthError {
+    /// A stable label for metrics: the coarse kind, or the fine reason for invalid tokens.
+    pub fn label(&self) -> &'static str {
+        match self {
+            AuthError::MissingToken => "missing_token",
+            AuthError::InvalidToken(reason) => reason.as_str(),
+            AuthError::InsufficientScope => "insufficient_scope",
+            AuthError::InvalidRequest(problem) => problem.as_str(),
+            AuthError::KeysUnavailable => "keys_unavailable",
+        }
+    }
+
+    /// The HTTP status this error maps to.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AuthError::MissingToken | AuthError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            AuthError::InsufficientScope => StatusCode::FORBIDDEN,
+            AuthError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            AuthError::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The one mapping from request errors to RFC 6750 responses, shared by the gateway and the
+    /// service library.
+    ///
+    /// - no token: 401 with `WWW-Authenticate: Bearer` and no `error` attribute (RFC 6750 §3.1);
+    /// - invalid token: 401 `error="invalid_token"`;
+    /// - insufficient scope: 403 `error="insufficient_scope"`;
+    /// - malformed request: 400 `error="invalid_request"`;
+    /// - no usable keys: 503 with `Retry-After`, because the client did nothing wrong.
+    ///
+    /// The body is a fixed JSON document naming only the RFC 6750 error code.
+    pub fn to_response(&self) -> Response<Bytes> {
+        let (challenge, body): (&'static str, &'static str) = match self {
+            AuthError::MissingToken => ("Bearer", r#"{"error":"unauthorized"}"#),
+            AuthError::InvalidToken(_) => (
+                r#"Bearer error="invalid_token""#,
+                r#"{"error":"invalid_token"}"#,
+            ),
+            AuthError::InsufficientScope => (
+                r#"Bearer error="insufficient_scope""#,
+                r#"{"error":"insufficient_scope"}"#,
+            ),
+            AuthError::InvalidRequest(_) => (
+                r#"Bearer error="invalid_request""#,
+                r#"{"error":"invalid_request"}"#,
+            ),
+            AuthError::KeysUnavailable => ("", r#"{"error":"temporarily_unavailable"}"#),
+        };
+        let mut response = Response::new(Bytes::from_static(body.as_bytes()));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        if !challenge.is_empty() {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        } else {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn challenge(err: AuthError) -> Option<String> {
+        err.to_response()
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .map(|v| v.to_str().unwrap_or_default().to_owned())
+    }
+
+    #[test]
+    fn rfc6750_mapping() {
+        assert_eq!(AuthError::MissingToken.status(), 401);
+        assert_eq!(challenge(AuthError::MissingToken).as_deref(), Some("Bearer"));
+        assert_eq!(
+            challenge(AuthError::InvalidToken(Reason::Expired)).as_deref(),
+            Some(r#"Bearer error="invalid_token""#)
+        );
+        assert_eq!(AuthError::InsufficientScope.status(), 403);
+        assert_eq!(
+            challenge(AuthError::InsufficientScope).as_deref(),
+            Some(r#"Bearer error="insufficient_scope""#)
+        );
+        let bad = AuthError::InvalidRequest(RequestProblem::MultipleTokens);
+        assert_eq!(bad.status(), 400);
+        assert_eq!(
+            challenge(bad).as_deref(),
+            Some(r#"Bearer error="invalid_request""#)
+        );
+        let unavailable = AuthError::KeysUnavailable.to_response();
+        assert_eq!(unavailable.status(), 503);
+        assert_eq!(unavailable.headers()[header::RETRY_AFTER], "5");
+    }
+
+    #[test]
+    fn body_never_names_the_reason() {
+        for reason in [Reason::BadSignature, Reason::Expired, Reason::UnknownKey] {
+            let body = AuthError::InvalidToken(reason).to_response().into_body();
+            assert_eq!(&body[..], br#"{"error":"invalid_token"}"#);
+        }
+    }
+}

@@ -1,0 +1,395 @@
+//! Turning validated claims into an [`Identity`] whose every value is safe to put in a header.
+//!
+//! Values are checked byte by byte once, when the token is verified, and kept as ready-made
+//! `HeaderValue`s so that a cache hit injects headers without re-encoding. Encoding rules:
+//! - control bytes (0x00–0x1F, 0x7F: CR, LF, NUL, TAB, …) make the token fail with
+//!   [`Reason::UnsafeClaimValue`]; they are never passed through or silently dropped;
+//! - bytes outside printable ASCII (UTF-8 text) and `%` itself are percent-encoded (RFC 3986), so
+//!   the header is plain ASCII and decoding is unambiguous;
+//! - array members are joined with `,` (roles, other claims) or a space (scopes). A member that
+//!   contains the separator is refused, so one role can never read as two.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use http::HeaderValue;
+use serde_json::{Map, Value};
+
+use crate::error::Reason;
+
+/// A dotted path into the claims, such as `realm_access.roles`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimPath {
+    segments: Vec<String>,
+    text: String,
+}
+
+impl ClaimPath {
+    /// Parses `a.b.c`. Empty segments are refused.
+    ///
+    /// # Errors
+    /// Returns the path back if it is empty or has an empty segment.
+    pub fn parse(path: &str) -> Result<Self, String> {
+        let segments: Vec<String> = path.split('.').map(str::to_owned).collect();
+        if segments.iter().any(String::is_empty) {
+            return Err(format!(
+                "claim path {path:?} has an empty segment; write it like \"realm_access.roles\""
+            ));
+        }
+        Ok(Self {
+            segments,
+            text: path.to_owned(),
+        })
+    }
+
+    /// The path as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    pub(crate) fn lookup<'a>(&self, claims: &'a Map<String, Value>) -> Option<&'a Value> {
+        let (first, rest) = self.segments.split_first()?;
+        let mut value = claims.get(first)?;
+        for segment in rest {
+            value = value.as_object()?.get(segment)?;
+        }
+        Some(value)
+    }
+}
+
+/// Which claims become the identity, per issuer.
+#[derive(Debug, Clone)]
+pub struct ClaimMapping {
+    /// The subject (default `sub`).
+    pub subject: ClaimPath,
+    /// Roles: a string or an array of strings (default `roles`).
+    pub roles: Option<ClaimPath>,
+    /// Scopes: a space-separated string or an array (default `scope`, then `scp`).
+    pub scopes: Vec<ClaimPath>,
+    /// The tenant (default `tenant_id`).
+    pub tenant: Option<ClaimPath>,
+    /// The OAuth client (default `client_id`, then `azp`).
+    pub client: Vec<ClaimPath>,
+    /// More claims, by a name of the operator's choosing, for custom headers.
+    pub extra: Vec<(String, ClaimPath)>,
+}
+
+impl Default for ClaimMapping {
+    fn default() -> Self {
+        let path = |p: &str| ClaimPath {
+            segments: p.split('.').map(str::to_owned).collect(),
+            text: p.to_owned(),
+        };
+        Self {
+            subject: path("sub"),
+            roles: Some(path("roles")),
+            scopes: vec![path("scope"), path("scp")],
+            tenant: Some(path("tenant_id")),
+            client: vec![path("client_id"), path("azp")],
+            extra: Vec::new(),
+        }
+    }
+}
+
+/// A text value that has passed the header checks, with its encoded header form.
+#[derive(Debug, Clone)]
+struct Safe {
+    text: String,
+    header: HeaderValue,
+}
+
+/// Who the caller is, built only from a verified token (or a verified gateway assertion).
+///
+/// There is no public constructor: holding an `Identity` means validation succeeded.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    issuer: Arc<str>,
+    subject: Option<Safe>,
+    roles: Vec<String>,
+    roles_header: Option<HeaderValue>,
+    scopes: Vec<String>,
+    scopes_header: Option<HeaderValue>,
+    tenant: Option<Safe>,
+    client: Option<Safe>,
+    extra: Vec<(String, Safe)>,
+}
+
+/// A field of the identity that can be injected as a header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IdentityField {
+    /// The subject.
+    Subject,
+    /// Roles, comma-joined.
+    Roles,
+    /// Scopes, space-joined.
+    Scopes,
+    /// The tenant.
+    Tenant,
+    /// The OAuth client id.
+    Client,
+    /// The issuer.
+    Issuer,
+    /// A claim from [`ClaimMapping::extra`], by its name.
+    Claim(String),
+}
+
+impl Identity {
+    /// Builds the identity from verified claims.
+    pub(crate) fn from_claims(
+        issuer: Arc<str>,
+        claims: &Map<String, Value>,
+        mapping: &ClaimMapping,
+    ) -> Result<Self, Reason> {
+        let subject = mapping
+            .subject
+            .lookup(claims)
+            .map(|v| scalar(v).and_then(safe))
+            .transpose()?;
+        let roles = match mapping.roles.as_ref().and_then(|p| p.lookup(claims)) {
+            None => Vec::new(),
+            Some(value) => list(value, ',')?,
+        };
+        let scopes = match mapping.scopes.iter().find_map(|p| p.lookup(claims)) {
+            None => Vec::new(),
+            Some(Value::String(s)) => s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+            Some(value) => list(value, ' ')?,
+        };
+        let tenant = mapping
+            .tenant
+            .as_ref()
+            .and_then(|p| p.lookup(claims))
+            .map(|v| scalar(v).and_then(safe))
+            .transpose()?;
+        let client = mapping
+            .client
+            .iter()
+            .find_map(|p| p.lookup(claims))
+            .map(|v| scalar(v).and_then(safe))
+            .transpose()?;
+        let mut extra = Vec::with_capacity(mapping.extra.len());
+        for (name, path) in &mapping.extra {
+            if let Some(value) = path.lookup(claims) {
+                let text = match value {
+                    Value::Array(_) => list(value, ',')?.join(","),
+                    other => scalar(other)?,
+                };
+                extra.push((name.clone(), safe(text)?));
+            }
+        }
+        let roles_header = joined_header(&roles, ",")?;
+        let scopes_header = joined_header(&scopes, " ")?;
+        Ok(Self {
+            issuer,
+            subject,
+            roles,
+            roles_header,
+            scopes,
+            scopes_header,
+            tenant,
+            client,
+            extra,
+        })
+    }
+
+    /// The issuer that vouched for this identity.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The subject (`sub` by default).
+    pub fn subject(&self) -> Option<&str> {
+        self.subject.as_ref().map(|s| s.text.as_str())
+    }
+
+    /// The roles.
+    pub fn roles(&self) -> &[String] {
+        &self.roles
+    }
+
+    /// Whether the identity has `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+
+    /// The scopes.
+    pub fn scopes(&self) -> &[String] {
+        &self.scopes
+    }
+
+    /// Whether the identity has `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+
+    /// The tenant.
+    pub fn tenant(&self) -> Option<&str> {
+        self.tenant.as_ref().map(|s| s.text.as_str())
+    }
+
+    /// The OAuth client id.
+    pub fn client(&self) -> Option<&str> {
+        self.client.as_ref().map(|s| s.text.as_str())
+    }
+
+    /// A mapped extra claim, as text.
+    pub fn claim(&self, name: &str) -> Option<&str> {
+        self.extra
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| s.text.as_str())
+    }
+
+    /// The ready-to-inject header value for `field`, if the identity has it.
+    pub fn header_value(&self, field: &IdentityField) -> Option<HeaderValue> {
+        match field {
+            IdentityField::Subject => self.subject.as_ref().map(|s| s.header.clone()),
+            IdentityField::Roles => self.roles_header.clone(),
+            IdentityField::Scopes => self.scopes_header.clone(),
+            IdentityField::Tenant => self.tenant.as_ref().map(|s| s.header.clone()),
+            IdentityField::Client => self.client.as_ref().map(|s| s.header.clone()),
+            IdentityField::Issuer => encode_header(&self.issuer).ok(),
+            IdentityField::Claim(name) => self
+                .extra
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, s)| s.header.clone()),
+        }
+    }
+}
+
+fn scalar(value: &Value) -> Result<String, Reason> {
+    match value {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        _ => Err(Reason::UnsafeClaimValue),
+    }
+}
+
+fn list(value: &Value, separator: char) -> Result<Vec<String>, Reason> {
+    let items: Vec<String> = match value {
+        Value::Array(items) => items.iter().map(scalar).collect::<Result<_, _>>()?,
+        other => vec![scalar(other)?],
+    };
+    for item in &items {
+        if item.contains(separator) || item.is_empty() {
+            return Err(Reason::UnsafeClaimValue);
+        }
+        encode_header(item)?;
+    }
+    Ok(items)
+}
+
+fn safe(text: String) -> Result<Safe, Reason> {
+    let header = encode_header(&text)?;
+    Ok(Safe { text, header })
+}
+
+fn joined_header(items: &[String], separator: &str) -> Result<Option<HeaderValue>, Reason> {
+    if items.is_empty() {
+        return Ok(None);
+    }
+    encode_header(&items.join(separator)).map(Some)
+}
+
+/// Encodes `text` for a header value: control bytes are refused, non-ASCII and `%` are
+/// percent-encoded, printable ASCII passes unchanged.
+pub fn encode_header(text: &str) -> Result<HeaderValue, Reason> {
+    let bytes = text.as_bytes();
+    if bytes.iter().any(|&b| b < 0x20 || b == 0x7f) {
+        return Err(Reason::UnsafeClaimValue);
+    }
+    let needs_encoding = bytes.iter().any(|&b| b >= 0x80 || b == b'%');
+    if !needs_encoding {
+        return HeaderValue::from_str(text).map_err(|_| Reason::UnsafeClaimValue);
+    }
+    let mut encoded = String::with_capacity(text.len() + 16);
+    for &b in bytes {
+        if b >= 0x80 || b == b'%' {
+            let _ = write!(encoded, "%{b:02X}");
+        } else {
+            encoded.push(char::from(b));
+        }
+    }
+    HeaderValue::from_str(&encoded).map_err(|_| Reason::UnsafeClaimValue)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn identity(claims: Value, mapping: &ClaimMapping) -> Result<Identity, Reason> {
+        let Value::Object(map) = claims else {
+            return Err(Reason::BadJson);
+        };
+        Identity::from_claims(Arc::from("https://idp"), &map, mapping)
+    }
+
+    #[test]
+    fn maps_defaults_and_dotted_paths() {
+        let mut mapping = ClaimMapping::default();
+        mapping.roles = Some(ClaimPath::parse("realm_access.roles").unwrap());
+        mapping.extra.push(("email".into(), ClaimPath::parse("email").unwrap()));
+        let id = identity(
+            json!({"sub":"u1","realm_access":{"roles":["admin","user"]},"scope":"read write",
+                   "tenant_id":"t1","azp":"web","email":"a@b.c"}),
+            &mapping,
+        )
+        .unwrap();
+        assert_eq!(id.subject(), Some("u1"));
+        assert_eq!(id.roles(), ["admin", "user"]);
+        assert_eq!(id.header_value(&IdentityField::Roles).unwrap(), "admin,user");
+        assert_eq!(id.header_value(&IdentityField::Scopes).unwrap(), "read write");
+        assert!(id.has_scope("write") && !id.has_scope("admin"));
+        assert_eq!(id.tenant(), Some("t1"));
+        assert_eq!(id.client(), Some("web"));
+        assert_eq!(id.claim("email"), Some("a@b.c"));
+        assert_eq!(id.header_value(&IdentityField::Claim("email".into())).unwrap(), "a@b.c");
+    }
+
+    #[test]
+    fn control_bytes_fail_the_token() {
+        let mapping = ClaimMapping::default();
+        for bad in ["a\r\nX-Admin: 1", "a\n", "a\0", "a\tb", "a\u{7f}"] {
+            assert_eq!(
+                identity(json!({"sub": bad}), &mapping).err(),
+                Some(Reason::UnsafeClaimValue),
+                "{bad:?}"
+            );
+            assert_eq!(
+                identity(json!({"sub":"ok","roles":["x", bad]}), &mapping).err(),
+                Some(Reason::UnsafeClaimValue)
+            );
+            assert_eq!(
+                identity(json!({"sub":"ok","tenant_id": bad}), &mapping).err(),
+                Some(Reason::UnsafeClaimValue)
+            );
+        }
+    }
+
+    #[test]
+    fn separators_inside_members_are_refused() {
+        let mapping = ClaimMapping::default();
+        assert_eq!(
+            identity(json!({"roles":["admin,user"]}), &mapping).err(),
+            Some(Reason::UnsafeClaimValue)
+        );
+        assert_eq!(
+            identity(json!({"scp":["a b"]}), &mapping).err(),
+            Some(Reason::UnsafeClaimValue)
+        );
+        assert_eq!(
+            identity(json!({"sub":{"id":1}}), &mapping).err(),
+            Some(Reason::UnsafeClaimValue)
+        );
+    }
+
+    #[test]
+    fn non_ascii_and_percent_are_encoded() {
+        assert_eq!(encode_header("José").unwrap(), "Jos%C3%A9");
+        assert_eq!(encode_header("50%").unwrap(), "50%25");
+        assert_eq!(encode_header("plain value").unwrap(), "plain value");
+    }
+}

@@ -1,0 +1,219 @@
+//! Parsing of untrusted compact JWS text, before any key is involved.
+//!
+//! Order matters: the size limit comes before any decoding, the shape (exactly three segments)
+//! before base64, and strict base64url before JSON. Nothing here trusts the token: `alg` is only
+//! used to pick candidate keys whose own algorithm must equal it, and `jku`, `x5u`, `x5c` and `jwk`
+//! are never read at all.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value};
+
+use crate::alg::Algorithm;
+use crate::error::Reason;
+use crate::json;
+
+/// The default maximum token length in bytes.
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// The protected header fields trustgate acts on.
+#[derive(Debug, Clone)]
+pub(crate) struct Header {
+    pub(crate) alg: Algorithm,
+    pub(crate) kid: Option<String>,
+    pub(crate) typ: Option<String>,
+}
+
+/// A compact JWS whose shape and encoding are valid; its signature is not yet checked.
+#[derive(Debug)]
+pub(crate) struct UnverifiedJws<'a> {
+    pub(crate) header: Header,
+    /// `BASE64URL(header) || '.' || BASE64URL(payload)`, the bytes the signature covers.
+    pub(crate) signing_input: &'a [u8],
+    pub(crate) payload: Vec<u8>,
+    pub(crate) signature: Vec<u8>,
+}
+
+/// Strict base64url: no padding, only the URL-safe alphabet, no whitespace, and the unused bits of
+/// the last character must be zero, so each byte string has exactly one accepted encoding.
+pub(crate) fn decode_segment(segment: &str) -> Result<Vec<u8>, Reason> {
+    URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| Reason::Malformed)
+}
+
+/// Parses a compact JWS without verifying it.
+pub(crate) fn parse_compact(token: &str, max_bytes: usize) -> Result<UnverifiedJws<'_>, Reason> {
+    if token.len() > max_bytes {
+        return Err(Reason::TooLarge);
+    }
+    if token.starts_with('{') {
+        // JWS JSON serialization (general or flattened).
+        return Err(Reason::UnsupportedSerialization);
+    }
+    let mut segments = token.split('.');
+    let (Some(header_b64), Some(payload_b64), Some(signature_b64)) =
+        (segments.next(), segments.next(), segments.next())
+    else {
+        return Err(Reason::Malformed);
+    };
+    let extra = segments.count();
+    if extra == 2 {
+        // Five segments: a JWE. trustgate never decrypts.
+        return Err(Reason::UnsupportedSerialization);
+    }
+    if extra != 0 || header_b64.is_empty() || signature_b64.is_empty() {
+        return Err(Reason::Malformed);
+    }
+
+    let header = parse_header(&decode_segment(header_b64)?)?;
+    let payload = decode_segment(payload_b64)?;
+    let signature = decode_segment(signature_b64)?;
+    let signing_input = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
+    Ok(UnverifiedJws {
+        header,
+        signing_input,
+        payload,
+        signature,
+    })
+}
+
+fn parse_header(bytes: &[u8]) -> Result<Header, Reason> {
+    let map = json::parse_object(bytes)?;
+    // A `b64` of anything but `true` (RFC 7797) means the payload is not base64url-encoded, which
+    // this implementation does not support. `b64: true` is the default and harmless.
+    match map.get("b64") {
+        None | Some(Value::Bool(true)) => {}
+        Some(_) => return Err(Reason::UnsupportedSerialization),
+    }
+    // trustgate understands no JWS extension, so any `crit` is unsupported. RFC 7515 §4.1.11 also
+    // forbids an empty or non-array `crit`.
+    if map.contains_key("crit") {
+        return Err(Reason::UnsupportedCritical);
+    }
+    let alg = match map.get("alg") {
+        Some(Value::String(name)) => Algorithm::from_name(name).ok_or(Reason::UnsupportedAlgorithm)?,
+        Some(_) => return Err(Reason::BadJson),
+        None => return Err(Reason::UnsupportedAlgorithm),
+    };
+    // `enc` marks a JWE header even when the segment count was forged to three.
+    if map.contains_key("enc") {
+        return Err(Reason::UnsupportedSerialization);
+    }
+    Ok(Header {
+        alg,
+        kid: optional_string(&map, "kid")?,
+        typ: optional_string(&map, "typ")?,
+    })
+}
+
+fn optional_string(map: &Map<String, Value>, name: &str) -> Result<Option<String>, Reason> {
+    match map.get(name) {
+        None => Ok(None),
+        Some(Value::String(value)) => Ok(Some(value.clone())),
+        Some(_) => Err(Reason::BadJson),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    fn token(header: &str, payload: &str) -> String {
+        format!("{}.{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()), b64(b"sig"))
+    }
+
+    #[test]
+    fn parses_a_well_formed_token() {
+        let t = token(r#"{"alg":"ES256","kid":"k1","typ":"at+jwt"}"#, r#"{"sub":"a"}"#);
+        let jws = parse_compact(&t, DEFAULT_MAX_TOKEN_BYTES).unwrap();
+        assert_eq!(jws.header.alg, Algorithm::ES256);
+        assert_eq!(jws.header.kid.as_deref(), Some("k1"));
+        assert_eq!(jws.header.typ.as_deref(), Some("at+jwt"));
+        assert_eq!(jws.payload, br#"{"sub":"a"}"#);
+        assert_eq!(jws.signature, b"sig");
+        let dot = t.rfind('.').unwrap();
+        assert_eq!(jws.signing_input, t[..dot].as_bytes());
+    }
+
+    #[test]
+    fn size_limit_applies_before_decoding() {
+        let big = "!".repeat(DEFAULT_MAX_TOKEN_BYTES + 1);
+        assert_eq!(parse_compact(&big, DEFAULT_MAX_TOKEN_BYTES).unwrap_err(), Reason::TooLarge);
+        let t = token(r#"{"alg":"ES256"}"#, "{}");
+        assert_eq!(parse_compact(&t, t.len() - 1).unwrap_err(), Reason::TooLarge);
+        assert!(parse_compact(&t, t.len()).is_ok());
+    }
+
+    #[test]
+    fn segment_counts() {
+        let h = b64(br#"{"alg":"ES256"}"#);
+        assert_eq!(parse_compact(&h, 9999).unwrap_err(), Reason::Malformed);
+        assert_eq!(parse_compact(&format!("{h}.e30"), 9999).unwrap_err(), Reason::Malformed);
+        assert_eq!(parse_compact(&format!("{h}.e30."), 9999).unwrap_err(), Reason::Malformed);
+        assert_eq!(parse_compact(&format!("{h}.e30.c2ln.x"), 9999).unwrap_err(), Reason::Malformed);
+        assert_eq!(
+            parse_compact(&format!("{h}.a.b.c.d"), 9999).unwrap_err(),
+            Reason::UnsupportedSerialization
+        );
+        assert_eq!(
+            parse_compact(r#"{"payload":"e30","signatures":[]}"#, 9999).unwrap_err(),
+            Reason::UnsupportedSerialization
+        );
+        assert_eq!(parse_compact(".e30.c2ln", 9999).unwrap_err(), Reason::Malformed);
+        assert_eq!(parse_compact("", 9999).unwrap_err(), Reason::Malformed);
+    }
+
+    #[test]
+    fn base64_is_strict() {
+        let h = b64(br#"{"alg":"ES256"}"#);
+        for bad_payload in ["e30=", "e3 0", "e3\n0", "e3+0", "e3/0", "e31", "e3%30"] {
+            let t = format!("{h}.{bad_payload}.c2ln");
+            assert_eq!(parse_compact(&t, 9999).unwrap_err(), Reason::Malformed, "{bad_payload}");
+        }
+        // "e31" and "e30" differ only in unused bits: only the canonical form is accepted.
+        assert!(parse_compact(&format!("{h}.e30.c2ln"), 9999).is_ok());
+        assert!(parse_compact(&format!("{h}.e30.c2k"), 9999).is_ok());
+        assert_eq!(parse_compact(&format!("{h}.e30.c2l"), 9999).unwrap_err(), Reason::Malformed);
+    }
+
+    #[test]
+    fn header_rules() {
+        let cases: &[(&str, Reason)] = &[
+            (r#"{"alg":"none"}"#, Reason::UnsupportedAlgorithm),
+            (r#"{"alg":"NONE"}"#, Reason::UnsupportedAlgorithm),
+            (r#"{"alg":"HS256"}"#, Reason::UnsupportedAlgorithm),
+            (r#"{"alg":"ES512"}"#, Reason::UnsupportedAlgorithm),
+            (r#"{}"#, Reason::UnsupportedAlgorithm),
+            (r#"{"alg":256}"#, Reason::BadJson),
+            (r#"{"alg":"ES256","alg":"none"}"#, Reason::DuplicateMember),
+            (r#"{"alg":"none","alg":"ES256"}"#, Reason::DuplicateMember),
+            (r#"{"alg":"ES256","crit":["exp"],"exp":1}"#, Reason::UnsupportedCritical),
+            (r#"{"alg":"ES256","crit":[]}"#, Reason::UnsupportedCritical),
+            (r#"{"alg":"ES256","b64":false,"crit":["b64"]}"#, Reason::UnsupportedSerialization),
+            (r#"{"alg":"ES256","b64":false}"#, Reason::UnsupportedSerialization),
+            (r#"{"alg":"ES256","kid":7}"#, Reason::BadJson),
+            (r#"{"alg":"ES256","enc":"A128GCM"}"#, Reason::UnsupportedSerialization),
+            (r#"["alg"]"#, Reason::BadJson),
+        ];
+        for (header, want) in cases {
+            let t = token(header, "{}");
+            assert_eq!(parse_compact(&t, 9999).unwrap_err(), *want, "{header}");
+        }
+    }
+
+    #[test]
+    fn key_carrying_headers_are_ignored_not_used() {
+        let t = token(
+            r#"{"alg":"ES256","jku":"http://127.0.0.1:1/","x5u":"http://127.0.0.1:1/","jwk":{"kty":"EC"},"x5c":["AA"]}"#,
+            "{}",
+        );
+        let jws = parse_compact(&t, 9999).unwrap();
+        assert_eq!(jws.header.alg, Algorithm::ES256);
+        assert_eq!(jws.header.kid, None);
+    }
+}

@@ -1,0 +1,515 @@
+//! Where an issuer's keys come from, and how they are kept fresh.
+//!
+//! Each issuer's current [`KeySet`] sits behind an [`ArcSwap`]. Requests load it without locking;
+//! a refresh builds a complete new set off to the side and swaps it in. No lock is ever held across
+//! I/O: on-demand refetches are single-flight through an atomic flag, and waiters are woken through
+//! a `watch` channel when the fetch finishes.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::alg::Algorithm;
+use crate::clock::SharedClock;
+use crate::fetch::{FetchError, Fetcher};
+use crate::json;
+use crate::key::{KeyRejection, VerifyingKey};
+use crate::keyset::{JwksError, KeySet};
+
+/// Where an issuer's verification keys come from.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum KeySource {
+    /// A JWK Set document given inline (for example, read by the caller from a file).
+    Jwks(String),
+    /// A JWK Set file, read once when the validator is built.
+    JwksFile(PathBuf),
+    /// PEM `PUBLIC KEY` blocks, each bound to one algorithm.
+    Pem(Vec<PemKey>),
+    /// A JWK Set URL, fetched at start and refreshed in the background.
+    JwksUrl(String),
+    /// OIDC discovery: `{issuer}/.well-known/openid-configuration`, then its `jwks_uri`.
+    Discovery,
+}
+
+/// One PEM public key and the algorithm it verifies.
+#[derive(Debug, Clone)]
+pub struct PemKey {
+    /// PEM text containing one `PUBLIC KEY` block.
+    pub pem: String,
+    /// The algorithm this key verifies.
+    pub alg: Algorithm,
+    /// An optional key id; a key without one is tried for tokens without `kid`.
+    pub kid: Option<String>,
+}
+
+/// How often keys are refreshed and how long stale keys are served.
+#[derive(Debug, Clone)]
+pub struct RefreshPolicy {
+    /// Interval when the response has no `Cache-Control: max-age`.
+    pub default_interval: Duration,
+    /// Lower bound for a `max-age` (protects the issuer from a `max-age=0`).
+    pub min_interval: Duration,
+    /// Upper bound for a `max-age` (rotations are noticed within this time).
+    pub max_interval: Duration,
+    /// Minimum time between two on-demand refetches caused by unknown `kid`s.
+    pub unknown_kid_cooldown: Duration,
+    /// How long keys keep serving after the last successful fetch, while the issuer is failing.
+    pub max_staleness: Duration,
+    /// The first retry delay after a failed fetch; it doubles up to `default_interval`.
+    pub retry_base: Duration,
+}
+
+impl Default for RefreshPolicy {
+    fn default() -> Self {
+        Self {
+            default_interval: Duration::from_secs(300),
+            min_interval: Duration::from_secs(30),
+            max_interval: Duration::from_secs(3600),
+            unknown_kid_cooldown: Duration::from_secs(30),
+            max_staleness: Duration::from_secs(24 * 3600),
+            retry_base: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why a refresh failed. The previous key set stays in force.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RefreshError {
+    /// The HTTP fetch failed.
+    #[error("fetch failed: {0}")]
+    Fetch(#[from] FetchError),
+    /// The key set document was refused.
+    #[error("{0}")]
+    Jwks(#[from] JwksError),
+    /// The discovery document is malformed.
+    #[error("discovery document is not a JSON object with a string jwks_uri")]
+    BadDiscovery,
+    /// The discovery document names another issuer.
+    #[error("discovery document issuer {found:?} does not equal the configured issuer")]
+    IssuerMismatch {
+        /// The `issuer` the document declared.
+        found: String,
+    },
+}
+
+/// A published key set and when it was obtained.
+#[derive(Debug)]
+pub(crate) struct KeyState {
+    pub(crate) keys: KeySet,
+    /// Milliseconds since the epoch of the last successful fetch; `None` for static sources.
+    fetched_at_ms: Option<i64>,
+}
+
+const NEGATIVE_KID_CAPACITY: usize = 1024;
+
+enum Remote {
+    JwksUrl(String),
+    Discovery { discovered_jwks_uri: Mutex<Option<String>> },
+}
+
+/// The live keys of one issuer.
+pub(crate) struct IssuerKeys {
+    issuer: Arc<str>,
+    allowed: Vec<Algorithm>,
+    remote: Option<(Fetcher, Remote)>,
+    policy: RefreshPolicy,
+    clock: SharedClock,
+    state: ArcSwap<KeyState>,
+    in_flight: AtomicBool,
+    last_on_demand_ms: AtomicI64,
+    failures_in_row: AtomicU64,
+    generation: watch::Sender<u64>,
+    negative_kids: Mutex<HashMap<Box<str>, i64>>,
+    fetches: AtomicU64,
+    fetch_failures: AtomicU64,
+}
+
+impl std::fmt::Debug for IssuerKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuerKeys")
+            .field("issuer", &self.issuer)
+            .field("keys", &self.state.load().keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A configuration problem with a static key source.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StaticKeyError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The JWK Set was refused.
+    #[error("{0}")]
+    Jwks(#[from] JwksError),
+    /// A PEM block is missing or not a public key.
+    #[error("PEM key {index}: expected one \"PUBLIC KEY\" block")]
+    Pem {
+        /// Position in the list, from 0.
+        index: usize,
+    },
+    /// A PEM key was refused.
+    #[error("PEM key {index}: {rejection}")]
+    PemKey {
+        /// Position in the list, from 0.
+        index: usize,
+        /// Why.
+        rejection: KeyRejection,
+    },
+}
+
+impl IssuerKeys {
+    /// Builds the key holder. Static sources are parsed here, once; remote sources start empty.
+    pub(crate) fn new(
+        issuer: Arc<str>,
+        allowed: Vec<Algorithm>,
+        source: &KeySource,
+        fetcher: &Fetcher,
+        policy: RefreshPolicy,
+        clock: SharedClock,
+    ) -> Result<Self, StaticKeyError> {
+        let (keys, remote) = match source {
+            KeySource::Jwks(text) => (
+                KeySet::from_jwks(text.as_bytes(), &allowed, &issuer, None)?,
+                None,
+            ),
+            KeySource::JwksFile(path) => {
+                let text = std::fs::read(path).map_err(|source| StaticKeyError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                (KeySet::from_jwks(&text, &allowed, &issuer, None)?, None)
+            }
+            KeySource::Pem(pems) => (static_pem_keys(pems)?, None),
+            KeySource::JwksUrl(url) => (
+                KeySet::default(),
+                Some((fetcher.clone(), Remote::JwksUrl(url.clone()))),
+            ),
+            KeySource::Discovery => (
+                KeySet::default(),
+                Some((
+                    fetcher.clone(),
+                    Remote::Discovery {
+                        discovered_jwks_uri: Mutex::new(None),
+                    },
+                )),
+            ),
+        };
+        let (generation, _) = watch::channel(0);
+        Ok(Self {
+            issuer,
+            allowed,
+            remote,
+            policy,
+            clock,
+            state: ArcSwap::from_pointee(KeyState {
+                keys,
+                fetched_at_ms: None,
+            }),
+            in_flight: AtomicBool::new(false),
+            last_on_demand_ms: AtomicI64::new(i64::MIN / 2),
+            failures_in_row: AtomicU64::new(0),
+            generation,
+            negative_kids: Mutex::new(HashMap::new()),
+            fetches: AtomicU64::new(0),
+            fetch_failures: AtomicU64::new(0),
+        })
+    }
+
+    pub(crate) fn is_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+
+    /// The current key set. Lock-free.
+    pub(crate) fn load(&self) -> arc_swap::Guard<Arc<KeyState>> {
+        self.state.load()
+    }
+
+    /// Whether `state` may be used now: it has keys and is within the maximum staleness.
+    pub(crate) fn usable(&self, state: &KeyState) -> bool {
+        if state.keys.is_empty() {
+            return false;
+        }
+        match state.fetched_at_ms {
+            None => !self.is_remote(),
+            Some(at) => {
+                let age = self.clock.now_millis().saturating_sub(at);
+                age <= duration_millis(self.policy.max_staleness)
+            }
+        }
+    }
+
+    pub(crate) fn fetch_counts(&self) -> (u64, u64) {
+        (
+            self.fetches.load(Ordering::Relaxed),
+            self.fetch_failures.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Fetches and publishes a new key set now. A failure leaves the current set in place.
+    pub(crate) async fn refresh(&self) -> Result<Option<Duration>, RefreshError> {
+        let Some((fetcher, remote)) = &self.remote else {
+            return Ok(None);
+        };
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        let result = self.fetch_key_set(fetcher, remote).await;
+        match result {
+            Ok((keys, max_age)) => {
+                let now = self.clock.now_millis();
+                let previous = self.state.load_full();
+                previous.keys.retire_missing(&keys);
+                let count = keys.len();
+                self.state.store(Arc::new(KeyState {
+                    keys,
+                    fetched_at_ms: Some(now),
+                }));
+                self.failures_in_row.store(0, Ordering::Relaxed);
+                self.clear_negative_kids();
+                tracing::debug!(issuer = %self.issuer, keys = count, "published key set");
+                Ok(max_age)
+            }
+            Err(err) => {
+                self.fetch_failures.fetch_add(1, Ordering::Relaxed);
+                self.failures_in_row.fetch_add(1, Ordering::Relaxed);
+                if let Remote::Discovery {
+                    discovered_jwks_uri,
+                } = remote
+                {
+                    // Discover again next time: the jwks_uri itself may have moved.
+                    if let Ok(mut uri) = discovered_jwks_uri.lock() {
+                        *uri = None;
+                    }
+                }
+                tracing::warn!(issuer = %self.issuer, error = %err, "key refresh failed; keeping the previous keys");
+                Err(err)
+            }
+        }
+    }
+
+    async fn fetch_key_set(
+        &self,
+        fetcher: &Fetcher,
+        remote: &Remote,
+    ) -> Result<(KeySet, Option<Duration>), RefreshError> {
+        let jwks_uri = match remote {
+            Remote::JwksUrl(url) => url.clone(),
+            Remote::Discovery {
+                discovered_jwks_uri,
+            } => {
+                let known = discovered_jwks_uri.lock().ok().and_then(|uri| uri.clone());
+                match known {
+                    Some(uri) => uri,
+                    None => {
+                        let uri = self.discover(fetcher).await?;
+                        if let Ok(mut slot) = discovered_jwks_uri.lock() {
+                            *slot = Some(uri.clone());
+                        }
+                        uri
+                    }
+                }
+            }
+        };
+        let fetched = fetcher.get(&jwks_uri).await?;
+        let previous = self.state.load();
+        let keys = KeySet::from_jwks(&fetched.body, &self.allowed, &self.issuer, Some(&previous.keys))?;
+        Ok((keys, fetched.max_age))
+    }
+
+    async fn discover(&self, fetcher: &Fetcher) -> Result<String, RefreshError> {
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            self.issuer.trim_end_matches('/')
+        );
+        let fetched = fetcher.get(&url).await?;
+        let doc = json::parse_object(&fetched.body).map_err(|_| RefreshError::BadDiscovery)?;
+        match doc.get("issuer") {
+            Some(Value::String(found)) if **found == *self.issuer => {}
+            Some(Value::String(found)) => {
+                return Err(RefreshError::IssuerMismatch {
+                    found: found.clone(),
+                });
+            }
+            _ => return Err(RefreshError::BadDiscovery),
+        }
+        match doc.get("jwks_uri") {
+            Some(Value::String(uri)) => Ok(uri.clone()),
+            _ => Err(RefreshError::BadDiscovery),
+        }
+    }
+
+    /// How long to wait before the next background refresh.
+    fn next_delay(&self, outcome: &Result<Option<Duration>, RefreshError>) -> Duration {
+        match outcome {
+            Ok(max_age) => max_age
+                .unwrap_or(self.policy.default_interval)
+                .clamp(self.policy.min_interval, self.policy.max_interval),
+            Err(_) => {
+                let failures = self.failures_in_row.load(Ordering::Relaxed).min(16);
+                let backoff = self
+                    .policy
+                    .retry_base
+                    .saturating_mul(1u32 << failures.saturating_sub(1));
+                backoff.min(self.policy.default_interval)
+            }
+        }
+    }
+
+    /// Starts the background refresh loop. The loop holds only a weak reference and ends when the
+    /// validator is dropped.
+    pub(crate) fn spawn_refresh_loop(self: &Arc<Self>, first: Result<Option<Duration>, RefreshError>) {
+        if !self.is_remote() {
+            return;
+        }
+        let weak: Weak<Self> = Arc::downgrade(self);
+        let mut delay = self.next_delay(&first);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(delay).await;
+                let Some(this) = weak.upgrade() else { break };
+                let outcome = this.refresh_single_flight().await;
+                delay = this.next_delay(&outcome);
+            }
+        });
+    }
+
+    /// Runs a refresh unless one is already in flight, and wakes waiters when it ends.
+    async fn refresh_single_flight(&self) -> Result<Option<Duration>, RefreshError> {
+        if self
+            .in_flight
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return Ok(None);
+        }
+        let outcome = self.refresh().await;
+        self.in_flight.store(false, Ordering::Release);
+        self.generation.send_modify(|g| *g = g.wrapping_add(1));
+        outcome
+    }
+
+    /// Handles a `kid` that is not in the current key set: waits for one rate-limited,
+    /// single-flight refetch, and negatively caches the kid if it is still unknown.
+    ///
+    /// Returns `true` if a new key set was published while waiting (the caller looks again).
+    pub(crate) async fn await_unknown_kid(self: &Arc<Self>, kid: &str) -> bool {
+        if !self.is_remote() || self.is_negative(kid) {
+            return false;
+        }
+        let mut changes = self.generation.subscribe();
+        changes.borrow_and_update();
+        let fetching = self.in_flight.load(Ordering::Acquire) || self.start_on_demand_fetch();
+        if !fetching {
+            self.add_negative(kid);
+            return false;
+        }
+        let deadline = self.remote.as_ref().map_or(Duration::ZERO, |(f, _)| f.options().timeout)
+            + Duration::from_millis(250);
+        let changed = matches!(
+            tokio::time::timeout(deadline, changes.changed()).await,
+            Ok(Ok(()))
+        );
+        if changed && self.load().keys.has_kid(kid) {
+            return true;
+        }
+        self.add_negative(kid);
+        false
+    }
+
+    /// Starts an on-demand fetch if the cooldown allows it. Returns whether one was started.
+    fn start_on_demand_fetch(self: &Arc<Self>) -> bool {
+        let now = self.clock.now_millis();
+        let cooldown = duration_millis(self.policy.unknown_kid_cooldown);
+        let last = self.last_on_demand_ms.load(Ordering::Acquire);
+        if now.saturating_sub(last) < cooldown {
+            return false;
+        }
+        if self
+            .last_on_demand_ms
+            .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            // Another request claimed this cooldown window; it will fetch.
+            return self.in_flight.load(Ordering::Acquire);
+        }
+        if self.in_flight.load(Ordering::Acquire) {
+            return true;
+        }
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let _ = this.refresh_single_flight().await;
+        });
+        true
+    }
+
+    fn is_negative(&self, kid: &str) -> bool {
+        let now = self.clock.now_millis();
+        let Ok(mut negative) = self.negative_kids.lock() else {
+            return false;
+        };
+        match negative.get(kid) {
+            Some(&until) if until > now => true,
+            Some(_) => {
+                negative.remove(kid);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn add_negative(&self, kid: &str) {
+        let until = self
+            .clock
+            .now_millis()
+            .saturating_add(duration_millis(self.policy.unknown_kid_cooldown));
+        if let Ok(mut negative) = self.negative_kids.lock() {
+            if negative.len() >= NEGATIVE_KID_CAPACITY {
+                // A flood of random kids cannot grow memory: the cache is bounded and simply
+                // restarts. The cooldown, not this cache, is what bounds fetches.
+                negative.clear();
+            }
+            negative.insert(Box::from(kid), until);
+        }
+    }
+
+    fn clear_negative_kids(&self) {
+        if let Ok(mut negative) = self.negative_kids.lock() {
+            negative.clear();
+        }
+    }
+}
+
+fn static_pem_keys(pems: &[PemKey]) -> Result<KeySet, StaticKeyError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::SubjectPublicKeyInfoDer;
+
+    let mut keys = Vec::with_capacity(pems.len());
+    for (index, pem) in pems.iter().enumerate() {
+        let der = SubjectPublicKeyInfoDer::from_pem_slice(pem.pem.as_bytes())
+            .map_err(|_| StaticKeyError::Pem { index })?;
+        let key = VerifyingKey::from_spki_der(der.as_ref(), pem.alg, pem.kid.as_deref())
+            .map_err(|rejection| StaticKeyError::PemKey { index, rejection })?;
+        keys.push(key);
+    }
+    if keys.is_empty() {
+        return Err(StaticKeyError::Jwks(JwksError::NoUsableKeys));
+    }
+    Ok(KeySet::from_keys(keys, None))
+}
+
+fn duration_millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,518 @@
+//! The validator: from untrusted token text to a [`VerifiedToken`], or a coarse [`AuthError`].
+//!
+//! The order of checks is fixed and matters:
+//! 1. size limit, then the verified-token cache;
+//! 2. strict parsing of the three segments (header and payload JSON);
+//! 3. the issuer, chosen by exact `iss`, and its algorithm allow-list (a disallowed `alg` never
+//!    causes a key fetch);
+//! 4. key selection by `kid` and `alg` among that issuer's keys only, with one rate-limited
+//!    single-flight refetch for an unknown `kid`;
+//! 5. the signature; only then
+//! 6. the claims, and the identity mapping with header-safety checks.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::alg::Algorithm;
+use crate::cache::{CacheOptions, CacheStats, Lookup, VerifiedCache};
+use crate::claims::{AudiencePolicy, ClaimsPolicy, Times};
+use crate::clock::SharedClock;
+use crate::error::{AuthError, Reason};
+use crate::fetch::{FetchOptions, Fetcher};
+use crate::identity::{ClaimMapping, Identity};
+use crate::jws::{self, DEFAULT_MAX_TOKEN_BYTES, UnverifiedJws};
+use crate::json;
+use crate::key::VerifyingKey;
+use crate::keyset::KeySet;
+use crate::source::{IssuerKeys, KeySource, RefreshPolicy, StaticKeyError};
+
+/// Everything trustgate needs to know about one token issuer.
+#[derive(Debug, Clone)]
+pub struct IssuerConfig {
+    /// The exact `iss` value. For discovery, also the base URL.
+    pub issuer: String,
+    /// Where the keys come from.
+    pub source: KeySource,
+    /// The algorithm allow-list (default RS256 and ES256).
+    pub algorithms: Vec<Algorithm>,
+    /// Claim rules.
+    pub claims: ClaimsPolicy,
+    /// How claims become an [`Identity`].
+    pub mapping: ClaimMapping,
+    /// Refresh, cooldown and staleness.
+    pub refresh: RefreshPolicy,
+    /// How many keys a token without `kid` may be tried against (default 3).
+    pub max_kidless_candidates: usize,
+}
+
+impl IssuerConfig {
+    /// An issuer with the safe defaults: `exp` and `aud` required, 60 s leeway, RS256 and ES256.
+    pub fn new(
+        issuer: impl Into<String>,
+        audiences: impl IntoIterator<Item = impl Into<String>>,
+        source: KeySource,
+    ) -> Self {
+        Self {
+            issuer: issuer.into(),
+            source,
+            algorithms: vec![Algorithm::RS256, Algorithm::ES256],
+            claims: ClaimsPolicy::new(audiences),
+            mapping: ClaimMapping::default(),
+            refresh: RefreshPolicy::default(),
+            max_kidless_candidates: 3,
+        }
+    }
+}
+
+/// Validator-wide settings.
+#[derive(Debug, Clone)]
+pub struct ValidatorOptions {
+    /// Tokens longer than this are refused before decoding (default 8 KiB).
+    pub max_token_bytes: usize,
+    /// The verified-token cache.
+    pub cache: CacheOptions,
+    /// Limits for fetching discovery documents and key sets.
+    pub fetch: FetchOptions,
+}
+
+impl Default for ValidatorOptions {
+    fn default() -> Self {
+        Self {
+            max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+            cache: CacheOptions::default(),
+            fetch: FetchOptions::default(),
+        }
+    }
+}
+
+/// A configuration error, written for the operator.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Two issuers with the same `issuer`.
+    #[error("issuer {0:?} is configured twice; each issuer must appear once")]
+    DuplicateIssuer(String),
+    /// An issuer with an empty algorithm list.
+    #[error("issuer {0:?} has no algorithms; list at least one, e.g. algorithms = [\"RS256\"]")]
+    NoAlgorithms(String),
+    /// `aud` is required but no audience is configured.
+    #[error("issuer {0:?} requires an audience but none is configured; set audiences = [\"your-api\"]")]
+    NoAudiences(String),
+    /// Discovery needs the issuer to be an http(s) URL.
+    #[error("issuer {0:?} uses discovery, so it must be an https URL (http only for loopback)")]
+    DiscoveryNeedsUrl(String),
+    /// A static key source failed.
+    #[error("issuer {issuer:?}: {source}")]
+    StaticKeys {
+        /// The issuer.
+        issuer: String,
+        /// What failed.
+        source: StaticKeyError,
+    },
+    /// TLS setup for fetching keys failed (for example, a bad extra CA).
+    #[error("TLS setup for key fetching failed: {0}")]
+    Tls(#[from] rustls::Error),
+    /// A zero cap on kid-less candidates would make every kid-less token fail.
+    #[error("issuer {0:?}: max_kidless_candidates must be at least 1")]
+    ZeroKidlessCandidates(String),
+}
+
+struct IssuerEntry {
+    name: Arc<str>,
+    keys: Arc<IssuerKeys>,
+    algorithms: Vec<Algorithm>,
+    claims: ClaimsPolicy,
+    mapping: ClaimMapping,
+    max_kidless: usize,
+}
+
+struct Inner {
+    issuers: HashMap<Box<str>, Arc<IssuerEntry>>,
+    order: Vec<Arc<IssuerEntry>>,
+    cache: Option<VerifiedCache>,
+    clock: SharedClock,
+    max_token_bytes: usize,
+}
+
+/// Validates tokens from a fixed set of issuers. Cheap to clone; clones share keys and cache.
+#[derive(Clone)]
+pub struct Validator {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Validator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Validator")
+            .field(
+                "issuers",
+                &self.inner.order.iter().map(|i| &*i.name).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// The state of one issuer's keys, for readiness and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerStatus {
+    /// The issuer.
+    pub issuer: String,
+    /// Published (key, algorithm) entries.
+    pub keys: usize,
+    /// Whether the keys are usable now (present and not too stale).
+    pub usable: bool,
+    /// Fetch attempts so far.
+    pub fetches: u64,
+    /// Failed fetch attempts so far.
+    pub fetch_failures: u64,
+    /// The published key ids.
+    pub kids: Vec<String>,
+}
+
+struct Verified {
+    issuer: Arc<str>,
+    claims: Map<String, Value>,
+    identity: Identity,
+    times: Times,
+    key: Arc<VerifyingKey>,
+    size: usize,
+}
+
+/// A token whose signature and claims have been verified. Only the validator creates one.
+#[derive(Clone)]
+pub struct VerifiedToken(Arc<Verified>);
+
+impl std::fmt::Debug for VerifiedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Claims may be personal data; the token itself is never kept here.
+        f.debug_struct("VerifiedToken")
+            .field("issuer", &self.0.issuer)
+            .field("subject", &self.0.identity.subject())
+            .field("kid", &self.0.key.kid())
+            .finish_non_exhaustive()
+    }
+}
+
+impl VerifiedToken {
+    /// The issuer (`iss`).
+    pub fn issuer(&self) -> &str {
+        &self.0.issuer
+    }
+
+    /// All verified claims.
+    pub fn claims(&self) -> &Map<String, Value> {
+        &self.0.claims
+    }
+
+    /// The identity built from the claims.
+    pub fn identity(&self) -> &Identity {
+        &self.0.identity
+    }
+
+    /// `exp` in whole seconds, if present.
+    pub fn expires_at(&self) -> Option<i64> {
+        self.0.times.exp_ms.map(|ms| ms.div_euclid(1000))
+    }
+
+    /// The `kid` of the key that verified the signature.
+    pub fn key_id(&self) -> Option<&str> {
+        self.0.key.kid()
+    }
+
+    /// The algorithm of the key that verified the signature.
+    pub fn algorithm(&self) -> Algorithm {
+        self.0.key.algorithm()
+    }
+
+    pub(crate) fn times(&self) -> &Times {
+        &self.0.times
+    }
+
+    pub(crate) fn key_retired(&self) -> bool {
+        self.0.key.is_retired()
+    }
+
+    pub(crate) fn approx_size(&self) -> usize {
+        self.0.size
+    }
+}
+
+/// A JWS whose signature verified, before any claim check. Exposed for conformance tests of the
+/// signature layer (such as Wycheproof vectors, whose payloads are not claim sets).
+#[derive(Debug)]
+pub struct VerifiedSignature {
+    /// The decoded payload.
+    pub payload: Vec<u8>,
+    /// The `kid` of the key that verified it.
+    pub kid: Option<String>,
+}
+
+impl Validator {
+    /// Builds a validator. Static key sources are read and parsed here; remote ones are fetched by
+    /// [`Validator::start`].
+    ///
+    /// # Errors
+    /// [`ConfigError`] describes what to change.
+    pub fn new(
+        issuers: Vec<IssuerConfig>,
+        options: ValidatorOptions,
+        clock: SharedClock,
+    ) -> Result<Self, ConfigError> {
+        let fetcher = Fetcher::new(options.fetch.clone())?;
+        let mut map = HashMap::new();
+        let mut order = Vec::new();
+        for config in issuers {
+            if config.algorithms.is_empty() {
+                return Err(ConfigError::NoAlgorithms(config.issuer));
+            }
+            if config.claims.audience == AudiencePolicy::Required
+                && config.claims.audiences.is_empty()
+            {
+                return Err(ConfigError::NoAudiences(config.issuer));
+            }
+            if config.max_kidless_candidates == 0 {
+                return Err(ConfigError::ZeroKidlessCandidates(config.issuer));
+            }
+            if matches!(config.source, KeySource::Discovery)
+                && !(config.issuer.starts_with("https://") || config.issuer.starts_with("http://"))
+            {
+                return Err(ConfigError::DiscoveryNeedsUrl(config.issuer));
+            }
+            let name: Arc<str> = Arc::from(config.issuer.as_str());
+            let keys = IssuerKeys::new(
+                Arc::clone(&name),
+                config.algorithms.clone(),
+                &config.source,
+                &fetcher,
+                config.refresh.clone(),
+                Arc::clone(&clock),
+            )
+            .map_err(|source| ConfigError::StaticKeys {
+                issuer: config.issuer.clone(),
+                source,
+            })?;
+            let entry = Arc::new(IssuerEntry {
+                name,
+                keys: Arc::new(keys),
+                algorithms: config.algorithms,
+                claims: config.claims,
+                mapping: config.mapping,
+                max_kidless: config.max_kidless_candidates,
+            });
+            if map.insert(Box::from(config.issuer.as_str()), Arc::clone(&entry)).is_some() {
+                return Err(ConfigError::DuplicateIssuer(config.issuer));
+            }
+            order.push(entry);
+        }
+        let cache = options
+            .cache
+            .enabled
+            .then(|| VerifiedCache::new(&options.cache));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                issuers: map,
+                order,
+                cache,
+                clock,
+                max_token_bytes: options.max_token_bytes,
+            }),
+        })
+    }
+
+    /// Fetches every remote issuer's keys once (concurrently), then starts the background refresh
+    /// loops. Returns whether every issuer has usable keys. An issuer that is down is retried in
+    /// the background with backoff; requests for it get [`AuthError::KeysUnavailable`] meanwhile.
+    ///
+    /// Must be called within a Tokio runtime.
+    pub async fn start(&self) -> bool {
+        let mut tasks = Vec::new();
+        for entry in &self.inner.order {
+            let keys = Arc::clone(&entry.keys);
+            tasks.push(tokio::spawn(async move {
+                let first = keys.refresh().await;
+                keys.spawn_refresh_loop(first);
+            }));
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+        self.is_ready()
+    }
+
+    /// Whether every issuer has usable keys.
+    pub fn is_ready(&self) -> bool {
+        self.inner
+            .order
+            .iter()
+            .all(|entry| entry.keys.usable(&entry.keys.load()))
+    }
+
+    /// Key and fetch status per issuer.
+    pub fn issuer_status(&self) -> Vec<IssuerStatus> {
+        self.inner
+            .order
+            .iter()
+            .map(|entry| {
+                let state = entry.keys.load();
+                let (fetches, fetch_failures) = entry.keys.fetch_counts();
+                IssuerStatus {
+                    issuer: entry.name.to_string(),
+                    keys: state.keys.len(),
+                    usable: entry.keys.usable(&state),
+                    fetches,
+                    fetch_failures,
+                    kids: state.keys.kids().map(str::to_owned).collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// The configured issuers, in configuration order.
+    pub fn issuers(&self) -> impl Iterator<Item = &str> {
+        self.inner.order.iter().map(|e| &*e.name)
+    }
+
+    /// Cache counters (all zero when the cache is off).
+    pub fn cache_stats(&self) -> CacheStats {
+        self.inner
+            .cache
+            .as_ref()
+            .map(VerifiedCache::stats)
+            .unwrap_or_default()
+    }
+
+    /// Validates a token: signature, issuer, claims and identity mapping.
+    ///
+    /// A cache hit returns without awaiting. A miss may await one single-flight key refetch when
+    /// the `kid` is unknown, bounded by the fetch timeout.
+    ///
+    /// # Errors
+    /// [`AuthError::InvalidToken`] with the reason, or [`AuthError::KeysUnavailable`].
+    pub async fn validate(&self, token: &str) -> Result<VerifiedToken, AuthError> {
+        if token.len() > self.inner.max_token_bytes {
+            return Err(Reason::TooLarge.into());
+        }
+        let now_ms = self.inner.clock.now_millis();
+        if let Some(cache) = &self.inner.cache {
+            match cache.lookup(token, now_ms) {
+                Lookup::Hit(verified) => return Ok(verified),
+                Lookup::Refused(reason) => return Err(reason.into()),
+                Lookup::Miss => {}
+            }
+        }
+        let verified = self.validate_uncached(token).await?;
+        if let Some(cache) = &self.inner.cache {
+            cache.insert(token, verified.clone());
+        }
+        Ok(verified)
+    }
+
+    async fn validate_uncached(&self, token: &str) -> Result<VerifiedToken, AuthError> {
+        let jws = jws::parse_compact(token, self.inner.max_token_bytes)?;
+        let claims = json::parse_object(&jws.payload)?;
+        let entry = match claims.get("iss") {
+            Some(Value::String(iss)) => self.inner.issuers.get(iss.as_str()),
+            _ => None,
+        }
+        .ok_or(Reason::UnknownIssuer)?;
+        if !entry.algorithms.contains(&jws.header.alg) {
+            return Err(Reason::AlgorithmNotAllowed.into());
+        }
+        let key = self.verify_signature(entry, &jws).await?;
+        // Time is read again: an unknown-kid refetch may have taken a while.
+        let now_ms = self.inner.clock.now_millis();
+        let times = entry
+            .claims
+            .check(jws.header.typ.as_deref(), &claims, now_ms)?;
+        let identity = Identity::from_claims(Arc::clone(&entry.name), &claims, &entry.mapping)?;
+        let size = jws.payload.len() * 3 + 256;
+        Ok(VerifiedToken(Arc::new(Verified {
+            issuer: Arc::clone(&entry.name),
+            claims,
+            identity,
+            times,
+            key,
+            size,
+        })))
+    }
+
+    async fn verify_signature(
+        &self,
+        entry: &Arc<IssuerEntry>,
+        jws: &UnverifiedJws<'_>,
+    ) -> Result<Arc<VerifyingKey>, AuthError> {
+        let kid = jws.header.kid.as_deref();
+        {
+            let state = entry.keys.load();
+            if !entry.keys.usable(&state) {
+                return Err(AuthError::KeysUnavailable);
+            }
+            match kid {
+                None => return verify_with(&state.keys, None, jws, entry.max_kidless),
+                Some(kid) if state.keys.has_kid(kid) => {
+                    return verify_with(&state.keys, Some(kid), jws, entry.max_kidless);
+                }
+                Some(_) => {}
+            }
+        }
+        let Some(kid) = kid else {
+            return Err(Reason::UnknownKey.into());
+        };
+        if entry.keys.await_unknown_kid(kid).await {
+            let state = entry.keys.load();
+            return verify_with(&state.keys, Some(kid), jws, entry.max_kidless);
+        }
+        Err(Reason::UnknownKey.into())
+    }
+
+    /// Checks only the JWS layer (shape, encoding, header rules, key selection and signature)
+    /// against the first issuer's keys, without any claim rule. For conformance vectors whose
+    /// payloads are not claim sets; production code uses [`Validator::validate`].
+    ///
+    /// # Errors
+    /// The reason the JWS was refused.
+    pub fn verify_signature_only(&self, token: &str) -> Result<VerifiedSignature, Reason> {
+        let entry = self.inner.order.first().ok_or(Reason::UnknownIssuer)?;
+        let jws = jws::parse_compact(token, self.inner.max_token_bytes)?;
+        if !entry.algorithms.contains(&jws.header.alg) {
+            return Err(Reason::AlgorithmNotAllowed);
+        }
+        let state = entry.keys.load();
+        let kid = jws.header.kid.as_deref();
+        if let Some(kid) = kid
+            && !state.keys.has_kid(kid)
+        {
+            return Err(Reason::UnknownKey);
+        }
+        let key = verify_with(&state.keys, kid, &jws, entry.max_kidless).map_err(|e| match e {
+            AuthError::InvalidToken(reason) => reason,
+            _ => Reason::BadSignature,
+        })?;
+        Ok(VerifiedSignature {
+            payload: jws.payload,
+            kid: key.kid().map(str::to_owned),
+        })
+    }
+}
+
+fn verify_with(
+    keys: &KeySet,
+    kid: Option<&str>,
+    jws: &UnverifiedJws<'_>,
+    max_kidless: usize,
+) -> Result<Arc<VerifyingKey>, AuthError> {
+    let cap = if kid.is_some() { usize::MAX } else { max_kidless };
+    let mut tried = 0usize;
+    for key in keys.candidates(kid, jws.header.alg).take(cap) {
+        tried += 1;
+        if key.verify(jws.signing_input, &jws.signature) {
+            return Ok(Arc::clone(key));
+        }
+    }
+    if tried == 0 {
+        Err(Reason::NoMatchingKey.into())
+    } else {
+        Err(Reason::BadSignature.into())
+    }
+}
