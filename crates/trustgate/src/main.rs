@@ -1,1 +1,137 @@
-fn main() {}
+//! The trustgate gateway binary. `main` stays thin: parse the command line, load and validate the
+//! configuration before binding any port, then hand over. A bad configuration exits with 64
+//! (EX_USAGE) and a message that says how to fix it.
+#![allow(clippy::print_stderr)]
+
+mod admin;
+mod auth;
+mod cli;
+mod config;
+mod error;
+mod inspect;
+mod metrics;
+mod path;
+mod proxy;
+mod router;
+mod runtime;
+mod sanitize;
+mod server;
+mod upstream;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+const EX_USAGE: u8 = 64;
+
+fn init_logging(level: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        let _ = builder.json().flatten_event(true).try_init();
+    } else {
+        let _ = builder.try_init();
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+        match term {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("trustgate: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { config: path } => {
+                let config = match config::load(&path) {
+                    Ok(config) => config,
+                    Err(err) => {
+                        eprintln!("trustgate: {err}");
+                        return ExitCode::from(EX_USAGE);
+                    }
+                };
+                init_logging(
+                    &config.log.level,
+                    config.log.format == config::LogFormat::Json,
+                );
+                match server::run(config, Some(path), |_| {}, shutdown_signal()).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(err) => {
+                        eprintln!("trustgate: {err}");
+                        ExitCode::from(EX_USAGE)
+                    }
+                }
+            }
+            Command::Check { config: path } => {
+                init_logging("warn", false);
+                match inspect::check(&path).await {
+                    Ok(true) => ExitCode::SUCCESS,
+                    Ok(false) => ExitCode::FAILURE,
+                    Err(err) => {
+                        eprintln!("trustgate: {err}");
+                        ExitCode::from(EX_USAGE)
+                    }
+                }
+            }
+            Command::Explain {
+                config: path,
+                path: target,
+                method,
+                host,
+                token,
+                headers,
+            } => {
+                init_logging("warn", false);
+                match inspect::explain(
+                    &path,
+                    &method,
+                    &target,
+                    host.as_deref(),
+                    token.as_deref(),
+                    &headers,
+                )
+                .await
+                {
+                    Ok(_) => ExitCode::SUCCESS,
+                    Err(err) => {
+                        eprintln!("trustgate: {err}");
+                        ExitCode::from(EX_USAGE)
+                    }
+                }
+            }
+        }
+    })
+}

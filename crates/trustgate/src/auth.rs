@@ -1,0 +1,232 @@
+//! Finding the token in a request, and the coarse per-route authorization.
+//!
+//! Token sources are the `Authorization: Bearer` header (scheme matched case-insensitively) and
+//! an optional named cookie. A request carrying more than one token — two Authorization headers,
+//! two cookies of that name, or a header and a cookie — is refused with 400, so the token checked
+//! is always the only one an upstream could see.
+
+use http::header::{AUTHORIZATION, COOKIE};
+use http::{HeaderMap, HeaderValue};
+use serde_json::Value;
+use trustgate_core::{AuthError, RequestProblem, VerifiedToken};
+
+use crate::config::{RequireMode, Requirements};
+
+/// Where the token was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenSource {
+    Header,
+    Cookie,
+}
+
+/// Finds the request's token, if any.
+pub(crate) fn extract_token<'a>(
+    headers: &'a HeaderMap,
+    cookie_name: Option<&str>,
+) -> Result<Option<(&'a str, TokenSource)>, AuthError> {
+    let mut found: Option<(&'a str, TokenSource)> = None;
+    let mut authorizations = headers.get_all(AUTHORIZATION).iter();
+    if let Some(value) = authorizations.next() {
+        if authorizations.next().is_some() {
+            return Err(AuthError::InvalidRequest(RequestProblem::MultipleTokens));
+        }
+        found = bearer(value)?.map(|token| (token, TokenSource::Header));
+    }
+    if let Some(name) = cookie_name {
+        for header in headers.get_all(COOKIE) {
+            let Ok(text) = header.to_str() else {
+                continue;
+            };
+            for pair in text.split(';') {
+                let Some((key, value)) = pair.trim().split_once('=') else {
+                    continue;
+                };
+                if key.trim() != name {
+                    continue;
+                }
+                if found.is_some() {
+                    return Err(AuthError::InvalidRequest(RequestProblem::MultipleTokens));
+                }
+                let value = value.trim().trim_matches('"');
+                if value.is_empty() {
+                    return Err(AuthError::InvalidRequest(
+                        RequestProblem::MalformedAuthorization,
+                    ));
+                }
+                found = Some((value, TokenSource::Cookie));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Parses `Bearer <token>`. Another scheme (Basic, …) is not a bearer token: `Ok(None)`.
+fn bearer(value: &HeaderValue) -> Result<Option<&str>, AuthError> {
+    let malformed = AuthError::InvalidRequest(RequestProblem::MalformedAuthorization);
+    let text = value.to_str().map_err(|_| malformed)?;
+    let Some((scheme, rest)) = text.split_once(' ') else {
+        return if text.eq_ignore_ascii_case("bearer") {
+            Err(malformed)
+        } else {
+            Ok(None)
+        };
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
+    }
+    let token = rest.trim_start_matches(' ');
+    // RFC 6750 token68: no spaces inside, not empty.
+    if token.is_empty() || token.contains([' ', '\t', ',']) {
+        return Err(malformed);
+    }
+    Ok(Some(token))
+}
+
+/// Removes the token cookie from every Cookie header, keeping the other cookies in order.
+pub(crate) fn remove_cookie(headers: &mut HeaderMap, name: &str) {
+    let values: Vec<HeaderValue> = headers.get_all(COOKIE).iter().cloned().collect();
+    if values.is_empty() {
+        return;
+    }
+    headers.remove(COOKIE);
+    for value in values {
+        let Ok(text) = value.to_str() else {
+            // Not text: it cannot hold our cookie name in a form we parsed; drop it rather than
+            // forward bytes we did not inspect.
+            continue;
+        };
+        let kept: Vec<&str> = text
+            .split(';')
+            .map(str::trim)
+            .filter(|pair| !pair.is_empty())
+            .filter(|pair| pair.split_once('=').is_none_or(|(k, _)| k.trim() != name))
+            .collect();
+        if kept.is_empty() {
+            continue;
+        }
+        if let Ok(rebuilt) = HeaderValue::from_str(&kept.join("; ")) {
+            headers.append(COOKIE, rebuilt);
+        }
+    }
+}
+
+/// Coarse authorization: required scopes, roles and claim values, all or any.
+pub(crate) fn authorize(token: &VerifiedToken, require: &Requirements) -> Result<(), AuthError> {
+    if require.is_empty() {
+        return Ok(());
+    }
+    let identity = token.identity();
+    let mut checks = require
+        .scopes
+        .iter()
+        .map(|scope| identity.has_scope(scope))
+        .chain(require.roles.iter().map(|role| identity.has_role(role)))
+        .chain(
+            require
+                .claims
+                .iter()
+                .map(|(path, allowed)| claim_matches(lookup(token, path.as_str()), allowed)),
+        );
+    let ok = match require.mode {
+        RequireMode::All => checks.all(|ok| ok),
+        RequireMode::Any => checks.any(|ok| ok),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(AuthError::InsufficientScope)
+    }
+}
+
+fn lookup<'a>(token: &'a VerifiedToken, path: &str) -> Option<&'a Value> {
+    let mut segments = path.split('.');
+    let mut value = token.claims().get(segments.next()?)?;
+    for segment in segments {
+        value = value.as_object()?.get(segment)?;
+    }
+    Some(value)
+}
+
+fn claim_matches(value: Option<&Value>, allowed: &[String]) -> bool {
+    let text_matches = |v: &Value| match v {
+        Value::String(s) => allowed.iter().any(|a| a == s),
+        Value::Number(n) => allowed.iter().any(|a| *a == n.to_string()),
+        Value::Bool(b) => allowed.iter().any(|a| *a == b.to_string()),
+        _ => false,
+    };
+    match value {
+        Some(Value::Array(items)) => items.iter().any(text_matches),
+        Some(other) => text_matches(other),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        map
+    }
+
+    const TWO: AuthError = AuthError::InvalidRequest(RequestProblem::MultipleTokens);
+    const BAD: AuthError = AuthError::InvalidRequest(RequestProblem::MalformedAuthorization);
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer abc", "bearer abc", "BEARER abc", "Bearer   abc"] {
+            let h = headers(&[("authorization", value)]);
+            assert_eq!(
+                extract_token(&h, None).unwrap(),
+                Some(("abc", TokenSource::Header))
+            );
+        }
+        let h = headers(&[("authorization", "Basic dXNlcjpwdw==")]);
+        assert_eq!(extract_token(&h, None).unwrap(), None);
+        for bad in ["Bearer", "Bearer ", "Bearer a b", "Bearer a,b"] {
+            let h = headers(&[("authorization", bad)]);
+            assert_eq!(extract_token(&h, None).unwrap_err(), BAD, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn two_tokens_are_refused() {
+        let h = headers(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]);
+        assert_eq!(extract_token(&h, None).unwrap_err(), TWO);
+        let h = headers(&[("authorization", "Bearer a"), ("cookie", "at=b")]);
+        assert_eq!(extract_token(&h, Some("at")).unwrap_err(), TWO);
+        let h = headers(&[("cookie", "at=a; at=b")]);
+        assert_eq!(extract_token(&h, Some("at")).unwrap_err(), TWO);
+        let h = headers(&[("cookie", "at=a"), ("cookie", "at=b")]);
+        assert_eq!(extract_token(&h, Some("at")).unwrap_err(), TWO);
+        // Without a configured cookie, cookies are not token sources.
+        let h = headers(&[("authorization", "Bearer a"), ("cookie", "at=b")]);
+        assert_eq!(
+            extract_token(&h, None).unwrap(),
+            Some(("a", TokenSource::Header))
+        );
+    }
+
+    #[test]
+    fn cookie_source_and_removal() {
+        let mut h = headers(&[("cookie", "theme=dark; at=tok; lang=en")]);
+        assert_eq!(
+            extract_token(&h, Some("at")).unwrap(),
+            Some(("tok", TokenSource::Cookie))
+        );
+        remove_cookie(&mut h, "at");
+        assert_eq!(h.get_all(COOKIE).iter().count(), 1);
+        assert_eq!(h[COOKIE], "theme=dark; lang=en");
+        let mut only = headers(&[("cookie", "at=tok")]);
+        remove_cookie(&mut only, "at");
+        assert!(only.get(COOKIE).is_none());
+    }
+}

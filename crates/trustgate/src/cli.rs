@@ -1,0 +1,50 @@
+//! The command line: `serve`, `check`, `explain` and `demo`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// trustgate: JWT validation where your trust model says it belongs.
+#[derive(Debug, Parser)]
+#[command(name = "trustgate", version, about)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the gateway.
+    Serve {
+        /// The configuration file.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Validate the configuration, resolve discovery, fetch keys and print the route table.
+    Check {
+        /// The configuration file.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Show, step by step, what the gateway would do with a request.
+    Explain {
+        /// The configuration file.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// The request path (and query).
+        #[arg(long)]
+        path: String,
+        /// The request method.
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// The Host header.
+        #[arg(long)]
+        host: Option<String>,
+        /// A bearer token to send in Authorization.
+        #[arg(long)]
+        token: Option<String>,
+        /// Extra request headers, `Name: value`; repeatable.
+        #[arg(long = "header", short = 'H')]
+        headers: Vec<String>,
+    },
+}

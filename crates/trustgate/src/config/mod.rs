@@ -1,0 +1,782 @@
+//! Configuration: from the TOML file (`file`) to a validated [`Config`], before any port is bound.
+//!
+//! Loading happens in three steps, each with errors written for the operator:
+//! 1. the text is parsed as TOML into `file::FileConfig` (unknown fields are errors, with a line
+//!    number);
+//! 2. `${NAME}` in string values is replaced from the environment (a missing variable is an error;
+//!    `$${` writes a literal `${`). Substitution works on parsed string values, never on raw text,
+//!    so a variable's content can never change the structure of the file;
+//! 3. cross-references and values are checked and turned into typed settings.
+
+mod duration;
+mod file;
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::{HeaderName, Uri};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use trustgate_core::{
+    AudiencePolicy, ClaimMapping, ClaimPath, ExpiryPolicy, FetchOptions, IdentityField,
+    IssuerConfig, KeySource, PemKey, RefreshPolicy, ValidatorOptions,
+};
+
+pub(crate) use file::{
+    DoubleSlashMode, FilePattern as Pattern, FileTls, LogFormat, RequireMode, SanitizeMode,
+};
+
+/// A configuration problem, with a message that says how to fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct ConfigError(pub(crate) String);
+
+impl ConfigError {
+    fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) server: ServerConfig,
+    pub(crate) admin_listen: SocketAddr,
+    pub(crate) sanitize: SanitizeConfig,
+    pub(crate) log: LogConfig,
+    pub(crate) issuers: Vec<IssuerEntry>,
+    pub(crate) validator: ValidatorOptions,
+    pub(crate) upstreams: Vec<UpstreamConfig>,
+    pub(crate) routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ServerConfig {
+    pub(crate) listen: SocketAddr,
+    pub(crate) tls: Option<FileTls>,
+    pub(crate) max_connections: usize,
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_header_bytes: usize,
+    pub(crate) max_headers: usize,
+    pub(crate) trusted_proxies: Vec<String>,
+    pub(crate) double_slash: DoubleSlashMode,
+    pub(crate) shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct SanitizeConfig {
+    /// Exact identity header names: the configured ones plus every injected name.
+    pub(crate) names: Vec<String>,
+    pub(crate) prefixes: Vec<String>,
+    pub(crate) mode: SanitizeMode,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct LogConfig {
+    pub(crate) access: bool,
+    pub(crate) format: LogFormat,
+    pub(crate) level: String,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct IssuerEntry {
+    pub(crate) id: String,
+    pub(crate) config: IssuerConfig,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct UpstreamConfig {
+    pub(crate) id: String,
+    /// Scheme and authority of the upstream.
+    pub(crate) scheme: http::uri::Scheme,
+    pub(crate) authority: http::uri::Authority,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) response_timeout: Duration,
+    pub(crate) ca_file: Option<PathBuf>,
+    pub(crate) client_cert: Option<PathBuf>,
+    pub(crate) client_key: Option<PathBuf>,
+    pub(crate) preserve_host: bool,
+    pub(crate) pool_idle_timeout: Duration,
+    pub(crate) pool_max_idle_per_host: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Requirements {
+    pub(crate) scopes: Vec<String>,
+    pub(crate) roles: Vec<String>,
+    pub(crate) claims: Vec<(ClaimPath, Vec<String>)>,
+    pub(crate) mode: RequireMode,
+}
+
+impl Requirements {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.scopes.is_empty() && self.roles.is_empty() && self.claims.is_empty()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct RouteConfig {
+    pub(crate) name: String,
+    /// Lowercased host without port; `None` matches any host.
+    pub(crate) host: Option<String>,
+    pub(crate) prefix: String,
+    pub(crate) upstream: String,
+    pub(crate) pattern: Pattern,
+    /// The `iss` values accepted on this route.
+    pub(crate) issuers: Vec<String>,
+    pub(crate) allow_anonymous: bool,
+    /// The prefix that replaces `prefix` in the forwarded path, if any.
+    pub(crate) rewrite: Option<String>,
+    pub(crate) token_cookie: Option<String>,
+    pub(crate) require: Requirements,
+    pub(crate) headers: Vec<(HeaderName, IdentityField)>,
+}
+
+impl Pattern {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Pattern::Public => "public",
+            Pattern::ServiceValidates => "service-validates",
+            Pattern::ForwardToken => "forward-token",
+            Pattern::IdentityHeaders => "identity-headers",
+            Pattern::InternalToken => "internal-token",
+        }
+    }
+
+    /// Whether the gateway validates a token on this pattern.
+    pub(crate) fn validates(self) -> bool {
+        matches!(
+            self,
+            Pattern::ForwardToken | Pattern::IdentityHeaders | Pattern::InternalToken
+        )
+    }
+}
+
+/// Reads, substitutes and validates the file at `path`.
+pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        ConfigError::new(format!("cannot read config file {}: {err}", path.display()))
+    })?;
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+    parse(&text, base, &|name| std::env::var(name).ok())
+}
+
+/// Parses config text. Relative file paths are resolved against `base`.
+pub(crate) fn parse(
+    text: &str,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    // Step 1: structure, with line numbers in errors.
+    let _: file::FileConfig =
+        toml::from_str(text).map_err(|err| ConfigError::new(format!("config file: {err}")))?;
+    // Step 2: substitute ${ENV} inside string values only.
+    let mut value: toml::Value =
+        toml::from_str(text).map_err(|err| ConfigError::new(format!("config file: {err}")))?;
+    substitute(&mut value, env)?;
+    let file: file::FileConfig = value
+        .try_into()
+        .map_err(|err| ConfigError::new(format!("config file: {err}")))?;
+    // Step 3.
+    validate(file, base)
+}
+
+fn substitute(
+    value: &mut toml::Value,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    match value {
+        toml::Value::String(text) => {
+            if text.contains('$') {
+                *text = substitute_str(text, env)?;
+            }
+            Ok(())
+        }
+        toml::Value::Array(items) => items.iter_mut().try_for_each(|v| substitute(v, env)),
+        toml::Value::Table(table) => table.iter_mut().try_for_each(|(_, v)| substitute(v, env)),
+        _ => Ok(()),
+    }
+}
+
+fn substitute_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos..];
+        if let Some(escaped) = after.strip_prefix("$${") {
+            out.push_str("${");
+            rest = escaped;
+        } else if let Some(open) = after.strip_prefix("${") {
+            let end = open.find('}').ok_or_else(|| {
+                ConfigError::new(format!("unterminated ${{...}} in config value {text:?}"))
+            })?;
+            let name = &open[..end];
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(ConfigError::new(format!(
+                    "invalid variable name {name:?} in ${{...}}; use letters, digits and _"
+                )));
+            }
+            let value = env(name).ok_or_else(|| {
+                ConfigError::new(format!(
+                    "environment variable {name} is referenced in the config but not set; export it or remove the reference"
+                ))
+            })?;
+            out.push_str(&value);
+            rest = &open[end + 1..];
+        } else {
+            out.push('$');
+            rest = &after[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn socket_addr(text: &str, field: &str) -> Result<SocketAddr, ConfigError> {
+    text.parse().map_err(|_| {
+        ConfigError::new(format!(
+            "{field} = {text:?} is not an address; write IP:PORT, e.g. \"127.0.0.1:8080\" or \"[::]:8443\""
+        ))
+    })
+}
+
+fn resolve(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        base.join(path)
+    }
+}
+
+fn validate(file: file::FileConfig, base: &Path) -> Result<Config, ConfigError> {
+    let server = file.server;
+    if server.max_connections == 0 {
+        return Err(ConfigError::new(
+            "server.max_connections must be at least 1",
+        ));
+    }
+    if server.max_headers == 0 || server.max_header_bytes < 1024 {
+        return Err(ConfigError::new(
+            "server.max_headers must be at least 1 and server.max_header_bytes at least 1024",
+        ));
+    }
+    let server_config = ServerConfig {
+        listen: socket_addr(&server.listen, "server.listen")?,
+        tls: server.tls.map(|tls| FileTls {
+            cert: resolve(base, &tls.cert),
+            key: resolve(base, &tls.key),
+        }),
+        max_connections: server.max_connections,
+        header_read_timeout: server.header_read_timeout.0,
+        idle_timeout: server.idle_timeout.0,
+        max_header_bytes: server.max_header_bytes,
+        max_headers: server.max_headers,
+        trusted_proxies: server.trusted_proxies,
+        double_slash: server.double_slash,
+        shutdown_grace: server.shutdown_grace.0,
+    };
+    let admin_listen = socket_addr(&file.admin.listen, "admin.listen")?;
+
+    let mut extra_roots = Vec::new();
+    for ca in &file.jwks_fetch.ca_files {
+        let ca = resolve(base, ca);
+        let certs = CertificateDer::pem_file_iter(&ca).map_err(|err| {
+            ConfigError::new(format!(
+                "jwks_fetch.ca_files: cannot read {}: {err}",
+                ca.display()
+            ))
+        })?;
+        for cert in certs {
+            extra_roots.push(cert.map_err(|err| {
+                ConfigError::new(format!(
+                    "jwks_fetch.ca_files: {} is not PEM certificates: {err}",
+                    ca.display()
+                ))
+            })?);
+        }
+    }
+    let validator = ValidatorOptions {
+        max_token_bytes: file.cache.max_token_bytes,
+        cache: trustgate_core::CacheOptions {
+            enabled: file.cache.enabled,
+            max_entries: file.cache.max_entries,
+            max_bytes: file.cache.max_bytes,
+        },
+        fetch: FetchOptions {
+            timeout: file.jwks_fetch.timeout.0,
+            max_body_bytes: file.jwks_fetch.max_bytes,
+            extra_roots,
+            danger_allow_http: file.jwks_fetch.danger_allow_http,
+        },
+    };
+
+    let mut issuers = Vec::new();
+    let mut seen_ids = HashSet::new();
+    for issuer in file.issuers {
+        if !seen_ids.insert(issuer.id.clone()) {
+            return Err(ConfigError::new(format!(
+                "issuer id {:?} is used twice; give each [[issuer]] a unique id",
+                issuer.id
+            )));
+        }
+        issuers.push(IssuerEntry {
+            id: issuer.id.clone(),
+            config: issuer_config(issuer, base)?,
+        });
+    }
+
+    let mut upstreams = Vec::new();
+    for upstream in file.upstreams {
+        if upstreams
+            .iter()
+            .any(|u: &UpstreamConfig| u.id == upstream.id)
+        {
+            return Err(ConfigError::new(format!(
+                "upstream id {:?} is used twice; give each [[upstream]] a unique id",
+                upstream.id
+            )));
+        }
+        upstreams.push(upstream_config(upstream, base)?);
+    }
+
+    let mut injected_names = Vec::new();
+    let mut routes = Vec::new();
+    for route in file.routes {
+        let route = route_config(route, &issuers, &upstreams)?;
+        if routes
+            .iter()
+            .any(|r: &RouteConfig| r.host == route.host && r.prefix == route.prefix)
+        {
+            return Err(ConfigError::new(format!(
+                "route {:?}: another route already has host {:?} and prefix {:?}",
+                route.name,
+                route.host.as_deref().unwrap_or("*"),
+                route.prefix
+            )));
+        }
+        injected_names.extend(
+            route
+                .headers
+                .iter()
+                .map(|(name, _)| name.as_str().to_owned()),
+        );
+        routes.push(route);
+    }
+    if routes.is_empty() {
+        return Err(ConfigError::new(
+            "no routes: add at least one [[route]] with name, prefix, upstream and pattern",
+        ));
+    }
+
+    let mut names = file.sanitize.names;
+    names.extend(injected_names);
+    for name in &names {
+        HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            ConfigError::new(format!(
+                "sanitize.names: {name:?} is not a valid header name"
+            ))
+        })?;
+    }
+
+    Ok(Config {
+        server: server_config,
+        admin_listen,
+        sanitize: SanitizeConfig {
+            names,
+            prefixes: file.sanitize.prefixes,
+            mode: file.sanitize.mode,
+        },
+        log: LogConfig {
+            access: file.log.access,
+            format: file.log.format,
+            level: file.log.level,
+        },
+        issuers,
+        validator,
+        upstreams,
+        routes,
+    })
+}
+
+fn claim_path(text: &str, field: &str) -> Result<ClaimPath, ConfigError> {
+    ClaimPath::parse(text).map_err(|err| ConfigError::new(format!("{field}: {err}")))
+}
+
+fn issuer_config(issuer: file::FileIssuer, base: &Path) -> Result<IssuerConfig, ConfigError> {
+    let id = &issuer.id;
+    let mut sources = Vec::new();
+    if issuer.discovery {
+        sources.push(KeySource::Discovery);
+    }
+    if let Some(url) = &issuer.jwks_url {
+        sources.push(KeySource::JwksUrl(url.clone()));
+    }
+    if let Some(path) = &issuer.jwks_file {
+        sources.push(KeySource::JwksFile(resolve(base, path)));
+    }
+    if !issuer.pem_keys.is_empty() {
+        let mut pems = Vec::new();
+        for key in &issuer.pem_keys {
+            let path = resolve(base, &key.file);
+            let pem = std::fs::read_to_string(&path).map_err(|err| {
+                ConfigError::new(format!(
+                    "issuer {id:?}: cannot read PEM key {}: {err}",
+                    path.display()
+                ))
+            })?;
+            pems.push(PemKey {
+                pem,
+                alg: key.alg,
+                kid: key.kid.clone(),
+            });
+        }
+        sources.push(KeySource::Pem(pems));
+    }
+    let source = match sources.len() {
+        1 => sources.remove(0),
+        0 => {
+            return Err(ConfigError::new(format!(
+                "issuer {id:?} has no key source; set one of discovery = true, jwks_url, jwks_file or pem_keys"
+            )));
+        }
+        _ => {
+            return Err(ConfigError::new(format!(
+                "issuer {id:?} has more than one key source; keep exactly one of discovery, jwks_url, jwks_file, pem_keys"
+            )));
+        }
+    };
+    if !issuer.danger_skip_audience && issuer.audiences.is_empty() {
+        return Err(ConfigError::new(format!(
+            "issuer {id:?} has no audiences; set audiences = [\"your-api\"] (the aud your tokens carry)"
+        )));
+    }
+    let mut config = IssuerConfig::new(issuer.issuer.clone(), issuer.audiences, source);
+    config.algorithms = issuer.algorithms;
+    config.claims.leeway = issuer.leeway.0;
+    config.claims.required_typ = issuer.required_typ;
+    config.claims.max_lifetime = issuer.max_lifetime.map(|d| d.0);
+    config.claims.required_claims = issuer.required_claims;
+    if issuer.danger_skip_audience {
+        config.claims.audience = AudiencePolicy::DangerSkip;
+    }
+    if issuer.danger_optional_exp {
+        config.claims.expiry = ExpiryPolicy::DangerOptional;
+    }
+    let mut mapping = ClaimMapping::default();
+    let field = |name: &str| format!("issuer {id:?} claims.{name}");
+    if let Some(subject) = &issuer.claims.subject {
+        mapping.subject = claim_path(subject, &field("subject"))?;
+    }
+    if let Some(roles) = &issuer.claims.roles {
+        mapping.roles = Some(claim_path(roles, &field("roles"))?);
+    }
+    if let Some(scopes) = &issuer.claims.scopes {
+        mapping.scopes = scopes
+            .iter()
+            .map(|s| claim_path(s, &field("scopes")))
+            .collect::<Result<_, _>>()?;
+    }
+    if let Some(tenant) = &issuer.claims.tenant {
+        mapping.tenant = Some(claim_path(tenant, &field("tenant"))?);
+    }
+    if let Some(client) = &issuer.claims.client {
+        mapping.client = client
+            .iter()
+            .map(|s| claim_path(s, &field("client")))
+            .collect::<Result<_, _>>()?;
+    }
+    for (name, path) in &issuer.claims.extra {
+        mapping
+            .extra
+            .push((name.clone(), claim_path(path, &field("extra"))?));
+    }
+    config.mapping = mapping;
+    config.refresh = RefreshPolicy {
+        default_interval: issuer.refresh.default_interval.0,
+        min_interval: issuer.refresh.min_interval.0,
+        max_interval: issuer.refresh.max_interval.0,
+        unknown_kid_cooldown: issuer.refresh.unknown_kid_cooldown.0,
+        max_staleness: issuer.refresh.max_staleness.0,
+        retry_base: issuer.refresh.retry_base.0,
+    };
+    if config.refresh.min_interval > config.refresh.max_interval {
+        return Err(ConfigError::new(format!(
+            "issuer {id:?}: refresh.min_interval is larger than refresh.max_interval"
+        )));
+    }
+    config.max_kidless_candidates = issuer.max_kidless_candidates;
+    Ok(config)
+}
+
+fn upstream_config(
+    upstream: file::FileUpstream,
+    base: &Path,
+) -> Result<UpstreamConfig, ConfigError> {
+    let id = &upstream.id;
+    let uri: Uri = upstream.url.parse().map_err(|_| {
+        ConfigError::new(format!(
+            "upstream {id:?}: url {:?} does not parse; write e.g. \"http://127.0.0.1:9000\"",
+            upstream.url
+        ))
+    })?;
+    let scheme = uri.scheme().cloned().ok_or_else(|| {
+        ConfigError::new(format!(
+            "upstream {id:?}: url needs a scheme (http:// or https://)"
+        ))
+    })?;
+    if scheme != http::uri::Scheme::HTTP && scheme != http::uri::Scheme::HTTPS {
+        return Err(ConfigError::new(format!(
+            "upstream {id:?}: scheme must be http or https"
+        )));
+    }
+    let authority = uri
+        .authority()
+        .cloned()
+        .ok_or_else(|| ConfigError::new(format!("upstream {id:?}: url needs a host")))?;
+    if uri.path() != "/" && !uri.path().is_empty() {
+        return Err(ConfigError::new(format!(
+            "upstream {id:?}: url must not have a path; use the route's rewrite_prefix instead"
+        )));
+    }
+    if upstream.client_cert.is_some() != upstream.client_key.is_some() {
+        return Err(ConfigError::new(format!(
+            "upstream {id:?}: set both client_cert and client_key for mTLS, or neither"
+        )));
+    }
+    if scheme == http::uri::Scheme::HTTP
+        && (upstream.ca_file.is_some() || upstream.client_cert.is_some())
+    {
+        return Err(ConfigError::new(format!(
+            "upstream {id:?}: ca_file/client_cert need an https:// url"
+        )));
+    }
+    Ok(UpstreamConfig {
+        id: upstream.id.clone(),
+        scheme,
+        authority,
+        connect_timeout: upstream.connect_timeout.0,
+        response_timeout: upstream.response_timeout.0,
+        ca_file: upstream.ca_file.map(|p| resolve(base, &p)),
+        client_cert: upstream.client_cert.map(|p| resolve(base, &p)),
+        client_key: upstream.client_key.map(|p| resolve(base, &p)),
+        preserve_host: upstream.preserve_host,
+        pool_idle_timeout: upstream.pool_idle_timeout.0,
+        pool_max_idle_per_host: upstream.pool_max_idle_per_host,
+    })
+}
+
+fn default_headers() -> Vec<(HeaderName, IdentityField)> {
+    vec![
+        (HeaderName::from_static("x-user-id"), IdentityField::Subject),
+        (
+            HeaderName::from_static("x-user-roles"),
+            IdentityField::Roles,
+        ),
+        (
+            HeaderName::from_static("x-tenant-id"),
+            IdentityField::Tenant,
+        ),
+    ]
+}
+
+fn identity_field(from: &str) -> Option<IdentityField> {
+    Some(match from {
+        "subject" => IdentityField::Subject,
+        "roles" => IdentityField::Roles,
+        "scopes" => IdentityField::Scopes,
+        "tenant" => IdentityField::Tenant,
+        "client" => IdentityField::Client,
+        "issuer" => IdentityField::Issuer,
+        other => IdentityField::Claim(other.strip_prefix("claim:")?.to_owned()),
+    })
+}
+
+fn route_config(
+    route: file::FileRoute,
+    issuers: &[IssuerEntry],
+    upstreams: &[UpstreamConfig],
+) -> Result<RouteConfig, ConfigError> {
+    let name = &route.name;
+    if !upstreams.iter().any(|u| u.id == route.upstream) {
+        let known: Vec<&str> = upstreams.iter().map(|u| u.id.as_str()).collect();
+        return Err(ConfigError::new(format!(
+            "route {name:?}: upstream {:?} is not defined; defined upstreams: {known:?}",
+            route.upstream
+        )));
+    }
+    let prefix = match crate::path::normalize(&route.prefix, crate::path::DoubleSlash::Reject) {
+        Ok(normalized) if normalized.query().is_none() && normalized.path() == route.prefix => {
+            route.prefix.clone()
+        }
+        _ => {
+            return Err(ConfigError::new(format!(
+                "route {name:?}: prefix {:?} must be a normalized path starting with '/', without '..', '//', '%2F' or a query",
+                route.prefix
+            )));
+        }
+    };
+    if route.pattern == Pattern::InternalToken {
+        return Err(ConfigError::new(format!(
+            "route {name:?}: pattern \"internal-token\" is not available in this build yet; use \"forward-token\" or \"identity-headers\""
+        )));
+    }
+    let route_issuers: Vec<String> = match &route.issuers {
+        Some(ids) => ids
+            .iter()
+            .map(|id| {
+                issuers
+                    .iter()
+                    .find(|i| &i.id == id)
+                    .map(|i| i.config.issuer.clone())
+                    .ok_or_else(|| {
+                        let known: Vec<&str> = issuers.iter().map(|i| i.id.as_str()).collect();
+                        ConfigError::new(format!(
+                            "route {name:?}: issuer {id:?} is not defined; defined issuer ids: {known:?}"
+                        ))
+                    })
+            })
+            .collect::<Result<_, _>>()?,
+        None => issuers.iter().map(|i| i.config.issuer.clone()).collect(),
+    };
+    if route.pattern.validates() && route_issuers.is_empty() {
+        return Err(ConfigError::new(format!(
+            "route {name:?}: pattern {:?} validates tokens but no [[issuer]] is configured",
+            route.pattern.name()
+        )));
+    }
+    let require = Requirements {
+        scopes: route.require.scopes,
+        roles: route.require.roles,
+        claims: route
+            .require
+            .claims
+            .iter()
+            .map(|(path, values)| {
+                Ok((
+                    claim_path(path, &format!("route {name:?} require.claims"))?,
+                    values.clone(),
+                ))
+            })
+            .collect::<Result<_, ConfigError>>()?,
+        mode: route.require.mode,
+    };
+    if !route.pattern.validates() && (!require.is_empty() || route.allow_anonymous) {
+        return Err(ConfigError::new(format!(
+            "route {name:?}: require/allow_anonymous only apply to patterns where the gateway validates (forward-token, identity-headers)"
+        )));
+    }
+    let rewrite = match (route.strip_prefix, &route.rewrite_prefix) {
+        (true, Some(_)) => {
+            return Err(ConfigError::new(format!(
+                "route {name:?}: set strip_prefix or rewrite_prefix, not both"
+            )));
+        }
+        (true, None) => Some("/".to_owned()),
+        (false, Some(rewrite)) => {
+            if !rewrite.starts_with('/') || rewrite.contains("..") || rewrite.contains("//") {
+                return Err(ConfigError::new(format!(
+                    "route {name:?}: rewrite_prefix {rewrite:?} must start with '/' and contain no '..' or '//'"
+                )));
+            }
+            Some(rewrite.clone())
+        }
+        (false, None) => None,
+    };
+    let headers = match &route.headers {
+        None if route.pattern == Pattern::IdentityHeaders => default_headers(),
+        None => Vec::new(),
+        Some(bindings) => {
+            if route.pattern != Pattern::IdentityHeaders {
+                return Err(ConfigError::new(format!(
+                    "route {name:?}: headers only apply to pattern \"identity-headers\""
+                )));
+            }
+            let mut out = Vec::new();
+            for binding in bindings {
+                let header = HeaderName::from_bytes(binding.name.as_bytes()).map_err(|_| {
+                    ConfigError::new(format!(
+                        "route {name:?}: {:?} is not a valid header name",
+                        binding.name
+                    ))
+                })?;
+                let field = identity_field(&binding.from).ok_or_else(|| {
+                    ConfigError::new(format!(
+                        "route {name:?}: header {:?} from {:?}: use subject, roles, scopes, tenant, client, issuer or claim:<name> (a name from the issuer's [claims.extra])",
+                        binding.name, binding.from
+                    ))
+                })?;
+                if let IdentityField::Claim(claim) = &field {
+                    let known = issuers
+                        .iter()
+                        .filter(|i| route_issuers.contains(&i.config.issuer))
+                        .any(|i| i.config.mapping.extra.iter().any(|(n, _)| n == claim));
+                    if !known {
+                        return Err(ConfigError::new(format!(
+                            "route {name:?}: header {:?} uses claim:{claim} but no issuer of this route maps it; add it under [issuer.claims.extra]",
+                            binding.name
+                        )));
+                    }
+                }
+                if matches!(
+                    header.as_str(),
+                    "authorization"
+                        | "cookie"
+                        | "host"
+                        | "content-length"
+                        | "transfer-encoding"
+                        | "connection"
+                ) {
+                    return Err(ConfigError::new(format!(
+                        "route {name:?}: {:?} cannot be used as an identity header",
+                        binding.name
+                    )));
+                }
+                out.push((header, field));
+            }
+            out
+        }
+    };
+    let host = route.host.map(|h| {
+        let h = h.to_ascii_lowercase();
+        h.split(':').next().unwrap_or_default().to_owned()
+    });
+    if route.token_cookie.as_ref().is_some_and(|c| {
+        c.is_empty()
+            || !c
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+    }) {
+        return Err(ConfigError::new(format!(
+            "route {name:?}: token_cookie must be a valid cookie name"
+        )));
+    }
+    Ok(RouteConfig {
+        name: route.name.clone(),
+        host,
+        prefix,
+        upstream: route.upstream,
+        pattern: route.pattern,
+        issuers: route_issuers,
+        allow_anonymous: route.allow_anonymous,
+        rewrite,
+        token_cookie: route.token_cookie,
+        require,
+        headers,
+    })
+}
+
+/// Builds an issuer id → `iss` lookup for display.
+pub(crate) fn issuer_ids(config: &Config) -> BTreeMap<String, String> {
+    config
+        .issuers
+        .iter()
+        .map(|i| (i.config.issuer.clone(), i.id.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

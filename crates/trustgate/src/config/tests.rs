@@ -1,0 +1,130 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use super::*;
+
+const BASE: &str = r#"
+[[issuer]]
+id = "corp"
+issuer = "https://idp.example"
+audiences = ["api"]
+jwks_url = "https://idp.example/jwks"
+
+[[upstream]]
+id = "users"
+url = "http://127.0.0.1:9001"
+
+[[route]]
+name = "users"
+prefix = "/users"
+upstream = "users"
+pattern = "identity-headers"
+"#;
+
+fn parse_text(text: &str) -> Result<Config, ConfigError> {
+    parse(text, Path::new("/etc/trustgate"), &|name| match name {
+        "UPSTREAM_PORT" => Some("9001".into()),
+        "QUOTE" => Some("\"]\nx = 1".into()),
+        _ => None,
+    })
+}
+
+fn error(text: &str) -> String {
+    parse_text(text).unwrap_err().0
+}
+
+#[test]
+fn minimal_config_has_safe_defaults() {
+    let config = parse_text(BASE).unwrap();
+    assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(config.admin_listen.to_string(), "127.0.0.1:9901");
+    let route = &config.routes[0];
+    assert_eq!(route.pattern, Pattern::IdentityHeaders);
+    assert_eq!(route.issuers, vec!["https://idp.example".to_string()]);
+    let names: Vec<&str> = route.headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["x-user-id", "x-user-roles", "x-tenant-id"]);
+    // Injected names are always sanitized.
+    for name in names {
+        assert!(config.sanitize.names.iter().any(|n| n == name));
+    }
+    let issuer = &config.issuers[0].config;
+    assert_eq!(issuer.claims.audience, AudiencePolicy::Required);
+    assert_eq!(issuer.claims.expiry, ExpiryPolicy::Required);
+    assert_eq!(issuer.claims.leeway, Duration::from_secs(60));
+}
+
+#[test]
+fn unknown_fields_are_errors_with_a_location() {
+    let err = error(&format!("{BASE}\n[server]\nlisten_addr = \"1.2.3.4:1\"\n"));
+    assert!(err.contains("unknown field `listen_addr`"), "{err}");
+    assert!(err.contains("line"), "{err}");
+}
+
+#[test]
+fn env_substitution_is_by_value_and_strict() {
+    let text = BASE.replace("127.0.0.1:9001", "127.0.0.1:${UPSTREAM_PORT}");
+    let config = parse_text(&text).unwrap();
+    assert_eq!(config.upstreams[0].authority.as_str(), "127.0.0.1:9001");
+    let err = error(&BASE.replace("127.0.0.1:9001", "${MISSING_VAR}"));
+    assert!(
+        err.contains("MISSING_VAR") && err.contains("not set"),
+        "{err}"
+    );
+    // A variable's content cannot change the file's structure.
+    let err = error(&BASE.replace("https://idp.example/jwks", "${QUOTE}"));
+    assert!(!err.contains("unknown field"), "{err}");
+    assert_eq!(substitute_str("a$${b}c", &|_| None).unwrap(), "a${b}c");
+}
+
+#[test]
+fn cross_references_are_checked() {
+    let err = error(&BASE.replace("upstream = \"users\"", "upstream = \"userz\""));
+    assert!(
+        err.contains("\"userz\" is not defined") && err.contains("users"),
+        "{err}"
+    );
+    let err = error(&format!("{BASE}issuers = [\"nobody\"]\n"));
+    assert!(err.contains("\"nobody\" is not defined"), "{err}");
+    let err = error(&BASE.replace("jwks_url = \"https://idp.example/jwks\"", ""));
+    assert!(err.contains("no key source"), "{err}");
+    let err = error(&BASE.replace("audiences = [\"api\"]", ""));
+    assert!(err.contains("no audiences"), "{err}");
+}
+
+#[test]
+fn route_prefixes_must_be_normalized() {
+    for bad in ["users", "/a/../b", "//a", "/a%2Fb", "/a?x"] {
+        let err = error(&BASE.replace("prefix = \"/users\"", &format!("prefix = {bad:?}")));
+        assert!(err.contains("must be a normalized path"), "{bad}: {err}");
+    }
+}
+
+#[test]
+fn header_bindings() {
+    let text = format!("{BASE}headers = [{{ name = \"X-User-Email\", from = \"claim:email\" }}]\n");
+    let err = error(&text);
+    assert!(
+        err.contains("claim:email") && err.contains("claims.extra"),
+        "{err}"
+    );
+    let text = text.replace(
+        "jwks_url = \"https://idp.example/jwks\"",
+        "jwks_url = \"https://idp.example/jwks\"\nclaims.extra = { email = \"email\" }",
+    );
+    let config = parse_text(&text).unwrap();
+    assert_eq!(config.routes[0].headers[0].0.as_str(), "x-user-email");
+    let err = error(&format!(
+        "{BASE}headers = [{{ name = \"Authorization\", from = \"subject\" }}]\n"
+    ));
+    assert!(
+        err.contains("cannot be used as an identity header"),
+        "{err}"
+    );
+}
+
+#[test]
+fn durations_and_addresses() {
+    let err = error(&format!("[server]\nidle_timeout = \"10\"\n{BASE}"));
+    assert!(err.contains("no unit"), "{err}");
+    let err = error(&format!("[server]\nlisten = \"localhost\"\n{BASE}"));
+    assert!(err.contains("is not an address"), "{err}");
+}

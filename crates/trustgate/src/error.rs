@@ -1,0 +1,89 @@
+//! The gateway's one mapping from errors to HTTP responses. Authentication errors are delegated to
+//! `AuthError::to_response` in trustgate-core, the single RFC 6750 mapping shared with the service
+//! library. No response body ever contains a token, a claim or an internal error message.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use trustgate_core::AuthError;
+
+use crate::metrics::Outcome;
+
+/// Why the gateway answered a request itself instead of forwarding it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GatewayError {
+    /// Authentication or authorization failed, or the request's credentials were malformed.
+    Auth(AuthError),
+    /// Ambiguous or invalid message framing (a smuggling attempt). The connection is closed.
+    Framing(&'static str),
+    /// The path cannot be normalized safely.
+    BadPath(&'static str),
+    /// No route matches.
+    NoRoute,
+    /// The upstream could not be reached or failed mid-request.
+    UpstreamUnavailable,
+    /// The upstream did not answer within its response timeout.
+    UpstreamTimeout,
+}
+
+impl GatewayError {
+    pub(crate) fn outcome(&self) -> Outcome {
+        match self {
+            GatewayError::Auth(AuthError::InsufficientScope) => Outcome::Forbidden,
+            GatewayError::Auth(AuthError::InvalidRequest(_)) => Outcome::BadRequest,
+            GatewayError::Auth(AuthError::KeysUnavailable) => Outcome::Unavailable,
+            GatewayError::Auth(_) => Outcome::Unauthorized,
+            GatewayError::Framing(_) | GatewayError::BadPath(_) | GatewayError::NoRoute => {
+                Outcome::BadRequest
+            }
+            GatewayError::UpstreamUnavailable | GatewayError::UpstreamTimeout => {
+                Outcome::UpstreamError
+            }
+        }
+    }
+
+    /// A stable label for logs and metrics.
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            GatewayError::Auth(err) => err.label(),
+            GatewayError::Framing(what) | GatewayError::BadPath(what) => what,
+            GatewayError::NoRoute => "no_route",
+            GatewayError::UpstreamUnavailable => "upstream_unavailable",
+            GatewayError::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+
+    pub(crate) fn to_response(&self) -> Response<Bytes> {
+        let (status, body) = match self {
+            GatewayError::Auth(err) => return err.to_response(),
+            GatewayError::Framing(_) | GatewayError::BadPath(_) => {
+                (StatusCode::BAD_REQUEST, r#"{"error":"bad_request"}"#)
+            }
+            GatewayError::NoRoute => (StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#),
+            GatewayError::UpstreamUnavailable => {
+                (StatusCode::BAD_GATEWAY, r#"{"error":"bad_gateway"}"#)
+            }
+            GatewayError::UpstreamTimeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                r#"{"error":"gateway_timeout"}"#,
+            ),
+        };
+        let mut response = Response::new(Bytes::from_static(body.as_bytes()));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if matches!(self, GatewayError::Framing(_)) {
+            // The rest of the connection's bytes cannot be trusted to be framed as we think.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+}
+
+impl From<AuthError> for GatewayError {
+    fn from(err: AuthError) -> Self {
+        GatewayError::Auth(err)
+    }
+}

@@ -1,0 +1,265 @@
+//! Prometheus metrics. Per-route counters are created when a configuration is loaded and kept in
+//! the route, so the request path increments an atomic and never looks up a label set.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use trustgate_core::Validator;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteOutcome {
+    route: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: String,
+}
+
+/// The outcomes a request can have, as metric labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Allowed,
+    Unauthorized,
+    Forbidden,
+    BadRequest,
+    Unavailable,
+    UpstreamError,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 6] = [
+        Outcome::Allowed,
+        Outcome::Unauthorized,
+        Outcome::Forbidden,
+        Outcome::BadRequest,
+        Outcome::Unavailable,
+        Outcome::UpstreamError,
+    ];
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Unauthorized => "unauthorized",
+            Outcome::Forbidden => "forbidden",
+            Outcome::BadRequest => "bad_request",
+            Outcome::Unavailable => "unavailable",
+            Outcome::UpstreamError => "upstream_error",
+        }
+    }
+}
+
+/// Counters and a latency histogram for one route, created once per configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct RouteMetrics {
+    outcomes: [Counter; 6],
+    pub(crate) upstream_seconds: Histogram,
+}
+
+impl RouteMetrics {
+    pub(crate) fn record(&self, outcome: Outcome) {
+        let index = Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
+        self.outcomes[index].inc();
+    }
+}
+
+/// All metrics of the process; survives configuration reloads.
+pub(crate) struct Metrics {
+    registry: Registry,
+    requests: Family<RouteOutcome, Counter>,
+    unrouted: Family<ReasonLabel, Counter>,
+    failures: Family<ReasonLabel, Counter>,
+    upstream_seconds: Family<RouteLabel, Histogram>,
+    reloads: Family<ReasonLabel, Counter>,
+    validator: Arc<ArcSwapOption<Validator>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new([
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ])
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Arc<Self> {
+        let mut registry = Registry::with_prefix("trustgate");
+        let requests = Family::<RouteOutcome, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests by route and outcome",
+            requests.clone(),
+        );
+        let unrouted = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "rejected_before_routing",
+            "Requests refused before a route was chosen, by reason",
+            unrouted.clone(),
+        );
+        let failures = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "validation_failures",
+            "Token validation failures by reason",
+            failures.clone(),
+        );
+        let upstream_seconds =
+            Family::<RouteLabel, Histogram>::new_with_constructor(latency_histogram);
+        registry.register(
+            "upstream_duration_seconds",
+            "Time from sending the request upstream to receiving its response head",
+            upstream_seconds.clone(),
+        );
+        let reloads = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Configuration reload attempts by result",
+            reloads.clone(),
+        );
+        let validator = Arc::new(ArcSwapOption::empty());
+        registry.register_collector(Box::new(ValidatorCollector {
+            validator: Arc::clone(&validator),
+        }));
+        Arc::new(Self {
+            registry,
+            requests,
+            unrouted,
+            failures,
+            upstream_seconds,
+            reloads,
+            validator,
+        })
+    }
+
+    pub(crate) fn route(&self, route: &str) -> RouteMetrics {
+        let outcomes = Outcome::ALL.map(|outcome| {
+            self.requests
+                .get_or_create(&RouteOutcome {
+                    route: route.to_owned(),
+                    outcome: outcome.as_str(),
+                })
+                .clone()
+        });
+        let upstream_seconds = self
+            .upstream_seconds
+            .get_or_create(&RouteLabel {
+                route: route.to_owned(),
+            })
+            .clone();
+        RouteMetrics {
+            outcomes,
+            upstream_seconds,
+        }
+    }
+
+    /// Counts a request refused before routing (bad framing, bad path, no route, …).
+    pub(crate) fn unrouted(&self, reason: &'static str) {
+        self.unrouted.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    pub(crate) fn validation_failure(&self, reason: &'static str) {
+        self.failures.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    pub(crate) fn reload(&self, ok: bool) {
+        let reason = if ok { "applied" } else { "refused" };
+        self.reloads.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// Points the key and cache gauges at the validator now in force.
+    pub(crate) fn set_validator(&self, validator: &Validator) {
+        self.validator.store(Some(Arc::new(validator.clone())));
+    }
+
+    pub(crate) fn encode(&self) -> String {
+        let mut text = String::new();
+        if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
+            text.clear();
+        }
+        text
+    }
+}
+
+/// Reads key and cache state from the current validator at scrape time.
+#[derive(Debug)]
+struct ValidatorCollector {
+    validator: Arc<ArcSwapOption<Validator>>,
+}
+
+impl Collector for ValidatorCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(validator) = self.validator.load_full() else {
+            return Ok(());
+        };
+        let status = validator.issuer_status();
+        let families: [(&str, &str); 4] = [
+            ("jwks_keys", "Published keys per issuer"),
+            (
+                "jwks_fetches",
+                "Key set fetch attempts per issuer (since the last reload)",
+            ),
+            (
+                "jwks_fetch_failures",
+                "Failed key set fetches per issuer (since the last reload)",
+            ),
+            ("issuer_ready", "1 when the issuer has usable keys"),
+        ];
+        for (index, (name, help)) in families.iter().enumerate() {
+            let kind = match index {
+                1 | 2 => prometheus_client::metrics::MetricType::Counter,
+                _ => prometheus_client::metrics::MetricType::Gauge,
+            };
+            let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+            for issuer in &status {
+                let labels = [("issuer", issuer.issuer.as_str())];
+                let encoder = family.encode_family(&labels)?;
+                match index {
+                    0 => ConstGauge::new(issuer.keys as i64).encode(encoder)?,
+                    1 => ConstCounter::new(issuer.fetches).encode(encoder)?,
+                    2 => ConstCounter::new(issuer.fetch_failures).encode(encoder)?,
+                    _ => ConstGauge::new(i64::from(issuer.usable)).encode(encoder)?,
+                }
+            }
+        }
+        let stats = validator.cache_stats();
+        let hits = encoder.encode_descriptor(
+            "token_cache_hits",
+            "Verified-token cache hits",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        ConstCounter::new(stats.hits).encode(hits)?;
+        let misses = encoder.encode_descriptor(
+            "token_cache_misses",
+            "Verified-token cache misses",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        ConstCounter::new(stats.misses).encode(misses)?;
+        let entries = encoder.encode_descriptor(
+            "token_cache_entries",
+            "Verified-token cache entries",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        ConstGauge::new(stats.entries as i64).encode(entries)?;
+        Ok(())
+    }
+}

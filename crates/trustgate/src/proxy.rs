@@ -1,0 +1,487 @@
+//! The request path. Trust boundaries are crossed in this order, and the order is the design:
+//!
+//! 1. **Framing** (`sanitize::check_framing`): ambiguous Content-Length / Transfer-Encoding is
+//!    refused before anything reads the request.
+//! 2. **Sanitization** (`sanitize`): every client-supplied identity header, URI-override header and
+//!    hop-by-hop header (including those named in `Connection`) is removed — on every route,
+//!    before routing, so no later step and no error path can see client-made identity.
+//! 3. **Normalization and routing** (`path`, `router`): the route is chosen on the normalized path,
+//!    and the normalized path is exactly what is forwarded.
+//! 4. **Trust pattern** (this module): validate the token where the route says so, check coarse
+//!    authorization, then forward the token, or replace it with identity headers built from the
+//!    verified claims.
+//! 5. **Forwarding headers**: X-Forwarded-* are set by the gateway itself.
+//!
+//! [`prepare`] does steps 1–5 on the request head only; [`handle`] adds the upstream exchange.
+//! `trustgate explain` runs the same [`prepare`] with a trace.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONNECTION, HOST, UPGRADE};
+use http::request::Parts;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use trustgate_core::{AuthError, Reason, RequestProblem, VerifiedToken};
+
+use crate::auth::{authorize, extract_token, remove_cookie};
+use crate::config::{Pattern, SanitizeMode};
+use crate::error::GatewayError;
+use crate::metrics::Outcome;
+use crate::path;
+use crate::router::host_without_port;
+use crate::runtime::{RouteRuntime, Runtime};
+use crate::sanitize;
+
+/// The response body: streamed from the upstream, or a small fixed body made here.
+pub(crate) type Body = Either<Incoming, Full<Bytes>>;
+
+/// Facts about the downstream connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnInfo {
+    pub(crate) peer: IpAddr,
+    pub(crate) proto: &'static str,
+}
+
+/// Step-by-step notes for `trustgate explain`. `None` on the request path.
+pub(crate) type Trace<'a> = Option<&'a mut Vec<String>>;
+
+macro_rules! note {
+    ($trace:expr, $($arg:tt)*) => {
+        if let Some(trace) = $trace.as_mut() {
+            trace.push(format!($($arg)*));
+        }
+    };
+}
+
+/// What [`prepare`] decided.
+pub(crate) struct Prepared {
+    pub(crate) route: Arc<RouteRuntime>,
+    pub(crate) token: Option<VerifiedToken>,
+    pub(crate) upgrade: Option<HeaderValue>,
+}
+
+/// A refusal, with the route if one had been chosen (for per-route metrics).
+pub(crate) struct Refusal {
+    pub(crate) route: Option<Arc<RouteRuntime>>,
+    pub(crate) error: GatewayError,
+}
+
+fn refuse(route: Option<&Arc<RouteRuntime>>, error: impl Into<GatewayError>) -> Refusal {
+    Refusal {
+        route: route.cloned(),
+        error: error.into(),
+    }
+}
+
+/// Headers a client may not remove through `Connection`, because the gateway reads them.
+fn protected(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "authorization" | "cookie" | "host" | "content-length" | "content-type"
+    )
+}
+
+/// Steps 1–5 on the request head. On success `parts` is the request the upstream will receive.
+pub(crate) async fn prepare(
+    rt: &Runtime,
+    parts: &mut Parts,
+    conn: ConnInfo,
+    mut trace: Trace<'_>,
+) -> Result<Prepared, Refusal> {
+    // 1. Framing.
+    if let Err(err) = sanitize::check_framing(&parts.headers) {
+        note!(trace, "framing: refused ({err:?})");
+        return Err(refuse(None, GatewayError::Framing("bad_framing")));
+    }
+    note!(trace, "framing: ok");
+
+    // 2. Sanitization, before routing.
+    if rt.config.sanitize.mode == SanitizeMode::Reject
+        && rt.identity_headers.contains_any(&parts.headers)
+    {
+        tracing::warn!(
+            target: "trustgate::audit",
+            peer = %conn.peer,
+            "client sent an identity header; refused (sanitize.mode = reject)"
+        );
+        note!(
+            trace,
+            "sanitize: client sent an identity header; refused (reject mode)"
+        );
+        return Err(refuse(
+            None,
+            AuthError::InvalidRequest(RequestProblem::ClientIdentityHeader),
+        ));
+    }
+    let stripped = rt.identity_headers.strip(&mut parts.headers);
+    let overrides = sanitize::strip_uri_overrides(&mut parts.headers);
+    if stripped > 0 {
+        tracing::debug!(target: "trustgate::audit", peer = %conn.peer, stripped, "removed client identity headers");
+    }
+    note!(
+        trace,
+        "sanitize: removed {stripped} client identity header value(s) and {overrides} URI-override header(s)"
+    );
+    let hop = sanitize::remove_hop_by_hop(&mut parts.headers, &protected);
+    note!(
+        trace,
+        "hop-by-hop: removed Connection and the headers it names"
+    );
+
+    // 3. Normalization and routing.
+    // Authority-form (CONNECT) and asterisk-form targets have no path to route on: refuse them
+    // rather than defaulting to "/", which would send them to the catch-all route.
+    let Some(target) = parts.uri.path_and_query().map(|pq| pq.as_str()) else {
+        note!(
+            trace,
+            "path: no origin-form path (CONNECT or authority-form); refused"
+        );
+        return Err(refuse(None, GatewayError::BadPath("bad_path")));
+    };
+    if parts.method == http::Method::CONNECT {
+        note!(trace, "method: CONNECT is not proxied");
+        return Err(refuse(None, GatewayError::BadPath("connect")));
+    }
+    let normalized = match path::normalize(target, rt.double_slash) {
+        Ok(normalized) => normalized,
+        Err(err) => {
+            note!(trace, "path: refused ({err})");
+            return Err(refuse(None, GatewayError::BadPath("bad_path")));
+        }
+    };
+    note!(
+        trace,
+        "path: {target:?} normalized to {:?}",
+        normalized.path()
+    );
+    let host = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            parts
+                .headers
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        })
+        .map(|h| host_without_port(&h));
+    let Some((prefix, route)) = rt.router.select(host.as_deref(), normalized.path()) else {
+        note!(
+            trace,
+            "route: none matches host {host:?} and path {:?}",
+            normalized.path()
+        );
+        return Err(refuse(None, GatewayError::NoRoute));
+    };
+    let route = Arc::clone(route);
+    let config = &route.config;
+    note!(
+        trace,
+        "route: {:?} (prefix {prefix:?}, pattern {}, upstream {:?})",
+        config.name,
+        config.pattern.name(),
+        config.upstream
+    );
+
+    // 4. Trust pattern.
+    let mut token = None;
+    if config.pattern.validates() {
+        let found = extract_token(&parts.headers, config.token_cookie.as_deref())
+            .map_err(|err| refuse(Some(&route), err))?;
+        match found {
+            None if config.allow_anonymous => {
+                note!(trace, "token: none; anonymous access allowed on this route");
+            }
+            None => {
+                note!(trace, "token: none; refused");
+                return Err(refuse(Some(&route), AuthError::MissingToken));
+            }
+            Some((text, source)) => {
+                note!(trace, "token: found in {source:?} ({} bytes)", text.len());
+                let verified = match rt.validator.validate(text).await {
+                    Ok(verified) => verified,
+                    Err(err) => {
+                        if let AuthError::InvalidToken(reason) = err {
+                            rt.metrics.validation_failure(reason.as_str());
+                        }
+                        note!(trace, "validate: failed ({})", err.label());
+                        return Err(refuse(Some(&route), err));
+                    }
+                };
+                note!(
+                    trace,
+                    "validate: signature ok (issuer {:?}, kid {:?}, {}); claims ok",
+                    verified.issuer(),
+                    verified.key_id(),
+                    verified.algorithm()
+                );
+                if !config.issuers.iter().any(|iss| iss == verified.issuer()) {
+                    rt.metrics
+                        .validation_failure(Reason::IssuerNotAccepted.as_str());
+                    note!(
+                        trace,
+                        "issuer: {:?} is not accepted on this route",
+                        verified.issuer()
+                    );
+                    return Err(refuse(
+                        Some(&route),
+                        AuthError::InvalidToken(Reason::IssuerNotAccepted),
+                    ));
+                }
+                if let Err(err) = authorize(&verified, &config.require) {
+                    note!(trace, "authorize: route requirements not met");
+                    return Err(refuse(Some(&route), err));
+                }
+                note!(trace, "authorize: ok");
+                token = Some(verified);
+            }
+        }
+    } else {
+        note!(
+            trace,
+            "token: not checked by the gateway on pattern {}",
+            config.pattern.name()
+        );
+    }
+    if config.pattern == Pattern::IdentityHeaders {
+        // The raw token never crosses this boundary: identity travels as headers built from the
+        // verified claims only.
+        parts.headers.remove(AUTHORIZATION);
+        if let Some(cookie) = &config.token_cookie {
+            remove_cookie(&mut parts.headers, cookie);
+        }
+        if let Some(verified) = &token {
+            let identity = verified.identity();
+            for (name, field) in &config.headers {
+                // `insert` replaces: there is exactly one value, ours.
+                match identity.header_value(field) {
+                    Some(value) => {
+                        parts.headers.insert(name.clone(), value);
+                    }
+                    None => {
+                        parts.headers.remove(name);
+                    }
+                }
+            }
+        }
+        note!(
+            trace,
+            "identity: removed the token; injected {} identity header(s)",
+            config.headers.len()
+        );
+    }
+
+    // 5. Forwarding headers and the upstream target.
+    let host_header = parts.headers.get(HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    sanitize::set_forwarding_headers(
+        &mut parts.headers,
+        conn.peer,
+        conn.proto,
+        host_header.as_ref(),
+        &rt.trusted_proxies,
+    );
+    let forwarded_path = match &config.rewrite {
+        Some(replacement) => path::rewrite(normalized.path(), prefix, replacement),
+        None => normalized.path().to_owned(),
+    };
+    let path_and_query = match normalized.query() {
+        Some(query) => format!("{forwarded_path}?{query}"),
+        None => forwarded_path,
+    };
+    let upstream = &route.upstream.config;
+    parts.uri = Uri::builder()
+        .scheme(upstream.scheme.clone())
+        .authority(upstream.authority.clone())
+        .path_and_query(path_and_query)
+        .build()
+        .map_err(|_| refuse(Some(&route), GatewayError::BadPath("bad_path")))?;
+    if upstream.preserve_host {
+        if let Some(host) = host_header {
+            parts.headers.insert(HOST, host);
+        }
+    } else if let Ok(value) = HeaderValue::from_str(upstream.authority.as_str()) {
+        parts.headers.insert(HOST, value);
+    }
+    parts.version = Version::HTTP_11;
+    if hop.te_trailers {
+        // gRPC needs `TE: trailers` to reach the upstream; it is the only TE value forwarded.
+        parts
+            .headers
+            .insert(http::header::TE, HeaderValue::from_static("trailers"));
+    }
+    let upgrade = hop.upgrade;
+    if let Some(protocol) = &upgrade {
+        parts
+            .headers
+            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(UPGRADE, protocol.clone());
+    }
+    note!(trace, "forward: {} {}", parts.method, parts.uri);
+    Ok(Prepared {
+        route,
+        token,
+        upgrade,
+    })
+}
+
+fn fixed(response: Response<Bytes>) -> Response<Body> {
+    response.map(|body| Either::Right(Full::new(body)))
+}
+
+/// Serves one request: [`prepare`], then the upstream exchange.
+pub(crate) async fn handle(
+    rt: Arc<Runtime>,
+    mut req: Request<Incoming>,
+    conn: ConnInfo,
+) -> Response<Body> {
+    let started = Instant::now();
+    let downstream_upgrade = req
+        .headers()
+        .contains_key(UPGRADE)
+        .then(|| hyper::upgrade::on(&mut req));
+    let method = req.method().clone();
+    let (mut parts, body) = req.into_parts();
+    let prepared = match prepare(&rt, &mut parts, conn, None).await {
+        Ok(prepared) => prepared,
+        Err(refusal) => {
+            let outcome = refusal.error.outcome();
+            match &refusal.route {
+                Some(route) => route.metrics.record(outcome),
+                None => rt.metrics.unrouted(refusal.error.label()),
+            }
+            let response = refusal.error.to_response();
+            access_log(
+                &rt,
+                refusal.route.as_deref(),
+                &method,
+                response.status(),
+                None,
+                refusal.error.label(),
+                started,
+            );
+            return fixed(response);
+        }
+    };
+    let route = prepared.route;
+    let upstream = &route.upstream;
+    let request = Request::from_parts(parts, body);
+    let sent = Instant::now();
+    let result = tokio::time::timeout(
+        upstream.config.response_timeout,
+        upstream.client.request(request),
+    )
+    .await;
+    route
+        .metrics
+        .upstream_seconds
+        .observe(sent.elapsed().as_secs_f64());
+    let mut response = match result {
+        Ok(Ok(response)) => response,
+        Ok(Err(err)) => {
+            tracing::debug!(route = %route.config.name, error = %err, "upstream request failed");
+            return upstream_error(
+                &rt,
+                &route,
+                &method,
+                &prepared.token,
+                GatewayError::UpstreamUnavailable,
+                started,
+            );
+        }
+        Err(_) => {
+            return upstream_error(
+                &rt,
+                &route,
+                &method,
+                &prepared.token,
+                GatewayError::UpstreamTimeout,
+                started,
+            );
+        }
+    };
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS
+        && let (Some(_), Some(downstream)) = (&prepared.upgrade, downstream_upgrade)
+    {
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        tokio::spawn(async move {
+            if let (Ok(down), Ok(up)) = tokio::join!(downstream, upstream_upgrade) {
+                let mut down = hyper_util::rt::TokioIo::new(down);
+                let mut up = hyper_util::rt::TokioIo::new(up);
+                let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+            }
+        });
+    } else {
+        strip_response_hop_by_hop(response.headers_mut());
+    }
+    route.metrics.record(Outcome::Allowed);
+    access_log(
+        &rt,
+        Some(&route),
+        &method,
+        response.status(),
+        prepared.token.as_ref(),
+        "allowed",
+        started,
+    );
+    response.map(Either::Left)
+}
+
+fn upstream_error(
+    rt: &Runtime,
+    route: &RouteRuntime,
+    method: &http::Method,
+    token: &Option<VerifiedToken>,
+    error: GatewayError,
+    started: Instant,
+) -> Response<Body> {
+    route.metrics.record(error.outcome());
+    let response = error.to_response();
+    access_log(
+        rt,
+        Some(route),
+        method,
+        response.status(),
+        token.as_ref(),
+        error.label(),
+        started,
+    );
+    fixed(response)
+}
+
+fn strip_response_hop_by_hop(headers: &mut HeaderMap) {
+    let _ = sanitize::remove_hop_by_hop(headers, &|_| false);
+}
+
+fn access_log(
+    rt: &Runtime,
+    route: Option<&RouteRuntime>,
+    method: &http::Method,
+    status: StatusCode,
+    token: Option<&VerifiedToken>,
+    decision: &str,
+    started: Instant,
+) {
+    if !rt.config.log.access {
+        return;
+    }
+    tracing::info!(
+        target: "trustgate::access",
+        route = route.map_or("-", |r| r.config.name.as_str()),
+        method = %method,
+        status = status.as_u16(),
+        subject = token.and_then(|t| t.identity().subject()).unwrap_or("-"),
+        issuer = token.map_or("-", |t| t.issuer()),
+        decision,
+        micros = started.elapsed().as_micros() as u64,
+    );
+}

@@ -1,0 +1,400 @@
+//! Listeners and connections: TLS termination, HTTP/1.1 and HTTP/2 (h2c and ALPN), connection
+//! limits, header-read and idle timeouts, reload and graceful shutdown.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+
+use crate::admin;
+use crate::config::{self, Config, ConfigError};
+use crate::metrics::Metrics;
+use crate::proxy::{self, ConnInfo};
+use crate::runtime::Runtime;
+
+/// The running gateway: the current runtime, swapped on reload.
+pub(crate) struct Gateway {
+    pub(crate) runtime: ArcSwap<Runtime>,
+    pub(crate) metrics: Arc<Metrics>,
+    config_path: Option<PathBuf>,
+}
+
+impl Gateway {
+    /// Loads and applies the configuration file again. An invalid configuration, or one whose
+    /// issuers have no usable keys, is refused and the current one stays in force.
+    pub(crate) async fn reload(&self) -> Result<(), ConfigError> {
+        let Some(path) = &self.config_path else {
+            return Err(ConfigError(
+                "this gateway was not started from a file".into(),
+            ));
+        };
+        let result = async {
+            let config = config::load(path)?;
+            let current = self.runtime.load();
+            if config.server.listen != current.config.server.listen
+                || config.admin_listen != current.config.admin_listen
+            {
+                tracing::warn!(
+                    "listen addresses changed; restart to apply them (the rest is applied now)"
+                );
+            }
+            let runtime = Runtime::build(config, Arc::clone(&self.metrics))?;
+            if !runtime.start().await {
+                return Err(ConfigError(
+                    "new configuration refused: not every issuer has usable keys".into(),
+                ));
+            }
+            self.runtime.store(Arc::new(runtime));
+            Ok(())
+        }
+        .await;
+        self.metrics.reload(result.is_ok());
+        match &result {
+            Ok(()) => tracing::info!("configuration reloaded"),
+            Err(err) => {
+                tracing::error!(error = %err, "configuration reload refused; the previous configuration stays in force")
+            }
+        }
+        result
+    }
+}
+
+/// Listener addresses actually bound (useful with port 0).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bound {
+    pub(crate) proxy: SocketAddr,
+    pub(crate) admin: SocketAddr,
+}
+
+/// Runs the gateway until SIGTERM or SIGINT, then drains.
+pub(crate) async fn run(
+    config: Config,
+    config_path: Option<PathBuf>,
+    on_bound: impl FnOnce(Bound),
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ConfigError> {
+    let metrics = Metrics::new();
+    let tls = config.server.tls.as_ref().map(tls_acceptor).transpose()?;
+    let runtime = Runtime::build(config, Arc::clone(&metrics))?;
+    let server = runtime.config.server.clone();
+    let proxy_listener = TcpListener::bind(server.listen)
+        .await
+        .map_err(|err| ConfigError(format!("cannot listen on {}: {err}", server.listen)))?;
+    let admin_listener = TcpListener::bind(runtime.config.admin_listen)
+        .await
+        .map_err(|err| {
+            ConfigError(format!(
+                "cannot listen on {}: {err}",
+                runtime.config.admin_listen
+            ))
+        })?;
+    let bound = Bound {
+        proxy: proxy_listener
+            .local_addr()
+            .map_err(|e| ConfigError(e.to_string()))?,
+        admin: admin_listener
+            .local_addr()
+            .map_err(|e| ConfigError(e.to_string()))?,
+    };
+    let gateway = Arc::new(Gateway {
+        runtime: ArcSwap::from_pointee(runtime),
+        metrics,
+        config_path,
+    });
+    tokio::spawn(admin::serve(admin_listener, Arc::clone(&gateway)));
+    let ready = gateway.runtime.load().start().await;
+    tracing::info!(proxy = %bound.proxy, admin = %bound.admin, ready, "trustgate listening");
+    on_bound(bound);
+    spawn_reload_triggers(&gateway);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let limit = Arc::new(Semaphore::new(server.max_connections));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(server.header_read_timeout)
+        .max_buf_size(server.max_header_bytes.max(8192))
+        .max_headers(server.max_headers)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(server.idle_timeout / 2));
+    let builder = Arc::new(builder);
+
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = proxy_listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        // Typically EMFILE: back off instead of spinning.
+                        tracing::warn!(error = %err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+                    tracing::debug!(%peer, "connection limit reached; closing");
+                    drop(stream);
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let gateway = Arc::clone(&gateway);
+                let builder = Arc::clone(&builder);
+                let stop = stop_rx.clone();
+                let tls = tls.clone();
+                let timeouts = (server.header_read_timeout, server.idle_timeout);
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    match tls {
+                        Some(acceptor) => {
+                            let handshake = tokio::time::timeout(timeouts.0, acceptor.accept(stream)).await;
+                            let Ok(Ok(tls_stream)) = handshake else {
+                                tracing::debug!(%peer, "TLS handshake failed or timed out");
+                                return;
+                            };
+                            let conn = ConnInfo { peer: peer.ip(), proto: "https" };
+                            serve_connection(tls_stream, conn, gateway, &builder, stop, timeouts.1).await;
+                        }
+                        None => {
+                            let conn = ConnInfo { peer: peer.ip(), proto: "http" };
+                            serve_connection(stream, conn, gateway, &builder, stop, timeouts.1).await;
+                        }
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    tracing::info!("shutting down: no new connections; draining requests in flight");
+    drop(proxy_listener);
+    let _ = stop_tx.send(true);
+    let max = server.max_connections;
+    let drained = tokio::time::timeout(server.shutdown_grace, async {
+        while limit.available_permits() < max {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .is_ok();
+    tracing::info!(drained, "shutdown complete");
+    Ok(())
+}
+
+async fn serve_connection<S>(
+    stream: S,
+    conn: ConnInfo,
+    gateway: Arc<Gateway>,
+    builder: &auto::Builder<TokioExecutor>,
+    mut stop: watch::Receiver<bool>,
+    idle_timeout: Duration,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Arc::new(Activity::new());
+    let io = TokioIo::new(IdleStream {
+        inner: stream,
+        activity: Arc::clone(&activity),
+    });
+    let service = service_fn(move |req| {
+        let runtime = gateway.runtime.load_full();
+        async move { Ok::<_, Infallible>(proxy::handle(runtime, req, conn).await) }
+    });
+    let connection = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(connection);
+    let mut check = tokio::time::interval((idle_timeout / 4).max(Duration::from_millis(100)));
+    check.tick().await;
+    let mut closing = *stop.borrow();
+    if closing {
+        connection.as_mut().graceful_shutdown();
+    }
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(err) = result {
+                    tracing::debug!(peer = %conn.peer, error = %err, "connection ended with an error");
+                }
+                break;
+            }
+            changed = stop.changed(), if !closing => {
+                if changed.is_err() || *stop.borrow() {
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+            _ = check.tick(), if !closing => {
+                if activity.idle_for() >= idle_timeout {
+                    // Graceful: a request in flight still completes; an idle keep-alive
+                    // connection closes now.
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// Time of the last byte read or written on a connection.
+struct Activity {
+    epoch: Instant,
+    last_millis: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            last_millis: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.last_millis.store(now, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last_millis.load(Ordering::Relaxed)))
+    }
+}
+
+/// A stream that records activity, for the idle timeout.
+struct IdleStream<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for IdleStream<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        result
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for IdleStream<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        result
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+fn tls_acceptor(tls: &config::FileTls) -> Result<TlsAcceptor, ConfigError> {
+    let certs = CertificateDer::pem_file_iter(&tls.cert)
+        .map_err(|e| ConfigError(format!("server.tls.cert {}: {e}", tls.cert.display())))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ConfigError(format!("server.tls.cert {}: {e}", tls.cert.display())))?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key)
+        .map_err(|e| ConfigError(format!("server.tls.key {}: {e}", tls.key.display())))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConfigError(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| ConfigError(format!("server.tls: {e}")))?;
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(server)))
+}
+
+/// Reload on SIGHUP and when the configuration file changes.
+fn spawn_reload_triggers(gateway: &Arc<Gateway>) {
+    let Some(path) = gateway.config_path.clone() else {
+        return;
+    };
+    #[cfg(unix)]
+    {
+        let gateway = Arc::clone(gateway);
+        tokio::spawn(async move {
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                tracing::warn!("cannot listen for SIGHUP; reload on file change only");
+                return;
+            };
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading configuration");
+                let _ = gateway.reload().await;
+            }
+        });
+    }
+    let weak = Arc::downgrade(gateway);
+    tokio::spawn(async move {
+        let mut last = file_stamp(&path);
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let Some(gateway) = weak.upgrade() else { break };
+            let stamp = file_stamp(&path);
+            if stamp != last && stamp.is_some() {
+                last = stamp;
+                tracing::info!(path = %path.display(), "configuration file changed: reloading");
+                let _ = gateway.reload().await;
+            }
+        }
+    });
+}
+
+fn file_stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
