@@ -44,6 +44,7 @@ mod json;
 mod jws;
 mod key;
 mod keyset;
+mod mint;
 mod source;
 mod validator;
 
@@ -57,6 +58,9 @@ pub use identity::{ClaimMapping, ClaimPath, Identity, IdentityField, encode_head
 pub use jws::DEFAULT_MAX_TOKEN_BYTES;
 pub use key::{KeyRejection, MIN_RSA_BITS, VerifyingKey};
 pub use keyset::JwksError;
+pub use mint::{
+    ASSERTION_HEADER, ASSERTION_TYP, INTERNAL_TOKEN_TYP, InternalSigner, MintError, Minted, SignerConfig,
+};
 pub use source::{KeySource, PemKey, RefreshError, RefreshPolicy, StaticKeyError};
 pub use validator::{
     ConfigError, IssuerConfig, IssuerStatus, Validator, ValidatorOptions, VerifiedSignature,

@@ -14,6 +14,30 @@ use tokio::net::TcpListener;
 
 use crate::server::Gateway;
 
+/// The internal issuer's JWKS or discovery document, for `path`.
+pub(crate) fn internal_issuer_document(
+    signer: &trustgate_core::InternalSigner,
+    path: &str,
+) -> Option<Response<Bytes>> {
+    let body = match path {
+        "/.well-known/jwks.json" => signer.jwks(),
+        "/.well-known/openid-configuration" => Bytes::from(signer.discovery_document()),
+        _ => return None,
+    };
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    // Short, so services notice a rotation well before the pre-published key starts signing.
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("public, max-age=60"),
+    );
+    Some(response)
+}
+
 pub(crate) async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -69,6 +93,16 @@ fn respond(gateway: &Gateway, req: &Request<Incoming>) -> Response<Full<Bytes>> 
                     "text/plain",
                     format!("not ready\n{body}"),
                 )
+            }
+        }
+        path @ ("/.well-known/jwks.json" | "/.well-known/openid-configuration") => {
+            match gateway
+                .signer
+                .as_deref()
+                .and_then(|signer| internal_issuer_document(signer, path))
+            {
+                Some(response) => response.map(Full::new),
+                None => text(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
             }
         }
         "/metrics" => text(

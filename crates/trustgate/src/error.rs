@@ -23,6 +23,8 @@ pub(crate) enum GatewayError {
     UpstreamUnavailable,
     /// The upstream did not answer within its response timeout.
     UpstreamTimeout,
+    /// The gateway could not sign an internal token or assertion.
+    Internal,
 }
 
 impl GatewayError {
@@ -38,6 +40,7 @@ impl GatewayError {
             GatewayError::UpstreamUnavailable | GatewayError::UpstreamTimeout => {
                 Outcome::UpstreamError
             }
+            GatewayError::Internal => Outcome::Unavailable,
         }
     }
 
@@ -49,6 +52,7 @@ impl GatewayError {
             GatewayError::NoRoute => "no_route",
             GatewayError::UpstreamUnavailable => "upstream_unavailable",
             GatewayError::UpstreamTimeout => "upstream_timeout",
+            GatewayError::Internal => "internal_error",
         }
     }
 
@@ -65,6 +69,10 @@ impl GatewayError {
             GatewayError::UpstreamTimeout => (
                 StatusCode::GATEWAY_TIMEOUT,
                 r#"{"error":"gateway_timeout"}"#,
+            ),
+            GatewayError::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                r#"{"error":"internal_error"}"#,
             ),
         };
         let mut response = Response::new(Bytes::from_static(body.as_bytes()));

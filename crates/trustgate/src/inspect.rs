@@ -20,7 +20,8 @@ use crate::runtime::Runtime;
 pub(crate) async fn check(path: &Path) -> Result<bool, ConfigError> {
     let config = config::load(path)?;
     let ids = config::issuer_ids(&config);
-    let runtime = Runtime::build(config, Metrics::new())?;
+    let signer = signer_for(&config)?;
+    let runtime = Runtime::build(config, Metrics::new(), signer)?;
     let ready = runtime.start().await;
     let mut out = String::new();
     let _ = writeln!(out, "configuration: ok ({})", path.display());
@@ -75,9 +76,19 @@ pub(crate) async fn check(path: &Path) -> Result<bool, ConfigError> {
     Ok(ready)
 }
 
+fn signer_for(
+    config: &config::Config,
+) -> Result<Option<Arc<trustgate_core::InternalSigner>>, ConfigError> {
+    config
+        .internal
+        .as_ref()
+        .map(|internal| crate::internal::build_signer(internal, config.admin_listen))
+        .transpose()
+}
+
 fn redact(name: &HeaderName, value: &HeaderValue) -> String {
     match name.as_str() {
-        "authorization" | "cookie" | "proxy-authorization" => {
+        "authorization" | "cookie" | "proxy-authorization" | "x-trustgate-assertion" => {
             format!("<redacted, {} bytes>", value.len())
         }
         _ => String::from_utf8_lossy(value.as_bytes()).into_owned(),
@@ -94,7 +105,8 @@ pub(crate) async fn explain(
     headers: &[String],
 ) -> Result<bool, ConfigError> {
     let config = config::load(path)?;
-    let runtime = Arc::new(Runtime::build(config, Metrics::new())?);
+    let signer = signer_for(&config)?;
+    let runtime = Arc::new(Runtime::build(config, Metrics::new(), signer)?);
     runtime.start().await;
     let mut builder = Request::builder().method(method).uri(target);
     builder = builder.header("host", host.unwrap_or("localhost"));

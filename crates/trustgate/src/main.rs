@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod error;
 mod inspect;
+mod internal;
 mod metrics;
 mod path;
 mod proxy;

@@ -30,6 +30,7 @@ use trustgate_core::{AuthError, Reason, RequestProblem, VerifiedToken};
 use crate::auth::{authorize, extract_token, remove_cookie};
 use crate::config::{Pattern, SanitizeMode};
 use crate::error::GatewayError;
+use crate::internal;
 use crate::metrics::Outcome;
 use crate::path;
 use crate::router::host_without_port;
@@ -190,6 +191,7 @@ pub(crate) async fn prepare(
 
     // 4. Trust pattern.
     let mut token = None;
+    let mut internal_authorization = None;
     if config.pattern.validates() {
         let found = extract_token(&parts.headers, config.token_cookie.as_deref())
             .map_err(|err| refuse(Some(&route), err))?;
@@ -238,6 +240,24 @@ pub(crate) async fn prepare(
                     return Err(refuse(Some(&route), err));
                 }
                 note!(trace, "authorize: ok");
+                if config.pattern == Pattern::InternalToken {
+                    // Minted (or reused) while the external token text is still borrowed.
+                    let signer = rt
+                        .signer
+                        .as_deref()
+                        .ok_or_else(|| refuse(Some(&route), GatewayError::Internal))?;
+                    let value = rt
+                        .minted
+                        .authorization(signer, text, route.index, config, &verified)
+                        .ok_or_else(|| refuse(Some(&route), GatewayError::Internal))?;
+                    note!(
+                        trace,
+                        "internal token: for audience {:?}, ttl {:?}",
+                        config.service,
+                        config.internal_ttl
+                    );
+                    internal_authorization = Some(value);
+                }
                 token = Some(verified);
             }
         }
@@ -247,6 +267,16 @@ pub(crate) async fn prepare(
             "token: not checked by the gateway on pattern {}",
             config.pattern.name()
         );
+    }
+    if config.pattern == Pattern::InternalToken {
+        // External identity never crosses into the mesh: the external token is replaced.
+        parts.headers.remove(AUTHORIZATION);
+        if let Some(cookie) = &config.token_cookie {
+            remove_cookie(&mut parts.headers, cookie);
+        }
+        if let Some(value) = internal_authorization {
+            parts.headers.insert(AUTHORIZATION, value);
+        }
     }
     if config.pattern == Pattern::IdentityHeaders {
         // The raw token never crosses this boundary: identity travels as headers built from the
@@ -326,6 +356,28 @@ pub(crate) async fn prepare(
             .insert(CONNECTION, HeaderValue::from_static("upgrade"));
         parts.headers.insert(UPGRADE, protocol.clone());
     }
+    if config.assertion {
+        let signer = rt
+            .signer
+            .as_deref()
+            .ok_or_else(|| refuse(Some(&route), GatewayError::Internal))?;
+        let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let value = internal::assertion(
+            signer,
+            config,
+            &parts.method,
+            path_and_query,
+            &parts.headers,
+            token.as_ref(),
+        )
+        .ok_or_else(|| refuse(Some(&route), GatewayError::Internal))?;
+        parts.headers.insert(internal::assertion_header(), value);
+        note!(
+            trace,
+            "assertion: signed for audience {:?}, binding method, path and identity headers",
+            config.service
+        );
+    }
     note!(trace, "forward: {} {}", parts.method, parts.uri);
     Ok(Prepared {
         route,
@@ -345,6 +397,9 @@ pub(crate) async fn handle(
     conn: ConnInfo,
 ) -> Response<Body> {
     let started = Instant::now();
+    if let Some(response) = internal_endpoint_on_edge(&rt, &req) {
+        return fixed(response);
+    }
     let downstream_upgrade = req
         .headers()
         .contains_key(UPGRADE)
@@ -434,6 +489,16 @@ pub(crate) async fn handle(
         started,
     );
     response.map(Either::Left)
+}
+
+/// The internal issuer's discovery and JWKS, on the public listener only when configured.
+fn internal_endpoint_on_edge(rt: &Runtime, req: &Request<Incoming>) -> Option<Response<Bytes>> {
+    let internal = rt.config.internal.as_ref()?;
+    if !internal.serve_on_edge || req.method() != http::Method::GET {
+        return None;
+    }
+    let signer = rt.signer.as_deref()?;
+    crate::admin::internal_issuer_document(signer, req.uri().path())
 }
 
 fn upstream_error(

@@ -7,9 +7,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use trustgate_core::{SystemClock, Validator};
+use trustgate_core::{InternalSigner, SystemClock, Validator};
 
 use crate::config::{Config, ConfigError, DoubleSlashMode, RouteConfig};
+use crate::internal::MintCache;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::path::DoubleSlash;
 use crate::router::Router;
@@ -19,6 +20,8 @@ use crate::upstream::Upstream;
 /// A route with its resolved upstream and its metrics.
 #[derive(Debug)]
 pub(crate) struct RouteRuntime {
+    /// Position in the configuration; part of the minted-token cache key.
+    pub(crate) index: u32,
     pub(crate) config: RouteConfig,
     pub(crate) upstream: Arc<Upstream>,
     pub(crate) metrics: RouteMetrics,
@@ -33,6 +36,9 @@ pub(crate) struct Runtime {
     pub(crate) trusted_proxies: TrustedProxies,
     pub(crate) double_slash: DoubleSlash,
     pub(crate) metrics: Arc<Metrics>,
+    /// The process's internal signer, if an `[internal_issuer]` is configured.
+    pub(crate) signer: Option<Arc<InternalSigner>>,
+    pub(crate) minted: MintCache,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -46,7 +52,16 @@ impl std::fmt::Debug for Runtime {
 impl Runtime {
     /// Builds every part that can fail (TLS files, static keys, header policy) without touching
     /// the network. [`Runtime::start`] then fetches remote keys.
-    pub(crate) fn build(config: Config, metrics: Arc<Metrics>) -> Result<Self, ConfigError> {
+    pub(crate) fn build(
+        config: Config,
+        metrics: Arc<Metrics>,
+        signer: Option<Arc<InternalSigner>>,
+    ) -> Result<Self, ConfigError> {
+        if config.internal.is_some() != signer.is_some() {
+            return Err(ConfigError(
+                "[internal_issuer] was added or removed; restart the gateway to apply it".into(),
+            ));
+        }
         let validator = Validator::new(
             config.issuers.iter().map(|i| i.config.clone()).collect(),
             config.validator.clone(),
@@ -61,7 +76,7 @@ impl Runtime {
             );
         }
         let mut routes = Vec::new();
-        for route in &config.routes {
+        for (index, route) in config.routes.iter().enumerate() {
             let upstream = upstreams.get(&route.upstream).cloned().ok_or_else(|| {
                 ConfigError(format!(
                     "route {:?}: upstream {:?} is not defined",
@@ -72,6 +87,7 @@ impl Runtime {
                 route.host.clone(),
                 route.prefix.clone(),
                 Arc::new(RouteRuntime {
+                    index: u32::try_from(index).unwrap_or(u32::MAX),
                     config: route.clone(),
                     upstream,
                     metrics: metrics.route(&route.name),
@@ -94,6 +110,8 @@ impl Runtime {
             trusted_proxies,
             double_slash,
             metrics,
+            signer,
+            minted: MintCache::new(config.validator.cache.max_entries.max(16)),
             config,
         })
     }

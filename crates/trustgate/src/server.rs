@@ -32,6 +32,7 @@ use crate::runtime::Runtime;
 pub(crate) struct Gateway {
     pub(crate) runtime: ArcSwap<Runtime>,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) signer: Option<Arc<trustgate_core::InternalSigner>>,
     config_path: Option<PathBuf>,
 }
 
@@ -54,7 +55,12 @@ impl Gateway {
                     "listen addresses changed; restart to apply them (the rest is applied now)"
                 );
             }
-            let runtime = Runtime::build(config, Arc::clone(&self.metrics))?;
+            if config.internal != current.config.internal {
+                return Err(ConfigError(
+                    "[internal_issuer] changed; restart the gateway to apply it (its keys live for the whole process)".into(),
+                ));
+            }
+            let runtime = Runtime::build(config, Arc::clone(&self.metrics), self.signer.clone())?;
             if !runtime.start().await {
                 return Err(ConfigError(
                     "new configuration refused: not every issuer has usable keys".into(),
@@ -91,30 +97,34 @@ pub(crate) async fn run(
 ) -> Result<(), ConfigError> {
     let metrics = Metrics::new();
     let tls = config.server.tls.as_ref().map(tls_acceptor).transpose()?;
-    let runtime = Runtime::build(config, Arc::clone(&metrics))?;
+    // The admin port is bound first: the internal issuer's default URL is its address. Every
+    // other check has already run in `config::load`.
+    let admin_listener = TcpListener::bind(config.admin_listen)
+        .await
+        .map_err(|err| ConfigError(format!("cannot listen on {}: {err}", config.admin_listen)))?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(|e| ConfigError(e.to_string()))?;
+    let signer = config
+        .internal
+        .as_ref()
+        .map(|internal| crate::internal::build_signer(internal, admin_addr))
+        .transpose()?;
+    let runtime = Runtime::build(config, Arc::clone(&metrics), signer.clone())?;
     let server = runtime.config.server.clone();
     let proxy_listener = TcpListener::bind(server.listen)
         .await
         .map_err(|err| ConfigError(format!("cannot listen on {}: {err}", server.listen)))?;
-    let admin_listener = TcpListener::bind(runtime.config.admin_listen)
-        .await
-        .map_err(|err| {
-            ConfigError(format!(
-                "cannot listen on {}: {err}",
-                runtime.config.admin_listen
-            ))
-        })?;
     let bound = Bound {
         proxy: proxy_listener
             .local_addr()
             .map_err(|e| ConfigError(e.to_string()))?,
-        admin: admin_listener
-            .local_addr()
-            .map_err(|e| ConfigError(e.to_string()))?,
+        admin: admin_addr,
     };
     let gateway = Arc::new(Gateway {
         runtime: ArcSwap::from_pointee(runtime),
         metrics,
+        signer,
         config_path,
     });
     tokio::spawn(admin::serve(admin_listener, Arc::clone(&gateway)));

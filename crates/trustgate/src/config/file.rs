@@ -30,6 +30,35 @@ pub(crate) struct FileConfig {
     pub(crate) upstreams: Vec<FileUpstream>,
     #[serde(default, rename = "route")]
     pub(crate) routes: Vec<FileRoute>,
+    pub(crate) internal_issuer: Option<FileInternalIssuer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileInternalIssuer {
+    pub(crate) issuer: Option<String>,
+    #[serde(default = "default_internal_alg")]
+    pub(crate) algorithm: Algorithm,
+    #[serde(default = "default_rotation")]
+    pub(crate) rotation_interval: Dur,
+    #[serde(default = "default_max_ttl")]
+    pub(crate) max_ttl: Dur,
+    #[serde(default)]
+    pub(crate) key_files: Vec<PathBuf>,
+    #[serde(default)]
+    pub(crate) serve_on_edge: bool,
+}
+
+fn default_internal_alg() -> Algorithm {
+    Algorithm::EdDSA
+}
+
+fn default_rotation() -> Dur {
+    Dur::secs(6 * 3600)
+}
+
+fn default_max_ttl() -> Dur {
+    Dur::secs(300)
 }
 
 #[derive(Debug, Deserialize)]
@@ -332,6 +361,20 @@ pub(crate) struct FileRoute {
     #[serde(default)]
     pub(crate) require: FileRequire,
     pub(crate) headers: Option<Vec<FileHeaderBinding>>,
+    pub(crate) service: Option<String>,
+    pub(crate) internal_ttl: Option<Dur>,
+    pub(crate) internal_claims: Option<Vec<InternalClaim>>,
+    #[serde(default)]
+    pub(crate) assertion: bool,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum InternalClaim {
+    Sub,
+    Tenant,
+    Roles,
+    Scopes,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -25,7 +25,8 @@ use trustgate_core::{
 };
 
 pub(crate) use file::{
-    DoubleSlashMode, FilePattern as Pattern, FileTls, LogFormat, RequireMode, SanitizeMode,
+    DoubleSlashMode, FilePattern as Pattern, FileTls, InternalClaim, LogFormat, RequireMode,
+    SanitizeMode,
 };
 
 /// A configuration problem, with a message that says how to fix it.
@@ -50,6 +51,19 @@ pub(crate) struct Config {
     pub(crate) validator: ValidatorOptions,
     pub(crate) upstreams: Vec<UpstreamConfig>,
     pub(crate) routes: Vec<RouteConfig>,
+    pub(crate) internal: Option<InternalIssuerConfig>,
+}
+
+/// The gateway's own issuer for internal tokens and assertions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct InternalIssuerConfig {
+    /// `None`: `http://<admin listen address>`, decided once the admin port is bound.
+    pub(crate) issuer: Option<String>,
+    pub(crate) algorithm: trustgate_core::Algorithm,
+    pub(crate) rotation_interval: Duration,
+    pub(crate) max_ttl: Duration,
+    pub(crate) key_files: Vec<PathBuf>,
+    pub(crate) serve_on_edge: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -133,6 +147,11 @@ pub(crate) struct RouteConfig {
     pub(crate) token_cookie: Option<String>,
     pub(crate) require: Requirements,
     pub(crate) headers: Vec<(HeaderName, IdentityField)>,
+    /// The audience of internal tokens and assertions for this route's service.
+    pub(crate) service: String,
+    pub(crate) internal_ttl: Duration,
+    pub(crate) internal_claims: Vec<InternalClaim>,
+    pub(crate) assertion: bool,
 }
 
 impl Pattern {
@@ -343,10 +362,48 @@ fn validate(file: file::FileConfig, base: &Path) -> Result<Config, ConfigError> 
         upstreams.push(upstream_config(upstream, base)?);
     }
 
+    let internal = match file.internal_issuer {
+        None => None,
+        Some(internal) => {
+            if !matches!(
+                internal.algorithm,
+                trustgate_core::Algorithm::EdDSA | trustgate_core::Algorithm::ES256
+            ) {
+                return Err(ConfigError::new(
+                    "internal_issuer.algorithm must be \"EdDSA\" (default) or \"ES256\"",
+                ));
+            }
+            if let Some(iss) = &internal.issuer
+                && issuers.iter().any(|i| &i.config.issuer == iss)
+            {
+                return Err(ConfigError::new(format!(
+                    "internal_issuer.issuer {iss:?} equals an external issuer; internal tokens must be distinguishable at the edge, so choose another URL"
+                )));
+            }
+            if internal.max_ttl.0 < Duration::from_secs(1) {
+                return Err(ConfigError::new(
+                    "internal_issuer.max_ttl must be at least 1s",
+                ));
+            }
+            Some(InternalIssuerConfig {
+                issuer: internal.issuer,
+                algorithm: internal.algorithm,
+                rotation_interval: internal.rotation_interval.0,
+                max_ttl: internal.max_ttl.0,
+                key_files: internal
+                    .key_files
+                    .iter()
+                    .map(|p| resolve(base, p))
+                    .collect(),
+                serve_on_edge: internal.serve_on_edge,
+            })
+        }
+    };
+
     let mut injected_names = Vec::new();
     let mut routes = Vec::new();
     for route in file.routes {
-        let route = route_config(route, &issuers, &upstreams)?;
+        let route = route_config(route, &issuers, &upstreams, internal.as_ref())?;
         if routes
             .iter()
             .any(|r: &RouteConfig| r.host == route.host && r.prefix == route.prefix)
@@ -399,6 +456,7 @@ fn validate(file: file::FileConfig, base: &Path) -> Result<Config, ConfigError> 
         validator,
         upstreams,
         routes,
+        internal,
     })
 }
 
@@ -599,6 +657,7 @@ fn route_config(
     route: file::FileRoute,
     issuers: &[IssuerEntry],
     upstreams: &[UpstreamConfig],
+    internal: Option<&InternalIssuerConfig>,
 ) -> Result<RouteConfig, ConfigError> {
     let name = &route.name;
     if !upstreams.iter().any(|u| u.id == route.upstream) {
@@ -619,9 +678,37 @@ fn route_config(
             )));
         }
     };
-    if route.pattern == Pattern::InternalToken {
+    let needs_signer = route.pattern == Pattern::InternalToken || route.assertion;
+    if needs_signer && internal.is_none() {
         return Err(ConfigError::new(format!(
-            "route {name:?}: pattern \"internal-token\" is not available in this build yet; use \"forward-token\" or \"identity-headers\""
+            "route {name:?}: internal tokens and assertions are signed by the gateway; add an [internal_issuer] section"
+        )));
+    }
+    if route.assertion
+        && !matches!(
+            route.pattern,
+            Pattern::IdentityHeaders | Pattern::ForwardToken
+        )
+    {
+        return Err(ConfigError::new(format!(
+            "route {name:?}: assertion = true applies to identity-headers and forward-token routes"
+        )));
+    }
+    if route.pattern != Pattern::InternalToken
+        && (route.internal_ttl.is_some() || route.internal_claims.is_some())
+    {
+        return Err(ConfigError::new(format!(
+            "route {name:?}: internal_ttl and internal_claims only apply to pattern \"internal-token\""
+        )));
+    }
+    let internal_ttl = route.internal_ttl.map_or(Duration::from_secs(60), |d| d.0);
+    if let Some(internal) = internal
+        && route.pattern == Pattern::InternalToken
+        && internal_ttl > internal.max_ttl
+    {
+        return Err(ConfigError::new(format!(
+            "route {name:?}: internal_ttl {internal_ttl:?} exceeds internal_issuer.max_ttl {:?}",
+            internal.max_ttl
         )));
     }
     let route_issuers: Vec<String> = match &route.issuers {
@@ -664,6 +751,11 @@ fn route_config(
             .collect::<Result<_, ConfigError>>()?,
         mode: route.require.mode,
     };
+    if route.pattern == Pattern::InternalToken && route.allow_anonymous {
+        return Err(ConfigError::new(format!(
+            "route {name:?}: internal-token routes always need a token (allow_anonymous cannot be set)"
+        )));
+    }
     if !route.pattern.validates() && (!require.is_empty() || route.allow_anonymous) {
         return Err(ConfigError::new(format!(
             "route {name:?}: require/allow_anonymous only apply to patterns where the gateway validates (forward-token, identity-headers)"
@@ -754,7 +846,23 @@ fn route_config(
             "route {name:?}: token_cookie must be a valid cookie name"
         )));
     }
+    let service = route
+        .service
+        .clone()
+        .unwrap_or_else(|| route.upstream.clone());
+    let internal_claims = route.internal_claims.clone().unwrap_or_else(|| {
+        vec![
+            InternalClaim::Sub,
+            InternalClaim::Tenant,
+            InternalClaim::Roles,
+            InternalClaim::Scopes,
+        ]
+    });
     Ok(RouteConfig {
+        service,
+        internal_ttl,
+        internal_claims,
+        assertion: route.assertion,
         name: route.name.clone(),
         host,
         prefix,

@@ -1,0 +1,504 @@
+//! Minting short-lived internal tokens and gateway assertions with the gateway's own keys.
+//!
+//! Key lifecycle, so that no service ever sees a token whose key it cannot find:
+//! - there is always an *active* key (signs) and a *next* key (published, not yet signing);
+//! - at each rotation the next key becomes active and a fresh next key is generated, so every key
+//!   is in the JWKS for a whole rotation interval before it signs anything;
+//! - the previously active key stays published until every token it signed has expired
+//!   (`max_token_ttl` after it stopped signing).
+//!
+//! Private keys never appear in `Debug` output or logs.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use aws_lc_rs::digest;
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+
+use crate::alg::Algorithm;
+use crate::clock::SharedClock;
+
+/// The `typ` of internal tokens (pattern 4).
+pub const INTERNAL_TOKEN_TYP: &str = "internal+jwt";
+/// The `typ` of gateway assertions (pattern 3 with proof).
+pub const ASSERTION_TYP: &str = "trustgate-assertion+jwt";
+/// The request header that carries a gateway assertion.
+pub const ASSERTION_HEADER: &str = "x-trustgate-assertion";
+
+/// Settings of the internal signer.
+#[derive(Debug, Clone)]
+pub struct SignerConfig {
+    /// The `iss` of minted tokens; also the base URL of the internal discovery document.
+    pub issuer: String,
+    /// EdDSA (default) or ES256.
+    pub algorithm: Algorithm,
+    /// How often the signing key changes.
+    pub rotation_interval: Duration,
+    /// The longest lifetime of any token this signer mints; retired keys stay published this long.
+    pub max_token_ttl: Duration,
+}
+
+/// Why minting or key setup failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MintError {
+    /// Only EdDSA and ES256 can sign internal tokens.
+    #[error("internal tokens are signed with EdDSA or ES256, not {0}")]
+    UnsupportedAlgorithm(Algorithm),
+    /// A PEM key is not a PKCS#8 private key for the chosen algorithm.
+    #[error("signing key {index}: not a PKCS#8 {alg} private key")]
+    BadKey {
+        /// Position in the list, from 0.
+        index: usize,
+        /// The configured algorithm.
+        alg: Algorithm,
+    },
+    /// No key was given.
+    #[error("at least one signing key is required")]
+    NoKeys,
+    /// The crypto library refused (should not happen).
+    #[error("key generation or signing failed")]
+    Crypto,
+}
+
+enum Pair {
+    Ed(Ed25519KeyPair),
+    Ec(EcdsaKeyPair),
+}
+
+struct SigningKey {
+    kid: String,
+    alg: Algorithm,
+    pair: Pair,
+    jwk: Value,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("private", &"[redacted]")
+            .finish()
+    }
+}
+
+fn b64(bytes: impl AsRef<[u8]>) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+impl SigningKey {
+    fn from_pair(alg: Algorithm, pair: Pair) -> Self {
+        let public = match &pair {
+            Pair::Ed(p) => p.public_key().as_ref().to_vec(),
+            Pair::Ec(p) => p.public_key().as_ref().to_vec(),
+        };
+        // The kid is a digest of the public key: stable across restarts for loaded keys, and
+        // never reused for a different key.
+        let kid = b64(&digest::digest(&digest::SHA256, &public).as_ref()[..12]);
+        let jwk = match &pair {
+            Pair::Ed(_) => json!({"kty":"OKP","crv":"Ed25519","x":b64(&public),
+                                  "kid":kid,"alg":"EdDSA","use":"sig"}),
+            Pair::Ec(_) => {
+                let (x, y) = public[1..].split_at(32);
+                json!({"kty":"EC","crv":"P-256","x":b64(x),"y":b64(y),
+                       "kid":kid,"alg":"ES256","use":"sig"})
+            }
+        };
+        Self {
+            kid,
+            alg,
+            pair,
+            jwk,
+        }
+    }
+
+    fn generate(alg: Algorithm) -> Result<Self, MintError> {
+        let rng = SystemRandom::new();
+        let pair = match alg {
+            Algorithm::EdDSA => {
+                let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| MintError::Crypto)?;
+                Pair::Ed(Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| MintError::Crypto)?)
+            }
+            Algorithm::ES256 => {
+                let fixed = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+                let pkcs8 = EcdsaKeyPair::generate_pkcs8(fixed, &rng).map_err(|_| MintError::Crypto)?;
+                Pair::Ec(EcdsaKeyPair::from_pkcs8(fixed, pkcs8.as_ref()).map_err(|_| MintError::Crypto)?)
+            }
+            other => return Err(MintError::UnsupportedAlgorithm(other)),
+        };
+        Ok(Self::from_pair(alg, pair))
+    }
+
+    fn from_pkcs8(alg: Algorithm, der: &[u8], index: usize) -> Result<Self, MintError> {
+        let bad = MintError::BadKey { index, alg };
+        let pair = match alg {
+            Algorithm::EdDSA => Pair::Ed(Ed25519KeyPair::from_pkcs8(der).map_err(|_| bad)?),
+            Algorithm::ES256 => Pair::Ec(
+                EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, der)
+                    .map_err(|_| bad)?,
+            ),
+            other => return Err(MintError::UnsupportedAlgorithm(other)),
+        };
+        Ok(Self::from_pair(alg, pair))
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, MintError> {
+        match &self.pair {
+            Pair::Ed(p) => Ok(p.sign(message).as_ref().to_vec()),
+            Pair::Ec(p) => p
+                .sign(&SystemRandom::new(), message)
+                .map(|s| s.as_ref().to_vec())
+                .map_err(|_| MintError::Crypto),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct KeyRing {
+    active: Arc<SigningKey>,
+    /// Published but not yet signing; `None` for operator-managed (loaded) keys.
+    next: Option<Arc<SigningKey>>,
+    /// Keys that stopped signing, with the time (ms) until which they stay published.
+    retired: Vec<(Arc<SigningKey>, i64)>,
+    jwks: Bytes,
+}
+
+impl KeyRing {
+    fn new(
+        active: Arc<SigningKey>,
+        next: Option<Arc<SigningKey>>,
+        retired: Vec<(Arc<SigningKey>, i64)>,
+        extra_published: &[Arc<SigningKey>],
+    ) -> Self {
+        let mut keys = vec![active.jwk.clone()];
+        keys.extend(next.iter().map(|k| k.jwk.clone()));
+        keys.extend(retired.iter().map(|(k, _)| k.jwk.clone()));
+        keys.extend(extra_published.iter().map(|k| k.jwk.clone()));
+        let jwks = Bytes::from(json!({ "keys": keys }).to_string());
+        Self {
+            active,
+            next,
+            retired,
+            jwks,
+        }
+    }
+}
+
+/// A token fresh from the signer.
+#[derive(Debug, Clone)]
+pub struct Minted {
+    /// The compact JWS.
+    pub token: String,
+    /// `exp`, in milliseconds since the epoch.
+    pub expires_at_ms: i64,
+}
+
+/// Signs internal tokens and assertions with rotating keys, and publishes their JWKS.
+pub struct InternalSigner {
+    config: SignerConfig,
+    clock: SharedClock,
+    ring: ArcSwap<KeyRing>,
+    /// When the next rotation is due (ms); `i64::MAX` for operator-managed keys.
+    next_rotation_ms: AtomicI64,
+    rotating: Mutex<()>,
+    /// Keys loaded from files beyond the first: published, never signing.
+    extra_published: Vec<Arc<SigningKey>>,
+    rng: SystemRandom,
+}
+
+impl std::fmt::Debug for InternalSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InternalSigner")
+            .field("issuer", &self.config.issuer)
+            .field("active_kid", &self.ring.load().active.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl InternalSigner {
+    /// A signer with generated keys that rotate every `rotation_interval`.
+    ///
+    /// # Errors
+    /// [`MintError::UnsupportedAlgorithm`] unless the algorithm is EdDSA or ES256.
+    pub fn generate(config: SignerConfig, clock: SharedClock) -> Result<Self, MintError> {
+        let active = Arc::new(SigningKey::generate(config.algorithm)?);
+        let next = Arc::new(SigningKey::generate(config.algorithm)?);
+        let due = clock
+            .now_millis()
+            .saturating_add(millis(config.rotation_interval));
+        Ok(Self {
+            ring: ArcSwap::from_pointee(KeyRing::new(active, Some(next), Vec::new(), &[])),
+            next_rotation_ms: AtomicI64::new(due),
+            rotating: Mutex::new(()),
+            extra_published: Vec::new(),
+            rng: SystemRandom::new(),
+            config,
+            clock,
+        })
+    }
+
+    /// A signer with operator-managed PKCS#8 PEM keys: the first signs, all are published.
+    /// Rotate by putting the new key second, reloading, then moving it first after the JWKS
+    /// caches of services have refreshed.
+    ///
+    /// # Errors
+    /// [`MintError`] if a key does not parse for the configured algorithm.
+    pub fn from_pem(
+        config: SignerConfig,
+        pems: &[String],
+        clock: SharedClock,
+    ) -> Result<Self, MintError> {
+        use rustls_pki_types::PrivatePkcs8KeyDer;
+        use rustls_pki_types::pem::PemObject;
+        let mut keys = Vec::new();
+        for (index, pem) in pems.iter().enumerate() {
+            let der = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).map_err(|_| {
+                MintError::BadKey {
+                    index,
+                    alg: config.algorithm,
+                }
+            })?;
+            keys.push(Arc::new(SigningKey::from_pkcs8(
+                config.algorithm,
+                der.secret_pkcs8_der(),
+                index,
+            )?));
+        }
+        let mut keys = keys.into_iter();
+        let active = keys.next().ok_or(MintError::NoKeys)?;
+        let extra: Vec<_> = keys.collect();
+        Ok(Self {
+            ring: ArcSwap::from_pointee(KeyRing::new(active, None, Vec::new(), &extra)),
+            next_rotation_ms: AtomicI64::new(i64::MAX),
+            rotating: Mutex::new(()),
+            extra_published: extra,
+            rng: SystemRandom::new(),
+            config,
+            clock,
+        })
+    }
+
+    /// The `iss` of minted tokens.
+    pub fn issuer(&self) -> &str {
+        &self.config.issuer
+    }
+
+    /// The longest TTL this signer may mint.
+    pub fn max_token_ttl(&self) -> Duration {
+        self.config.max_token_ttl
+    }
+
+    /// The current JWK Set (active, next and still-valid retired keys).
+    pub fn jwks(&self) -> Bytes {
+        self.rotate_if_due();
+        self.ring.load().jwks.clone()
+    }
+
+    /// The kid that signs now.
+    pub fn active_kid(&self) -> String {
+        self.ring.load().active.kid.clone()
+    }
+
+    /// The OIDC discovery document for the internal issuer.
+    pub fn discovery_document(&self) -> String {
+        let issuer = self.config.issuer.trim_end_matches('/');
+        json!({
+            "issuer": self.config.issuer,
+            "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+            "id_token_signing_alg_values_supported": [self.config.algorithm.name()],
+            "response_types_supported": [],
+            "subject_types_supported": ["public"],
+        })
+        .to_string()
+    }
+
+    /// Rotates now if the interval has passed. Cheap when not due: one atomic load.
+    pub fn rotate_if_due(&self) {
+        let now = self.clock.now_millis();
+        if now < self.next_rotation_ms.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(_guard) = self.rotating.lock() else {
+            return;
+        };
+        if now < self.next_rotation_ms.load(Ordering::Acquire) {
+            return;
+        }
+        let ring = self.ring.load_full();
+        let Some(next) = ring.next.clone() else {
+            return;
+        };
+        let Ok(fresh) = SigningKey::generate(self.config.algorithm) else {
+            tracing::error!("internal key generation failed; keeping the current key");
+            return;
+        };
+        // The old active key signed tokens up to now; they expire within max_token_ttl.
+        let keep_until = now.saturating_add(millis(self.config.max_token_ttl) + 60_000);
+        let mut retired: Vec<_> = ring
+            .retired
+            .iter()
+            .filter(|(_, until)| *until > now)
+            .cloned()
+            .collect();
+        retired.push((Arc::clone(&ring.active), keep_until));
+        tracing::info!(old = %ring.active.kid, new = %next.kid, "rotated internal signing key");
+        self.ring.store(Arc::new(KeyRing::new(
+            next,
+            Some(Arc::new(fresh)),
+            retired,
+            &self.extra_published,
+        )));
+        self.next_rotation_ms.store(
+            now.saturating_add(millis(self.config.rotation_interval)),
+            Ordering::Release,
+        );
+    }
+
+    /// Mints a token: sets `iss`, `aud`, `iat`, `nbf`, `exp` and a unique `jti` over `claims`
+    /// (which may not override them). `ttl` is capped at the signer's maximum.
+    ///
+    /// # Errors
+    /// [`MintError::Crypto`] if signing fails.
+    pub fn mint(
+        &self,
+        typ: &str,
+        audience: &str,
+        ttl: Duration,
+        mut claims: Map<String, Value>,
+    ) -> Result<Minted, MintError> {
+        self.rotate_if_due();
+        let now_ms = self.clock.now_millis();
+        let now = now_ms.div_euclid(1000);
+        let ttl = ttl.min(self.config.max_token_ttl);
+        let exp = now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
+        let mut jti = [0u8; 16];
+        self.rng.fill(&mut jti).map_err(|_| MintError::Crypto)?;
+        claims.insert("iss".into(), json!(self.config.issuer));
+        claims.insert("aud".into(), json!(audience));
+        claims.insert("iat".into(), json!(now));
+        claims.insert("nbf".into(), json!(now));
+        claims.insert("exp".into(), json!(exp));
+        claims.insert("jti".into(), json!(b64(jti)));
+        let ring = self.ring.load();
+        let key = &ring.active;
+        let header = json!({"alg": key.alg.name(), "kid": key.kid, "typ": typ});
+        let signing_input = format!(
+            "{}.{}",
+            b64(header.to_string()),
+            b64(Value::Object(claims).to_string())
+        );
+        let signature = key.sign(signing_input.as_bytes())?;
+        Ok(Minted {
+            token: format!("{signing_input}.{}", b64(signature)),
+            expires_at_ms: exp.saturating_mul(1000),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::{IssuerConfig, KeySource, Validator, ValidatorOptions};
+
+    fn signer(clock: &ManualClock) -> InternalSigner {
+        InternalSigner::generate(
+            SignerConfig {
+                issuer: "https://trustgate.internal".into(),
+                algorithm: Algorithm::EdDSA,
+                rotation_interval: Duration::from_secs(3600),
+                max_token_ttl: Duration::from_secs(300),
+            },
+            Arc::new(clock.clone()),
+        )
+        .unwrap()
+    }
+
+    fn validator(jwks: &Bytes, clock: &ManualClock, aud: &str) -> Validator {
+        let mut issuer = IssuerConfig::new(
+            "https://trustgate.internal",
+            [aud],
+            KeySource::Jwks(String::from_utf8(jwks.to_vec()).unwrap()),
+        );
+        issuer.algorithms = vec![Algorithm::EdDSA];
+        issuer.claims.required_typ = Some(INTERNAL_TOKEN_TYP.into());
+        let mut options = ValidatorOptions::default();
+        options.cache.enabled = false;
+        Validator::new(vec![issuer], options, Arc::new(clock.clone())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn minted_tokens_verify_with_the_published_jwks() {
+        let clock = ManualClock::at_secs(1_700_000_000);
+        let signer = signer(&clock);
+        let mut claims = Map::new();
+        claims.insert("sub".into(), json!("alice"));
+        claims.insert("iss".into(), json!("https://evil")); // overridden
+        let minted = signer
+            .mint(INTERNAL_TOKEN_TYP, "users", Duration::from_secs(60), claims)
+            .unwrap();
+        let v = validator(&signer.jwks(), &clock, "users");
+        let verified = v.validate(&minted.token).await.unwrap();
+        assert_eq!(verified.issuer(), "https://trustgate.internal");
+        assert_eq!(verified.identity().subject(), Some("alice"));
+        assert_eq!(verified.expires_at(), Some(1_700_000_060));
+        // Another service's validator refuses it.
+        let other = validator(&signer.jwks(), &clock, "payments");
+        assert!(other.validate(&minted.token).await.is_err());
+        // TTL is capped.
+        let long = signer
+            .mint(INTERNAL_TOKEN_TYP, "users", Duration::from_secs(86_400), Map::new())
+            .unwrap();
+        assert_eq!(long.expires_at_ms, (1_700_000_000 + 300) * 1000);
+    }
+
+    #[test]
+    fn rotation_publishes_before_signing_and_keeps_retired_keys() {
+        let clock = ManualClock::at_secs(1_700_000_000);
+        let signer = signer(&clock);
+        let jwks = |s: &InternalSigner| -> Vec<String> {
+            let doc: Value = serde_json::from_slice(&s.jwks()).unwrap();
+            doc["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k["kid"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let first = signer.active_kid();
+        let before = jwks(&signer);
+        assert_eq!(before.len(), 2, "active and next are published");
+        let next = before[1].clone();
+        clock.advance_secs(3600);
+        signer.rotate_if_due();
+        assert_eq!(signer.active_kid(), next, "the pre-published key signs next");
+        let after = jwks(&signer);
+        assert!(after.contains(&first), "the retired key stays published");
+        assert_eq!(after.len(), 3);
+        clock.advance_secs(3600);
+        signer.rotate_if_due();
+        let later = jwks(&signer);
+        assert!(!later.contains(&first), "retired keys leave after their tokens expired");
+    }
+
+    #[test]
+    fn debug_never_shows_private_keys() {
+        let clock = ManualClock::at_secs(0);
+        let signer = signer(&clock);
+        let text = format!("{signer:?} {:?}", signer.ring.load().active);
+        assert!(text.contains("[redacted]"));
+        assert!(!text.contains("\"d\""));
+    }
+}
