@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs the system packages and tools the test suite uses. Idempotent.
+# Installs the system packages and tools the test suite uses. Idempotent; safe to run on a fresh
+# machine (as root, as CI does) or a developer's.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 need_rust_component() {
   rustup component list --installed 2>/dev/null | grep -q "^$1" || rustup component add "$1"
@@ -9,3 +11,24 @@ if command -v rustup >/dev/null 2>&1; then
   need_rust_component rustfmt
   need_rust_component clippy
 fi
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "== apt-get install ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+# Headless browser for the demo page test (Debian's Chromium; nothing downloads a browser).
+apt_install chromium
+command -v node >/dev/null 2>&1 || apt_install nodejs npm
+
+echo "== npm ci (tests/browser)"
+(cd tests/browser && npm ci --no-audit --no-fund --silent)

@@ -12,8 +12,22 @@ cargo fmt --all -- --check
 echo "== clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-echo "== tests"
-cargo test --workspace --locked
-
-echo "== benches compile"
+echo "== benches compile (not run: timings stay out of pass/fail tests)"
 cargo bench --workspace --locked --no-run
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+echo "== tests"
+cargo test --workspace --locked 2>&1 | tee "$log"
+
+echo "== demo page in headless Chromium"
+bash scripts/browser-test.sh 2>&1 | tee -a "$log"
+
+# One closing line over every runner above: cargo's "test result:" lines and node's "# pass/# fail".
+awk '
+  /^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+  /^# pass / { p += $3 }
+  /^# fail / { f += $3 }
+  END { printf "tests: %d passed, %d failed\n", p, f; exit (f > 0) }
+' "$log"

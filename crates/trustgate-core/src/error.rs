@@ -81,6 +81,9 @@ pub enum Reason {
     UnsafeClaimValue,
     /// The token's issuer is not accepted on this route.
     IssuerNotAccepted,
+    /// A gateway assertion does not match this request (method, path or bound headers), or lacks
+    /// the claims that bind it.
+    RequestBinding,
 }
 
 impl Reason {
@@ -110,6 +113,7 @@ impl Reason {
             Reason::MissingClaim => "missing_claim",
             Reason::UnsafeClaimValue => "unsafe_claim_value",
             Reason::IssuerNotAccepted => "issuer_not_accepted",
+            Reason::RequestBinding => "request_binding",
         }
     }
 }

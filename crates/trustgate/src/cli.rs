@@ -26,6 +26,17 @@ pub(crate) enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Run the four trust patterns with a development issuer and sample services, and a page
+    /// that shows them. Development only.
+    #[cfg(feature = "demo")]
+    Demo {
+        /// The gateway port on 127.0.0.1.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// The admin port on 127.0.0.1 (metrics, readiness, internal JWKS).
+        #[arg(long, default_value_t = 9901)]
+        admin_port: u16,
+    },
     /// Show, step by step, what the gateway would do with a request.
     Explain {
         /// The configuration file.

@@ -91,13 +91,14 @@ impl Equivalent<MintKey> for MintKeyRef<'_> {
 
 /// Minted internal tokens, ready as Authorization values.
 pub(crate) struct MintCache {
-    entries: Cache<MintKey, (HeaderValue, i64)>,
+    /// `None` when caching is switched off: every request signs.
+    entries: Option<Cache<MintKey, (HeaderValue, i64)>>,
 }
 
 impl MintCache {
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize, enabled: bool) -> Self {
         Self {
-            entries: Cache::new(capacity),
+            entries: enabled.then(|| Cache::new(capacity)),
         }
     }
 
@@ -123,7 +124,7 @@ impl MintCache {
             token: external_text,
             route: route_index,
         };
-        if let Some((value, expires)) = self.entries.get(&lookup)
+        if let Some((value, expires)) = self.entries.as_ref().and_then(|e| e.get(&lookup))
             && expires.saturating_sub(now) > margin
         {
             return Some(value);
@@ -138,13 +139,15 @@ impl MintCache {
             )
             .ok()?;
         let value = HeaderValue::from_str(&format!("Bearer {}", minted.token)).ok()?;
-        self.entries.insert(
-            MintKey {
-                token: Box::from(external_text),
-                route: route_index,
-            },
-            (value.clone(), minted.expires_at_ms),
-        );
+        if let Some(entries) = &self.entries {
+            entries.insert(
+                MintKey {
+                    token: Box::from(external_text),
+                    route: route_index,
+                },
+                (value.clone(), minted.expires_at_ms),
+            );
+        }
         Some(value)
     }
 }

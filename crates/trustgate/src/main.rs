@@ -7,7 +7,10 @@ mod admin;
 mod auth;
 mod cli;
 mod config;
+#[cfg(feature = "demo")]
+mod demo;
 mod error;
+mod h1_framing;
 mod inspect;
 mod internal;
 mod metrics;
@@ -93,6 +96,17 @@ fn main() -> ExitCode {
                     Err(err) => {
                         eprintln!("trustgate: {err}");
                         ExitCode::from(EX_USAGE)
+                    }
+                }
+            }
+            #[cfg(feature = "demo")]
+            Command::Demo { port, admin_port } => {
+                init_logging("warn", false);
+                match demo::run(port, admin_port, shutdown_signal()).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(err) => {
+                        eprintln!("trustgate demo: {err}");
+                        ExitCode::FAILURE
                     }
                 }
             }

@@ -93,8 +93,13 @@ pub(crate) async fn prepare(
     conn: ConnInfo,
     mut trace: Trace<'_>,
 ) -> Result<Prepared, Refusal> {
-    // 1. Framing.
-    if let Err(err) = sanitize::check_framing(&parts.headers) {
+    // 1. Framing: on the raw head bytes (hyper has already merged or dropped some framing
+    // headers from `parts.headers`; see `h1_framing`), then on the parsed headers.
+    let raw = parts
+        .extensions
+        .get::<crate::h1_framing::RawFraming>()
+        .map_or(Ok(()), |raw| raw.0);
+    if let Err(err) = raw.and_then(|()| sanitize::check_framing(&parts.headers)) {
         note!(trace, "framing: refused ({err:?})");
         return Err(refuse(None, GatewayError::Framing("bad_framing")));
     }

@@ -111,7 +111,13 @@ impl Runtime {
             double_slash,
             metrics,
             signer,
-            minted: MintCache::new(config.validator.cache.max_entries.max(16)),
+            minted: MintCache::new(
+                config.validator.cache.max_entries.max(16),
+                config
+                    .internal
+                    .as_ref()
+                    .is_none_or(|i| i.cache_minted_tokens),
+            ),
             config,
         })
     }

@@ -24,6 +24,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::admin;
 use crate::config::{self, Config, ConfigError};
+use crate::h1_framing;
 use crate::metrics::Metrics;
 use crate::proxy::{self, ConnInfo};
 use crate::runtime::Runtime;
@@ -223,11 +224,19 @@ async fn serve_connection<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Arc::new(Activity::new());
+    // hyper repairs ambiguous HTTP/1 framing (CL+TE, duplicate CL) before the request reaches
+    // us, so the framing check also runs on the raw head bytes; see `h1_framing`.
+    let verdicts = h1_framing::Verdicts::default();
     let io = TokioIo::new(IdleStream {
-        inner: stream,
+        inner: h1_framing::FramingStream::new(stream, Arc::clone(&verdicts)),
         activity: Arc::clone(&activity),
     });
-    let service = service_fn(move |req| {
+    let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+        if req.version() < http::Version::HTTP_2
+            && let Some(verdict) = h1_framing::take_verdict(&verdicts)
+        {
+            req.extensions_mut().insert(verdict);
+        }
         let runtime = gateway.runtime.load_full();
         async move { Ok::<_, Infallible>(proxy::handle(runtime, req, conn).await) }
     });

@@ -47,6 +47,8 @@ pub(crate) struct FileInternalIssuer {
     pub(crate) key_files: Vec<PathBuf>,
     #[serde(default)]
     pub(crate) serve_on_edge: bool,
+    #[serde(default = "default_true")]
+    pub(crate) cache_minted_tokens: bool,
 }
 
 fn default_internal_alg() -> Algorithm {

@@ -64,6 +64,9 @@ pub(crate) struct InternalIssuerConfig {
     pub(crate) max_ttl: Duration,
     pub(crate) key_files: Vec<PathBuf>,
     pub(crate) serve_on_edge: bool,
+    /// Reuse a minted internal token for the same external token and route until shortly before
+    /// it expires (default). Off: sign on every request.
+    pub(crate) cache_minted_tokens: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -396,6 +399,7 @@ fn validate(file: file::FileConfig, base: &Path) -> Result<Config, ConfigError> 
                     .map(|p| resolve(base, p))
                     .collect(),
                 serve_on_edge: internal.serve_on_edge,
+                cache_minted_tokens: internal.cache_minted_tokens,
             })
         }
     };

@@ -1,0 +1,88 @@
+//! The per-mode decision: from a request's head to a [`Caller`] or a coarse [`AuthError`].
+
+use axum::extract::OriginalUri;
+use http::request::Parts;
+use trustgate_core::{AuthError, Validator};
+
+use crate::caller::Caller;
+use crate::headers::{HeaderIdentity, HeaderMapping};
+use crate::mode::Mode;
+use crate::request::{self, Binding};
+
+/// What a layer checks. Built only by the layer's constructors.
+#[derive(Debug)]
+pub(crate) enum Authenticator {
+    /// A bearer token (external JWT or internal token; the validator's issuer config tells which).
+    Bearer { mode: Mode, validator: Validator },
+    /// A gateway assertion bound to the request.
+    Assertion {
+        mode: Mode,
+        validator: Validator,
+        require_headers: bool,
+    },
+    /// Headers trusted as they are.
+    DangerHeaders(HeaderMapping),
+}
+
+impl Authenticator {
+    pub(crate) fn mode(&self) -> Mode {
+        match self {
+            Authenticator::Bearer { mode, .. } | Authenticator::Assertion { mode, .. } => *mode,
+            Authenticator::DangerHeaders(_) => Mode::DangerTrustedHeaders,
+        }
+    }
+
+    pub(crate) fn validator(&self) -> Option<&Validator> {
+        match self {
+            Authenticator::Bearer { validator, .. }
+            | Authenticator::Assertion { validator, .. } => Some(validator),
+            Authenticator::DangerHeaders(_) => None,
+        }
+    }
+
+    /// Runs every check of the mode. Nothing from the request reaches the handler unless this
+    /// returns `Ok`.
+    pub(crate) async fn authenticate(&self, parts: &Parts) -> Result<Caller, AuthError> {
+        match self {
+            Authenticator::Bearer { mode, validator } => {
+                let token =
+                    request::bearer_token(&parts.headers)?.ok_or(AuthError::MissingToken)?;
+                let verified = validator.validate(token).await?;
+                Ok(Caller::verified(*mode, verified))
+            }
+            Authenticator::Assertion {
+                mode,
+                validator,
+                require_headers,
+            } => {
+                let assertion =
+                    request::assertion(&parts.headers)?.ok_or(AuthError::MissingToken)?;
+                let verified = validator.validate(assertion).await?;
+                // Behind `Router::nest` the URI is shortened; the gateway bound the full one.
+                let uri = parts
+                    .extensions
+                    .get::<OriginalUri>()
+                    .map_or(&parts.uri, |original| &original.0);
+                let binding = Binding {
+                    method: &parts.method,
+                    target: uri.path_and_query().map_or("", |pq| pq.as_str()),
+                    headers: &parts.headers,
+                    require_headers: *require_headers,
+                };
+                if let Err(mismatch) = request::check_binding(verified.claims(), &binding) {
+                    tracing::debug!(
+                        mode = mode.as_str(),
+                        reason = mismatch.as_str(),
+                        "gateway assertion does not bind this request"
+                    );
+                    return Err(mismatch.to_error());
+                }
+                Ok(Caller::verified(*mode, verified))
+            }
+            Authenticator::DangerHeaders(mapping) => {
+                let identity = HeaderIdentity::from_headers(&parts.headers, mapping)?;
+                Ok(Caller::from_trusted_headers(identity))
+            }
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! The verified caller, as handlers see it, and the rejection that guards return.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::response::{IntoResponse, Response};
+use http::request::Parts;
+use serde_json::{Map, Value};
+use trustgate_core::{AuthError, Identity, VerifiedToken};
+
+use crate::headers::HeaderIdentity;
+use crate::mode::Mode;
+
+/// Who is calling, as established by the [`TrustgateLayer`](crate::TrustgateLayer).
+///
+/// The layer puts a `Caller` in the request extensions only after the request passed every check
+/// of its [`Mode`]; handlers take it as an axum extractor. There is no public constructor.
+///
+/// In every mode but [`Mode::DangerTrustedHeaders`], the identity comes from a token whose
+/// signature and claims were verified ([`Caller::token`]); in that danger mode it comes from
+/// request headers and [`Caller::token`] is `None`.
+///
+/// ```no_run
+/// use axum::Json;
+/// use serde_json::{Value, json};
+/// use trustgate_service::{Caller, Rejection};
+///
+/// async fn create_course(caller: Caller) -> Result<Json<Value>, Rejection> {
+///     caller.require_role("instructor")?;
+///     Ok(Json(json!({ "created_by": caller.subject(), "tenant": caller.tenant() })))
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Caller {
+    mode: Mode,
+    proof: Proof,
+}
+
+#[derive(Clone)]
+enum Proof {
+    Token(VerifiedToken),
+    Headers(Arc<HeaderIdentity>),
+}
+
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Claims may be personal data; only the mode and subject are shown.
+        f.debug_struct("Caller")
+            .field("mode", &self.mode)
+            .field("subject", &self.subject())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Caller {
+    pub(crate) fn verified(mode: Mode, token: VerifiedToken) -> Self {
+        Self {
+            mode,
+            proof: Proof::Token(token),
+        }
+    }
+
+    pub(crate) fn from_trusted_headers(identity: HeaderIdentity) -> Self {
+        Self {
+            mode: Mode::DangerTrustedHeaders,
+            proof: Proof::Headers(Arc::new(identity)),
+        }
+    }
+
+    /// The mode that accepted the request.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The verified token (the external JWT, the internal token, or the gateway assertion), or
+    /// `None` in [`Mode::DangerTrustedHeaders`].
+    pub fn token(&self) -> Option<&VerifiedToken> {
+        match &self.proof {
+            Proof::Token(token) => Some(token),
+            Proof::Headers(_) => None,
+        }
+    }
+
+    /// The identity built by trustgate-core from the verified claims, or `None` in
+    /// [`Mode::DangerTrustedHeaders`].
+    pub fn identity(&self) -> Option<&Identity> {
+        self.token().map(VerifiedToken::identity)
+    }
+
+    /// The verified claims, or `None` in [`Mode::DangerTrustedHeaders`].
+    pub fn claims(&self) -> Option<&Map<String, Value>> {
+        self.token().map(VerifiedToken::claims)
+    }
+
+    /// The issuer whose signature was verified: the external issuer in [`Mode::ExternalJwt`], the
+    /// gateway's internal issuer otherwise; `None` when nothing was verified.
+    pub fn issuer(&self) -> Option<&str> {
+        self.token().map(VerifiedToken::issuer)
+    }
+
+    /// The issuer that authenticated the end user: `iss` in [`Mode::ExternalJwt`], the `ext_iss`
+    /// claim of an internal token or assertion otherwise.
+    pub fn external_issuer(&self) -> Option<&str> {
+        let token = self.token()?;
+        if self.mode == Mode::ExternalJwt {
+            return Some(token.issuer());
+        }
+        token.claims().get("ext_iss").and_then(Value::as_str)
+    }
+
+    /// The subject.
+    pub fn subject(&self) -> Option<&str> {
+        match &self.proof {
+            Proof::Token(token) => token.identity().subject(),
+            Proof::Headers(headers) => Some(&headers.subject),
+        }
+    }
+
+    /// The roles.
+    pub fn roles(&self) -> &[String] {
+        match &self.proof {
+            Proof::Token(token) => token.identity().roles(),
+            Proof::Headers(headers) => &headers.roles,
+        }
+    }
+
+    /// Whether the caller has `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles().iter().any(|r| r == role)
+    }
+
+    /// The scopes.
+    pub fn scopes(&self) -> &[String] {
+        match &self.proof {
+            Proof::Token(token) => token.identity().scopes(),
+            Proof::Headers(headers) => &headers.scopes,
+        }
+    }
+
+    /// Whether the caller has `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes().iter().any(|s| s == scope)
+    }
+
+    /// The tenant.
+    pub fn tenant(&self) -> Option<&str> {
+        match &self.proof {
+            Proof::Token(token) => token.identity().tenant(),
+            Proof::Headers(headers) => headers.tenant.as_deref(),
+        }
+    }
+
+    /// The OAuth client id.
+    pub fn client(&self) -> Option<&str> {
+        match &self.proof {
+            Proof::Token(token) => token.identity().client(),
+            Proof::Headers(headers) => headers.client.as_deref(),
+        }
+    }
+
+    /// Succeeds when the caller has `role`.
+    ///
+    /// # Errors
+    /// A [`Rejection`] that answers 403 `insufficient_scope`.
+    pub fn require_role(&self, role: &str) -> Result<(), Rejection> {
+        permit(self.has_role(role))
+    }
+
+    /// Succeeds when the caller has `scope`.
+    ///
+    /// # Errors
+    /// A [`Rejection`] that answers 403 `insufficient_scope`.
+    pub fn require_scope(&self, scope: &str) -> Result<(), Rejection> {
+        permit(self.has_scope(scope))
+    }
+
+    /// Succeeds when the caller's tenant is exactly `tenant`. A caller without a tenant fails.
+    ///
+    /// # Errors
+    /// A [`Rejection`] that answers 403 `insufficient_scope`.
+    pub fn require_tenant(&self, tenant: &str) -> Result<(), Rejection> {
+        permit(self.tenant() == Some(tenant))
+    }
+}
+
+fn permit(allowed: bool) -> Result<(), Rejection> {
+    if allowed {
+        Ok(())
+    } else {
+        Err(Rejection(AuthError::InsufficientScope))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<Caller>() {
+            Some(caller) => Ok(caller.clone()),
+            None => {
+                // Fail closed: a handler that asks for a caller on a route the layer does not cover
+                // is a wiring mistake, and must not serve anyone.
+                tracing::warn!(
+                    path = parts.uri.path(),
+                    "Caller requested on a route without TrustgateLayer; refusing"
+                );
+                Err(Rejection(AuthError::MissingToken))
+            }
+        }
+    }
+}
+
+/// A refusal, answered with trustgate-core's RFC 6750 mapping ([`AuthError::to_response`]).
+///
+/// The response names only the RFC 6750 error code; never the token, a claim or the detailed
+/// reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejection(AuthError);
+
+impl Rejection {
+    /// The coarse error behind this rejection.
+    pub fn error(&self) -> AuthError {
+        self.0
+    }
+}
+
+impl From<AuthError> for Rejection {
+    fn from(error: AuthError) -> Self {
+        Self(error)
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        self.0.to_response().map(axum::body::Body::from)
+    }
+}

@@ -1,0 +1,90 @@
+//! The service the layer wraps around an inner service.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use tower_service::Service;
+
+use crate::authenticate::Authenticator;
+
+/// The service made by [`TrustgateLayer`](crate::TrustgateLayer): authenticates, then calls the
+/// inner service with a [`Caller`](crate::Caller) in the request extensions, or answers the
+/// rejection itself.
+#[derive(Debug, Clone)]
+pub struct TrustgateService<S> {
+    inner: S,
+    auth: Arc<Authenticator>,
+}
+
+impl<S> TrustgateService<S> {
+    pub(crate) fn new(inner: S, auth: Arc<Authenticator>) -> Self {
+        Self { inner, auth }
+    }
+}
+
+/// The response future of [`TrustgateService`].
+pub struct ResponseFuture<T, E> {
+    inner: Pin<Box<dyn Future<Output = Result<T, E>> + Send>>,
+}
+
+impl<T, E> std::fmt::Debug for ResponseFuture<T, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<T, E> Future for ResponseFuture<T, E> {
+    type Output = Result<T, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl<S, B, ResBody> Service<Request<B>> for TrustgateService<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+    ResBody: From<Bytes> + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<Response<ResBody>, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // The clone that was driven to readiness serves this request; a fresh clone stays behind.
+        let ready = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready);
+        let auth = Arc::clone(&self.auth);
+        ResponseFuture {
+            inner: Box::pin(async move {
+                let (mut parts, body) = request.into_parts();
+                match auth.authenticate(&parts).await {
+                    Ok(caller) => {
+                        parts.extensions.insert(caller);
+                        inner.call(Request::from_parts(parts, body)).await
+                    }
+                    Err(error) => {
+                        tracing::debug!(
+                            mode = auth.mode().as_str(),
+                            error = error.label(),
+                            status = error.status().as_u16(),
+                            "request refused"
+                        );
+                        Ok(error.to_response().map(ResBody::from))
+                    }
+                }
+            }),
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Guards in handlers: a missing role, scope or tenant is 403 `insufficient_scope`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+use axum::Router;
+use axum::routing::get;
+use common::*;
+use serde_json::json;
+use trustgate_service::TrustgateLayer;
+
+fn assert_forbidden(reply: &Reply) {
+    reply.assert_refused(
+        403,
+        Some(r#"Bearer error="insufficient_scope""#),
+        "insufficient_scope",
+    );
+}
+
+#[tokio::test]
+async fn require_role() {
+    let issuers = Issuers::start().await;
+    let layer = TrustgateLayer::internal_tokens(&issuers.internal.url(), SERVICE)
+        .await
+        .unwrap();
+    let addr = serve(app(layer)).await;
+    let token = issuers.internal_token(SERVICE, json!({}));
+    let auth = [("authorization", bearer(&token))];
+    let auth: Vec<(&str, &str)> = auth.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let reply = get_with(addr, "/admin", &auth).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json(), json!({"admin": true}));
+    assert_forbidden(&get_with(addr, "/audit", &auth).await);
+    // No roles claim at all.
+    let plain = issuers.internal_token(SERVICE, json!({"roles": null}));
+    assert_forbidden(&get_with(addr, "/admin", &[("authorization", &bearer(&plain))]).await);
+}
+
+#[tokio::test]
+async fn require_scope_and_tenant() {
+    let issuers = Issuers::start().await;
+    let layer = TrustgateLayer::jwt(&issuers.external.url(), SERVICE)
+        .await
+        .unwrap();
+    let addr = serve(app(layer)).await;
+    let t1 = issuers.external_token(SERVICE, json!({"scope": "reports:read", "tenant_id": "t1"}));
+    let t2 = issuers.external_token(SERVICE, json!({"scope": "profile:read", "tenant_id": "t2"}));
+    let none = issuers.external_token(SERVICE, json!({}));
+    assert_eq!(
+        get_with(addr, "/reports", &[("authorization", &bearer(&t1))])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get_with(addr, "/tenants/t1", &[("authorization", &bearer(&t1))])
+            .await
+            .status,
+        200
+    );
+    assert_forbidden(&get_with(addr, "/reports", &[("authorization", &bearer(&t2))]).await);
+    assert_forbidden(&get_with(addr, "/tenants/t1", &[("authorization", &bearer(&t2))]).await);
+    assert_forbidden(&get_with(addr, "/tenants/t1", &[("authorization", &bearer(&none))]).await);
+    // Without credentials the layer answers first: 401, not 403.
+    get_with(addr, "/reports", &[])
+        .await
+        .assert_refused(401, Some("Bearer"), "unauthorized");
+}
+
+#[tokio::test]
+async fn a_caller_on_a_route_without_the_layer_fails_closed() {
+    let addr = serve(Router::new().route("/users/me", get(whoami))).await;
+    get_with(addr, "/users/me", &[("x-user-id", "alice")])
+        .await
+        .assert_refused(401, Some("Bearer"), "unauthorized");
+}
