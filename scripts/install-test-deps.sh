@@ -26,8 +26,9 @@ apt_install() {
   fi
 }
 
-# Headless browser for the demo page test (Debian's Chromium; nothing downloads a browser).
-apt_install chromium
+# Headless browser for the demo page test (Debian's Chromium; nothing downloads a browser), and
+# the openssl CLI that makes the TLS test's certificates.
+apt_install chromium openssl
 command -v node >/dev/null 2>&1 || apt_install nodejs npm
 
 echo "== npm ci (tests/browser)"

@@ -38,7 +38,11 @@ impl RecordedRequest {
     /// The only value of `name`; panics if it appears more than once.
     pub fn header(&self, name: &str) -> Option<&str> {
         let values = self.header_values(name);
-        assert!(values.len() <= 1, "header {name} appears {} times", values.len());
+        assert!(
+            values.len() <= 1,
+            "header {name} appears {} times",
+            values.len()
+        );
         values.first().copied()
     }
 
@@ -152,8 +156,9 @@ async fn serve(
                 let line_end = read_until(&mut stream, &mut buffer, b"\r\n").await?;
                 let size_line: Vec<u8> = buffer.drain(..line_end).collect();
                 let size_text = String::from_utf8_lossy(&size_line);
-                let size = usize::from_str_radix(size_text.trim().split(';').next().unwrap_or("0"), 16)
-                    .unwrap_or(0);
+                let size =
+                    usize::from_str_radix(size_text.trim().split(';').next().unwrap_or("0"), 16)
+                        .unwrap_or(0);
                 if size == 0 {
                     let end = read_until(&mut stream, &mut buffer, b"\r\n").await?;
                     buffer.drain(..end);

@@ -242,7 +242,10 @@ mod tests {
     #[test]
     fn rfc6750_mapping() {
         assert_eq!(AuthError::MissingToken.status(), 401);
-        assert_eq!(challenge(AuthError::MissingToken).as_deref(), Some("Bearer"));
+        assert_eq!(
+            challenge(AuthError::MissingToken).as_deref(),
+            Some("Bearer")
+        );
         assert_eq!(
             challenge(AuthError::InvalidToken(Reason::Expired)).as_deref(),
             Some(r#"Bearer error="invalid_token""#)

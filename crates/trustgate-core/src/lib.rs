@@ -59,7 +59,8 @@ pub use jws::DEFAULT_MAX_TOKEN_BYTES;
 pub use key::{KeyRejection, MIN_RSA_BITS, VerifyingKey};
 pub use keyset::JwksError;
 pub use mint::{
-    ASSERTION_HEADER, ASSERTION_TYP, INTERNAL_TOKEN_TYP, InternalSigner, MintError, Minted, SignerConfig,
+    ASSERTION_HEADER, ASSERTION_TYP, INTERNAL_TOKEN_TYP, InternalSigner, MintError, Minted,
+    SignerConfig,
 };
 pub use source::{KeySource, PemKey, RefreshError, RefreshPolicy, StaticKeyError};
 pub use validator::{

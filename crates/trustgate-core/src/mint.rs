@@ -129,8 +129,12 @@ impl SigningKey {
             }
             Algorithm::ES256 => {
                 let fixed = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
-                let pkcs8 = EcdsaKeyPair::generate_pkcs8(fixed, &rng).map_err(|_| MintError::Crypto)?;
-                Pair::Ec(EcdsaKeyPair::from_pkcs8(fixed, pkcs8.as_ref()).map_err(|_| MintError::Crypto)?)
+                let pkcs8 =
+                    EcdsaKeyPair::generate_pkcs8(fixed, &rng).map_err(|_| MintError::Crypto)?;
+                Pair::Ec(
+                    EcdsaKeyPair::from_pkcs8(fixed, pkcs8.as_ref())
+                        .map_err(|_| MintError::Crypto)?,
+                )
             }
             other => return Err(MintError::UnsupportedAlgorithm(other)),
         };
@@ -250,8 +254,9 @@ impl InternalSigner {
     }
 
     /// A signer with operator-managed PKCS#8 PEM keys: the first signs, all are published.
-    /// Rotate by putting the new key second, reloading, then moving it first after the JWKS
-    /// caches of services have refreshed.
+    /// Keys are read once per process. Rotate with two rolling restarts: first add the new key
+    /// second (published, not signing); once services' JWKS caches have refreshed, restart with it
+    /// first; remove the old key after `max_token_ttl`.
     ///
     /// # Errors
     /// [`MintError`] if a key does not parse for the configured algorithm.
@@ -459,7 +464,12 @@ mod tests {
         assert!(other.validate(&minted.token).await.is_err());
         // TTL is capped.
         let long = signer
-            .mint(INTERNAL_TOKEN_TYP, "users", Duration::from_secs(86_400), Map::new())
+            .mint(
+                INTERNAL_TOKEN_TYP,
+                "users",
+                Duration::from_secs(86_400),
+                Map::new(),
+            )
             .unwrap();
         assert_eq!(long.expires_at_ms, (1_700_000_000 + 300) * 1000);
     }
@@ -483,14 +493,21 @@ mod tests {
         let next = before[1].clone();
         clock.advance_secs(3600);
         signer.rotate_if_due();
-        assert_eq!(signer.active_kid(), next, "the pre-published key signs next");
+        assert_eq!(
+            signer.active_kid(),
+            next,
+            "the pre-published key signs next"
+        );
         let after = jwks(&signer);
         assert!(after.contains(&first), "the retired key stays published");
         assert_eq!(after.len(), 3);
         clock.advance_secs(3600);
         signer.rotate_if_due();
         let later = jwks(&signer);
-        assert!(!later.contains(&first), "retired keys leave after their tokens expired");
+        assert!(
+            !later.contains(&first),
+            "retired keys leave after their tokens expired"
+        );
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub(crate) enum GatewayError {
 }
 
 impl GatewayError {
-    pub(crate) fn outcome(&self) -> Outcome {
+    pub(crate) fn outcome(self) -> Outcome {
         match self {
             GatewayError::Auth(AuthError::InsufficientScope) => Outcome::Forbidden,
             GatewayError::Auth(AuthError::InvalidRequest(_)) => Outcome::BadRequest,
@@ -45,7 +45,7 @@ impl GatewayError {
     }
 
     /// A stable label for logs and metrics.
-    pub(crate) fn label(&self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             GatewayError::Auth(err) => err.label(),
             GatewayError::Framing(what) | GatewayError::BadPath(what) => what,
@@ -56,7 +56,7 @@ impl GatewayError {
         }
     }
 
-    pub(crate) fn to_response(&self) -> Response<Bytes> {
+    pub(crate) fn to_response(self) -> Response<Bytes> {
         let (status, body) = match self {
             GatewayError::Auth(err) => return err.to_response(),
             GatewayError::Framing(_) | GatewayError::BadPath(_) => {

@@ -65,12 +65,29 @@ async fn shutdown_signal() {
     }
 }
 
+fn build_runtime(worker_threads: usize) -> Result<tokio::runtime::Runtime, std::io::Error> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if worker_threads > 0 {
+        builder.worker_threads(worker_threads);
+    }
+    builder.enable_all().build()
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // `serve` reads its configuration before anything else: the worker count comes from it, and a
+    // bad file must fail before any port is bound.
+    let (worker_threads, loaded) = match &cli.command {
+        Command::Serve { config: path } => match config::load(path) {
+            Ok(config) => (config.server.worker_threads, Some(config)),
+            Err(err) => {
+                eprintln!("trustgate: {err}");
+                return ExitCode::from(EX_USAGE);
+            }
+        },
+        _ => (0, None),
+    };
+    let runtime = match build_runtime(worker_threads) {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("trustgate: cannot start the async runtime: {err}");
@@ -80,12 +97,8 @@ fn main() -> ExitCode {
     runtime.block_on(async move {
         match cli.command {
             Command::Serve { config: path } => {
-                let config = match config::load(&path) {
-                    Ok(config) => config,
-                    Err(err) => {
-                        eprintln!("trustgate: {err}");
-                        return ExitCode::from(EX_USAGE);
-                    }
+                let Some(config) = loaded else {
+                    return ExitCode::FAILURE;
                 };
                 init_logging(
                     &config.log.level,

@@ -141,6 +141,7 @@ impl NormalizedPath {
     }
 
     /// Path and query as they are forwarded upstream.
+    #[cfg(test)]
     pub(crate) fn path_and_query(&self) -> String {
         match &self.query {
             None => self.path.clone(),

@@ -312,12 +312,15 @@ pub(crate) async fn prepare(
     }
 
     // 5. Forwarding headers and the upstream target.
-    let host_header = parts.headers.get(HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+    // The same host the route was chosen on: the request-target's authority (absolute-form,
+    // HTTP/2 `:authority`) before the Host header (RFC 9112 §3.2.2). Preferring the Host header
+    // here let `GET http://public.example/x` + `Host: internal.example` be routed as the public
+    // host but reach the upstream as the internal one (found by the end-to-end path tests).
+    let host_header = parts
+        .uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        .or_else(|| parts.headers.get(HOST).cloned());
     sanitize::set_forwarding_headers(
         &mut parts.headers,
         conn.peer,
@@ -349,7 +352,8 @@ pub(crate) async fn prepare(
     }
     parts.version = Version::HTTP_11;
     if hop.te_trailers {
-        // gRPC needs `TE: trailers` to reach the upstream; it is the only TE value forwarded.
+        // `TE` is hop-by-hop: the client's willingness to accept trailers is restated for the next
+        // hop, and `trailers` is the only TE value ever forwarded.
         parts
             .headers
             .insert(http::header::TE, HeaderValue::from_static("trailers"));

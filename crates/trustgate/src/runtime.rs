@@ -57,6 +57,17 @@ impl Runtime {
         metrics: Arc<Metrics>,
         signer: Option<Arc<InternalSigner>>,
     ) -> Result<Self, ConfigError> {
+        if let Some(signer) = &signer
+            && config
+                .issuers
+                .iter()
+                .any(|i| i.config.issuer == signer.issuer())
+        {
+            return Err(ConfigError(format!(
+                "internal issuer {:?} equals an external issuer; internal tokens must be distinguishable at the edge",
+                signer.issuer()
+            )));
+        }
         if config.internal.is_some() != signer.is_some() {
             return Err(ConfigError(
                 "[internal_issuer] was added or removed; restart the gateway to apply it".into(),
@@ -124,8 +135,12 @@ impl Runtime {
 
     /// Fetches remote keys and starts background refresh. Returns whether every issuer is ready.
     pub(crate) async fn start(&self) -> bool {
-        let ready = self.validator.start().await;
+        self.validator.start().await
+    }
+
+    /// Makes this runtime's validator the one metrics report on. Called once the runtime is in
+    /// force, never for a refused reload.
+    pub(crate) fn publish_metrics(&self) {
         self.metrics.set_validator(&self.validator);
-        ready
     }
 }

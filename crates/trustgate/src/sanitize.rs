@@ -571,6 +571,7 @@ pub(crate) struct TrustedProxies {
 
 impl TrustedProxies {
     /// Trusts no peer.
+    #[cfg(test)]
     pub(crate) fn none() -> Self {
         Self::default()
     }

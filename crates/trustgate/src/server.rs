@@ -67,6 +67,12 @@ impl Gateway {
                     "new configuration refused: not every issuer has usable keys".into(),
                 ));
             }
+            if config_needs_restart(&current.config, &runtime.config) {
+                tracing::warn!(
+                    "[server] or [log] settings changed; restart to apply them (routes, issuers, upstreams and sanitization are applied now)"
+                );
+            }
+            runtime.publish_metrics();
             self.runtime.store(Arc::new(runtime));
             Ok(())
         }
@@ -80,6 +86,11 @@ impl Gateway {
         }
         result
     }
+}
+
+/// Settings that are read once, when listeners and the runtime start.
+fn config_needs_restart(old: &Config, new: &Config) -> bool {
+    format!("{:?}{:?}", old.server, old.log) != format!("{:?}{:?}", new.server, new.log)
 }
 
 /// Listener addresses actually bound (useful with port 0).
@@ -130,6 +141,7 @@ pub(crate) async fn run(
     });
     tokio::spawn(admin::serve(admin_listener, Arc::clone(&gateway)));
     let ready = gateway.runtime.load().start().await;
+    gateway.runtime.load().publish_metrics();
     tracing::info!(proxy = %bound.proxy, admin = %bound.admin, ready, "trustgate listening");
     on_bound(bound);
     spawn_reload_triggers(&gateway);

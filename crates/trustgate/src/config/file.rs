@@ -76,6 +76,7 @@ pub(crate) struct FileServer {
     pub(crate) trusted_proxies: Vec<String>,
     pub(crate) double_slash: DoubleSlashMode,
     pub(crate) shutdown_grace: Dur,
+    pub(crate) worker_threads: usize,
 }
 
 impl Default for FileServer {
@@ -91,6 +92,7 @@ impl Default for FileServer {
             trusted_proxies: Vec::new(),
             double_slash: DoubleSlashMode::Merge,
             shutdown_grace: Dur::secs(30),
+            worker_threads: 0,
         }
     }
 }

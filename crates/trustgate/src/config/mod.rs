@@ -81,6 +81,8 @@ pub(crate) struct ServerConfig {
     pub(crate) trusted_proxies: Vec<String>,
     pub(crate) double_slash: DoubleSlashMode,
     pub(crate) shutdown_grace: Duration,
+    /// Tokio worker threads; 0 means one per CPU.
+    pub(crate) worker_threads: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -192,9 +194,15 @@ pub(crate) fn parse(
     base: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    // Step 1: structure, with line numbers in errors.
-    let _: file::FileConfig =
-        toml::from_str(text).map_err(|err| ConfigError::new(format!("config file: {err}")))?;
+    // Step 1: structure, with line numbers in errors. A `${NAME}` in a typed field (a duration,
+    // an algorithm) only parses after substitution, so with placeholders present a failure here is
+    // left to step 2, which reports it without a line number.
+    if let Err(err) = toml::from_str::<file::FileConfig>(text)
+        && !text.contains("${")
+    {
+        return Err(ConfigError::new(format!("config file: {err}")));
+    }
+
     // Step 2: substitute ${ENV} inside string values only.
     let mut value: toml::Value =
         toml::from_str(text).map_err(|err| ConfigError::new(format!("config file: {err}")))?;
@@ -300,6 +308,7 @@ fn validate(file: file::FileConfig, base: &Path) -> Result<Config, ConfigError> 
         trusted_proxies: server.trusted_proxies,
         double_slash: server.double_slash,
         shutdown_grace: server.shutdown_grace.0,
+        worker_threads: server.worker_threads,
     };
     let admin_listen = socket_addr(&file.admin.listen, "admin.listen")?;
 
@@ -383,6 +392,11 @@ fn validate(file: file::FileConfig, base: &Path) -> Result<Config, ConfigError> 
                     "internal_issuer.issuer {iss:?} equals an external issuer; internal tokens must be distinguishable at the edge, so choose another URL"
                 )));
             }
+            if internal.issuer.is_none() && admin_listen.ip().is_unspecified() {
+                return Err(ConfigError::new(format!(
+                    "internal_issuer.issuer is not set and admin.listen is {admin_listen}, which services cannot reach; set internal_issuer.issuer to the URL services use to fetch the gateway's JWKS"
+                )));
+            }
             if internal.max_ttl.0 < Duration::from_secs(1) {
                 return Err(ConfigError::new(
                     "internal_issuer.max_ttl must be at least 1s",
@@ -417,6 +431,12 @@ fn validate(file: file::FileConfig, base: &Path) -> Result<Config, ConfigError> 
                 route.name,
                 route.host.as_deref().unwrap_or("*"),
                 route.prefix
+            )));
+        }
+        if routes.iter().any(|r: &RouteConfig| r.name == route.name) {
+            return Err(ConfigError::new(format!(
+                "route name {:?} is used twice; route names label metrics and logs, so make them unique",
+                route.name
             )));
         }
         injected_names.extend(
@@ -705,7 +725,15 @@ fn route_config(
             "route {name:?}: internal_ttl and internal_claims only apply to pattern \"internal-token\""
         )));
     }
-    let internal_ttl = route.internal_ttl.map_or(Duration::from_secs(60), |d| d.0);
+    // The default is 60 s, or the issuer's maximum if that is shorter.
+    let internal_ttl = route.internal_ttl.map_or_else(
+        || {
+            internal.map_or(Duration::from_secs(60), |i| {
+                i.max_ttl.min(Duration::from_secs(60))
+            })
+        },
+        |d| d.0,
+    );
     if let Some(internal) = internal
         && route.pattern == Pattern::InternalToken
         && internal_ttl > internal.max_ttl

@@ -24,6 +24,8 @@ fn parse_text(text: &str) -> Result<Config, ConfigError> {
     parse(text, Path::new("/etc/trustgate"), &|name| match name {
         "UPSTREAM_PORT" => Some("9001".into()),
         "QUOTE" => Some("\"]\nx = 1".into()),
+        "TIMEOUT" => Some("5s".into()),
+        "PATTERN" => Some("forward-token".into()),
         _ => None,
     })
 }
@@ -69,9 +71,20 @@ fn env_substitution_is_by_value_and_strict() {
         err.contains("MISSING_VAR") && err.contains("not set"),
         "{err}"
     );
-    // A variable's content cannot change the file's structure.
-    let err = error(&BASE.replace("https://idp.example/jwks", "${QUOTE}"));
-    assert!(!err.contains("unknown field"), "{err}");
+    // A variable's content cannot change the file's structure: it stays one string value.
+    let config = parse_text(&BASE.replace("https://idp.example/jwks", "${QUOTE}")).unwrap();
+    match &config.issuers[0].config.source {
+        KeySource::JwksUrl(url) => assert_eq!(url, "\"]\nx = 1"),
+        other => panic!("unexpected source {other:?}"),
+    }
+    // Typed fields (durations, enums) take variables too.
+    let typed = format!(
+        "[jwks_fetch]\ntimeout = \"${{TIMEOUT}}\"\n{}",
+        BASE.replace("pattern = \"identity-headers\"", "pattern = \"${PATTERN}\"")
+    );
+    let config = parse_text(&typed).unwrap();
+    assert_eq!(config.validator.fetch.timeout, Duration::from_secs(5));
+    assert_eq!(config.routes[0].pattern, Pattern::ForwardToken);
     assert_eq!(substitute_str("a$${b}c", &|_| None).unwrap(), "a${b}c");
 }
 
@@ -127,4 +140,23 @@ fn durations_and_addresses() {
     assert!(err.contains("no unit"), "{err}");
     let err = error(&format!("[server]\nlisten = \"localhost\"\n{BASE}"));
     assert!(err.contains("is not an address"), "{err}");
+}
+
+#[test]
+fn route_names_are_unique_and_internal_issuer_needs_a_reachable_url() {
+    let twice = format!(
+        "{BASE}\n[[route]]\nname = \"users\"\nprefix = \"/other\"\nupstream = \"users\"\npattern = \"public\"\n"
+    );
+    assert!(error(&twice).contains("route name \"users\" is used twice"));
+    let unreachable = format!("[admin]\nlisten = \"0.0.0.0:9901\"\n[internal_issuer]\n{BASE}");
+    let err = error(&unreachable);
+    assert!(err.contains("set internal_issuer.issuer"), "{err}");
+    let short = format!("[internal_issuer]\nmax_ttl = \"30s\"\n{BASE}")
+        .replace("identity-headers", "internal-token");
+    let config = parse_text(&short).unwrap();
+    assert_eq!(
+        config.routes[0].internal_ttl,
+        Duration::from_secs(30),
+        "default TTL capped at max_ttl"
+    );
 }

@@ -53,7 +53,9 @@ pub struct Gateway {
     pub admin: SocketAddr,
     pub config_path: PathBuf,
     pub logs: Arc<Mutex<Vec<String>>>,
-    _dir: TempDir,
+    /// The `[server]`/`[admin]` head written before the test's own config text.
+    head: String,
+    dir: TempDir,
 }
 
 impl Drop for Gateway {
@@ -70,11 +72,25 @@ impl Gateway {
     }
 
     pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Self {
-        let dir = TempDir::new();
-        let config = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n{config}"
+        Self::start_full("", config, env)
+    }
+
+    /// Starts with extra `[server]` settings (`server` is TOML lines such as
+    /// `max_connections = 2`), since the harness writes the `[server]` table itself.
+    pub fn start_with_server(server: &str, config: &str) -> Self {
+        Self::start_full(server, config, &[])
+    }
+
+    pub fn start_full(server: &str, config: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_in(TempDir::new(), server, config, env)
+    }
+
+    /// Starts with a config in `dir` (so the test can put certificates beside it).
+    pub fn start_in(dir: TempDir, server: &str, config: &str, env: &[(&str, &str)]) -> Self {
+        let head = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n{server}\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n"
         );
-        let config_path = dir.write("trustgate.toml", &config);
+        let config_path = dir.write("trustgate.toml", &format!("{head}{config}"));
         let mut command = Command::new(env!("CARGO_BIN_EXE_trustgate"));
         command
             .arg("serve")
@@ -119,8 +135,70 @@ impl Gateway {
             admin,
             config_path,
             logs,
-            _dir: dir,
+            head,
+            dir,
         }
+    }
+
+    /// Replaces the config file atomically (write, then rename) with the same `[server]` head.
+    pub fn rewrite_config(&self, config: &str) {
+        let tmp = self
+            .dir
+            .write("trustgate.toml.new", &format!("{}{config}", self.head));
+        std::fs::rename(tmp, &self.config_path).unwrap();
+    }
+
+    /// Whether the log has a line containing `needle`, waiting up to `timeout`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || self.log_text().contains(needle))
+    }
+
+    /// Lines of the log that contain `needle`.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// A plain TCP connection to the proxy listener, with a read timeout.
+    pub fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(self.proxy).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+    }
+
+    /// Raw bytes to the proxy listener; reads the response until close or complete.
+    pub fn raw(&self, request: &[u8]) -> RawResponse {
+        raw(self.proxy, request)
+    }
+
+    /// The value of one sample line of `/metrics` (`name{labels}` exactly as exposed).
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let (_, body) = self.admin_get("/metrics");
+        body.lines().find_map(|line| {
+            let rest = line.strip_prefix(series)?;
+            rest.strip_prefix(' ')?.trim().parse().ok()
+        })
     }
 
     pub fn log_text(&self) -> String {
@@ -158,6 +236,63 @@ impl Gateway {
     pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> RawResponse {
         self.request("GET", path, headers)
     }
+}
+
+/// Polls `check` every 10 ms until it is true or `timeout` passes; returns the last result.
+pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Reads from `stream` until the peer closes it. Returns the bytes read and whether it closed
+/// (EOF or reset) before `timeout`.
+pub fn read_until_closed(stream: &mut TcpStream, timeout: Duration) -> (Vec<u8>, bool) {
+    let deadline = Instant::now() + timeout;
+    let mut data = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return (data, false);
+        }
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut chunk) {
+            Ok(0) => return (data, true),
+            Ok(n) => data.extend_from_slice(&chunk[..n]),
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return (data, false);
+            }
+            Err(_) => return (data, true),
+        }
+    }
+}
+
+/// Runs the `trustgate` binary with `args` (for `check` and `explain`).
+pub fn cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_trustgate"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run trustgate")
+}
+
+/// A local port with nothing listening on it.
+pub fn closed_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
 }
 
 fn signal(pid: u32, name: &str) {
@@ -323,4 +458,75 @@ pub fn issuer() -> test_support::TestIssuer {
 
 pub fn echo() -> test_support::EchoUpstream {
     rt().block_on(test_support::EchoUpstream::start())
+}
+
+/// A running issuer with one ES256 key, an echo upstream, and TOML snippets for both.
+pub struct Fixture {
+    pub issuer: test_support::TestIssuer,
+    pub key: test_support::TestKey,
+    pub upstream: test_support::EchoUpstream,
+    pub iss: String,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        let issuer = issuer();
+        let key = test_support::TestKey::es256("k1");
+        issuer.set_keys(&[&key]);
+        let iss = issuer.url();
+        Self {
+            issuer,
+            key,
+            upstream: echo(),
+            iss,
+        }
+    }
+
+    /// An `[[issuer]]` with id `idp` and an `[[upstream]]` with id `echo`.
+    pub fn base_toml(&self) -> String {
+        format!(
+            r#"
+[[issuer]]
+id = "idp"
+issuer = "{iss}"
+audiences = ["api"]
+discovery = true
+
+[[upstream]]
+id = "echo"
+url = "{up}"
+"#,
+            iss = self.iss,
+            up = self.upstream.url()
+        )
+    }
+
+    /// A valid token for `sub`, with `extra` claims merged in.
+    pub fn token_with(&self, sub: &str, extra: serde_json::Value) -> String {
+        let mut claims = test_support::claims(&self.iss, "api", sub);
+        if let serde_json::Value::Object(map) = extra {
+            for (k, v) in map {
+                claims[k] = v;
+            }
+        }
+        self.key.sign(&claims)
+    }
+
+    pub fn token(&self, sub: &str) -> String {
+        self.token_with(sub, serde_json::json!({}))
+    }
+
+    /// A token that expired an hour ago (well past the default leeway).
+    pub fn expired_token(&self, sub: &str) -> String {
+        let now = test_support::now_secs();
+        self.token_with(
+            sub,
+            serde_json::json!({"iat": now - 7200, "nbf": now - 7200, "exp": now - 3600}),
+        )
+    }
+}
+
+/// `Bearer <token>`.
+pub fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
 }

@@ -1,0 +1,302 @@
+//! End-to-end: the operator commands. `trustgate check` prints the route table and issuer
+//! readiness, a bad file exits 64 with a message that says what to fix, and `trustgate explain`
+//! walks a request through the pipeline without ever printing the token.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+use common::{Fixture, TempDir, cli};
+use serde_json::json;
+
+fn config(f: &Fixture) -> String {
+    format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+
+[admin]
+listen = "127.0.0.1:0"
+{base}
+[[route]]
+name = "public"
+prefix = "/public"
+upstream = "echo"
+pattern = "public"
+
+[[route]]
+name = "admin"
+prefix = "/admin"
+upstream = "echo"
+pattern = "identity-headers"
+
+[[route]]
+name = "api"
+host = "api.example"
+prefix = "/api/v1"
+upstream = "echo"
+pattern = "forward-token"
+"#,
+        base = f.base_toml()
+    )
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(args: &[&str]) -> Run {
+    let out = cli(args);
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn path_str(path: &std::path::Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn check_prints_routes_with_patterns_and_issuer_readiness() {
+    let f = Fixture::new();
+    let dir = TempDir::new();
+    let file = dir.write("gw.toml", &config(&f));
+    let r = run(&["check", "-c", path_str(&file)]);
+    assert_eq!(
+        r.code,
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        r.stdout,
+        r.stderr
+    );
+    assert!(r.stdout.starts_with("configuration: ok"), "{}", r.stdout);
+    let issuer_line = r
+        .stdout
+        .lines()
+        .find(|l| l.contains(&f.iss))
+        .unwrap_or_else(|| panic!("no issuer line:\n{}", r.stdout));
+    let words: Vec<&str> = issuer_line.split_whitespace().collect();
+    assert_eq!(
+        &words[..4],
+        ["idp", f.iss.as_str(), "ready", "keys=1"],
+        "{issuer_line}"
+    );
+    let routes: Vec<Vec<&str>> = r
+        .stdout
+        .lines()
+        .skip_while(|l| *l != "routes:")
+        .skip(2)
+        .map(|l| l.split_whitespace().collect())
+        .filter(|w: &Vec<&str>| !w.is_empty())
+        .collect();
+    assert_eq!(
+        routes,
+        [
+            vec!["public", "*", "/public", "public", "echo", "-"],
+            vec!["admin", "*", "/admin", "identity-headers", "echo", "idp"],
+            vec![
+                "api",
+                "api.example",
+                "/api/v1",
+                "forward-token",
+                "echo",
+                "idp"
+            ],
+        ],
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("warning"), "{}", r.stdout);
+}
+
+#[test]
+fn check_with_an_unreachable_issuer_is_not_ready() {
+    let f = Fixture::new();
+    let dir = TempDir::new();
+    let down = format!("http://{}", common::closed_port());
+    let file = dir.write("gw.toml", &config(&f).replace(&f.iss, &down));
+    let r = run(&["check", "-c", path_str(&file)]);
+    assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("NOT READY"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("not every issuer has usable keys"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn a_bad_config_exits_64_with_a_helpful_message() {
+    let f = Fixture::new();
+    let dir = TempDir::new();
+    let good = config(&f);
+
+    // Unknown field: named, with its line.
+    let typo = good.replacen("prefix = \"/admin\"", "prefx = \"/admin\"", 1);
+    let line = typo.lines().position(|l| l.starts_with("prefx")).unwrap() + 1;
+    let file = dir.write("typo.toml", &typo);
+    for command in ["check", "serve"] {
+        let r = run(&[command, "-c", path_str(&file)]);
+        assert_eq!(r.code, Some(64), "{command}: {}\n{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains("prefx"), "{command}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!("line {line}")),
+            "{command}: {}",
+            r.stderr
+        );
+    }
+
+    // A route naming an upstream that does not exist: the defined ones are listed.
+    let file = dir.write(
+        "upstream.toml",
+        &good.replacen(
+            "upstream = \"echo\"\npattern = \"identity-headers\"",
+            "upstream = \"echoo\"\npattern = \"identity-headers\"",
+            1,
+        ),
+    );
+    let r = run(&["check", "-c", path_str(&file)]);
+    assert_eq!(r.code, Some(64), "{}", r.stderr);
+    assert!(r.stderr.contains("\"echoo\""), "{}", r.stderr);
+    assert!(r.stderr.contains("[\"echo\"]"), "{}", r.stderr);
+
+    // A missing environment variable is named.
+    let file = dir.write(
+        "env.toml",
+        &good.replacen(
+            "audiences = [\"api\"]",
+            "audiences = [\"${TRUSTGATE_TEST_UNSET_AUD}\"]",
+            1,
+        ),
+    );
+    let r = run(&["check", "-c", path_str(&file)]);
+    assert_eq!(r.code, Some(64), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("TRUSTGATE_TEST_UNSET_AUD"),
+        "{}",
+        r.stderr
+    );
+
+    // A missing file.
+    let r = run(&["check", "-c", path_str(&dir.0.join("absent.toml"))]);
+    assert_eq!(r.code, Some(64));
+    assert!(r.stderr.contains("absent.toml"), "{}", r.stderr);
+}
+
+/// The lines after `headers the upstream receives:`.
+fn upstream_headers(stdout: &str) -> Vec<&str> {
+    stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("headers the upstream receives:"))
+        .skip(1)
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+#[test]
+fn explain_shows_the_steps_and_the_injected_identity_but_never_the_token() {
+    let f = Fixture::new();
+    let dir = TempDir::new();
+    let file = dir.write("gw.toml", &config(&f));
+    let t = f.token_with("alice", json!({"roles": ["ops"]}));
+    let r = run(&[
+        "explain",
+        "-c",
+        path_str(&file),
+        "--path",
+        "/public/../admin/x?q=1",
+        "--token",
+        &t,
+        "--header",
+        "X-User-Id: evil",
+        "-H",
+        "x_user_roles: root",
+    ]);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    let out = &r.stdout;
+    assert!(out.contains("\nsteps:\n"), "{out}");
+    for step in [
+        "framing: ok",
+        "sanitize: removed 2 client identity header value(s)",
+        r#"path: "/public/../admin/x?q=1" normalized to "/admin/x""#,
+        r#"route: "admin" (prefix "/admin", pattern identity-headers, upstream "echo")"#,
+        "authorize: ok",
+        "identity: removed the token; injected 3 identity header(s)",
+    ] {
+        assert!(out.contains(step), "missing step {step:?} in:\n{out}");
+    }
+    let decision = format!(
+        "decision: forward to http://{}/admin/x?q=1",
+        f.upstream.addr
+    );
+    assert!(out.contains(&decision), "{out}");
+    let headers = upstream_headers(out);
+    assert!(headers.contains(&"x-user-id: alice"), "{headers:?}");
+    assert!(headers.contains(&"x-user-roles: ops"), "{headers:?}");
+    assert!(
+        !headers
+            .iter()
+            .any(|h| h.contains("evil") || h.contains("root")),
+        "{headers:?}"
+    );
+    assert!(
+        !headers.iter().any(|h| h.starts_with("authorization")),
+        "{headers:?}"
+    );
+    assert!(!out.contains(&t), "the token was printed");
+    assert!(!r.stderr.contains(&t), "the token was printed on stderr");
+    assert!(out.contains("authorization: <redacted,"), "{out}");
+}
+
+#[test]
+fn explain_an_expired_token_shows_the_refusal() {
+    let f = Fixture::new();
+    let dir = TempDir::new();
+    let file = dir.write("gw.toml", &config(&f));
+    let expired = f.expired_token("alice");
+    let r = run(&[
+        "explain",
+        "-c",
+        path_str(&file),
+        "--path",
+        "/admin/x",
+        "--token",
+        &expired,
+    ]);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    let out = &r.stdout;
+    assert!(out.contains("validate: failed (expired)"), "{out}");
+    assert!(
+        out.contains("decision: refuse with 401 Unauthorized"),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"www-authenticate: Bearer error="invalid_token""#),
+        "{out}"
+    );
+    assert!(!out.contains("forward to"), "{out}");
+    assert!(!out.contains(&expired) && !r.stderr.contains(&expired));
+
+    // No route, and a path trick refused before routing.
+    let r = run(&["explain", "-c", path_str(&file), "--path", "/nowhere"]);
+    assert!(
+        r.stdout.contains("decision: refuse with 404 Not Found"),
+        "{}",
+        r.stdout
+    );
+    let r = run(&[
+        "explain",
+        "-c",
+        path_str(&file),
+        "--path",
+        "/public/..%2Fadmin",
+    ]);
+    assert!(
+        r.stdout.contains("decision: refuse with 400 Bad Request"),
+        "{}",
+        r.stdout
+    );
+}

@@ -1,0 +1,217 @@
+//! End-to-end: the process lifecycle. Reload under traffic (SIGHUP after the file changes), a
+//! refused reload, and graceful drain on SIGTERM.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Fixture, Gateway, wait_until};
+
+fn routes(f: &Fixture, extra: &str) -> String {
+    format!(
+        r#"{base}
+[[route]]
+name = "a"
+prefix = "/a"
+upstream = "echo"
+pattern = "public"
+{extra}"#,
+        base = f.base_toml()
+    )
+}
+
+const ROUTE_B: &str = r#"
+[[route]]
+name = "b"
+prefix = "/b"
+upstream = "echo"
+pattern = "forward-token"
+"#;
+
+fn status_of(addr: SocketAddr, path: &str) -> u16 {
+    common::raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .status
+}
+
+/// Sends requests to `/a/load` until stopped; counts successes and anything else.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    thread: std::thread::JoinHandle<Vec<u16>>,
+}
+
+impl Load {
+    fn start(addr: SocketAddr) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(AtomicUsize::new(0));
+        let (s, o, f) = (Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&failed));
+        let thread = std::thread::spawn(move || {
+            let mut bad = Vec::new();
+            while !s.load(Ordering::SeqCst) {
+                let status = status_of(addr, "/a/load");
+                if status == 200 {
+                    o.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    f.fetch_add(1, Ordering::SeqCst);
+                    bad.push(status);
+                }
+            }
+            bad
+        });
+        Self {
+            stop,
+            ok,
+            failed,
+            thread,
+        }
+    }
+
+    fn ok(&self) -> usize {
+        self.ok.load(Ordering::SeqCst)
+    }
+
+    fn finish(self) -> (usize, usize, Vec<u16>) {
+        self.stop.store(true, Ordering::SeqCst);
+        let bad = self.thread.join().unwrap();
+        (
+            self.ok.load(Ordering::SeqCst),
+            self.failed.load(Ordering::SeqCst),
+            bad,
+        )
+    }
+}
+
+#[test]
+fn reload_under_traffic_loses_no_request_and_applies_the_new_route() {
+    let f = Fixture::new();
+    let gateway = Gateway::start(&routes(&f, ""));
+    assert_eq!(gateway.get("/b/x", &[]).status, 404);
+    let load = Load::start(gateway.proxy);
+    assert!(wait_until(Duration::from_secs(5), || load.ok() >= 20));
+
+    gateway.rewrite_config(&routes(&f, ROUTE_B));
+    gateway.sighup();
+    let t = f.token("alice");
+    let auth = common::bearer(&t);
+    assert!(
+        wait_until(Duration::from_secs(5), || gateway
+            .get("/b/x", &[("Authorization", &auth)])
+            .status
+            == 200),
+        "the new route never appeared; log:\n{}",
+        gateway.log_text()
+    );
+    // The new route is a validating one: without a token it is 401, not a public pass.
+    assert_eq!(gateway.get("/b/x", &[]).status, 401);
+    let after = load.ok();
+    assert!(wait_until(Duration::from_secs(5), || load.ok() >= after + 20));
+    let (ok, failed, bad) = load.finish();
+    assert_eq!(failed, 0, "requests failed during the reload: {bad:?}");
+    assert!(ok >= 40);
+    assert!(gateway.log_text().contains("configuration reloaded"));
+}
+
+#[test]
+fn an_invalid_reload_is_refused_and_the_old_routes_keep_working() {
+    let f = Fixture::new();
+    let gateway = Gateway::start(&routes(&f, ""));
+    let load = Load::start(gateway.proxy);
+    assert!(wait_until(Duration::from_secs(5), || load.ok() >= 10));
+
+    // A typo: refused, with the reason in the log.
+    gateway.rewrite_config(&format!("{}\nlisten_typo = true\n", routes(&f, ROUTE_B)));
+    gateway.sighup();
+    assert!(
+        gateway.wait_for_log("configuration reload refused", Duration::from_secs(5)),
+        "{}",
+        gateway.log_text()
+    );
+    let refused = gateway.log_lines("configuration reload refused").join("\n");
+    assert!(refused.contains("listen_typo"), "{refused}");
+    assert_eq!(
+        gateway.get("/b/x", &[]).status,
+        404,
+        "the refused route was applied"
+    );
+    assert_eq!(gateway.get("/a/x", &[]).status, 200);
+
+    // An issuer that cannot be reached: refused too (a config without keys is not applied).
+    let down = common::closed_port();
+    let unreachable = routes(&f, ROUTE_B).replace(&f.iss, &format!("http://{down}"));
+    gateway.rewrite_config(&unreachable);
+    gateway.sighup();
+    assert!(
+        gateway.wait_for_log("not every issuer has usable keys", Duration::from_secs(10)),
+        "{}",
+        gateway.log_text()
+    );
+    assert_eq!(gateway.get("/b/x", &[]).status, 404);
+    let (ok, failed, bad) = load.finish();
+    assert_eq!(failed, 0, "{bad:?}");
+    assert!(ok >= 10);
+    assert!(
+        gateway
+            .metric(r#"trustgate_config_reloads_total{reason="refused"}"#)
+            .is_some_and(|n| n >= 2.0)
+    );
+    assert_eq!(
+        gateway.metric(r#"trustgate_config_reloads_total{reason="applied"}"#),
+        None
+    );
+}
+
+#[test]
+fn sigterm_drains_the_request_in_flight_then_exits_zero() {
+    let f = Fixture::new();
+    let mut gateway = Gateway::start(&routes(&f, ""));
+    let addr = gateway.proxy;
+    let slow = std::thread::spawn(move || {
+        let started = Instant::now();
+        let r = common::raw(
+            addr,
+            b"GET /a/slow HTTP/1.1\r\nHost: gw.test\r\nx-echo-delay-ms: 1500\r\nConnection: close\r\n\r\n",
+        );
+        (r, started.elapsed())
+    });
+    assert!(wait_until(Duration::from_secs(5), || f.upstream.count() == 1));
+    gateway.sigterm();
+
+    // New connections are refused while the slow request is still running.
+    assert!(
+        wait_until(Duration::from_secs(1), || TcpStream::connect(addr).is_err()),
+        "the listener still accepts after SIGTERM"
+    );
+    assert!(
+        gateway.child.try_wait().unwrap().is_none(),
+        "exited before draining"
+    );
+
+    let (r, elapsed) = slow.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert_eq!(r.json()["target"], "/a/slow");
+    assert!(elapsed >= Duration::from_millis(1400), "{elapsed:?}");
+
+    let status = gateway
+        .wait_exit(Duration::from_secs(5))
+        .expect("did not exit");
+    assert_eq!(status.code(), Some(0), "{}", gateway.log_text());
+    let log = gateway.log_text();
+    assert!(log.contains("shutting down"), "{log}");
+    assert!(
+        gateway
+            .log_lines("shutdown complete")
+            .iter()
+            .any(|l| l.contains("\"drained\":true")),
+        "{log}"
+    );
+    assert_eq!(f.upstream.count(), 1);
+}

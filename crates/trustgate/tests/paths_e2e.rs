@@ -1,0 +1,214 @@
+//! End-to-end: path-normalization bypasses. With a public `/public` and a protected `/admin`,
+//! every trick either is refused (400) or lands on `/admin` and needs a token — none reaches the
+//! upstream as a public request. When forwarded, the upstream sees the normalized path exactly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+use common::{Fixture, Gateway, bearer};
+
+fn start(f: &Fixture, server: &str) -> Gateway {
+    Gateway::start_with_server(
+        server,
+        &format!(
+            r#"{base}
+[[route]]
+name = "public"
+prefix = "/public"
+upstream = "echo"
+pattern = "public"
+
+[[route]]
+name = "admin"
+prefix = "/admin"
+upstream = "echo"
+pattern = "identity-headers"
+"#,
+            base = f.base_toml()
+        ),
+    )
+}
+
+/// (request target, status without a token, upstream target with a valid token or `None` when
+/// refused whatever the token).
+const BYPASSES: &[(&str, u16, Option<&str>)] = &[
+    ("/public/../admin", 401, Some("/admin")),
+    ("/public/../admin/x", 401, Some("/admin/x")),
+    ("/public/%2e%2e/admin", 401, Some("/admin")),
+    ("/public/%2E%2E/admin/x", 401, Some("/admin/x")),
+    ("/public/.%2e/admin", 401, Some("/admin")),
+    ("/public/%2e./admin", 401, Some("/admin")),
+    ("/public/./../admin", 401, Some("/admin")),
+    ("/%61dmin", 401, Some("/admin")),
+    ("/%61dmin/x", 401, Some("/admin/x")),
+    ("/%61%64%6d%69%6e/x?y=%2F", 401, Some("/admin/x?y=%2F")),
+    ("//admin", 401, Some("/admin")),
+    ("//admin//x", 401, Some("/admin/x")),
+    ("/public//../admin", 401, Some("/admin")),
+    ("/public/x/../../admin", 401, Some("/admin")),
+    ("/public/..;/admin", 400, None),
+    ("/public;/../admin", 400, None),
+    ("/admin%2f", 400, None),
+    ("/admin%2Fx", 400, None),
+    ("/public%2F..%2Fadmin", 400, None),
+    ("/public%2f%2e%2e%2fadmin", 400, None),
+    ("/public/%5c../admin", 400, None),
+    ("/public/%5C..%5Cadmin", 400, None),
+    ("/public/%00/../admin", 400, None),
+    ("/public/%2e%2e%2fadmin", 400, None),
+    (
+        "/public/%252e%252e/admin",
+        200,
+        Some("/public/%252e%252e/admin"),
+    ),
+    // Routing is case-sensitive like the upstream's paths: `/ADMIN` is no route at all.
+    ("/ADMIN", 404, None),
+    ("/Admin/x", 404, None),
+    ("/%41DMIN", 404, None),
+];
+
+#[test]
+fn path_tricks_never_reach_the_upstream_as_a_public_request() {
+    let f = Fixture::new();
+    let gateway = start(&f, "");
+    for (target, status, _) in BYPASSES {
+        let before = f.upstream.count();
+        let r = gateway.get(target, &[("X-User-Id", "admin")]);
+        assert_eq!(r.status, *status, "{target}: {}", r.body_text());
+        match *status {
+            401 => {
+                assert_eq!(r.header("www-authenticate"), Some("Bearer"), "{target}");
+                assert_eq!(f.upstream.count(), before, "{target} reached the upstream");
+            }
+            400 => {
+                assert_eq!(r.body_text(), r#"{"error":"bad_request"}"#, "{target}");
+                assert_eq!(f.upstream.count(), before, "{target} reached the upstream");
+            }
+            404 => assert_eq!(f.upstream.count(), before, "{target} reached the upstream"),
+            _ => {
+                // Double-encoded dots are data, not dot segments: a public path.
+                let got = f.upstream.last().unwrap();
+                assert_eq!(got.target, "/public/%252e%252e/admin");
+                assert!(got.header_values("x-user-id").is_empty());
+            }
+        }
+    }
+}
+
+#[test]
+fn path_tricks_with_a_token_forward_the_normalized_path_exactly() {
+    let f = Fixture::new();
+    let gateway = start(&f, "");
+    let t = f.token("alice");
+    let auth = bearer(&t);
+    for (target, _, forwarded) in BYPASSES {
+        let before = f.upstream.count();
+        let r = gateway.get(target, &[("Authorization", &auth), ("X-User-Id", "admin")]);
+        match forwarded {
+            Some(want) => {
+                assert_eq!(r.status, 200, "{target}: {}", r.body_text());
+                let got = f.upstream.last().unwrap();
+                assert_eq!(got.target, *want, "{target}");
+                if want.starts_with("/admin") {
+                    assert_eq!(got.header_values("x-user-id"), ["alice"], "{target}");
+                    assert!(got.header_values("authorization").is_empty());
+                }
+            }
+            None => {
+                assert!(matches!(r.status, 400 | 404), "{target}: {}", r.status);
+                assert_eq!(f.upstream.count(), before, "{target} reached the upstream");
+            }
+        }
+    }
+}
+
+#[test]
+fn double_slash_reject_mode_refuses_empty_segments() {
+    let f = Fixture::new();
+    let gateway = start(&f, r#"double_slash = "reject""#);
+    for target in ["//admin", "/public//../admin", "/public//x"] {
+        let r = gateway.get(target, &[]);
+        assert_eq!(r.status, 400, "{target}");
+    }
+    assert_eq!(f.upstream.count(), 0);
+    assert_eq!(gateway.get("/public/x/", &[]).status, 200);
+    assert_eq!(f.upstream.last().unwrap().target, "/public/x/");
+}
+
+#[test]
+fn absolute_form_and_odd_targets_route_on_the_path() {
+    let f = Fixture::new();
+    let gateway = start(&f, "");
+    // Absolute-form: the path inside decides the route, never the client's idea of the host.
+    let r = gateway.raw(
+        b"GET http://gw.test/public/../admin HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 401);
+    // Asterisk-form and authority-form have no path: refused, never sent to a route.
+    let r = gateway.raw(b"OPTIONS * HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.status, 400);
+    let r = gateway
+        .raw(b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\nConnection: close\r\n\r\n");
+    assert!(matches!(r.status, 400 | 405), "{}", r.status);
+    assert_eq!(f.upstream.count(), 0);
+}
+
+#[test]
+fn the_host_a_request_is_routed_on_is_the_host_the_upstream_sees() {
+    let f = Fixture::new();
+    let gateway = Gateway::start(&format!(
+        r#"{base}
+[[route]]
+name = "public-site"
+host = "public.example"
+prefix = "/"
+upstream = "echo"
+pattern = "public"
+
+[[route]]
+name = "internal-site"
+host = "internal.example"
+prefix = "/"
+upstream = "echo"
+pattern = "identity-headers"
+"#,
+        base = f.base_toml()
+    ));
+    // Absolute-form: the target's authority decides the route (RFC 9112 §3.2.2), so it must also
+    // be the Host the upstream gets — not the Host header, which names the protected site.
+    let r = gateway.raw(
+        b"GET http://public.example/x HTTP/1.1\r\nHost: internal.example\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    let got = f.upstream.last().unwrap();
+    assert_eq!(got.target, "/x");
+    assert_eq!(got.header_values("host"), ["public.example"]);
+    assert_eq!(got.header_values("x-forwarded-host"), ["public.example"]);
+
+    // The other way round: routed as the protected site, so a token is needed.
+    let before = f.upstream.count();
+    let r = gateway.raw(
+        b"GET http://internal.example/x HTTP/1.1\r\nHost: public.example\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 401);
+    assert_eq!(f.upstream.count(), before);
+
+    // Two Host lines: routed on the first, and only that one is forwarded.
+    let r = gateway.raw(
+        b"GET /y HTTP/1.1\r\nHost: public.example\r\nHost: internal.example\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    let got = f.upstream.last().unwrap();
+    assert_eq!(got.header_values("host"), ["public.example"]);
+
+    // Host matching ignores case, a trailing dot and the port; the Host is forwarded as sent.
+    let r =
+        gateway.raw(b"GET /z HTTP/1.1\r\nHost: PUBLIC.Example.:8080\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        f.upstream.last().unwrap().header_values("host"),
+        ["PUBLIC.Example.:8080"]
+    );
+    let r = gateway.raw(b"GET /z HTTP/1.1\r\nHost: INTERNAL.example\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.status, 401);
+}

@@ -1,0 +1,500 @@
+//! End-to-end: the proxying machinery. HTTP/2 prior knowledge, streamed request bodies,
+//! upgrades, upstream failures and timeouts, slow and idle clients, the connection limit, and TLS
+//! termination with ALPN.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{Fixture, Gateway, RawResponse, TempDir, read_until_closed, rt, wait_until};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+fn config(f: &Fixture) -> String {
+    format!(
+        r#"
+[[issuer]]
+id = "idp"
+issuer = "{iss}"
+audiences = ["api"]
+discovery = true
+
+[[upstream]]
+id = "echo"
+url = "{up}"
+response_timeout = "500ms"
+
+[[upstream]]
+id = "down"
+url = "http://{down}"
+connect_timeout = "500ms"
+
+[[route]]
+name = "root"
+prefix = "/"
+upstream = "echo"
+pattern = "public"
+
+[[route]]
+name = "ids"
+prefix = "/ids"
+upstream = "echo"
+pattern = "identity-headers"
+
+[[route]]
+name = "down"
+prefix = "/down"
+upstream = "down"
+pattern = "public"
+"#,
+        iss = f.iss,
+        up = f.upstream.url(),
+        down = common::closed_port()
+    )
+}
+
+const TIMEOUTS: &str = "header_read_timeout = \"1s\"\nidle_timeout = \"1s\"";
+
+fn start(f: &Fixture) -> Gateway {
+    Gateway::start_with_server(TIMEOUTS, &config(f))
+}
+
+/// Sends one request with `Connection: close` and returns the response, or `None` if the
+/// connection was closed without one.
+fn try_get(gateway: &Gateway, path: &str) -> Option<RawResponse> {
+    let mut stream = TcpStream::connect(gateway.proxy).ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let (data, _) = read_until_closed(&mut stream, Duration::from_secs(5));
+    if data.is_empty() {
+        return None;
+    }
+    let status = String::from_utf8_lossy(&data)
+        .split(' ')
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(RawResponse {
+        status,
+        headers: Vec::new(),
+        body: Vec::new(),
+        raw: data,
+    })
+}
+
+#[test]
+fn http2_prior_knowledge_is_proxied_as_http1() {
+    let f = Fixture::new();
+    let gateway = start(&f);
+    let t = f.token("alice");
+    let url = format!("http://{}/ids/h2?x=1", gateway.proxy);
+    let (status, version, body) = rt().block_on(async {
+        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build_http::<Full<Bytes>>();
+        let request = http::Request::post(url)
+            .header("authorization", format!("Bearer {t}"))
+            .header("x-user-id", "evil")
+            .header("x_user_id", "evil")
+            .body(Full::new(Bytes::from_static(b"h2 body")))
+            .unwrap();
+        let response = client.request(request).await.unwrap();
+        let status = response.status();
+        let version = response.version();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, version, body)
+    });
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(version, http::Version::HTTP_2);
+    let got = f.upstream.last().unwrap();
+    assert!(
+        got.raw_head.starts_with(b"POST /ids/h2?x=1 HTTP/1.1\r\n"),
+        "{}",
+        String::from_utf8_lossy(&got.raw_head)
+    );
+    assert_eq!(got.header_values("x-user-id"), ["alice"]);
+    assert_eq!(
+        got.cgi_names()
+            .iter()
+            .filter(|n| *n == "HTTP_X_USER_ID")
+            .count(),
+        1
+    );
+    assert_eq!(
+        got.header_values("host"),
+        [gateway.proxy.to_string().as_str()]
+    );
+    assert_eq!(got.body, b"h2 body");
+    assert!(got.header_values("authorization").is_empty());
+}
+
+#[test]
+fn a_chunked_upload_of_2_mib_streams_through_intact() {
+    let f = Fixture::new();
+    let gateway = start(&f);
+    let payload: Vec<u8> = (0..2 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(31) % 251) as u8)
+        .collect();
+    let mut stream = gateway.connect();
+    stream
+        .write_all(
+            b"PUT /upload HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\
+              Connection: close\r\n\r\n",
+        )
+        .unwrap();
+    for chunk in payload.chunks(50_000) {
+        stream
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .unwrap();
+        stream.write_all(chunk).unwrap();
+        stream.write_all(b"\r\n").unwrap();
+    }
+    stream.write_all(b"0\r\n\r\n").unwrap();
+    let r = common::read_response(&mut stream);
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert_eq!(r.json()["body_len"], payload.len());
+    let got = f.upstream.last().unwrap();
+    assert_eq!(got.method, "PUT");
+    assert_eq!(got.body.len(), payload.len());
+    assert!(got.body == payload, "the body was altered in transit");
+}
+
+#[test]
+fn websocket_upgrade_passes_through_and_bytes_echo_back() {
+    let f = Fixture::new();
+    let gateway = start(&f);
+    let mut stream = gateway.connect();
+    stream
+        .write_all(
+            b"GET /ws/chat HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+              X-User-Id: evil\r\n\r\n",
+        )
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).unwrap(), 1, "closed before 101");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    for message in [
+        &b"hello through the gateway"[..],
+        &[0u8, 1, 2, 255, 13, 10][..],
+    ] {
+        stream.write_all(message).unwrap();
+        let mut echoed = vec![0u8; message.len()];
+        stream.read_exact(&mut echoed).unwrap();
+        assert_eq!(echoed, message);
+    }
+    let got = f.upstream.last().unwrap();
+    assert_eq!(got.target, "/ws/chat");
+    assert_eq!(got.header_values("upgrade"), ["websocket"]);
+    assert_eq!(got.header_values("connection"), ["upgrade"]);
+    assert_eq!(
+        got.header_values("sec-websocket-key"),
+        ["dGhlIHNhbXBsZSBub25jZQ=="]
+    );
+    assert!(got.header_values("x-user-id").is_empty());
+}
+
+#[test]
+fn upstream_down_is_502_quickly() {
+    let f = Fixture::new();
+    let gateway = start(&f);
+    let started = Instant::now();
+    let r = gateway.get("/down/x", &[]);
+    assert_eq!(r.status, 502);
+    assert_eq!(r.body_text(), r#"{"error":"bad_gateway"}"#);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        gateway.metric(r#"trustgate_requests_total{route="down",outcome="upstream_error"}"#),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn slow_upstream_beyond_the_response_timeout_is_504() {
+    let f = Fixture::new();
+    let gateway = start(&f);
+    let started = Instant::now();
+    let r = gateway.get("/slow", &[("x-echo-delay-ms", "3000")]);
+    let elapsed = started.elapsed();
+    assert_eq!(r.status, 504);
+    assert_eq!(r.body_text(), r#"{"error":"gateway_timeout"}"#);
+    assert!(
+        elapsed >= Duration::from_millis(450) && elapsed < Duration::from_millis(1500),
+        "{elapsed:?}"
+    );
+    // Within the timeout, a slow answer is fine.
+    let r = gateway.get("/slow", &[("x-echo-delay-ms", "100")]);
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn slowloris_half_a_header_block_is_cut_off() {
+    let f = Fixture::new();
+    // A long idle timeout, so only the header-read timeout can end these connections.
+    let gateway = Gateway::start_with_server(
+        "header_read_timeout = \"1s\"\nidle_timeout = \"30s\"",
+        &config(&f),
+    );
+    // Half a header block, then silence.
+    let mut stream = gateway.connect();
+    let started = Instant::now();
+    stream
+        .write_all(b"GET /x HTTP/1.1\r\nHost: gw.test\r\nX-Slow: ")
+        .unwrap();
+    let (data, closed) = read_until_closed(&mut stream, Duration::from_secs(4));
+    let elapsed = started.elapsed();
+    assert!(closed, "the connection stayed open");
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_millis(2500),
+        "{elapsed:?}"
+    );
+    let text = String::from_utf8_lossy(&data);
+    assert!(
+        data.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text:?}"
+    );
+
+    // A header block dripped a byte at a time (never idle) is cut off all the same.
+    let mut stream = gateway.connect();
+    let started = Instant::now();
+    stream
+        .write_all(b"GET /y HTTP/1.1\r\nHost: gw.test\r\n")
+        .unwrap();
+    let mut cut_off = false;
+    while started.elapsed() < Duration::from_secs(4) {
+        std::thread::sleep(Duration::from_millis(200));
+        if stream.write_all(b"X-Drip: 1\r\n").is_err() {
+            cut_off = true;
+            break;
+        }
+        stream.set_nonblocking(true).unwrap();
+        let mut probe = [0u8; 256];
+        // Anything but "no data yet" means the gateway acted: EOF, reset or a 408.
+        let eof = !matches!(
+            stream.read(&mut probe),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+        );
+        stream.set_nonblocking(false).unwrap();
+        if eof {
+            cut_off = true;
+            break;
+        }
+    }
+    let elapsed = started.elapsed();
+    assert!(cut_off, "a dripping header block was never cut off");
+    assert!(elapsed < Duration::from_millis(2500), "{elapsed:?}");
+    assert_eq!(f.upstream.count(), 0);
+}
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let f = Fixture::new();
+    // A long header-read timeout, so only the idle timeout can end this connection.
+    let gateway = Gateway::start_with_server(
+        "header_read_timeout = \"30s\"\nidle_timeout = \"1s\"",
+        &config(&f),
+    );
+    let mut stream = gateway.connect();
+    stream
+        .write_all(b"GET /a HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        .unwrap();
+    let r = common::read_response(&mut stream);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("connection"), None, "keep-alive expected");
+    let idle_from = Instant::now();
+    let (data, closed) = read_until_closed(&mut stream, Duration::from_secs(4));
+    let elapsed = idle_from.elapsed();
+    assert!(closed, "the idle connection stayed open");
+    assert!(data.is_empty(), "{:?}", String::from_utf8_lossy(&data));
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_millis(2500),
+        "{elapsed:?}"
+    );
+}
+
+#[test]
+fn the_connection_limit_closes_the_third_connection() {
+    let f = Fixture::new();
+    let gateway = Gateway::start_with_server("max_connections = 2", &config(&f));
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = gateway.connect();
+        stream
+            .write_all(b"GET /held HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+            .unwrap();
+        assert_eq!(common::read_response(&mut stream).status, 200);
+        held.push(stream);
+    }
+    let mut third = gateway.connect();
+    let _ = third.write_all(b"GET /third HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n");
+    let (data, closed) = read_until_closed(&mut third, Duration::from_secs(3));
+    assert!(closed, "the third connection was kept");
+    assert!(data.is_empty(), "{:?}", String::from_utf8_lossy(&data));
+    assert!(!f.upstream.requests().iter().any(|r| r.target == "/third"));
+
+    // Freeing a slot lets a new connection in.
+    drop(held.pop());
+    assert!(
+        wait_until(Duration::from_secs(3), || {
+            try_get(&gateway, "/fourth").is_some_and(|r| r.status == 200)
+        }),
+        "no connection accepted after one closed"
+    );
+}
+
+fn openssl(dir: &TempDir, args: &[&str]) -> bool {
+    std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(&dir.0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A CA and a `localhost` / `127.0.0.1` leaf signed by it, made with the `openssl` CLI.
+fn make_certs(dir: &TempDir) -> bool {
+    dir.write(
+        "leaf.ext",
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    );
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-subj",
+        "/CN=trustgate test CA",
+        "-days",
+        "1",
+    ]);
+    let mut csr = vec!["req"];
+    csr.extend(ec);
+    csr.extend([
+        "-keyout",
+        "leaf.key",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    openssl(dir, &ca)
+        && openssl(dir, &csr)
+        && openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "leaf.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "leaf.pem",
+                "-days",
+                "1",
+                "-extfile",
+                "leaf.ext",
+            ],
+        )
+}
+
+#[test]
+fn tls_termination_negotiates_h2_with_alpn() {
+    let f = Fixture::new();
+    let dir = TempDir::new();
+    // scripts/install-test-deps.sh installs openssl; a missing peer is a failure, never a skip.
+    assert!(
+        make_certs(&dir),
+        "the openssl CLI is needed to make a test certificate (run scripts/install-test-deps.sh)"
+    );
+    let ca_pem = dir.0.join("ca.pem");
+    let gateway = Gateway::start_in(
+        dir,
+        &format!("{TIMEOUTS}\ntls = {{ cert = \"leaf.pem\", key = \"leaf.key\" }}"),
+        &config(&f),
+        &[],
+    );
+    let addr = gateway.proxy;
+    let (alpn, status, version, plain) = rt().block_on(async move {
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pki_types::CertificateDer::pem_file_iter(&ca_pem).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let stream = connector.connect(name, tcp).await.unwrap();
+        let alpn = stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        let request = http::Request::get("https://localhost/tls/x")
+            .header("x-forwarded-proto", "http")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let status = response.status();
+        let version = response.version();
+
+        // A plain-text request on the TLS port gets no HTTP answer.
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut tcp, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 1024];
+        let n = tokio::time::timeout(
+            Duration::from_secs(3),
+            tokio::io::AsyncReadExt::read(&mut tcp, &mut buf),
+        )
+        .await
+        .unwrap()
+        .unwrap_or(0);
+        buf.truncate(n);
+        (alpn, status, version, buf)
+    });
+    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
+    assert_eq!(status, 200);
+    assert_eq!(version, http::Version::HTTP_2);
+    assert!(!plain.starts_with(b"HTTP/1.1 200"), "{plain:?}");
+    let got = f.upstream.last().unwrap();
+    assert_eq!(got.target, "/tls/x");
+    assert_eq!(got.header_values("x-forwarded-proto"), ["https"]);
+    assert_eq!(f.upstream.count(), 1);
+}

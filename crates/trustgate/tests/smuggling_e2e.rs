@@ -1,0 +1,301 @@
+//! End-to-end: request smuggling. Ambiguous framing (CL+TE, obfuscated or repeated TE, invalid or
+//! repeated CL, framing headers spelled with `_`) is refused with 400 and `Connection: close`
+//! before anything reaches the upstream; a request hidden in a body is never executed upstream.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+use std::io::Write;
+use std::time::Duration;
+
+use common::{Fixture, Gateway, read_until_closed};
+
+fn start(f: &Fixture) -> Gateway {
+    Gateway::start(&format!(
+        r#"{base}
+[[route]]
+name = "public"
+prefix = "/"
+upstream = "echo"
+pattern = "public"
+
+[[route]]
+name = "admin"
+prefix = "/admin"
+upstream = "echo"
+pattern = "identity-headers"
+"#,
+        base = f.base_toml()
+    ))
+}
+
+/// The request a smuggler hopes the upstream runs as a second request.
+const HIDDEN: &str = "GET /smuggled HTTP/1.1\r\nHost: gw.test\r\nX-User-Id: admin\r\n\r\n";
+
+/// Sends `head` + `body` without `Connection: close`, then reads until the gateway closes.
+/// Returns the status of the first response and whether the connection was closed.
+fn send_keep_alive(gateway: &Gateway, head: &str, body: &[u8]) -> (u16, String, bool) {
+    let mut stream = gateway.connect();
+    let mut bytes = head.as_bytes().to_vec();
+    bytes.extend_from_slice(body);
+    stream.write_all(&bytes).unwrap();
+    let (data, closed) = read_until_closed(&mut stream, Duration::from_secs(3));
+    let text = String::from_utf8_lossy(&data).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text, closed)
+}
+
+fn assert_refused(f: &Fixture, gateway: &Gateway, name: &str, head: &str, body: &[u8]) {
+    let (status, text, closed) = send_keep_alive(gateway, head, body);
+    assert_eq!(status, 400, "{name}: {text:?}");
+    assert!(
+        closed,
+        "{name}: the connection stayed open after a framing error"
+    );
+    assert_eq!(
+        text.matches("HTTP/1.1 ").count(),
+        1,
+        "{name}: a second response was sent: {text:?}"
+    );
+    assert_eq!(f.upstream.count(), 0, "{name}: reached the upstream");
+    assert!(
+        !f.upstream
+            .requests()
+            .iter()
+            .any(|r| r.target == "/smuggled"),
+        "{name}"
+    );
+}
+
+#[test]
+fn cl_te_and_te_cl_are_refused_with_connection_close() {
+    let f = Fixture::new();
+    let gateway = start(&f);
+    // CL.TE: a front end using Content-Length would send all of it; a back end using chunked
+    // would see the end at `0\r\n\r\n` and run the rest as a new request.
+    let body = format!("0\r\n\r\n{HIDDEN}");
+    let head = format!(
+        "POST /x HTTP/1.1\r\nHost: gw.test\r\nContent-Length: {}\r\nTransfer-Encoding: chunked\r\n\r\n",
+        body.len()
+    );
+    let (status, text, closed) = send_keep_alive(&gateway, &head, body.as_bytes());
+    assert_eq!(status, 400, "{text:?}");
+    assert!(closed);
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "{text:?}"
+    );
+    assert_eq!(f.upstream.count(), 0);
+
+    // TE.CL: the headers in the other order, a body that is only "valid" as chunked.
+    let chunk = format!("{:x}\r\n{HIDDEN}\r\n0\r\n\r\n", HIDDEN.len());
+    let head = "POST /x HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n";
+    assert_refused(&f, &gateway, "TE.CL", head, chunk.as_bytes());
+}
+
+#[test]
+fn obfuscated_transfer_encodings_are_refused() {
+    let f = Fixture::new();
+    let gateway = start(&f);
+    let body = format!("0\r\n\r\n{HIDDEN}");
+    let variants: &[(&str, &str)] = &[
+        ("xchunked", "Transfer-Encoding: xchunked\r\n"),
+        ("chunkedx", "Transfer-Encoding: chunkedx\r\n"),
+        (
+            "chunked, identity",
+            "Transfer-Encoding: chunked, identity\r\n",
+        ),
+        (
+            "identity, chunked",
+            "Transfer-Encoding: identity, chunked\r\n",
+        ),
+        ("gzip, chunked", "Transfer-Encoding: gzip, chunked\r\n"),
+        (
+            "chunked, chunked",
+            "Transfer-Encoding: chunked, chunked\r\n",
+        ),
+        (
+            "two TE headers",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n",
+        ),
+        (
+            "two identical TE headers",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+        ),
+        (
+            "TE + underscore TE",
+            "Transfer-Encoding: chunked\r\nTransfer_Encoding: chunked\r\n",
+        ),
+        ("underscore TE only", "Transfer_Encoding: chunked\r\n"),
+        ("space before colon", "Transfer-Encoding : chunked\r\n"),
+        ("leading space name", " Transfer-Encoding: chunked\r\n"),
+        ("vertical tab", "Transfer-Encoding:\x0bchunked\r\n"),
+        ("quoted", "Transfer-Encoding: \"chunked\"\r\n"),
+        (
+            "TE with CL 0",
+            "Transfer-Encoding: chunked\r\nContent-Length: 0\r\n",
+        ),
+    ];
+    for (name, header) in variants {
+        let head = format!("POST /x HTTP/1.1\r\nHost: gw.test\r\n{header}\r\n");
+        assert_refused(&f, &gateway, name, &head, body.as_bytes());
+    }
+}
+
+#[test]
+fn whitespace_around_chunked_is_parsed_once_and_reframed() {
+    // `Transfer-Encoding:<TAB>chunked<SP>` is valid (optional whitespace). The gateway must read
+    // it as chunked and re-frame the message itself: the upstream sees the declared body, and the
+    // bytes after the last chunk are a separate request, judged like any other.
+    let f = Fixture::new();
+    let gateway = start(&f);
+    for header in [
+        "Transfer-Encoding:\tchunked\r\n",
+        "Transfer-Encoding: \tchunked \r\n",
+        "transfer-encoding: CHUNKED\r\n",
+    ] {
+        f.upstream.clear();
+        let head = format!("POST /x HTTP/1.1\r\nHost: gw.test\r\n{header}\r\n");
+        let body = "5\r\nhello\r\n0\r\n\r\n\
+            GET /second HTTP/1.1\r\nHost: gw.test\r\nX-User-Id: admin\r\nConnection: close\r\n\r\n";
+        let (_, text, closed) = send_keep_alive(&gateway, &head, body.as_bytes());
+        assert!(closed, "{header:?}");
+        assert!(text.starts_with("HTTP/1.1 200 "), "{header:?}: {text:?}");
+        assert_eq!(
+            text.matches("HTTP/1.1 200 ").count(),
+            2,
+            "{header:?}: {text:?}"
+        );
+        let requests = f.upstream.requests();
+        let seen: Vec<(&str, &[u8])> = requests
+            .iter()
+            .map(|r| (r.target.as_str(), r.body.as_slice()))
+            .collect();
+        assert_eq!(
+            seen,
+            [("/x", &b"hello"[..]), ("/second", &b""[..])],
+            "{header:?}"
+        );
+        assert!(
+            requests[1].header_values("x-user-id").is_empty(),
+            "{header:?}"
+        );
+    }
+}
+
+#[test]
+fn invalid_content_lengths_are_refused() {
+    let f = Fixture::new();
+    let gateway = start(&f);
+    let body = b"hello";
+    let variants: &[(&str, &str)] = &[
+        ("plus sign", "Content-Length: +5\r\n"),
+        ("list", "Content-Length: 5, 5\r\n"),
+        ("two headers", "Content-Length: 5\r\nContent-Length: 5\r\n"),
+        (
+            "two differing",
+            "Content-Length: 5\r\nContent-Length: 6\r\n",
+        ),
+        ("hex", "Content-Length: 0x5\r\n"),
+        ("negative", "Content-Length: -5\r\n"),
+        ("decimal point", "Content-Length: 5.0\r\n"),
+        ("inner space", "Content-Length: 5 5\r\n"),
+        ("empty", "Content-Length: \r\n"),
+        ("underscore", "Content_Length: 5\r\n"),
+        (
+            "underscore + real",
+            "Content-Length: 5\r\nContent_Length: 0\r\n",
+        ),
+        ("overflow", "Content-Length: 99999999999999999999999\r\n"),
+    ];
+    for (name, header) in variants {
+        let head = format!("POST /x HTTP/1.1\r\nHost: gw.test\r\n{header}\r\n");
+        assert_refused(&f, &gateway, name, &head, body);
+    }
+}
+
+#[test]
+fn a_request_hidden_in_a_body_is_not_executed_upstream() {
+    let f = Fixture::new();
+    let gateway = start(&f);
+    let body = format!("{HIDDEN}GET /admin/secret HTTP/1.1\r\nHost: gw.test\r\n\r\n");
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: gw.test\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut stream = gateway.connect();
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body.as_bytes()).unwrap();
+    let first = common::read_response(&mut stream);
+    assert_eq!(first.status, 200, "{}", first.body_text());
+    assert_eq!(first.json()["body_len"], body.len());
+    // A second, honest request on the same connection is still framed correctly.
+    stream
+        .write_all(b"GET /after HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let second = common::read_response(&mut stream);
+    assert_eq!(second.status, 200);
+    let requests = f.upstream.requests();
+    let targets: Vec<&str> = requests.iter().map(|r| r.target.as_str()).collect();
+    assert_eq!(targets, ["/upload", "/after"]);
+    assert_eq!(requests[0].body, body.as_bytes());
+}
+
+#[test]
+fn bare_lf_and_other_malformed_heads_never_reach_the_upstream_unnormalized() {
+    let f = Fixture::new();
+    let gateway = start(&f);
+    let malformed: &[(&str, &[u8])] = &[
+        (
+            "NUL in a header value",
+            b"GET /x HTTP/1.1\r\nHost: gw.test\r\nX-A: a\0b\r\n\r\n",
+        ),
+        (
+            "bare CR in a header value",
+            b"GET /x HTTP/1.1\r\nHost: gw.test\r\nX-A: a\rX-User-Id: evil\r\n\r\n",
+        ),
+        (
+            "space in the header name",
+            b"GET /x HTTP/1.1\r\nHost: gw.test\r\nX User-Id: evil\r\n\r\n",
+        ),
+        (
+            "header without a colon",
+            b"GET /x HTTP/1.1\r\nHost: gw.test\r\nX-User-Id evil\r\n\r\n",
+        ),
+        (
+            "HTTP/1.0 with TE",
+            b"POST /x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        ),
+    ];
+    for (name, request) in malformed {
+        let (status, text, closed) =
+            send_keep_alive(&gateway, &String::from_utf8_lossy(request), b"");
+        assert_eq!(status, 400, "{name}: {text:?}");
+        assert!(closed, "{name}");
+    }
+    assert_eq!(f.upstream.count(), 0);
+
+    // Bare LF line endings are accepted (as hyper does) but never forwarded as such: the
+    // upstream gets one request with CRLF line endings and no client identity.
+    let (status, text, closed) = send_keep_alive(
+        &gateway,
+        "GET /lf HTTP/1.1\nHost: gw.test\nX-User-Id: evil\nConnection: close\n\n",
+        b"",
+    );
+    assert_eq!(status, 200, "{text:?}");
+    assert!(closed);
+    let got = f.upstream.last().unwrap();
+    assert_eq!(got.target, "/lf");
+    assert!(got.header_values("x-user-id").is_empty());
+    let head = String::from_utf8_lossy(&got.raw_head).into_owned();
+    assert_eq!(
+        head.matches('\n').count(),
+        head.matches("\r\n").count(),
+        "{head:?}"
+    );
+}
