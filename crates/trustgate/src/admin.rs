@@ -1,4 +1,6 @@
-//! The admin listener: `/metrics`, `/healthz` and `/readyz`. Bind it to a private address.
+//! The admin listener: `/metrics`, `/healthz`, `/readyz`, and, with an `[internal_issuer]`, the
+//! internal issuer's `/.well-known/jwks.json` and `/.well-known/openid-configuration`. Bind it to
+//! a private address.
 
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -25,6 +25,11 @@ struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabel {
     route: String,
 }
@@ -83,7 +88,7 @@ pub(crate) struct Metrics {
     unrouted: Family<ReasonLabel, Counter>,
     failures: Family<ReasonLabel, Counter>,
     upstream_seconds: Family<RouteLabel, Histogram>,
-    reloads: Family<ReasonLabel, Counter>,
+    reloads: Family<ResultLabel, Counter>,
     validator: Arc<ArcSwapOption<Validator>>,
 }
 
@@ -127,7 +132,7 @@ impl Metrics {
             "Time from sending the request upstream to receiving its response head",
             upstream_seconds.clone(),
         );
-        let reloads = Family::<ReasonLabel, Counter>::default();
+        let reloads = Family::<ResultLabel, Counter>::default();
         registry.register(
             "config_reloads",
             "Configuration reload attempts by result",
@@ -179,8 +184,8 @@ impl Metrics {
     }
 
     pub(crate) fn reload(&self, ok: bool) {
-        let reason = if ok { "applied" } else { "refused" };
-        self.reloads.get_or_create(&ReasonLabel { reason }).inc();
+        let result = if ok { "applied" } else { "refused" };
+        self.reloads.get_or_create(&ResultLabel { result }).inc();
     }
 
     /// Points the key and cache gauges at the validator now in force.

@@ -1,8 +1,9 @@
-//! Route selection: host, then the longest path prefix, on the *normalized* path.
+//! Route selection on the *normalized* path: the longest matching prefix wins, among routes bound
+//! to the request's host and routes bound to no host; the host only breaks ties between equal
+//! prefixes.
 //!
 //! The router is built once per configuration and only read afterwards. Matching is segment-aware
-//! (`/api` matches `/api/x` but not `/apix`). A route bound to a host wins over a host-less route
-//! with the same prefix length.
+//! (`/api` matches `/api/x` but not `/apix`).
 
 use std::sync::Arc;
 

@@ -160,11 +160,11 @@ fn an_invalid_reload_is_refused_and_the_old_routes_keep_working() {
     assert!(ok >= 10);
     assert!(
         gateway
-            .metric(r#"trustgate_config_reloads_total{reason="refused"}"#)
+            .metric(r#"trustgate_config_reloads_total{result="refused"}"#)
             .is_some_and(|n| n >= 2.0)
     );
     assert_eq!(
-        gateway.metric(r#"trustgate_config_reloads_total{reason="applied"}"#),
+        gateway.metric(r#"trustgate_config_reloads_total{result="applied"}"#),
         None
     );
 }

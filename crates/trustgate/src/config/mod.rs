@@ -503,6 +503,19 @@ fn issuer_config(issuer: file::FileIssuer, base: &Path) -> Result<IssuerConfig, 
     if !issuer.pem_keys.is_empty() {
         let mut pems = Vec::new();
         for key in &issuer.pem_keys {
+            if !issuer.algorithms.contains(&key.alg) {
+                return Err(ConfigError::new(format!(
+                    "issuer {id:?}: PEM key {} is for {} but algorithms = {:?}; add {} to algorithms or change the key's alg",
+                    key.file.display(),
+                    key.alg,
+                    issuer
+                        .algorithms
+                        .iter()
+                        .map(|a| a.name())
+                        .collect::<Vec<_>>(),
+                    key.alg
+                )));
+            }
             let path = resolve(base, &key.file);
             let pem = std::fs::read_to_string(&path).map_err(|err| {
                 ConfigError::new(format!(
@@ -790,7 +803,7 @@ fn route_config(
     }
     if !route.pattern.validates() && (!require.is_empty() || route.allow_anonymous) {
         return Err(ConfigError::new(format!(
-            "route {name:?}: require/allow_anonymous only apply to patterns where the gateway validates (forward-token, identity-headers)"
+            "route {name:?}: require/allow_anonymous only apply to patterns where the gateway validates (forward-token, identity-headers, internal-token)"
         )));
     }
     let rewrite = match (route.strip_prefix, &route.rewrite_prefix) {
@@ -853,7 +866,10 @@ fn route_config(
                         | "content-length"
                         | "transfer-encoding"
                         | "connection"
-                ) {
+                        | "forwarded"
+                        | "x-real-ip"
+                ) || header.as_str().starts_with("x-forwarded-")
+                {
                     return Err(ConfigError::new(format!(
                         "route {name:?}: {:?} cannot be used as an identity header",
                         binding.name
@@ -864,10 +880,8 @@ fn route_config(
             out
         }
     };
-    let host = route.host.map(|h| {
-        let h = h.to_ascii_lowercase();
-        h.split(':').next().unwrap_or_default().to_owned()
-    });
+    // Normalized exactly as request hosts are (lowercase, no port, no trailing dot).
+    let host = route.host.as_deref().map(crate::router::host_without_port);
     if route.token_cookie.as_ref().is_some_and(|c| {
         c.is_empty()
             || !c
