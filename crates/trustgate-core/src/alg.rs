@@ -125,7 +125,9 @@ impl fmt::Display for Algorithm {
 
 /// The error for an `alg` name trustgate does not support.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unsupported algorithm {0:?}: use one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA")]
+#[error(
+    "unsupported algorithm {0:?}: use one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA"
+)]
 pub struct UnsupportedAlgorithm(pub String);
 
 impl FromStr for Algorithm {

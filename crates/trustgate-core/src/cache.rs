@@ -8,7 +8,8 @@
 //!
 //! A hit is re-checked before use: time claims against the clock (an entry is dropped once its
 //! `exp` passes), and the verifying key must still be published (an entry is dropped when its key
-//! leaves the key set).
+//! leaves the key set). The validator also refuses a hit with `KeysUnavailable` while the issuer's
+//! keys are older than the maximum staleness, exactly as it refuses an uncached token then.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

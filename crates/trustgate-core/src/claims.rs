@@ -186,7 +186,11 @@ impl ClaimsPolicy {
                     };
                     found |= accepted(aud);
                 }
-                if found { Ok(()) } else { Err(Reason::BadAudience) }
+                if found {
+                    Ok(())
+                } else {
+                    Err(Reason::BadAudience)
+                }
             }
             _ => Err(Reason::BadAudience),
         }
@@ -217,7 +221,10 @@ mod tests {
         assert_eq!(check(&p, json!({"aud":"api"})), Err(Reason::MissingExpiry));
         assert!(check(&p, json!({"aud":"api","exp":NOW + 10})).is_ok());
         assert!(check(&p, json!({"aud":"api","exp":NOW - 59})).is_ok());
-        assert_eq!(check(&p, json!({"aud":"api","exp":NOW - 60})), Err(Reason::Expired));
+        assert_eq!(
+            check(&p, json!({"aud":"api","exp":NOW - 60})),
+            Err(Reason::Expired)
+        );
         let mut optional = policy();
         optional.expiry = ExpiryPolicy::DangerOptional;
         assert!(check(&optional, json!({"aud":"api"})).is_ok());
@@ -254,7 +261,11 @@ mod tests {
             for claim in ["exp", "nbf", "iat"] {
                 let mut claims = json!({"aud":"api","exp":NOW + 100});
                 claims[claim] = bad.clone();
-                assert_eq!(check(&p, claims), Err(Reason::BadDateClaim), "{claim}={bad}");
+                assert_eq!(
+                    check(&p, claims),
+                    Err(Reason::BadDateClaim),
+                    "{claim}={bad}"
+                );
             }
         }
         let times = check(&p, json!({"aud":"api","exp":(NOW as f64) + 100.5})).unwrap();
@@ -302,10 +313,16 @@ mod tests {
         else {
             unreachable!()
         };
-        assert_eq!(p.check(Some("at+jwt"), &long, NOW * 1000), Err(Reason::LifetimeTooLong));
+        assert_eq!(
+            p.check(Some("at+jwt"), &long, NOW * 1000),
+            Err(Reason::LifetimeTooLong)
+        );
         let Value::Object(missing) = json!({"aud":"api","exp":NOW+100,"client_id":null}) else {
             unreachable!()
         };
-        assert_eq!(p.check(Some("at+jwt"), &missing, NOW * 1000), Err(Reason::MissingClaim));
+        assert_eq!(
+            p.check(Some("at+jwt"), &missing, NOW * 1000),
+            Err(Reason::MissingClaim)
+        );
     }
 }

@@ -60,7 +60,8 @@ impl ManualClock {
 
     /// Sets the clock to `secs` seconds after the epoch.
     pub fn set_secs(&self, secs: i64) {
-        self.millis.store(secs.saturating_mul(1000), Ordering::SeqCst);
+        self.millis
+            .store(secs.saturating_mul(1000), Ordering::SeqCst);
     }
 }
 

@@ -238,7 +238,8 @@ pub(crate) fn cache_max_age(headers: &http::HeaderMap) -> Option<Duration> {
         let Ok(value) = value.to_str() else { continue };
         for directive in value.split(',') {
             let directive = directive.trim();
-            if directive.eq_ignore_ascii_case("no-store") || directive.eq_ignore_ascii_case("no-cache")
+            if directive.eq_ignore_ascii_case("no-store")
+                || directive.eq_ignore_ascii_case("no-cache")
             {
                 return Some(Duration::ZERO);
             }
@@ -283,7 +284,10 @@ mod tests {
     fn max_age_parsing() {
         let mut h = http::HeaderMap::new();
         assert_eq!(cache_max_age(&h), None);
-        h.insert(header::CACHE_CONTROL, "public, max-age=600".parse().unwrap());
+        h.insert(
+            header::CACHE_CONTROL,
+            "public, max-age=600".parse().unwrap(),
+        );
         assert_eq!(cache_max_age(&h), Some(Duration::from_secs(600)));
         h.insert(header::CACHE_CONTROL, "no-store".parse().unwrap());
         assert_eq!(cache_max_age(&h), Some(Duration::ZERO));

@@ -152,7 +152,11 @@ impl Identity {
         };
         let scopes = match mapping.scopes.iter().find_map(|p| p.lookup(claims)) {
             None => Vec::new(),
-            Some(Value::String(s)) => s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+            Some(Value::String(s)) => s
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
             Some(value) => list(value, ' ')?,
         };
         let tenant = mapping
@@ -273,10 +277,9 @@ fn list(value: &Value, separator: char) -> Result<Vec<String>, Reason> {
         other => vec![scalar(other)?],
     };
     for item in &items {
-        if item.contains(separator) || item.is_empty() {
+        if item.contains(separator) || item.is_empty() || has_control_bytes(item) {
             return Err(Reason::UnsafeClaimValue);
         }
-        encode_header(item)?;
     }
     Ok(items)
 }
@@ -293,11 +296,18 @@ fn joined_header(items: &[String], separator: &str) -> Result<Option<HeaderValue
     encode_header(&items.join(separator)).map(Some)
 }
 
+/// Whether `text` has a byte [`encode_header`] refuses. Everything else encodes, so this is the
+/// allocation-free check for a value that is not itself put in a header (list items, whose joined
+/// form is encoded once).
+fn has_control_bytes(text: &str) -> bool {
+    text.bytes().any(|b| b < 0x20 || b == 0x7f)
+}
+
 /// Encodes `text` for a header value: control bytes are refused, non-ASCII and `%` are
 /// percent-encoded, printable ASCII passes unchanged.
 pub fn encode_header(text: &str) -> Result<HeaderValue, Reason> {
     let bytes = text.as_bytes();
-    if bytes.iter().any(|&b| b < 0x20 || b == 0x7f) {
+    if has_control_bytes(text) {
         return Err(Reason::UnsafeClaimValue);
     }
     let needs_encoding = bytes.iter().any(|&b| b >= 0x80 || b == b'%');
@@ -329,9 +339,11 @@ mod tests {
 
     #[test]
     fn maps_defaults_and_dotted_paths() {
-        let mut mapping = ClaimMapping::default();
-        mapping.roles = Some(ClaimPath::parse("realm_access.roles").unwrap());
-        mapping.extra.push(("email".into(), ClaimPath::parse("email").unwrap()));
+        let mapping = ClaimMapping {
+            roles: Some(ClaimPath::parse("realm_access.roles").unwrap()),
+            extra: vec![("email".into(), ClaimPath::parse("email").unwrap())],
+            ..ClaimMapping::default()
+        };
         let id = identity(
             json!({"sub":"u1","realm_access":{"roles":["admin","user"]},"scope":"read write",
                    "tenant_id":"t1","azp":"web","email":"a@b.c"}),
@@ -340,13 +352,23 @@ mod tests {
         .unwrap();
         assert_eq!(id.subject(), Some("u1"));
         assert_eq!(id.roles(), ["admin", "user"]);
-        assert_eq!(id.header_value(&IdentityField::Roles).unwrap(), "admin,user");
-        assert_eq!(id.header_value(&IdentityField::Scopes).unwrap(), "read write");
+        assert_eq!(
+            id.header_value(&IdentityField::Roles).unwrap(),
+            "admin,user"
+        );
+        assert_eq!(
+            id.header_value(&IdentityField::Scopes).unwrap(),
+            "read write"
+        );
         assert!(id.has_scope("write") && !id.has_scope("admin"));
         assert_eq!(id.tenant(), Some("t1"));
         assert_eq!(id.client(), Some("web"));
         assert_eq!(id.claim("email"), Some("a@b.c"));
-        assert_eq!(id.header_value(&IdentityField::Claim("email".into())).unwrap(), "a@b.c");
+        assert_eq!(
+            id.header_value(&IdentityField::Claim("email".into()))
+                .unwrap(),
+            "a@b.c"
+        );
     }
 
     #[test]

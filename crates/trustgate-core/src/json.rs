@@ -17,15 +17,31 @@ const DUPLICATE_MARKER: &str = "trustgate: duplicate member";
 
 /// Parses `bytes` as a JSON object, rejecting duplicate member names at any depth.
 pub(crate) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, Reason> {
-    match serde_json::from_slice::<StrictValue>(bytes) {
-        Ok(StrictValue(Value::Object(map))) => Ok(map),
-        Ok(_) => Err(Reason::BadJson),
-        Err(err) if err.to_string().starts_with(DUPLICATE_MARKER) => Err(Reason::DuplicateMember),
-        Err(_) => Err(Reason::BadJson),
+    match parse_strict(bytes)? {
+        StrictValue(Value::Object(map)) => Ok(map),
+        _ => Err(Reason::BadJson),
     }
 }
 
-struct StrictValue(Value);
+/// Parses `bytes` as one JSON text into `T`, whose `Deserialize` must reject duplicate member
+/// names with [`duplicate_member`] (as [`StrictValue`] does at every depth).
+pub(crate) fn parse_strict<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, Reason> {
+    serde_json::from_slice::<T>(bytes).map_err(|err| {
+        if err.to_string().starts_with(DUPLICATE_MARKER) {
+            Reason::DuplicateMember
+        } else {
+            Reason::BadJson
+        }
+    })
+}
+
+/// The error a strict visitor returns for a member name it has already seen.
+pub(crate) fn duplicate_member<E: de::Error>() -> E {
+    E::custom(DUPLICATE_MARKER)
+}
+
+/// Any JSON value, with duplicate member names refused at every depth.
+pub(crate) struct StrictValue(pub(crate) Value);
 
 impl<'de> Deserialize<'de> for StrictValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -89,7 +105,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
         while let Some(name) = access.next_key::<String>()? {
             let StrictValue(value) = access.next_value()?;
             if map.insert(name, value).is_some() {
-                return Err(de::Error::custom(DUPLICATE_MARKER));
+                return Err(duplicate_member());
             }
         }
         Ok(Value::Object(map))

@@ -112,7 +112,9 @@ const NEGATIVE_KID_CAPACITY: usize = 1024;
 
 enum Remote {
     JwksUrl(String),
-    Discovery { discovered_jwks_uri: Mutex<Option<String>> },
+    Discovery {
+        discovered_jwks_uri: Mutex<Option<String>>,
+    },
 }
 
 /// The live keys of one issuer.
@@ -239,6 +241,11 @@ impl IssuerKeys {
         self.state.load()
     }
 
+    /// Whether the current key set may be used now.
+    pub(crate) fn usable_now(&self) -> bool {
+        self.usable(&self.load())
+    }
+
     /// Whether `state` may be used now: it has keys and is within the maximum staleness.
     pub(crate) fn usable(&self, state: &KeyState) -> bool {
         if state.keys.is_empty() {
@@ -325,7 +332,12 @@ impl IssuerKeys {
         };
         let fetched = fetcher.get(&jwks_uri).await?;
         let previous = self.state.load();
-        let keys = KeySet::from_jwks(&fetched.body, &self.allowed, &self.issuer, Some(&previous.keys))?;
+        let keys = KeySet::from_jwks(
+            &fetched.body,
+            &self.allowed,
+            &self.issuer,
+            Some(&previous.keys),
+        )?;
         Ok((keys, fetched.max_age))
     }
 
@@ -370,7 +382,10 @@ impl IssuerKeys {
 
     /// Starts the background refresh loop. The loop holds only a weak reference and ends when the
     /// validator is dropped.
-    pub(crate) fn spawn_refresh_loop(self: &Arc<Self>, first: Result<Option<Duration>, RefreshError>) {
+    pub(crate) fn spawn_refresh_loop(
+        self: &Arc<Self>,
+        first: Result<Option<Duration>, RefreshError>,
+    ) {
         if !self.is_remote() {
             return;
         }
@@ -416,7 +431,10 @@ impl IssuerKeys {
             self.add_negative(kid);
             return false;
         }
-        let deadline = self.remote.as_ref().map_or(Duration::ZERO, |(f, _)| f.options().timeout)
+        let deadline = self
+            .remote
+            .as_ref()
+            .map_or(Duration::ZERO, |(f, _)| f.options().timeout)
             + Duration::from_millis(250);
         let changed = matches!(
             tokio::time::timeout(deadline, changes.changed()).await,
@@ -493,8 +511,8 @@ impl IssuerKeys {
 }
 
 fn static_pem_keys(pems: &[PemKey]) -> Result<KeySet, StaticKeyError> {
-    use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::SubjectPublicKeyInfoDer;
+    use rustls_pki_types::pem::PemObject;
 
     let mut keys = Vec::with_capacity(pems.len());
     for (index, pem) in pems.iter().enumerate() {

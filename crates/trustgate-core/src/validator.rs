@@ -22,8 +22,8 @@ use crate::clock::SharedClock;
 use crate::error::{AuthError, Reason};
 use crate::fetch::{FetchOptions, Fetcher};
 use crate::identity::{ClaimMapping, Identity};
-use crate::jws::{self, DEFAULT_MAX_TOKEN_BYTES, UnverifiedJws};
 use crate::json;
+use crate::jws::{self, DEFAULT_MAX_TOKEN_BYTES, UnverifiedJws};
 use crate::key::VerifyingKey;
 use crate::keyset::KeySet;
 use crate::source::{IssuerKeys, KeySource, RefreshPolicy, StaticKeyError};
@@ -98,7 +98,9 @@ pub enum ConfigError {
     #[error("issuer {0:?} has no algorithms; list at least one, e.g. algorithms = [\"RS256\"]")]
     NoAlgorithms(String),
     /// `aud` is required but no audience is configured.
-    #[error("issuer {0:?} requires an audience but none is configured; set audiences = [\"your-api\"]")]
+    #[error(
+        "issuer {0:?} requires an audience but none is configured; set audiences = [\"your-api\"]"
+    )]
     NoAudiences(String),
     /// Discovery needs the issuer to be an http(s) URL.
     #[error("issuer {0:?} uses discovery, so it must be an https URL (http only for loopback)")]
@@ -147,7 +149,12 @@ impl std::fmt::Debug for Validator {
         f.debug_struct("Validator")
             .field(
                 "issuers",
-                &self.inner.order.iter().map(|i| &*i.name).collect::<Vec<_>>(),
+                &self
+                    .inner
+                    .order
+                    .iter()
+                    .map(|i| &*i.name)
+                    .collect::<Vec<_>>(),
             )
             .finish_non_exhaustive()
     }
@@ -172,6 +179,8 @@ pub struct IssuerStatus {
 
 struct Verified {
     issuer: Arc<str>,
+    /// The issuer's live keys, so that a cache hit can tell whether they are still trusted.
+    issuer_keys: Arc<IssuerKeys>,
     claims: Map<String, Value>,
     identity: Identity,
     times: Times,
@@ -300,7 +309,10 @@ impl Validator {
                 mapping: config.mapping,
                 max_kidless: config.max_kidless_candidates,
             });
-            if map.insert(Box::from(config.issuer.as_str()), Arc::clone(&entry)).is_some() {
+            if map
+                .insert(Box::from(config.issuer.as_str()), Arc::clone(&entry))
+                .is_some()
+            {
                 return Err(ConfigError::DuplicateIssuer(config.issuer));
             }
             order.push(entry);
@@ -393,9 +405,13 @@ impl Validator {
         if token.len() > self.inner.max_token_bytes {
             return Err(Reason::TooLarge.into());
         }
-        let now_ms = self.inner.clock.now_millis();
         if let Some(cache) = &self.inner.cache {
-            match cache.lookup(token, now_ms) {
+            match cache.lookup(token, self.inner.clock.now_millis()) {
+                // Trust in a cached token ends with trust in its issuer's keys: past the maximum
+                // staleness, uncached tokens get KeysUnavailable, and so must cached ones.
+                Lookup::Hit(verified) if !verified.0.issuer_keys.usable_now() => {
+                    return Err(AuthError::KeysUnavailable);
+                }
                 Lookup::Hit(verified) => return Ok(verified),
                 Lookup::Refused(reason) => return Err(reason.into()),
                 Lookup::Miss => {}
@@ -429,6 +445,7 @@ impl Validator {
         let size = jws.payload.len() * 3 + 256;
         Ok(VerifiedToken(Arc::new(Verified {
             issuer: Arc::clone(&entry.name),
+            issuer_keys: Arc::clone(&entry.keys),
             claims,
             identity,
             times,
@@ -502,7 +519,11 @@ fn verify_with(
     jws: &UnverifiedJws<'_>,
     max_kidless: usize,
 ) -> Result<Arc<VerifyingKey>, AuthError> {
-    let cap = if kid.is_some() { usize::MAX } else { max_kidless };
+    let cap = if kid.is_some() {
+        usize::MAX
+    } else {
+        max_kidless
+    };
     let mut tried = 0usize;
     for key in keys.candidates(kid, jws.header.alg).take(cap) {
         tried += 1;
