@@ -34,6 +34,7 @@
 //! ```
 
 mod alg;
+mod bearer;
 mod cache;
 mod claims;
 mod clock;
@@ -49,6 +50,7 @@ mod source;
 mod validator;
 
 pub use alg::{Algorithm, UnsupportedAlgorithm};
+pub use bearer::bearer_token;
 pub use cache::{CacheOptions, CacheStats};
 pub use claims::{AudiencePolicy, ClaimsPolicy, ExpiryPolicy};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};

@@ -18,24 +18,8 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, AuthErro
     let Some(value) = single(headers, &AUTHORIZATION)? else {
         return Ok(None);
     };
-    let malformed = AuthError::InvalidRequest(RequestProblem::MalformedAuthorization);
-    let text = value.to_str().map_err(|_| malformed)?;
-    let Some((scheme, rest)) = text.split_once(' ') else {
-        return if text.eq_ignore_ascii_case("bearer") {
-            Err(malformed)
-        } else {
-            Ok(None)
-        };
-    };
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Ok(None);
-    }
-    let token = rest.trim_start_matches(' ');
-    // RFC 6750 token68: not empty, no spaces or list separators inside.
-    if token.is_empty() || token.contains([' ', '\t', ',']) {
-        return Err(malformed);
-    }
-    Ok(Some(token))
+    // One parser for the gateway and the services: a request reads the same everywhere.
+    trustgate_core::bearer_token(value)
 }
 
 /// The gateway assertion, if any.

@@ -8,7 +8,7 @@
 use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, HeaderValue};
 use serde_json::Value;
-use trustgate_core::{AuthError, RequestProblem, VerifiedToken};
+use trustgate_core::{AuthError, RequestProblem, VerifiedToken, bearer_token};
 
 use crate::config::{RequireMode, Requirements};
 
@@ -30,7 +30,7 @@ pub(crate) fn extract_token<'a>(
         if authorizations.next().is_some() {
             return Err(AuthError::InvalidRequest(RequestProblem::MultipleTokens));
         }
-        found = bearer(value)?.map(|token| (token, TokenSource::Header));
+        found = bearer_token(value)?.map(|token| (token, TokenSource::Header));
     }
     if let Some(name) = cookie_name {
         for header in headers.get_all(COOKIE) {
@@ -58,28 +58,6 @@ pub(crate) fn extract_token<'a>(
         }
     }
     Ok(found)
-}
-
-/// Parses `Bearer <token>`. Another scheme (Basic, …) is not a bearer token: `Ok(None)`.
-fn bearer(value: &HeaderValue) -> Result<Option<&str>, AuthError> {
-    let malformed = AuthError::InvalidRequest(RequestProblem::MalformedAuthorization);
-    let text = value.to_str().map_err(|_| malformed)?;
-    let Some((scheme, rest)) = text.split_once(' ') else {
-        return if text.eq_ignore_ascii_case("bearer") {
-            Err(malformed)
-        } else {
-            Ok(None)
-        };
-    };
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Ok(None);
-    }
-    let token = rest.trim_start_matches(' ');
-    // RFC 6750 token68: no spaces inside, not empty.
-    if token.is_empty() || token.contains([' ', '\t', ',']) {
-        return Err(malformed);
-    }
-    Ok(Some(token))
 }
 
 /// Removes the token cookie from every Cookie header, keeping the other cookies in order.

@@ -175,7 +175,7 @@ impl Tracker {
             // Names or values hyper would refuse end the connection there anyway.
             if let (Ok(name), Ok(value)) = (
                 HeaderName::from_bytes(name),
-                HeaderValue::from_bytes(trim(value)),
+                HeaderValue::from_bytes(crate::sanitize::trim_ows(value)),
             ) {
                 framing.append(name, value);
             }
@@ -206,24 +206,12 @@ impl Tracker {
     }
 }
 
-fn trim(bytes: &[u8]) -> &[u8] {
-    let start = bytes
-        .iter()
-        .position(|b| !matches!(b, b' ' | b'\t'))
-        .unwrap_or(bytes.len());
-    let end = bytes
-        .iter()
-        .rposition(|b| !matches!(b, b' ' | b'\t'))
-        .map_or(start, |i| i + 1);
-    bytes.get(start..end).unwrap_or_default()
-}
-
 /// The size of a chunk-size line (`1a;ext=x`), as hyper reads it.
 fn chunk_size(line: &[u8]) -> Option<u64> {
     let digits = line
         .split(|&b| b == b';')
         .next()
-        .map(trim)
+        .map(crate::sanitize::trim_ows)
         .unwrap_or_default();
     if digits.is_empty() || digits.len() > 16 {
         return None;

@@ -80,7 +80,7 @@ fn remove_where(headers: &mut HeaderMap, mut doomed: impl FnMut(&HeaderName) -> 
 
 /// Trims optional whitespace (RFC 9110 `OWS`: spaces and tabs) around a list
 /// element.
-fn trim_ows(bytes: &[u8]) -> &[u8] {
+pub(crate) fn trim_ows(bytes: &[u8]) -> &[u8] {
     let start = bytes
         .iter()
         .position(|b| !matches!(b, b' ' | b'\t'))
