@@ -22,7 +22,7 @@ echo "== tests"
 cargo test --workspace --locked 2>&1 | tee "$log"
 
 echo "== demo page in headless Chromium"
-bash scripts/browser-test.sh 2>&1 | tee -a "$log"
+bash scripts/browser-test.sh --no-build 2>&1 | tee -a "$log"
 
 # One closing line over every runner above: cargo's "test result:" lines and node's "# pass/# fail".
 awk '
