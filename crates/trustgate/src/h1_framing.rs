@@ -5,9 +5,9 @@
 //! after the response); duplicate identical Content-Length lines become one. So
 //! `sanitize::check_framing`, which sees only the parsed `HeaderMap`, never saw those requests, and
 //! the gateway forwarded them instead of refusing them as documented (found by the end-to-end
-//! smuggling tests). [`FramingStream`] watches the bytes a connection reads, finds each request
-//! head, runs the same `check_framing` on its raw header lines and queues the verdict; the request
-//! handler takes the verdicts in order ([`take_verdict`]).
+//! smuggling tests). [`Tracker`] is fed every byte a connection reads (by `server::ConnStream`),
+//! finds each request head, runs the same `check_framing` on its raw header lines and queues the
+//! verdict; the request handler takes the verdicts in order ([`take_verdict`]).
 //!
 //! The tracker follows message boundaries the way hyper does (Content-Length, chunked bodies and
 //! trailers). When it cannot follow them — an HTTP/2 preface, an upgrade, anything it does not
@@ -15,13 +15,9 @@
 //! refusals, never remove one.
 
 use std::collections::VecDeque;
-use std::io;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::sanitize::{self, FramingError};
 
@@ -59,14 +55,23 @@ enum State {
 }
 
 #[derive(Debug)]
-struct Tracker {
+pub(crate) struct Tracker {
     state: State,
     line: Vec<u8>,
     verdicts: Verdicts,
 }
 
 impl Tracker {
-    fn feed(&mut self, mut bytes: &[u8]) {
+    pub(crate) fn new(verdicts: Verdicts) -> Self {
+        Self {
+            state: State::Head,
+            line: Vec::new(),
+            verdicts,
+        }
+    }
+
+    /// Follows `bytes`, the next bytes read from the connection.
+    pub(crate) fn feed(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
             match self.state {
                 State::Stopped => return,
@@ -218,73 +223,6 @@ fn chunk_size(line: &[u8]) -> Option<u64> {
     }
     let text = std::str::from_utf8(digits).ok()?;
     u64::from_str_radix(text, 16).ok()
-}
-
-/// A connection stream that feeds every byte read to the framing tracker.
-#[derive(Debug)]
-pub(crate) struct FramingStream<S> {
-    inner: S,
-    tracker: Tracker,
-}
-
-impl<S> FramingStream<S> {
-    pub(crate) fn new(inner: S, verdicts: Verdicts) -> Self {
-        Self {
-            inner,
-            tracker: Tracker {
-                state: State::Head,
-                line: Vec::new(),
-                verdicts,
-            },
-        }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for FramingStream<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Some(new) = buf.filled().get(before..)
-            && !new.is_empty()
-        {
-            self.tracker.feed(new);
-        }
-        result
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for FramingStream<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
 }
 
 #[cfg(test)]

@@ -239,9 +239,10 @@ async fn serve_connection<S>(
     // hyper repairs ambiguous HTTP/1 framing (CL+TE, duplicate CL) before the request reaches
     // us, so the framing check also runs on the raw head bytes; see `h1_framing`.
     let verdicts = h1_framing::Verdicts::default();
-    let io = TokioIo::new(IdleStream {
-        inner: h1_framing::FramingStream::new(stream, Arc::clone(&verdicts)),
+    let io = TokioIo::new(ConnStream {
+        inner: stream,
         activity: Arc::clone(&activity),
+        framing: h1_framing::Tracker::new(Arc::clone(&verdicts)),
     });
     let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
         if req.version() < http::Version::HTTP_2
@@ -311,13 +312,16 @@ impl Activity {
     }
 }
 
-/// A stream that records activity, for the idle timeout.
-struct IdleStream<S> {
+/// The downstream connection as hyper sees it. One wrapper does the two things the server needs
+/// from every read: it records activity for the idle timeout, and feeds the raw bytes to the
+/// HTTP/1 framing tracker (`h1_framing`).
+struct ConnStream<S> {
     inner: S,
     activity: Arc<Activity>,
+    framing: h1_framing::Tracker,
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for IdleStream<S> {
+impl<S: AsyncRead + Unpin> AsyncRead for ConnStream<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -325,14 +329,18 @@ impl<S: AsyncRead + Unpin> AsyncRead for IdleStream<S> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.activity.touch();
+        let this = &mut *self;
+        if let Some(new) = buf.filled().get(before..)
+            && !new.is_empty()
+        {
+            this.activity.touch();
+            this.framing.feed(new);
         }
         result
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for IdleStream<S> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for ConnStream<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
