@@ -5,9 +5,8 @@
 
 use std::time::Duration;
 
-use serde_json::{Map, Value};
-
 use crate::error::Reason;
+use crate::json::{Json, Object};
 
 /// The latest accepted NumericDate: 9999-12-31T23:59:59Z.
 const MAX_NUMERIC_DATE: f64 = 253_402_300_799.0;
@@ -101,11 +100,11 @@ impl Times {
 }
 
 /// Reads a NumericDate claim. Absent is `Ok(None)`; any other non-number is an error.
-pub(crate) fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, Reason> {
+pub(crate) fn numeric_date(claims: &Object<'_>, name: &str) -> Result<Option<i64>, Reason> {
     let Some(value) = claims.get(name) else {
         return Ok(None);
     };
-    let Value::Number(number) = value else {
+    let Json::Number(number) = value else {
         return Err(Reason::BadDateClaim);
     };
     let secs = number.as_f64().ok_or(Reason::BadDateClaim)?;
@@ -133,7 +132,7 @@ impl ClaimsPolicy {
     pub(crate) fn check(
         &self,
         typ: Option<&str>,
-        claims: &Map<String, Value>,
+        claims: &Object<'_>,
         now_ms: i64,
     ) -> Result<Times, Reason> {
         let leeway_ms = i64::try_from(self.leeway.as_millis()).unwrap_or(i64::MAX);
@@ -166,22 +165,22 @@ impl ClaimsPolicy {
         }
         for name in &self.required_claims {
             match claims.get(name) {
-                None | Some(Value::Null) => return Err(Reason::MissingClaim),
+                None | Some(Json::Null) => return Err(Reason::MissingClaim),
                 Some(_) => {}
             }
         }
         Ok(times)
     }
 
-    fn check_audience(&self, aud: Option<&Value>) -> Result<(), Reason> {
+    fn check_audience(&self, aud: Option<&Json<'_>>) -> Result<(), Reason> {
         let accepted = |candidate: &str| self.audiences.iter().any(|a| a == candidate);
         match aud {
-            Some(Value::String(aud)) if accepted(aud) => Ok(()),
-            Some(Value::Array(list)) => {
+            Some(Json::String(aud)) if accepted(aud) => Ok(()),
+            Some(Json::Array(list)) => {
                 // Every member must be a string, so a malformed list is not half-accepted.
                 let mut found = false;
                 for item in list {
-                    let Value::String(aud) = item else {
+                    let Json::String(aud) = item else {
                         return Err(Reason::BadAudience);
                     };
                     found |= accepted(aud);
@@ -200,15 +199,14 @@ impl ClaimsPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     const NOW: i64 = 1_700_000_000;
 
     fn check(policy: &ClaimsPolicy, claims: Value) -> Result<Times, Reason> {
-        let Value::Object(map) = claims else {
-            return Err(Reason::BadJson);
-        };
-        policy.check(None, &map, NOW * 1000)
+        let text = claims.to_string();
+        let object = crate::json::parse_borrowed(text.as_bytes())?;
+        policy.check(None, &object, NOW * 1000)
     }
 
     fn policy() -> ClaimsPolicy {
@@ -302,24 +300,20 @@ mod tests {
         p.required_typ = Some("at+jwt".into());
         p.max_lifetime = Some(Duration::from_secs(3600));
         p.required_claims = vec!["client_id".into()];
-        let Value::Object(ok) = json!({"aud":"api","exp":NOW+100,"iat":NOW,"client_id":"c"}) else {
-            unreachable!()
-        };
+        let ok = json!({"aud":"api","exp":NOW+100,"iat":NOW,"client_id":"c"}).to_string();
+        let ok = crate::json::parse_borrowed(ok.as_bytes()).unwrap();
         assert!(p.check(Some("at+jwt"), &ok, NOW * 1000).is_ok());
         assert!(p.check(Some("application/AT+JWT"), &ok, NOW * 1000).is_ok());
         assert_eq!(p.check(Some("JWT"), &ok, NOW * 1000), Err(Reason::BadType));
         assert_eq!(p.check(None, &ok, NOW * 1000), Err(Reason::BadType));
-        let Value::Object(long) = json!({"aud":"api","exp":NOW+7200,"iat":NOW,"client_id":"c"})
-        else {
-            unreachable!()
-        };
+        let long = json!({"aud":"api","exp":NOW+7200,"iat":NOW,"client_id":"c"}).to_string();
+        let long = crate::json::parse_borrowed(long.as_bytes()).unwrap();
         assert_eq!(
             p.check(Some("at+jwt"), &long, NOW * 1000),
             Err(Reason::LifetimeTooLong)
         );
-        let Value::Object(missing) = json!({"aud":"api","exp":NOW+100,"client_id":null}) else {
-            unreachable!()
-        };
+        let missing = json!({"aud":"api","exp":NOW+100,"client_id":null}).to_string();
+        let missing = crate::json::parse_borrowed(missing.as_bytes()).unwrap();
         assert_eq!(
             p.check(Some("at+jwt"), &missing, NOW * 1000),
             Err(Reason::MissingClaim)

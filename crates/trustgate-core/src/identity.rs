@@ -9,13 +9,15 @@
 //! - array members are joined with `,` (roles, other claims) or a space (scopes). A member that
 //!   contains the separator is refused, so one role can never read as two.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::HeaderValue;
-use serde_json::{Map, Value};
 
 use crate::error::Reason;
+use crate::json::{Json, Object};
 
 /// A dotted path into the claims, such as `realm_access.roles`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,11 +49,14 @@ impl ClaimPath {
         &self.text
     }
 
-    pub(crate) fn lookup<'a>(&self, claims: &'a Map<String, Value>) -> Option<&'a Value> {
+    pub(crate) fn lookup<'a, 'j>(&self, claims: &'a Object<'j>) -> Option<&'a Json<'j>> {
         let (first, rest) = self.segments.split_first()?;
         let mut value = claims.get(first)?;
         for segment in rest {
-            value = value.as_object()?.get(segment)?;
+            let Json::Object(object) = value else {
+                return None;
+            };
+            value = object.get(segment)?;
         }
         Some(value)
     }
@@ -91,11 +96,30 @@ impl Default for ClaimMapping {
     }
 }
 
-/// A text value that has passed the header checks, with its encoded header form.
+/// A text value that has passed the header checks, kept in its encoded header form.
 #[derive(Debug, Clone)]
 struct Safe {
-    text: String,
     header: HeaderValue,
+    /// The text, only when encoding changed it; otherwise the header's bytes are the text. This
+    /// keeps the usual value (printable ASCII) to one allocation per token.
+    decoded: Option<Box<str>>,
+}
+
+impl Safe {
+    fn new(text: &str) -> Result<Self, Reason> {
+        let header = encode_header(text)?;
+        let decoded = (header.as_bytes() != text.as_bytes()).then(|| text.into());
+        Ok(Self { header, decoded })
+    }
+
+    fn text(&self) -> &str {
+        match &self.decoded {
+            Some(text) => text,
+            // Invariant: an unchanged value passed `encode_header`, so it is printable ASCII and
+            // `to_str` cannot fail.
+            None => self.header.to_str().unwrap_or_default(),
+        }
+    }
 }
 
 /// Who the caller is, built only from a verified token (or a verified gateway assertion).
@@ -104,6 +128,7 @@ struct Safe {
 #[derive(Debug, Clone)]
 pub struct Identity {
     issuer: Arc<str>,
+    issuer_header: Option<HeaderValue>,
     subject: Option<Safe>,
     roles: Vec<String>,
     roles_header: Option<HeaderValue>,
@@ -135,56 +160,51 @@ pub enum IdentityField {
 }
 
 impl Identity {
-    /// Builds the identity from verified claims.
+    /// Builds the identity from verified claims. `issuer_header` is the issuer's header form,
+    /// encoded once per issuer rather than per token.
     pub(crate) fn from_claims(
         issuer: Arc<str>,
-        claims: &Map<String, Value>,
+        issuer_header: Option<HeaderValue>,
+        claims: &Object<'_>,
         mapping: &ClaimMapping,
     ) -> Result<Self, Reason> {
-        let subject = mapping
-            .subject
-            .lookup(claims)
-            .map(|v| scalar(v).and_then(safe))
-            .transpose()?;
+        let single = |path: Option<&ClaimPath>| -> Result<Option<Safe>, Reason> {
+            match path.and_then(|p| p.lookup(claims)) {
+                None => Ok(None),
+                Some(value) => Safe::new(&scalar(value)?).map(Some),
+            }
+        };
+        let subject = single(Some(&mapping.subject))?;
         let roles = match mapping.roles.as_ref().and_then(|p| p.lookup(claims)) {
             None => Vec::new(),
             Some(value) => list(value, ',')?,
         };
         let scopes = match mapping.scopes.iter().find_map(|p| p.lookup(claims)) {
             None => Vec::new(),
-            Some(Value::String(s)) => s
+            Some(Json::String(s)) => s
                 .split(' ')
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
                 .collect(),
             Some(value) => list(value, ' ')?,
         };
-        let tenant = mapping
-            .tenant
-            .as_ref()
-            .and_then(|p| p.lookup(claims))
-            .map(|v| scalar(v).and_then(safe))
-            .transpose()?;
-        let client = mapping
-            .client
-            .iter()
-            .find_map(|p| p.lookup(claims))
-            .map(|v| scalar(v).and_then(safe))
-            .transpose()?;
+        let tenant = single(mapping.tenant.as_ref())?;
+        let client = single(mapping.client.iter().find(|p| p.lookup(claims).is_some()))?;
         let mut extra = Vec::with_capacity(mapping.extra.len());
         for (name, path) in &mapping.extra {
             if let Some(value) = path.lookup(claims) {
                 let text = match value {
-                    Value::Array(_) => list(value, ',')?.join(","),
+                    Json::Array(_) => Cow::Owned(list(value, ',')?.join(",")),
                     other => scalar(other)?,
                 };
-                extra.push((name.clone(), safe(text)?));
+                extra.push((name.clone(), Safe::new(&text)?));
             }
         }
         let roles_header = joined_header(&roles, ",")?;
         let scopes_header = joined_header(&scopes, " ")?;
         Ok(Self {
             issuer,
+            issuer_header,
             subject,
             roles,
             roles_header,
@@ -203,7 +223,7 @@ impl Identity {
 
     /// The subject (`sub` by default).
     pub fn subject(&self) -> Option<&str> {
-        self.subject.as_ref().map(|s| s.text.as_str())
+        self.subject.as_ref().map(Safe::text)
     }
 
     /// The roles.
@@ -228,12 +248,12 @@ impl Identity {
 
     /// The tenant.
     pub fn tenant(&self) -> Option<&str> {
-        self.tenant.as_ref().map(|s| s.text.as_str())
+        self.tenant.as_ref().map(Safe::text)
     }
 
     /// The OAuth client id.
     pub fn client(&self) -> Option<&str> {
-        self.client.as_ref().map(|s| s.text.as_str())
+        self.client.as_ref().map(Safe::text)
     }
 
     /// A mapped extra claim, as text.
@@ -241,7 +261,7 @@ impl Identity {
         self.extra
             .iter()
             .find(|(n, _)| n == name)
-            .map(|(_, s)| s.text.as_str())
+            .map(|(_, s)| s.text())
     }
 
     /// The ready-to-inject header value for `field`, if the identity has it.
@@ -252,7 +272,7 @@ impl Identity {
             IdentityField::Scopes => self.scopes_header.clone(),
             IdentityField::Tenant => self.tenant.as_ref().map(|s| s.header.clone()),
             IdentityField::Client => self.client.as_ref().map(|s| s.header.clone()),
-            IdentityField::Issuer => encode_header(&self.issuer).ok(),
+            IdentityField::Issuer => self.issuer_header.clone(),
             IdentityField::Claim(name) => self
                 .extra
                 .iter()
@@ -262,19 +282,22 @@ impl Identity {
     }
 }
 
-fn scalar(value: &Value) -> Result<String, Reason> {
+fn scalar<'a>(value: &'a Json<'_>) -> Result<Cow<'a, str>, Reason> {
     match value {
-        Value::String(s) => Ok(s.clone()),
-        Value::Number(n) => Ok(n.to_string()),
-        Value::Bool(b) => Ok(b.to_string()),
+        Json::String(s) => Ok(Cow::Borrowed(s)),
+        Json::Number(n) => Ok(Cow::Owned(n.to_string())),
+        Json::Bool(b) => Ok(Cow::Borrowed(if *b { "true" } else { "false" })),
         _ => Err(Reason::UnsafeClaimValue),
     }
 }
 
-fn list(value: &Value, separator: char) -> Result<Vec<String>, Reason> {
+fn list(value: &Json<'_>, separator: char) -> Result<Vec<String>, Reason> {
     let items: Vec<String> = match value {
-        Value::Array(items) => items.iter().map(scalar).collect::<Result<_, _>>()?,
-        other => vec![scalar(other)?],
+        Json::Array(items) => items
+            .iter()
+            .map(|item| scalar(item).map(Cow::into_owned))
+            .collect::<Result<_, _>>()?,
+        other => vec![scalar(other)?.into_owned()],
     };
     for item in &items {
         if item.contains(separator) || item.is_empty() || has_control_bytes(item) {
@@ -284,16 +307,11 @@ fn list(value: &Value, separator: char) -> Result<Vec<String>, Reason> {
     Ok(items)
 }
 
-fn safe(text: String) -> Result<Safe, Reason> {
-    let header = encode_header(&text)?;
-    Ok(Safe { text, header })
-}
-
 fn joined_header(items: &[String], separator: &str) -> Result<Option<HeaderValue>, Reason> {
     if items.is_empty() {
         return Ok(None);
     }
-    encode_header(&items.join(separator)).map(Some)
+    encode_owned(items.join(separator)).map(Some)
 }
 
 /// Whether `text` has a byte [`encode_header`] refuses. Everything else encodes, so this is the
@@ -306,13 +324,33 @@ fn has_control_bytes(text: &str) -> bool {
 /// Encodes `text` for a header value: control bytes are refused, non-ASCII and `%` are
 /// percent-encoded, printable ASCII passes unchanged.
 pub fn encode_header(text: &str) -> Result<HeaderValue, Reason> {
-    let bytes = text.as_bytes();
+    match percent_encoded(text)? {
+        Some(encoded) => header_from(encoded),
+        None => HeaderValue::from_str(text).map_err(|_| Reason::UnsafeClaimValue),
+    }
+}
+
+/// [`encode_header`] for a string the caller no longer needs: the usual, unchanged value becomes
+/// the header without a copy.
+fn encode_owned(text: String) -> Result<HeaderValue, Reason> {
+    match percent_encoded(&text)? {
+        Some(encoded) => header_from(encoded),
+        None => header_from(text),
+    }
+}
+
+fn header_from(text: String) -> Result<HeaderValue, Reason> {
+    HeaderValue::from_maybe_shared(Bytes::from(text)).map_err(|_| Reason::UnsafeClaimValue)
+}
+
+/// Refuses control bytes; returns the percent-encoded form if `text` needs one.
+fn percent_encoded(text: &str) -> Result<Option<String>, Reason> {
     if has_control_bytes(text) {
         return Err(Reason::UnsafeClaimValue);
     }
-    let needs_encoding = bytes.iter().any(|&b| b >= 0x80 || b == b'%');
-    if !needs_encoding {
-        return HeaderValue::from_str(text).map_err(|_| Reason::UnsafeClaimValue);
+    let bytes = text.as_bytes();
+    if !bytes.iter().any(|&b| b >= 0x80 || b == b'%') {
+        return Ok(None);
     }
     let mut encoded = String::with_capacity(text.len() + 16);
     for &b in bytes {
@@ -322,19 +360,18 @@ pub fn encode_header(text: &str) -> Result<HeaderValue, Reason> {
             encoded.push(char::from(b));
         }
     }
-    HeaderValue::from_str(&encoded).map_err(|_| Reason::UnsafeClaimValue)
+    Ok(Some(encoded))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn identity(claims: Value, mapping: &ClaimMapping) -> Result<Identity, Reason> {
-        let Value::Object(map) = claims else {
-            return Err(Reason::BadJson);
-        };
-        Identity::from_claims(Arc::from("https://idp"), &map, mapping)
+        let text = claims.to_string();
+        let object = crate::json::parse_borrowed(text.as_bytes())?;
+        Identity::from_claims(Arc::from("https://idp"), None, &object, mapping)
     }
 
     #[test]
@@ -413,5 +450,17 @@ mod tests {
         assert_eq!(encode_header("José").unwrap(), "Jos%C3%A9");
         assert_eq!(encode_header("50%").unwrap(), "50%25");
         assert_eq!(encode_header("plain value").unwrap(), "plain value");
+        // The identity keeps the text as the token had it, and the header encoded.
+        let id = identity(
+            json!({"sub":"José","tenant_id":"t-1"}),
+            &ClaimMapping::default(),
+        )
+        .unwrap();
+        assert_eq!(id.subject(), Some("José"));
+        assert_eq!(
+            id.header_value(&IdentityField::Subject).unwrap(),
+            "Jos%C3%A9"
+        );
+        assert_eq!(id.tenant(), Some("t-1"));
     }
 }

@@ -11,11 +11,10 @@ use std::fmt;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
-use serde_json::Value;
 
 use crate::alg::Algorithm;
 use crate::error::Reason;
-use crate::json::{self, StrictValue};
+use crate::json::{self, Json};
 
 /// The default maximum token length in bytes.
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -89,7 +88,7 @@ fn parse_header(bytes: &[u8]) -> Result<Header, Reason> {
     // A `b64` of anything but `true` (RFC 7797) means the payload is not base64url-encoded, which
     // this implementation does not support. `b64: true` is the default and harmless.
     match members.b64 {
-        None | Some(Value::Bool(true)) => {}
+        None | Some(Json::Bool(true)) => {}
         Some(_) => return Err(Reason::UnsupportedSerialization),
     }
     // trustgate understands no JWS extension, so any `crit` is unsupported. RFC 7515 §4.1.11 also
@@ -98,7 +97,7 @@ fn parse_header(bytes: &[u8]) -> Result<Header, Reason> {
         return Err(Reason::UnsupportedCritical);
     }
     let alg = match &members.alg {
-        Some(Value::String(name)) => {
+        Some(Json::String(name)) => {
             Algorithm::from_name(name).ok_or(Reason::UnsupportedAlgorithm)?
         }
         Some(_) => return Err(Reason::BadJson),
@@ -115,10 +114,10 @@ fn parse_header(bytes: &[u8]) -> Result<Header, Reason> {
     })
 }
 
-fn optional_string(value: Option<Value>) -> Result<Option<String>, Reason> {
+fn optional_string(value: Option<Json<'_>>) -> Result<Option<String>, Reason> {
     match value {
         None => Ok(None),
-        Some(Value::String(value)) => Ok(Some(value)),
+        Some(Json::String(value)) => Ok(Some(value.into_owned())),
         Some(_) => Err(Reason::BadJson),
     }
 }
@@ -128,14 +127,14 @@ fn optional_string(value: Option<Value>) -> Result<Option<String>, Reason> {
 /// Performance: this runs for every uncached token. Collecting the few members we act on, rather
 /// than building a whole `Map` and cloning out of it, saves about six allocations and the map's
 /// comparisons per token. Strictness is unchanged: every member value, read or not, is parsed as
-/// a [`StrictValue`] (duplicate names refused at every depth), and the top-level names are checked
-/// for duplicates here.
+/// a borrowed [`Json`] (duplicate names refused at every depth), and the top-level names are
+/// checked for duplicates here.
 #[derive(Default)]
-struct HeaderMembers {
-    alg: Option<Value>,
-    kid: Option<Value>,
-    typ: Option<Value>,
-    b64: Option<Value>,
+struct HeaderMembers<'a> {
+    alg: Option<Json<'a>>,
+    kid: Option<Json<'a>>,
+    typ: Option<Json<'a>>,
+    b64: Option<Json<'a>>,
     crit: bool,
     enc: bool,
 }
@@ -178,11 +177,11 @@ impl<'de> Deserialize<'de> for HeaderName {
     }
 }
 
-impl<'de> Deserialize<'de> for HeaderMembers {
+impl<'de> Deserialize<'de> for HeaderMembers<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct MembersVisitor;
         impl<'de> Visitor<'de> for MembersVisitor {
-            type Value = HeaderMembers;
+            type Value = HeaderMembers<'de>;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a JSON object")
@@ -191,12 +190,12 @@ impl<'de> Deserialize<'de> for HeaderMembers {
             fn visit_map<A: MapAccess<'de>>(
                 self,
                 mut access: A,
-            ) -> Result<HeaderMembers, A::Error> {
+            ) -> Result<HeaderMembers<'de>, A::Error> {
                 let mut members = HeaderMembers::default();
                 // A set, not a list: a header can carry a thousand short names within 8 KiB.
                 let mut others: BTreeSet<String> = BTreeSet::new();
                 while let Some(name) = access.next_key::<HeaderName>()? {
-                    let StrictValue(value) = access.next_value()?;
+                    let value: Json<'de> = access.next_value()?;
                     let duplicate = match name {
                         HeaderName::Alg => members.alg.replace(value).is_some(),
                         HeaderName::Kid => members.kid.replace(value).is_some(),

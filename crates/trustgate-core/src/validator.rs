@@ -11,8 +11,9 @@
 //! 6. the claims, and the identity mapping with header-safety checks.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use http::HeaderValue;
 use serde_json::{Map, Value};
 
 use crate::alg::Algorithm;
@@ -22,7 +23,7 @@ use crate::clock::SharedClock;
 use crate::error::{AuthError, Reason};
 use crate::fetch::{FetchOptions, Fetcher};
 use crate::identity::{ClaimMapping, Identity};
-use crate::json;
+use crate::json::{self, Json};
 use crate::jws::{self, DEFAULT_MAX_TOKEN_BYTES, UnverifiedJws};
 use crate::key::VerifyingKey;
 use crate::keyset::KeySet;
@@ -123,6 +124,8 @@ pub enum ConfigError {
 
 struct IssuerEntry {
     name: Arc<str>,
+    /// `name` as a header value, encoded once; `None` if the issuer has bytes a header refuses.
+    name_header: Option<HeaderValue>,
     keys: Arc<IssuerKeys>,
     algorithms: Vec<Algorithm>,
     claims: ClaimsPolicy,
@@ -181,7 +184,10 @@ struct Verified {
     issuer: Arc<str>,
     /// The issuer's live keys, so that a cache hit can tell whether they are still trusted.
     issuer_keys: Arc<IssuerKeys>,
-    claims: Map<String, Value>,
+    /// The decoded payload. The checks read it through a borrowed parse; the owned claims map is
+    /// built only if someone asks for it, since the gateway's usual path never does.
+    payload: Vec<u8>,
+    claims: OnceLock<Map<String, Value>>,
     identity: Identity,
     times: Times,
     key: Arc<VerifyingKey>,
@@ -209,9 +215,13 @@ impl VerifiedToken {
         &self.0.issuer
     }
 
-    /// All verified claims.
+    /// All verified claims. Built on first use and kept with the token (and so in the cache).
     pub fn claims(&self) -> &Map<String, Value> {
-        &self.0.claims
+        // The payload already parsed strictly as an object when the token was verified, so this
+        // parse of the same bytes succeeds; the empty map is unreachable.
+        self.0
+            .claims
+            .get_or_init(|| json::parse_object(&self.0.payload).unwrap_or_default())
     }
 
     /// The identity built from the claims.
@@ -302,6 +312,7 @@ impl Validator {
                 source,
             })?;
             let entry = Arc::new(IssuerEntry {
+                name_header: crate::identity::encode_header(&name).ok(),
                 name,
                 keys: Arc::new(keys),
                 algorithms: config.algorithms,
@@ -426,12 +437,12 @@ impl Validator {
 
     async fn validate_uncached(&self, token: &str) -> Result<VerifiedToken, AuthError> {
         let jws = jws::parse_compact(token, self.inner.max_token_bytes)?;
-        let claims = json::parse_object(&jws.payload)?;
-        let entry = match claims.get("iss") {
-            Some(Value::String(iss)) => self.inner.issuers.get(iss.as_str()),
-            _ => None,
-        }
-        .ok_or(Reason::UnknownIssuer)?;
+        let claims = json::parse_borrowed(&jws.payload)?;
+        let entry = claims
+            .get("iss")
+            .and_then(Json::as_str)
+            .and_then(|iss| self.inner.issuers.get(iss))
+            .ok_or(Reason::UnknownIssuer)?;
         if !entry.algorithms.contains(&jws.header.alg) {
             return Err(Reason::AlgorithmNotAllowed.into());
         }
@@ -441,12 +452,20 @@ impl Validator {
         let times = entry
             .claims
             .check(jws.header.typ.as_deref(), &claims, now_ms)?;
-        let identity = Identity::from_claims(Arc::clone(&entry.name), &claims, &entry.mapping)?;
+        let identity = Identity::from_claims(
+            Arc::clone(&entry.name),
+            entry.name_header.clone(),
+            &claims,
+            &entry.mapping,
+        )?;
+        drop(claims);
+        // The payload, its claims map if built, and the identity.
         let size = jws.payload.len() * 3 + 256;
         Ok(VerifiedToken(Arc::new(Verified {
             issuer: Arc::clone(&entry.name),
             issuer_keys: Arc::clone(&entry.keys),
-            claims,
+            payload: jws.payload,
+            claims: OnceLock::new(),
             identity,
             times,
             key,
