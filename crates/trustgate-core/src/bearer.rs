@@ -28,7 +28,8 @@ pub fn bearer_token(value: &HeaderValue) -> Result<Option<&str>, AuthError> {
         return Ok(None);
     }
     let token = rest.trim_start_matches(' ');
-    if token.is_empty() || token.contains([' ', '\t', ',']) {
+    // A byte scan: `contains` with a char set decodes UTF-8 and was visible in request profiles.
+    if token.is_empty() || token.bytes().any(|b| matches!(b, b' ' | b'\t' | b',')) {
         return Err(malformed);
     }
     Ok(Some(token))

@@ -167,15 +167,9 @@ pub(crate) async fn prepare(
     let host = parts
         .uri
         .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| {
-            parts
-                .headers
-                .get(HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
-        })
-        .map(|h| host_without_port(&h));
+        .map(|a| a.as_str())
+        .or_else(|| parts.headers.get(HOST).and_then(|h| h.to_str().ok()))
+        .map(host_without_port);
     let Some((prefix, route)) = rt.router.select(host.as_deref(), normalized.path()) else {
         note!(
             trace,
@@ -328,27 +322,38 @@ pub(crate) async fn prepare(
         host_header.as_ref(),
         &rt.trusted_proxies,
     );
-    let forwarded_path = match &config.rewrite {
-        Some(replacement) => path::rewrite(normalized.path(), prefix, replacement),
-        None => normalized.path().to_owned(),
-    };
-    let path_and_query = match normalized.query() {
-        Some(query) => format!("{forwarded_path}?{query}"),
-        None => forwarded_path,
-    };
     let upstream = &route.upstream.config;
-    parts.uri = Uri::builder()
+    let target = Uri::builder()
         .scheme(upstream.scheme.clone())
-        .authority(upstream.authority.clone())
-        .path_and_query(path_and_query)
+        .authority(upstream.authority.clone());
+    // Usually the client's target is already in normal form and is forwarded as it came, without
+    // rebuilding (or re-validating) its text.
+    let unchanged = config.rewrite.is_none()
+        && normalized.path() == parts.uri.path()
+        && normalized.query() == parts.uri.query();
+    let target = match parts.uri.path_and_query() {
+        Some(original) if unchanged => target.path_and_query(original.clone()),
+        _ => {
+            let mut path_and_query = match &config.rewrite {
+                Some(replacement) => path::rewrite(normalized.path(), prefix, replacement),
+                None => normalized.path().to_owned(),
+            };
+            if let Some(query) = normalized.query() {
+                path_and_query.push('?');
+                path_and_query.push_str(query);
+            }
+            target.path_and_query(path_and_query)
+        }
+    };
+    parts.uri = target
         .build()
         .map_err(|_| refuse(Some(&route), GatewayError::BadPath("bad_path")))?;
     if upstream.preserve_host {
         if let Some(host) = host_header {
             parts.headers.insert(HOST, host);
         }
-    } else if let Ok(value) = HeaderValue::from_str(upstream.authority.as_str()) {
-        parts.headers.insert(HOST, value);
+    } else {
+        parts.headers.insert(HOST, upstream.host_header.clone());
     }
     parts.version = Version::HTTP_11;
     if hop.te_trailers {

@@ -43,8 +43,9 @@ impl<R> Router<R> {
     }
 }
 
-/// Extracts the lowercase host without port from a Host header or `:authority`.
-pub(crate) fn host_without_port(authority: &str) -> String {
+/// Extracts the lowercase host without port from a Host header or `:authority`. Borrows when the
+/// host is already lowercase, as it nearly always is.
+pub(crate) fn host_without_port(authority: &str) -> std::borrow::Cow<'_, str> {
     let authority = authority.trim();
     let host = if let Some(rest) = authority.strip_prefix('[') {
         // IPv6 literal: keep the brackets' content.
@@ -52,7 +53,12 @@ pub(crate) fn host_without_port(authority: &str) -> String {
     } else {
         authority.split(':').next().unwrap_or_default()
     };
-    host.trim_end_matches('.').to_ascii_lowercase()
+    let host = host.trim_end_matches('.');
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(host)
+    }
 }
 
 #[cfg(test)]

@@ -112,6 +112,8 @@ pub(crate) struct UpstreamConfig {
     /// Scheme and authority of the upstream.
     pub(crate) scheme: http::uri::Scheme,
     pub(crate) authority: http::uri::Authority,
+    /// `authority` as the Host header sent upstream (unless `preserve_host`), made once.
+    pub(crate) host_header: http::HeaderValue,
     pub(crate) connect_timeout: Duration,
     pub(crate) response_timeout: Duration,
     pub(crate) ca_file: Option<PathBuf>,
@@ -649,10 +651,16 @@ fn upstream_config(
             "upstream {id:?}: ca_file/client_cert need an https:// url"
         )));
     }
+    let host_header = http::HeaderValue::from_str(authority.as_str()).map_err(|_| {
+        ConfigError::new(format!(
+            "upstream {id:?}: the url's host cannot be sent as a Host header"
+        ))
+    })?;
     Ok(UpstreamConfig {
         id: upstream.id.clone(),
         scheme,
         authority,
+        host_header,
         connect_timeout: upstream.connect_timeout.0,
         response_timeout: upstream.response_timeout.0,
         ca_file: upstream.ca_file.map(|p| resolve(base, &p)),
@@ -881,7 +889,10 @@ fn route_config(
         }
     };
     // Normalized exactly as request hosts are (lowercase, no port, no trailing dot).
-    let host = route.host.as_deref().map(crate::router::host_without_port);
+    let host = route
+        .host
+        .as_deref()
+        .map(|h| crate::router::host_without_port(h).into_owned());
     if route.token_cookie.as_ref().is_some_and(|c| {
         c.is_empty()
             || !c
