@@ -65,11 +65,18 @@ async fn shutdown_signal() {
     }
 }
 
+/// One worker thread gets Tokio's single-threaded scheduler: with nothing to steal from or hand
+/// off to, the multi-threaded one only adds synchronisation to every wake-up.
 fn build_runtime(worker_threads: usize) -> Result<tokio::runtime::Runtime, std::io::Error> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if worker_threads > 0 {
-        builder.worker_threads(worker_threads);
-    }
+    let mut builder = match worker_threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        0 => tokio::runtime::Builder::new_multi_thread(),
+        n => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(n);
+            builder
+        }
+    };
     builder.enable_all().build()
 }
 
