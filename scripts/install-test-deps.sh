@@ -43,3 +43,12 @@ if ! python3 -c "import joserfc" >/dev/null 2>&1; then
   echo "== pip install joserfc"
   python3 -m pip install --quiet joserfc
 fi
+
+# cargo-fuzz for the fuzz smoke run (scripts/fuzz-smoke.sh), only where a nightly toolchain is
+# installed: libFuzzer needs nightly. Without nightly the smoke run says so and replays on stable.
+if command -v rustup >/dev/null 2>&1 && rustup run nightly rustc --version >/dev/null 2>&1; then
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "== cargo install cargo-fuzz"
+    cargo install cargo-fuzz --locked
+  fi
+fi

@@ -2,14 +2,17 @@
 //! cache headers tests can change at any time, and fetch counters.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
+use hyper::body::{Body, Frame, SizeHint};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -33,6 +36,12 @@ pub enum Behavior {
     Reset,
     /// 302 to this location.
     Redirect(String),
+    /// 200 with the head (including a `Content-Length` for the whole JWKS) and the first half of
+    /// the current JWKS, then nothing more: the body never completes and the connection stays open.
+    Stall,
+    /// 200 with the current JWKS, still valid JSON, padded with a `"padding"` member so that the
+    /// body is exactly this many bytes (or the JWKS itself, if that is longer).
+    Padded(usize),
 }
 
 struct State {
@@ -89,7 +98,7 @@ impl TestIssuer {
                 };
                 let state = Arc::clone(&serve_state);
                 tokio::spawn(async move {
-                    let service = service_fn(move |req| handle(Arc::clone(&state), req));
+                    let service = service_fn(move |req| serve_request(Arc::clone(&state), req));
                     let _ = auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
@@ -180,6 +189,8 @@ async fn handle(
                 Behavior::Reset => {
                     return Err(std::io::Error::other("reset"));
                 }
+                // Answered by `serve_request`, which never calls this for them.
+                Behavior::Stall | Behavior::Padded(_) => respond(200, body),
                 Behavior::Redirect(location) => {
                     let mut r = respond(302, "");
                     r.headers_mut()
@@ -200,4 +211,78 @@ async fn handle(
         }
         _ => Ok(respond(404, "")),
     }
+}
+
+/// A response body that sends `first`, then stays pending forever while announcing `total` bytes.
+struct StalledBody {
+    first: Option<Bytes>,
+    total: u64,
+}
+
+impl Body for StalledBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.first.take() {
+            Some(chunk) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
+            // Never woken: the connection is held open until the client gives up.
+            None => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        false
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.total)
+    }
+}
+
+type IssuerBody = Either<Full<Bytes>, StalledBody>;
+
+/// Serves the behaviours that need a body other than [`Full`], and hands the rest to [`handle`].
+async fn serve_request(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<IssuerBody>, std::io::Error> {
+    if req.uri().path() == "/jwks.json" {
+        let behavior = state.behavior.lock().unwrap().clone();
+        let body = state.jwks.lock().unwrap().to_string();
+        match behavior {
+            Behavior::Stall => {
+                state.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+                let half = Bytes::from(body[..body.len() / 2].to_owned());
+                let mut response = Response::new(Either::Right(StalledBody {
+                    first: Some(half),
+                    total: body.len() as u64,
+                }));
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+                return Ok(response);
+            }
+            Behavior::Padded(size) => {
+                state.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+                let mut doc: Value = serde_json::from_str(&body).unwrap();
+                let overhead = body.len() + r#","padding":"""#.len();
+                doc["padding"] = Value::String("x".repeat(size.saturating_sub(overhead)));
+                let mut response = respond(200, doc.to_string());
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+                return Ok(response.map(Either::Left));
+            }
+            _ => {}
+        }
+    }
+    handle(state, req)
+        .await
+        .map(|response| response.map(Either::Left))
 }

@@ -530,3 +530,77 @@ url = "{up}"
 pub fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
+
+/// Process-level views of the running gateway, read from `/proc` (Linux only).
+impl Gateway {
+    /// The gateway's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident set size in KiB (`VmRSS` of `/proc/<pid>/status`).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmRSS in:\n{status}"))
+    }
+
+    /// Number of open file descriptors (entries of `/proc/<pid>/fd`).
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .unwrap()
+            .count()
+    }
+}
+
+/// The soft limit on open files of this (test) process, from `/proc/self/limits`.
+pub fn open_files_soft_limit() -> u64 {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024)
+}
+
+/// A keep-alive HTTP/1.1 client that reconnects when the gateway closes.
+pub struct Client {
+    addr: SocketAddr,
+    stream: Option<TcpStream>,
+}
+
+impl Client {
+    pub fn new(addr: SocketAddr) -> Self {
+        Self { addr, stream: None }
+    }
+
+    fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s
+    }
+
+    /// The status of `GET /ids/x` with `token`.
+    pub fn status(&mut self, token: &str) -> u16 {
+        let request = format!(
+            "GET /ids/x HTTP/1.1\r\nHost: gw.test\r\nAuthorization: Bearer {token}\r\n\r\n"
+        );
+        let mut stream = self.stream.take().unwrap_or_else(|| self.connect());
+        if stream.write_all(request.as_bytes()).is_err() {
+            stream = self.connect();
+            stream.write_all(request.as_bytes()).unwrap();
+        }
+        let response = read_response(&mut stream);
+        if !response
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+        {
+            self.stream = Some(stream);
+        }
+        response.status
+    }
+}
