@@ -21,6 +21,14 @@ trap 'rm -f "$log"' EXIT
 echo "== tests"
 cargo test --workspace --locked 2>&1 | tee "$log"
 
+# The load benchmark itself is too noisy for CI; this keeps it from rotting: it installs the
+# peers, validates every configuration and checks each system once with curl, without load.
+echo "== bench/peers: configurations and functional checks (no load)"
+bash bench/peers/run.sh --check
+
+echo "== fuzz smoke run (cargo-fuzz on nightly when available, stable replay always)"
+bash scripts/fuzz-smoke.sh 2>&1 | tee -a "$log"
+
 echo "== demo page in headless Chromium"
 bash scripts/browser-test.sh --no-build 2>&1 | tee -a "$log"
 

@@ -1,0 +1,600 @@
+#!/usr/bin/env bash
+# Side-by-side load benchmark of trustgate against HAProxy (jwt_verify), Apache httpd with
+# mod_auth_openidc, and a plain HAProxy proxy, every one doing "pattern 3": strip client identity
+# headers, verify the bearer token (alg pinned, iss, aud, exp required, nbf), inject X-User-Id
+# from `sub`, drop Authorization. See docs/benchmarks.md for the method and the last results.
+#
+# Usage:
+#   bench/peers/run.sh            full run: writes docs/benchmarks.md and docs/benchmarks.png
+#   bench/peers/run.sh --check    CI: install, generate and validate every config, start each
+#                                 system once and run the functional checks; no load
+#
+# Environment (full run):
+#   BENCH_SECS=10          seconds measured per wrk workload, per oha run and per RSS run
+#   BENCH_WARMUP=2         seconds of warm-up before each wrk workload (discarded)
+#   BENCH_CONNS=32         wrk and oha connections
+#   BENCH_RATE=            fixed rate for oha, req/s; default BENCH_RATE_FRACTION of the slowest
+#   BENCH_RATE_FRACTION=0.5  JWT system's same-token throughput, rounded down to a multiple of 100
+#   BENCH_RSS_CONNS=1000   keep-alive connections held (oha, at the fixed rate) while RSS is read
+#   BENCH_TOKENS=2000      distinct tokens per distinct-token workload
+#   BENCH_GW_CPU=0 BENCH_LOAD_CPU=1   cores for the gateways and for wrk, oha and nginx
+#   BENCH_PORT_BASE=18180  first of the loopback ports used
+#   BENCH_NO_DOCS=1        print the tables only, do not overwrite docs/
+#   CARGO_TARGET_DIR       honoured for the binaries
+set -euo pipefail
+
+mode=full
+case "${1:-}" in
+  "") ;;
+  --check) mode=check ;;
+  -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+  *) echo "unknown argument: $1 (use --check or nothing)" >&2; exit 64 ;;
+esac
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+here="$root/bench/peers"
+cd "$root"
+target=${CARGO_TARGET_DIR:-$root/target}
+case "$target" in /*) ;; *) target="$root/$target" ;; esac
+
+secs=${BENCH_SECS:-10}
+warm=${BENCH_WARMUP:-2}
+conns=${BENCH_CONNS:-32}
+rate=${BENCH_RATE:-}
+rate_fraction=${BENCH_RATE_FRACTION:-0.5}
+rss_conns=${BENCH_RSS_CONNS:-1000}
+ntokens=${BENCH_TOKENS:-2000}
+gw_cpu=${BENCH_GW_CPU:-0}
+load_cpu=${BENCH_LOAD_CPU:-1}
+base=${BENCH_PORT_BASE:-18180}
+upstream_port=$base
+keys_port=$((base + 10))
+admin_port=$((base + 19))
+iss=https://idp.bench
+aud=bench-api
+
+log() { printf '== %s\n' "$*" >&2; }
+die() { printf 'bench/peers: %s\n' "$*" >&2; exit 1; }
+
+if [ "$(nproc)" -lt 2 ]; then
+  [ "$mode" = full ] && log "only one CPU: gateways and load generators share it, figures are meaningless"
+  gw_cpu=0
+  load_cpu=0
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Install
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+install_deps() {
+  local need=() services=()
+  command -v haproxy >/dev/null || { need+=(haproxy); services+=(haproxy); }
+  command -v apache2 >/dev/null || { need+=(apache2); services+=(apache2); }
+  [ -e /usr/lib/apache2/modules/mod_auth_openidc.so ] || need+=(libapache2-mod-auth-openidc)
+  command -v nginx >/dev/null || { need+=(nginx-light); services+=(nginx); }
+  command -v curl >/dev/null || need+=(curl)
+  command -v openssl >/dev/null || need+=(openssl)
+  command -v taskset >/dev/null || need+=(util-linux)
+  command -v ss >/dev/null || need+=(iproute2)
+  if [ "$mode" = full ]; then
+    command -v wrk >/dev/null || need+=(wrk)
+    command -v gnuplot >/dev/null || need+=(gnuplot-nox)
+    command -v python3 >/dev/null || need+=(python3)
+  fi
+  if [ ${#need[@]} -gt 0 ]; then
+    log "apt-get install ${need[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${need[@]}" >/dev/null
+    # Debian's postinst may start the packaged services: they must not hold ports or CPU.
+    local s
+    for s in "${services[@]}"; do
+      as_root service "$s" stop >/dev/null 2>&1 || true
+    done
+  fi
+  if [ "$mode" = full ] && ! command -v oha >/dev/null; then
+    if [ -x "$HOME/.cargo/bin/oha" ]; then
+      PATH="$HOME/.cargo/bin:$PATH"
+    else
+      log "cargo install oha --locked"
+      cargo install oha --locked >/dev/null 2>&1 || die "cargo install oha failed"
+      PATH="$HOME/.cargo/bin:$PATH"
+    fi
+  fi
+}
+
+install_deps
+
+# ---------------------------------------------------------------------------------------------
+# Build, keys, tokens
+if [ "$mode" = full ]; then
+  log "cargo build --release"
+  cargo build --release --locked -p trustgate -p test-support >/dev/null 2>&1 ||
+    die "cargo build --release failed (run it by hand to see why)"
+  bin="$target/release"
+else
+  log "cargo build (debug)"
+  cargo build --locked -p trustgate -p test-support >/dev/null 2>&1 ||
+    die "cargo build failed (run it by hand to see why)"
+  bin="$target/debug"
+fi
+if ! [ -x "$bin/trustgate" ] || ! [ -x "$bin/forge-tokens" ]; then
+  die "no trustgate/forge-tokens in $bin"
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/trustgate-peers.XXXXXX")
+chmod 755 "$work" # Apache's children run as www-data and read the Lua hook from here
+gw_pid=
+up_pid=
+load_pid=
+cleanup() {
+  local p
+  for p in $load_pid $gw_pid $up_pid; do
+    kill "$p" 2>/dev/null || true
+  done
+  for p in $load_pid $gw_pid $up_pid; do
+    wait "$p" 2>/dev/null || true
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+[ "$mode" = full ] || ntokens=1
+for alg in RS256 ES256; do
+  "$bin/forge-tokens" --alg "$alg" --count "$ntokens" --iss "$iss" --aud "$aud" \
+    --out "$work/$alg" --cases >/dev/null
+done
+chmod -R a+rX "$work"
+
+kid_of() { case "$1" in RS256) echo bench-rsa ;; ES256) echo bench-es256 ;; esac; }
+
+# ---------------------------------------------------------------------------------------------
+# Systems. Keys of the tables below: hj (HAProxy + jwt_verify), ap (Apache + mod_auth_openidc),
+# tg (trustgate), tgnc (trustgate with its verified-token cache off), hp (plain HAProxy).
+systems_jwt="hj ap tg tgnc"
+systems_all="hj ap tg tgnc hp"
+declare -A NAME=(
+  [hj]="HAProxy + jwt_verify" [ap]="Apache + mod_auth_openidc" [tg]="trustgate"
+  [tgnc]="trustgate, cache off" [hp]="HAProxy, no JWT")
+declare -A PORT=([hj]=$((base + 1)) [ap]=$((base + 2)) [tg]=$((base + 3)) [tgnc]=$((base + 4))
+  [hp]=$((base + 5)))
+
+modver=$(dpkg-query -W -f '${Version}' libapache2-mod-auth-openidc 2>/dev/null || echo unknown)
+
+# render TEMPLATE OUT SYSTEM ALG: fills a template of bench/peers.
+render() {
+  local dir
+  dir=$(dirname "$2")
+  sed -e "s|@PORT@|${PORT[$3]:-}|g; s|@UPSTREAM_PORT@|$upstream_port|g; s|@ADMIN_PORT@|$admin_port|g; s|@KEYS_PORT@|$keys_port|g" \
+    -e "s|@ALG@|$4|g; s|@KID@|$(kid_of "$4")|g; s|@PEM@|$work/$4/public.pem|g" \
+    -e "s|@JWKS@|$work/$4/jwks.json|g; s|@ISS@|$iss|g; s|@AUD@|$aud|g; s|@WORK@|$dir|g; s|@KEYS@|$work|g" \
+    -e "s|@CACHE@|$([ "$3" = tgnc ] && echo false || echo true)|g" \
+    -e "s|@LOGLEVEL@|error|g; s|@MODVER@|$modver|g" "$here/$1" >"$2"
+}
+
+# config SYSTEM ALG: writes the system's files into $work/SYSTEM-ALG, prints the main file.
+config() {
+  local dir="$work/$1-$2"
+  mkdir -p "$dir"
+  chmod 755 "$dir"
+  case "$1" in
+    hj) render haproxy-jwt.cfg.in "$dir/haproxy.cfg" "$1" "$2"; echo "$dir/haproxy.cfg" ;;
+    hp) render haproxy-plain.cfg.in "$dir/haproxy.cfg" "$1" "$2"; echo "$dir/haproxy.cfg" ;;
+    ap)
+      render apache-oidc.conf.in "$dir/apache.conf" "$1" "$2"
+      render apache-claims.lua.in "$dir/apache-claims.lua" "$1" "$2"
+      chmod 644 "$dir/apache-claims.lua"
+      echo "$dir/apache.conf"
+      ;;
+    tg | tgnc) render trustgate.toml.in "$dir/trustgate.toml" "$1" "$2"; echo "$dir/trustgate.toml" ;;
+  esac
+}
+
+validate() { # SYSTEM FILE
+  case "$1" in
+    hj | hp) haproxy -c -q -f "$2" ;;
+    ap) apache2 -t -f "$2" 2>&1 | grep -v -e 'Syntax OK' -e 'deprecated' >&2 || true
+      apache2 -t -f "$2" >/dev/null 2>&1 ;;
+    tg | tgnc) "$bin/trustgate" check -c "$2" >/dev/null ;;
+  esac
+}
+
+port_free() { ! ss -ltnH "sport = :$1" | grep -q .; }
+
+wait_port() { # PORT PID
+  local _
+  for _ in $(seq 1 100); do
+    kill -0 "$2" 2>/dev/null || return 1
+    curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$1/" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+start_upstream() {
+  local dir="$work/nginx"
+  mkdir -p "$dir"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj /CN=127.0.0.1 -keyout "$dir/keys.key" -out "$dir/keys.crt" >/dev/null 2>&1 ||
+    die "openssl could not make the JWKS server's certificate"
+  render nginx.conf.in "$dir/nginx.conf" none none
+  nginx -t -q -c "$dir/nginx.conf" || die "nginx config invalid"
+  port_free "$upstream_port" || die "port $upstream_port is taken (set BENCH_PORT_BASE)"
+  port_free "$keys_port" || die "port $keys_port is taken (set BENCH_PORT_BASE)"
+  taskset -c "$load_cpu" nginx -c "$dir/nginx.conf" &
+  up_pid=$!
+  wait_port "$upstream_port" "$up_pid" || die "nginx did not start"
+}
+
+start_system() { # SYSTEM ALG
+  local file port=${PORT[$1]}
+  file=$(config "$1" "$2")
+  validate "$1" "$file" || die "${NAME[$1]} ($2): config invalid: $file"
+  port_free "$port" || die "port $port is taken (set BENCH_PORT_BASE)"
+  case "$1" in
+    hj | hp) taskset -c "$gw_cpu" haproxy -db -f "$file" >"$file.log" 2>&1 & ;;
+    ap) taskset -c "$gw_cpu" apache2 -f "$file" -DFOREGROUND >"$file.log" 2>&1 & ;;
+    tg | tgnc) taskset -c "$gw_cpu" "$bin/trustgate" serve -c "$file" >"$file.log" 2>&1 & ;;
+  esac
+  gw_pid=$!
+  wait_port "$port" "$gw_pid" || { cat "$file.log" >&2; die "${NAME[$1]} ($2) did not start"; }
+}
+
+stop_system() {
+  [ -n "$gw_pid" ] || return 0
+  kill "$gw_pid" 2>/dev/null || true
+  wait "$gw_pid" 2>/dev/null || true
+  gw_pid=
+  sleep 0.3
+}
+
+# Functional checks: a valid token passes with the identity of `sub` (a forged X-User-Id is
+# dropped, Authorization is removed); every bad token and a missing one get 401.
+check_system() { # SYSTEM ALG
+  local url="http://127.0.0.1:${PORT[$1]}/echo" cases="$work/$2/cases" out code c fail=0 want
+  out=$(curl -sS --max-time 5 -w '|%{http_code}' -H "Authorization: Bearer $(cat "$cases/valid.jwt")" \
+    -H 'X-User-Id: forged' -H 'x-user-id: forged2' "$url") || out="curl failed|000"
+  if [ "$1" = hp ]; then
+    [ "${out##*|}" = 200 ] || { echo "  ${NAME[$1]}: valid token -> $out" >&2; fail=1; }
+    return $fail
+  fi
+  want="uid=case-user auth="
+  if [ "${out##*|}" != 200 ] || [ "$(printf '%s' "${out%|*}" | tr -d '\n')" != "$want" ]; then
+    echo "  ${NAME[$1]} ($2): valid token -> '${out%|*}' ${out##*|}, want '$want' 200" >&2
+    fail=1
+  fi
+  code=$(curl -s -o /dev/null --max-time 5 -w '%{http_code}' \
+    -H "Authorization: Bearer $(cat "$cases/valid-aud-array.jwt")" "$url")
+  [ "$code" = 200 ] || { echo "  ${NAME[$1]} ($2): aud array -> $code, want 200" >&2; fail=1; }
+  code=$(curl -s -o /dev/null --max-time 5 -w '%{http_code}' "$url")
+  [ "$code" = 401 ] || { echo "  ${NAME[$1]} ($2): no token -> $code, want 401" >&2; fail=1; }
+  for c in "$cases"/*.jwt; do
+    case "$(basename "$c")" in valid*) continue ;; esac
+    code=$(curl -s -o /dev/null --max-time 5 -w '%{http_code}' \
+      -H "Authorization: Bearer $(cat "$c")" -H 'X-User-Id: forged' "$url")
+    [ "$code" = 401 ] || { echo "  ${NAME[$1]} ($2): $(basename "$c" .jwt) -> $code, want 401" >&2; fail=1; }
+  done
+  return $fail
+}
+
+# ---------------------------------------------------------------------------------------------
+# --check: configs, start, functional checks, no load
+if [ "$mode" = check ]; then
+  start_upstream
+  for alg in RS256 ES256; do
+    for s in $systems_all; do
+      [ "$s" = hp ] && [ "$alg" = ES256 ] && continue
+      start_system "$s" "$alg"
+      check_system "$s" "$alg" || { stop_system; die "functional check failed: ${NAME[$s]} ($alg)"; }
+      stop_system
+      log "ok: ${NAME[$s]} ($alg)"
+    done
+  done
+  log "bench/peers --check: every config valid, every system passed the functional checks"
+  exit 0
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Full run
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+declare -A RPS P99 Q50 Q99 Q999 RSS HELD
+
+to_ms() { # wrk latency like 812.00us, 1.23ms, 2.01s -> ms
+  awk -v v="$1" 'BEGIN {
+    n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+    if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
+    printf "%.2f", n }'
+}
+
+# wrk_run SYSTEM WORKLOAD ALG: WORKLOAD is same, distinct.
+wrk_run() {
+  local url="http://127.0.0.1:${PORT[$1]}/" args out non2xx
+  if [ "$2" = same ]; then
+    args=(-H "Authorization: Bearer $(head -1 "$work/$3/tokens.txt")" "$url")
+  else
+    args=(-s "$here/rotate-tokens.lua" "$url" -- "$work/$3/tokens.txt")
+  fi
+  taskset -c "$load_cpu" wrk -t1 -c"$conns" -d"${warm}s" "${args[@]}" >/dev/null
+  out=$(taskset -c "$load_cpu" wrk -t1 -c"$conns" -d"${secs}s" --latency "${args[@]}")
+  non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+  [ -z "$non2xx" ] || { echo "$out" >&2; die "${NAME[$1]} $2 $3: $non2xx non-2xx responses"; }
+  local key="$1.$2.$3"
+  RPS[$key]=$(awk '/Requests\/sec/ {printf "%d", $2}' <<<"$out")
+  P99[$key]=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
+  log "${NAME[$1]} $2 $3: ${RPS[$key]} req/s, p99 ${P99[$key]} ms"
+}
+
+oha_json_flag=--json
+oha --help 2>&1 | grep -q -- '--output-format' && oha_json_flag="--output-format json"
+
+oha_run() { # SYSTEM
+  local url="http://127.0.0.1:${PORT[$1]}/" json
+  # shellcheck disable=SC2086 # the flag may be two words
+  json=$(taskset -c "$load_cpu" oha -z "${secs}s" -q "$rate" --latency-correction --no-tui \
+    $oha_json_flag -c "$conns" -H "Authorization: Bearer $(head -1 "$work/RS256/tokens.txt")" "$url")
+  local p50 p99 p999
+  read -r p50 p99 p999 < <(python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+codes = {str(k): v for k, v in d.get("statusCodeDistribution", {}).items()}
+bad = sum(v for k, v in codes.items() if k != "200")
+if bad or not codes:
+    sys.exit("oha: non-200 answers: %r" % codes)
+p = d["latencyPercentiles"]
+print(" ".join("%.2f" % (p[k] * 1000) for k in ("p50", "p99", "p99.9")))
+' <<<"$json") || die "${NAME[$1]}: oha run failed"
+  Q50[$1]=$p50
+  Q99[$1]=$p99
+  Q999[$1]=$p999
+  log "${NAME[$1]} at $rate req/s: p50 ${Q50[$1]} ms, p99 ${Q99[$1]} ms, p99.9 ${Q999[$1]} ms"
+}
+
+rss_kib() { # PID: the process and its children (Apache's workers)
+  local p total=0 v
+  for p in "$1" $(pgrep -P "$1" || true); do
+    v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+    total=$((total + ${v:-0}))
+  done
+  echo "$total"
+}
+
+rss_run() { # SYSTEM: hold BENCH_RSS_CONNS keep-alive connections under light load, sample RSS
+  local port=${PORT[$1]} max=0 held=0 r h
+  taskset -c "$load_cpu" oha -z "$((secs + 2))s" -c "$rss_conns" -q "$rate" --no-tui \
+    --output-format quiet -H "Authorization: Bearer $(head -1 "$work/RS256/tokens.txt")" \
+    "http://127.0.0.1:$port/" >"$work/rss-oha.log" 2>&1 &
+  load_pid=$!
+  sleep 2
+  for _ in $(seq 1 "$secs"); do
+    r=$(rss_kib "$gw_pid")
+    h=$(ss -tnH state established "( sport = :$port )" | wc -l)
+    [ "$r" -gt "$max" ] && max=$r
+    [ "$h" -gt "$held" ] && held=$h
+    sleep 1
+  done
+  wait "$load_pid" 2>/dev/null || true
+  load_pid=
+  RSS[$1]=$(awk -v k="$max" 'BEGIN {printf "%.1f", k / 1024}')
+  HELD[$1]=$held
+  log "${NAME[$1]}: ${RSS[$1]} MiB with $held connections"
+}
+
+start_upstream
+for s in $systems_all; do
+  for alg in RS256 ES256; do
+    [ "$s" = hp ] && [ "$alg" = ES256 ] && continue
+    start_system "$s" "$alg"
+    check_system "$s" "$alg" || die "functional check failed: ${NAME[$s]} ($alg): not benchmarked"
+    if [ "$alg" = RS256 ]; then
+      wrk_run "$s" same RS256
+      [ "$s" = hp ] || wrk_run "$s" distinct RS256
+    else
+      wrk_run "$s" distinct ES256
+    fi
+    stop_system
+  done
+done
+
+if [ -z "$rate" ]; then
+  slowest=
+  for s in $systems_jwt; do
+    r=${RPS[$s.same.RS256]}
+    if [ -z "$slowest" ] || [ "$r" -lt "$slowest" ]; then slowest=$r; fi
+  done
+  rate=$(awk -v r="$slowest" -v f="$rate_fraction" 'BEGIN {x = int(r * f / 100) * 100; if (x < 100) x = 100; print x}')
+fi
+log "fixed rate for oha: $rate req/s"
+
+for s in $systems_all; do
+  start_system "$s" RS256
+  oha_run "$s"
+  rss_run "$s"
+  stop_system
+done
+
+# ---------------------------------------------------------------------------------------------
+# Report
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "–"; else printf "%.2f×", a / b }'; }
+cmp_ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 >= b + 0) }'; }
+metmiss() { if cmp_ge "$1" "$2"; then echo met; else echo missed; fi; }
+num() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print 0; else printf "%.2f", a / b }'; }
+val() { if [ -n "${1:-}" ]; then echo "$1"; else echo "–"; fi; }
+
+tables() {
+  echo "### Throughput (wrk, $conns connections, ${secs} s after ${warm} s warm-up)"
+  echo
+  echo "| system | same token req/s | p99 ms | 2,000 RS256 req/s | p99 ms | 2,000 ES256 req/s | p99 ms |"
+  echo "|---|---:|---:|---:|---:|---:|---:|"
+  local s
+  for s in $systems_all; do
+    printf '| %s | %s | %s | %s | %s | %s | %s |\n' "${NAME[$s]}" \
+      "$(val "${RPS[$s.same.RS256]:-}")" "$(val "${P99[$s.same.RS256]:-}")" \
+      "$(val "${RPS[$s.distinct.RS256]:-}")" "$(val "${P99[$s.distinct.RS256]:-}")" \
+      "$(val "${RPS[$s.distinct.ES256]:-}")" "$(val "${P99[$s.distinct.ES256]:-}")"
+  done
+  echo
+  echo "### Throughput relative to HAProxy + jwt_verify"
+  echo
+  echo "| system | same token | 2,000 RS256 | 2,000 ES256 |"
+  echo "|---|---:|---:|---:|"
+  for s in $systems_all; do
+    printf '| %s | %s | %s | %s |\n' "${NAME[$s]}" \
+      "$(ratio "${RPS[$s.same.RS256]:-}" "${RPS[hj.same.RS256]}")" \
+      "$(ratio "${RPS[$s.distinct.RS256]:-}" "${RPS[hj.distinct.RS256]}")" \
+      "$(ratio "${RPS[$s.distinct.ES256]:-}" "${RPS[hj.distinct.ES256]}")"
+  done
+  echo
+  echo "trustgate, same token, relative to plain HAProxy: $(ratio "${RPS[tg.same.RS256]}" "${RPS[hp.same.RS256]}")"
+  echo
+  echo "### Latency at a fixed rate (oha, $rate req/s, $conns connections, ${secs} s, latency correction, same token)"
+  echo
+  echo "| system | p50 ms | p99 ms | p99.9 ms | p99 relative to HAProxy + jwt_verify |"
+  echo "|---|---:|---:|---:|---:|"
+  for s in $systems_all; do
+    printf '| %s | %s | %s | %s | %s |\n' "${NAME[$s]}" "${Q50[$s]}" "${Q99[$s]}" "${Q999[$s]}" \
+      "$(ratio "${Q99[$s]}" "${Q99[hj]}")"
+  done
+  echo
+  echo "### Memory with $rss_conns concurrent keep-alive connections (oha -c $rss_conns -q $rate, same token)"
+  echo
+  echo "| system | connections held (max seen) | RSS MiB (max seen) |"
+  echo "|---|---:|---:|"
+  for s in $systems_all; do
+    printf '| %s | %s | %s |\n' "${NAME[$s]}" "${HELD[$s]}" "${RSS[$s]}"
+  done
+}
+
+targets() {
+  local r
+  echo "| target | measured | result |"
+  echo "|---|---:|---|"
+  r=$(num "${RPS[tg.same.RS256]}" "${RPS[hj.same.RS256]}")
+  echo "| same-token req/s ≥ 2.0× HAProxy + jwt_verify | ${r}× | $(metmiss "$r" 2.0) |"
+  r=$(num "${RPS[tg.same.RS256]}" "${RPS[hp.same.RS256]}")
+  echo "| same-token req/s ≥ 0.8× plain HAProxy | ${r}× | $(metmiss "$r" 0.8) |"
+  r=$(num "${RPS[tg.distinct.RS256]}" "${RPS[hj.distinct.RS256]}")
+  echo "| 2,000 RS256 tokens req/s ≥ 1.5× HAProxy + jwt_verify | ${r}× | $(metmiss "$r" 1.5) |"
+  r=$(num "${RPS[tg.distinct.ES256]}" "${RPS[hj.distinct.ES256]}")
+  echo "| 2,000 ES256 tokens req/s ≥ 1.5× HAProxy + jwt_verify | ${r}× | $(metmiss "$r" 1.5) |"
+  echo "| p99 at $rate req/s ≤ HAProxy + jwt_verify's | ${Q99[tg]} ms vs ${Q99[hj]} ms | $(metmiss "${Q99[hj]}" "${Q99[tg]}") |"
+  echo "| RSS ≤ 50 MiB with $rss_conns keep-alive connections | ${RSS[tg]} MiB (${HELD[tg]} held) | $(metmiss 50 "${RSS[tg]}") |"
+  echo "| Criterion: a cache hit ≤ 1 µs | not measured by this script | see \`cargo bench\` |"
+  echo "| Criterion: RS256 full validation ≤ 1.15× a raw aws-lc-rs verify | not measured by this script | see \`cargo bench\` |"
+}
+
+out_tables=$(tables)
+out_targets=$(targets)
+printf '\n%s\n\n### Targets (issue 6)\n\n%s\n' "$out_tables" "$out_targets"
+
+[ "${BENCH_NO_DOCS:-}" = 1 ] && exit 0
+
+# Chart: grouped bars of req/s per workload per system.
+dat="$work/chart.dat"
+{
+  printf 'workload'
+  for s in $systems_all; do printf '\t"%s"' "${NAME[$s]}"; done
+  printf '\n'
+  for w in same.RS256:"same token" distinct.RS256:"2,000 RS256" distinct.ES256:"2,000 ES256"; do
+    printf '"%s"' "${w#*:}"
+    for s in $systems_all; do printf '\t%s' "${RPS[$s.${w%%:*}]:--}"; done
+    printf '\n'
+  done
+} >"$dat"
+gnuplot <<GNUPLOT || die "gnuplot failed"
+set terminal pngcairo size 1000,560 font "sans,11" noenhanced
+set output "$root/docs/benchmarks.png"
+set title "Requests per second, one gateway core, pattern 3 ($(date -u +%Y-%m-%d))"
+set ylabel "req/s (higher is better)"
+set datafile missing "-"
+set datafile separator "\t"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set key top right
+set grid ytics
+set yrange [0:*]
+plot for [i=2:6] "$dat" using i:xtic(1) title columnheader(i)
+GNUPLOT
+
+ver_haproxy=$(haproxy -v 2>&1 | head -1 || true)
+ver_apache=$(apache2 -v 2>&1 | awk -F': *' '/Server version/ {print $2}' || true)
+ver_nginx=$(nginx -v 2>&1 | sed 's/^nginx version: //' || true)
+ver_wrk=$(wrk -v 2>&1 | head -1 | awk '{print $1, $2}' || true) # wrk -v exits 1
+ver_oha=$(oha --version 2>&1 | head -1 || true)
+ver_tg=$("$bin/trustgate" --version 2>/dev/null | head -1 || echo trustgate)
+commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+dirty=
+if [ -n "$(git -C "$root" status --porcelain 2>/dev/null)" ]; then dirty=", with uncommitted changes"; fi
+cmd="bench/peers/run.sh"
+for v in BENCH_SECS BENCH_WARMUP BENCH_CONNS BENCH_RATE BENCH_RATE_FRACTION BENCH_RSS_CONNS BENCH_TOKENS; do
+  [ -n "${!v:-}" ] && cmd="$v=${!v} $cmd"
+done
+
+cat >"$root/docs/benchmarks.md" <<MD
+# Benchmarks: trustgate side by side with HAProxy and Apache mod_auth_openidc
+
+Generated by \`bench/peers/run.sh\`; rerun it to regenerate this page and
+[benchmarks.png](benchmarks.png) (both are overwritten). Figures from one run on one machine:
+compare the ratios, not the absolute numbers, and rerun on a quiet machine before quoting them.
+
+- **Date:** $(date -u '+%Y-%m-%d %H:%M UTC')
+- **Command:** \`$cmd\`
+- **Machine:** $(nproc) CPUs, $(lscpu | awk -F': *' '/^Model name/ {print $2; exit}'), Linux $(uname -r)
+- **Versions:** trustgate: $ver_tg (commit $commit$dirty, release build); $ver_haproxy;
+  $ver_apache with mod_auth_openidc $modver (libapache2-mod-auth-openidc); $ver_nginx
+  (upstream); $ver_wrk; $ver_oha.
+
+## What runs
+
+Every system does "pattern 3" in front of the same nginx upstream (\`return 200\`): remove client
+identity headers (at least \`X-User-Id\`, in any case and spelling with \`_\`), verify the bearer
+token with the algorithm pinned, check \`iss\`, \`aud\` (a string or an array), \`exp\` (required)
+and \`nbf\`, set \`X-User-Id\` from \`sub\`, remove \`Authorization\`. Before any load, the script
+checks each system with curl: a valid token passes and the upstream sees \`X-User-Id: case-user\`
+(not the forged value sent along) and no \`Authorization\`; an expired token, one not yet valid,
+one without \`exp\`, a wrong \`iss\`, a wrong \`aud\`, a bad signature, \`alg: none\`, HS256 keyed
+with the public key and (RS256) PS256 with the right key all get 401. A system that fails is not
+benchmarked.
+
+| system | configuration (templates in \`bench/peers/\`) |
+|---|---|
+| HAProxy + jwt_verify | \`haproxy-jwt.cfg.in\`, \`nbthread 1\`. \`jwt_verify\` checks only the signature, so the config pins \`alg\` with \`jwt_header_query\` and checks \`iss\`, \`aud\` (string or one of the first three array entries), \`exp\` (present and \`> date()\`), \`nbf\` and \`sub\` with \`jwt_payload_query\`. No verified-token cache exists: every request is verified. |
+| Apache + mod_auth_openidc | \`apache-oidc.conf.in\`, OAuth 2.0 resource-server mode (\`AuthType oauth20\`) with \`OIDCOAuthVerifyJwksUri\` (the JWK Set, served over HTTPS by the nginx upstream, since it refuses an http URL; \`OIDCOAuthVerifyCertFiles\` crashes mod_auth_openidc $modver at startup with an EC key), \`Require claim iss:…\` and \`Require claim aud:…\`, \`RequestHeader unset … early\`, \`X-User-Id\` from \`REMOTE_USER\` (\`OIDCOAuthRemoteUserClaim sub\`). mod_auth_openidc $modver treats \`exp\` as optional for access tokens, never reads \`nbf\`, and accepts any algorithm the key can verify (it accepted a PS256 token signed with the RS256 key), so a small mod_lua fixup (\`apache-claims.lua.in\`) requires \`exp\`, checks \`nbf\` and pins \`alg\`. No cache for locally validated JWTs: every request is verified. **Threads:** Apache cannot serve connections on one thread the way an event loop does (a request occupies a thread while it runs), so it runs one mpm_event process (\`ServerLimit 1\`, \`ThreadsPerChild 64\`, \`AsyncRequestWorkerFactor 20\` so that 1,000 idle keep-alive connections fit) confined to the same single core as the others. |
+| trustgate | \`trustgate.toml.in\`: \`worker_threads = 1\`, access log off, level \`error\`, one issuer with \`jwks_file\` and \`algorithms\` pinned, one \`identity-headers\` route injecting only \`X-User-Id\`. Default verified-token cache (10,000 entries). |
+| trustgate, cache off | the same with \`[cache] enabled = false\`: every request is verified, like the two peers. Not part of the targets; it shows the cost of verification itself. |
+| HAProxy, no JWT | \`haproxy-plain.cfg.in\`: a plain reverse proxy, the cost of proxying alone. Same-token workload only (the token is sent and ignored). |
+
+**Fairness.** Each gateway runs alone, pinned with \`taskset\` to core $gw_cpu with one worker thread
+(Apache: one process, see above). wrk, oha and nginx are pinned to core $load_cpu. One keep-alive
+connection pool from wrk ($conns connections, one wrk thread).
+
+**Workloads.** *Same token*: one RS256 token on every request (a user journey). *2,000 RS256* and
+*2,000 ES256*: a wrk Lua script (\`rotate-tokens.lua\`) cycles through $ntokens distinct tokens
+(distinct \`sub\`). They fit trustgate's verified-token cache, so after the first pass trustgate
+serves them from the cache, as it would a population of $ntokens active users; HAProxy and Apache
+have no such cache. The "cache off" row shows trustgate verifying every request.
+
+**Fixed rate.** \`oha -q $rate --latency-correction\`, the same rate for every system: by default
+$rate_fraction of the slowest JWT system's same-token throughput, so that every system sustains it.
+With latency correction, latency counts from when a request should have been sent, so a stall
+is not hidden by the load generator waiting (coordinated omission).
+
+**Memory.** oha holds $rss_conns keep-alive connections open for ${secs} s under light load (the
+fixed rate above, same token); the gateway's VmRSS
+(summed over Apache's processes) is sampled every second from /proc, and the maximum is kept.
+
+## Results
+
+$out_tables
+
+![Requests per second per workload and system](benchmarks.png)
+
+## Targets (issue 6)
+
+$out_targets
+
+"Met" and "missed" are computed from the figures above, from this one run.
+MD
+log "wrote docs/benchmarks.md and docs/benchmarks.png"
