@@ -355,6 +355,31 @@ fn the_connection_limit_closes_the_third_connection() {
     );
 }
 
+#[test]
+fn more_header_fields_than_max_headers_are_refused_before_the_upstream() {
+    let f = Fixture::new();
+    let gateway = Gateway::start_with_server("max_headers = 20", &config(&f));
+    let request = |fields: usize| {
+        let mut text = format!("GET /fields-{fields} HTTP/1.1\r\nHost: gw.test\r\n");
+        // Host, fillers and Connection: `fields` header fields in all.
+        for n in 2..fields {
+            text.push_str(&format!("X-Filler-{n}: {n}\r\n"));
+        }
+        text.push_str("Connection: close\r\n\r\n");
+        text
+    };
+    // 20 fields pass; 21 are refused with 431 and never reach the upstream.
+    assert_eq!(gateway.raw(request(20).as_bytes()).status, 200);
+    assert_eq!(gateway.raw(request(21).as_bytes()).status, 431);
+    let targets: Vec<String> = f
+        .upstream
+        .requests()
+        .iter()
+        .map(|r| r.target.clone())
+        .collect();
+    assert_eq!(targets, ["/fields-20"]);
+}
+
 fn openssl(dir: &TempDir, args: &[&str]) -> bool {
     std::process::Command::new("openssl")
         .args(args)
