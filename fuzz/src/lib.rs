@@ -235,8 +235,12 @@ pub fn token(data: &[u8]) {
     };
     if let Some(text) = token_text(data) {
         if check_token(&validator, &text) {
-            // Far past any accepted lifetime the cached token must be refused.
-            clock.advance_secs(i64::from(u32::MAX));
+            // Past the latest NumericDate the validator accepts (9999-12-31T23:59:59Z), plus a day
+            // for the leeway, every token has expired, so the cached one must be refused too.
+            // (Advancing by a fixed `u32::MAX` seconds was not enough: the fuzzer found a token
+            // valid until 2185.)
+            const LATEST_NUMERIC_DATE: i64 = 253_402_300_799;
+            clock.advance_secs(LATEST_NUMERIC_DATE - NOW + 86_400);
             assert!(
                 block_on(validator.validate(&text)).is_err(),
                 "a cached token outlived its exp"
