@@ -4,6 +4,8 @@
 # thousand random inputs (fuzz/tests/replay.rs), which always runs. Fails on any crash or panic.
 #
 #   FUZZ_SECONDS=30          seconds per target (nightly only)
+#   FUZZ_SEED=1              libFuzzer's seed: fixed, so that a CI failure reproduces; set another
+#                            (or 0 for a random one) for exploratory runs
 #   FUZZ_REPLAY_CASES=1500   random cases per strategy in the stable replay
 #   FUZZ_TARGETS="token jwks headers"
 #   FUZZ_NO_NIGHTLY=1        behave as if nightly were missing (to test the fallback)
@@ -11,6 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
 seconds="${FUZZ_SECONDS:-30}"
+seed="${FUZZ_SEED:-1}"
 targets="${FUZZ_TARGETS:-token jwks headers}"
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$PWD/target}"
 
@@ -27,7 +30,7 @@ if [ "${FUZZ_NO_NIGHTLY:-0}" != 1 ] && rustup run nightly rustc --version >/dev/
     # New inputs go to corpus/ (ignored by git); seeds/ is read only. A crash exits non-zero
     # and leaves its input in artifacts/$target/.
     if ! cargo +nightly fuzz run "$target" "corpus/$target" "seeds/$target" -- \
-      -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1; then
+      -max_total_time="$seconds" -seed="$seed" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1; then
       echo "!! fuzz target $target found a crash; the input is in fuzz/artifacts/$target/" >&2
       ls -l "artifacts/$target" >&2 || true
       exit 1
