@@ -168,13 +168,10 @@ impl Identity {
         claims: &Object<'_>,
         mapping: &ClaimMapping,
     ) -> Result<Self, Reason> {
-        let single = |path: Option<&ClaimPath>| -> Result<Option<Safe>, Reason> {
-            match path.and_then(|p| p.lookup(claims)) {
-                None => Ok(None),
-                Some(value) => Safe::new(&scalar(value)?).map(Some),
-            }
+        let single = |value: Option<&Json<'_>>| -> Result<Option<Safe>, Reason> {
+            value.map(|v| Safe::new(&scalar(v)?)).transpose()
         };
-        let subject = single(Some(&mapping.subject))?;
+        let subject = single(mapping.subject.lookup(claims))?;
         let roles = match mapping.roles.as_ref().and_then(|p| p.lookup(claims)) {
             None => Vec::new(),
             Some(value) => list(value, ',')?,
@@ -188,8 +185,8 @@ impl Identity {
                 .collect(),
             Some(value) => list(value, ' ')?,
         };
-        let tenant = single(mapping.tenant.as_ref())?;
-        let client = single(mapping.client.iter().find(|p| p.lookup(claims).is_some()))?;
+        let tenant = single(mapping.tenant.as_ref().and_then(|p| p.lookup(claims)))?;
+        let client = single(mapping.client.iter().find_map(|p| p.lookup(claims)))?;
         let mut extra = Vec::with_capacity(mapping.extra.len());
         for (name, path) in &mapping.extra {
             if let Some(value) = path.lookup(claims) {
