@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http::HeaderValue;
@@ -112,6 +112,20 @@ impl Safe {
         Ok(Self { header, decoded })
     }
 
+    /// [`Safe::new`] for a string built for it: an unchanged value moves into the header.
+    fn from_owned(text: String) -> Result<Self, Reason> {
+        Ok(match percent_encoded(&text)? {
+            Some(encoded) => Self {
+                header: header_from(encoded)?,
+                decoded: Some(text.into_boxed_str()),
+            },
+            None => Self {
+                header: header_from(text)?,
+                decoded: None,
+            },
+        })
+    }
+
     fn text(&self) -> &str {
         match &self.decoded {
             Some(text) => text,
@@ -130,10 +144,8 @@ pub struct Identity {
     issuer: Arc<str>,
     issuer_header: Option<HeaderValue>,
     subject: Option<Safe>,
-    roles: Vec<String>,
-    roles_header: Option<HeaderValue>,
-    scopes: Vec<String>,
-    scopes_header: Option<HeaderValue>,
+    roles: List,
+    scopes: List,
     tenant: Option<Safe>,
     client: Option<Safe>,
     extra: Vec<(String, Safe)>,
@@ -172,41 +184,26 @@ impl Identity {
             value.map(|v| Safe::new(&scalar(v)?)).transpose()
         };
         let subject = single(mapping.subject.lookup(claims))?;
-        let roles = match mapping.roles.as_ref().and_then(|p| p.lookup(claims)) {
-            None => Vec::new(),
-            Some(value) => list(value, ',')?,
-        };
-        let scopes = match mapping.scopes.iter().find_map(|p| p.lookup(claims)) {
-            None => Vec::new(),
-            Some(Json::String(s)) => s
-                .split(' ')
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            Some(value) => list(value, ' ')?,
-        };
+        let roles = List::from_claim(mapping.roles.as_ref().and_then(|p| p.lookup(claims)), ',')?;
+        let scopes = List::from_claim(mapping.scopes.iter().find_map(|p| p.lookup(claims)), ' ')?;
         let tenant = single(mapping.tenant.as_ref().and_then(|p| p.lookup(claims)))?;
         let client = single(mapping.client.iter().find_map(|p| p.lookup(claims)))?;
         let mut extra = Vec::with_capacity(mapping.extra.len());
         for (name, path) in &mapping.extra {
             if let Some(value) = path.lookup(claims) {
-                let text = match value {
-                    Json::Array(_) => Cow::Owned(list(value, ',')?.join(",")),
-                    other => scalar(other)?,
+                let safe = match value {
+                    Json::Array(items) => Safe::from_owned(joined(items, ',')?)?,
+                    other => Safe::new(&scalar(other)?)?,
                 };
-                extra.push((name.clone(), Safe::new(&text)?));
+                extra.push((name.clone(), safe));
             }
         }
-        let roles_header = joined_header(&roles, ",")?;
-        let scopes_header = joined_header(&scopes, " ")?;
         Ok(Self {
             issuer,
             issuer_header,
             subject,
             roles,
-            roles_header,
             scopes,
-            scopes_header,
             tenant,
             client,
             extra,
@@ -225,22 +222,22 @@ impl Identity {
 
     /// The roles.
     pub fn roles(&self) -> &[String] {
-        &self.roles
+        self.roles.items()
     }
 
     /// Whether the identity has `role`.
     pub fn has_role(&self, role: &str) -> bool {
-        self.roles.iter().any(|r| r == role)
+        self.roles.contains(role)
     }
 
     /// The scopes.
     pub fn scopes(&self) -> &[String] {
-        &self.scopes
+        self.scopes.items()
     }
 
     /// Whether the identity has `scope`.
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.scopes.iter().any(|s| s == scope)
+        self.scopes.contains(scope)
     }
 
     /// The tenant.
@@ -265,8 +262,8 @@ impl Identity {
     pub fn header_value(&self, field: &IdentityField) -> Option<HeaderValue> {
         match field {
             IdentityField::Subject => self.subject.as_ref().map(|s| s.header.clone()),
-            IdentityField::Roles => self.roles_header.clone(),
-            IdentityField::Scopes => self.scopes_header.clone(),
+            IdentityField::Roles => self.roles.joined.as_ref().map(|s| s.header.clone()),
+            IdentityField::Scopes => self.scopes.joined.as_ref().map(|s| s.header.clone()),
             IdentityField::Tenant => self.tenant.as_ref().map(|s| s.header.clone()),
             IdentityField::Client => self.client.as_ref().map(|s| s.header.clone()),
             IdentityField::Issuer => self.issuer_header.clone(),
@@ -288,34 +285,101 @@ fn scalar<'a>(value: &'a Json<'_>) -> Result<Cow<'a, str>, Reason> {
     }
 }
 
-fn list(value: &Json<'_>, separator: char) -> Result<Vec<String>, Reason> {
-    let items: Vec<String> = match value {
-        Json::Array(items) => items
-            .iter()
-            .map(|item| scalar(item).map(Cow::into_owned))
-            .collect::<Result<_, _>>()?,
-        other => vec![scalar(other)?.into_owned()],
-    };
-    for item in &items {
-        if item.contains(separator) || item.is_empty() || has_control_bytes(item) {
-            return Err(Reason::UnsafeClaimValue);
-        }
-    }
-    Ok(items)
+/// Roles or scopes: kept as their joined header form, which is all the gateway injects. The
+/// list of items is built only if something asks for it, which saves an allocation per item on
+/// every uncached token. Splitting the joined text gives the items back exactly, because an item
+/// that is empty or contains the separator is refused when the list is built.
+#[derive(Debug, Clone)]
+struct List {
+    joined: Option<Safe>,
+    separator: char,
+    items: OnceLock<Vec<String>>,
 }
 
-fn joined_header(items: &[String], separator: &str) -> Result<Option<HeaderValue>, Reason> {
-    if items.is_empty() {
-        return Ok(None);
+impl List {
+    /// From a claim that is an array of scalars, one scalar, or (for scopes) a space-separated
+    /// string, whose empty pieces are skipped.
+    fn from_claim(value: Option<&Json<'_>>, separator: char) -> Result<Self, Reason> {
+        let joined = match value {
+            None => None,
+            Some(Json::Array(items)) if items.is_empty() => None,
+            Some(Json::Array(items)) => Some(joined(items, separator)?),
+            Some(Json::String(text)) if separator == ' ' => {
+                let mut out = String::with_capacity(text.len());
+                for piece in text.split(' ').filter(|piece| !piece.is_empty()) {
+                    push_item(&mut out, piece, separator)?;
+                }
+                (!out.is_empty()).then_some(out)
+            }
+            Some(other) => {
+                let item = scalar(other)?;
+                check_item(&item, separator)?;
+                Some(item.into_owned())
+            }
+        };
+        Ok(Self {
+            joined: joined.map(Safe::from_owned).transpose()?,
+            separator,
+            items: OnceLock::new(),
+        })
     }
-    encode_owned(items.join(separator)).map(Some)
+
+    fn text(&self) -> &str {
+        self.joined.as_ref().map_or("", Safe::text)
+    }
+
+    fn items(&self) -> &[String] {
+        self.items.get_or_init(|| match self.joined {
+            None => Vec::new(),
+            Some(_) => self
+                .text()
+                .split(self.separator)
+                .map(str::to_owned)
+                .collect(),
+        })
+    }
+
+    fn contains(&self, item: &str) -> bool {
+        self.joined.is_some() && self.text().split(self.separator).any(|have| have == item)
+    }
 }
 
-/// Whether `text` has a byte [`encode_header`] refuses. Everything else encodes, so this is the
-/// allocation-free check for a value that is not itself put in a header (list items, whose joined
-/// form is encoded once).
-fn has_control_bytes(text: &str) -> bool {
-    text.bytes().any(|b| b < 0x20 || b == 0x7f)
+/// The scalars of an array, joined with `separator`.
+fn joined(items: &[Json<'_>], separator: char) -> Result<String, Reason> {
+    // Exact for the usual array of strings: a string whose length equals its capacity becomes a
+    // header without another allocation.
+    let capacity = items
+        .iter()
+        .map(|item| match item {
+            Json::String(text) => text.len() + 1,
+            _ => 8,
+        })
+        .sum::<usize>();
+    let mut out = String::with_capacity(capacity.saturating_sub(1));
+    for item in items {
+        push_item(&mut out, &scalar(item)?, separator)?;
+    }
+    Ok(out)
+}
+
+/// Appends one list item, refusing an item that is empty, contains the separator (it would read
+/// as two) or has a control byte.
+fn push_item(out: &mut String, item: &str, separator: char) -> Result<(), Reason> {
+    check_item(item, separator)?;
+    if !out.is_empty() {
+        out.push(separator);
+    }
+    out.push_str(item);
+    Ok(())
+}
+
+fn check_item(item: &str, separator: char) -> Result<(), Reason> {
+    // One pass for both byte rules. The separators are ASCII, so comparing bytes is exact.
+    let refused = |b: u8| b < 0x20 || b == 0x7f || u32::from(b) == u32::from(separator);
+    if item.is_empty() || item.bytes().any(refused) {
+        return Err(Reason::UnsafeClaimValue);
+    }
+    Ok(())
 }
 
 /// Encodes `text` for a header value: control bytes are refused, non-ASCII and `%` are
@@ -327,26 +391,21 @@ pub fn encode_header(text: &str) -> Result<HeaderValue, Reason> {
     }
 }
 
-/// [`encode_header`] for a string the caller no longer needs: the usual, unchanged value becomes
-/// the header without a copy.
-fn encode_owned(text: String) -> Result<HeaderValue, Reason> {
-    match percent_encoded(&text)? {
-        Some(encoded) => header_from(encoded),
-        None => header_from(text),
-    }
-}
-
 fn header_from(text: String) -> Result<HeaderValue, Reason> {
     HeaderValue::from_maybe_shared(Bytes::from(text)).map_err(|_| Reason::UnsafeClaimValue)
 }
 
 /// Refuses control bytes; returns the percent-encoded form if `text` needs one.
 fn percent_encoded(text: &str) -> Result<Option<String>, Reason> {
-    if has_control_bytes(text) {
-        return Err(Reason::UnsafeClaimValue);
-    }
     let bytes = text.as_bytes();
-    if !bytes.iter().any(|&b| b >= 0x80 || b == b'%') {
+    let mut needs_encoding = false;
+    for &b in bytes {
+        if b < 0x20 || b == 0x7f {
+            return Err(Reason::UnsafeClaimValue);
+        }
+        needs_encoding |= b >= 0x80 || b == b'%';
+    }
+    if !needs_encoding {
         return Ok(None);
     }
     let mut encoded = String::with_capacity(text.len() + 16);
@@ -440,6 +499,43 @@ mod tests {
             identity(json!({"sub":{"id":1}}), &mapping).err(),
             Some(Reason::UnsafeClaimValue)
         );
+    }
+
+    #[test]
+    fn lists_read_back_from_their_joined_form() {
+        let mapping = ClaimMapping {
+            extra: vec![("groups".into(), ClaimPath::parse("groups").unwrap())],
+            ..ClaimMapping::default()
+        };
+        let id = identity(
+            json!({"roles":["ops",7,true,"Zoë"],"scope":"  read   write ","groups":[]}),
+            &mapping,
+        )
+        .unwrap();
+        assert_eq!(id.roles(), ["ops", "7", "true", "Zoë"]);
+        assert!(id.has_role("Zoë") && id.has_role("7") && !id.has_role("op"));
+        assert_eq!(
+            id.header_value(&IdentityField::Roles).unwrap(),
+            "ops,7,true,Zo%C3%AB"
+        );
+        assert_eq!(id.scopes(), ["read", "write"]);
+        assert_eq!(
+            id.header_value(&IdentityField::Scopes).unwrap(),
+            "read write"
+        );
+        assert!(!id.has_scope("") && !id.has_scope("read write"));
+        assert_eq!(id.claim("groups"), Some(""));
+        // No roles, an empty array and a blank scope string all mean no list and no header.
+        for claims in [json!({}), json!({"roles":[],"scope":"  "})] {
+            let id = identity(claims, &mapping).unwrap();
+            assert!(id.roles().is_empty() && id.scopes().is_empty());
+            assert!(!id.has_role("") && !id.has_scope(""));
+            assert_eq!(id.header_value(&IdentityField::Roles), None);
+            assert_eq!(id.header_value(&IdentityField::Scopes), None);
+        }
+        // One scalar is a list of one.
+        let id = identity(json!({"roles":"admin"}), &mapping).unwrap();
+        assert_eq!(id.roles(), ["admin"]);
     }
 
     #[test]
