@@ -16,23 +16,31 @@ use crate::error::{AuthError, RequestProblem};
 /// [`AuthError::InvalidRequest`] with [`RequestProblem::MalformedAuthorization`].
 pub fn bearer_token(value: &HeaderValue) -> Result<Option<&str>, AuthError> {
     let malformed = AuthError::InvalidRequest(RequestProblem::MalformedAuthorization);
-    let text = value.to_str().map_err(|_| malformed)?;
-    let Some((scheme, rest)) = text.split_once(' ') else {
+    let bytes = value.as_bytes();
+    let Some(space) = memchr::memchr(b' ', bytes) else {
+        let text = value.to_str().map_err(|_| malformed)?;
         return if text.eq_ignore_ascii_case("bearer") {
             Err(malformed)
         } else {
             Ok(None)
         };
     };
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let (scheme, rest) = bytes.split_at(space);
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        // Not a bearer token; but a value that is not visible ASCII is malformed whatever its
+        // scheme.
+        value.to_str().map_err(|_| malformed)?;
         return Ok(None);
     }
-    let token = rest.trim_start_matches(' ');
-    // A byte scan: `contains` with a char set decodes UTF-8 and was visible in request profiles.
-    if token.is_empty() || token.bytes().any(|b| matches!(b, b' ' | b'\t' | b',')) {
+    let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
+    let token = rest.get(start..).unwrap_or_default();
+    // One pass over the token, the long part of the value: visible ASCII (the scheme and the
+    // spaces already are, so this is the whole value's check), and no spaces, tabs or commas
+    // inside (RFC 6750 `token68`).
+    if token.is_empty() || token.iter().any(|&b| b <= b' ' || b >= 0x7f || b == b',') {
         return Err(malformed);
     }
-    Ok(Some(token))
+    std::str::from_utf8(token).map(Some).map_err(|_| malformed)
 }
 
 #[cfg(test)]
@@ -60,7 +68,17 @@ mod tests {
         ] {
             assert_eq!(parse(bad), Err(malformed), "{bad:?}");
         }
-        let binary = HeaderValue::from_bytes(b"Bearer \xff").unwrap();
-        assert_eq!(bearer_token(&binary), Err(malformed));
+        for binary in [
+            &b"Bearer \xff"[..],
+            b"Bearer a\xffb",
+            b"Basic \xff",
+            b"\xff",
+        ] {
+            let binary = HeaderValue::from_bytes(binary).unwrap();
+            assert_eq!(bearer_token(&binary), Err(malformed), "{binary:?}");
+        }
+        // Another scheme, or no scheme separator at all, is not a bearer token.
+        assert_eq!(parse("Bearer\tabc"), Ok(None));
+        assert_eq!(parse("Bearerabc"), Ok(None));
     }
 }

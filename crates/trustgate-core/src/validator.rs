@@ -428,7 +428,10 @@ impl Validator {
                 Lookup::Miss => {}
             }
         }
-        let verified = self.validate_uncached(token).await?;
+        // Boxed: the uncached path holds the decoded signature inline across its one await, and
+        // this future lives inside every request future of the gateway. Unboxed, the cache-hit
+        // path carried (and copied) that space on every request.
+        let verified = Box::pin(self.validate_uncached(token)).await?;
         if let Some(cache) = &self.inner.cache {
             cache.insert(token, verified.clone());
         }

@@ -1125,3 +1125,14 @@ async fn a_disabled_cache_holds_nothing() {
     assert_eq!(check(&v, &t).await, Ok(()));
     assert_eq!(stats(&v), (0, 0, 0));
 }
+
+/// The validation future is part of every gateway request future, and a cache hit should not
+/// carry (and copy) the space the uncached path needs for a decoded signature of up to 1 KiB.
+#[test]
+fn the_validation_future_is_small() {
+    let (validator, key, _clock) = es256_fixture();
+    let token = common::token(&key, &common::claims());
+    let future = validator.validate(&token);
+    let size = std::mem::size_of_val(&future);
+    assert!(size < 512, "validate() future is {size} bytes");
+}
