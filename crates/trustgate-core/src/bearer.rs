@@ -40,6 +40,7 @@ pub fn bearer_token(value: &HeaderValue) -> Result<Option<&str>, AuthError> {
     if token.is_empty() || token.iter().any(|&b| b <= b' ' || b >= 0x7f || b == b',') {
         return Err(malformed);
     }
+    // ASCII by the check above, so this cannot fail; it is how safe code gets the `&str`.
     std::str::from_utf8(token).map(Some).map_err(|_| malformed)
 }
 

@@ -324,23 +324,20 @@ impl List {
         })
     }
 
-    fn text(&self) -> &str {
-        self.joined.as_ref().map_or("", Safe::text)
+    /// The items, read back from the joined text.
+    fn pieces(&self) -> impl Iterator<Item = &str> {
+        self.joined
+            .iter()
+            .flat_map(|joined| joined.text().split(self.separator))
     }
 
     fn items(&self) -> &[String] {
-        self.items.get_or_init(|| match self.joined {
-            None => Vec::new(),
-            Some(_) => self
-                .text()
-                .split(self.separator)
-                .map(str::to_owned)
-                .collect(),
-        })
+        self.items
+            .get_or_init(|| self.pieces().map(str::to_owned).collect())
     }
 
     fn contains(&self, item: &str) -> bool {
-        self.joined.is_some() && self.text().split(self.separator).any(|have| have == item)
+        self.pieces().any(|have| have == item)
     }
 }
 

@@ -3,13 +3,13 @@
 //! serde_json keeps the last of two members with the same name. Two parsers that disagree on which
 //! duplicate wins is how "the value validated is not the value used" bugs happen, so every object
 //! at every depth is checked for duplicate member names here, and the whole text must be one
-//! object. serde_json already rejects invalid UTF-8, lone surrogates, trailing data and nesting
-//! deeper than 128 levels.
+//! object. Invalid UTF-8, lone surrogates, trailing data and nesting deeper than 128 levels are
+//! refused as serde_json refuses them.
 //!
 //! Two representations share these rules. [`Json`] borrows from the text (strings without escapes
-//! point into it, objects are member lists) and serves the per-token path, where building a
-//! `serde_json::Map` of owned strings was most of the cost of validation after the signature.
-//! [`StrictValue`] builds an owned `serde_json::Value` for everything else.
+//! point into it, objects are member lists) and serves the per-token path; its parser is written
+//! out here and checked against serde_json by property tests. [`StrictValue`] builds an owned
+//! `serde_json::Value` through serde_json for everything else (JWKS, discovery documents).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -53,7 +53,7 @@ pub(crate) fn duplicate_member<E: de::Error>() -> E {
 /// token, and the serde path cost more than every claim check put together. It accepts exactly
 /// the texts serde_json accepts (RFC 8259, at most 128 levels deep), which a property test
 /// checks, and builds the same numbers, except that decimals are rounded correctly where
-/// serde_json's default parser may be one unit in the last place off.
+/// serde_json's default parser may be a few units in the last place off.
 pub(crate) fn parse_borrowed(bytes: &[u8]) -> Result<Object<'_>, Reason> {
     // One UTF-8 check over the whole text: every string taken between two quotes is then valid.
     let text = std::str::from_utf8(bytes).map_err(|_| Reason::BadJson)?;

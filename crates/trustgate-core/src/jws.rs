@@ -126,45 +126,32 @@ fn decode_into(input: &[u8], out: &mut [u8]) -> Result<(), Reason> {
         }
         bytes.copy_from_slice(&n.to_le_bytes()[..6]);
     }
-    // At most seven characters remain: at most one whole quad, then none, two or three.
-    let quads = rest.chunks_exact(4);
-    let tail = quads.remainder();
-    let (quad_out, end) = rest_out
-        .split_at_mut_checked(rest.len() / 4 * 3)
-        .ok_or(Reason::Malformed)?;
-    // From here on, any bit above the decoded bytes is refused: the `INVALID` bits, and the unused
-    // low bits of a last character that ends mid-byte, which must be zero.
-    for (chars, bytes) in quads.zip(quad_out.chunks_exact_mut(3)) {
+    // At most seven characters remain: a whole quad, a partial one of two or three characters,
+    // or both. A quad of `n` characters decodes to `n - 1` bytes, and any bit above them is
+    // refused: the `INVALID` bits, and the unused low bits of a last character that ends mid-byte,
+    // which must be zero.
+    let mut out = rest_out;
+    for chars in rest.chunks(4) {
+        // One character alone encodes no whole byte (`decoded_len` has refused it already).
+        let len = chars.len().checked_sub(1).filter(|&len| len > 0);
+        let Some(len) = len else {
+            return Err(Reason::Malformed);
+        };
+        let (bytes, after) = std::mem::take(&mut out)
+            .split_at_mut_checked(len)
+            .ok_or(Reason::Malformed)?;
         let n = quad_bits(chars);
-        if n >> 24 != 0 {
+        if n >> (8 * len) != 0 {
             return Err(Reason::Malformed);
         }
-        bytes.copy_from_slice(&n.to_le_bytes()[..3]);
+        bytes.copy_from_slice(n.to_le_bytes().get(..len).ok_or(Reason::Malformed)?);
+        out = after;
     }
-    match (tail, end) {
-        ([], []) => Ok(()),
-        ([_, _], [first]) => {
-            // The second character carries 4 unused bits, which land in the second byte.
-            let n = quad_bits(tail);
-            if n >> 8 != 0 {
-                return Err(Reason::Malformed);
-            }
-            let [x, ..] = n.to_le_bytes();
-            *first = x;
-            Ok(())
-        }
-        ([_, _, _], [first, second]) => {
-            // The third character carries 2 unused bits, which land in the third byte.
-            let n = quad_bits(tail);
-            if n >> 16 != 0 {
-                return Err(Reason::Malformed);
-            }
-            let [x, y, ..] = n.to_le_bytes();
-            (*first, *second) = (x, y);
-            Ok(())
-        }
-        // `out` has the length `decoded_len` gave for this input.
-        _ => Err(Reason::Malformed),
+    // `out` had the length `decoded_len` gave for this input.
+    if out.is_empty() {
+        Ok(())
+    } else {
+        Err(Reason::Malformed)
     }
 }
 
