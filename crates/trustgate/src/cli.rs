@@ -37,7 +37,8 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 9901)]
         admin_port: u16,
     },
-    /// Show, step by step, what the gateway would do with a request.
+    /// Show, step by step, what the gateway would do with a request. Exits 0 when it would be
+    /// forwarded, 1 when refused.
     Explain {
         /// The configuration file.
         #[arg(short, long)]

@@ -160,7 +160,10 @@ fn main() -> ExitCode {
                 )
                 .await
                 {
-                    Ok(_) => ExitCode::SUCCESS,
+                    // Like `check`: a script can tell "would be forwarded" from "would be
+                    // refused" without reading the output.
+                    Ok(true) => ExitCode::SUCCESS,
+                    Ok(false) => ExitCode::FAILURE,
                     Err(err) => {
                         eprintln!("trustgate: {err}");
                         ExitCode::from(EX_USAGE)

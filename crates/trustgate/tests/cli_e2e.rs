@@ -266,7 +266,7 @@ fn explain_an_expired_token_shows_the_refusal() {
         "--token",
         &expired,
     ]);
-    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
     let out = &r.stdout;
     assert!(out.contains("validate: failed (expired)"), "{out}");
     assert!(
@@ -282,6 +282,7 @@ fn explain_an_expired_token_shows_the_refusal() {
 
     // No route, and a path trick refused before routing.
     let r = run(&["explain", "-c", path_str(&file), "--path", "/nowhere"]);
+    assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
     assert!(
         r.stdout.contains("decision: refuse with 404 Not Found"),
         "{}",
@@ -294,6 +295,7 @@ fn explain_an_expired_token_shows_the_refusal() {
         "--path",
         "/public/..%2Fadmin",
     ]);
+    assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
     assert!(
         r.stdout.contains("decision: refuse with 400 Bad Request"),
         "{}",
