@@ -10,7 +10,8 @@
 #                                 system once and run the functional checks; no load
 #
 # Environment (full run):
-#   BENCH_SECS=10          seconds measured per wrk workload, per oha run and per RSS run
+#   BENCH_ROUNDS=3         rounds of the wrk workloads; the systems take turns in each round
+#   BENCH_SECS=5           seconds measured per wrk workload and round, per oha run and per RSS run
 #   BENCH_WARMUP=2         seconds of warm-up before each wrk workload (discarded)
 #   BENCH_CONNS=32         wrk and oha connections
 #   BENCH_RATE=            fixed rate for oha, req/s; default BENCH_RATE_FRACTION of the slowest
@@ -37,7 +38,8 @@ cd "$root"
 target=${CARGO_TARGET_DIR:-$root/target}
 case "$target" in /*) ;; *) target="$root/$target" ;; esac
 
-secs=${BENCH_SECS:-10}
+rounds=${BENCH_ROUNDS:-3}
+secs=${BENCH_SECS:-5}
 warm=${BENCH_WARMUP:-2}
 conns=${BENCH_CONNS:-32}
 rate=${BENCH_RATE:-}
@@ -298,7 +300,8 @@ fi
 # ---------------------------------------------------------------------------------------------
 # Full run
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-declare -A RPS P99 Q50 Q99 Q999 RSS HELD
+# RPS and P99 hold the median over the rounds; RPS_ROUNDS and P99_ROUNDS each round's figure.
+declare -A RPS P99 RPS_ROUNDS P99_ROUNDS Q50 Q99 Q999 RSS HELD
 
 to_ms() { # wrk latency like 812.00us, 1.23ms, 2.01s -> ms
   awk -v v="$1" 'BEGIN {
@@ -319,10 +322,18 @@ wrk_run() {
   out=$(taskset -c "$load_cpu" wrk -t1 -c"$conns" -d"${secs}s" --latency "${args[@]}")
   non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
   [ -z "$non2xx" ] || { echo "$out" >&2; die "${NAME[$1]} $2 $3: $non2xx non-2xx responses"; }
-  local key="$1.$2.$3"
-  RPS[$key]=$(awk '/Requests\/sec/ {printf "%d", $2}' <<<"$out")
-  P99[$key]=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
-  log "${NAME[$1]} $2 $3: ${RPS[$key]} req/s, p99 ${P99[$key]} ms"
+  local key="$1.$2.$3" rps p99
+  rps=$(awk '/Requests\/sec/ {printf "%d", $2}' <<<"$out")
+  p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
+  RPS_ROUNDS[$key]="${RPS_ROUNDS[$key]:-} $rps"
+  P99_ROUNDS[$key]="${P99_ROUNDS[$key]:-} $p99"
+  log "${NAME[$1]} $2 $3: $rps req/s, p99 $p99 ms"
+}
+
+median() { # numbers as words
+  tr -s ' ' '\n' <<<"$1" | sed '/^$/d' | sort -g | awk '{v[NR] = $1} END {
+    if (NR == 0) exit
+    if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 oha_json_flag=--json
@@ -381,19 +392,34 @@ rss_run() { # SYSTEM: hold BENCH_RSS_CONNS keep-alive connections under light lo
 }
 
 start_upstream
-for s in $systems_all; do
-  for alg in RS256 ES256; do
-    [ "$s" = hp ] && [ "$alg" = ES256 ] && continue
-    start_system "$s" "$alg"
-    check_system "$s" "$alg" || die "functional check failed: ${NAME[$s]} ($alg): not benchmarked"
-    if [ "$alg" = RS256 ]; then
-      wrk_run "$s" same RS256
-      [ "$s" = hp ] || wrk_run "$s" distinct RS256
-    else
-      wrk_run "$s" distinct ES256
-    fi
-    stop_system
+# The machine's speed drifts (other tenants, frequency), by more than the differences measured
+# here: one long run per system, one after the other, can hand one system a slow minute. So the
+# systems take turns, in several short rounds (every other round in reverse order), and each
+# figure is the median of its rounds.
+order=$systems_all
+for round in $(seq 1 "$rounds"); do
+  log "round $round of $rounds"
+  for s in $order; do
+    for alg in RS256 ES256; do
+      [ "$s" = hp ] && [ "$alg" = ES256 ] && continue
+      start_system "$s" "$alg"
+      if [ "$round" = 1 ]; then
+        check_system "$s" "$alg" || die "functional check failed: ${NAME[$s]} ($alg): not benchmarked"
+      fi
+      if [ "$alg" = RS256 ]; then
+        wrk_run "$s" same RS256
+        [ "$s" = hp ] || wrk_run "$s" distinct RS256
+      else
+        wrk_run "$s" distinct ES256
+      fi
+      stop_system
+    done
   done
+  order=$(tr -s ' ' '\n' <<<"$order" | sed '/^$/d' | tac | tr '\n' ' ')
+done
+for key in "${!RPS_ROUNDS[@]}"; do
+  RPS[$key]=$(median "${RPS_ROUNDS[$key]}" | awk '{printf "%d", $1}')
+  P99[$key]=$(median "${P99_ROUNDS[$key]}")
 done
 
 if [ -z "$rate" ]; then
@@ -420,9 +446,14 @@ cmp_ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 >= b + 0) }'; }
 metmiss() { if cmp_ge "$1" "$2"; then echo met; else echo missed; fi; }
 num() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print 0; else printf "%.2f", a / b }'; }
 val() { if [ -n "${1:-}" ]; then echo "$1"; else echo "–"; fi; }
+per_round() { # KEY BASE_KEY: each round's ratio of KEY to BASE_KEY
+  paste -d' ' <(tr -s ' ' '\n' <<<"${RPS_ROUNDS[$1]}" | sed '/^$/d') \
+    <(tr -s ' ' '\n' <<<"${RPS_ROUNDS[$2]}" | sed '/^$/d') |
+    awk '{printf "%s%.2f×", (NR > 1 ? ", " : ""), $1 / $2}'
+}
 
 tables() {
-  echo "### Throughput (wrk, $conns connections, ${secs} s after ${warm} s warm-up)"
+  echo "### Throughput (wrk, $conns connections, median of $rounds rounds of ${secs} s, each after ${warm} s warm-up)"
   echo
   echo "| system | same token req/s | p99 ms | 2,000 RS256 req/s | p99 ms | 2,000 ES256 req/s | p99 ms |"
   echo "|---|---:|---:|---:|---:|---:|---:|"
@@ -446,6 +477,10 @@ tables() {
   done
   echo
   echo "trustgate, same token, relative to plain HAProxy: $(ratio "${RPS[tg.same.RS256]}" "${RPS[hp.same.RS256]}")"
+  echo
+  echo "Each figure is the median of $rounds rounds. The same-token ratios round by round:"
+  echo "trustgate to HAProxy + jwt_verify $(per_round tg.same.RS256 hj.same.RS256);"
+  echo "trustgate to plain HAProxy $(per_round tg.same.RS256 hp.same.RS256)."
   echo
   echo "### Latency at a fixed rate (oha, $rate req/s, $conns connections, ${secs} s, latency correction, same token)"
   echo
@@ -531,7 +566,7 @@ if [ -n "$(git -C "$root" status --porcelain -- . ':!docs/benchmarks.md' ':!docs
   dirty=", with uncommitted changes"
 fi
 cmd="bench/peers/run.sh"
-for v in BENCH_SECS BENCH_WARMUP BENCH_CONNS BENCH_RATE BENCH_RATE_FRACTION BENCH_RSS_CONNS BENCH_TOKENS; do
+for v in BENCH_ROUNDS BENCH_SECS BENCH_WARMUP BENCH_CONNS BENCH_RATE BENCH_RATE_FRACTION BENCH_RSS_CONNS BENCH_TOKENS; do
   [ -n "${!v:-}" ] && cmd="$v=${!v} $cmd"
 done
 
@@ -578,6 +613,10 @@ connection pool from wrk ($conns connections, one wrk thread).
 (distinct \`sub\`). They fit trustgate's verified-token cache, so after the first pass trustgate
 serves them from the cache, as it would a population of $ntokens active users; HAProxy and Apache
 have no such cache. The "cache off" row shows trustgate verifying every request.
+
+**Rounds.** Each workload runs in $rounds rounds of ${secs} s. The systems take turns in every round
+(in reverse order every other round), so that a slow stretch of the machine falls on all of them,
+and each figure is the median of its rounds.
 
 **Fixed rate.** \`oha -q $rate --latency-correction\`, the same rate for every system: by default
 $rate_fraction of the slowest JWT system's same-token throughput, so that every system sustains it.
