@@ -156,9 +156,7 @@ impl Tracker {
 
     /// Judges a complete head, queues the verdict and returns the state for its body.
     fn on_head(&mut self, head: &[u8]) -> State {
-        let mut lines = head
-            .split(|&b| b == b'\n')
-            .map(|line| line.strip_suffix(b"\r").unwrap_or(line));
+        let mut lines = lines(head);
         let request_line = lines.next().unwrap_or_default();
         let mut words = request_line.split(|&b| b == b' ');
         let method = words.next().unwrap_or_default();
@@ -173,7 +171,7 @@ impl Tracker {
         let mut framing = HeaderMap::new();
         let mut upgrade = method == b"CONNECT";
         for line in lines.filter(|l| !l.is_empty()) {
-            let Some(colon) = line.iter().position(|&b| b == b':') else {
+            let Some(colon) = memchr::memchr(b':', line) else {
                 continue;
             };
             let (name, value) = line.split_at(colon);
@@ -231,7 +229,7 @@ fn head_end(pending: &[u8], bytes: &[u8]) -> Option<usize> {
         }
     };
     let mut from = 0;
-    while let Some(offset) = bytes.get(from..)?.iter().position(|&b| b == b'\n') {
+    while let Some(offset) = memchr::memchr(b'\n', bytes.get(from..)?) {
         let i = from + offset;
         match before(i, 1) {
             Some(b'\n') => return Some(i + 1),
@@ -240,6 +238,28 @@ fn head_end(pending: &[u8], bytes: &[u8]) -> Option<usize> {
         }
     }
     None
+}
+
+/// The lines of `head`, without their `\n` or `\r\n`, as `split` on `\n` would give them. This
+/// and [`head_end`] see every byte of every request head, so they jump from line break to line
+/// break with `memchr` rather than test byte by byte.
+fn lines(head: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(head);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        let line = match memchr::memchr(b'\n', text) {
+            Some(end) => {
+                let (line, after) = text.split_at(end);
+                rest = after.get(1..);
+                line
+            }
+            None => {
+                rest = None;
+                text
+            }
+        };
+        Some(line.strip_suffix(b"\r").unwrap_or(line))
+    })
 }
 
 /// Whether header `name` is `target` (lowercase) once case and `_`/`-` are folded, the way the
@@ -307,6 +327,25 @@ mod tests {
         // Bare LF line ends, and the blank line split from the head across reads.
         let (v, state) = verdicts_for(&[b"\r\nGET / HTTP/1.1\nHost: a\n", b"\n"]);
         assert_eq!((v, state), (vec![Ok(())], State::Head));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// `lines` is `split` on `\n` with one `\r` taken off each line, on any bytes.
+        #[test]
+        fn lines_split_like_the_byte_by_byte_version(
+            head in proptest::collection::vec(
+                proptest::sample::select(vec![b'\n', b'\r', b':', b'a', b' ', 0xff]),
+                0..64,
+            ),
+        ) {
+            let expected: Vec<&[u8]> = head
+                .split(|&b| b == b'\n')
+                .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+                .collect();
+            proptest::prop_assert_eq!(lines(&head).collect::<Vec<_>>(), expected);
+        }
     }
 
     #[test]
