@@ -1127,7 +1127,7 @@ async fn a_disabled_cache_holds_nothing() {
 }
 
 /// The validation future is part of every gateway request future, and a cache hit should not
-/// carry (and copy) the space the uncached path needs for a decoded signature of up to 1 KiB.
+/// carry (and copy) the space the uncached path needs for a decoded signature kept inline.
 #[test]
 fn the_validation_future_is_small() {
     let (validator, key, _clock) = es256_fixture();
