@@ -2,8 +2,9 @@
 //!
 //! Each issuer's current [`KeySet`] sits behind an [`ArcSwap`]. Requests load it without locking;
 //! a refresh builds a complete new set off to the side and swaps it in. No lock is ever held across
-//! I/O: on-demand refetches are single-flight through an atomic flag, and waiters are woken through
-//! a `watch` channel when the fetch finishes.
+//! I/O: refreshes are single-flight through an atomic flag, and waiters are woken through a `watch`
+//! channel when a fetch finishes. An unknown kid waits for a fetch that started after it arrived,
+//! never for one that may have read the key set before the issuer published that kid.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -125,10 +126,17 @@ pub(crate) struct IssuerKeys {
     policy: RefreshPolicy,
     clock: SharedClock,
     state: ArcSwap<KeyState>,
+    /// Held by the one task running refreshes (single flight).
     in_flight: AtomicBool,
+    /// Set by an on-demand request; the running task fetches once more before it lets go, so a
+    /// request that arrives during a fetch always gets a fetch that started after it.
+    rerun: AtomicBool,
     last_on_demand_ms: AtomicI64,
     failures_in_row: AtomicU64,
-    generation: watch::Sender<u64>,
+    /// The number of the latest refresh to start; refreshes run one at a time, in order.
+    started: AtomicU64,
+    /// The number of the latest refresh to finish, for waiters.
+    finished: watch::Sender<u64>,
     negative_kids: Mutex<HashMap<Box<str>, i64>>,
     fetches: AtomicU64,
     fetch_failures: AtomicU64,
@@ -211,7 +219,7 @@ impl IssuerKeys {
                 )),
             ),
         };
-        let (generation, _) = watch::channel(0);
+        let (finished, _) = watch::channel(0);
         Ok(Self {
             issuer,
             allowed,
@@ -223,9 +231,11 @@ impl IssuerKeys {
                 fetched_at_ms: None,
             }),
             in_flight: AtomicBool::new(false),
+            rerun: AtomicBool::new(false),
             last_on_demand_ms: AtomicI64::new(i64::MIN / 2),
             failures_in_row: AtomicU64::new(0),
-            generation,
+            started: AtomicU64::new(0),
+            finished,
             negative_kids: Mutex::new(HashMap::new()),
             fetches: AtomicU64::new(0),
             fetch_failures: AtomicU64::new(0),
@@ -410,67 +420,94 @@ impl IssuerKeys {
         {
             return Ok(None);
         }
-        let outcome = self.refresh().await;
-        self.in_flight.store(false, Ordering::Release);
-        self.generation.send_modify(|g| *g = g.wrapping_add(1));
-        outcome
+        self.run_refreshes().await
+    }
+
+    /// Refreshes until no on-demand request is pending. The caller holds `in_flight`; this lets
+    /// it go.
+    async fn run_refreshes(&self) -> Result<Option<Duration>, RefreshError> {
+        loop {
+            self.rerun.store(false, Ordering::SeqCst);
+            let number = self.started.fetch_add(1, Ordering::SeqCst) + 1;
+            let outcome = self.refresh().await;
+            self.in_flight.store(false, Ordering::SeqCst);
+            self.finished.send_replace(number);
+            // A request that set `rerun` after this refresh began needs one more. Whoever takes
+            // `in_flight` back runs it; if a new requester took it first, it runs it.
+            if !self.rerun.load(Ordering::SeqCst)
+                || self
+                    .in_flight
+                    .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_err()
+            {
+                return outcome;
+            }
+        }
     }
 
     /// Handles a `kid` that is not in the current key set: waits for one rate-limited,
-    /// single-flight refetch, and negatively caches the kid if it is still unknown.
+    /// single-flight refetch that started after this call, and negatively caches the kid if it is
+    /// still unknown.
     ///
-    /// Returns `true` if a new key set was published while waiting (the caller looks again).
+    /// A refresh already in flight does not count as that refetch: it may have read the key set
+    /// before the issuer published this kid. The request then asks the running task for one more
+    /// fetch, which the cooldown allows at most once per window as ever.
+    ///
+    /// Returns `true` if the kid is in the key set published while waiting (the caller looks
+    /// again).
     pub(crate) async fn await_unknown_kid(self: &Arc<Self>, kid: &str) -> bool {
         if !self.is_remote() || self.is_negative(kid) {
             return false;
         }
-        let mut changes = self.generation.subscribe();
-        changes.borrow_and_update();
-        let fetching = self.in_flight.load(Ordering::Acquire) || self.start_on_demand_fetch();
-        if !fetching {
+        let mut finished = self.finished.subscribe();
+        // Refreshes numbered up to `arrived` may have started before this request.
+        let arrived = self.started.load(Ordering::SeqCst);
+        let (wait_for, fetches) = if self.claim_on_demand_window() {
+            self.rerun.store(true, Ordering::SeqCst);
+            let runner_idle = self
+                .in_flight
+                .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok();
+            if runner_idle {
+                let this = Arc::clone(self);
+                tokio::spawn(async move {
+                    let _ = this.run_refreshes().await;
+                });
+            }
+            // With a refresh in flight, ours runs after it.
+            (arrived + 1, if runner_idle { 1 } else { 2 })
+        } else if self.in_flight.load(Ordering::SeqCst) {
+            // No refetch of our own within the cooldown; the one in flight may still bring it.
+            (arrived, 1)
+        } else {
             self.add_negative(kid);
             return false;
-        }
-        let deadline = self
+        };
+        let timeout = self
             .remote
             .as_ref()
-            .map_or(Duration::ZERO, |(f, _)| f.options().timeout)
-            + Duration::from_millis(250);
-        let changed = matches!(
-            tokio::time::timeout(deadline, changes.changed()).await,
-            Ok(Ok(()))
-        );
-        if changed && self.load().keys.has_kid(kid) {
+            .map_or(Duration::ZERO, |(f, _)| f.options().timeout);
+        let deadline = timeout.saturating_mul(fetches) + Duration::from_millis(250);
+        let done = tokio::time::timeout(deadline, finished.wait_for(|&n| n >= wait_for))
+            .await
+            .is_ok_and(|seen| seen.is_ok());
+        if done && self.load().keys.has_kid(kid) {
             return true;
         }
         self.add_negative(kid);
         false
     }
 
-    /// Starts an on-demand fetch if the cooldown allows it. Returns whether one was started.
-    fn start_on_demand_fetch(self: &Arc<Self>) -> bool {
+    /// Claims this cooldown window's on-demand refetch. Returns whether this caller got it.
+    fn claim_on_demand_window(&self) -> bool {
         let now = self.clock.now_millis();
         let cooldown = duration_millis(self.policy.unknown_kid_cooldown);
         let last = self.last_on_demand_ms.load(Ordering::Acquire);
-        if now.saturating_sub(last) < cooldown {
-            return false;
-        }
-        if self
-            .last_on_demand_ms
-            .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            // Another request claimed this cooldown window; it will fetch.
-            return self.in_flight.load(Ordering::Acquire);
-        }
-        if self.in_flight.load(Ordering::Acquire) {
-            return true;
-        }
-        let this = Arc::clone(self);
-        tokio::spawn(async move {
-            let _ = this.refresh_single_flight().await;
-        });
-        true
+        now.saturating_sub(last) >= cooldown
+            && self
+                .last_on_demand_ms
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
     }
 
     fn is_negative(&self, kid: &str) -> bool {

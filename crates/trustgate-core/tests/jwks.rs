@@ -260,6 +260,53 @@ async fn rotation_new_kid_refetches_once_and_removed_keys_drop_cached_tokens() {
     assert_eq!(issuer.jwks_fetches(), 3);
 }
 
+/// A background refresh in flight when a new kid's first token arrives may have read the key set
+/// before the issuer added that key. It does not count as the token's refetch: the token gets a
+/// fetch that starts after it, instead of a negative cache entry that would refuse the new key
+/// for a whole cooldown.
+#[tokio::test]
+async fn a_new_kid_during_an_older_background_refresh_gets_a_fetch_of_its_own() {
+    let issuer = TestIssuer::start().await;
+    let k1 = TestKey::es256("k1");
+    let k2 = TestKey::es256("k2");
+    issuer.set_keys(&[&k1]);
+    let clock = clock();
+    let every_second = RefreshPolicy {
+        default_interval: Duration::from_secs(1),
+        min_interval: Duration::from_secs(1),
+        max_interval: Duration::from_secs(1),
+        ..quiet_policy()
+    };
+    let source = KeySource::JwksUrl(issuer.jwks_url());
+    let v = build(
+        vec![remote_issuer(&issuer, source, every_second)],
+        fetch_options(),
+        &clock,
+    );
+    assert!(v.start().await);
+    // The next background refresh reads the key set with k1 only, then answers a second later.
+    issuer.set_behavior(Behavior::Delay(Duration::from_secs(1)));
+    eventually(
+        "the background refresh to reach the issuer",
+        Duration::from_secs(5),
+        || issuer.jwks_fetches() == 2,
+    )
+    .await;
+    issuer.set_behavior(Behavior::Normal);
+    issuer.set_keys(&[&k1, &k2]);
+
+    assert_eq!(check(&v, &fresh(&k2, &issuer, "b")).await, Ok(()));
+    // The refresh in flight, then exactly one more for the token.
+    assert_eq!(issuer.jwks_fetches(), 3);
+    assert_eq!(status(&v).kids, vec!["k1".to_owned(), "k2".to_owned()]);
+    // That used the cooldown window: another unknown kid now costs no fetch.
+    assert_eq!(
+        check(&v, &with_kid(&k2, &issuer, "k3")).await,
+        invalid(Reason::UnknownKey)
+    );
+    assert_eq!(issuer.jwks_fetches(), 3);
+}
+
 // === outage ===
 
 #[tokio::test]
