@@ -25,6 +25,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
+use tokio::sync::OwnedSemaphorePermit;
 use trustgate_core::{AuthError, Reason, RequestProblem, VerifiedToken};
 
 use crate::auth::{authorize, extract_token, remove_cookie};
@@ -405,10 +406,14 @@ fn fixed(response: Response<Bytes>) -> Response<Body> {
 }
 
 /// Serves one request: [`prepare`], then the upstream exchange.
+///
+/// `tunnel_slot` is the connection's slot under `max_connections`, given with requests that ask
+/// for an upgrade: an upgraded tunnel holds it until the tunnel closes.
 pub(crate) async fn handle(
     rt: Arc<Runtime>,
     mut req: Request<Incoming>,
     conn: ConnInfo,
+    tunnel_slot: Option<Arc<OwnedSemaphorePermit>>,
 ) -> Response<Body> {
     let started = Instant::now();
     if let Some(response) = internal_endpoint_on_edge(&rt, &req) {
@@ -483,6 +488,7 @@ pub(crate) async fn handle(
     {
         let upstream_upgrade = hyper::upgrade::on(&mut response);
         tokio::spawn(async move {
+            let _slot = tunnel_slot;
             if let (Ok(down), Ok(up)) = tokio::join!(downstream, upstream_upgrade) {
                 let mut down = hyper_util::rt::TokioIo::new(down);
                 let mut up = hyper_util::rt::TokioIo::new(up);

@@ -19,7 +19,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::admin;
@@ -188,8 +188,10 @@ pub(crate) async fn run(
                 let stop = stop_rx.clone();
                 let tls = tls.clone();
                 let timeouts = (server.header_read_timeout, server.idle_timeout);
+                // Shared with an upgraded tunnel, which outlives the HTTP connection that made it:
+                // the slot is free only when both have ended.
+                let slot = Arc::new(permit);
                 tokio::spawn(async move {
-                    let _permit = permit;
                     match tls {
                         Some(acceptor) => {
                             let handshake = tokio::time::timeout(timeouts.0, acceptor.accept(stream)).await;
@@ -198,11 +200,11 @@ pub(crate) async fn run(
                                 return;
                             };
                             let conn = ConnInfo { peer: peer.ip(), proto: "https" };
-                            serve_connection(tls_stream, conn, gateway, &builder, stop, timeouts.1).await;
+                            serve_connection(tls_stream, conn, slot, gateway, &builder, stop, timeouts.1).await;
                         }
                         None => {
                             let conn = ConnInfo { peer: peer.ip(), proto: "http" };
-                            serve_connection(stream, conn, gateway, &builder, stop, timeouts.1).await;
+                            serve_connection(stream, conn, slot, gateway, &builder, stop, timeouts.1).await;
                         }
                     }
                 });
@@ -228,6 +230,7 @@ pub(crate) async fn run(
 async fn serve_connection<S>(
     stream: S,
     conn: ConnInfo,
+    slot: Arc<OwnedSemaphorePermit>,
     gateway: Arc<Gateway>,
     builder: &auto::Builder<TokioExecutor>,
     mut stop: watch::Receiver<bool>,
@@ -250,8 +253,12 @@ async fn serve_connection<S>(
         {
             req.extensions_mut().insert(verdict);
         }
+        let tunnel_slot = req
+            .headers()
+            .contains_key(http::header::UPGRADE)
+            .then(|| Arc::clone(&slot));
         let runtime = gateway.runtime.load_full();
-        async move { Ok::<_, Infallible>(proxy::handle(runtime, req, conn).await) }
+        async move { Ok::<_, Infallible>(proxy::handle(runtime, req, conn, tunnel_slot).await) }
     });
     let connection = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);

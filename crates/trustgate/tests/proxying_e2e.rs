@@ -163,10 +163,8 @@ fn a_chunked_upload_of_2_mib_streams_through_intact() {
     assert!(got.body == payload, "the body was altered in transit");
 }
 
-#[test]
-fn websocket_upgrade_passes_through_and_bytes_echo_back() {
-    let f = Fixture::new();
-    let gateway = start(&f);
+/// Opens a WebSocket through the gateway and reads the `101` head, asserting it.
+fn open_websocket(gateway: &Gateway) -> TcpStream {
     let mut stream = gateway.connect();
     stream
         .write_all(
@@ -183,15 +181,24 @@ fn websocket_upgrade_passes_through_and_bytes_echo_back() {
     }
     let head = String::from_utf8(head).unwrap();
     assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
-    for message in [
-        &b"hello through the gateway"[..],
-        &[0u8, 1, 2, 255, 13, 10][..],
-    ] {
-        stream.write_all(message).unwrap();
-        let mut echoed = vec![0u8; message.len()];
-        stream.read_exact(&mut echoed).unwrap();
-        assert_eq!(echoed, message);
-    }
+    stream
+}
+
+/// Sends `message` down a tunnel and asserts the upstream's echo, byte for byte.
+fn assert_echoes(stream: &mut TcpStream, message: &[u8]) {
+    stream.write_all(message).unwrap();
+    let mut echoed = vec![0u8; message.len()];
+    stream.read_exact(&mut echoed).unwrap();
+    assert_eq!(echoed, message);
+}
+
+#[test]
+fn websocket_upgrade_passes_through_and_bytes_echo_back() {
+    let f = Fixture::new();
+    let gateway = start(&f);
+    let mut stream = open_websocket(&gateway);
+    assert_echoes(&mut stream, b"hello through the gateway");
+    assert_echoes(&mut stream, &[0u8, 1, 2, 255, 13, 10]);
     let got = f.upstream.last().unwrap();
     assert_eq!(got.target, "/ws/chat");
     assert_eq!(got.header_values("upgrade"), ["websocket"]);
@@ -353,6 +360,38 @@ fn the_connection_limit_closes_the_third_connection() {
         }),
         "no connection accepted after one closed"
     );
+}
+
+/// The HTTP connection that made a tunnel ends at the `101`; the tunnel must keep the
+/// connection's slot, or WebSockets could exceed `max_connections` without bound.
+#[test]
+fn a_websocket_tunnel_keeps_its_connection_slot_until_it_closes() {
+    let f = Fixture::new();
+    let gateway = Gateway::start_with_server("max_connections = 2", &config(&f));
+    let mut tunnel = open_websocket(&gateway);
+    assert_echoes(&mut tunnel, b"open");
+    let mut held = gateway.connect();
+    held.write_all(b"GET /held HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        .unwrap();
+    assert_eq!(common::read_response(&mut held).status, 200);
+
+    // Two slots in use, one of them by the tunnel: a third connection is closed unanswered.
+    let mut third = gateway.connect();
+    let _ = third.write_all(b"GET /third HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n");
+    let (data, closed) = read_until_closed(&mut third, Duration::from_secs(3));
+    assert!(closed, "the third connection was kept");
+    assert!(data.is_empty(), "{:?}", String::from_utf8_lossy(&data));
+    assert_echoes(&mut tunnel, b"still open");
+
+    // Closing the tunnel frees its slot.
+    drop(tunnel);
+    assert!(
+        wait_until(Duration::from_secs(3), || {
+            try_get(&gateway, "/fourth").is_some_and(|r| r.status == 200)
+        }),
+        "no connection accepted after the tunnel closed"
+    );
+    assert!(!f.upstream.requests().iter().any(|r| r.target == "/third"));
 }
 
 #[test]
