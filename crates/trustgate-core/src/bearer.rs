@@ -37,11 +37,22 @@ pub fn bearer_token(value: &HeaderValue) -> Result<Option<&str>, AuthError> {
     // One pass over the token, the long part of the value: visible ASCII (the scheme and the
     // spaces already are, so this is the whole value's check), and no spaces, tabs or commas
     // inside (RFC 6750 `token68`).
-    if token.is_empty() || token.iter().any(|&b| b <= b' ' || b >= 0x7f || b == b',') {
+    if token.is_empty() || has_byte_outside_token68(token) {
         return Err(malformed);
     }
     // ASCII by the check above, so this cannot fail; it is how safe code gets the `&str`.
     std::str::from_utf8(token).map(Some).map_err(|_| malformed)
+}
+
+/// Whether `token` has a control byte, a space, DEL, a non-ASCII byte or a comma.
+///
+/// This runs on every request with a token. It folds over all bytes with no early exit, so the
+/// compiler checks a whole vector of bytes per step; a loop that stops at the first bad byte
+/// tests them one at a time, about ten times the instructions for a typical 700-byte token.
+fn has_byte_outside_token68(token: &[u8]) -> bool {
+    token.iter().fold(0u8, |bad, &b| {
+        bad | u8::from(b <= b' ') | u8::from(b >= 0x7f) | u8::from(b == b',')
+    }) != 0
 }
 
 #[cfg(test)]
@@ -81,5 +92,25 @@ mod tests {
         // Another scheme, or no scheme separator at all, is not a bearer token.
         assert_eq!(parse("Bearer\tabc"), Ok(None));
         assert_eq!(parse("Bearerabc"), Ok(None));
+    }
+
+    /// The vectorized byte check agrees with the byte-by-byte rule for every byte value, at every
+    /// position of tokens long and short enough to cover whole vectors and the tail after them.
+    #[test]
+    fn every_byte_value_at_every_position() {
+        let one_by_one = |t: &[u8]| t.iter().any(|&b| b <= b' ' || b >= 0x7f || b == b',');
+        for len in [1, 7, 31, 33, 100] {
+            for at in 0..len {
+                for byte in 0..=u8::MAX {
+                    let mut token = vec![b'A'; len];
+                    token[at] = byte;
+                    assert_eq!(
+                        has_byte_outside_token68(&token),
+                        one_by_one(&token),
+                        "byte {byte:#04x} at {at} of {len}"
+                    );
+                }
+            }
+        }
     }
 }
