@@ -84,6 +84,8 @@ pub enum Reason {
     /// A gateway assertion does not match this request (method, path or bound headers), or lacks
     /// the claims that bind it.
     RequestBinding,
+    /// A gateway assertion whose `jti` this service has already accepted once.
+    Replayed,
 }
 
 impl Reason {
@@ -114,6 +116,7 @@ impl Reason {
             Reason::UnsafeClaimValue => "unsafe_claim_value",
             Reason::IssuerNotAccepted => "issuer_not_accepted",
             Reason::RequestBinding => "request_binding",
+            Reason::Replayed => "replayed",
         }
     }
 }

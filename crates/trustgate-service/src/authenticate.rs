@@ -2,11 +2,13 @@
 
 use axum::extract::OriginalUri;
 use http::request::Parts;
-use trustgate_core::{AuthError, Validator};
+use serde_json::Value;
+use trustgate_core::{AuthError, Reason, Validator};
 
 use crate::caller::Caller;
 use crate::headers::{HeaderIdentity, HeaderMapping};
 use crate::mode::Mode;
+use crate::replay::SeenAssertions;
 use crate::request::{self, Binding};
 
 /// What a layer checks. Built only by the layer's constructors.
@@ -14,11 +16,12 @@ use crate::request::{self, Binding};
 pub(crate) enum Authenticator {
     /// A bearer token (external JWT or internal token; the validator's issuer config tells which).
     Bearer { mode: Mode, validator: Validator },
-    /// A gateway assertion bound to the request.
+    /// A gateway assertion bound to the request, accepted once.
     Assertion {
         mode: Mode,
         validator: Validator,
         require_headers: bool,
+        seen: SeenAssertions,
     },
     /// Headers trusted as they are.
     DangerHeaders(HeaderMapping),
@@ -54,6 +57,7 @@ impl Authenticator {
                 mode,
                 validator,
                 require_headers,
+                seen,
             } => {
                 let assertion =
                     request::assertion(&parts.headers)?.ok_or(AuthError::MissingToken)?;
@@ -76,6 +80,18 @@ impl Authenticator {
                         "gateway assertion does not bind this request"
                     );
                     return Err(mismatch.to_error());
+                }
+                // Last, so that only an assertion valid for this very request uses up its id.
+                let Some(Value::String(jti)) = verified.claims().get("jti") else {
+                    tracing::debug!(
+                        mode = mode.as_str(),
+                        "gateway assertion without a string jti"
+                    );
+                    return Err(Reason::RequestBinding.into());
+                };
+                if !seen.first_use(jti) {
+                    tracing::debug!(mode = mode.as_str(), "gateway assertion replayed");
+                    return Err(Reason::Replayed.into());
                 }
                 Ok(Caller::verified(*mode, verified))
             }

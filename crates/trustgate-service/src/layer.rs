@@ -12,6 +12,7 @@ use trustgate_core::{
 use crate::authenticate::Authenticator;
 use crate::headers::HeaderMapping;
 use crate::mode::Mode;
+use crate::replay::SeenAssertions;
 use crate::service::TrustgateService;
 
 /// The longest accepted `exp - iat` of a gateway assertion (the gateway uses 30 s).
@@ -164,6 +165,7 @@ pub struct Builder {
     clock: Option<SharedClock>,
     options: ValidatorOptions,
     require_keys_at_start: bool,
+    remembered_assertions: usize,
 }
 
 impl std::fmt::Debug for Builder {
@@ -189,6 +191,7 @@ impl Builder {
             clock: None,
             options: ValidatorOptions::default(),
             require_keys_at_start: true,
+            remembered_assertions: crate::replay::DEFAULT_CAPACITY,
         }
     }
 
@@ -261,6 +264,15 @@ impl Builder {
         self
     }
 
+    /// How many gateway assertion ids the layer remembers to refuse a second use of one
+    /// (default 100,000: 35 s of about 2,900 requests per second). Beyond it, older ids are
+    /// forgotten. Cover the requests this process serves in 35 s (the gateway's 30 s assertion
+    /// lifetime plus 5 s of leeway). Only the assertion modes use it.
+    pub fn remembered_assertions(mut self, capacity: usize) -> Self {
+        self.remembered_assertions = capacity;
+        self
+    }
+
     /// Validates the configuration, fetches the issuer's keys once and starts their background
     /// refresh. Must be called within a Tokio runtime.
     ///
@@ -323,6 +335,7 @@ impl Builder {
                 mode,
                 validator,
                 require_headers: mode == Mode::IdentityHeaders,
+                seen: SeenAssertions::new(self.remembered_assertions),
             },
             _ => Authenticator::Bearer { mode, validator },
         };

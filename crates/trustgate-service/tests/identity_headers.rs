@@ -199,21 +199,67 @@ async fn the_window_closes_for_an_accepted_assertion_as_time_moves() {
         .await
         .unwrap();
     let addr = serve(app(layer)).await;
-    let assertion = issuers.assertion(
-        "GET",
-        "/users/me",
-        alice_headers(),
-        json!({"iat": t0, "exp": t0 + 30}),
-    );
-    let headers = with(&[("x-trustgate-assertion", &assertion)]);
+    // Assertions minted at t0, each used once, as the gateway's are.
+    let minted_at_t0 = || {
+        issuers.assertion(
+            "GET",
+            "/users/me",
+            alice_headers(),
+            json!({"iat": t0, "exp": t0 + 30}),
+        )
+    };
+    let first = minted_at_t0();
+    let headers = with(&[("x-trustgate-assertion", &first)]);
     assert_eq!(get_with(addr, "/users/me", &headers).await.status, 200);
     // Refused from exp + 5 s leeway on.
     clock.advance_secs(34);
+    let second = minted_at_t0();
+    let headers = with(&[("x-trustgate-assertion", &second)]);
     assert_eq!(get_with(addr, "/users/me", &headers).await.status, 200);
     clock.advance_secs(1);
+    let third = minted_at_t0();
+    get_with(
+        addr,
+        "/users/me",
+        &with(&[("x-trustgate-assertion", &third)]),
+    )
+    .await
+    .assert_invalid_token();
+}
+
+#[tokio::test]
+async fn the_same_assertion_is_accepted_once() {
+    let issuers = Issuers::start().await;
+    let addr = header_service(&issuers).await;
+    let assertion = issuers.assertion("GET", "/users/me", alice_headers(), json!({}));
+    let headers = with(&[("x-trustgate-assertion", &assertion)]);
+    // A use that does not bind this request does not use the assertion up...
+    get_with(addr, "/admin", &headers)
+        .await
+        .assert_invalid_token();
+    // ...the first use for its own request passes, a second one is refused like any bad token.
+    assert_eq!(get_with(addr, "/users/me", &headers).await.status, 200);
     get_with(addr, "/users/me", &headers)
         .await
         .assert_invalid_token();
+    // Concurrent replays of one fresh assertion: exactly one passes.
+    let assertion = issuers.assertion("GET", "/users/me", alice_headers(), json!({}));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let assertion = assertion.clone();
+        tasks.spawn(async move {
+            let headers = with(&[("x-trustgate-assertion", &assertion)]);
+            get_with(addr, "/users/me", &headers).await.status
+        });
+    }
+    let mut statuses = Vec::new();
+    while let Some(status) = tasks.join_next().await {
+        statuses.push(status.unwrap());
+    }
+    statuses.sort_unstable();
+    let mut expected = vec![200];
+    expected.extend([401; 15]);
+    assert_eq!(statuses, expected);
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@
 )]
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Json;
 use axum::Router;
@@ -68,12 +69,15 @@ impl Issuers {
         self.internal_signed("internal+jwt", &payload)
     }
 
-    /// A gateway assertion for `method` and `htu`, listing `hdr`, plus `extra`.
+    /// A gateway assertion for `method` and `htu`, listing `hdr`, plus `extra`. Each has its own
+    /// `jti`, as the gateway's do.
     pub fn assertion(&self, method: &str, htu: &str, hdr: Value, extra: Value) -> String {
+        static MINTED: AtomicU64 = AtomicU64::new(0);
         let now = now_secs();
+        let serial = MINTED.fetch_add(1, Ordering::Relaxed);
         let mut payload = json!({
             "iss": self.internal.url(), "aud": SERVICE,
-            "iat": now, "exp": now + 30, "jti": format!("a-{htu}-{method}"),
+            "iat": now, "exp": now + 30, "jti": format!("a-{serial}-{method}-{htu}"),
             "htm": method, "htu": htu, "hdr": hdr,
             "sub": "alice", "roles": ["admin", "user"], "scope": "profile:read",
             "tenant_id": "t1", "client_id": "web", "ext_iss": self.external.url(),
