@@ -21,16 +21,12 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::sanitize::{self, FramingError};
 
-/// The raw-head verdict of one request, attached to it as an extension.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RawFraming(pub(crate) Result<(), FramingError>);
-
 /// Verdicts of the heads read so far on one connection, oldest first.
 pub(crate) type Verdicts = Arc<Mutex<VecDeque<Result<(), FramingError>>>>;
 
 /// Takes the verdict for the next HTTP/1 request of a connection, if the tracker produced one.
-pub(crate) fn take_verdict(verdicts: &Verdicts) -> Option<RawFraming> {
-    verdicts.lock().ok()?.pop_front().map(RawFraming)
+pub(crate) fn take_verdict(verdicts: &Verdicts) -> Option<Result<(), FramingError>> {
+    verdicts.lock().ok()?.pop_front()
 }
 
 /// Longest head or chunk line the tracker buffers; hyper refuses longer ones anyway.

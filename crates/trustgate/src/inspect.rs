@@ -131,6 +131,7 @@ pub(crate) async fn explain(
     let conn = ConnInfo {
         peer: IpAddr::V4(Ipv4Addr::LOCALHOST),
         proto: "http",
+        raw_framing: Ok(()),
     };
     let result = proxy::prepare(&runtime, &mut parts, conn, Some(&mut trace)).await;
     println!("\nsteps:");

@@ -692,6 +692,11 @@ pub(crate) fn strip_uri_overrides(headers: &mut HeaderMap) -> usize {
     remove_where(headers, |name| in_folded_list(name, URI_OVERRIDE_HEADERS))
 }
 
+// Constants, so that these names are not parsed again on every request.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
 /// Sets `X-Forwarded-For`, `-Proto` and `-Host`, which upstreams may trust
 /// because only the gateway sets them.
 ///
@@ -723,9 +728,6 @@ pub(crate) fn set_forwarding_headers(
         IpAddr::V6(_) => PeerText::Long(peer.to_string()),
     };
     let peer_text = peer_text.as_bytes();
-    let x_forwarded_for = HeaderName::from_static("x-forwarded-for");
-    let x_forwarded_proto = HeaderName::from_static("x-forwarded-proto");
-    let x_forwarded_host = HeaderName::from_static("x-forwarded-host");
 
     let trust = trusted.contains(peer);
     let forwarded_for = if trust {
@@ -733,7 +735,7 @@ pub(crate) fn set_forwarding_headers(
             name.as_str().contains('_') && in_folded_list(name, FORWARDING_HEADERS)
         });
         let mut chain = Vec::new();
-        for value in headers.get_all(&x_forwarded_for) {
+        for value in headers.get_all(&X_FORWARDED_FOR) {
             let value = trim_ows(value.as_bytes());
             if !value.is_empty() {
                 chain.extend_from_slice(value);
@@ -750,21 +752,27 @@ pub(crate) fn set_forwarding_headers(
     // only matters if a trusted chain somehow is not.
     match forwarded_for.or_else(|| HeaderValue::from_bytes(peer_text).ok()) {
         Some(value) => {
-            headers.insert(x_forwarded_for, value);
+            headers.insert(X_FORWARDED_FOR, value);
         }
         None => {
-            headers.remove(x_forwarded_for);
+            headers.remove(X_FORWARDED_FOR);
         }
     }
     // A trusted proxy's proto and host win; ours fill the gaps.
-    if !(trust && headers.contains_key(&x_forwarded_proto)) {
-        if let Ok(value) = HeaderValue::from_str(proto) {
-            headers.insert(x_forwarded_proto, value);
+    if !(trust && headers.contains_key(&X_FORWARDED_PROTO)) {
+        let value = match proto {
+            // The server's two schemes, without a copy.
+            "https" => Ok(HeaderValue::from_static("https")),
+            "http" => Ok(HeaderValue::from_static("http")),
+            other => HeaderValue::from_str(other),
+        };
+        if let Ok(value) = value {
+            headers.insert(X_FORWARDED_PROTO, value);
         }
     }
-    if !(trust && headers.contains_key(&x_forwarded_host)) {
+    if !(trust && headers.contains_key(&X_FORWARDED_HOST)) {
         if let Some(host) = host {
-            headers.insert(x_forwarded_host, host.clone());
+            headers.insert(X_FORWARDED_HOST, host.clone());
         }
     }
 }

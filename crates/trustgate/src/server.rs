@@ -199,11 +199,11 @@ pub(crate) async fn run(
                                 tracing::debug!(%peer, "TLS handshake failed or timed out");
                                 return;
                             };
-                            let conn = ConnInfo { peer: peer.ip(), proto: "https" };
+                            let conn = ConnInfo { peer: peer.ip(), proto: "https", raw_framing: Ok(()) };
                             serve_connection(tls_stream, conn, slot, gateway, &builder, stop, timeouts.1).await;
                         }
                         None => {
-                            let conn = ConnInfo { peer: peer.ip(), proto: "http" };
+                            let conn = ConnInfo { peer: peer.ip(), proto: "http", raw_framing: Ok(()) };
                             serve_connection(stream, conn, slot, gateway, &builder, stop, timeouts.1).await;
                         }
                     }
@@ -247,11 +247,12 @@ async fn serve_connection<S>(
         activity: Arc::clone(&activity),
         framing: h1_framing::Tracker::new(Arc::clone(&verdicts)),
     });
-    let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let mut conn = conn;
         if req.version() < http::Version::HTTP_2
             && let Some(verdict) = h1_framing::take_verdict(&verdicts)
         {
-            req.extensions_mut().insert(verdict);
+            conn.raw_framing = verdict;
         }
         let tunnel_slot = req
             .headers()
