@@ -62,16 +62,15 @@ fn in_folded_list(name: &HeaderName, list: &[&str]) -> bool {
 }
 
 /// Removes every header whose name satisfies `doomed`, with all its values,
-/// and returns how many values were removed. Allocates only when something
-/// matches.
+/// and returns how many values were removed.
+///
+/// Looks again from the start after each removal instead of collecting the
+/// names first: a match is usual (every upstream response names
+/// `Connection`), a collected list would allocate for it, and the rescans are
+/// bounded by `max_headers`.
 fn remove_where(headers: &mut HeaderMap, mut doomed: impl FnMut(&HeaderName) -> bool) -> usize {
-    let names: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| doomed(name))
-        .cloned()
-        .collect();
     let mut removed = 0;
-    for name in names {
+    while let Some(name) = headers.keys().find(|name| doomed(name)).cloned() {
         removed += headers.get_all(&name).iter().count();
         headers.remove(&name);
     }
