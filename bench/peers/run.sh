@@ -10,8 +10,9 @@
 #                                 system once and run the functional checks; no load
 #
 # Environment (full run):
-#   BENCH_ROUNDS=3         rounds of the wrk workloads; the systems take turns in each round
-#   BENCH_SECS=5           seconds measured per wrk workload and round, per oha run and per RSS run
+#   BENCH_ROUNDS=3         rounds of the wrk workloads and of the fixed-rate runs; the systems
+#                          take turns in each round
+#   BENCH_SECS=5           seconds measured per wrk workload and round, per oha round and per RSS run
 #   BENCH_WARMUP=2         seconds of warm-up before each wrk workload (discarded)
 #   BENCH_CONNS=32         wrk and oha connections
 #   BENCH_RATE=            fixed rate for oha, req/s; default BENCH_RATE_FRACTION of the slowest
@@ -301,7 +302,8 @@ fi
 # Full run
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 # RPS and P99 hold the median over the rounds; RPS_ROUNDS and P99_ROUNDS each round's figure.
-declare -A RPS P99 RPS_ROUNDS P99_ROUNDS Q50 Q99 Q999 RSS HELD
+# Q50, Q99 and Q999 (oha at the fixed rate) likewise, with Q*_ROUNDS.
+declare -A RPS P99 RPS_ROUNDS P99_ROUNDS Q50 Q99 Q999 Q50_ROUNDS Q99_ROUNDS Q999_ROUNDS RSS HELD
 
 to_ms() { # wrk latency like 812.00us, 1.23ms, 2.01s -> ms
   awk -v v="$1" 'BEGIN {
@@ -355,10 +357,10 @@ if bad or not codes:
 p = d["latencyPercentiles"]
 print(" ".join("%.2f" % (p[k] * 1000) for k in ("p50", "p99", "p99.9")))
 ' <<<"$json") || die "${NAME[$1]}: oha run failed"
-  Q50[$1]=$p50
-  Q99[$1]=$p99
-  Q999[$1]=$p999
-  log "${NAME[$1]} at $rate req/s: p50 ${Q50[$1]} ms, p99 ${Q99[$1]} ms, p99.9 ${Q999[$1]} ms"
+  Q50_ROUNDS[$1]="${Q50_ROUNDS[$1]:-} $p50"
+  Q99_ROUNDS[$1]="${Q99_ROUNDS[$1]:-} $p99"
+  Q999_ROUNDS[$1]="${Q999_ROUNDS[$1]:-} $p999"
+  log "${NAME[$1]} at $rate req/s: p50 $p50 ms, p99 $p99 ms, p99.9 $p999 ms"
 }
 
 rss_kib() { # PID: the process and its children (Apache's workers)
@@ -432,11 +434,24 @@ if [ -z "$rate" ]; then
 fi
 log "fixed rate for oha: $rate req/s"
 
+# Tail latency suffers from the same drift (a stalled vCPU shows up as a p99 of milliseconds
+# even for plain HAProxy), so the fixed-rate runs take turns in rounds as well. Memory is read
+# once, in the first round.
+order=$systems_all
+for round in $(seq 1 "$rounds"); do
+  log "fixed rate, round $round of $rounds"
+  for s in $order; do
+    start_system "$s" RS256
+    oha_run "$s"
+    [ "$round" = 1 ] && rss_run "$s"
+    stop_system
+  done
+  order=$(tr -s ' ' '\n' <<<"$order" | sed '/^$/d' | tac | tr '\n' ' ')
+done
 for s in $systems_all; do
-  start_system "$s" RS256
-  oha_run "$s"
-  rss_run "$s"
-  stop_system
+  Q50[$s]=$(median "${Q50_ROUNDS[$s]}")
+  Q99[$s]=$(median "${Q99_ROUNDS[$s]}")
+  Q999[$s]=$(median "${Q999_ROUNDS[$s]}")
 done
 
 # ---------------------------------------------------------------------------------------------
@@ -482,7 +497,7 @@ tables() {
   echo "trustgate to HAProxy + jwt_verify $(per_round tg.same.RS256 hj.same.RS256);"
   echo "trustgate to plain HAProxy $(per_round tg.same.RS256 hp.same.RS256)."
   echo
-  echo "### Latency at a fixed rate (oha, $rate req/s, $conns connections, ${secs} s, latency correction, same token)"
+  echo "### Latency at a fixed rate (oha, $rate req/s, $conns connections, median of $rounds rounds of ${secs} s, latency correction, same token)"
   echo
   echo "| system | p50 ms | p99 ms | p99.9 ms | p99 relative to HAProxy + jwt_verify |"
   echo "|---|---:|---:|---:|---:|"
@@ -490,6 +505,10 @@ tables() {
     printf '| %s | %s | %s | %s | %s |\n' "${NAME[$s]}" "${Q50[$s]}" "${Q99[$s]}" "${Q999[$s]}" \
       "$(ratio "${Q99[$s]}" "${Q99[hj]}")"
   done
+  echo
+  echo "p99 round by round (ms): trustgate$(tr -s ' ' <<<"${Q99_ROUNDS[tg]}" | sed 's/ $//');" \
+    "HAProxy + jwt_verify$(tr -s ' ' <<<"${Q99_ROUNDS[hj]}" | sed 's/ $//');" \
+    "plain HAProxy$(tr -s ' ' <<<"${Q99_ROUNDS[hp]}" | sed 's/ $//')."
   echo
   echo "### Memory with $rss_conns concurrent keep-alive connections (oha -c $rss_conns -q $rate, same token)"
   echo
@@ -620,6 +639,7 @@ and each figure is the median of its rounds.
 
 **Fixed rate.** \`oha -q $rate --latency-correction\`, the same rate for every system: by default
 $rate_fraction of the slowest JWT system's same-token throughput, so that every system sustains it.
+These runs take turns in $rounds rounds too, and each percentile is the median of its rounds.
 With latency correction, latency counts from when a request should have been sent, so a stall
 is not hidden by the load generator waiting (coordinated omission).
 
