@@ -332,6 +332,10 @@ wrk_run() {
   log "${NAME[$1]} $2 $3: $rps req/s, p99 $p99 ms"
 }
 
+reversed() { # words, last first
+  tr -s ' ' '\n' <<<"$1" | sed '/^$/d' | tac | tr '\n' ' '
+}
+
 median() { # numbers as words
   tr -s ' ' '\n' <<<"$1" | sed '/^$/d' | sort -g | awk '{v[NR] = $1} END {
     if (NR == 0) exit
@@ -417,7 +421,7 @@ for round in $(seq 1 "$rounds"); do
       stop_system
     done
   done
-  order=$(tr -s ' ' '\n' <<<"$order" | sed '/^$/d' | tac | tr '\n' ' ')
+  order=$(reversed "$order")
 done
 for key in "${!RPS_ROUNDS[@]}"; do
   RPS[$key]=$(median "${RPS_ROUNDS[$key]}" | awk '{printf "%d", $1}')
@@ -446,7 +450,7 @@ for round in $(seq 1 "$rounds"); do
     [ "$round" = 1 ] && rss_run "$s"
     stop_system
   done
-  order=$(tr -s ' ' '\n' <<<"$order" | sed '/^$/d' | tac | tr '\n' ' ')
+  order=$(reversed "$order")
 done
 for s in $systems_all; do
   Q50[$s]=$(median "${Q50_ROUNDS[$s]}")

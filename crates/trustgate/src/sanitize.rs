@@ -27,6 +27,7 @@
 //! reaches this module: hyper rejects it at parse time with a 400. The
 //! gateway's end-to-end tests check that over the wire.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -57,7 +58,11 @@ fn folded_starts_with(name: &[u8], pattern: &[u8]) -> bool {
 
 /// Whether `name` folds to one of `list` (entries already folded).
 fn in_folded_list(name: &HeaderName, list: &[&str]) -> bool {
-    let name = name.as_str().as_bytes();
+    bytes_in_folded_list(name.as_str().as_bytes(), list)
+}
+
+/// [`in_folded_list`] for a name not parsed into a `HeaderName`.
+fn bytes_in_folded_list(name: &[u8], list: &[&str]) -> bool {
     list.iter().any(|entry| folded_eq(name, entry.as_bytes()))
 }
 
@@ -360,10 +365,7 @@ pub(crate) fn remove_hop_by_hop(
             }
             // The usual tokens (`keep-alive`, `upgrade`) name headers removed below anyway;
             // skipping them spares a name parse and an allocation on most responses.
-            if HOP_BY_HOP
-                .iter()
-                .any(|entry| folded_eq(token, entry.as_bytes()))
-            {
+            if bytes_in_folded_list(token, HOP_BY_HOP) {
                 continue;
             }
             // `from_bytes` lowercases and refuses anything that is not a
@@ -722,11 +724,11 @@ pub(crate) fn set_forwarding_headers(
     strip_uri_overrides(headers);
     let peer = peer.to_canonical();
     let mut ipv4_text = [0u8; IPV4_TEXT_MAX];
-    let peer_text = match peer {
-        IpAddr::V4(v4) => PeerText::Short(write_ipv4(v4, &mut ipv4_text)),
-        IpAddr::V6(_) => PeerText::Long(peer.to_string()),
+    let peer_text: Cow<'_, [u8]> = match peer {
+        IpAddr::V4(v4) => Cow::Borrowed(write_ipv4(v4, &mut ipv4_text)),
+        IpAddr::V6(_) => Cow::Owned(peer.to_string().into_bytes()),
     };
-    let peer_text = peer_text.as_bytes();
+    let peer_text = &*peer_text;
 
     let trust = trusted.contains(peer);
     let forwarded_for = if trust {
@@ -778,21 +780,6 @@ pub(crate) fn set_forwarding_headers(
 
 /// The longest dotted-quad text: `255.255.255.255`.
 const IPV4_TEXT_MAX: usize = 15;
-
-/// The peer address as `X-Forwarded-For` text.
-enum PeerText<'a> {
-    Short(&'a [u8]),
-    Long(String),
-}
-
-impl PeerText<'_> {
-    fn as_bytes(&self) -> &[u8] {
-        match self {
-            PeerText::Short(bytes) => bytes,
-            PeerText::Long(text) => text.as_bytes(),
-        }
-    }
-}
 
 /// Writes `address` in dotted-quad form into `out` and returns the text, as `Display` would.
 /// Every request from an IPv4 peer needs it; `Display` goes through the formatting machinery,
