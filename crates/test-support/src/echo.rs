@@ -2,8 +2,12 @@
 //! description of it. It parses HTTP/1.1 by hand, so what it records is exactly what crossed the
 //! wire: header names in their original case, duplicates, order and body bytes.
 //!
-//! Requests with `Upgrade` are answered `101` and then echo bytes back. A request header
-//! `x-echo-delay-ms: N` delays the answer, for timeout tests.
+//! Requests with `Upgrade` are answered `101` and then echo bytes back. Request headers steer the
+//! answer, for fault tests:
+//! - `x-echo-delay-ms: N` delays it;
+//! - `x-echo-close: 1` answers with `Connection: close`, then closes the connection;
+//! - `x-echo-hangup: 1` answers as if the connection stayed open, then closes it;
+//! - `x-echo-stall-body: 1` sends the head and half the body, then nothing more.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -23,6 +27,8 @@ pub struct RecordedRequest {
     /// Header names as sent (original case), in order.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Which TCP connection it came on: connections are numbered from 1 in the order accepted.
+    pub connection: u64,
 }
 
 impl RecordedRequest {
@@ -75,13 +81,15 @@ impl EchoUpstream {
         let received = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&received);
         let task = tokio::spawn(async move {
+            let mut accepted = 0;
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                accepted += 1;
                 let sink = Arc::clone(&sink);
                 tokio::spawn(async move {
-                    let _ = serve(stream, sink).await;
+                    let _ = serve(stream, accepted, sink).await;
                 });
             }
         });
@@ -115,6 +123,7 @@ impl EchoUpstream {
 
 async fn serve(
     mut stream: TcpStream,
+    connection: u64,
     sink: Arc<Mutex<Vec<RecordedRequest>>>,
 ) -> std::io::Result<()> {
     let mut buffer: Vec<u8> = Vec::new();
@@ -178,6 +187,7 @@ async fn serve(
             target: target.clone(),
             headers: headers.clone(),
             body: body.clone(),
+            connection,
         };
         sink.lock().unwrap().push(record);
 
@@ -202,12 +212,23 @@ async fn serve(
             "body_len": body.len(),
         })
         .to_string();
+        if get("x-echo-stall-body").is_some() {
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf.")
+                .await?;
+            std::future::pending::<()>().await;
+        }
+        let close = get("x-echo-close").is_some();
         let response = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}\r\n{}",
             description.len(),
+            if close { "Connection: close\r\n" } else { "" },
             description
         );
         stream.write_all(response.as_bytes()).await?;
+        if close || get("x-echo-hangup").is_some() {
+            return Ok(());
+        }
     }
 }
 

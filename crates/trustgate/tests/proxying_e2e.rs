@@ -332,6 +332,108 @@ fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     );
 }
 
+/// Sends `GET target` with `extra` header lines on `stream`, kept alive, and returns the status
+/// and the number of the upstream connection that carried it.
+fn get_on(stream: &mut TcpStream, f: &Fixture, target: &str, extra: &str) -> (u16, u64) {
+    stream
+        .write_all(format!("GET {target} HTTP/1.1\r\nHost: gw.test\r\n{extra}\r\n").as_bytes())
+        .unwrap();
+    let response = common::read_response(stream);
+    let recorded = f.upstream.last().unwrap();
+    assert_eq!(recorded.target, target);
+    (response.status, recorded.connection)
+}
+
+/// A downstream connection keeps its upstream connection between requests; two open downstream
+/// connections never share one; a closed one gives its upstream connection back for reuse.
+#[test]
+fn a_downstream_connection_keeps_one_upstream_connection_and_gives_it_back() {
+    let f = Fixture::new();
+    let gateway = Gateway::start(&config(&f));
+    let mut first = gateway.connect();
+    let (status, kept) = get_on(&mut first, &f, "/a1", "");
+    assert_eq!(status, 200);
+    for target in ["/a2", "/a3"] {
+        assert_eq!(get_on(&mut first, &f, target, ""), (200, kept));
+    }
+
+    let mut second = gateway.connect();
+    let (status, other) = get_on(&mut second, &f, "/b1", "");
+    assert_eq!(status, 200);
+    assert_ne!(
+        other, kept,
+        "two open downstream connections shared an upstream connection"
+    );
+    assert_eq!(get_on(&mut first, &f, "/a4", ""), (200, kept));
+    assert_eq!(get_on(&mut second, &f, "/b2", ""), (200, other));
+
+    // Closed, the first connection gives its upstream connection back; a new one takes it.
+    drop(first);
+    let reused = wait_until(Duration::from_secs(3), || {
+        let mut third = gateway.connect();
+        get_on(&mut third, &f, "/c1", "") == (200, kept)
+    });
+    assert!(
+        reused,
+        "the upstream connection of a closed downstream connection was not reused"
+    );
+}
+
+/// The upstream may close a connection after any response, saying so or not. The next request on
+/// the same downstream connection goes out on a new upstream connection, and the downstream
+/// connection stays open.
+#[test]
+fn an_upstream_connection_closed_by_the_upstream_is_replaced() {
+    let f = Fixture::new();
+    let gateway = Gateway::start(&config(&f));
+    let mut stream = gateway.connect();
+    let mut seen = Vec::new();
+    for (target, extra) in [
+        ("/close1", "x-echo-close: 1\r\n"),
+        ("/close2", "x-echo-close: 1\r\n"),
+        ("/hangup", "x-echo-hangup: 1\r\n"),
+    ] {
+        let (status, connection) = get_on(&mut stream, &f, target, extra);
+        assert_eq!(status, 200, "{target}");
+        seen.push(connection);
+        // Time for the gateway to see the upstream's close: a request written onto a connection
+        // the upstream is closing at that moment gets 502, as with any proxy.
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, last) = get_on(&mut stream, &f, "/after", "");
+    assert_eq!(status, 200);
+    seen.push(last);
+    let mut distinct = seen.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 4, "connections used: {seen:?}");
+}
+
+/// A client that leaves in the middle of a response body leaves its upstream connection busy
+/// with that body. It must not be given to the next client, whose request would wait for a body
+/// nobody reads.
+#[test]
+fn an_upstream_connection_left_mid_body_is_not_reused() {
+    let f = Fixture::new();
+    let gateway = Gateway::start(&config(&f));
+    let mut leaving = gateway.connect();
+    leaving
+        .write_all(b"GET /stall HTTP/1.1\r\nHost: gw.test\r\nx-echo-stall-body: 1\r\n\r\n")
+        .unwrap();
+    let mut head = [0u8; 12];
+    leaving.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let stalled = f.upstream.last().unwrap().connection;
+    drop(leaving);
+    std::thread::sleep(Duration::from_millis(200));
+
+    // `response_timeout` is 500 ms: a request that waited on the stalled connection gets 504.
+    let mut next = gateway.connect();
+    let (status, connection) = get_on(&mut next, &f, "/next", "");
+    assert_eq!(status, 200);
+    assert_ne!(connection, stalled);
+}
+
 #[test]
 fn the_connection_limit_closes_the_third_connection() {
     let f = Fixture::new();
