@@ -37,10 +37,10 @@ use crate::path;
 use crate::router::host_without_port;
 use crate::runtime::{RouteRuntime, Runtime};
 use crate::sanitize;
-use crate::upstream::Affinity;
+use crate::upstream::UpstreamBody;
 
 /// The response body: streamed from the upstream, or a small fixed body made here.
-pub(crate) type Body = Either<Incoming, Full<Bytes>>;
+pub(crate) type Body = Either<UpstreamBody, Full<Bytes>>;
 
 /// What the connection layer knows about a request: the downstream peer and scheme, and the
 /// verdict of the framing check on the request's raw head bytes (`h1_framing`; `Ok` when there
@@ -412,14 +412,12 @@ fn fixed(response: Response<Bytes>) -> Response<Body> {
 /// Serves one request: [`prepare`], then the upstream exchange.
 ///
 /// `tunnel_slot` is the connection's slot under `max_connections`, given with requests that ask
-/// for an upgrade: an upgraded tunnel holds it until the tunnel closes. `affinity` is the
-/// upstream connection an HTTP/1 downstream connection keeps between its requests.
+/// for an upgrade: an upgraded tunnel holds it until the tunnel closes.
 pub(crate) async fn handle(
     rt: Arc<Runtime>,
     mut req: Request<Incoming>,
     conn: ConnInfo,
     tunnel_slot: Option<Arc<OwnedSemaphorePermit>>,
-    affinity: Option<Arc<Affinity>>,
 ) -> Response<Body> {
     let started = Instant::now();
     if let Some(response) = internal_endpoint_on_edge(&rt, &req) {
@@ -456,11 +454,9 @@ pub(crate) async fn handle(
     let upstream = &route.upstream;
     let request = Request::from_parts(parts, body);
     let sent = Instant::now();
-    // An upgraded exchange's upstream connection becomes the tunnel: it is not kept.
-    let affinity = affinity.as_deref().filter(|_| prepared.upgrade.is_none());
     let result = tokio::time::timeout(
         upstream.config.response_timeout,
-        upstream.send(request, affinity),
+        upstream.send(request, prepared.upgrade.is_some()),
     )
     .await;
     route

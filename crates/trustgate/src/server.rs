@@ -28,7 +28,6 @@ use crate::h1_framing;
 use crate::metrics::Metrics;
 use crate::proxy::{self, ConnInfo};
 use crate::runtime::Runtime;
-use crate::upstream::Affinity;
 
 /// The running gateway: the current runtime, swapped on reload.
 pub(crate) struct Gateway {
@@ -248,9 +247,6 @@ async fn serve_connection<S>(
         activity: Arc::clone(&activity),
         framing: h1_framing::Tracker::new(Arc::clone(&verdicts)),
     });
-    // HTTP/1 requests on this connection come one at a time: they share one upstream
-    // connection, kept here between them (see `upstream`).
-    let upstream_affinity = Arc::new(Affinity::default());
     let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let mut conn = conn;
         if req.version() < http::Version::HTTP_2
@@ -262,13 +258,8 @@ async fn serve_connection<S>(
             .headers()
             .contains_key(http::header::UPGRADE)
             .then(|| Arc::clone(&slot));
-        let affinity =
-            (req.version() < http::Version::HTTP_2).then(|| Arc::clone(&upstream_affinity));
         let runtime = gateway.runtime.load_full();
-        async move {
-            let response = proxy::handle(runtime, req, conn, tunnel_slot, affinity).await;
-            Ok::<_, Infallible>(response)
-        }
+        async move { Ok::<_, Infallible>(proxy::handle(runtime, req, conn, tunnel_slot).await) }
     });
     let connection = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);

@@ -1,23 +1,24 @@
 //! Upstream connections, each upstream with its own TLS settings.
 //!
-//! Requests reach an upstream in one of two ways:
-//! - **Kept per downstream connection** (HTTP/1 requests without `Upgrade`, the common case).
-//!   HTTP/1 requests on one downstream connection come one at a time, so the upstream connection
-//!   that served one request is kept in that connection's [`Affinity`] for the next. The next
-//!   request goes straight onto it: no pool lookup, no hashing of a pool key, no lock shared with
-//!   other connections. A connection is shared with other downstream connections only through
-//!   the upstream's idle list, at the first request of a downstream connection (taken) and when
-//!   it closes (given back). Upstream connections are never used by two downstream connections
-//!   at once, so one client's requests are never interleaved with another's on one connection.
-//! - **hyper-util's pooled client** for requests of HTTP/2 downstream connections, whose
-//!   concurrent streams need several upstream connections at once, and for protocol upgrades,
-//!   whose upstream connection becomes the tunnel.
+//! Each upstream keeps a list of idle HTTP/1 connections ([`IdleConnections`]). A request takes
+//! the most recently used one (or connects), and its response body gives the connection back when
+//! it has been read to its end ([`UpstreamBody`]), so a connection is never handed to a second
+//! request while a first one's response is still on it. This costs a short uncontended lock on
+//! each side, where a general-purpose pool (hyper-util's) costs a hashed pool key, a checkout
+//! future and a spawned task per request.
+//!
+//! Protocol upgrades go through hyper-util's pooled client instead: their upstream connection
+//! becomes the tunnel and never returns to a list.
 
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::header::HOST;
 use http::{Request, Response, Uri};
+use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_rustls::HttpsConnector;
@@ -36,8 +37,8 @@ pub(crate) type ExchangeError = Box<dyn std::error::Error + Send + Sync>;
 /// A configured upstream and its connections.
 pub(crate) struct Upstream {
     pub(crate) config: UpstreamConfig,
-    /// For HTTP/2 downstream requests and upgrades (see the module documentation).
-    pooled: Client<HttpsConnector<HttpConnector>, Incoming>,
+    /// For upgrades only (see the module documentation).
+    upgrades: Client<HttpsConnector<HttpConnector>, Incoming>,
     connector: HttpsConnector<HttpConnector>,
     /// `scheme://authority/`, what the connector needs to know where to connect.
     connect_to: Uri,
@@ -101,10 +102,9 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let pooled = Client::builder(TokioExecutor::new())
+        let upgrades = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(config.pool_max_idle_per_host)
-            .pool_timer(TokioTimer::new())
+            .pool_max_idle_per_host(0)
             .timer(TokioTimer::new())
             .build(connector.clone());
         let connect_to = Uri::builder()
@@ -120,7 +120,7 @@ impl Upstream {
         });
         Ok(Self {
             config,
-            pooled,
+            upgrades,
             connector,
             connect_to,
             idle,
@@ -128,25 +128,25 @@ impl Upstream {
     }
 
     /// Sends `request`, whose URI names this upstream, and returns the response head.
-    ///
-    /// `affinity` is the downstream HTTP/1 connection's [`Affinity`]; `None` sends through the
-    /// shared pool (HTTP/2 downstream requests, upgrades).
     pub(crate) async fn send(
         &self,
         request: Request<Incoming>,
-        affinity: Option<&Affinity>,
-    ) -> Result<Response<Incoming>, ExchangeError> {
-        match affinity {
-            Some(affinity) => self.send_kept(request, affinity).await,
-            None => Ok(self.pooled.request(request).await?),
+        upgrade: bool,
+    ) -> Result<Response<UpstreamBody>, ExchangeError> {
+        if upgrade {
+            let response = self.upgrades.request(request).await?;
+            return Ok(response.map(|body| UpstreamBody {
+                body,
+                connection: None,
+            }));
         }
+        self.send_pooled(request).await
     }
 
-    async fn send_kept(
+    async fn send_pooled(
         &self,
         mut request: Request<Incoming>,
-        affinity: &Affinity,
-    ) -> Result<Response<Incoming>, ExchangeError> {
+    ) -> Result<Response<UpstreamBody>, ExchangeError> {
         // The connection already says where the request goes; on it the target is origin-form.
         let origin_form = match request.uri().path_and_query() {
             Some(path_and_query) => Uri::from(path_and_query.clone()),
@@ -158,25 +158,22 @@ impl Upstream {
                 .headers_mut()
                 .insert(HOST, self.config.host_header.clone());
         }
-        let mut reused = affinity.take(&self.idle).or_else(|| self.idle.take());
+        let mut reused = self.idle.take();
         loop {
-            let (mut kept, fresh) = match reused.take() {
-                Some(kept) => (kept, false),
+            let (mut sender, fresh) = match reused.take() {
+                Some(sender) => (sender, false),
                 None => (self.connect().await?, true),
             };
-            // A reused connection may have been closed by the upstream since its last response.
-            if let Err(err) = kept.sender.ready().await {
+            // An idle connection may have been closed by the upstream since its last response.
+            if let Err(err) = sender.ready().await {
                 if fresh {
                     return Err(err.into());
                 }
                 reused = self.idle.take();
                 continue;
             }
-            match kept.sender.try_send_request(request).await {
-                Ok(response) => {
-                    affinity.keep(kept);
-                    return Ok(response);
-                }
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok(self.idle.lend(response, sender)),
                 Err(mut err) => match err.take_message() {
                     // Nothing of it was written: it may go out on another connection. One that
                     // was written is not sent again, since it may have had an effect.
@@ -191,7 +188,7 @@ impl Upstream {
     }
 
     /// A new HTTP/1 connection, driven by a task of its own.
-    async fn connect(&self) -> Result<Kept, ExchangeError> {
+    async fn connect(&self) -> Result<http1::SendRequest<Incoming>, ExchangeError> {
         let io = self.connector.clone().call(self.connect_to.clone()).await?;
         let (sender, connection) = http1::handshake(io).await?;
         let upstream = self.config.id.clone();
@@ -200,15 +197,11 @@ impl Upstream {
                 tracing::debug!(%upstream, error = %err, "upstream connection ended with an error");
             }
         });
-        Ok(Kept {
-            home: Arc::downgrade(&self.idle),
-            sender,
-            since: Instant::now(),
-        })
+        Ok(sender)
     }
 }
 
-/// An upstream's idle HTTP/1 connections, given back by downstream connections that closed.
+/// An upstream's idle HTTP/1 connections, most recently used last.
 struct IdleConnections {
     list: Mutex<Vec<Idle>>,
     max: usize,
@@ -222,88 +215,109 @@ struct Idle {
 
 impl IdleConnections {
     /// The most recently used idle connection that is still open and not idle too long.
-    fn take(self: &Arc<Self>) -> Option<Kept> {
+    fn take(&self) -> Option<http1::SendRequest<Incoming>> {
         // A poisoned list only means that no connection is reused.
         let mut list = self.list.lock().ok()?;
         while let Some(idle) = list.pop() {
-            if idle.sender.is_ready() && idle.since.elapsed() < self.timeout {
-                return Some(Kept {
-                    home: Arc::downgrade(self),
-                    sender: idle.sender,
-                    since: idle.since,
-                });
+            if !idle.sender.is_closed() && idle.since.elapsed() < self.timeout {
+                return Some(idle.sender);
             }
         }
         None
     }
 
-    fn put(&self, sender: http1::SendRequest<Incoming>, since: Instant) {
-        // Only a connection ready for its next request: one still busy with a response that its
-        // client stopped reading could hold up whoever took it next.
-        if !sender.is_ready() || since.elapsed() >= self.timeout {
+    /// Puts a connection whose last response has been read to its end back on the list.
+    fn put(&self, sender: http1::SendRequest<Incoming>) {
+        if sender.is_closed() || self.max == 0 {
             return;
         }
         let Ok(mut list) = self.list.lock() else {
             return;
         };
-        // Pruned here rather than by a timer: idle connections matter only when one is wanted.
-        list.retain(|idle| idle.sender.is_ready() && idle.since.elapsed() < self.timeout);
-        if list.len() < self.max {
-            list.push(Idle { sender, since });
+        if list.len() >= self.max {
+            // Pruned here rather than by a timer: idle connections matter only when one is
+            // wanted.
+            list.retain(|idle| !idle.sender.is_closed() && idle.since.elapsed() < self.timeout);
         }
+        if list.len() < self.max {
+            list.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// Ties `sender` to `response`'s body, which gives it back when read to its end.
+    fn lend(
+        self: &Arc<Self>,
+        response: Response<Incoming>,
+        sender: http1::SendRequest<Incoming>,
+    ) -> Response<UpstreamBody> {
+        let (parts, body) = response.into_parts();
+        let mut body = UpstreamBody {
+            body,
+            connection: Some(Lent {
+                home: Arc::downgrade(self),
+                sender,
+            }),
+        };
+        // No body at all (`204`, `304`, a `HEAD` answer): nothing more will come on it.
+        if body.body.is_end_stream() {
+            body.give_back();
+        }
+        Response::from_parts(parts, body)
     }
 }
 
-/// An upstream connection held for a downstream connection, and the idle list it returns to.
-struct Kept {
+/// A connection out of its idle list while a response comes on it.
+struct Lent {
     /// Weak, so that a connection outliving a reload returns to no list and closes.
     home: Weak<IdleConnections>,
     sender: http1::SendRequest<Incoming>,
-    /// When its last request was sent, for `pool_idle_timeout`.
-    since: Instant,
 }
 
-impl Kept {
-    fn give_back(self) {
-        if let Some(home) = self.home.upgrade() {
-            home.put(self.sender, self.since);
+/// A response body from an upstream. Read to its end, it gives its connection back to the idle
+/// list; dropped before that (the client left, or an error), it takes the connection with it.
+pub(crate) struct UpstreamBody {
+    body: Incoming,
+    connection: Option<Lent>,
+}
+
+impl UpstreamBody {
+    fn give_back(&mut self) {
+        if let Some(lent) = self.connection.take()
+            && let Some(home) = lent.home.upgrade()
+        {
+            home.put(lent.sender);
         }
     }
 }
 
-/// The upstream connection a downstream HTTP/1 connection keeps between its requests.
-///
-/// Only that connection's requests use it, one at a time, so its lock is never contended. When
-/// the downstream connection closes, the upstream connection goes back to its upstream's idle
-/// list.
-#[derive(Default)]
-pub(crate) struct Affinity(Mutex<Option<Kept>>);
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
 
-impl Affinity {
-    /// The kept connection, if it is one of `home`'s and still usable. One to another upstream
-    /// (the previous request took another route) goes back to its own list.
-    fn take(&self, home: &Arc<IdleConnections>) -> Option<Kept> {
-        let kept = self.0.lock().ok()?.take()?;
-        if !std::ptr::eq(kept.home.as_ptr(), Arc::as_ptr(home)) {
-            kept.give_back();
-            return None;
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let frame = ready!(Pin::new(&mut this.body).poll_frame(cx));
+        match &frame {
+            // hyper stops asking once `is_end_stream` says so, so the last frame is the moment.
+            Some(Ok(_)) if !this.body.is_end_stream() => {}
+            Some(Ok(_)) | None => this.give_back(),
+            Some(Err(_)) => this.connection = None,
         }
-        (!kept.sender.is_closed() && kept.since.elapsed() < home.timeout).then_some(kept)
+        Poll::Ready(frame)
     }
 
-    fn keep(&self, mut kept: Kept) {
-        kept.since = Instant::now();
-        if let Ok(mut slot) = self.0.lock() {
-            *slot = Some(kept);
-        }
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
     }
-}
 
-impl Drop for Affinity {
-    fn drop(&mut self) {
-        if let Some(kept) = self.0.get_mut().ok().and_then(Option::take) {
-            kept.give_back();
-        }
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 
