@@ -24,7 +24,7 @@ use hyper::client::conn::http1;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioExecutor;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tower_service::Service as _;
@@ -102,10 +102,9 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
+        // An upgraded connection becomes the tunnel; one whose upgrade was refused is not kept.
         let upgrades = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
             .pool_max_idle_per_host(0)
-            .timer(TokioTimer::new())
             .build(connector.clone());
         let connect_to = Uri::builder()
             .scheme(config.scheme.clone())
