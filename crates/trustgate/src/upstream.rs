@@ -3,9 +3,9 @@
 //! Each upstream keeps a list of idle HTTP/1 connections ([`IdleConnections`]). A request takes
 //! the most recently used one (or connects), and its response body gives the connection back when
 //! it has been read to its end ([`UpstreamBody`]), so a connection is never handed to a second
-//! request while a first one's response is still on it. This costs a short uncontended lock on
-//! each side, where a general-purpose pool (hyper-util's) costs a hashed pool key, a checkout
-//! future and a spawned task per request.
+//! request while a first one's response is still on it. This costs a short lock on each side,
+//! where a general-purpose pool (hyper-util's) costs a hashed pool key, a checkout future and a
+//! spawned task per request.
 //!
 //! Protocol upgrades go through hyper-util's pooled client instead: their upstream connection
 //! becomes the tunnel and never returns to a list.
@@ -235,15 +235,16 @@ impl IdleConnections {
         };
         if list.len() >= self.max {
             // Pruned here rather than by a timer: idle connections matter only when one is
-            // wanted.
+            // wanted. Still full, the least recently used one makes room.
             list.retain(|idle| !idle.sender.is_closed() && idle.since.elapsed() < self.timeout);
+            if list.len() >= self.max {
+                list.remove(0);
+            }
         }
-        if list.len() < self.max {
-            list.push(Idle {
-                sender,
-                since: Instant::now(),
-            });
-        }
+        list.push(Idle {
+            sender,
+            since: Instant::now(),
+        });
     }
 
     /// Ties `sender` to `response`'s body, which gives it back when read to its end.

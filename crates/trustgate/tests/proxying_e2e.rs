@@ -380,6 +380,27 @@ fn upstream_connections_are_reused_but_never_while_a_response_is_on_them() {
     }
 }
 
+/// `pool_max_idle_per_host = 0` keeps no idle connection: every request connects anew.
+#[test]
+fn with_no_idle_connections_kept_every_request_connects_anew() {
+    let f = Fixture::new();
+    let config = format!(
+        "{}pool_max_idle_per_host = 0\n\n[[route]]\nname = \"root\"\nprefix = \"/\"\nupstream = \"echo\"\npattern = \"public\"\n",
+        f.base_toml()
+    );
+    let gateway = Gateway::start(&config);
+    let mut stream = gateway.connect();
+    let mut seen = Vec::new();
+    for target in ["/n1", "/n2", "/n3"] {
+        let (status, connection) = get_on(&mut stream, &f, target, "");
+        assert_eq!(status, 200);
+        seen.push(connection);
+    }
+    let mut distinct = seen.clone();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3, "connections used: {seen:?}");
+}
+
 /// The upstream may close a connection after any response, saying so or not. The next request on
 /// the same downstream connection goes out on a new upstream connection, and the downstream
 /// connection stays open.
