@@ -65,6 +65,8 @@ impl RecordedRequest {
 pub struct EchoUpstream {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<RecordedRequest>>>,
+    /// Numbers of the connections that have ended (see [`RecordedRequest::connection`]).
+    ended: Arc<Mutex<Vec<u64>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -80,6 +82,8 @@ impl EchoUpstream {
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&received);
+        let ended = Arc::new(Mutex::new(Vec::new()));
+        let ended_sink = Arc::clone(&ended);
         let task = tokio::spawn(async move {
             let mut accepted = 0;
             loop {
@@ -88,14 +92,17 @@ impl EchoUpstream {
                 };
                 accepted += 1;
                 let sink = Arc::clone(&sink);
+                let ended = Arc::clone(&ended_sink);
                 tokio::spawn(async move {
                     let _ = serve(stream, accepted, sink).await;
+                    ended.lock().unwrap().push(accepted);
                 });
             }
         });
         Self {
             addr,
             received,
+            ended,
             task,
         }
     }
@@ -110,6 +117,11 @@ impl EchoUpstream {
 
     pub fn last(&self) -> Option<RecordedRequest> {
         self.received.lock().unwrap().last().cloned()
+    }
+
+    /// Whether connection `number` has ended (closed by the gateway, or by this upstream).
+    pub fn connection_ended(&self, number: u64) -> bool {
+        self.ended.lock().unwrap().contains(&number)
     }
 
     pub fn count(&self) -> usize {

@@ -11,6 +11,7 @@
 //! becomes the tunnel and never returns to a list.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
@@ -116,6 +117,7 @@ impl Upstream {
             list: Mutex::new(Vec::new()),
             max: config.pool_max_idle_per_host,
             timeout: config.pool_idle_timeout,
+            reaping: AtomicBool::new(false),
         });
         Ok(Self {
             config,
@@ -205,6 +207,8 @@ struct IdleConnections {
     list: Mutex<Vec<Idle>>,
     max: usize,
     timeout: Duration,
+    /// Whether the task that closes connections idle past `timeout` is running.
+    reaping: AtomicBool,
 }
 
 struct Idle {
@@ -226,17 +230,19 @@ impl IdleConnections {
     }
 
     /// Puts a connection whose last response has been read to its end back on the list.
-    fn put(&self, sender: http1::SendRequest<Incoming>) {
+    fn put(self: &Arc<Self>, sender: http1::SendRequest<Incoming>) {
         if sender.is_closed() || self.max == 0 {
             return;
+        }
+        if !self.reaping.load(Ordering::Relaxed) {
+            self.start_reaping();
         }
         let Ok(mut list) = self.list.lock() else {
             return;
         };
         if list.len() >= self.max {
-            // Pruned here rather than by a timer: idle connections matter only when one is
-            // wanted. Still full, the least recently used one makes room.
-            list.retain(|idle| !idle.sender.is_closed() && idle.since.elapsed() < self.timeout);
+            self.prune(&mut list);
+            // Still full: the least recently used one makes room.
             if list.len() >= self.max {
                 list.remove(0);
             }
@@ -244,6 +250,39 @@ impl IdleConnections {
         list.push(Idle {
             sender,
             since: Instant::now(),
+        });
+    }
+
+    /// Drops (and so closes) the connections idle past `timeout` or closed by the upstream.
+    fn prune(&self, list: &mut Vec<Idle>) {
+        list.retain(|idle| !idle.sender.is_closed() && idle.since.elapsed() < self.timeout);
+    }
+
+    /// Starts the task that prunes the list every half `timeout`, so that an idle connection is
+    /// closed within one and a half `timeout`s even when no request comes. It is started by the
+    /// first connection given back, on the runtime that serves requests, and ends with the
+    /// upstream (a reload builds new ones).
+    fn start_reaping(self: &Arc<Self>) {
+        if self.reaping.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let list = Arc::downgrade(self);
+        let period = (self.timeout / 2).max(Duration::from_millis(50));
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(idle) = list.upgrade() else {
+                    break;
+                };
+                if let Ok(mut list) = idle.list.lock() {
+                    idle.prune(&mut list);
+                }
+            }
         });
     }
 

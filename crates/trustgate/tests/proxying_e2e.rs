@@ -380,15 +380,20 @@ fn upstream_connections_are_reused_but_never_while_a_response_is_on_them() {
     }
 }
 
+/// The fixture's issuer and echo upstream, with `upstream_settings` added to the upstream, and one
+/// public route to it.
+fn public_route_with(f: &Fixture, upstream_settings: &str) -> String {
+    format!(
+        "{}{upstream_settings}\n\n[[route]]\nname = \"root\"\nprefix = \"/\"\nupstream = \"echo\"\npattern = \"public\"\n",
+        f.base_toml()
+    )
+}
+
 /// `pool_max_idle_per_host = 0` keeps no idle connection: every request connects anew.
 #[test]
 fn with_no_idle_connections_kept_every_request_connects_anew() {
     let f = Fixture::new();
-    let config = format!(
-        "{}pool_max_idle_per_host = 0\n\n[[route]]\nname = \"root\"\nprefix = \"/\"\nupstream = \"echo\"\npattern = \"public\"\n",
-        f.base_toml()
-    );
-    let gateway = Gateway::start(&config);
+    let gateway = Gateway::start(&public_route_with(&f, "pool_max_idle_per_host = 0"));
     let mut stream = gateway.connect();
     let mut seen = Vec::new();
     for target in ["/n1", "/n2", "/n3"] {
@@ -399,6 +404,40 @@ fn with_no_idle_connections_kept_every_request_connects_anew() {
     let mut distinct = seen.clone();
     distinct.dedup();
     assert_eq!(distinct.len(), 3, "connections used: {seen:?}");
+}
+
+/// An idle upstream connection is closed once `pool_idle_timeout` has passed, even when no other
+/// request comes to notice it.
+#[test]
+fn an_idle_upstream_connection_is_closed_after_the_pool_idle_timeout() {
+    let f = Fixture::new();
+    let gateway = Gateway::start(&public_route_with(&f, "pool_idle_timeout = \"400ms\""));
+    let mut stream = gateway.connect();
+    let (status, connection) = get_on(&mut stream, &f, "/idle", "");
+    assert_eq!(status, 200);
+    let idle_from = Instant::now();
+    std::thread::sleep(Duration::from_millis(150));
+    assert!(
+        !f.upstream.connection_ended(connection),
+        "closed before the timeout"
+    );
+    assert!(
+        wait_until(Duration::from_secs(3), || f
+            .upstream
+            .connection_ended(connection)),
+        "the idle upstream connection stayed open"
+    );
+    // Pruned every half timeout: closed between one and one and a half timeouts, plus slack
+    // for a loaded machine.
+    let elapsed = idle_from.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(350) && elapsed < Duration::from_millis(2500),
+        "{elapsed:?}"
+    );
+    // The client connection is unaffected: its next request connects anew.
+    let (status, next) = get_on(&mut stream, &f, "/again", "");
+    assert_eq!(status, 200);
+    assert_ne!(next, connection);
 }
 
 /// The upstream may close a connection after any response, saying so or not. The next request on
