@@ -332,6 +332,10 @@ wrk_run() {
   log "${NAME[$1]} $2 $3: $rps req/s, p99 $p99 ms"
 }
 
+words() { # words, single-spaced, without leading or trailing space
+  tr -s ' ' '\n' <<<"$1" | sed '/^$/d' | paste -sd ' '
+}
+
 reversed() { # words, last first
   tr -s ' ' '\n' <<<"$1" | sed '/^$/d' | tac | tr '\n' ' '
 }
@@ -510,9 +514,9 @@ tables() {
       "$(ratio "${Q99[$s]}" "${Q99[hj]}")"
   done
   echo
-  echo "p99 round by round (ms): trustgate$(tr -s ' ' <<<"${Q99_ROUNDS[tg]}" | sed 's/ $//');" \
-    "HAProxy + jwt_verify$(tr -s ' ' <<<"${Q99_ROUNDS[hj]}" | sed 's/ $//');" \
-    "plain HAProxy$(tr -s ' ' <<<"${Q99_ROUNDS[hp]}" | sed 's/ $//')."
+  echo "p99 round by round (ms): trustgate $(words "${Q99_ROUNDS[tg]}");" \
+    "HAProxy + jwt_verify $(words "${Q99_ROUNDS[hj]}");" \
+    "plain HAProxy $(words "${Q99_ROUNDS[hp]}")."
   echo
   echo "### Memory with $rss_conns concurrent keep-alive connections (oha -c $rss_conns -q $rate, same token)"
   echo

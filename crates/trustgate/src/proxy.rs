@@ -353,13 +353,12 @@ pub(crate) async fn prepare(
     parts.uri = target
         .build()
         .map_err(|_| refuse(Some(&route), GatewayError::BadPath("bad_path")))?;
-    if upstream.preserve_host {
-        if let Some(host) = host_header {
-            parts.headers.insert(HOST, host);
-        }
-    } else {
-        parts.headers.insert(HOST, upstream.host_header.clone());
-    }
+    // A request that named no host at all (HTTP/1.0) still reaches the upstream with one.
+    let host = match host_header {
+        Some(host) if upstream.preserve_host => host,
+        _ => upstream.host_header.clone(),
+    };
+    parts.headers.insert(HOST, host);
     parts.version = Version::HTTP_11;
     if hop.te_trailers {
         // `TE` is hop-by-hop: the client's willingness to accept trailers is restated for the next

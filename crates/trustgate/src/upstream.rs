@@ -17,7 +17,6 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::HOST;
 use http::{Request, Response, Uri};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -154,11 +153,6 @@ impl Upstream {
             None => Uri::from_static("/"),
         };
         *request.uri_mut() = origin_form;
-        if !request.headers().contains_key(HOST) {
-            request
-                .headers_mut()
-                .insert(HOST, self.config.host_header.clone());
-        }
         let mut reused = self.idle.take();
         loop {
             let (mut sender, fresh) = match reused.take() {

@@ -440,6 +440,22 @@ fn an_idle_upstream_connection_is_closed_after_the_pool_idle_timeout() {
     assert_ne!(next, connection);
 }
 
+/// An HTTP/1.0 request may name no host at all; the upstream still gets a `Host`, its own
+/// authority, as HTTP/1.1 requires.
+#[test]
+fn a_request_without_a_host_reaches_the_upstream_with_its_authority() {
+    let f = Fixture::new();
+    let gateway = Gateway::start(&config(&f));
+    let response = gateway.raw(b"GET /no-host HTTP/1.0\r\n\r\n");
+    assert_eq!(response.status, 200);
+    let recorded = f.upstream.last().unwrap();
+    assert_eq!(recorded.target, "/no-host");
+    assert_eq!(
+        recorded.header("host"),
+        Some(f.upstream.addr.to_string().as_str())
+    );
+}
+
 /// The upstream may close a connection after any response, saying so or not. The next request on
 /// the same downstream connection goes out on a new upstream connection, and the downstream
 /// connection stays open.
