@@ -417,12 +417,16 @@ fn has_duplicate_names(members: &[(Cow<'_, str>, Json<'_>)]) -> bool {
         // them as strings meant a `memcmp` call for nearly every pair. Each name becomes its
         // length and first seven bytes, and only names whose keys match are compared in full.
         let mut keys = [0u64; LINEAR_MAX];
+        // Built with shifts rather than in a byte array: the array's byte-wide stores, read back
+        // as one word, stalled the load on every member.
         for ((name, _), key) in members.iter().zip(&mut keys) {
-            let mut prefix = [0u8; 8];
-            let head = name.as_bytes().get(..7).unwrap_or(name.as_bytes());
-            prefix[1..=head.len()].copy_from_slice(head);
-            prefix[0] = name.len().min(255) as u8;
-            *key = u64::from_le_bytes(prefix);
+            *key = name
+                .bytes()
+                .take(7)
+                .fold((name.len().min(255) as u64, 8), |(key, shift), byte| {
+                    (key | u64::from(byte) << shift, shift + 8)
+                })
+                .0;
         }
         return (1..members.len()).any(|i| {
             (0..i).any(|j| {

@@ -122,6 +122,36 @@ pub enum ConfigError {
     ZeroKidlessCandidates(String),
 }
 
+/// Whether validation may still wait for a refetch of an unknown `kid`.
+#[derive(Clone, Copy)]
+enum Refetch {
+    Allowed,
+    /// The one refetch has happened; a `kid` still unknown is refused.
+    Done,
+}
+
+/// A token the published keys did not decide.
+enum Undecided {
+    Refused(AuthError),
+    /// Its `kid` is not in the issuer's published key set; one refetch may bring it.
+    UnknownKid {
+        keys: Arc<IssuerKeys>,
+        kid: String,
+    },
+}
+
+impl From<AuthError> for Undecided {
+    fn from(error: AuthError) -> Self {
+        Undecided::Refused(error)
+    }
+}
+
+impl From<Reason> for Undecided {
+    fn from(reason: Reason) -> Self {
+        Undecided::Refused(reason.into())
+    }
+}
+
 struct IssuerEntry {
     name: Arc<str>,
     /// `name` as a header value, encoded once; `None` if the issuer has bytes a header refuses.
@@ -139,6 +169,20 @@ struct Inner {
     cache: Option<VerifiedCache>,
     clock: SharedClock,
     max_token_bytes: usize,
+}
+
+impl Inner {
+    /// The issuer named exactly `iss`.
+    fn issuer(&self, iss: &str) -> Option<&Arc<IssuerEntry>> {
+        // A deployment trusts a handful of issuers, and comparing the name with each costs less
+        // than hashing it once with the map's SipHash.
+        const SCANNED: usize = 8;
+        if self.order.len() <= SCANNED {
+            self.order.iter().find(|entry| *entry.name == *iss)
+        } else {
+            self.issuers.get(iss)
+        }
+    }
 }
 
 /// Validates tokens from a fixed set of issuers. Cheap to clone; clones share keys and cache.
@@ -428,29 +472,77 @@ impl Validator {
                 Lookup::Miss => {}
             }
         }
-        // Boxed: the uncached path holds the decoded signature inline across its one await, and
-        // this future lives inside every request future of the gateway. Unboxed, the cache-hit
-        // path carried (and copied) that space on every request.
-        let verified = Box::pin(self.validate_uncached(token)).await?;
+        let verified = match self.validate_with_published_keys(token, Refetch::Allowed) {
+            Ok(verified) => verified,
+            Err(Undecided::Refused(error)) => return Err(error),
+            // Boxed: the refetch wait is large and rare, and this future lives inside every
+            // request future of the gateway.
+            Err(Undecided::UnknownKid { keys, kid }) => {
+                Box::pin(self.validate_after_refetch(token, keys, kid)).await?
+            }
+        };
         if let Some(cache) = &self.inner.cache {
             cache.insert(token, verified.clone());
         }
         Ok(verified)
     }
 
-    async fn validate_uncached(&self, token: &str) -> Result<VerifiedToken, AuthError> {
+    /// Waits for the one rate-limited refetch that may bring an unknown `kid`, then validates the
+    /// token again, against the key set published by then. The parse is repeated: this path runs
+    /// at most once per issuer and cooldown window, and the common path then needs no state kept
+    /// across an await (no boxed future, no moves of the decoded token).
+    async fn validate_after_refetch(
+        &self,
+        token: &str,
+        keys: Arc<IssuerKeys>,
+        kid: String,
+    ) -> Result<VerifiedToken, AuthError> {
+        if !keys.await_unknown_kid(&kid).await {
+            return Err(Reason::UnknownKey.into());
+        }
+        match self.validate_with_published_keys(token, Refetch::Done) {
+            Ok(verified) => Ok(verified),
+            Err(Undecided::Refused(error)) => Err(error),
+            Err(Undecided::UnknownKid { .. }) => Err(Reason::UnknownKey.into()),
+        }
+    }
+
+    /// Everything validation does, without waiting: against the keys published now. Only a `kid`
+    /// the issuer has not published is left undecided, for the caller to refetch once.
+    fn validate_with_published_keys(
+        &self,
+        token: &str,
+        refetch: Refetch,
+    ) -> Result<VerifiedToken, Undecided> {
         let jws = jws::parse_compact(token, self.inner.max_token_bytes)?;
         let claims = json::parse_borrowed(&jws.payload)?;
         let entry = claims
             .get("iss")
             .and_then(Json::as_str)
-            .and_then(|iss| self.inner.issuers.get(iss))
+            .and_then(|iss| self.inner.issuer(iss))
             .ok_or(Reason::UnknownIssuer)?;
         if !entry.algorithms.contains(&jws.header.alg) {
             return Err(Reason::AlgorithmNotAllowed.into());
         }
-        let key = self.verify_signature(entry, &jws).await?;
-        // Time is read again: an unknown-kid refetch may have taken a while.
+        let key = {
+            let state = entry.keys.load();
+            if !entry.keys.usable(&state) {
+                return Err(AuthError::KeysUnavailable.into());
+            }
+            match jws.header.kid.as_deref() {
+                Some(kid) if !state.keys.has_kid(kid) => {
+                    return Err(match refetch {
+                        Refetch::Allowed => Undecided::UnknownKid {
+                            keys: Arc::clone(&entry.keys),
+                            kid: kid.to_owned(),
+                        },
+                        Refetch::Done => Reason::UnknownKey.into(),
+                    });
+                }
+                kid => verify_with(&state.keys, kid, &jws, entry.max_kidless)?,
+            }
+        };
+        // Read after the signature, as late as it can be.
         let now_ms = self.inner.clock.now_millis();
         let times = entry
             .claims
@@ -474,35 +566,6 @@ impl Validator {
             key,
             size,
         })))
-    }
-
-    async fn verify_signature(
-        &self,
-        entry: &Arc<IssuerEntry>,
-        jws: &UnverifiedJws<'_>,
-    ) -> Result<Arc<VerifyingKey>, AuthError> {
-        let kid = jws.header.kid.as_deref();
-        {
-            let state = entry.keys.load();
-            if !entry.keys.usable(&state) {
-                return Err(AuthError::KeysUnavailable);
-            }
-            match kid {
-                None => return verify_with(&state.keys, None, jws, entry.max_kidless),
-                Some(kid) if state.keys.has_kid(kid) => {
-                    return verify_with(&state.keys, Some(kid), jws, entry.max_kidless);
-                }
-                Some(_) => {}
-            }
-        }
-        let Some(kid) = kid else {
-            return Err(Reason::UnknownKey.into());
-        };
-        if entry.keys.await_unknown_kid(kid).await {
-            let state = entry.keys.load();
-            return verify_with(&state.keys, Some(kid), jws, entry.max_kidless);
-        }
-        Err(Reason::UnknownKey.into())
     }
 
     /// Checks only the JWS layer (shape, encoding, header rules, key selection and signature)
