@@ -107,9 +107,11 @@ struct Safe {
 
 impl Safe {
     fn new(text: &str) -> Result<Self, Reason> {
-        let header = encode_header(text)?;
-        let decoded = (header.as_bytes() != text.as_bytes()).then(|| text.into());
-        Ok(Self { header, decoded })
+        let (header, changed) = encoded(text)?;
+        Ok(Self {
+            header,
+            decoded: changed.then(|| text.into()),
+        })
     }
 
     /// [`Safe::new`] for a string built for it: an unchanged value moves into the header.
@@ -305,11 +307,21 @@ impl List {
             Some(Json::Array(items)) if items.is_empty() => None,
             Some(Json::Array(items)) => Some(joined(items, separator)?),
             Some(Json::String(text)) if separator == ' ' => {
-                let mut out = String::with_capacity(text.len());
-                for piece in text.split(' ').filter(|piece| !piece.is_empty()) {
-                    push_item(&mut out, piece, separator)?;
+                // The usual scope string is already in joined form: single spaces between
+                // non-empty items, none at either end. It is then taken as it is; its control
+                // bytes are refused with the header encoding below, as any item's would be.
+                let single_spaced = !text.starts_with(' ')
+                    && !text.ends_with(' ')
+                    && !text.as_bytes().windows(2).any(|pair| pair == b"  ");
+                if single_spaced && !text.is_empty() {
+                    Some(String::from(&**text))
+                } else {
+                    let mut out = String::with_capacity(text.len());
+                    for piece in text.split(' ').filter(|piece| !piece.is_empty()) {
+                        push_item(&mut out, piece, separator)?;
+                    }
+                    (!out.is_empty()).then_some(out)
                 }
-                (!out.is_empty()).then_some(out)
             }
             Some(other) => {
                 let item = scalar(other)?;
@@ -382,9 +394,16 @@ fn check_item(item: &str, separator: char) -> Result<(), Reason> {
 /// Encodes `text` for a header value: control bytes are refused, non-ASCII and `%` are
 /// percent-encoded, printable ASCII passes unchanged.
 pub fn encode_header(text: &str) -> Result<HeaderValue, Reason> {
+    encoded(text).map(|(header, _)| header)
+}
+
+/// [`encode_header`], and whether encoding changed the text.
+fn encoded(text: &str) -> Result<(HeaderValue, bool), Reason> {
     match percent_encoded(text)? {
-        Some(encoded) => header_from(encoded),
-        None => HeaderValue::from_str(text).map_err(|_| Reason::UnsafeClaimValue),
+        Some(encoded) => Ok((header_from(encoded)?, true)),
+        None => HeaderValue::from_str(text)
+            .map(|header| (header, false))
+            .map_err(|_| Reason::UnsafeClaimValue),
     }
 }
 
@@ -478,6 +497,14 @@ mod tests {
                 identity(json!({"sub":"ok","tenant_id": bad}), &mapping).err(),
                 Some(Reason::UnsafeClaimValue)
             );
+            // A scope string taken whole (single-spaced) and one split into items.
+            for scope in [format!("read {bad}"), format!(" read  {bad}")] {
+                assert_eq!(
+                    identity(json!({"sub":"ok","scope": scope}), &mapping).err(),
+                    Some(Reason::UnsafeClaimValue),
+                    "{scope:?}"
+                );
+            }
         }
     }
 
