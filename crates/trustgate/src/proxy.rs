@@ -169,16 +169,25 @@ pub(crate) async fn prepare(
         "path: {target:?} normalized to {:?}",
         normalized.path()
     );
-    let host = parts
-        .uri
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| parts.headers.get(HOST).and_then(|h| h.to_str().ok()))
-        .map(host_without_port);
-    let Some((prefix, route)) = rt.router.select(host.as_deref(), normalized.path()) else {
+    let host = || {
+        parts
+            .uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| parts.headers.get(HOST).and_then(|h| h.to_str().ok()))
+            .map(host_without_port)
+    };
+    // The host is read only if some route is bound to one.
+    let selected = if rt.router.binds_hosts() {
+        rt.router.select(host().as_deref(), normalized.path())
+    } else {
+        rt.router.select(None, normalized.path())
+    };
+    let Some((prefix, route)) = selected else {
         note!(
             trace,
-            "route: none matches host {host:?} and path {:?}",
+            "route: none matches host {:?} and path {:?}",
+            host(),
             normalized.path()
         );
         return Err(refuse(None, GatewayError::NoRoute));

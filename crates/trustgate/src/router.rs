@@ -15,6 +15,8 @@ pub(crate) struct Router<R> {
     /// Sorted by descending prefix length, host-bound routes first among equals, so the first
     /// match is the best one.
     routes: Vec<(Option<String>, String, Arc<R>)>,
+    /// Whether any route is bound to a host; if none is, the request's host is never needed.
+    binds_hosts: bool,
 }
 
 impl<R> Router<R> {
@@ -25,7 +27,16 @@ impl<R> Router<R> {
                 .cmp(&a.1.len())
                 .then_with(|| b.0.is_some().cmp(&a.0.is_some()))
         });
-        Self { routes }
+        let binds_hosts = routes.iter().any(|(host, _, _)| host.is_some());
+        Self {
+            routes,
+            binds_hosts,
+        }
+    }
+
+    /// Whether any route is bound to a host.
+    pub(crate) fn binds_hosts(&self) -> bool {
+        self.binds_hosts
     }
 
     /// The best route for `host` (lowercase, without port) and a normalized `path`.

@@ -56,14 +56,46 @@ fn folded_starts_with(name: &[u8], pattern: &[u8]) -> bool {
         .is_some_and(|head| folded_eq(head, pattern))
 }
 
-/// Whether `name` folds to one of `list` (entries already folded).
-fn in_folded_list(name: &HeaderName, list: &[&str]) -> bool {
-    bytes_in_folded_list(name.as_str().as_bytes(), list)
+/// A fixed list of folded header names, with the set of their lengths.
+///
+/// Every request and response header is looked up in several of these lists; one bit test on
+/// the name's length rules out nearly every name without comparing it to each entry.
+struct FoldedNames {
+    names: &'static [&'static str],
+    /// Bit `n` is set if some entry is `n` bytes long.
+    lengths: u64,
 }
 
-/// [`in_folded_list`] for a name not parsed into a `HeaderName`.
-fn bytes_in_folded_list(name: &[u8], list: &[&str]) -> bool {
-    list.iter().any(|entry| folded_eq(name, entry.as_bytes()))
+impl FoldedNames {
+    /// Entries must already be folded (lower case, `-`) and shorter than 64 bytes; a longer one
+    /// fails the build.
+    const fn new(names: &'static [&'static str]) -> Self {
+        let mut lengths = 0u64;
+        let mut i = 0;
+        while i < names.len() {
+            assert!(
+                names[i].len() < 64,
+                "folded names are shorter than 64 bytes"
+            );
+            lengths |= 1 << names[i].len();
+            i += 1;
+        }
+        Self { names, lengths }
+    }
+
+    /// Whether `name` folds to one of the entries.
+    fn contains(&self, name: &[u8]) -> bool {
+        name.len() < 64
+            && self.lengths >> name.len() & 1 != 0
+            && self
+                .names
+                .iter()
+                .any(|entry| folded_eq(name, entry.as_bytes()))
+    }
+
+    fn contains_name(&self, name: &HeaderName) -> bool {
+        self.contains(name.as_str().as_bytes())
+    }
 }
 
 /// Removes every header whose name satisfies `doomed`, with all its values,
@@ -314,7 +346,7 @@ fn is_token_char(c: char) -> bool {
 /// Connection-specific headers, removed from every forwarded request
 /// (RFC 9110 §7.6.1, plus the legacy `proxy-connection` and `keep-alive`,
 /// the proxy credentials, and `http2-settings` of h2c upgrades).
-const HOP_BY_HOP: &[&str] = &[
+const HOP_BY_HOP: FoldedNames = FoldedNames::new(&[
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -325,11 +357,12 @@ const HOP_BY_HOP: &[&str] = &[
     "proxy-authorization",
     "proxy-authenticate",
     "http2-settings",
-];
+]);
 
 /// Headers a `Connection` token can never remove, whatever the caller's
 /// `protected` says: they decide routing and framing.
-const ALWAYS_PROTECTED: &[&str] = &["host", "content-length", "authorization"];
+const ALWAYS_PROTECTED: FoldedNames =
+    FoldedNames::new(&["host", "content-length", "authorization"]);
 
 /// What [`remove_hop_by_hop`] removed that the proxy may need to restore.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -358,25 +391,41 @@ pub(crate) fn remove_hop_by_hop(
 ) -> HopByHop {
     let mut listed: Vec<HeaderName> = Vec::new();
     let mut upgrade_listed = false;
-    for value in headers.get_all(header::CONNECTION) {
-        for token in value.as_bytes().split(|&b| b == b',').map(trim_ows) {
-            if token.eq_ignore_ascii_case(b"upgrade") {
-                upgrade_listed = true;
+    let mut te_trailers = false;
+    let mut any_hop_by_hop = false;
+    // One pass finds `Connection`, `TE` and whether there is anything to remove at all: most
+    // requests have no hop-by-hop header, and most responses only `Connection`.
+    for (name, value) in headers.iter() {
+        if !HOP_BY_HOP.contains_name(name) {
+            continue;
+        }
+        any_hop_by_hop = true;
+        if name == header::CONNECTION {
+            for token in value.as_bytes().split(|&b| b == b',').map(trim_ows) {
+                if token.eq_ignore_ascii_case(b"upgrade") {
+                    upgrade_listed = true;
+                }
+                // The usual tokens (`keep-alive`, `upgrade`) name headers removed below anyway;
+                // skipping them spares a name parse and an allocation on most responses.
+                if HOP_BY_HOP.contains(token) {
+                    continue;
+                }
+                // `from_bytes` lowercases and refuses anything that is not a
+                // token, including the empty string.
+                let Ok(name) = HeaderName::from_bytes(token) else {
+                    continue;
+                };
+                if protected(&name) || ALWAYS_PROTECTED.contains_name(&name) {
+                    continue;
+                }
+                listed.push(name);
             }
-            // The usual tokens (`keep-alive`, `upgrade`) name headers removed below anyway;
-            // skipping them spares a name parse and an allocation on most responses.
-            if bytes_in_folded_list(token, HOP_BY_HOP) {
-                continue;
-            }
-            // `from_bytes` lowercases and refuses anything that is not a
-            // token, including the empty string.
-            let Ok(name) = HeaderName::from_bytes(token) else {
-                continue;
-            };
-            if protected(&name) || in_folded_list(&name, ALWAYS_PROTECTED) {
-                continue;
-            }
-            listed.push(name);
+        } else if name == header::TE {
+            te_trailers |= value.as_bytes().split(|&b| b == b',').any(|element| {
+                // `trailers` takes no parameters, but tolerate `;q=1`-style ones.
+                let coding = element.split(|&b| b == b';').next().unwrap_or_default();
+                trim_ows(coding).eq_ignore_ascii_case(b"trailers")
+            });
         }
     }
 
@@ -389,18 +438,13 @@ pub(crate) fn remove_hop_by_hop(
     } else {
         None
     };
-    let te_trailers = headers.get_all(header::TE).iter().any(|value| {
-        value.as_bytes().split(|&b| b == b',').any(|element| {
-            // `trailers` takes no parameters, but tolerate `;q=1`-style ones.
-            let coding = element.split(|&b| b == b';').next().unwrap_or_default();
-            trim_ows(coding).eq_ignore_ascii_case(b"trailers")
-        })
-    });
 
     for name in listed {
         headers.remove(name);
     }
-    remove_where(headers, |name| in_folded_list(name, HOP_BY_HOP));
+    if any_hop_by_hop {
+        remove_where(headers, |name| HOP_BY_HOP.contains_name(name));
+    }
     HopByHop {
         upgrade,
         te_trailers,
@@ -516,7 +560,7 @@ pub(crate) fn check_framing(headers: &HeaderMap) -> Result<(), FramingError> {
 
 /// Headers through which a client (or a proxy) tells the upstream who the
 /// client is and how it connected. Only a trusted proxy may send them.
-const FORWARDING_HEADERS: &[&str] = &[
+const FORWARDING_HEADERS: FoldedNames = FoldedNames::new(&[
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
@@ -544,13 +588,13 @@ const FORWARDING_HEADERS: &[&str] = &[
     // Envoy trusts these from "internal" peers.
     "x-envoy-external-address",
     "x-envoy-internal",
-];
+]);
 
 /// Headers that make some frameworks route or dispatch on something other
 /// than the request line (IIS/ASP.NET URL rewrite, Symfony, Laravel,
 /// method-override middleware, Envoy). Removed from every request, whoever
 /// sent it: the gateway authorized the request line, nothing else.
-const URI_OVERRIDE_HEADERS: &[&str] = &[
+const URI_OVERRIDE_HEADERS: FoldedNames = FoldedNames::new(&[
     "x-original-url",
     "x-rewrite-url",
     "x-forwarded-uri",
@@ -560,7 +604,7 @@ const URI_OVERRIDE_HEADERS: &[&str] = &[
     "x-method-override",
     "x-forwarded-path",
     "x-envoy-original-path",
-];
+]);
 
 /// A network in CIDR notation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -690,7 +734,7 @@ fn parse_cidr(entry: &str, position: usize) -> Result<Cidr, String> {
 /// [`set_forwarding_headers`] calls this too; call it directly to audit the
 /// count.
 pub(crate) fn strip_uri_overrides(headers: &mut HeaderMap) -> usize {
-    remove_where(headers, |name| in_folded_list(name, URI_OVERRIDE_HEADERS))
+    remove_where(headers, |name| URI_OVERRIDE_HEADERS.contains_name(name))
 }
 
 // Constants, so that these names are not parsed again on every request.
@@ -733,7 +777,7 @@ pub(crate) fn set_forwarding_headers(
     let trust = trusted.contains(peer);
     let forwarded_for = if trust {
         remove_where(headers, |name| {
-            name.as_str().contains('_') && in_folded_list(name, FORWARDING_HEADERS)
+            name.as_str().contains('_') && FORWARDING_HEADERS.contains_name(name)
         });
         let mut chain = Vec::new();
         for value in headers.get_all(&X_FORWARDED_FOR) {
@@ -746,7 +790,7 @@ pub(crate) fn set_forwarding_headers(
         chain.extend_from_slice(peer_text);
         HeaderValue::from_bytes(&chain).ok()
     } else {
-        remove_where(headers, |name| in_folded_list(name, FORWARDING_HEADERS));
+        remove_where(headers, |name| FORWARDING_HEADERS.contains_name(name));
         None
     };
     // The peer's own address is always a valid header value; the fallback
@@ -1808,9 +1852,9 @@ mod tests {
             let before = headers.clone();
             remove_hop_by_hop(&mut headers, &protected);
             for n in before.keys() {
-                let hop = in_folded_list(n, HOP_BY_HOP);
+                let hop = HOP_BY_HOP.contains_name(n);
                 let listed = tokens.iter().any(|t| t.eq_ignore_ascii_case(n.as_str()));
-                let kept = protected(n) || in_folded_list(n, ALWAYS_PROTECTED);
+                let kept = protected(n) || ALWAYS_PROTECTED.contains_name(n);
                 let should_remain = !hop && (!listed || kept);
                 prop_assert_eq!(headers.contains_key(n), should_remain, "{}", n);
             }
@@ -1840,7 +1884,7 @@ mod tests {
         #[test]
         fn untrusted_forwarding_is_always_ours(
             spoofed in prop::collection::vec(
-                (prop::sample::select(FORWARDING_HEADERS), "[ -~]{0,16}"),
+                (prop::sample::select(FORWARDING_HEADERS.names), "[ -~]{0,16}"),
                 0..8,
             ),
             peer in any::<u32>(),
