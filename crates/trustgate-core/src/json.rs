@@ -392,12 +392,9 @@ impl<'a> Object<'a> {
     /// The value of member `name`. A linear scan: claim sets are small, and a large one costs no
     /// more to search than it cost to parse.
     pub(crate) fn get(&self, name: &str) -> Option<&Json<'a>> {
-        // Most registered claim names are three letters long, so equal lengths are common; the
-        // first byte settles most of those without a `memcmp` call.
-        let first = name.as_bytes().first();
         self.0
             .iter()
-            .find(|(member, _)| member.as_bytes().first() == first && member == name)
+            .find(|(member, _)| member == name)
             .map(|(_, value)| value)
     }
 }
