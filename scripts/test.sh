@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A fresh machine gains nothing from incremental state; it only fills the disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 bash scripts/install-test-deps.sh
 
 echo "== rustfmt"

@@ -110,17 +110,28 @@ install_deps
 
 # ---------------------------------------------------------------------------------------------
 # Build, keys, tokens
+# The build's output is kept and shown only when it fails, so that a CI log says why.
+build_log=$(mktemp "${TMPDIR:-/tmp}/trustgate-peers-build.XXXXXX")
+build() {
+  if ! "$@" >"$build_log" 2>&1; then
+    tail -n 60 "$build_log" >&2
+    rm -f "$build_log"
+    die "$* failed"
+  fi
+}
 if [ "$mode" = full ]; then
   log "cargo build --release"
-  cargo build --release --locked -p trustgate -p test-support >/dev/null 2>&1 ||
-    die "cargo build --release failed (run it by hand to see why)"
+  build cargo build --release --locked -p trustgate -p test-support
   bin="$target/release"
 else
-  log "cargo build (debug)"
-  cargo build --locked -p trustgate -p test-support >/dev/null 2>&1 ||
-    die "cargo build failed (run it by hand to see why)"
+  # Every target of the workspace, so that features unify as in `cargo test --workspace` and the
+  # crates that run built are reused: `cargo build -p trustgate -p test-support` resolves other
+  # features and compiles some 25 crates (tokio, hyper, syn, ...) a second time.
+  log "cargo build --workspace --all-targets (debug)"
+  build cargo build --workspace --all-targets --locked
   bin="$target/debug"
 fi
+rm -f "$build_log"
 if ! [ -x "$bin/trustgate" ] || ! [ -x "$bin/forge-tokens" ]; then
   die "no trustgate/forge-tokens in $bin"
 fi
