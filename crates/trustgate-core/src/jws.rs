@@ -5,7 +5,9 @@
 //! used to pick candidate keys whose own algorithm must equal it, and `jku`, `x5u`, `x5c` and `jwk`
 //! are never read at all.
 
+use std::cell::RefCell;
 use std::fmt;
+use std::rc::Rc;
 
 use crate::alg::Algorithm;
 use crate::error::Reason;
@@ -15,7 +17,7 @@ use crate::json::{self, Json};
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 /// The protected header fields trustgate acts on.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Header {
     pub(crate) alg: Algorithm,
     pub(crate) kid: Option<String>,
@@ -25,7 +27,8 @@ pub(crate) struct Header {
 /// A compact JWS whose shape and encoding are valid; its signature is not yet checked.
 #[derive(Debug)]
 pub(crate) struct UnverifiedJws<'a> {
-    pub(crate) header: Header,
+    /// Shared with this thread's [`HEADER_MEMO`]: a reference count, not a copy.
+    pub(crate) header: Rc<Header>,
     /// `BASE64URL(header) || '.' || BASE64URL(payload)`, the bytes the signature covers.
     pub(crate) signing_input: &'a [u8],
     pub(crate) payload: Vec<u8>,
@@ -225,7 +228,7 @@ pub(crate) fn parse_compact(token: &str, max_bytes: usize) -> Result<UnverifiedJ
         return Err(Reason::Malformed);
     }
 
-    let header = parse_header(&Decoded::<HEADER_INLINE>::new(header_b64)?)?;
+    let header = memoized_header(header_b64)?;
     let payload = decode_segment(payload_b64)?;
     let signature = Decoded::new(signature_b64)?;
     let signing_input = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
@@ -235,6 +238,59 @@ pub(crate) fn parse_compact(token: &str, max_bytes: usize) -> Result<UnverifiedJ
         payload,
         signature,
     })
+}
+
+/// How many distinct headers each thread keeps: enough for a few issuers or keys in turn.
+const HEADER_MEMO_ENTRIES: usize = 4;
+/// The longest header text kept, in base64url characters: [`HEADER_INLINE`] decoded bytes.
+const HEADER_MEMO_MAX_TEXT: usize = HEADER_INLINE / 3 * 4;
+
+/// The headers this thread parsed last, by their exact base64url text, and the next entry to
+/// replace.
+///
+/// Every token one key signs carries the same protected header, and decoding and parsing it again
+/// was about an eighth of the work of an uncached validation. An entry holds what
+/// [`parse_header`] returned for exactly that text, and parsing depends on nothing else (no
+/// configuration, no key, no time), so a hit returns what parsing the text again would. Only
+/// headers that parsed are kept, and a per-thread memo needs no lock.
+struct HeaderMemo {
+    entries: [Option<(Box<str>, Rc<Header>)>; HEADER_MEMO_ENTRIES],
+    next: usize,
+}
+
+thread_local! {
+    static HEADER_MEMO: RefCell<HeaderMemo> = const {
+        RefCell::new(HeaderMemo { entries: [None, None, None, None], next: 0 })
+    };
+}
+
+/// [`parse_header`] of the decoded `text`, through this thread's [`HEADER_MEMO`].
+fn memoized_header(text: &str) -> Result<Rc<Header>, Reason> {
+    // `try_borrow`: nothing here can re-enter, but a refused borrow only costs a parse.
+    let hit = HEADER_MEMO.with(|memo| {
+        let memo = memo.try_borrow().ok()?;
+        memo.entries
+            .iter()
+            .flatten()
+            .find(|(kept, _)| **kept == *text)
+            .map(|(_, header)| Rc::clone(header))
+    });
+    if let Some(header) = hit {
+        return Ok(header);
+    }
+    let header = Rc::new(parse_header(&Decoded::<HEADER_INLINE>::new(text)?)?);
+    if text.len() <= HEADER_MEMO_MAX_TEXT {
+        HEADER_MEMO.with(|memo| {
+            if let Ok(mut memo) = memo.try_borrow_mut() {
+                let next = memo.next;
+                if let Some(entry) = memo.entries.get_mut(next) {
+                    *entry = Some((text.into(), Rc::clone(&header)));
+                }
+                memo.next = (next + 1) % HEADER_MEMO_ENTRIES;
+            }
+        });
+    }
+    Ok(header)
 }
 
 fn parse_header(bytes: &[u8]) -> Result<Header, Reason> {
@@ -518,6 +574,48 @@ mod tests {
             let t = token(header, "{}");
             assert_eq!(parse_compact(&t, 9999).unwrap_err(), *want, "{header}");
         }
+    }
+
+    #[test]
+    fn the_header_memo_returns_what_parsing_returns() {
+        // More distinct headers than the memo holds, each seen several times in turn, with
+        // texts one byte apart; and headers that fail between them.
+        let headers = [
+            r#"{"alg":"ES256","kid":"a"}"#,
+            r#"{"alg":"ES256","kid":"b"}"#,
+            r#"{"alg":"ES384","kid":"a"}"#,
+            r#"{"alg":"RS256","kid":"a","typ":"at+jwt"}"#,
+            r#"{"alg":"RS256","kid":"a","typ":"JWT"}"#,
+            r#"{"alg":"EdDSA"}"#,
+            r#"{"alg":"ES256","kid":"a","crit":["x"]}"#,
+            r#"{"alg":"none","kid":"a"}"#,
+        ];
+        let direct = |header: &str| parse_header(header.as_bytes());
+        for round in 0..3 {
+            // Three is prime to eight: each round visits every header, in another order.
+            for i in 0..headers.len() {
+                let header = headers[(i * 3 + round) % headers.len()];
+                let t = token(header, "{}");
+                let memoized = parse_compact(&t, 9999).map(|jws| (*jws.header).clone());
+                assert_eq!(memoized, direct(header), "{header}");
+            }
+        }
+        let short = token(headers[0], "{}");
+        let kept = parse_compact(&short, 9999).unwrap();
+        let again = parse_compact(&short, 9999).unwrap();
+        assert!(
+            Rc::ptr_eq(&kept.header, &again.header),
+            "a repeated header is a hit"
+        );
+        // A header longer than the memo keeps is parsed every time, and still parses.
+        let long = token(
+            &format!(r#"{{"alg":"ES256","kid":"{}"}}"#, "k".repeat(300)),
+            "{}",
+        );
+        let first = parse_compact(&long, 9999).unwrap();
+        let second = parse_compact(&long, 9999).unwrap();
+        assert_eq!(first.header.kid.as_deref(), Some("k".repeat(300).as_str()));
+        assert!(!Rc::ptr_eq(&first.header, &second.header));
     }
 
     #[test]
