@@ -329,15 +329,22 @@ impl<'a> Parser<'a> {
     fn number(&mut self) -> Result<Number, Reason> {
         let start = self.pos;
         let negative = self.eat(b'-');
-        let integer_start = self.pos;
-        match self.next_byte()? {
-            b'0' => {}
-            b'1'..=b'9' => {
-                self.digits();
+        // The integer part's value is built while it is scanned (None once it overflows a
+        // `u64`): claim sets are mostly times, and scanning then parsing cost twice.
+        let magnitude = match self.next_byte()? {
+            b'0' => Some(0),
+            first @ b'1'..=b'9' => {
+                let mut magnitude = Some(u64::from(first - b'0'));
+                while let Some(digit @ b'0'..=b'9') = self.peek() {
+                    self.pos += 1;
+                    magnitude = magnitude
+                        .and_then(|m| m.checked_mul(10))
+                        .and_then(|m| m.checked_add(u64::from(digit - b'0')));
+                }
+                magnitude
             }
             _ => return Err(Reason::BadJson),
-        }
-        let integer_end = self.pos;
+        };
         let mut integer = true;
         if self.eat(b'.') {
             integer = false;
@@ -356,8 +363,7 @@ impl<'a> Parser<'a> {
             }
         }
         if integer {
-            let digits = self.text.get(integer_start..integer_end);
-            if let Some(magnitude) = digits.and_then(|d| d.parse::<u64>().ok()) {
+            if let Some(magnitude) = magnitude {
                 if !negative {
                     return Ok(Number::from(magnitude));
                 }
