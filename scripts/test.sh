@@ -29,6 +29,10 @@ cargo test --workspace --locked 2>&1 | tee "$log"
 echo "== bench/peers: configurations and functional checks (no load)"
 bash bench/peers/run.sh --check
 
+# The validator's microbenchmark script, once, so that its parsing of the bench output cannot rot.
+echo "== bench/validate: one interleaved run per algorithm (figures not judged)"
+bash bench/validate.sh --check
+
 echo "== fuzz smoke run (cargo-fuzz on nightly when available, stable replay always)"
 bash scripts/fuzz-smoke.sh 2>&1 | tee -a "$log"
 

@@ -552,8 +552,8 @@ targets() {
   echo "| 2,000 ES256 tokens req/s ≥ 1.5× HAProxy + jwt_verify | ${r}× | $(metmiss "$r" 1.5) |"
   echo "| p99 at $rate req/s ≤ HAProxy + jwt_verify's | ${Q99[tg]} ms vs ${Q99[hj]} ms | $(metmiss "${Q99[hj]}" "${Q99[tg]}") |"
   echo "| RSS ≤ 50 MiB with $rss_conns keep-alive connections | ${RSS[tg]} MiB (${HELD[tg]} held) | $(metmiss 50 "${RSS[tg]}") |"
-  echo "| Criterion: a cache hit ≤ 1 µs | not measured by this script | see \`cargo bench\` |"
-  echo "| Criterion: RS256 full validation ≤ 1.15× a raw aws-lc-rs verify | not measured by this script | see \`cargo bench\` |"
+  echo "| Criterion: a cache hit ≤ 1 µs | not measured by this script | see [microbenchmarks.md](microbenchmarks.md) (\`bench/validate.sh\`) |"
+  echo "| Criterion: RS256 full validation ≤ 1.15× a raw aws-lc-rs verify | not measured by this script | see [microbenchmarks.md](microbenchmarks.md) (\`bench/validate.sh\`) |"
 }
 
 out_tables=$(tables)

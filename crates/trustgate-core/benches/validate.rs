@@ -4,8 +4,9 @@
 //! - `raw_verify`: `aws_lc_rs::signature::ParsedPublicKey::verify_sig` on a key parsed once, over
 //!   pre-split signing input and pre-decoded signature: the floor no validator can go below;
 //! - `validate_uncached`: [`Validator::validate`] with the verified-token cache disabled: size
-//!   check, strict parsing of both JSON segments, issuer and key selection, signature, claims and
-//!   identity mapping;
+//!   check, strict parsing of the payload, the protected header (parsed on first sight, then found
+//!   by its text in the thread's memo, as for every token one key signs), issuer and key
+//!   selection, signature, claims and identity mapping;
 //! - `validate_cache_hit` (ES256 and RS256 tokens only): the same call with the cache on, once the
 //!   token is cached.
 //!
