@@ -433,41 +433,28 @@ fn percent_encoded(text: &str) -> Result<Option<String>, Reason> {
 }
 
 /// Whether `bytes` holds a control byte (below 0x20, or DEL), and whether it holds a byte that
-/// is percent-encoded (non-ASCII, or `%`).
-///
-/// Eight bytes per step, because this runs over every claim value of every uncached token. Each
-/// word test below is exact as a whole: a borrow can carry a false flag into a higher byte only
-/// from a lower byte that is itself flagged.
+/// is percent-encoded (non-ASCII, or `%`). Eight bytes per step ([`crate::swar`]), because this
+/// runs over every claim value of every uncached token.
 fn classify(bytes: &[u8]) -> (bool, bool) {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    /// The high bit of the bytes of `word` that are below `n` (at most 0x80), given as `n * ONES`.
-    fn below(word: u64, n: u64) -> u64 {
-        word.wrapping_sub(n) & !word & HIGHS
-    }
-    let classify_word = |word: u64| {
-        let control = below(word, 0x20 * ONES) | below(word ^ (0x7f * ONES), ONES);
-        let encode = (word & HIGHS) | below(word ^ (u64::from(b'%') * ONES), ONES);
-        (control, encode)
-    };
+    use crate::swar::{below, load, splat, zero_bytes};
     let (mut control, mut encode) = (0, 0);
+    let mut test = |word: u64| {
+        control |= below(word, 0x20) | zero_bytes(word ^ splat(0x7f));
+        encode |= (word & splat(0x80)) | zero_bytes(word ^ splat(b'%'));
+    };
     let words = bytes.chunks_exact(8);
     // The last few bytes, padded with a letter, which is neither kind.
     let mut last = [b'a'; 8];
     last.iter_mut()
         .zip(words.remainder())
         .for_each(|(to, from)| *to = *from);
-    for word in words.map(|chunk| {
+    for chunk in words {
         let mut word = [0; 8];
         word.copy_from_slice(chunk);
-        word
-    }) {
-        let (c, e) = classify_word(u64::from_le_bytes(word));
-        control |= c;
-        encode |= e;
+        test(load(&word));
     }
-    let (c, e) = classify_word(u64::from_le_bytes(last));
-    (control | c != 0, encode | e != 0)
+    test(load(&last));
+    (control != 0, encode != 0)
 }
 
 #[cfg(test)]

@@ -239,23 +239,16 @@ impl<'a> Parser<'a> {
     /// was the parser's largest cost. The step that meets the closing quote also finds its
     /// position, so a short string (most claim names) costs one step, not a byte loop.
     fn skip_plain(&mut self) {
-        const ONES: u64 = u64::from_le_bytes([0x01; 8]);
-        const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
-        /// The high bit of each zero byte of `word` (the classic "has zero byte" test). Bytes
-        /// above a zero byte may be flagged too, but the lowest flag is always a zero byte.
-        fn zero_bytes(word: u64) -> u64 {
-            word.wrapping_sub(ONES) & !word & HIGHS
-        }
+        use crate::swar::{load, splat, zero_bytes};
         let bytes = self.text.as_bytes();
         while let Some(chunk) = bytes.get(self.pos..self.pos + 8) {
             let mut word = [0u8; 8];
             word.copy_from_slice(chunk);
-            // Little-endian: the first byte of the text is the lowest byte of the word.
-            let word = u64::from_le_bytes(word);
+            let word = load(&word);
             // A byte below 0x20 has its top three bits clear; `& 0xe0` makes exactly those zero.
-            let special = zero_bytes(word ^ (ONES * u64::from(b'"')))
-                | zero_bytes(word ^ (ONES * u64::from(b'\\')))
-                | zero_bytes(word & (ONES * 0xe0));
+            let special = zero_bytes(word ^ splat(b'"'))
+                | zero_bytes(word ^ splat(b'\\'))
+                | zero_bytes(word & splat(0xe0));
             if special != 0 {
                 // Each test's lowest flag is exact, so the lowest of all is the first special byte.
                 self.pos += (special.trailing_zeros() / 8) as usize;

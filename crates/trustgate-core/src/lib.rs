@@ -47,6 +47,7 @@ mod key;
 mod keyset;
 mod mint;
 mod source;
+mod swar;
 mod validator;
 
 pub use alg::{Algorithm, UnsupportedAlgorithm};
