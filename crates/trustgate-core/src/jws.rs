@@ -260,7 +260,7 @@ struct HeaderMemo {
 
 thread_local! {
     static HEADER_MEMO: RefCell<HeaderMemo> = const {
-        RefCell::new(HeaderMemo { entries: [None, None, None, None], next: 0 })
+        RefCell::new(HeaderMemo { entries: [const { None }; HEADER_MEMO_ENTRIES], next: 0 })
     };
 }
 
