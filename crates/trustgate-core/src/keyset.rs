@@ -13,7 +13,10 @@ use crate::key::{VerifyingKey, keys_from_jwk};
 /// The keys of one issuer, indexed by `kid`.
 #[derive(Debug, Default)]
 pub(crate) struct KeySet {
-    by_kid: HashMap<Box<str>, Vec<Arc<VerifyingKey>>>,
+    /// Hashed with foldhash rather than SipHash: every uncached token looks its `kid` up here, and
+    /// SipHash cost more than the rest of key selection. Only the issuer's own documents insert
+    /// names, so a token cannot fill the map with colliding ones.
+    by_kid: HashMap<Box<str>, Vec<Arc<VerifyingKey>>, foldhash::fast::RandomState>,
     all: Vec<Arc<VerifyingKey>>,
 }
 
@@ -98,23 +101,14 @@ impl KeySet {
         self.all.is_empty()
     }
 
-    /// Whether any key carries this `kid`, whatever its algorithm.
-    pub(crate) fn has_kid(&self, kid: &str) -> bool {
-        self.by_kid.contains_key(kid)
-    }
-
-    /// The keys a token with this `kid` and `alg` may be checked against: those with the same
-    /// `kid` (or all keys, when the token has none) whose algorithm equals `alg`.
-    pub(crate) fn candidates<'a>(
-        &'a self,
-        kid: Option<&str>,
-        alg: Algorithm,
-    ) -> impl Iterator<Item = &'a Arc<VerifyingKey>> + 'a {
-        let pool: &'a [Arc<VerifyingKey>] = match kid {
-            Some(kid) => self.by_kid.get(kid).map(Vec::as_slice).unwrap_or(&[]),
-            None => &self.all,
-        };
-        pool.iter().filter(move |key| key.algorithm() == alg)
+    /// The keys a token with this `kid` may be checked against, whatever their algorithm: those
+    /// with the same `kid`, or all keys when the token has none. `None` when no key carries the
+    /// token's `kid`, which is what may justify a refetch. One map lookup serves both questions.
+    pub(crate) fn pool(&self, kid: Option<&str>) -> Option<&[Arc<VerifyingKey>]> {
+        match kid {
+            Some(kid) => self.by_kid.get(kid).map(Vec::as_slice),
+            None => Some(&self.all),
+        }
     }
 
     /// Marks every key of `self` that is absent from `next` as retired.

@@ -491,7 +491,7 @@ impl IssuerKeys {
         let done = tokio::time::timeout(deadline, finished.wait_for(|&n| n >= wait_for))
             .await
             .is_ok_and(|seen| seen.is_ok());
-        if done && self.load().keys.has_kid(kid) {
+        if done && self.load().keys.pool(Some(kid)).is_some() {
             return true;
         }
         self.add_negative(kid);

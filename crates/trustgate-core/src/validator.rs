@@ -26,7 +26,6 @@ use crate::identity::{ClaimMapping, Identity};
 use crate::json::{self, Json};
 use crate::jws::{self, DEFAULT_MAX_TOKEN_BYTES, UnverifiedJws};
 use crate::key::VerifyingKey;
-use crate::keyset::KeySet;
 use crate::source::{IssuerKeys, KeySource, RefreshPolicy, StaticKeyError};
 
 /// Everything trustgate needs to know about one token issuer.
@@ -515,6 +514,7 @@ impl Validator {
         refetch: Refetch,
     ) -> Result<VerifiedToken, Undecided> {
         let jws = jws::parse_compact(token, self.inner.max_token_bytes)?;
+        let signature = jws.signature()?;
         let claims = json::parse_borrowed(&jws.payload)?;
         let entry = claims
             .get("iss")
@@ -529,17 +529,21 @@ impl Validator {
             if !entry.keys.usable(&state) {
                 return Err(AuthError::KeysUnavailable.into());
             }
-            match jws.header.kid.as_deref() {
-                Some(kid) if !state.keys.has_kid(kid) => {
+            let kid = jws.header.kid.as_deref();
+            match state.keys.pool(kid) {
+                Some(pool) => {
+                    verify_with(pool, kid.is_none(), &jws, &signature, entry.max_kidless)?
+                }
+                // No key carries the token's `kid` (a token without one gets every key).
+                None => {
                     return Err(match refetch {
                         Refetch::Allowed => Undecided::UnknownKid {
                             keys: Arc::clone(&entry.keys),
-                            kid: kid.to_owned(),
+                            kid: kid.unwrap_or_default().to_owned(),
                         },
                         Refetch::Done => Reason::UnknownKey.into(),
                     });
                 }
-                kid => verify_with(&state.keys, kid, &jws, entry.max_kidless)?,
             }
         };
         // Read after the signature, as late as it can be.
@@ -577,20 +581,20 @@ impl Validator {
     pub fn verify_signature_only(&self, token: &str) -> Result<VerifiedSignature, Reason> {
         let entry = self.inner.order.first().ok_or(Reason::UnknownIssuer)?;
         let jws = jws::parse_compact(token, self.inner.max_token_bytes)?;
+        let signature = jws.signature()?;
         if !entry.algorithms.contains(&jws.header.alg) {
             return Err(Reason::AlgorithmNotAllowed);
         }
         let state = entry.keys.load();
         let kid = jws.header.kid.as_deref();
-        if let Some(kid) = kid
-            && !state.keys.has_kid(kid)
-        {
-            return Err(Reason::UnknownKey);
-        }
-        let key = verify_with(&state.keys, kid, &jws, entry.max_kidless).map_err(|e| match e {
-            AuthError::InvalidToken(reason) => reason,
-            _ => Reason::BadSignature,
-        })?;
+        let pool = state.keys.pool(kid).ok_or(Reason::UnknownKey)?;
+        let key =
+            verify_with(pool, kid.is_none(), &jws, &signature, entry.max_kidless).map_err(|e| {
+                match e {
+                    AuthError::InvalidToken(reason) => reason,
+                    _ => Reason::BadSignature,
+                }
+            })?;
         Ok(VerifiedSignature {
             payload: jws.payload,
             kid: key.kid().map(str::to_owned),
@@ -598,21 +602,22 @@ impl Validator {
     }
 }
 
+/// Checks the signature against the keys of `pool` whose algorithm is the token's `alg`: the key
+/// decides the algorithm. A token without `kid` is tried against at most `max_kidless` of them.
 fn verify_with(
-    keys: &KeySet,
-    kid: Option<&str>,
+    pool: &[Arc<VerifyingKey>],
+    kidless: bool,
     jws: &UnverifiedJws<'_>,
+    signature: &[u8],
     max_kidless: usize,
 ) -> Result<Arc<VerifyingKey>, AuthError> {
-    let cap = if kid.is_some() {
-        usize::MAX
-    } else {
-        max_kidless
-    };
+    let cap = if kidless { max_kidless } else { usize::MAX };
+    let alg = jws.header.alg;
+    let candidates = pool.iter().filter(|key| key.algorithm() == alg);
     let mut tried = 0usize;
-    for key in keys.candidates(kid, jws.header.alg).take(cap) {
+    for key in candidates.take(cap) {
         tried += 1;
-        if key.verify(jws.signing_input, &jws.signature) {
+        if key.verify(jws.signing_input, signature) {
             return Ok(Arc::clone(key));
         }
     }
