@@ -191,7 +191,9 @@ impl Upstream {
     /// A new HTTP/1 connection, driven by a task of its own.
     async fn connect(&self) -> Result<http1::SendRequest<Incoming>, ExchangeError> {
         let io = self.connector.clone().call(self.connect_to.clone()).await?;
-        let (sender, connection) = http1::handshake(io).await?;
+        // Flattened writes, as on the downstream side (see `server::run`): a request head and a
+        // small body go out in one buffer.
+        let (sender, connection) = http1::Builder::new().writev(false).handshake(io).await?;
         let upstream = self.config.id.clone();
         tokio::spawn(async move {
             if let Err(err) = connection.await {
