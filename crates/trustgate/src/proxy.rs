@@ -427,7 +427,8 @@ pub(crate) async fn handle(
     conn: ConnInfo,
     tunnel_slot: Option<Arc<OwnedSemaphorePermit>>,
 ) -> Response<Body> {
-    let started = Instant::now();
+    // Read only for the access log: with it off, a clock read per request is spared.
+    let started = rt.config.log.access.then(Instant::now);
     if let Some(response) = internal_endpoint_on_edge(&rt, &req) {
         return fixed(response);
     }
@@ -461,10 +462,11 @@ pub(crate) async fn handle(
     let route = prepared.route;
     let upstream = &route.upstream;
     let request = Request::from_parts(parts, body);
+    // One clock read serves the latency histogram and the idle list's timeout check.
     let sent = Instant::now();
     let result = tokio::time::timeout(
         upstream.config.response_timeout,
-        upstream.send(request, prepared.upgrade.is_some()),
+        upstream.send(request, prepared.upgrade.is_some(), sent),
     )
     .await;
     route
@@ -539,7 +541,7 @@ fn upstream_error(
     method: &http::Method,
     token: &Option<VerifiedToken>,
     error: GatewayError,
-    started: Instant,
+    started: Option<Instant>,
 ) -> Response<Body> {
     route.metrics.record(error.outcome());
     let response = error.to_response();
@@ -566,7 +568,7 @@ fn access_log(
     status: StatusCode,
     token: Option<&VerifiedToken>,
     decision: &str,
-    started: Instant,
+    started: Option<Instant>,
 ) {
     if !rt.config.log.access {
         return;
@@ -579,6 +581,6 @@ fn access_log(
         subject = token.and_then(|t| t.identity().subject()).unwrap_or("-"),
         issuer = token.map_or("-", |t| t.issuer()),
         decision,
-        micros = started.elapsed().as_micros() as u64,
+        micros = started.map_or(0, |started| started.elapsed().as_micros() as u64),
     );
 }

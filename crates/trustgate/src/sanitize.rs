@@ -765,7 +765,6 @@ pub(crate) fn set_forwarding_headers(
     host: Option<&HeaderValue>,
     trusted: &TrustedProxies,
 ) {
-    strip_uri_overrides(headers);
     let peer = peer.to_canonical();
     let mut ipv4_text = [0u8; IPV4_TEXT_MAX];
     let peer_text: Cow<'_, [u8]> = match peer {
@@ -776,8 +775,10 @@ pub(crate) fn set_forwarding_headers(
 
     let trust = trusted.contains(peer);
     let forwarded_for = if trust {
+        // URI overrides go in the same pass over the names as the forwarding headers.
         remove_where(headers, |name| {
-            name.as_str().contains('_') && FORWARDING_HEADERS.contains_name(name)
+            URI_OVERRIDE_HEADERS.contains_name(name)
+                || (name.as_str().contains('_') && FORWARDING_HEADERS.contains_name(name))
         });
         let mut chain = Vec::new();
         for value in headers.get_all(&X_FORWARDED_FOR) {
@@ -790,7 +791,9 @@ pub(crate) fn set_forwarding_headers(
         chain.extend_from_slice(peer_text);
         HeaderValue::from_bytes(&chain).ok()
     } else {
-        remove_where(headers, |name| FORWARDING_HEADERS.contains_name(name));
+        remove_where(headers, |name| {
+            URI_OVERRIDE_HEADERS.contains_name(name) || FORWARDING_HEADERS.contains_name(name)
+        });
         None
     };
     // The peer's own address is always a valid header value; the fallback

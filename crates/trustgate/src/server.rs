@@ -155,6 +155,12 @@ pub(crate) async fn run(
         .header_read_timeout(server.header_read_timeout)
         .max_buf_size(server.max_header_bytes.max(8192))
         .max_headers(server.max_headers)
+        // Flattened writes: the response head and body are copied into one buffer and sent with
+        // one `send`, instead of queued as separate buffers for `writev`. For the usual small API
+        // response the queue's bookkeeping cost more than the copy (callgrind, same-token
+        // workload, with the same for upstream requests: 650 instructions fewer per request); a
+        // large body pays one extra memory copy per byte, which is cheap next to the socket.
+        .writev(false)
         .keep_alive(true);
     builder
         .http2()

@@ -127,11 +127,13 @@ impl Upstream {
         })
     }
 
-    /// Sends `request`, whose URI names this upstream, and returns the response head.
+    /// Sends `request`, whose URI names this upstream, and returns the response head. `now` is
+    /// the caller's reading of the clock, for the idle list's timeout.
     pub(crate) async fn send(
         &self,
         request: Request<Incoming>,
         upgrade: bool,
+        now: Instant,
     ) -> Result<Response<UpstreamBody>, ExchangeError> {
         if upgrade {
             let response = self.upgrades.request(request).await?;
@@ -140,12 +142,13 @@ impl Upstream {
                 connection: None,
             }));
         }
-        self.send_pooled(request).await
+        self.send_pooled(request, now).await
     }
 
     async fn send_pooled(
         &self,
         mut request: Request<Incoming>,
+        now: Instant,
     ) -> Result<Response<UpstreamBody>, ExchangeError> {
         // The connection already says where the request goes; on it the target is origin-form.
         let origin_form = match request.uri().path_and_query() {
@@ -153,18 +156,21 @@ impl Upstream {
             None => Uri::from_static("/"),
         };
         *request.uri_mut() = origin_form;
-        let mut reused = self.idle.take();
+        let mut reused = self.idle.take(now);
         loop {
             let (mut sender, fresh) = match reused.take() {
                 Some(sender) => (sender, false),
-                None => (self.connect().await?, true),
+                // Boxed: connecting is rare next to reuse, and its future (connector, TLS and
+                // handshake) would otherwise make every request's future larger, and so every
+                // move of it dearer.
+                None => (Box::pin(self.connect()).await?, true),
             };
             // An idle connection may have been closed by the upstream since its last response.
             if let Err(err) = sender.ready().await {
                 if fresh {
                     return Err(err.into());
                 }
-                reused = self.idle.take();
+                reused = self.idle.take(Instant::now());
                 continue;
             }
             match sender.try_send_request(request).await {
@@ -174,7 +180,7 @@ impl Upstream {
                     // was written is not sent again, since it may have had an effect.
                     Some(unsent) if !fresh => {
                         request = unsent;
-                        reused = self.idle.take();
+                        reused = self.idle.take(Instant::now());
                     }
                     _ => return Err(err.into_error().into()),
                 },
@@ -185,7 +191,9 @@ impl Upstream {
     /// A new HTTP/1 connection, driven by a task of its own.
     async fn connect(&self) -> Result<http1::SendRequest<Incoming>, ExchangeError> {
         let io = self.connector.clone().call(self.connect_to.clone()).await?;
-        let (sender, connection) = http1::handshake(io).await?;
+        // Flattened writes, as on the downstream side (see `server::run`): a request head and a
+        // small body go out in one buffer.
+        let (sender, connection) = http1::Builder::new().writev(false).handshake(io).await?;
         let upstream = self.config.id.clone();
         tokio::spawn(async move {
             if let Err(err) = connection.await {
@@ -211,12 +219,13 @@ struct Idle {
 }
 
 impl IdleConnections {
-    /// The most recently used idle connection that is still open and not idle too long.
-    fn take(&self) -> Option<http1::SendRequest<Incoming>> {
+    /// The most recently used idle connection that is still open and not idle too long at `now`.
+    fn take(&self, now: Instant) -> Option<http1::SendRequest<Incoming>> {
         // A poisoned list only means that no connection is reused.
         let mut list = self.list.lock().ok()?;
         while let Some(idle) = list.pop() {
-            if !idle.sender.is_closed() && idle.since.elapsed() < self.timeout {
+            if !idle.sender.is_closed() && now.saturating_duration_since(idle.since) < self.timeout
+            {
                 return Some(idle.sender);
             }
         }
