@@ -355,8 +355,10 @@ fn kid_flood(
                 barrier.wait();
                 let begin = Instant::now();
                 let mut i = 0;
-                // Bounded in count; keeps going (up to 4x the count) until min_duration.
-                while i < per_thread || (begin.elapsed() < min_duration && i < per_thread * 4) {
+                // At least `per_thread` requests, and on until `min_duration` has passed however
+                // fast the gateway answers: a count cap let a fast machine finish the flood inside
+                // one cooldown window, so the test saw a single refetch.
+                while i < per_thread || begin.elapsed() < min_duration {
                     let header = format!(r#"{{"alg":"ES256","kid":"flood-{t}-{i}"}}"#);
                     let token = test_support::token_with_header(&template, &header);
                     if client.status(&token) != 401 {
