@@ -154,6 +154,11 @@ impl ClaimsPolicy {
                 return Err(Reason::LifetimeTooLong);
             }
         }
+        if let Some(sub) = claims.get("sub")
+            && !matches!(sub, Json::String(_))
+        {
+            return Err(Reason::BadSubject);
+        }
         if self.audience == AudiencePolicy::Required {
             self.check_audience(claims.get("aud"))?;
         }

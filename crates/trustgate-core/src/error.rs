@@ -79,6 +79,9 @@ pub enum Reason {
     MissingClaim,
     /// A claim bound for an HTTP header contains control bytes, or is of the wrong type.
     UnsafeClaimValue,
+    /// `sub` is present but not a JSON string (RFC 7519 §4.1.2: a StringOrURI). A number there
+    /// would otherwise read as the same identity as its digits in a string.
+    BadSubject,
     /// The token's issuer is not accepted on this route.
     IssuerNotAccepted,
     /// A gateway assertion does not match this request (method, path or bound headers), or lacks
@@ -114,6 +117,7 @@ impl Reason {
             Reason::BadType => "bad_typ",
             Reason::MissingClaim => "missing_claim",
             Reason::UnsafeClaimValue => "unsafe_claim_value",
+            Reason::BadSubject => "bad_sub",
             Reason::IssuerNotAccepted => "issuer_not_accepted",
             Reason::RequestBinding => "request_binding",
             Reason::Replayed => "replayed",
@@ -143,6 +147,12 @@ pub enum RequestProblem {
     MalformedAuthorization,
     /// A client sent an identity header and the route is in `reject` mode.
     ClientIdentityHeader,
+    /// An `access_token` query parameter (RFC 6750 §2.3) on a route that checks tokens:
+    /// trustgate never takes a token from the URL, and never forwards one it did not check.
+    TokenInQuery,
+    /// A `Cookie` header that is not visible text, on a route that reads its token from a cookie:
+    /// what it holds cannot be checked, so it cannot be forwarded.
+    UnreadableCookie,
 }
 
 impl RequestProblem {
@@ -152,6 +162,8 @@ impl RequestProblem {
             RequestProblem::MultipleTokens => "multiple_tokens",
             RequestProblem::MalformedAuthorization => "malformed_authorization",
             RequestProblem::ClientIdentityHeader => "client_identity_header",
+            RequestProblem::TokenInQuery => "token_in_query",
+            RequestProblem::UnreadableCookie => "unreadable_cookie",
         }
     }
 }

@@ -77,6 +77,25 @@ pub struct ClaimMapping {
     pub client: Vec<ClaimPath>,
     /// More claims, by a name of the operator's choosing, for custom headers.
     pub extra: Vec<(String, ClaimPath)>,
+    /// What a JSON number in a mapped claim becomes (default: the token is refused).
+    pub numbers: NumericClaims,
+}
+
+/// What a JSON number in a claim bound for the identity becomes.
+///
+/// The default refuses it: a service reading `X-Tenant-Id: 12345` cannot tell whether the token
+/// said `12345` or `"12345"`, and an issuer that types one claim two ways for two users would
+/// otherwise give them one identity. An operator who knows the issuer writes numbers opts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum NumericClaims {
+    /// A number in a mapped claim makes the token fail with [`Reason::UnsafeClaimValue`].
+    #[default]
+    Refuse,
+    /// An integer that fits in 64 bits is written with its exact decimal digits. Any other number
+    /// (a fraction, an exponent, or an integer too large to be kept exactly) is refused, never
+    /// rounded: `1.2345678901234568e+29` is not the claim the issuer signed.
+    Integers,
 }
 
 impl Default for ClaimMapping {
@@ -92,6 +111,7 @@ impl Default for ClaimMapping {
             tenant: Some(path("tenant_id")),
             client: vec![path("client_id"), path("azp")],
             extra: Vec::new(),
+            numbers: NumericClaims::Refuse,
         }
     }
 }
@@ -182,20 +202,29 @@ impl Identity {
         claims: &Object<'_>,
         mapping: &ClaimMapping,
     ) -> Result<Self, Reason> {
+        let numbers = mapping.numbers;
         let single = |value: Option<&Json<'_>>| -> Result<Option<Safe>, Reason> {
-            value.map(|v| Safe::new(&scalar(v)?)).transpose()
+            value.map(|v| Safe::new(&scalar(v, numbers)?)).transpose()
         };
         let subject = single(mapping.subject.lookup(claims))?;
-        let roles = List::from_claim(mapping.roles.as_ref().and_then(|p| p.lookup(claims)), ',')?;
-        let scopes = List::from_claim(mapping.scopes.iter().find_map(|p| p.lookup(claims)), ' ')?;
+        let roles = List::from_claim(
+            mapping.roles.as_ref().and_then(|p| p.lookup(claims)),
+            ',',
+            numbers,
+        )?;
+        let scopes = List::from_claim(
+            mapping.scopes.iter().find_map(|p| p.lookup(claims)),
+            ' ',
+            numbers,
+        )?;
         let tenant = single(mapping.tenant.as_ref().and_then(|p| p.lookup(claims)))?;
         let client = single(mapping.client.iter().find_map(|p| p.lookup(claims)))?;
         let mut extra = Vec::with_capacity(mapping.extra.len());
         for (name, path) in &mapping.extra {
             if let Some(value) = path.lookup(claims) {
                 let safe = match value {
-                    Json::Array(items) => Safe::from_owned(joined(items, ',')?)?,
-                    other => Safe::new(&scalar(other)?)?,
+                    Json::Array(items) => Safe::from_owned(joined(items, ',', numbers)?)?,
+                    other => Safe::new(&scalar(other, numbers)?)?,
                 };
                 extra.push((name.clone(), safe));
             }
@@ -278,10 +307,15 @@ impl Identity {
     }
 }
 
-fn scalar<'a>(value: &'a Json<'_>) -> Result<Cow<'a, str>, Reason> {
+fn scalar<'a>(value: &'a Json<'_>, numbers: NumericClaims) -> Result<Cow<'a, str>, Reason> {
     match value {
         Json::String(s) => Ok(Cow::Borrowed(s)),
-        Json::Number(n) => Ok(Cow::Owned(n.to_string())),
+        // serde_json keeps an integer that fits in 64 bits exactly and anything else as an f64,
+        // whose text is a rounding of what was signed.
+        Json::Number(n) if numbers == NumericClaims::Integers && !n.is_f64() => {
+            Ok(Cow::Owned(n.to_string()))
+        }
+        Json::Number(_) => Err(Reason::UnsafeClaimValue),
         Json::Bool(b) => Ok(Cow::Borrowed(if *b { "true" } else { "false" })),
         _ => Err(Reason::UnsafeClaimValue),
     }
@@ -301,11 +335,15 @@ struct List {
 impl List {
     /// From a claim that is an array of scalars, one scalar, or (for scopes) a space-separated
     /// string, whose empty pieces are skipped.
-    fn from_claim(value: Option<&Json<'_>>, separator: char) -> Result<Self, Reason> {
+    fn from_claim(
+        value: Option<&Json<'_>>,
+        separator: char,
+        numbers: NumericClaims,
+    ) -> Result<Self, Reason> {
         let joined = match value {
             None => None,
             Some(Json::Array(items)) if items.is_empty() => None,
-            Some(Json::Array(items)) => Some(joined(items, separator)?),
+            Some(Json::Array(items)) => Some(joined(items, separator, numbers)?),
             Some(Json::String(text)) if separator == ' ' => {
                 // The usual scope string is already in joined form: single spaces between
                 // non-empty items, none at either end. It is then taken as it is; its control
@@ -324,7 +362,7 @@ impl List {
                 }
             }
             Some(other) => {
-                let item = scalar(other)?;
+                let item = scalar(other, numbers)?;
                 check_item(&item, separator)?;
                 Some(item.into_owned())
             }
@@ -354,7 +392,7 @@ impl List {
 }
 
 /// The scalars of an array, joined with `separator`.
-fn joined(items: &[Json<'_>], separator: char) -> Result<String, Reason> {
+fn joined(items: &[Json<'_>], separator: char, numbers: NumericClaims) -> Result<String, Reason> {
     // Exact for the usual array of strings: a string whose length equals its capacity becomes a
     // header without another allocation.
     let capacity = items
@@ -366,7 +404,7 @@ fn joined(items: &[Json<'_>], separator: char) -> Result<String, Reason> {
         .sum::<usize>();
     let mut out = String::with_capacity(capacity.saturating_sub(1));
     for item in items {
-        push_item(&mut out, &scalar(item)?, separator)?;
+        push_item(&mut out, &scalar(item, numbers)?, separator)?;
     }
     Ok(out)
 }
@@ -575,10 +613,53 @@ mod tests {
         );
     }
 
+    /// A number never reads as the string of its digits unless the operator opts in, and then
+    /// only an integer kept exactly is written; nothing is rounded.
+    #[test]
+    fn numbers_are_refused_by_default_and_written_exactly_when_allowed() {
+        let unsafe_value = Some(Reason::UnsafeClaimValue);
+        let strict = ClaimMapping::default();
+        let integers = ClaimMapping {
+            numbers: NumericClaims::Integers,
+            ..ClaimMapping::default()
+        };
+        let claims = |tenant: serde_json::Value| json!({"sub":"u","tenant_id": tenant});
+        assert_eq!(identity(claims(json!(12345)), &strict).err(), unsafe_value);
+        assert_eq!(
+            identity(json!({"sub":"u","roles":["a", 7]}), &strict).err(),
+            unsafe_value
+        );
+        let text = identity(claims(json!("12345")), &strict).unwrap();
+        assert_eq!(text.tenant(), Some("12345"));
+        let number = identity(claims(json!(12345)), &integers).unwrap();
+        assert_eq!(number.tenant(), Some("12345"));
+        let big = identity(claims(json!(u64::MAX)), &integers).unwrap();
+        assert_eq!(
+            big.header_value(&IdentityField::Tenant).unwrap(),
+            "18446744073709551615"
+        );
+        let negative = identity(claims(json!(i64::MIN)), &integers).unwrap();
+        assert_eq!(negative.tenant(), Some("-9223372036854775808"));
+        // Through the real parser: a 30-digit integer, a fraction and an exponent are refused,
+        // never rounded.
+        for text in [
+            "123456789012345678901234567890",
+            "1.5",
+            "1e3",
+            "18446744073709551616",
+        ] {
+            let claims = format!(r#"{{"sub":"u","tenant_id":{text}}}"#);
+            let parsed = crate::json::parse_borrowed(claims.as_bytes()).unwrap();
+            let result = Identity::from_claims("iss".into(), None, &parsed, &integers);
+            assert_eq!(result.err(), unsafe_value, "{text}");
+        }
+    }
+
     #[test]
     fn lists_read_back_from_their_joined_form() {
         let mapping = ClaimMapping {
             extra: vec![("groups".into(), ClaimPath::parse("groups").unwrap())],
+            numbers: NumericClaims::Integers,
             ..ClaimMapping::default()
         };
         let id = identity(

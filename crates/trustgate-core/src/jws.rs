@@ -238,7 +238,9 @@ fn parse_header(bytes: &[u8]) -> Result<Header, Reason> {
             "typ" => typ = Some(value),
             "b64" => b64 = Some(value),
             "crit" => crit = true,
-            "enc" => enc = true,
+            // `zip` (RFC 7516 §4.1.3) is a JWE header: compressed content is never a JWS payload
+            // here, and a decompression step is an attack surface of its own.
+            "enc" | "zip" => enc = true,
             _ => {}
         }
     }
@@ -260,7 +262,7 @@ fn parse_header(bytes: &[u8]) -> Result<Header, Reason> {
         Some(_) => return Err(Reason::BadJson),
         None => return Err(Reason::UnsupportedAlgorithm),
     };
-    // `enc` marks a JWE header even when the segment count was forged to three.
+    // `enc` or `zip` marks a JWE header even when the segment count was forged to three.
     if enc {
         return Err(Reason::UnsupportedSerialization);
     }

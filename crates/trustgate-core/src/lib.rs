@@ -51,13 +51,15 @@ mod swar;
 mod validator;
 
 pub use alg::{Algorithm, UnsupportedAlgorithm};
-pub use bearer::bearer_token;
+pub use bearer::{bearer_token, query_has_access_token};
 pub use cache::{CacheOptions, CacheStats};
 pub use claims::{AudiencePolicy, ClaimsPolicy, ExpiryPolicy};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error::{AuthError, Reason, RequestProblem};
 pub use fetch::{FetchError, FetchOptions};
-pub use identity::{ClaimMapping, ClaimPath, Identity, IdentityField, encode_header};
+pub use identity::{
+    ClaimMapping, ClaimPath, Identity, IdentityField, NumericClaims, encode_header,
+};
 pub use jws::DEFAULT_MAX_TOKEN_BYTES;
 pub use key::{KeyRejection, MIN_RSA_BITS, VerifyingKey};
 pub use keyset::JwksError;

@@ -124,6 +124,9 @@ async fn jwe_json_serialization_and_unencoded_payloads_are_refused() {
     // A JWE header forced into three segments, even correctly signed.
     let enc = json!({"alg":"ES256","kid":"k1","enc":"A256GCM"});
     assert_eq!(check(&v, &sign(&key, &enc, &claims())).await, unsupported);
+    // `zip` is JWE compression: refused in a JWS header too, even correctly signed.
+    let zip = json!({"alg":"ES256","kid":"k1","zip":"DEF"});
+    assert_eq!(check(&v, &sign(&key, &zip, &claims())).await, unsupported);
     // JWS JSON serialization, flattened and general, of the valid token.
     let flattened =
         json!({"protected": parts[0], "payload": parts[1], "signature": parts[2]}).to_string();
@@ -1025,6 +1028,9 @@ async fn claims_bound_for_headers_must_be_safe() {
         ("roles", json!(["admin,ops"])),
         ("roles", json!(["ok", null])),
         ("tenant_id", json!({"id": 1})),
+        // A number by default: it would read as the string of its digits.
+        ("tenant_id", json!(12345)),
+        ("roles", json!(["ok", 7])),
     ] {
         let t = token(&key, &with_claim(name, value.clone()));
         assert_eq!(
@@ -1033,6 +1039,23 @@ async fn claims_bound_for_headers_must_be_safe() {
             "{name} = {value}"
         );
     }
+}
+
+#[tokio::test]
+async fn sub_must_be_a_string() {
+    let (v, key, _) = es256_fixture();
+    for value in [
+        json!(12345),
+        json!(true),
+        json!(null),
+        json!(["alice"]),
+        json!({}),
+    ] {
+        let t = token(&key, &with_claim("sub", value.clone()));
+        assert_eq!(check(&v, &t).await, invalid(Reason::BadSubject), "{value}");
+    }
+    // Absent is fine (the claim is optional); a string is the subject.
+    assert_eq!(check(&v, &token(&key, &without_claim("sub"))).await, Ok(()));
 }
 
 // === cache ===

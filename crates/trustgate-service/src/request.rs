@@ -22,6 +22,18 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, AuthErro
     trustgate_core::bearer_token(value)
 }
 
+/// Refuses an `access_token` query parameter (RFC 6750 §2.3): a service never takes a token from
+/// the URL, and a handler must not find one there that nothing checked.
+pub(crate) fn refuse_token_in_query(uri: &http::Uri) -> Result<(), AuthError> {
+    if uri
+        .query()
+        .is_some_and(trustgate_core::query_has_access_token)
+    {
+        return Err(AuthError::InvalidRequest(RequestProblem::TokenInQuery));
+    }
+    Ok(())
+}
+
 /// The gateway assertion, if any.
 pub(crate) fn assertion(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
     let Some(value) = single(headers, &ASSERTION_HEADER)? else {

@@ -113,6 +113,41 @@ async fn two_tokens_are_an_invalid_request() {
         );
 }
 
+/// The gateway's credential rules hold in the service too: a bearer-like value that is not exactly
+/// RFC 6750 and an `access_token` in the query are malformed requests, never "no token" and never
+/// a token the handler could find unchecked.
+#[tokio::test]
+async fn bearer_like_values_and_query_tokens_are_invalid_requests() {
+    let issuers = Issuers::start().await;
+    let addr = service(&issuers).await;
+    let token = issuers.external_token(SERVICE, json!({}));
+    let invalid_request = |reply: Reply| {
+        reply.assert_refused(
+            400,
+            Some(r#"Bearer error="invalid_request""#),
+            "invalid_request",
+        )
+    };
+    for value in [
+        format!("Bearer\t{token}"),
+        format!("Bearer{token}"),
+        format!("Basic dXNlcjpwdw==, Bearer {token}"),
+        format!("Bearer {token}\""),
+    ] {
+        invalid_request(get_with(addr, "/users/me", &[("authorization", &value)]).await);
+    }
+    for target in [
+        format!("/users/me?access_token={token}"),
+        format!("/users/me?x=1&access%5Ftoken={token}"),
+    ] {
+        invalid_request(get_with(addr, &target, &[]).await);
+        invalid_request(get_with(addr, &target, &[("authorization", &bearer(&token))]).await);
+    }
+    // The control: the same token in the header alone is accepted.
+    let reply = get_with(addr, "/users/me?x=1", &[("authorization", &bearer(&token))]).await;
+    assert_eq!(reply.status, 200);
+}
+
 #[tokio::test]
 async fn forged_and_foreign_tokens_are_invalid() {
     let issuers = Issuers::start().await;

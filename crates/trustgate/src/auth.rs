@@ -1,9 +1,11 @@
 //! Finding the token in a request, and the coarse per-route authorization.
 //!
-//! Token sources are the `Authorization: Bearer` header (scheme matched case-insensitively) and
-//! an optional named cookie. A request carrying more than one token — two Authorization headers,
-//! two cookies of that name, or a header and a cookie — is refused with 400, so the token checked
-//! is always the only one an upstream could see.
+//! Token sources are the `Authorization: Bearer` header (exactly RFC 6750's form; a bearer-like
+//! value in any other form is a malformed request, see `trustgate_core::bearer_token`) and an
+//! optional named cookie. A request carrying more than one token — two Authorization headers,
+//! two cookies of that name, or a header and a cookie — is refused with 400, and so are a Cookie
+//! header that is not text (on a route with a token cookie) and an `access_token` query
+//! parameter, so the token checked is always the only one an upstream could see.
 
 use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, HeaderValue};
@@ -34,8 +36,10 @@ pub(crate) fn extract_token<'a>(
     }
     if let Some(name) = cookie_name {
         for header in headers.get_all(COOKIE) {
+            // A Cookie header we cannot read could hold a second token: refused, never skipped
+            // (a skipped one was forwarded to the upstream unread).
             let Ok(text) = header.to_str() else {
-                continue;
+                return Err(AuthError::InvalidRequest(RequestProblem::UnreadableCookie));
             };
             for pair in text.split(';') {
                 let Some((key, value)) = pair.trim().split_once('=') else {
@@ -128,7 +132,8 @@ fn lookup<'a>(token: &'a VerifiedToken, path: &str) -> Option<&'a Value> {
 fn claim_matches(value: Option<&Value>, allowed: &[String]) -> bool {
     let text_matches = |v: &Value| match v {
         Value::String(s) => allowed.iter().any(|a| a == s),
-        Value::Number(n) => allowed.iter().any(|a| *a == n.to_string()),
+        // Only an integer kept exactly: an f64's text is a rounding of what was signed.
+        Value::Number(n) if !n.is_f64() => allowed.iter().any(|a| *a == n.to_string()),
         Value::Bool(b) => allowed.iter().any(|a| *a == b.to_string()),
         _ => false,
     };
@@ -169,7 +174,14 @@ mod tests {
         }
         let h = headers(&[("authorization", "Basic dXNlcjpwdw==")]);
         assert_eq!(extract_token(&h, None).unwrap(), None);
-        for bad in ["Bearer", "Bearer ", "Bearer a b", "Bearer a,b"] {
+        for bad in [
+            "Bearer",
+            "Bearer ",
+            "Bearer a b",
+            "Bearer a,b",
+            "Bearer\tabc",
+            "Basic x, Bearer abc",
+        ] {
             let h = headers(&[("authorization", bad)]);
             assert_eq!(extract_token(&h, None).unwrap_err(), BAD, "{bad:?}");
         }

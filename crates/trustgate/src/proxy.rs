@@ -26,9 +26,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Ur
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
-use trustgate_core::{AuthError, Reason, RequestProblem, VerifiedToken};
+use trustgate_core::{AuthError, Reason, RequestProblem, VerifiedToken, query_has_access_token};
 
-use crate::auth::{authorize, extract_token, remove_cookie};
+use crate::auth::{TokenSource, authorize, extract_token, remove_cookie};
 use crate::config::{Pattern, SanitizeMode};
 use crate::error::GatewayError;
 use crate::internal;
@@ -205,9 +205,23 @@ pub(crate) async fn prepare(
     // 4. Trust pattern.
     let mut token = None;
     let mut internal_authorization = None;
+    let mut strip_unchecked_authorization = false;
     if config.pattern.validates() {
+        // A token in the URL is never taken and never forwarded (RFC 6750 §2.3 is off).
+        if parts.uri.query().is_some_and(query_has_access_token) {
+            note!(trace, "token: an access_token query parameter; refused");
+            return Err(refuse(
+                Some(&route),
+                AuthError::InvalidRequest(RequestProblem::TokenInQuery),
+            ));
+        }
         let found = extract_token(&parts.headers, config.token_cookie.as_deref())
             .map_err(|err| refuse(Some(&route), err))?;
+        // On forward-token routes the upstream receives exactly the one token that was checked:
+        // an Authorization value that is not it (another scheme, on an anonymous request or next
+        // to a cookie token) is not passed on. Removed below, once the token text is released.
+        strip_unchecked_authorization = config.pattern == Pattern::ForwardToken
+            && !matches!(found, Some((_, TokenSource::Header)));
         match found {
             None if config.allow_anonymous => {
                 note!(trace, "token: none; anonymous access allowed on this route");
@@ -280,6 +294,9 @@ pub(crate) async fn prepare(
             "token: not checked by the gateway on pattern {}",
             config.pattern.name()
         );
+    }
+    if strip_unchecked_authorization {
+        parts.headers.remove(AUTHORIZATION);
     }
     if config.pattern == Pattern::InternalToken {
         // External identity never crosses into the mesh: the external token is replaced.

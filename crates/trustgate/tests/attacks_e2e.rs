@@ -802,7 +802,15 @@ fn base64_variants_are_refused() {
         if *t == token {
             continue; // a segment without '-'/'_' has no other-alphabet spelling
         }
-        s.refused(name, t);
+        // RFC 6750's b64token allows `=` only at the end and no `%`: a variant outside that
+        // syntax is a malformed request (400); inside it, an invalid token (401). Neither
+        // reaches the upstream.
+        let body = t.trim_end_matches('=');
+        if body.contains(['=', '%']) {
+            s.bad_request(name, t);
+        } else {
+            s.refused(name, t);
+        }
     }
     // Whitespace inside the token makes the Authorization header malformed: 400.
     let (h, rest) = token.split_at(10);
@@ -842,6 +850,10 @@ fn wrong_segment_counts_jwe_and_json_serialization_are_refused() {
         r#"{"alg":"ES256","kid":"e1","enc":"A256GCM"}"#,
         &s.claims("admin").to_string(),
     );
+    let zip_in_jws = s.ec.sign_with_header(
+        r#"{"alg":"ES256","kid":"e1","zip":"DEF"}"#,
+        &s.claims("admin").to_string(),
+    );
     let cases = [
         ("1 segment (header)", h.to_owned()),
         ("1 segment (payload)", p.to_owned()),
@@ -869,6 +881,7 @@ fn wrong_segment_counts_jwe_and_json_serialization_are_refused() {
             format!("{h}.{p}.{sig}.{p}.{sig}"),
         ),
         ("enc in a 3-segment header", enc_in_jws),
+        ("zip in a 3-segment header", zip_in_jws),
     ];
     for (name, t) in &cases {
         s.refused(name, t);
@@ -878,8 +891,8 @@ fn wrong_segment_counts_jwe_and_json_serialization_are_refused() {
     let flattened = json!({"payload": p, "protected": h, "signature": sig});
     s.bad_request("general JSON serialization", &general.to_string());
     s.bad_request("flattened JSON serialization", &flattened.to_string());
-    // Without commas (one member), still never a token.
-    s.refused("JSON object text", &json!({"payload": p}).to_string());
+    // Without commas (one member), still not RFC 6750's b64token: malformed.
+    s.bad_request("JSON object text", &json!({"payload": p}).to_string());
     s.refused(
         "base64url of the JSON serialization",
         &b64(flattened.to_string()),
@@ -1021,6 +1034,90 @@ fn control_bytes_in_claims_bound_for_headers_are_refused() {
         s.refused(name, &s.ec.sign(c));
         s.refused(&format!("{name} (RS256)"), &s.rsa.sign(c));
     }
+    s.control();
+}
+
+/// The claims of `s.claims(sub)` with `tenant_id` replaced by `tenant`, written as raw JSON text
+/// so that numbers serde_json cannot hold exactly reach the gateway as the issuer wrote them.
+fn claims_text_with_tenant(s: &Setup, sub: &Value, tenant: &str) -> String {
+    let mut c = s.claims("x");
+    c["sub"] = sub.clone();
+    c["tenant_id"] = json!("@TENANT@");
+    c.to_string().replace(r#""@TENANT@""#, tenant)
+}
+
+#[test]
+fn a_subject_that_is_not_a_string_and_inexact_numbers_are_refused() {
+    let s = setup();
+    let header = r#"{"alg":"ES256","kid":"e1"}"#;
+    for (name, sub) in [
+        ("number", json!(12345)),
+        ("bool", json!(true)),
+        ("array", json!(["alice"])),
+        ("object", json!({"id": "alice"})),
+        ("null", Value::Null),
+    ] {
+        let text = claims_text_with_tenant(&s, &sub, r#""t1""#);
+        s.refused(
+            &format!("sub {name}"),
+            &s.ec.sign_with_header(header, &text),
+        );
+    }
+    // By default a number bound for a header is refused, so `12345` and `"12345"` can never be
+    // one identity; a 30-digit integer is never rounded into `1.2345678901234568e+29`.
+    for tenant in ["12345", "123456789012345678901234567890", "1.5", "1e3"] {
+        let text = claims_text_with_tenant(&s, &json!("alice"), tenant);
+        s.refused(
+            &format!("tenant {tenant}"),
+            &s.ec.sign_with_header(header, &text),
+        );
+    }
+    let text = claims_text_with_tenant(&s, &json!("alice"), r#""12345""#);
+    let r = s.send(&s.ec.sign_with_header(header, &text));
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert_eq!(
+        s.upstream.last().unwrap().header_values("x-tenant-id"),
+        ["12345"]
+    );
+    s.control();
+}
+
+#[test]
+fn integers_are_written_exactly_when_the_issuer_opts_in() {
+    let s = setup_with("", "[issuer.claims]\nnumbers = \"integers\"\n");
+    let header = r#"{"alg":"ES256","kid":"e1"}"#;
+    for (tenant, expected) in [
+        ("12345", "12345"),
+        ("-42", "-42"),
+        ("18446744073709551615", "18446744073709551615"),
+    ] {
+        let text = claims_text_with_tenant(&s, &json!("alice"), tenant);
+        let before = s.upstream.count();
+        let r = s.send(&s.ec.sign_with_header(header, &text));
+        assert_eq!(r.status, 200, "{tenant}: {}", r.body_text());
+        assert_eq!(s.upstream.count(), before + 1);
+        assert_eq!(
+            s.upstream.last().unwrap().header_values("x-tenant-id"),
+            [expected]
+        );
+    }
+    let count = s.upstream.count();
+    for tenant in [
+        "123456789012345678901234567890",
+        "18446744073709551616",
+        "1.5",
+        "1e3",
+        "1.0",
+    ] {
+        let text = claims_text_with_tenant(&s, &json!("alice"), tenant);
+        let r = s.send(&s.ec.sign_with_header(header, &text));
+        assert_eq!(r.status, 401, "{tenant}: {}", r.body_text());
+        assert_eq!(r.header("www-authenticate"), Some(INVALID_TOKEN));
+        assert_eq!(s.upstream.count(), count, "{tenant} reached the upstream");
+    }
+    // A subject stays a string whatever the opt-in says (RFC 7519 §4.1.2).
+    let text = claims_text_with_tenant(&s, &json!(7), r#""t1""#);
+    assert_eq!(s.send(&s.ec.sign_with_header(header, &text)).status, 401);
     s.control();
 }
 

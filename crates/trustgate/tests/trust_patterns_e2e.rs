@@ -298,3 +298,124 @@ rewrite_prefix = "/internal/users"
     assert_eq!(got.target, "/internal/users/42?full=1");
     assert_eq!(got.header_values("x-user-id"), ["alice"]);
 }
+
+/// What an upstream of a `forward-token` route receives is exactly the one token that was checked:
+/// a bearer-like value in any other form, several schemes in one value, a Cookie header the
+/// gateway cannot read, or an `access_token` in the query never reach it unchecked.
+#[test]
+fn only_the_checked_token_ever_reaches_a_forward_token_upstream() {
+    let f = Fixture::new();
+    let mut config = f.base_toml();
+    for (name, pattern, extra) in [
+        ("anon", "forward-token", "allow_anonymous = true"),
+        ("cookie", "forward-token", "token_cookie = \"at\""),
+        ("ids", "identity-headers", ""),
+        ("int", "internal-token", "service = \"svc\""),
+    ] {
+        config.push_str(&format!(
+            "[[route]]\nname = \"{name}\"\nprefix = \"/{name}\"\nupstream = \"echo\"\n\
+             pattern = \"{pattern}\"\n{extra}\n"
+        ));
+    }
+    config.push_str("[internal_issuer]\nissuer = \"https://internal.example\"\n");
+    let gateway = Gateway::start(&config);
+    let forged = f.token("forged").replace(|c: char| c == 'A', "B");
+    let valid = f.token("alice");
+    let bad_request = |path: &str, headers: &[(&str, &str)], what: &str| {
+        let before = f.upstream.count();
+        let r = gateway.get(path, headers);
+        assert_eq!(r.status, 400, "{what}: {}", r.body_text());
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some(r#"Bearer error="invalid_request""#),
+            "{what}"
+        );
+        assert_eq!(f.upstream.count(), before, "{what}: reached the upstream");
+    };
+
+    // Bearer-like values that are not exactly RFC 6750 are malformed, never "no token".
+    for value in [
+        format!("Bearer\t{forged}"),
+        format!("Bearer  \t{forged}"),
+        format!("Bearer{forged}"),
+        format!("Basic dXNlcjpwdw==, Bearer {forged}"),
+        format!("Basic x,Bearer {forged}"),
+        format!("Bearer {forged}\""),
+    ] {
+        for path in ["/anon/x", "/cookie/x", "/ids/x", "/int/x"] {
+            bad_request(
+                path,
+                &[("Authorization", &value)],
+                &format!("{path} {value:?}"),
+            );
+        }
+    }
+
+    // An access_token in the query is refused on every validating route, in any spelling, alone
+    // or next to a valid token.
+    for query in [
+        format!("access_token={forged}"),
+        format!("a=1&ACCESS_TOKEN={forged}"),
+        format!("access%5Ftoken={forged}"),
+        format!("access.token={forged}"),
+    ] {
+        for path in ["/anon/x", "/cookie/x", "/ids/x", "/int/x"] {
+            let target = format!("{path}?{query}");
+            bad_request(&target, &[], &target);
+            bad_request(&target, &[("Authorization", &bearer(&valid))], &target);
+        }
+    }
+
+    // A second Cookie header the gateway cannot read (not text) is refused, not skipped and
+    // forwarded, on a route that reads its token from a cookie.
+    let before = f.upstream.count();
+    let mut request = format!(
+        "GET /cookie/x HTTP/1.1\r\nHost: gw\r\nCookie: at={valid}\r\nConnection: close\r\n"
+    )
+    .into_bytes();
+    request.extend_from_slice(b"Cookie: at=");
+    request.extend_from_slice(forged.as_bytes());
+    request.extend_from_slice(b"\xff\r\n\r\n");
+    let r = gateway.raw(&request);
+    assert_eq!(r.status, 400, "{}", r.body_text());
+    assert_eq!(
+        f.upstream.count(),
+        before,
+        "an unreadable cookie reached the upstream"
+    );
+
+    // Valid token from the cookie: the upstream gets that cookie and no Authorization, not even
+    // another scheme's.
+    let r = gateway.get(
+        "/cookie/x",
+        &[
+            ("Cookie", &format!("theme=dark; at={valid}")),
+            ("Authorization", "Basic dXNlcjpwdw=="),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    let got = f.upstream.last().unwrap();
+    assert!(got.header_values("authorization").is_empty());
+    assert_eq!(
+        got.header_values("cookie"),
+        [format!("theme=dark; at={valid}")]
+    );
+
+    // Anonymous on an allow_anonymous forward-token route: nothing that could be a credential.
+    let r = gateway.get("/anon/x", &[("Authorization", "Basic dXNlcjpwdw==")]);
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert!(
+        f.upstream
+            .last()
+            .unwrap()
+            .header_values("authorization")
+            .is_empty()
+    );
+
+    // A valid token in the header: exactly that token, once.
+    let r = gateway.get("/anon/x", &[("Authorization", &bearer(&valid))]);
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    let got = f.upstream.last().unwrap();
+    assert_eq!(got.header_values("authorization"), [bearer(&valid)]);
+    assert_eq!(got.target, "/anon/x");
+}

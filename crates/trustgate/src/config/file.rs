@@ -270,6 +270,16 @@ pub(crate) struct FileClaims {
     pub(crate) tenant: Option<String>,
     pub(crate) client: Option<Vec<String>>,
     pub(crate) extra: BTreeMap<String, String>,
+    pub(crate) numbers: NumbersMode,
+}
+
+/// What a JSON number in a mapped claim becomes (`trustgate_core::NumericClaims`).
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum NumbersMode {
+    #[default]
+    Refuse,
+    Integers,
 }
 
 #[derive(Debug, Deserialize)]

@@ -21,7 +21,7 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use trustgate_core::{
     AudiencePolicy, ClaimMapping, ClaimPath, ExpiryPolicy, FetchOptions, IdentityField,
-    IssuerConfig, KeySource, PemKey, RefreshPolicy, ValidatorOptions,
+    IssuerConfig, KeySource, NumericClaims, PemKey, RefreshPolicy, ValidatorOptions,
 };
 
 pub(crate) use file::{
@@ -591,6 +591,10 @@ fn issuer_config(issuer: file::FileIssuer, base: &Path) -> Result<IssuerConfig, 
             .extra
             .push((name.clone(), claim_path(path, &field("extra"))?));
     }
+    mapping.numbers = match issuer.claims.numbers {
+        file::NumbersMode::Refuse => NumericClaims::Refuse,
+        file::NumbersMode::Integers => NumericClaims::Integers,
+    };
     config.mapping = mapping;
     config.refresh = RefreshPolicy {
         default_interval: issuer.refresh.default_interval.0,
