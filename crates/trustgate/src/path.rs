@@ -93,6 +93,14 @@ pub(crate) enum PathError {
     BadPercentEncoding,
     /// An empty segment (`//`) under [`DoubleSlash::Reject`].
     DoubleSlash,
+    /// `%25` followed by two hex digits that encode `.`, `/`, `\`, `;`, `%` or a control
+    /// byte (`%252F`, `%252e%252e`). We route on one decoding; an upstream that decodes twice
+    /// would see a `/`, a `..` or a NUL we never routed on.
+    EscapedEscape,
+    /// Percent-escapes that do not decode to valid UTF-8: overlong forms (`%C0%AE`, a dot to
+    /// some decoders), lone continuation bytes (`%80`), truncated sequences and surrogates.
+    /// Lenient decoders turn them into `.`, `/` or U+FFFD, each differently.
+    InvalidUtf8,
 }
 
 impl fmt::Display for PathError {
@@ -109,6 +117,8 @@ impl fmt::Display for PathError {
             Self::NonAscii => "request target contains a raw non-ASCII byte",
             Self::BadPercentEncoding => "path contains an invalid percent escape",
             Self::DoubleSlash => "path contains an empty segment",
+            Self::EscapedEscape => "path contains an escaped escape of a separator or control byte",
+            Self::InvalidUtf8 => "path escapes do not decode to valid UTF-8",
         };
         f.write_str(text)
     }
@@ -260,18 +270,19 @@ fn push_encoded(out: &mut String, byte: u8) {
 fn decode_path(raw: &str) -> Result<String, PathError> {
     let bytes = raw.as_bytes();
     let mut out = String::with_capacity(bytes.len());
+    let mut suspicious_escapes = false;
     let mut i = 0;
     while let Some(&byte) = bytes.get(i) {
         match byte {
             b'%' => {
-                let value = match (
-                    bytes.get(i + 1).copied().and_then(hex_value),
-                    bytes.get(i + 2).copied().and_then(hex_value),
-                ) {
-                    (Some(high), Some(low)) => (high << 4) | low,
-                    _ => return Err(PathError::BadPercentEncoding),
-                };
+                let value = escaped_byte(bytes, i).ok_or(PathError::BadPercentEncoding)?;
                 match value {
+                    // Checked on the whole output below, once unreserved escapes are decoded:
+                    // `%25%32%46` is `%252F` after one decoding.
+                    b'%' | 0x80.. => {
+                        suspicious_escapes = true;
+                        push_encoded(&mut out, value);
+                    }
                     b'/' => return Err(PathError::EncodedSlash),
                     b'\\' => return Err(PathError::EncodedBackslash),
                     b';' => return Err(PathError::Semicolon),
@@ -304,7 +315,66 @@ fn decode_path(raw: &str) -> Result<String, PathError> {
             }
         }
     }
+    if suspicious_escapes {
+        check_escapes(&out)?;
+    }
     Ok(out)
+}
+
+/// The byte that the escape starting at `bytes[at]` encodes, when `bytes[at]` is `%` and two hex
+/// digits follow.
+fn escaped_byte(bytes: &[u8], at: usize) -> Option<u8> {
+    if bytes.get(at) != Some(&b'%') {
+        return None;
+    }
+    let high = bytes.get(at + 1).copied().and_then(hex_value)?;
+    let low = bytes.get(at + 2).copied().and_then(hex_value)?;
+    Some((high << 4) | low)
+}
+
+/// Two rules on the canonical path `out`, where every remaining escape is `%` and two upper-case
+/// hex digits:
+/// - an escaped `%` followed by two hex digits must not encode `.`, `/`, `\`, `;`, `%` or a
+///   control byte, which a second decoding would turn into a separator or a NUL;
+/// - each run of escapes of bytes at or above 0x80 must decode to valid UTF-8 on its own. Runs
+///   end at any other character, so a sequence cannot be completed by an unescaped byte.
+fn check_escapes(out: &str) -> Result<(), PathError> {
+    let bytes = out.as_bytes();
+    let mut run = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match escaped_byte(bytes, i) {
+            Some(value) if value >= 0x80 => {
+                run.push(value);
+                i += 3;
+                continue;
+            }
+            Some(b'%') => {
+                let inner = bytes
+                    .get(i + 3)
+                    .copied()
+                    .and_then(hex_value)
+                    .zip(bytes.get(i + 4).copied().and_then(hex_value));
+                if let Some((high, low)) = inner
+                    && matches!(
+                        (high << 4) | low,
+                        b'.' | b'/' | b'\\' | b';' | b'%' | 0..=0x1F | 0x7F
+                    )
+                {
+                    return Err(PathError::EscapedEscape);
+                }
+                i += 3;
+            }
+            Some(_) => i += 3,
+            None => i += 1,
+        }
+        if !run.is_empty() {
+            std::str::from_utf8(&run).map_err(|_| PathError::InvalidUtf8)?;
+            run.clear();
+        }
+    }
+    std::str::from_utf8(&run).map_err(|_| PathError::InvalidUtf8)?;
+    Ok(())
 }
 
 /// RFC 3986 §5.2.4 on an absolute path, with empty segments handled first
@@ -460,7 +530,38 @@ mod tests {
         ("/a%3Fb", Ok("/a%3Fb")),
         ("/a%40b", Ok("/a%40b")),
         ("/a%25b", Ok("/a%25b")),
-        ("/a%252e%252e/x", Ok("/a%252e%252e/x")),
+        ("/a%252e%252e/x", Err(PathError::EscapedEscape)),
+        // Escaped escapes of separators, dots, `%` and control bytes: a second decoding would
+        // make them real.
+        ("/a%252F..%252Fadmin", Err(PathError::EscapedEscape)),
+        ("/a%252f", Err(PathError::EscapedEscape)),
+        ("/a%255C", Err(PathError::EscapedEscape)),
+        ("/a%253B", Err(PathError::EscapedEscape)),
+        ("/a%2525", Err(PathError::EscapedEscape)),
+        ("/a%2500", Err(PathError::EscapedEscape)),
+        ("/a%250d%250a", Err(PathError::EscapedEscape)),
+        ("/a%257F", Err(PathError::EscapedEscape)),
+        // The escaped `%` spelled with its own escapes decoded first: `%25%32%46` is `%252F`.
+        ("/a%25%32%46", Err(PathError::EscapedEscape)),
+        ("/a%25%32%65", Err(PathError::EscapedEscape)),
+        // Harmless escaped escapes stay: `%2541` is `%41` after one decoding.
+        ("/a%2541", Ok("/a%2541")),
+        ("/a%25zz", Ok("/a%25zz")),
+        // Escapes that are not valid UTF-8.
+        ("/%C0%AE%C0%AE/admin", Err(PathError::InvalidUtf8)),
+        ("/a%C0%AF", Err(PathError::InvalidUtf8)),
+        ("/a%80", Err(PathError::InvalidUtf8)),
+        ("/a%C3", Err(PathError::InvalidUtf8)),
+        ("/a%C3/b", Err(PathError::InvalidUtf8)),
+        ("/a%C3%A9%A9", Err(PathError::InvalidUtf8)),
+        ("/a%E0%80%AF", Err(PathError::InvalidUtf8)),
+        ("/a%ED%A0%80", Err(PathError::InvalidUtf8)),
+        ("/a%F4%90%80%80", Err(PathError::InvalidUtf8)),
+        ("/a%FF", Err(PathError::InvalidUtf8)),
+        // A sequence is not completed across another character.
+        ("/a%C3a%A9", Err(PathError::InvalidUtf8)),
+        ("/caf%C3%A9/%E2%82%AC", Ok("/caf%C3%A9/%E2%82%AC")),
+        ("/%F0%9F%98%80", Ok("/%F0%9F%98%80")),
         ("/caf%c3%a9", Ok("/caf%C3%A9")),
         ("/a%20b", Ok("/a%20b")),
         // Sub-delims other than ';', and ':' and '@', stay raw.
@@ -692,10 +793,58 @@ mod tests {
     /// Pieces that exercise every branch of the normalizer.
     fn tricky_target() -> impl Strategy<Value = String> {
         let pieces = prop::sample::select(vec![
-            "/", "//", ".", "..", "%2e", "%2E", "%2e%2e", ".%2E", "a", "admin", "public", "%61",
-            "%41", "%7e", "%3f", "%3F", "%25", "%2f", "%5c", "%00", "%0d", "%7f", "%", "%4", "%zz",
-            "%c3%a9", "\\", "?", "#", ";", "%3b", "{", " ", "~", "-", "_", ":", "@", "\t", "\0",
-            "\u{e9}", "=", "&",
+            "/",
+            "//",
+            ".",
+            "..",
+            "%2e",
+            "%2E",
+            "%2e%2e",
+            ".%2E",
+            "a",
+            "admin",
+            "public",
+            "%61",
+            "%41",
+            "%7e",
+            "%3f",
+            "%3F",
+            "%25",
+            "%2f",
+            "%5c",
+            "%00",
+            "%0d",
+            "%7f",
+            "%",
+            "%4",
+            "%zz",
+            "%c3%a9",
+            "\\",
+            "?",
+            "#",
+            ";",
+            "%3b",
+            "{",
+            " ",
+            "~",
+            "-",
+            "_",
+            ":",
+            "@",
+            "\t",
+            "\0",
+            "\u{e9}",
+            "=",
+            "&",
+            "%252F",
+            "%252e",
+            "%2541",
+            "%25%32%46",
+            "%C0%AE",
+            "%80",
+            "%C3",
+            "%A9",
+            "%E2%82%AC",
         ]);
         prop::collection::vec(pieces, 0..24).prop_map(|v| format!("/{}", v.concat()))
     }
@@ -725,6 +874,21 @@ mod tests {
         for bad in ["%2F", "%5C", "%00", "%3B"] {
             assert!(!upper.contains(bad), "{path:?}");
         }
+        // A second decoding, as a careless upstream does it, gives no separator, `%`, `.`
+        // or control byte that was not there already: every `%25` is followed by something
+        // harmless, and the escapes of non-ASCII bytes are valid UTF-8.
+        let once = percent_decode(path.as_bytes());
+        for (i, _) in path.match_indices("%25") {
+            if let Some(pair) = path.get(i + 3..i + 5)
+                && let Ok(inner) = u8::from_str_radix(pair, 16)
+            {
+                assert!(
+                    !matches!(inner, b'.' | b'/' | b'\\' | b';' | b'%' | 0..=0x1F | 0x7F),
+                    "{path:?}"
+                );
+            }
+        }
+        assert!(std::str::from_utf8(&once).is_ok(), "{path:?}");
         // Every escape is well-formed, upper-case, and not of an
         // unreserved character.
         let bytes = path.as_bytes();
@@ -735,6 +899,25 @@ mod tests {
             let value = (hex_value(high).unwrap() << 4) | hex_value(low).unwrap();
             assert!(!is_unreserved(value), "{path:?}");
         }
+    }
+
+    /// One plain percent-decoding, as any upstream does it.
+    fn percent_decode(bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            match escaped_byte(bytes, i) {
+                Some(value) => {
+                    out.push(value);
+                    i += 3;
+                }
+                None => {
+                    out.push(bytes[i]);
+                    i += 1;
+                }
+            }
+        }
+        out
     }
 
     /// What an upstream that fully decodes and then resolves the path would

@@ -34,7 +34,7 @@ use crate::error::GatewayError;
 use crate::internal;
 use crate::metrics::Outcome;
 use crate::path;
-use crate::router::host_without_port;
+use crate::router::{host_without_port, request_host};
 use crate::runtime::{RouteRuntime, Runtime};
 use crate::sanitize;
 use crate::upstream::UpstreamBody;
@@ -169,15 +169,18 @@ pub(crate) async fn prepare(
         "path: {target:?} normalized to {:?}",
         normalized.path()
     );
+    // One host for routing and for forwarding, validated before either.
+    let Ok(host_header) = request_host(&parts.uri, &parts.headers) else {
+        note!(trace, "host: not a host with an optional port; refused");
+        return Err(refuse(None, GatewayError::BadPath("bad_host")));
+    };
     let host = || {
-        parts
-            .uri
-            .authority()
-            .map(|a| a.as_str())
-            .or_else(|| parts.headers.get(HOST).and_then(|h| h.to_str().ok()))
+        host_header
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
             .map(host_without_port)
     };
-    // The host is read only if some route is bound to one.
+    // The host is compared only if some route is bound to one.
     let selected = if rt.router.binds_hosts() {
         rt.router.select(host().as_deref(), normalized.path())
     } else {
@@ -337,15 +340,9 @@ pub(crate) async fn prepare(
     }
 
     // 5. Forwarding headers and the upstream target.
-    // The same host the route was chosen on: the request-target's authority (absolute-form,
-    // HTTP/2 `:authority`) before the Host header (RFC 9112 §3.2.2). Preferring the Host header
-    // here let `GET http://public.example/x` + `Host: internal.example` be routed as the public
-    // host but reach the upstream as the internal one (found by the end-to-end path tests).
-    let host_header = parts
-        .uri
-        .authority()
-        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        .or_else(|| parts.headers.get(HOST).cloned());
+    // The same host the route was chosen on (`request_host`): reading it twice once let
+    // `GET http://public.example/x` + `Host: internal.example` be routed as the public host but
+    // reach the upstream as the internal one.
     sanitize::set_forwarding_headers(
         &mut parts.headers,
         conn.peer,

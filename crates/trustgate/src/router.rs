@@ -72,6 +72,80 @@ pub(crate) fn host_without_port(authority: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The request's host, read once and used for both routing and forwarding: the request-target's
+/// authority (absolute-form, HTTP/2 `:authority`) before the `Host` header (RFC 9112 §3.2.2).
+///
+/// Each one present must be exactly `host [":" port]` (RFC 9110 §7.2): a DNS-style name, an IPv4
+/// address or a bracketed IPv6 literal, and a port of at most five digits up to 65535. Userinfo
+/// (`user@host`), a path, spaces, commas, an empty host or port, and two `Host` headers are
+/// refused: an upstream or a log that reads such a value differently from the router would route,
+/// or attribute, the request elsewhere. `Ok(None)` when the request names no host (HTTP/1.0).
+///
+/// # Errors
+/// `Err(())` for any value outside that syntax; the caller answers 400.
+pub(crate) fn request_host(
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+) -> Result<Option<http::HeaderValue>, ()> {
+    let mut host_headers = headers.get_all(http::header::HOST).iter();
+    let header = host_headers.next();
+    if host_headers.next().is_some() {
+        return Err(());
+    }
+    if let Some(header) = header
+        && !is_host_and_port(header.as_bytes())
+    {
+        return Err(());
+    }
+    match uri.authority() {
+        Some(authority) if is_host_and_port(authority.as_str().as_bytes()) => {
+            http::HeaderValue::from_str(authority.as_str())
+                .map(Some)
+                .map_err(|_| ())
+        }
+        Some(_) => Err(()),
+        None => Ok(header.cloned()),
+    }
+}
+
+/// `host [":" port]` with a strict host: see [`request_host`].
+fn is_host_and_port(value: &[u8]) -> bool {
+    let (host_ok, port) = if let Some(rest) = value.strip_prefix(b"[") {
+        let Some(close) = rest.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = std::str::from_utf8(&rest[..close]).unwrap_or_default();
+        let after = &rest[close + 1..];
+        let port = match after {
+            [] => None,
+            [b':', port @ ..] => Some(port),
+            _ => return false,
+        };
+        (literal.parse::<std::net::Ipv6Addr>().is_ok(), port)
+    } else {
+        let (name, port) = match value.iter().position(|&b| b == b':') {
+            Some(colon) => (&value[..colon], Some(&value[colon + 1..])),
+            None => (value, None),
+        };
+        let name_ok = !name.is_empty()
+            && name.len() <= 253
+            && name
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+        (name_ok, port)
+    };
+    let port_ok = port.is_none_or(|port| {
+        !port.is_empty()
+            && port.len() <= 5
+            && port.iter().all(u8::is_ascii_digit)
+            && std::str::from_utf8(port)
+                .ok()
+                .and_then(|p| p.parse::<u32>().ok())
+                .is_some_and(|p| p <= 65_535)
+    });
+    host_ok && port_ok
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -121,5 +195,87 @@ mod tests {
         assert_eq!(host_without_port("A.Example:8080"), "a.example");
         assert_eq!(host_without_port("a.example."), "a.example");
         assert_eq!(host_without_port("[::1]:80"), "::1");
+    }
+
+    #[test]
+    fn only_a_host_and_an_optional_port_is_a_host() {
+        for ok in [
+            "example.com",
+            "Example.COM:8080",
+            "a-b_c.example.",
+            "127.0.0.1:1",
+            "[::1]",
+            "[::1]:80",
+            "[2001:db8::1]:65535",
+            "localhost:0",
+        ] {
+            assert!(is_host_and_port(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "",
+            ":80",
+            "x@host",
+            "host:port@evil",
+            "user:pw@host",
+            "a b",
+            "host/path",
+            "host?x",
+            "host#x",
+            "host,other",
+            "host:",
+            "host:99999",
+            "host:65536",
+            "host:123456",
+            "host:80:80",
+            "host:+80",
+            "[::1",
+            "[::1]x",
+            "[::1]:",
+            "[zz::1]",
+            "::1",
+            "h%6Fst",
+            "host\t",
+            "caf\u{e9}.example",
+        ] {
+            assert!(!is_host_and_port(bad.as_bytes()), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_request_host_is_one_valid_value() {
+        let uri = |s: &str| s.parse::<http::Uri>().unwrap();
+        let headers = |values: &[&str]| {
+            let mut map = http::HeaderMap::new();
+            for v in values {
+                map.append(http::header::HOST, http::HeaderValue::from_str(v).unwrap());
+            }
+            map
+        };
+        assert_eq!(request_host(&uri("/x"), &headers(&[])), Ok(None));
+        assert_eq!(
+            request_host(&uri("/x"), &headers(&["a.example:8080"]))
+                .unwrap()
+                .unwrap(),
+            "a.example:8080"
+        );
+        // The authority wins, and both must be valid.
+        assert_eq!(
+            request_host(&uri("http://b.example/x"), &headers(&["a.example"]))
+                .unwrap()
+                .unwrap(),
+            "b.example"
+        );
+        assert_eq!(
+            request_host(&uri("http://b.example/x"), &headers(&["a@b"])),
+            Err(())
+        );
+        assert_eq!(
+            request_host(&uri("http://user@b.example/x"), &headers(&[])),
+            Err(())
+        );
+        assert_eq!(
+            request_host(&uri("/x"), &headers(&["a.example", "b.example"])),
+            Err(())
+        );
     }
 }

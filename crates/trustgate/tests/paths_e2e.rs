@@ -56,11 +56,29 @@ const BYPASSES: &[(&str, u16, Option<&str>)] = &[
     ("/public/%5C..%5Cadmin", 400, None),
     ("/public/%00/../admin", 400, None),
     ("/public/%2e%2e%2fadmin", 400, None),
-    (
-        "/public/%252e%252e/admin",
-        200,
-        Some("/public/%252e%252e/admin"),
-    ),
+    // Escaped escapes of dots, separators, `%` and control bytes: an upstream that decodes twice
+    // would route on `/public/../admin` or `/public/x/admin`.
+    ("/public/%252e%252e/admin", 400, None),
+    ("/public/%252E%252E/admin", 400, None),
+    ("/public/..%252Fadmin", 400, None),
+    ("/public/%252fadmin", 400, None),
+    ("/public/%255c..%255cadmin", 400, None),
+    ("/public/%253B/admin", 400, None),
+    ("/public/%2525", 400, None),
+    ("/public/%2500", 400, None),
+    ("/public/%25%32%65%25%32%65/admin", 400, None),
+    // Escapes that are not UTF-8: overlong dots and slashes, lone continuation bytes, truncated
+    // sequences and surrogates, which lenient decoders turn into `.`, `/` or U+FFFD.
+    ("/public/%C0%AE%C0%AE/admin", 400, None),
+    ("/public/%c0%af../admin", 400, None),
+    ("/public/%E0%80%AE%E0%80%AE/admin", 400, None),
+    ("/public/%80", 400, None),
+    ("/public/%C3", 400, None),
+    ("/public/%ED%A0%80", 400, None),
+    ("/public/%FF", 400, None),
+    // Valid UTF-8 and a harmless escaped escape are paths like any other.
+    ("/public/caf%C3%A9", 200, Some("/public/caf%C3%A9")),
+    ("/public/%2541", 200, Some("/public/%2541")),
     // Routing is case-sensitive like the upstream's paths: `/ADMIN` is no route at all.
     ("/ADMIN", 404, None),
     ("/Admin/x", 404, None),
@@ -86,9 +104,9 @@ fn path_tricks_never_reach_the_upstream_as_a_public_request() {
             }
             404 => assert_eq!(f.upstream.count(), before, "{target} reached the upstream"),
             _ => {
-                // Double-encoded dots are data, not dot segments: a public path.
                 let got = f.upstream.last().unwrap();
-                assert_eq!(got.target, "/public/%252e%252e/admin");
+                assert_eq!(f.upstream.count(), before + 1, "{target}");
+                assert!(got.target.starts_with("/public/"), "{target}");
                 assert!(got.header_values("x-user-id").is_empty());
             }
         }
@@ -193,13 +211,13 @@ pattern = "identity-headers"
     assert_eq!(r.status, 401);
     assert_eq!(f.upstream.count(), before);
 
-    // Two Host lines: routed on the first, and only that one is forwarded.
+    // Two Host lines: refused (RFC 9112 §3.2), never routed on either.
+    let before = f.upstream.count();
     let r = gateway.raw(
         b"GET /y HTTP/1.1\r\nHost: public.example\r\nHost: internal.example\r\nConnection: close\r\n\r\n",
     );
-    assert_eq!(r.status, 200);
-    let got = f.upstream.last().unwrap();
-    assert_eq!(got.header_values("host"), ["public.example"]);
+    assert_eq!(r.status, 400);
+    assert_eq!(f.upstream.count(), before);
 
     // Host matching ignores case, a trailing dot and the port; the Host is forwarded as sent.
     let r =
@@ -211,4 +229,68 @@ pattern = "identity-headers"
     );
     let r = gateway.raw(b"GET /z HTTP/1.1\r\nHost: INTERNAL.example\r\nConnection: close\r\n\r\n");
     assert_eq!(r.status, 401);
+}
+
+/// A Host, `:authority` or absolute-form authority that is not `host [":" port]` is refused with
+/// 400 before routing, on every route; valid ones reach the upstream exactly as sent.
+#[test]
+fn hosts_that_are_not_a_host_and_port_are_refused_before_routing() {
+    let f = Fixture::new();
+    let gateway = Gateway::start(&format!(
+        r#"{base}
+[[upstream]]
+id = "echo-host"
+url = "{up}"
+preserve_host = true
+
+[[route]]
+name = "public"
+prefix = "/"
+upstream = "echo-host"
+pattern = "public"
+"#,
+        base = f.base_toml(),
+        up = f.upstream.url()
+    ));
+    for host in [
+        "x@public.example",
+        "public.example:80@evil.example",
+        "user:pw@public.example",
+        "a b",
+        "public.example/path",
+        "public.example,evil.example",
+        "[::1",
+        "public.example:99999",
+        "public.example:",
+        ":80",
+        "public.example:80:80",
+        "",
+    ] {
+        let request = format!("GET /x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let r = gateway.raw(request.as_bytes());
+        assert_eq!(r.status, 400, "Host {host:?}: {}", r.body_text());
+        assert_eq!(f.upstream.count(), 0, "Host {host:?} reached the upstream");
+    }
+    // Absolute-form with userinfo, even next to a valid Host.
+    for target in [
+        "http://x@public.example/x",
+        "http://public.example:1@evil.example/x",
+    ] {
+        let request =
+            format!("GET {target} HTTP/1.1\r\nHost: public.example\r\nConnection: close\r\n\r\n");
+        let r = gateway.raw(request.as_bytes());
+        assert_eq!(r.status, 400, "{target}: {}", r.body_text());
+        assert_eq!(f.upstream.count(), 0, "{target} reached the upstream");
+    }
+    for host in [
+        "public.example",
+        "public.example:8080",
+        "127.0.0.1:1",
+        "[::1]:80",
+    ] {
+        let request = format!("GET /x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let r = gateway.raw(request.as_bytes());
+        assert_eq!(r.status, 200, "Host {host:?}: {}", r.body_text());
+        assert_eq!(f.upstream.last().unwrap().header_values("host"), [host]);
+    }
 }
