@@ -203,7 +203,9 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
-pub(crate) fn is_loopback(host: &str) -> bool {
+/// Whether `host` (a name or an IP literal, brackets allowed) is this machine: `localhost` or a
+/// loopback address. Plain `http` is allowed only there, unless `danger_allow_http`.
+pub fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || host

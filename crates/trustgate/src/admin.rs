@@ -35,10 +35,15 @@ pub(crate) fn internal_issuer_document(
     // Short, so services notice a rotation well before the pre-published key starts signing.
     headers.insert(
         header::CACHE_CONTROL,
-        header::HeaderValue::from_static("public, max-age=60"),
+        header::HeaderValue::from_static(INTERNAL_JWKS_CACHE_CONTROL),
     );
     Some(response)
 }
+
+/// How long services may cache the internal JWKS; `rotation_interval` must exceed it
+/// (`config::MIN_ROTATION_INTERVAL`). The header below says the same number.
+pub(crate) const INTERNAL_JWKS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+const INTERNAL_JWKS_CACHE_CONTROL: &str = "public, max-age=60";
 
 pub(crate) async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
     loop {

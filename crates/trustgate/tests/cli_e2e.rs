@@ -185,6 +185,114 @@ fn a_bad_config_exits_64_with_a_helpful_message() {
     assert!(r.stderr.contains("absent.toml"), "{}", r.stderr);
 }
 
+/// Settings that weaken a check are refused at load time with exit 64, naming the field and the
+/// `danger_` switch that allows them; with the switch set, `check` passes that point.
+#[test]
+fn settings_that_weaken_a_check_exit_64_naming_the_field_and_the_switch() {
+    let f = Fixture::new();
+    let dir = TempDir::new();
+    let good = config(&f);
+    let issuer_line = "discovery = true";
+    let internal_route = "\n[[route]]\nname = \"int\"\nprefix = \"/int\"\nupstream = \"echo\"\npattern = \"internal-token\"\n";
+    let cases: Vec<(&str, String, &[&str], Option<String>)> = vec![
+        (
+            "leeway over 5 minutes",
+            good.replacen(issuer_line, "discovery = true\nleeway = \"6m\"", 1),
+            &["leeway", "300s", "danger_allow_long_leeway"],
+            Some(good.replacen(
+                issuer_line,
+                "discovery = true\nleeway = \"6m\"\ndanger_allow_long_leeway = true",
+                1,
+            )),
+        ),
+        (
+            "plain http jwks_url to another host",
+            good.replacen(
+                issuer_line,
+                "jwks_url = \"http://idp.example.com/jwks.json\"",
+                1,
+            ),
+            &[
+                "jwks_url",
+                "idp.example.com",
+                "jwks_fetch.danger_allow_http",
+            ],
+            None,
+        ),
+        (
+            "plain http discovery to another host",
+            good.replacen(
+                &format!("issuer = \"{}\"", f.iss),
+                "issuer = \"http://idp.example.com\"",
+                1,
+            ),
+            &[
+                "discovery",
+                "idp.example.com",
+                "jwks_fetch.danger_allow_http",
+            ],
+            None,
+        ),
+        (
+            "rotation_interval of 0s",
+            format!("[internal_issuer]\nrotation_interval = \"0s\"\n{good}{internal_route}"),
+            &["rotation_interval", "0s"],
+            None,
+        ),
+        (
+            "rotation_interval shorter than the JWKS max-age plus a margin",
+            format!("[internal_issuer]\nrotation_interval = \"30s\"\n{good}{internal_route}"),
+            &["rotation_interval", "90s", "danger_fast_rotation"],
+            Some(format!(
+                "[internal_issuer]\nrotation_interval = \"30s\"\ndanger_fast_rotation = true\n{good}{internal_route}"
+            )),
+        ),
+        (
+            "internal_ttl under 1s",
+            format!("[internal_issuer]\n{good}{internal_route}internal_ttl = \"500ms\"\n"),
+            &["internal_ttl", "at least 1s"],
+            None,
+        ),
+        (
+            "max_ttl under 1s",
+            format!("[internal_issuer]\nmax_ttl = \"500ms\"\n{good}{internal_route}"),
+            &["max_ttl", "at least 1s"],
+            None,
+        ),
+    ];
+    for (name, text, needles, allowed) in cases {
+        let file = dir.write("weak.toml", &text);
+        for command in ["check", "serve"] {
+            let r = run(&[command, "-c", path_str(&file)]);
+            assert_eq!(
+                r.code,
+                Some(64),
+                "{name} ({command}): {}\n{}",
+                r.stdout,
+                r.stderr
+            );
+            for needle in needles {
+                assert!(
+                    r.stderr.contains(needle),
+                    "{name}: {needle:?} not in {}",
+                    r.stderr
+                );
+            }
+        }
+        if let Some(allowed) = allowed {
+            let file = dir.write("allowed.toml", &allowed);
+            let r = run(&["check", "-c", path_str(&file)]);
+            assert_eq!(
+                r.code,
+                Some(0),
+                "{name} with its switch: {}\n{}",
+                r.stdout,
+                r.stderr
+            );
+        }
+    }
+}
+
 /// The lines after `headers the upstream receives:`.
 fn upstream_headers(stdout: &str) -> Vec<&str> {
     stdout

@@ -49,6 +49,8 @@ pub(crate) struct FileInternalIssuer {
     pub(crate) serve_on_edge: bool,
     #[serde(default = "default_true")]
     pub(crate) cache_minted_tokens: bool,
+    #[serde(default)]
+    pub(crate) danger_fast_rotation: bool,
 }
 
 fn default_internal_alg() -> Algorithm {
@@ -225,6 +227,8 @@ pub(crate) struct FileIssuer {
     pub(crate) pem_keys: Vec<FilePemKey>,
     #[serde(default = "default_leeway")]
     pub(crate) leeway: Dur,
+    #[serde(default)]
+    pub(crate) danger_allow_long_leeway: bool,
     pub(crate) required_typ: Option<String>,
     pub(crate) max_lifetime: Option<Dur>,
     #[serde(default)]

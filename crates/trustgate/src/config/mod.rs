@@ -358,7 +358,7 @@ fn validate(file: file::FileConfig, base: &Path) -> Result<Config, ConfigError> 
         }
         issuers.push(IssuerEntry {
             id: issuer.id.clone(),
-            config: issuer_config(issuer, base)?,
+            config: issuer_config(issuer, base, file.jwks_fetch.danger_allow_http)?,
         });
     }
 
@@ -403,6 +403,20 @@ fn validate(file: file::FileConfig, base: &Path) -> Result<Config, ConfigError> 
                 return Err(ConfigError::new(
                     "internal_issuer.max_ttl must be at least 1s",
                 ));
+            }
+            if internal.rotation_interval.0.is_zero() {
+                return Err(ConfigError::new(
+                    "internal_issuer.rotation_interval = \"0s\" would rotate without end; the default is \"6h\"",
+                ));
+            }
+            if internal.rotation_interval.0 < MIN_ROTATION_INTERVAL
+                && !internal.danger_fast_rotation
+            {
+                return Err(ConfigError::new(format!(
+                    "internal_issuer.rotation_interval {:?} is under {MIN_ROTATION_INTERVAL:?}: each next key is published one interval before it signs, and services cache the internal JWKS for {:?}, so a shorter interval lets a key sign before services have seen it. Raise it, or for tests only set internal_issuer.danger_fast_rotation = true",
+                    internal.rotation_interval.0,
+                    crate::admin::INTERNAL_JWKS_MAX_AGE
+                )));
             }
             Some(InternalIssuerConfig {
                 issuer: internal.issuer,
@@ -490,14 +504,68 @@ fn claim_path(text: &str, field: &str) -> Result<ClaimPath, ConfigError> {
     ClaimPath::parse(text).map_err(|err| ConfigError::new(format!("{field}: {err}")))
 }
 
-fn issuer_config(issuer: file::FileIssuer, base: &Path) -> Result<IssuerConfig, ConfigError> {
+/// The shortest `rotation_interval` without `danger_fast_rotation`: the internal JWKS's cache
+/// lifetime, plus 30 s for a service's refetch to complete.
+const MIN_ROTATION_INTERVAL: Duration =
+    Duration::from_secs(crate::admin::INTERNAL_JWKS_MAX_AGE.as_secs() + 30);
+
+/// The most clock skew an issuer may be given without `danger_allow_long_leeway`: a token stays
+/// usable this long past its `exp`, so a larger value quietly extends every stolen token's life.
+const MAX_LEEWAY: Duration = Duration::from_secs(5 * 60);
+
+/// Refuses, at load time, a key URL that fetching would refuse later: plain `http` to a host that
+/// is not loopback, unless `jwks_fetch.danger_allow_http`. `check` then fails where the mistake
+/// is, instead of printing "ok" for a gateway that never becomes ready.
+fn check_key_url(
+    id: &str,
+    field: &str,
+    url: &str,
+    danger_allow_http: bool,
+) -> Result<(), ConfigError> {
+    let uri: Uri = url.parse().map_err(|_| {
+        ConfigError::new(format!(
+            "issuer {id:?}: {field} {url:?} is not a URL; write it like \"https://idp.example.com/jwks.json\""
+        ))
+    })?;
+    let host = uri.host().unwrap_or_default();
+    match uri.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") if danger_allow_http || trustgate_core::is_loopback(host) => Ok(()),
+        Some("http") => Err(ConfigError::new(format!(
+            "issuer {id:?}: {field} {url:?} is plain http to {host:?}, which is not loopback: a network attacker could replace the keys. Use https; only on a closed test network set jwks_fetch.danger_allow_http = true"
+        ))),
+        _ => Err(ConfigError::new(format!(
+            "issuer {id:?}: {field} {url:?} must be an https:// URL"
+        ))),
+    }
+}
+
+fn issuer_config(
+    issuer: file::FileIssuer,
+    base: &Path,
+    danger_allow_http: bool,
+) -> Result<IssuerConfig, ConfigError> {
     let id = &issuer.id;
     let mut sources = Vec::new();
     if issuer.discovery {
+        // The discovery document is fetched from the issuer URL itself.
+        check_key_url(
+            id,
+            "issuer (discovery = true)",
+            &issuer.issuer,
+            danger_allow_http,
+        )?;
         sources.push(KeySource::Discovery);
     }
     if let Some(url) = &issuer.jwks_url {
+        check_key_url(id, "jwks_url", url, danger_allow_http)?;
         sources.push(KeySource::JwksUrl(url.clone()));
+    }
+    if issuer.leeway.0 > MAX_LEEWAY && !issuer.danger_allow_long_leeway {
+        return Err(ConfigError::new(format!(
+            "issuer {id:?}: leeway {:?} is over the {MAX_LEEWAY:?} ceiling; every token would stay valid that long past its exp. Fix the clocks (NTP) and lower it, or set danger_allow_long_leeway = true",
+            issuer.leeway.0
+        )));
     }
     if let Some(path) = &issuer.jwks_file {
         sources.push(KeySource::JwksFile(resolve(base, path)));
@@ -748,6 +816,13 @@ fn route_config(
     {
         return Err(ConfigError::new(format!(
             "route {name:?}: internal_ttl and internal_claims only apply to pattern \"internal-token\""
+        )));
+    }
+    if let Some(ttl) = route.internal_ttl
+        && ttl.0 < Duration::from_secs(1)
+    {
+        return Err(ConfigError::new(format!(
+            "route {name:?}: internal_ttl must be at least 1s"
         )));
     }
     // The default is 60 s, or the issuer's maximum if that is shorter.

@@ -72,11 +72,8 @@ fn env_substitution_is_by_value_and_strict() {
         "{err}"
     );
     // A variable's content cannot change the file's structure: it stays one string value.
-    let config = parse_text(&BASE.replace("https://idp.example/jwks", "${QUOTE}")).unwrap();
-    match &config.issuers[0].config.source {
-        KeySource::JwksUrl(url) => assert_eq!(url, "\"]\nx = 1"),
-        other => panic!("unexpected source {other:?}"),
-    }
+    let config = parse_text(&BASE.replace("[\"api\"]", "[\"${QUOTE}\"]")).unwrap();
+    assert_eq!(config.issuers[0].config.claims.audiences, ["\"]\nx = 1"]);
     // Typed fields (durations, enums) take variables too.
     let typed = format!(
         "[jwks_fetch]\ntimeout = \"${{TIMEOUT}}\"\n{}",
@@ -158,5 +155,75 @@ fn route_names_are_unique_and_internal_issuer_needs_a_reachable_url() {
         config.routes[0].internal_ttl,
         Duration::from_secs(30),
         "default TTL capped at max_ttl"
+    );
+}
+
+#[test]
+fn plain_http_key_urls_need_loopback_or_the_danger_switch() {
+    let http = BASE.replace("https://idp.example/jwks", "http://idp.example/jwks");
+    let err = error(&http);
+    assert!(
+        err.contains("jwks_url") && err.contains("jwks_fetch.danger_allow_http"),
+        "{err}"
+    );
+    assert!(parse_text(&format!("{http}\n[jwks_fetch]\ndanger_allow_http = true\n")).is_ok());
+    for loopback in [
+        "http://127.0.0.1:9/jwks",
+        "http://localhost/jwks",
+        "http://[::1]:9/jwks",
+    ] {
+        let text = BASE.replace("https://idp.example/jwks", loopback);
+        assert!(parse_text(&text).is_ok(), "{loopback}");
+    }
+    let discovery = BASE
+        .replace(
+            "jwks_url = \"https://idp.example/jwks\"",
+            "discovery = true",
+        )
+        .replace("https://idp.example", "http://idp.example");
+    assert!(error(&discovery).contains("discovery"));
+}
+
+#[test]
+fn leeway_has_a_ceiling_without_the_danger_switch() {
+    let with = |lines: &str| {
+        BASE.replace(
+            "audiences = [\"api\"]",
+            &format!("audiences = [\"api\"]\n{lines}"),
+        )
+    };
+    assert!(parse_text(&with("leeway = \"5m\"")).is_ok());
+    let err = error(&with("leeway = \"301s\""));
+    assert!(err.contains("danger_allow_long_leeway"), "{err}");
+    let config = parse_text(&with("leeway = \"10m\"\ndanger_allow_long_leeway = true")).unwrap();
+    assert_eq!(
+        config.issuers[0].config.claims.leeway,
+        Duration::from_secs(600)
+    );
+}
+
+#[test]
+fn internal_lifetimes_and_rotation_have_floors() {
+    let internal = |lines: &str| format!("[internal_issuer]\n{lines}\n{BASE}");
+    assert!(error(&internal("rotation_interval = \"0s\"")).contains("rotation_interval"));
+    let err = error(&internal("rotation_interval = \"89s\""));
+    assert!(
+        err.contains("danger_fast_rotation") && err.contains("90s"),
+        "{err}"
+    );
+    assert!(parse_text(&internal("rotation_interval = \"90s\"")).is_ok());
+    assert!(
+        parse_text(&internal(
+            "rotation_interval = \"1s\"\ndanger_fast_rotation = true"
+        ))
+        .is_ok()
+    );
+    assert!(error(&internal("max_ttl = \"999ms\"")).contains("max_ttl"));
+    let route = BASE.replace(
+        "pattern = \"identity-headers\"",
+        "pattern = \"internal-token\"\ninternal_ttl = \"999ms\"",
+    );
+    assert!(
+        error(&format!("[internal_issuer]\n{route}")).contains("internal_ttl must be at least 1s")
     );
 }
