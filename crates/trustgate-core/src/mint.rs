@@ -49,6 +49,9 @@ pub struct SignerConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum MintError {
+    /// Less than one second of lifetime would remain under the `exp` it must not outlive.
+    #[error("less than one second of lifetime would remain")]
+    TooShort,
     /// Only EdDSA and ES256 can sign internal tokens.
     #[error("internal tokens are signed with EdDSA or ES256, not {0}")]
     UnsupportedAlgorithm(Algorithm),
@@ -381,6 +384,24 @@ impl InternalSigner {
         typ: &str,
         audience: &str,
         ttl: Duration,
+        claims: Map<String, Value>,
+    ) -> Result<Minted, MintError> {
+        self.mint_within(typ, audience, ttl, None, claims)
+    }
+
+    /// [`InternalSigner::mint`], with `exp` never later than `not_after` (seconds since the
+    /// epoch): a token minted from an external token must not outlive it, or pattern 4 would
+    /// extend a credential beyond what its issuer granted.
+    ///
+    /// # Errors
+    /// [`MintError::TooShort`] if less than one second of lifetime would remain;
+    /// [`MintError::Crypto`] if signing fails.
+    pub fn mint_within(
+        &self,
+        typ: &str,
+        audience: &str,
+        ttl: Duration,
+        not_after: Option<i64>,
         mut claims: Map<String, Value>,
     ) -> Result<Minted, MintError> {
         self.rotate_if_due();
@@ -388,6 +409,10 @@ impl InternalSigner {
         let now = now_ms.div_euclid(1000);
         let ttl = ttl.min(self.config.max_token_ttl);
         let exp = now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
+        let exp = not_after.map_or(exp, |limit| exp.min(limit));
+        if exp.saturating_mul(1000).saturating_sub(now_ms) < 1000 {
+            return Err(MintError::TooShort);
+        }
         let mut jti = [0u8; 16];
         self.rng.fill(&mut jti).map_err(|_| MintError::Crypto)?;
         claims.insert("iss".into(), json!(self.config.issuer));
@@ -442,6 +467,28 @@ mod tests {
         let mut options = ValidatorOptions::default();
         options.cache.enabled = false;
         Validator::new(vec![issuer], options, Arc::new(clock.clone())).unwrap()
+    }
+
+    /// A token minted from another never outlives it, and is refused when under one second of
+    /// lifetime would remain.
+    #[test]
+    fn exp_is_capped_by_not_after_and_refused_under_one_second() {
+        let clock = ManualClock::at_secs(1_700_000_000);
+        let signer = signer(&clock);
+        let ttl = Duration::from_secs(60);
+        let exp_of = |minted: Minted| minted.expires_at_ms / 1000;
+        let mint =
+            |not_after| signer.mint_within(INTERNAL_TOKEN_TYP, "users", ttl, not_after, Map::new());
+        assert_eq!(mint(None).map(exp_of), Ok(1_700_000_060));
+        assert_eq!(mint(Some(1_700_000_100)).map(exp_of), Ok(1_700_000_060));
+        assert_eq!(mint(Some(1_700_000_005)).map(exp_of), Ok(1_700_000_005));
+        assert_eq!(mint(Some(1_700_000_001)).map(exp_of), Ok(1_700_000_001));
+        assert_eq!(mint(Some(1_700_000_000)).err(), Some(MintError::TooShort));
+        assert_eq!(mint(Some(1_699_999_000)).err(), Some(MintError::TooShort));
+        // Half a second into the last second: under one second remains.
+        clock.advance_millis(500);
+        assert_eq!(mint(Some(1_700_000_001)).err(), Some(MintError::TooShort));
+        assert_eq!(mint(Some(1_700_000_002)).map(exp_of), Ok(1_700_000_002));
     }
 
     #[tokio::test]

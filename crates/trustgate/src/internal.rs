@@ -15,11 +15,12 @@ use quick_cache::Equivalent;
 use quick_cache::sync::Cache;
 use serde_json::{Map, Value, json};
 use trustgate_core::{
-    ASSERTION_TYP, Clock, INTERNAL_TOKEN_TYP, InternalSigner, SignerConfig, SystemClock,
-    VerifiedToken,
+    ASSERTION_TYP, AuthError, Clock, INTERNAL_TOKEN_TYP, InternalSigner, MintError, Reason,
+    SignerConfig, SystemClock, VerifiedToken,
 };
 
 use crate::config::{ConfigError, InternalClaim, InternalIssuerConfig, RouteConfig};
+use crate::error::GatewayError;
 
 /// How long a gateway assertion is valid: long enough for one hop, short enough that a captured
 /// assertion is useless soon after.
@@ -105,6 +106,13 @@ impl MintCache {
     /// The `Authorization` value carrying an internal token for `external` on `route`: cached,
     /// or minted now. A cached token is reused only while more than a quarter of its lifetime
     /// (and at least 5 s) remains, so the service never receives one about to expire.
+    ///
+    /// The internal token never outlives the external one: its `exp` is capped at the external
+    /// `exp`, and so is the cache entry, which records the capped `exp`.
+    ///
+    /// # Errors
+    /// `invalid_token` (expired) when under one second of the external token's life remains
+    /// (inside its leeway, say); [`GatewayError::Internal`] if signing fails.
     pub(crate) fn authorization(
         &self,
         signer: &InternalSigner,
@@ -112,7 +120,7 @@ impl MintCache {
         route_index: u32,
         route: &RouteConfig,
         verified: &VerifiedToken,
-    ) -> Option<HeaderValue> {
+    ) -> Result<HeaderValue, GatewayError> {
         let now = SystemClock.now_millis();
         let margin = i64::try_from(
             (route.internal_ttl / 4)
@@ -127,18 +135,20 @@ impl MintCache {
         if let Some((value, expires)) = self.entries.as_ref().and_then(|e| e.get(&lookup))
             && expires.saturating_sub(now) > margin
         {
-            return Some(value);
+            return Ok(value);
         }
         let claims = internal_claims(verified, &route.internal_claims);
         let minted = signer
-            .mint(
+            .mint_within(
                 INTERNAL_TOKEN_TYP,
                 &route.service,
                 route.internal_ttl,
+                verified.expires_at(),
                 claims,
             )
-            .ok()?;
-        let value = HeaderValue::from_str(&format!("Bearer {}", minted.token)).ok()?;
+            .map_err(mint_refusal)?;
+        let value = HeaderValue::from_str(&format!("Bearer {}", minted.token))
+            .map_err(|_| GatewayError::Internal)?;
         if let Some(entries) = &self.entries {
             entries.insert(
                 MintKey {
@@ -148,7 +158,16 @@ impl MintCache {
                 (value.clone(), minted.expires_at_ms),
             );
         }
-        Some(value)
+        Ok(value)
+    }
+}
+
+/// A token that cannot be minted because the external one is about to expire is refused as
+/// expired; any other failure is the gateway's own.
+fn mint_refusal(err: MintError) -> GatewayError {
+    match err {
+        MintError::TooShort => AuthError::InvalidToken(Reason::Expired).into(),
+        _ => GatewayError::Internal,
     }
 }
 
@@ -199,7 +218,7 @@ pub(crate) fn assertion(
     path_and_query: &str,
     headers: &HeaderMap,
     verified: Option<&VerifiedToken>,
-) -> Option<HeaderValue> {
+) -> Result<HeaderValue, GatewayError> {
     let mut claims = match verified {
         Some(verified) => internal_claims(
             verified,
@@ -221,10 +240,18 @@ pub(crate) fn assertion(
     claims.insert("htm".into(), json!(method.as_str()));
     claims.insert("htu".into(), json!(path_and_query));
     claims.insert("hdr".into(), Value::Object(bound));
+    // Capped like an internal token: an assertion vouches for the external token's identity, so
+    // it must not vouch for it longer than that token was valid.
     let minted = signer
-        .mint(ASSERTION_TYP, &route.service, ASSERTION_TTL, claims)
-        .ok()?;
-    HeaderValue::from_str(&minted.token).ok()
+        .mint_within(
+            ASSERTION_TYP,
+            &route.service,
+            ASSERTION_TTL,
+            verified.and_then(VerifiedToken::expires_at),
+            claims,
+        )
+        .map_err(mint_refusal)?;
+    HeaderValue::from_str(&minted.token).map_err(|_| GatewayError::Internal)
 }
 
 /// The assertion header name.

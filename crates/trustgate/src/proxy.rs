@@ -279,7 +279,7 @@ pub(crate) async fn prepare(
                     let value = rt
                         .minted
                         .authorization(signer, text, route.index, config, &verified)
-                        .ok_or_else(|| refuse(Some(&route), GatewayError::Internal))?;
+                        .map_err(|err| refuse(Some(&route), err))?;
                     note!(
                         trace,
                         "internal token: for audience {:?}, ttl {:?}",
@@ -411,7 +411,7 @@ pub(crate) async fn prepare(
             &parts.headers,
             token.as_ref(),
         )
-        .ok_or_else(|| refuse(Some(&route), GatewayError::Internal))?;
+        .map_err(|err| refuse(Some(&route), err))?;
         parts.headers.insert(internal::assertion_header(), value);
         note!(
             trace,

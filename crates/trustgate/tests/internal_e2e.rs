@@ -299,3 +299,46 @@ fn internal_jwks_is_on_the_admin_listener_not_the_edge() {
     let r = s.gateway.get("/.well-known/jwks.json", &[]);
     assert_eq!(r.status, 404);
 }
+
+/// An internal token never outlives the external token it was minted from: its `exp` is capped
+/// at the external `exp` (also when it comes from the minted-token cache), and an external token
+/// with under one second left (inside its leeway) is refused rather than minted for.
+#[test]
+fn an_internal_token_never_outlives_the_external_token() {
+    let s = setup("6h");
+    let now = test_support::now_secs();
+    let mut c = claims(&s.iss, "api", "short-lived");
+    c["iat"] = json!(now - 10);
+    c["nbf"] = json!(now - 10);
+    c["exp"] = json!(now + 20);
+    let auth = format!("Bearer {}", s.key.sign(&c));
+    for attempt in ["minted", "from the cache"] {
+        let r = s.gateway.get("/users/me", &[("Authorization", &auth)]);
+        assert_eq!(r.status, 200, "{attempt}: {}", r.body_text());
+        let internal = payload(&bearer_of(&s.upstream.last().unwrap()));
+        assert_eq!(internal["exp"], json!(now + 20), "{attempt}: {internal}");
+        assert!(internal["iat"].as_i64().unwrap() >= now, "{attempt}");
+    }
+    // The assertion on an identity-headers route is capped the same way.
+    let r = s.gateway.get("/profile/me", &[("Authorization", &auth)]);
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    let assertion = s.upstream.last().unwrap();
+    let assertion = payload(assertion.header("x-trustgate-assertion").unwrap());
+    assert_eq!(assertion["exp"], json!(now + 20), "{assertion}");
+
+    // Expired 5 s ago: still inside the issuer's 60 s leeway, so the external token validates,
+    // but nothing may be minted that outlives it.
+    let before = s.upstream.count();
+    let mut c = claims(&s.iss, "api", "in-leeway");
+    c["iat"] = json!(now - 60);
+    c["nbf"] = json!(now - 60);
+    c["exp"] = json!(now - 5);
+    let auth = format!("Bearer {}", s.key.sign(&c));
+    let r = s.gateway.get("/users/me", &[("Authorization", &auth)]);
+    assert_eq!(r.status, 401, "{}", r.body_text());
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some(r#"Bearer error="invalid_token""#)
+    );
+    assert_eq!(s.upstream.count(), before, "a token was minted for it");
+}
