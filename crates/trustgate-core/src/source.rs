@@ -65,6 +65,10 @@ pub struct RefreshPolicy {
     pub max_staleness: Duration,
     /// The first retry delay after a failed fetch; it doubles up to `default_interval`.
     pub retry_base: Duration,
+    /// The longest a request waits for the on-demand refetch an unknown `kid` starts, however
+    /// slow the issuer is; then it is refused (`unknown_kid`) and the refetch goes on without it.
+    /// A slow or stalled issuer thus cannot hold requests, and their connections, open.
+    pub unknown_kid_wait: Duration,
 }
 
 impl Default for RefreshPolicy {
@@ -76,6 +80,7 @@ impl Default for RefreshPolicy {
             unknown_kid_cooldown: Duration::from_secs(30),
             max_staleness: Duration::from_secs(24 * 3600),
             retry_base: Duration::from_secs(1),
+            unknown_kid_wait: Duration::from_secs(1),
         }
     }
 }
@@ -487,7 +492,10 @@ impl IssuerKeys {
             .remote
             .as_ref()
             .map_or(Duration::ZERO, |(f, _)| f.options().timeout);
-        let deadline = timeout.saturating_mul(fetches) + Duration::from_millis(250);
+        // The fetches themselves end within their timeout; the request waits for them no longer
+        // than `unknown_kid_wait`, whichever is shorter.
+        let deadline = (timeout.saturating_mul(fetches) + Duration::from_millis(250))
+            .min(self.policy.unknown_kid_wait);
         let done = tokio::time::timeout(deadline, finished.wait_for(|&n| n >= wait_for))
             .await
             .is_ok_and(|seen| seen.is_ok());

@@ -33,6 +33,7 @@ fn quiet_policy() -> RefreshPolicy {
         unknown_kid_cooldown: COOLDOWN,
         max_staleness: MAX_STALENESS,
         retry_base: Duration::from_secs(3600),
+        unknown_kid_wait: Duration::from_secs(1),
     }
 }
 
@@ -45,6 +46,7 @@ fn busy_policy() -> RefreshPolicy {
         unknown_kid_cooldown: COOLDOWN,
         max_staleness: MAX_STALENESS,
         retry_base: Duration::from_millis(20),
+        unknown_kid_wait: Duration::from_secs(1),
     }
 }
 
@@ -564,6 +566,41 @@ async fn redirects_are_followed_only_within_the_same_origin() {
     let v = jwks_url_validator(&issuer, &clock);
     assert!(!v.start().await);
     assert_eq!(issuer.jwks_fetches(), 4);
+}
+
+/// However slow the issuer, a request with an unknown kid waits at most `unknown_kid_wait` (here
+/// the default 1 s, under a 5 s fetch timeout and a 10 s stall), then is refused.
+#[tokio::test]
+async fn an_unknown_kid_waits_at_most_unknown_kid_wait_however_slow_the_issuer() {
+    let issuer = TestIssuer::start().await;
+    let key = TestKey::es256("k1");
+    issuer.set_keys(&[&key]);
+    let clock = clock();
+    let fetch = FetchOptions {
+        timeout: Duration::from_secs(5),
+        ..FetchOptions::default()
+    };
+    assert_eq!(
+        RefreshPolicy::default().unknown_kid_wait,
+        Duration::from_secs(1)
+    );
+    let config = remote_issuer(
+        &issuer,
+        KeySource::JwksUrl(issuer.jwks_url()),
+        quiet_policy(),
+    );
+    let v = build(vec![config], fetch, &clock);
+    assert!(v.start().await);
+    issuer.set_behavior(Behavior::Delay(Duration::from_secs(10)));
+    let started = Instant::now();
+    assert_eq!(
+        check(&v, &with_kid(&key, &issuer, "new")).await,
+        invalid(Reason::UnknownKey)
+    );
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(3), "waited {waited:?}");
+    // Known keys are not held up by the refetch still running.
+    assert_eq!(check(&v, &fresh(&key, &issuer, "a")).await, Ok(()));
 }
 
 #[tokio::test]

@@ -326,6 +326,55 @@ fn garbage_oversized_stalled_or_failing_refreshes_never_replace_the_good_keys() 
     );
 }
 
+/// A request whose `kid` is unknown waits for the refetch it starts at most
+/// `refresh.unknown_kid_wait` (1 s by default), however slow the issuer, then gets 401; before,
+/// it waited the whole fetch timeout (5 s by default, twice with a refresh in flight).
+#[test]
+fn an_unknown_kid_waits_a_bounded_time_for_a_stalled_issuer() {
+    let setup = Setup::new(Behavior::Normal);
+    let gateway = setup.gateway(
+        r#"{ unknown_kid_cooldown = "100ms", default_interval = "1h" }"#,
+        r#"timeout = "10s""#,
+    );
+    assert_serves(&gateway, &setup, "start");
+    setup.issuer.set_behavior(Behavior::Stall);
+    let stranger = TestKey::es256("rotated-in");
+    // The second one finds the first refetch still in flight and asks for one more after it.
+    for i in 0..2 {
+        let token = stranger.sign(&test_support::claims(&setup.iss, "api", "new"));
+        let started = std::time::Instant::now();
+        let r = get(&gateway, &token);
+        let waited = started.elapsed();
+        assert_eq!(r.status, 401, "{i}: {}", r.body_text());
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some(r#"Bearer error="invalid_token""#)
+        );
+        // A hang check with a wide margin, not a timing benchmark: the stall lasts far longer.
+        assert!(waited < Duration::from_secs(3), "{i}: waited {waited:?}");
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    // Known keys keep working while the refetch is stuck.
+    assert_serves(&gateway, &setup, "during");
+    setup.issuer.set_behavior(Behavior::Normal);
+
+    // Configurable, and refused when zero.
+    let quick = setup.gateway(
+        r#"{ unknown_kid_wait = "200ms", unknown_kid_cooldown = "100ms", default_interval = "1h" }"#,
+        r#"timeout = "10s""#,
+    );
+    assert_serves(&quick, &setup, "quick");
+    setup.issuer.set_behavior(Behavior::Stall);
+    let token = stranger.sign(&test_support::claims(&setup.iss, "api", "new"));
+    let started = std::time::Instant::now();
+    assert_eq!(get(&quick, &token).status, 401);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 /// Floods `/ids` with tokens whose `kid`s are all unknown, from `threads` keep-alive clients,
 /// while one more client sends fresh valid tokens. Returns (flood responses that were not
 /// exactly 401, valid responses, valid responses that were not 200, flood duration).

@@ -295,6 +295,7 @@ pub(crate) struct FileRefresh {
     pub(crate) unknown_kid_cooldown: Dur,
     pub(crate) max_staleness: Dur,
     pub(crate) retry_base: Dur,
+    pub(crate) unknown_kid_wait: Dur,
 }
 
 impl Default for FileRefresh {
@@ -307,6 +308,7 @@ impl Default for FileRefresh {
             unknown_kid_cooldown: Dur(policy.unknown_kid_cooldown),
             max_staleness: Dur(policy.max_staleness),
             retry_base: Dur(policy.retry_base),
+            unknown_kid_wait: Dur(policy.unknown_kid_wait),
         }
     }
 }

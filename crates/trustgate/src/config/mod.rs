@@ -671,7 +671,15 @@ fn issuer_config(
         unknown_kid_cooldown: issuer.refresh.unknown_kid_cooldown.0,
         max_staleness: issuer.refresh.max_staleness.0,
         retry_base: issuer.refresh.retry_base.0,
+        unknown_kid_wait: issuer.refresh.unknown_kid_wait.0,
     };
+    if config.refresh.unknown_kid_wait.is_zero()
+        || config.refresh.unknown_kid_wait > Duration::from_secs(30)
+    {
+        return Err(ConfigError::new(format!(
+            "issuer {id:?}: refresh.unknown_kid_wait must be between 1ms and 30s (default \"1s\"): it is how long a request with a new kid may wait for the key set"
+        )));
+    }
     if config.refresh.min_interval > config.refresh.max_interval {
         return Err(ConfigError::new(format!(
             "issuer {id:?}: refresh.min_interval is larger than refresh.max_interval"
