@@ -67,6 +67,8 @@ pub struct EchoUpstream {
     received: Arc<Mutex<Vec<RecordedRequest>>>,
     /// Numbers of the connections that have ended (see [`RecordedRequest::connection`]).
     ended: Arc<Mutex<Vec<u64>>>,
+    /// Connections accepted so far.
+    accepted: Arc<std::sync::atomic::AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -84,6 +86,8 @@ impl EchoUpstream {
         let sink = Arc::clone(&received);
         let ended = Arc::new(Mutex::new(Vec::new()));
         let ended_sink = Arc::clone(&ended);
+        let accepted_count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = Arc::clone(&accepted_count);
         let task = tokio::spawn(async move {
             let mut accepted = 0;
             loop {
@@ -91,6 +95,7 @@ impl EchoUpstream {
                     continue;
                 };
                 accepted += 1;
+                counter.store(accepted, std::sync::atomic::Ordering::SeqCst);
                 let sink = Arc::clone(&sink);
                 let ended = Arc::clone(&ended_sink);
                 tokio::spawn(async move {
@@ -103,6 +108,7 @@ impl EchoUpstream {
             addr,
             received,
             ended,
+            accepted: accepted_count,
             task,
         }
     }
@@ -122,6 +128,11 @@ impl EchoUpstream {
     /// Whether connection `number` has ended (closed by the gateway, or by this upstream).
     pub fn connection_ended(&self, number: u64) -> bool {
         self.ended.lock().unwrap().contains(&number)
+    }
+
+    /// How many connections the upstream has accepted.
+    pub fn connections(&self) -> u64 {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn count(&self) -> usize {

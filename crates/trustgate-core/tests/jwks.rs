@@ -277,6 +277,8 @@ async fn a_new_kid_during_an_older_background_refresh_gets_a_fetch_of_its_own() 
         default_interval: Duration::from_secs(1),
         min_interval: Duration::from_secs(1),
         max_interval: Duration::from_secs(1),
+        // The token waits for the delayed refresh and one more: allow it that long.
+        unknown_kid_wait: Duration::from_secs(5),
         ..quiet_policy()
     };
     let source = KeySource::JwksUrl(issuer.jwks_url());

@@ -17,6 +17,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -37,7 +38,7 @@ use crate::path;
 use crate::router::{host_without_port, request_host};
 use crate::runtime::{RouteRuntime, Runtime};
 use crate::sanitize;
-use crate::upstream::UpstreamBody;
+use crate::upstream::{RequestBody, UpstreamBody};
 
 /// The response body: streamed from the upstream, or a small fixed body made here.
 pub(crate) type Body = Either<UpstreamBody, Full<Bytes>>;
@@ -475,6 +476,23 @@ pub(crate) async fn handle(
     };
     let route = prepared.route;
     let upstream = &route.upstream;
+    // A chunked body's first frame is read before any upstream connection is used: a malformed
+    // chunk is the client's error (400), not the upstream's (502).
+    let body = match RequestBody::new(body).read_ahead().await {
+        Ok(body) => body,
+        Err(err) => {
+            tracing::debug!(route = %route.config.name, error = %err, "request body refused");
+            return upstream_error(
+                &rt,
+                &route,
+                &method,
+                &prepared.token,
+                GatewayError::Framing("bad_body"),
+                started,
+            );
+        }
+    };
+    let body_failed = body.failure_flag();
     let request = Request::from_parts(parts, body);
     // One clock read serves the latency histogram and the idle list's timeout check.
     let sent = Instant::now();
@@ -491,14 +509,13 @@ pub(crate) async fn handle(
         Ok(Ok(response)) => response,
         Ok(Err(err)) => {
             tracing::debug!(route = %route.config.name, error = %err, "upstream request failed");
-            return upstream_error(
-                &rt,
-                &route,
-                &method,
-                &prepared.token,
-                GatewayError::UpstreamUnavailable,
-                started,
-            );
+            // The client's malformed body, not the upstream, ended the exchange.
+            let error = if body_failed.is_some_and(|failed| failed.load(Ordering::Relaxed)) {
+                GatewayError::Framing("bad_body")
+            } else {
+                GatewayError::UpstreamUnavailable
+            };
+            return upstream_error(&rt, &route, &method, &prepared.token, error, started);
         }
         Err(_) => {
             return upstream_error(

@@ -478,6 +478,13 @@ pub(crate) enum FramingError {
     /// `Transfer-Encoding` only by `_` for `-`, which CGI-style upstreams
     /// read as the real thing.
     AmbiguousFramingHeader,
+    /// A chunked body whose framing is malformed (a bad size line, a bare LF, no CRLF after the
+    /// data): hyper fails on it too, but only once the body is read, after the request was sent
+    /// on. Seen by `h1_framing` when it arrives with the head.
+    MalformedChunkedBody,
+    /// The raw bytes of this HTTP/1 request were not checked: the raw-head check has no verdict
+    /// for it, a verdict for another request, or a poisoned lock. Refused, never passed.
+    Unchecked,
 }
 
 impl fmt::Display for FramingError {
@@ -491,6 +498,8 @@ impl fmt::Display for FramingError {
             Self::DuplicateTransferEncoding => "duplicate transfer-encoding",
             Self::ObfuscatedTransferEncoding => "unsupported transfer-encoding",
             Self::AmbiguousFramingHeader => "ambiguous framing header name",
+            Self::MalformedChunkedBody => "malformed chunked body",
+            Self::Unchecked => "request bytes not checked",
         };
         f.write_str(text)
     }

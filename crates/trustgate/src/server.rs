@@ -193,7 +193,9 @@ pub(crate) async fn run(
                 let builder = Arc::clone(&builder);
                 let stop = stop_rx.clone();
                 let tls = tls.clone();
-                let timeouts = (server.header_read_timeout, server.idle_timeout);
+                // The framing check follows heads up to twice hyper's buffer: hyper refuses a
+                // longer head first, so the check never refuses one hyper would accept.
+                let timeouts = (server.header_read_timeout, (server.idle_timeout, server.max_header_bytes.max(8192) * 2));
                 // Shared with an upgraded tunnel, which outlives the HTTP connection that made it:
                 // the slot is free only when both have ended.
                 let slot = Arc::new(permit);
@@ -240,7 +242,7 @@ async fn serve_connection<S>(
     gateway: Arc<Gateway>,
     builder: &auto::Builder<TokioExecutor>,
     mut stop: watch::Receiver<bool>,
-    idle_timeout: Duration,
+    (idle_timeout, max_head): (Duration, usize),
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -251,14 +253,16 @@ async fn serve_connection<S>(
     let io = TokioIo::new(ConnStream {
         inner: stream,
         activity: Arc::clone(&activity),
-        framing: h1_framing::Tracker::new(Arc::clone(&verdicts)),
+        framing: h1_framing::Tracker::with_max_head(Arc::clone(&verdicts), max_head),
     });
+    // HTTP/1 requests of this connection so far; hyper hands them over one at a time, in order.
+    let requests = AtomicU64::new(0);
     let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let mut conn = conn;
-        if req.version() < http::Version::HTTP_2
-            && let Some(verdict) = h1_framing::take_verdict(&verdicts)
-        {
-            conn.raw_framing = verdict;
+        if req.version() < http::Version::HTTP_2 {
+            let number = requests.fetch_add(1, Ordering::Relaxed) + 1;
+            conn.raw_framing =
+                h1_framing::take_verdict(&verdicts, number, h1_framing::Shape::of(&req));
         }
         let tunnel_slot = req
             .headers()

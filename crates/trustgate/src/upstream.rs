@@ -38,7 +38,7 @@ pub(crate) type ExchangeError = Box<dyn std::error::Error + Send + Sync>;
 pub(crate) struct Upstream {
     pub(crate) config: UpstreamConfig,
     /// For upgrades only (see the module documentation).
-    upgrades: Client<HttpsConnector<HttpConnector>, Incoming>,
+    upgrades: Client<HttpsConnector<HttpConnector>, RequestBody>,
     connector: HttpsConnector<HttpConnector>,
     /// `scheme://authority/`, what the connector needs to know where to connect.
     connect_to: Uri,
@@ -131,7 +131,7 @@ impl Upstream {
     /// the caller's reading of the clock, for the idle list's timeout.
     pub(crate) async fn send(
         &self,
-        request: Request<Incoming>,
+        request: Request<RequestBody>,
         upgrade: bool,
         now: Instant,
     ) -> Result<Response<UpstreamBody>, ExchangeError> {
@@ -147,7 +147,7 @@ impl Upstream {
 
     async fn send_pooled(
         &self,
-        mut request: Request<Incoming>,
+        mut request: Request<RequestBody>,
         now: Instant,
     ) -> Result<Response<UpstreamBody>, ExchangeError> {
         // The connection already says where the request goes; on it the target is origin-form.
@@ -189,7 +189,7 @@ impl Upstream {
     }
 
     /// A new HTTP/1 connection, driven by a task of its own.
-    async fn connect(&self) -> Result<http1::SendRequest<Incoming>, ExchangeError> {
+    async fn connect(&self) -> Result<http1::SendRequest<RequestBody>, ExchangeError> {
         let io = self.connector.clone().call(self.connect_to.clone()).await?;
         // Flattened writes, as on the downstream side (see `server::run`): a request head and a
         // small body go out in one buffer.
@@ -204,6 +204,119 @@ impl Upstream {
     }
 }
 
+/// A request body on its way upstream: the client's body, with the frames read ahead by
+/// [`RequestBody::read_ahead`] first.
+pub(crate) struct RequestBody {
+    ahead: std::collections::VecDeque<Frame<Bytes>>,
+    rest: Incoming,
+    /// Set when the client's body fails after the request went upstream, so the refusal is the
+    /// client's 400 rather than the upstream's 502. Only chunked bodies have one.
+    failed: Option<Arc<AtomicBool>>,
+}
+
+/// How much of a chunked body [`RequestBody::read_ahead`] reads beyond its first frame, from
+/// what has already arrived.
+const READ_AHEAD_BYTES: usize = 64 * 1024;
+
+impl RequestBody {
+    /// The client's body, untouched.
+    pub(crate) fn new(body: Incoming) -> Self {
+        Self {
+            ahead: std::collections::VecDeque::new(),
+            rest: body,
+            failed: None,
+        }
+    }
+
+    /// For a body whose length is not known (chunked): waits for its first frame, then reads on
+    /// through whatever has already arrived (up to 64 KiB), before the request goes upstream.
+    /// So a malformed chunk that came with the request is refused (400) before any upstream
+    /// connection is opened or any byte is sent. Reading also sends the `100 Continue` a client
+    /// may wait for, which is right: the request was accepted. A body with a known length is
+    /// left alone: hyper frames it by counting, there is nothing to be malformed.
+    ///
+    /// # Errors
+    /// The body's own error: its framing is malformed, or the client went away.
+    pub(crate) async fn read_ahead(mut self) -> Result<Self, hyper::Error> {
+        if self.rest.is_end_stream() || self.rest.size_hint().exact().is_some() {
+            return Ok(self);
+        }
+        self.failed = Some(Arc::new(AtomicBool::new(false)));
+        let first = std::future::poll_fn(|cx| Pin::new(&mut self.rest).poll_frame(cx)).await;
+        let Some(first) = first.transpose()? else {
+            return Ok(self);
+        };
+        let mut buffered = first.data_ref().map_or(0, Bytes::len);
+        self.ahead.push_back(first);
+        // Only what is already here: polled with a waker that is never woken, so this never
+        // waits for the client. hyper decodes the body on the connection's task and hands it
+        // over a channel, so that task gets two chances to run before "nothing yet" is believed.
+        let mut chances = 2;
+        while buffered < READ_AHEAD_BYTES {
+            let polled = {
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                Pin::new(&mut self.rest).poll_frame(&mut cx)
+            };
+            match polled {
+                Poll::Ready(Some(frame)) => {
+                    let frame = frame?;
+                    buffered += frame.data_ref().map_or(0, Bytes::len);
+                    self.ahead.push_back(frame);
+                }
+                Poll::Pending if chances > 0 => {
+                    chances -= 1;
+                    tokio::task::yield_now().await;
+                }
+                Poll::Ready(None) | Poll::Pending => break,
+            }
+        }
+        Ok(self)
+    }
+
+    /// Whether the client's body failed while it was being sent upstream.
+    pub(crate) fn failure_flag(&self) -> Option<Arc<AtomicBool>> {
+        self.failed.clone()
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        if let Some(frame) = self.ahead.pop_front() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        let polled = Pin::new(&mut self.rest).poll_frame(cx);
+        if let (Poll::Ready(Some(Err(_))), Some(failed)) = (&polled, &self.failed) {
+            failed.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ahead.is_empty() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let ahead: u64 = self
+            .ahead
+            .iter()
+            .filter_map(Frame::data_ref)
+            .map(|data| data.len() as u64)
+            .sum();
+        let mut hint = self.rest.size_hint();
+        hint.set_lower(hint.lower().saturating_add(ahead));
+        if let Some(upper) = hint.upper() {
+            hint.set_upper(upper.saturating_add(ahead));
+        }
+        hint
+    }
+}
+
 /// An upstream's idle HTTP/1 connections, most recently used last.
 struct IdleConnections {
     list: Mutex<Vec<Idle>>,
@@ -214,13 +327,13 @@ struct IdleConnections {
 }
 
 struct Idle {
-    sender: http1::SendRequest<Incoming>,
+    sender: http1::SendRequest<RequestBody>,
     since: Instant,
 }
 
 impl IdleConnections {
     /// The most recently used idle connection that is still open and not idle too long at `now`.
-    fn take(&self, now: Instant) -> Option<http1::SendRequest<Incoming>> {
+    fn take(&self, now: Instant) -> Option<http1::SendRequest<RequestBody>> {
         // A poisoned list only means that no connection is reused.
         let mut list = self.list.lock().ok()?;
         while let Some(idle) = list.pop() {
@@ -233,7 +346,7 @@ impl IdleConnections {
     }
 
     /// Puts a connection whose last response has been read to its end back on the list.
-    fn put(self: &Arc<Self>, sender: http1::SendRequest<Incoming>) {
+    fn put(self: &Arc<Self>, sender: http1::SendRequest<RequestBody>) {
         if sender.is_closed() || self.max == 0 {
             return;
         }
@@ -293,7 +406,7 @@ impl IdleConnections {
     fn lend(
         self: &Arc<Self>,
         response: Response<Incoming>,
-        sender: http1::SendRequest<Incoming>,
+        sender: http1::SendRequest<RequestBody>,
     ) -> Response<UpstreamBody> {
         let (parts, body) = response.into_parts();
         let mut body = UpstreamBody {
@@ -315,7 +428,7 @@ impl IdleConnections {
 struct Lent {
     /// Weak, so that a connection outliving a reload returns to no list and closes.
     home: Weak<IdleConnections>,
-    sender: http1::SendRequest<Incoming>,
+    sender: http1::SendRequest<RequestBody>,
 }
 
 /// A response body from an upstream. Read to its end, it gives its connection back to the idle

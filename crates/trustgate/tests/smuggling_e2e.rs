@@ -299,3 +299,108 @@ fn bare_lf_and_other_malformed_heads_never_reach_the_upstream_unnormalized() {
         "{head:?}"
     );
 }
+
+/// The raw-bytes check cannot be thrown out of step with hyper on one keep-alive connection: not
+/// by a bare LF in a chunked trailer section, and not by an `Upgrade` the upstream did not
+/// answer with 101. Either way the CL+TE request that follows never reaches the upstream.
+#[test]
+fn the_framing_check_stays_in_step_with_hyper_on_keep_alive_connections() {
+    let f = Fixture::new();
+    let gateway = start(&f);
+    let cl_te = "POST /after HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 6\r\n\
+                 Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    let openers = [
+        (
+            "bare LF in the trailer section",
+            "POST /first HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n\
+             0\r\nX-Trailer: a\n\r\n",
+        ),
+        (
+            // The protected route answers 401 itself: no 101, so hyper reads on.
+            "an Upgrade answered without 101",
+            "GET /admin/first HTTP/1.1\r\nHost: gw.test\r\nUpgrade: websocket\r\n\
+             Connection: upgrade\r\n\r\n",
+        ),
+    ];
+    for (name, opener) in openers {
+        f.upstream.clear();
+        let mut stream = gateway.connect();
+        stream
+            .write_all(format!("{opener}{cl_te}").as_bytes())
+            .unwrap();
+        let (data, _) = read_until_closed(&mut stream, Duration::from_secs(3));
+        let text = String::from_utf8_lossy(&data);
+        let paths: Vec<String> = f
+            .upstream
+            .requests()
+            .iter()
+            .map(|r| r.target.clone())
+            .collect();
+        assert!(
+            !paths.iter().any(|p| p == "/after"),
+            "{name}: the CL+TE request reached the upstream: {paths:?} {text:?}"
+        );
+        assert!(text.contains("HTTP/1.1 400 "), "{name}: {text:?}");
+    }
+}
+
+/// A malformed chunked body is the client's error: 400, and no upstream connection is opened,
+/// whether the bad chunk comes with the head or after it.
+#[test]
+fn malformed_chunked_bodies_are_400_and_open_no_upstream_connection() {
+    let f = Fixture::new();
+    let gateway = start(&f);
+    let head = "POST /upload HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for body in [
+        &b"zz\r\nhello\r\n0\r\n\r\n"[..],
+        b"-5\r\nhello\r\n0\r\n\r\n",
+        b"fffffffffffffffff\r\n",
+        b"5\nhello\r\n0\r\n\r\n",
+        b"5\r\nhello\n0\r\n\r\n",
+        b"5;x\ny\r\nhello\r\n0\r\n\r\n",
+    ] {
+        for together in [true, false] {
+            let name = format!(
+                "{:?} ({})",
+                String::from_utf8_lossy(body),
+                if together {
+                    "with the head"
+                } else {
+                    "after the head"
+                }
+            );
+            let mut stream = gateway.connect();
+            if together {
+                let mut bytes = head.as_bytes().to_vec();
+                bytes.extend_from_slice(body);
+                stream.write_all(&bytes).unwrap();
+            } else {
+                stream.write_all(head.as_bytes()).unwrap();
+                std::thread::sleep(Duration::from_millis(150));
+                stream.write_all(body).unwrap();
+            }
+            let (data, closed) = read_until_closed(&mut stream, Duration::from_secs(3));
+            let text = String::from_utf8_lossy(&data);
+            assert!(text.starts_with("HTTP/1.1 400 "), "{name}: {text:?}");
+            assert!(closed, "{name}: the connection stayed open");
+            assert_eq!(
+                f.upstream.connections(),
+                0,
+                "{name}: an upstream connection was opened"
+            );
+            assert_eq!(f.upstream.count(), 0, "{name}");
+        }
+    }
+    // The control: a well-formed chunked body passes, re-framed.
+    let mut stream = gateway.connect();
+    stream
+        .write_all(
+            format!("{head}5\r\nhello\r\n0\r\n\r\n")
+                .replace("HTTP/1.1\r\n", "HTTP/1.1\r\nConnection: close\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+    let (data, _) = read_until_closed(&mut stream, Duration::from_secs(3));
+    assert!(String::from_utf8_lossy(&data).starts_with("HTTP/1.1 200 "));
+    assert_eq!(f.upstream.last().unwrap().body, b"hello");
+}

@@ -319,7 +319,9 @@ fn only_the_checked_token_ever_reaches_a_forward_token_upstream() {
     }
     config.push_str("[internal_issuer]\nissuer = \"https://internal.example\"\n");
     let gateway = Gateway::start(&config);
-    let forged = f.token("forged").replace(|c: char| c == 'A', "B");
+    // Signed by a key the issuer never published, under the published kid.
+    let forged =
+        test_support::TestKey::es256("k1").sign(&test_support::claims(&f.iss, "api", "forged"));
     let valid = f.token("alice");
     let bad_request = |path: &str, headers: &[(&str, &str)], what: &str| {
         let before = f.upstream.count();

@@ -296,6 +296,12 @@ fn validate(file: file::FileConfig, base: &Path) -> Result<Config, ConfigError> 
             "server.max_headers must be at least 1 and server.max_header_bytes at least 1024",
         ));
     }
+    if server.max_headers > crate::h1_framing::MAX_HEADERS {
+        return Err(ConfigError::new(format!(
+            "server.max_headers may be at most {}: the framing check parses that many fields of a head",
+            crate::h1_framing::MAX_HEADERS
+        )));
+    }
     let server_config = ServerConfig {
         listen: socket_addr(&server.listen, "server.listen")?,
         tls: server.tls.map(|tls| FileTls {
