@@ -13,6 +13,9 @@
 //! - [`headers`]: a request target and header lines through the gateway's path normalization
 //!   (`crates/trustgate/src/path.rs`) and header sanitization (`crates/trustgate/src/sanitize.rs`),
 //!   compiled into this crate by path because the gateway crate is a binary.
+//! - [`framing`]: a byte stream (raw, and read as a recipe for pipelined requests) through a real
+//!   hyper HTTP/1 server and the gateway's raw-bytes framing check (`h1_framing.rs`) side by
+//!   side; every request the check lets pass must be the head it judged ([`check_agreement`]).
 #![forbid(unsafe_code)]
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -32,11 +35,17 @@ use trustgate_core::{
 };
 
 #[allow(dead_code, unreachable_pub, missing_docs)]
+#[path = "../../crates/trustgate/src/h1_framing.rs"]
+mod h1_framing;
+#[allow(dead_code, unreachable_pub, missing_docs)]
 #[path = "../../crates/trustgate/src/path.rs"]
 mod path;
 #[allow(dead_code, unreachable_pub, missing_docs)]
 #[path = "../../crates/trustgate/src/sanitize.rs"]
 mod sanitize;
+
+mod framing;
+pub use framing::{Dispatched, check_agreement, dispatch, framing, recipe};
 
 /// The fixed "now" of every validation, in seconds.
 pub const NOW: i64 = 1_700_000_000;

@@ -10,10 +10,11 @@ use proptest::test_runner::{Config, TestRunner};
 
 type Body = fn(&[u8]);
 
-const TARGETS: [(&str, Body); 3] = [
+const TARGETS: [(&str, Body); 4] = [
     ("token", trustgate_fuzz::token),
     ("jwks", trustgate_fuzz::jwks),
     ("headers", trustgate_fuzz::headers),
+    ("framing", trustgate_fuzz::framing),
 ];
 
 fn dir(kind: &str, target: &str) -> PathBuf {
@@ -99,6 +100,30 @@ fn valid_seeds_are_accepted_and_mutants_are_not() {
             "{name} is accepted"
         );
     }
+}
+
+/// The framing seeds do what their names say through hyper and the check: the known bypasses
+/// (a bare LF in trailers, an unanswered Upgrade) never let their CL+TE request pass, and a
+/// clean pipelined stream passes every request, so the differential body is not vacuous.
+#[test]
+fn framing_seeds_refuse_the_smuggled_request_and_pass_clean_streams() {
+    for name in ["bare-lf-trailer.txt", "unanswered-upgrade.txt"] {
+        let stream = std::fs::read(dir("seeds", "framing").join(name)).unwrap();
+        let (dispatched, _) = trustgate_fuzz::dispatch(&stream);
+        assert!(
+            dispatched.iter().any(|r| r.target == "/first"),
+            "{name}: the first request was not dispatched: {dispatched:?}"
+        );
+        assert!(
+            !dispatched.iter().any(|r| r.target == "/after" && r.passed),
+            "{name}: the CL+TE request passed: {dispatched:?}"
+        );
+    }
+    let stream = std::fs::read(dir("seeds", "framing").join("clean-pipeline.txt")).unwrap();
+    let (dispatched, heads) = trustgate_fuzz::dispatch(&stream);
+    assert_eq!(dispatched.len(), 3, "{dispatched:?}");
+    assert!(dispatched.iter().all(|r| r.passed), "{dispatched:?}");
+    assert_eq!(heads.len(), 3);
 }
 
 /// A mutation of a seed: flip, insert, delete or duplicate bytes, or splice two seeds.
