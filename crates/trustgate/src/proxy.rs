@@ -452,6 +452,7 @@ pub(crate) async fn handle(
         .contains_key(UPGRADE)
         .then(|| hyper::upgrade::on(&mut req));
     let method = req.method().clone();
+    let downstream_h1 = req.version() < http::Version::HTTP_2;
     let (mut parts, body) = req.into_parts();
     let prepared = match prepare(&rt, &mut parts, conn, None).await {
         Ok(prepared) => prepared,
@@ -476,9 +477,16 @@ pub(crate) async fn handle(
     };
     let route = prepared.route;
     let upstream = &route.upstream;
-    // A chunked body's first frame is read before any upstream connection is used: a malformed
-    // chunk is the client's error (400), not the upstream's (502).
-    let body = match RequestBody::new(body).read_ahead().await {
+    // An HTTP/1 chunked body's first frame is read before any upstream connection is used: a
+    // malformed chunk is the client's error (400), not the upstream's (502). HTTP/2 has no chunk
+    // syntax to get wrong, and a stream may wait for the response before it sends anything.
+    let body = RequestBody::new(body);
+    let body = if downstream_h1 {
+        body.read_ahead().await
+    } else {
+        Ok(body)
+    };
+    let body = match body {
         Ok(body) => body,
         Err(err) => {
             tracing::debug!(route = %route.config.name, error = %err, "request body refused");
