@@ -570,30 +570,38 @@ async fn redirects_are_followed_only_within_the_same_origin() {
     assert_eq!(issuer.jwks_fetches(), 4);
 }
 
-/// However slow the issuer, a request with an unknown kid waits at most `unknown_kid_wait` (here
-/// the default 1 s, under a 5 s fetch timeout and a 10 s stall), then is refused.
-#[tokio::test]
-async fn an_unknown_kid_waits_at_most_unknown_kid_wait_however_slow_the_issuer() {
+/// A started validator for one ES256 key `k1` behind a JWKS URL, whose issuer then answers only
+/// after 10 s; `timeout` is the fetch timeout.
+async fn behind_a_slow_issuer(
+    timeout: Duration,
+) -> (TestIssuer, TestKey, Validator, IssuerConfig, FetchOptions) {
     let issuer = TestIssuer::start().await;
     let key = TestKey::es256("k1");
     issuer.set_keys(&[&key]);
-    let clock = clock();
     let fetch = FetchOptions {
-        timeout: Duration::from_secs(5),
+        timeout,
         ..FetchOptions::default()
     };
-    assert_eq!(
-        RefreshPolicy::default().unknown_kid_wait,
-        Duration::from_secs(1)
-    );
     let config = remote_issuer(
         &issuer,
         KeySource::JwksUrl(issuer.jwks_url()),
         quiet_policy(),
     );
-    let v = build(vec![config], fetch, &clock);
+    let v = build(vec![config.clone()], fetch.clone(), &clock());
     assert!(v.start().await);
     issuer.set_behavior(Behavior::Delay(Duration::from_secs(10)));
+    (issuer, key, v, config, fetch)
+}
+
+/// However slow the issuer, a request with an unknown kid waits at most `unknown_kid_wait` (here
+/// the default 1 s, under a 5 s fetch timeout and a 10 s stall), then is refused.
+#[tokio::test]
+async fn an_unknown_kid_waits_at_most_unknown_kid_wait_however_slow_the_issuer() {
+    assert_eq!(
+        RefreshPolicy::default().unknown_kid_wait,
+        Duration::from_secs(1)
+    );
+    let (issuer, key, v, _, _) = behind_a_slow_issuer(Duration::from_secs(5)).await;
     let started = Instant::now();
     assert_eq!(
         check(&v, &with_kid(&key, &issuer, "new")).await,
@@ -607,22 +615,8 @@ async fn an_unknown_kid_waits_at_most_unknown_kid_wait_however_slow_the_issuer()
 
 #[tokio::test]
 async fn a_slow_issuer_times_out_and_the_old_keys_stay() {
-    let issuer = TestIssuer::start().await;
-    let key = TestKey::es256("k1");
-    issuer.set_keys(&[&key]);
+    let (issuer, key, v, config, fetch) = behind_a_slow_issuer(Duration::from_millis(300)).await;
     let clock = clock();
-    let fetch = FetchOptions {
-        timeout: Duration::from_millis(300),
-        ..FetchOptions::default()
-    };
-    let config = remote_issuer(
-        &issuer,
-        KeySource::JwksUrl(issuer.jwks_url()),
-        quiet_policy(),
-    );
-    let v = build(vec![config.clone()], fetch.clone(), &clock);
-    assert!(v.start().await);
-    issuer.set_behavior(Behavior::Delay(Duration::from_secs(10)));
     // An unknown kid waits for the refetch at most about the fetch timeout.
     let started = Instant::now();
     assert_eq!(
