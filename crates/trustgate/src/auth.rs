@@ -42,6 +42,17 @@ pub(crate) fn extract_token<'a>(
                 return Err(AuthError::InvalidRequest(RequestProblem::UnreadableCookie));
             };
             for pair in text.split(';') {
+                // Some upstream parsers (RFC 2109 era) also split at `,`, and some read names
+                // case-insensitively or percent-decoded: a pair they would read as the token
+                // cookie, but this parser would not, is a token nobody checked. Refused.
+                if pair
+                    .split(',')
+                    .skip(1)
+                    .chain(std::iter::once(pair).filter(|p| cookie_name_of(p) != Some(name)))
+                    .any(|piece| cookie_name_of(piece).is_some_and(|key| reads_as(key, name)))
+                {
+                    return Err(AuthError::InvalidRequest(RequestProblem::UnreadableCookie));
+                }
                 let Some((key, value)) = pair.trim().split_once('=') else {
                     continue;
                 };
@@ -62,6 +73,38 @@ pub(crate) fn extract_token<'a>(
         }
     }
     Ok(found)
+}
+
+/// The name of a `name=value` cookie pair, trimmed.
+fn cookie_name_of(pair: &str) -> Option<&str> {
+    pair.split_once('=').map(|(key, _)| key.trim())
+}
+
+/// Whether an upstream could read cookie name `key` as `name`: the same once quotes and
+/// surrounding white space are taken off, percent-escapes decoded and case ignored.
+fn reads_as(key: &str, name: &str) -> bool {
+    let key = key.trim().trim_matches('"').trim();
+    let mut decoded = Vec::with_capacity(key.len());
+    let bytes = key.as_bytes();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let escaped = (b == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                decoded.push(byte);
+                i += 3;
+            }
+            None => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    decoded.eq_ignore_ascii_case(name.as_bytes())
 }
 
 /// Removes the token cookie from every Cookie header, keeping the other cookies in order.
@@ -203,6 +246,38 @@ mod tests {
             extract_token(&h, None).unwrap(),
             Some(("a", TokenSource::Header))
         );
+    }
+
+    /// A pair another parser could read as the token cookie, but this one would not, is refused.
+    #[test]
+    fn cookies_an_upstream_could_read_differently_are_refused() {
+        const UNREADABLE: AuthError = AuthError::InvalidRequest(RequestProblem::UnreadableCookie);
+        for value in [
+            "AT=forged",
+            "At=forged",
+            "%61t=forged",
+            "%41%54=forged",
+            "\"at\"=forged",
+            "theme=x, at=forged",
+            "theme=x,AT=forged",
+            "at=good; theme=x, at=forged",
+        ] {
+            let h = headers(&[("cookie", value)]);
+            assert_eq!(
+                extract_token(&h, Some("at")).unwrap_err(),
+                UNREADABLE,
+                "{value:?}"
+            );
+        }
+        // Other cookies, and the exact name (white space around it is trimmed by every parser),
+        // read as before.
+        let h = headers(&[("cookie", "theme=dark; lang=en, fr;  at =tok")]);
+        assert_eq!(
+            extract_token(&h, Some("at")).unwrap(),
+            Some(("tok", TokenSource::Cookie))
+        );
+        let h = headers(&[("cookie", "att=x; xat=y; a=t")]);
+        assert_eq!(extract_token(&h, Some("at")).unwrap(), None);
     }
 
     #[test]

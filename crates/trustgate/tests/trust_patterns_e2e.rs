@@ -386,6 +386,18 @@ fn only_the_checked_token_ever_reaches_a_forward_token_upstream() {
         "an unreadable cookie reached the upstream"
     );
 
+    // A cookie another parser reads as the token cookie (another case, percent-encoded, quoted,
+    // or after a `,` that RFC 2109 parsers split at) is refused, with or without a valid token.
+    for cookie in [
+        format!("AT={forged}"),
+        format!("%61t={forged}"),
+        format!("\"at\"={forged}"),
+        format!("theme=dark, at={forged}"),
+        format!("at={valid}; theme=dark, AT={forged}"),
+    ] {
+        bad_request("/cookie/x", &[("Cookie", &cookie)], &cookie);
+    }
+
     // Valid token from the cookie: the upstream gets that cookie and no Authorization, not even
     // another scheme's.
     let r = gateway.get(
