@@ -182,13 +182,7 @@ impl Fetcher {
     }
 
     fn check_scheme(&self, uri: &Uri) -> Result<(), FetchError> {
-        let host = uri.host().ok_or(FetchError::InvalidUrl)?;
-        match uri.scheme_str() {
-            Some("https") => Ok(()),
-            Some("http") if self.options.danger_allow_http || is_loopback(host) => Ok(()),
-            Some("http") => Err(FetchError::InsecureScheme),
-            _ => Err(FetchError::InvalidUrl),
-        }
+        check_key_url(uri, self.options.danger_allow_http)
     }
 }
 
@@ -203,9 +197,26 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
+/// The one rule for where keys may be fetched from: `https`, or plain `http` only to a loopback
+/// host unless `danger_allow_http`. Used by every fetch (redirects included) and by configuration
+/// loading, so `trustgate check` refuses what fetching would refuse.
+///
+/// # Errors
+/// [`FetchError::InsecureScheme`] for plain `http` elsewhere; [`FetchError::InvalidUrl`] for any
+/// other scheme or a URL without a host.
+pub fn check_key_url(uri: &Uri, danger_allow_http: bool) -> Result<(), FetchError> {
+    let host = uri.host().ok_or(FetchError::InvalidUrl)?;
+    match uri.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") if danger_allow_http || is_loopback(host) => Ok(()),
+        Some("http") => Err(FetchError::InsecureScheme),
+        _ => Err(FetchError::InvalidUrl),
+    }
+}
+
 /// Whether `host` (a name or an IP literal, brackets allowed) is this machine: `localhost` or a
-/// loopback address. Plain `http` is allowed only there, unless `danger_allow_http`.
-pub fn is_loopback(host: &str) -> bool {
+/// loopback address.
+pub(crate) fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || host

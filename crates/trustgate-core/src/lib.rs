@@ -56,7 +56,7 @@ pub use cache::{CacheOptions, CacheStats};
 pub use claims::{AudiencePolicy, ClaimsPolicy, ExpiryPolicy};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error::{AuthError, Reason, RequestProblem};
-pub use fetch::{FetchError, FetchOptions, is_loopback};
+pub use fetch::{FetchError, FetchOptions, check_key_url};
 pub use identity::{
     ClaimMapping, ClaimPath, Identity, IdentityField, NumericClaims, encode_header,
 };

@@ -41,7 +41,8 @@ pub(crate) fn internal_issuer_document(
 }
 
 /// How long services may cache the internal JWKS; `rotation_interval` must exceed it
-/// (`config::MIN_ROTATION_INTERVAL`). The header below says the same number.
+/// (`config::MIN_ROTATION_INTERVAL`). The header below says the same number (a unit test holds
+/// them together).
 pub(crate) const INTERNAL_JWKS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(60);
 const INTERNAL_JWKS_CACHE_CONTROL: &str = "public, max-age=60";
 
@@ -118,5 +119,16 @@ fn respond(gateway: &Gateway, req: &Request<Incoming>) -> Response<Full<Bytes>> 
             gateway.metrics.encode(),
         ),
         _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_cache_control_header_says_the_max_age_rotation_is_checked_against() {
+        assert_eq!(
+            super::INTERNAL_JWKS_CACHE_CONTROL,
+            format!("public, max-age={}", super::INTERNAL_JWKS_MAX_AGE.as_secs())
+        );
     }
 }

@@ -534,13 +534,12 @@ fn check_key_url(
         ))
     })?;
     let host = uri.host().unwrap_or_default();
-    match uri.scheme_str() {
-        Some("https") => Ok(()),
-        Some("http") if danger_allow_http || trustgate_core::is_loopback(host) => Ok(()),
-        Some("http") => Err(ConfigError::new(format!(
+    match trustgate_core::check_key_url(&uri, danger_allow_http) {
+        Ok(()) => Ok(()),
+        Err(trustgate_core::FetchError::InsecureScheme) => Err(ConfigError::new(format!(
             "issuer {id:?}: {field} {url:?} is plain http to {host:?}, which is not loopback: a network attacker could replace the keys. Use https; only on a closed test network set jwks_fetch.danger_allow_http = true"
         ))),
-        _ => Err(ConfigError::new(format!(
+        Err(_) => Err(ConfigError::new(format!(
             "issuer {id:?}: {field} {url:?} must be an https:// URL"
         ))),
     }
