@@ -29,6 +29,9 @@ use clap::Parser;
 use crate::cli::{Cli, Command};
 
 const EX_USAGE: u8 = 64;
+/// A port that cannot be bound is not the file's fault (sysexits' EX_UNAVAILABLE): a supervisor
+/// may retry it, where a configuration error needs a person.
+const EX_UNAVAILABLE: u8 = 69;
 
 fn init_logging(level: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -113,6 +116,10 @@ fn main() -> ExitCode {
                 );
                 match server::run(config, Some(path), |_| {}, shutdown_signal()).await {
                     Ok(()) => ExitCode::SUCCESS,
+                    Err(err @ server::StartError::Bind { .. }) => {
+                        eprintln!("trustgate: {err}");
+                        ExitCode::from(EX_UNAVAILABLE)
+                    }
                     Err(err) => {
                         eprintln!("trustgate: {err}");
                         ExitCode::from(EX_USAGE)

@@ -101,19 +101,65 @@ pub(crate) struct Bound {
 }
 
 /// Runs the gateway until SIGTERM or SIGINT, then drains.
+/// Why the gateway did not start: its configuration (the operator's file), or a port it could
+/// not bind (the machine's state). They exit with different codes (`main.rs`), so a supervisor
+/// can tell "fix the file" from "try again".
+#[derive(Debug)]
+pub(crate) enum StartError {
+    /// The configuration cannot be used (TLS files, signer keys, runtime build).
+    Config(ConfigError),
+    /// A listener could not be bound.
+    Bind {
+        /// The field that sets the address, e.g. `server.listen`.
+        field: &'static str,
+        addr: std::net::SocketAddr,
+        source: io::Error,
+    },
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Config(err) => err.fmt(f),
+            StartError::Bind {
+                field,
+                addr,
+                source,
+            } => write!(
+                f,
+                "cannot listen on {addr} ({field}): {source}; set {field} to a free address, or stop the program that holds it"
+            ),
+        }
+    }
+}
+
+impl From<ConfigError> for StartError {
+    fn from(err: ConfigError) -> Self {
+        StartError::Config(err)
+    }
+}
+
+async fn bind(field: &'static str, addr: std::net::SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            field,
+            addr,
+            source,
+        })
+}
+
 pub(crate) async fn run(
     config: Config,
     config_path: Option<PathBuf>,
     on_bound: impl FnOnce(Bound),
     shutdown: impl std::future::Future<Output = ()>,
-) -> Result<(), ConfigError> {
+) -> Result<(), StartError> {
     let metrics = Metrics::new();
     let tls = config.server.tls.as_ref().map(tls_acceptor).transpose()?;
     // The admin port is bound first: the internal issuer's default URL is its address. Every
     // other check has already run in `config::load`.
-    let admin_listener = TcpListener::bind(config.admin_listen)
-        .await
-        .map_err(|err| ConfigError(format!("cannot listen on {}: {err}", config.admin_listen)))?;
+    let admin_listener = bind("admin.listen", config.admin_listen).await?;
     let admin_addr = admin_listener
         .local_addr()
         .map_err(|e| ConfigError(e.to_string()))?;
@@ -124,9 +170,7 @@ pub(crate) async fn run(
         .transpose()?;
     let runtime = Runtime::build(config, Arc::clone(&metrics), signer.clone())?;
     let server = runtime.config.server.clone();
-    let proxy_listener = TcpListener::bind(server.listen)
-        .await
-        .map_err(|err| ConfigError(format!("cannot listen on {}: {err}", server.listen)))?;
+    let proxy_listener = bind("server.listen", server.listen).await?;
     let bound = Bound {
         proxy: proxy_listener
             .local_addr()

@@ -293,6 +293,36 @@ fn settings_that_weaken_a_check_exit_64_naming_the_field_and_the_switch() {
     }
 }
 
+/// A port already taken is not a configuration error: `serve` exits 69 (EX_UNAVAILABLE), not 64,
+/// and says which field sets the address.
+#[test]
+fn a_port_in_use_is_not_a_config_error_and_names_the_field() {
+    let f = Fixture::new();
+    let dir = TempDir::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    for (field, from) in [
+        ("server.listen", "[server]\nlisten = \"127.0.0.1:0\""),
+        ("admin.listen", "[admin]\nlisten = \"127.0.0.1:0\""),
+    ] {
+        let to = from.replace("127.0.0.1:0", &addr);
+        let file = dir.write("taken.toml", &config(&f).replacen(from, &to, 1));
+        let r = run(&["serve", "-c", path_str(&file)]);
+        assert_eq!(r.code, Some(69), "{field}: {}\n{}", r.stdout, r.stderr);
+        assert!(
+            r.stderr
+                .contains(&format!("cannot listen on {addr} ({field})")),
+            "{}",
+            r.stderr
+        );
+        assert!(
+            r.stderr.contains(&format!("set {field} to a free address")),
+            "{}",
+            r.stderr
+        );
+    }
+}
+
 /// The lines after `headers the upstream receives:`.
 fn upstream_headers(stdout: &str) -> Vec<&str> {
     stdout
