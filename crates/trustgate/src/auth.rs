@@ -21,6 +21,15 @@ pub(crate) enum TokenSource {
     Cookie,
 }
 
+impl std::fmt::Display for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TokenSource::Header => "the Authorization header",
+            TokenSource::Cookie => "the token cookie",
+        })
+    }
+}
+
 /// Finds the request's token, if any.
 pub(crate) fn extract_token<'a>(
     headers: &'a HeaderMap,

@@ -38,11 +38,25 @@ fn init_logging(level: &str, json: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour_on_stderr())
         .with_writer(std::io::stderr);
     if json {
         let _ = builder.json().flatten_event(true).try_init();
     } else {
         let _ = builder.try_init();
+    }
+}
+
+/// ANSI colour only for a person at a terminal: never into a file, a pipe or a log collector,
+/// where escape codes are noise. `NO_COLOR` (no-color.org) turns it off, `CLICOLOR_FORCE=1`
+/// forces it on.
+fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal as _;
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty() && v != "0");
+    if set("NO_COLOR") {
+        false
+    } else {
+        set("CLICOLOR_FORCE") || std::io::stderr().is_terminal()
     }
 }
 

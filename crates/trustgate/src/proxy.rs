@@ -106,7 +106,7 @@ pub(crate) async fn prepare(
         .raw_framing
         .and_then(|()| sanitize::check_framing(&parts.headers))
     {
-        note!(trace, "framing: refused ({err:?})");
+        note!(trace, "framing: refused ({err})");
         return Err(refuse(None, GatewayError::Framing("bad_framing")));
     }
     note!(trace, "framing: ok");
@@ -190,8 +190,10 @@ pub(crate) async fn prepare(
     let Some((prefix, route)) = selected else {
         note!(
             trace,
-            "route: none matches host {:?} and path {:?}",
-            host(),
+            "route: none matches host {} and path {:?}",
+            host()
+                .as_deref()
+                .map_or("(none)".to_owned(), |h| format!("{h:?}")),
             normalized.path()
         );
         return Err(refuse(None, GatewayError::NoRoute));
@@ -235,7 +237,7 @@ pub(crate) async fn prepare(
                 return Err(refuse(Some(&route), AuthError::MissingToken));
             }
             Some((text, source)) => {
-                note!(trace, "token: found in {source:?} ({} bytes)", text.len());
+                note!(trace, "token: found in {source} ({} bytes)", text.len());
                 let verified = match rt.validator.validate(text).await {
                     Ok(verified) => verified,
                     Err(err) => {
@@ -248,9 +250,11 @@ pub(crate) async fn prepare(
                 };
                 note!(
                     trace,
-                    "validate: signature ok (issuer {:?}, kid {:?}, {}); claims ok",
+                    "validate: signature ok (issuer {:?}, kid {}, {}); claims ok",
                     verified.issuer(),
-                    verified.key_id(),
+                    verified
+                        .key_id()
+                        .map_or("(none)".to_owned(), |kid| format!("{kid:?}")),
                     verified.algorithm()
                 );
                 if !config.issuers.iter().any(|iss| iss == verified.issuer()) {

@@ -116,7 +116,14 @@ fn check_with_an_unreachable_issuer_is_not_ready() {
     let f = Fixture::new();
     let dir = TempDir::new();
     let down = format!("http://{}", common::closed_port());
-    let file = dir.write("gw.toml", &config(&f).replace(&f.iss, &down));
+    // The whole `issuer = "…"` line: the issuer's URL alone can be a prefix of the upstream's.
+    let file = dir.write(
+        "gw.toml",
+        &config(&f).replace(
+            &format!("issuer = \"{}\"", f.iss),
+            &format!("issuer = \"{down}\""),
+        ),
+    );
     let r = run(&["check", "-c", path_str(&file)]);
     assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("NOT READY"), "{}", r.stdout);
@@ -125,6 +132,17 @@ fn check_with_an_unreachable_issuer_is_not_ready() {
         "{}",
         r.stdout
     );
+    // Its warnings go to a pipe here: plain text, no ANSI colour codes, unless forced.
+    assert!(r.stderr.contains("WARN"), "{}", r.stderr);
+    assert!(!r.stderr.contains('\u{1b}'), "{:?}", r.stderr);
+    let forced = std::process::Command::new(env!("CARGO_BIN_EXE_trustgate"))
+        .args(["check", "-c", path_str(&file)])
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .env("CLICOLOR_FORCE", "1")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&forced.stderr).contains('\u{1b}'));
 }
 
 #[test]
@@ -363,8 +381,14 @@ fn explain_shows_the_steps_and_the_injected_identity_but_never_the_token() {
         r#"route: "admin" (prefix "/admin", pattern identity-headers, upstream "echo")"#,
         "authorize: ok",
         "identity: removed the token; injected 3 identity header(s)",
+        "token: found in the Authorization header (",
+        r#"kid "k1", ES256); claims ok"#,
     ] {
         assert!(out.contains(step), "missing step {step:?} in:\n{out}");
+    }
+    // Values, not Rust debug forms.
+    for debug in ["Some(", "None", "Header (", "Cookie ("] {
+        assert!(!out.contains(debug), "{debug:?} in:\n{out}");
     }
     let decision = format!(
         "decision: forward to http://{}/admin/x?q=1",
