@@ -160,6 +160,11 @@ fn a_bad_config_exits_64_with_a_helpful_message() {
         assert_eq!(r.code, Some(64), "{command}: {}\n{}", r.stdout, r.stderr);
         assert!(r.stderr.contains("prefx"), "{command}: {}", r.stderr);
         assert!(
+            r.stderr.contains("did you mean `prefix`?"),
+            "{command}: {}",
+            r.stderr
+        );
+        assert!(
             r.stderr.contains(&format!("line {line}")),
             "{command}: {}",
             r.stderr
@@ -196,6 +201,15 @@ fn a_bad_config_exits_64_with_a_helpful_message() {
         "{}",
         r.stderr
     );
+
+    // A duration written as a bare number: the message says what to write.
+    let file = dir.write(
+        "duration.toml",
+        &good.replacen("discovery = true", "discovery = true\nleeway = 60", 1),
+    );
+    let r = run(&["check", "-c", path_str(&file)]);
+    assert_eq!(r.code, Some(64), "{}", r.stderr);
+    assert!(r.stderr.contains(r#"write "60s""#), "{}", r.stderr);
 
     // A missing file.
     let r = run(&["check", "-c", path_str(&dir.0.join("absent.toml"))]);

@@ -40,8 +40,24 @@ pub(crate) fn parse(text: &str) -> Result<Duration, String> {
 
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        parse(&text).map(Dur).map_err(serde::de::Error::custom)
+        /// A duration is a string with a unit; a bare number gets an error that says what to
+        /// write instead, rather than serde's "expected a string".
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Text(String),
+            Integer(i64),
+            Float(f64),
+        }
+        match Written::deserialize(deserializer)? {
+            Written::Text(text) => parse(&text).map(Dur).map_err(serde::de::Error::custom),
+            Written::Integer(n) => Err(serde::de::Error::custom(format!(
+                "a duration is a string with a unit: write \"{n}s\" (or \"{n}ms\", \"{n}m\", \"{n}h\"), not {n}"
+            ))),
+            Written::Float(n) => Err(serde::de::Error::custom(format!(
+                "a duration is a string with a whole number and a unit, e.g. \"1500ms\", not {n}"
+            ))),
+        }
     }
 }
 

@@ -202,18 +202,63 @@ pub(crate) fn parse(
     if let Err(err) = toml::from_str::<file::FileConfig>(text)
         && !text.contains("${")
     {
-        return Err(ConfigError::new(format!("config file: {err}")));
+        return Err(ConfigError::new(with_suggestion(format!(
+            "config file: {err}"
+        ))));
     }
 
     // Step 2: substitute ${ENV} inside string values only.
-    let mut value: toml::Value =
-        toml::from_str(text).map_err(|err| ConfigError::new(format!("config file: {err}")))?;
+    let mut value: toml::Value = toml::from_str(text)
+        .map_err(|err| ConfigError::new(with_suggestion(format!("config file: {err}"))))?;
     substitute(&mut value, env)?;
     let file: file::FileConfig = value
         .try_into()
-        .map_err(|err| ConfigError::new(format!("config file: {err}")))?;
+        .map_err(|err| ConfigError::new(with_suggestion(format!("config file: {err}"))))?;
     // Step 3.
     validate(file, base)
+}
+
+/// Adds "did you mean `audiences`?" to an unknown-field error whose field is a near miss of a
+/// valid one (at most a third of its letters wrong, and at least one).
+fn with_suggestion(message: String) -> String {
+    let Some((_, rest)) = message.split_once("unknown field `") else {
+        return message;
+    };
+    let Some((unknown, rest)) = rest.split_once('`') else {
+        return message;
+    };
+    let Some((_, expected)) = rest.split_once("expected one of ") else {
+        return message;
+    };
+    let candidates = expected
+        .split(',')
+        .map(|c| c.trim().trim_matches('`'))
+        .filter(|c| !c.is_empty());
+    let best = candidates
+        .map(|c| (edit_distance(unknown, c), c))
+        .min_by_key(|&(distance, _)| distance);
+    match best {
+        Some((distance, candidate)) if distance <= (unknown.len() / 3).max(1) => {
+            format!("{message}\ndid you mean `{candidate}`?")
+        }
+        _ => message,
+    }
+}
+
+/// Levenshtein distance over bytes; field names are short ASCII.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, &x) in a.as_bytes().iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &y) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(x != y);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
 }
 
 fn substitute(

@@ -227,3 +227,30 @@ fn internal_lifetimes_and_rotation_have_floors() {
         error(&format!("[internal_issuer]\n{route}")).contains("internal_ttl must be at least 1s")
     );
 }
+
+#[test]
+fn near_misses_of_field_names_get_a_suggestion_and_bare_durations_say_what_to_write() {
+    let err = error(&BASE.replace("audiences = [\"api\"]", "audience = [\"api\"]"));
+    assert!(err.contains("did you mean `audiences`?"), "{err}");
+    let err = error(&BASE.replace("prefix = \"/users\"", "prefx = \"/users\""));
+    assert!(err.contains("did you mean `prefix`?"), "{err}");
+    // Nothing close: no guess.
+    let err = error(&BASE.replace("prefix = \"/users\"", "prefix = \"/users\"\nzzzzzz = 1"));
+    assert!(
+        err.contains("unknown field `zzzzzz`") && !err.contains("did you mean"),
+        "{err}"
+    );
+    let with = |line: &str| {
+        BASE.replace(
+            "audiences = [\"api\"]",
+            &format!("audiences = [\"api\"]\n{line}"),
+        )
+    };
+    let err = error(&with("leeway = 60"));
+    assert!(err.contains(r#"write "60s""#), "{err}");
+    let err = error(&with("leeway = 1.5"));
+    assert!(err.contains(r#""1500ms""#), "{err}");
+    assert_eq!(edit_distance("audience", "audiences"), 1);
+    assert_eq!(edit_distance("", "abc"), 3);
+    assert_eq!(edit_distance("kitten", "sitting"), 3);
+}
