@@ -9,7 +9,9 @@
 //! Every successful answer has a `"verdict"` and shows what the service received: the mode, the
 //! identity, the claims as validated (never the token itself) and which credential headers
 //! arrived. Refusals are the library's RFC 6750 answers. Each router also serves an
-//! unauthenticated `GET /healthz`.
+//! unauthenticated `GET /healthz`. Every answer, refusals by the library included, carries
+//! `X-Demo-Answered-By: <service>`, so the demo page can tell a service's decision from the
+//! gateway's (the gateway never adds it, and strips nothing from responses that would fake it).
 
 use std::sync::{Arc, Mutex};
 
@@ -24,7 +26,10 @@ use trustgate_service::{Caller, Rejection, TrustgateLayer};
 
 /// The users service.
 pub fn users(layer: TrustgateLayer) -> Router {
-    with_health(Router::new().route("/users/me", get(me)).layer(layer))
+    with_health(
+        "users",
+        Router::new().route("/users/me", get(me)).layer(layer),
+    )
 }
 
 /// The courses service, with an in-memory catalogue.
@@ -35,6 +40,7 @@ pub fn courses(layer: TrustgateLayer) -> Router {
         course(3, "Accounting basics", "globex"),
     ]));
     with_health(
+        "courses",
         Router::new()
             .route("/courses", get(list_courses).post(create_course))
             .with_state(catalogue)
@@ -45,16 +51,29 @@ pub fn courses(layer: TrustgateLayer) -> Router {
 /// The payments service.
 pub fn payments(layer: TrustgateLayer) -> Router {
     with_health(
+        "payments",
         Router::new()
             .route("/payments", get(list_payments))
             .layer(layer),
     )
 }
 
-fn with_health(protected: Router) -> Router {
+/// The answering service's name, on every response (outside the authentication layer, so its
+/// refusals carry it too).
+pub const ANSWERED_BY: &str = "x-demo-answered-by";
+
+fn with_health(name: &'static str, protected: Router) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .merge(protected)
+        .layer(axum::middleware::map_response(
+            move |mut response: axum::response::Response| async move {
+                response
+                    .headers_mut()
+                    .insert(ANSWERED_BY, header::HeaderValue::from_static(name));
+                response
+            },
+        ))
 }
 
 /// What the service received: mode, identity, validated claims and credential headers.
@@ -86,6 +105,8 @@ fn received(caller: &Caller, headers: &HeaderMap) -> Value {
         "issuer": caller.issuer(),
         "external_issuer": caller.external_issuer(),
         "claims": caller.claims(),
+        // Which key verified the credential, and with which algorithm (never the token).
+        "key": caller.token().map(|t| json!({"kid": t.key_id(), "alg": t.algorithm().name()})),
         "headers": {
             "authorization": authorization,
             "x-trustgate-assertion": headers.contains_key("x-trustgate-assertion"),

@@ -167,6 +167,9 @@ fn handle(signers: &Signers, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             "text/javascript; charset=utf-8",
             super::page::JS,
         ),
+        "/favicon.svg" | "/favicon.ico" => {
+            respond(StatusCode::OK, "image/svg+xml", super::page::FAVICON)
+        }
         "/.well-known/openid-configuration" => {
             let issuer = signers.valid.issuer();
             let doc = json!({
@@ -208,12 +211,14 @@ fn handle(signers: &Signers, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             claims.insert("scope".into(), json!(user.scope));
             claims.insert("client_id".into(), json!("demo-page"));
             let kind = query_param(req, "kind").unwrap_or("valid");
-            let signer = match kind {
-                "expired" => &signers.expired,
-                "forged" => &signers.forged,
-                _ => &signers.valid,
+            let (signer, audience) = match kind {
+                "expired" => (&signers.expired, AUDIENCE),
+                "forged" => (&signers.forged, AUDIENCE),
+                // Validly signed, for another API: the audience check must refuse it.
+                "audience" => (&signers.valid, "another-api"),
+                _ => (&signers.valid, AUDIENCE),
             };
-            match signer.mint("JWT", AUDIENCE, Duration::from_secs(900), claims.clone()) {
+            match signer.mint("JWT", audience, Duration::from_secs(900), claims.clone()) {
                 Ok(minted) => {
                     let body = json!({"access_token": minted.token, "token_type": "Bearer", "kind": kind, "claims": claims});
                     respond(StatusCode::OK, "application/json", body.to_string())
