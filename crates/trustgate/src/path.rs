@@ -99,7 +99,8 @@ pub(crate) enum PathError {
     EscapedEscape,
     /// Percent-escapes that do not decode to valid UTF-8: overlong forms (`%C0%AE`, a dot to
     /// some decoders), lone continuation bytes (`%80`), truncated sequences and surrogates.
-    /// Lenient decoders turn them into `.`, `/` or U+FFFD, each differently.
+    /// Lenient decoders turn them into `.`, `/` or U+FFFD, each differently. Escaped escapes
+    /// of such bytes (`%25C0%25AE`) too, which an upstream that decodes twice sees as the same.
     InvalidUtf8,
 }
 
@@ -327,53 +328,67 @@ fn escaped_byte(bytes: &[u8], at: usize) -> Option<u8> {
     if bytes.get(at) != Some(&b'%') {
         return None;
     }
-    let high = bytes.get(at + 1).copied().and_then(hex_value)?;
-    let low = bytes.get(at + 2).copied().and_then(hex_value)?;
+    hex_pair(bytes, at + 1)
+}
+
+/// The byte that the two hex digits at `bytes[at..at + 2]` spell, if they are hex digits.
+fn hex_pair(bytes: &[u8], at: usize) -> Option<u8> {
+    let high = bytes.get(at).copied().and_then(hex_value)?;
+    let low = bytes.get(at + 1).copied().and_then(hex_value)?;
     Some((high << 4) | low)
 }
 
 /// Two rules on the canonical path `out`, where every remaining escape is `%` and two upper-case
-/// hex digits:
+/// hex digits, and the hex digits after an escaped `%` are raw (they are unreserved):
 /// - an escaped `%` followed by two hex digits must not encode `.`, `/`, `\`, `;`, `%` or a
 ///   control byte, which a second decoding would turn into a separator or a NUL;
-/// - each run of escapes of bytes at or above 0x80 must decode to valid UTF-8 on its own. Runs
-///   end at any other character, so a sequence cannot be completed by an unescaped byte.
+/// - each run of escapes of bytes at or above 0x80 must decode to valid UTF-8 on its own, and so
+///   must each run of escaped escapes of such bytes (`%25C3%25A9`): a second decoding must not
+///   produce the overlong dot of `%25C0%25AE`. Runs end at any other character, so a sequence
+///   cannot be completed by an unescaped byte or by an escape of the other level.
 fn check_escapes(out: &str) -> Result<(), PathError> {
     let bytes = out.as_bytes();
-    let mut run = Vec::new();
+    // Non-ASCII bytes after one decoding, and after a second one.
+    let mut once = Vec::new();
+    let mut twice = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
-        match escaped_byte(bytes, i) {
+        let (step, in_once, in_twice) = match escaped_byte(bytes, i) {
             Some(value) if value >= 0x80 => {
-                run.push(value);
-                i += 3;
-                continue;
+                once.push(value);
+                (3, true, false)
             }
-            Some(b'%') => {
-                let inner = bytes
-                    .get(i + 3)
-                    .copied()
-                    .and_then(hex_value)
-                    .zip(bytes.get(i + 4).copied().and_then(hex_value));
-                if let Some((high, low)) = inner
-                    && matches!(
-                        (high << 4) | low,
-                        b'.' | b'/' | b'\\' | b';' | b'%' | 0..=0x1F | 0x7F
-                    )
-                {
+            Some(b'%') => match hex_pair(bytes, i + 3) {
+                Some(b'.' | b'/' | b'\\' | b';' | b'%' | 0..=0x1F | 0x7F) => {
                     return Err(PathError::EscapedEscape);
                 }
-                i += 3;
-            }
-            Some(_) => i += 3,
-            None => i += 1,
+                Some(inner) if inner >= 0x80 => {
+                    twice.push(inner);
+                    (5, false, true)
+                }
+                _ => (3, false, false),
+            },
+            Some(_) => (3, false, false),
+            None => (1, false, false),
+        };
+        if !in_once {
+            end_utf8_run(&mut once)?;
         }
-        if !run.is_empty() {
-            std::str::from_utf8(&run).map_err(|_| PathError::InvalidUtf8)?;
-            run.clear();
+        if !in_twice {
+            end_utf8_run(&mut twice)?;
         }
+        i += step;
     }
-    std::str::from_utf8(&run).map_err(|_| PathError::InvalidUtf8)?;
+    end_utf8_run(&mut once)?;
+    end_utf8_run(&mut twice)
+}
+
+/// Checks that a finished run of decoded non-ASCII bytes is valid UTF-8, and empties it.
+fn end_utf8_run(run: &mut Vec<u8>) -> Result<(), PathError> {
+    if !run.is_empty() {
+        std::str::from_utf8(run).map_err(|_| PathError::InvalidUtf8)?;
+        run.clear();
+    }
     Ok(())
 }
 
@@ -560,6 +575,19 @@ mod tests {
         ("/a%FF", Err(PathError::InvalidUtf8)),
         // A sequence is not completed across another character.
         ("/a%C3a%A9", Err(PathError::InvalidUtf8)),
+        // The same one level down, for an upstream that decodes twice.
+        ("/%25C0%25AE%25C0%25AE/admin", Err(PathError::InvalidUtf8)),
+        ("/a%25c0%25af", Err(PathError::InvalidUtf8)),
+        ("/a%2580", Err(PathError::InvalidUtf8)),
+        ("/a%25C3", Err(PathError::InvalidUtf8)),
+        ("/a%25E0%2580%25AF", Err(PathError::InvalidUtf8)),
+        ("/a%25ED%25A0%2580", Err(PathError::InvalidUtf8)),
+        // Nor across the two levels.
+        ("/a%25C3%A9", Err(PathError::InvalidUtf8)),
+        ("/a%C3%25A9", Err(PathError::InvalidUtf8)),
+        ("/a%25C3a%25A9", Err(PathError::InvalidUtf8)),
+        ("/caf%25C3%25A9", Ok("/caf%25C3%25A9")),
+        ("/caf%25c3%25a9/%C3%A9", Ok("/caf%25c3%25a9/%C3%A9")),
         ("/caf%C3%A9/%E2%82%AC", Ok("/caf%C3%A9/%E2%82%AC")),
         ("/%F0%9F%98%80", Ok("/%F0%9F%98%80")),
         ("/caf%c3%a9", Ok("/caf%C3%A9")),
@@ -845,6 +873,10 @@ mod tests {
             "%C3",
             "%A9",
             "%E2%82%AC",
+            "%25C0%25AE",
+            "%25C3%25A9",
+            "%25C3",
+            "%25E2%2582%25AC",
         ]);
         prop::collection::vec(pieces, 0..24).prop_map(|v| format!("/{}", v.concat()))
     }
@@ -889,6 +921,11 @@ mod tests {
             }
         }
         assert!(std::str::from_utf8(&once).is_ok(), "{path:?}");
+        // Nor does a second decoding give bytes that are not UTF-8, such as an overlong dot.
+        assert!(
+            std::str::from_utf8(&percent_decode(&once)).is_ok(),
+            "{path:?}"
+        );
         // Every escape is well-formed, upper-case, and not of an
         // unreserved character.
         let bytes = path.as_bytes();

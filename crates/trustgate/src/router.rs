@@ -75,8 +75,9 @@ pub(crate) fn host_without_port(authority: &str) -> std::borrow::Cow<'_, str> {
 /// The request's host, read once and used for both routing and forwarding: the request-target's
 /// authority (absolute-form, HTTP/2 `:authority`) before the `Host` header (RFC 9112 §3.2.2).
 ///
-/// Each one present must be exactly `host [":" port]` (RFC 9110 §7.2): a DNS-style name, an IPv4
-/// address or a bracketed IPv6 literal, and a port of at most five digits up to 65535. Userinfo
+/// Each one present must be exactly `host [":" port]` (RFC 9110 §7.2): a DNS-style name (labels
+/// of 1 to 63 characters, at most one trailing dot), an IPv4 address or a bracketed IPv6
+/// literal, and a port of at most five digits up to 65535. Userinfo
 /// (`user@host`), a path, spaces, commas, an empty host or port, and two `Host` headers are
 /// refused: an upstream or a log that reads such a value differently from the router would route,
 /// or attribute, the request elsewhere. `Ok(None)` when the request names no host (HTTP/1.0).
@@ -127,11 +128,18 @@ fn is_host_and_port(value: &[u8]) -> bool {
             Some(colon) => (&value[..colon], Some(&value[colon + 1..])),
             None => (value, None),
         };
-        let name_ok = !name.is_empty()
+        // Labels of 1 to 63 letters, digits, `-` or `_`, with at most one trailing dot. An empty
+        // label (`.a`, `a..b`, `a..`) is refused: the router would drop the dots
+        // (`host_without_port`) where an upstream's virtual hosts may not.
+        let labels = name.strip_suffix(b".").unwrap_or(name);
+        let name_ok = !labels.is_empty()
             && name.len() <= 253
-            && name
-                .iter()
-                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+            && labels.split(|&b| b == b'.').all(|label| {
+                (1..=63).contains(&label.len())
+                    && label
+                        .iter()
+                        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+            });
         (name_ok, port)
     };
     let port_ok = port.is_none_or(|port| {
@@ -208,6 +216,7 @@ mod tests {
             "[::1]:80",
             "[2001:db8::1]:65535",
             "localhost:0",
+            "a.b.c.",
         ] {
             assert!(is_host_and_port(ok.as_bytes()), "{ok}");
         }
@@ -236,9 +245,18 @@ mod tests {
             "h%6Fst",
             "host\t",
             "caf\u{e9}.example",
+            ".",
+            ".example.com",
+            "example..com",
+            "example.com..",
+            "example.com..:80",
+            "..",
         ] {
             assert!(!is_host_and_port(bad.as_bytes()), "{bad:?}");
         }
+        let label = "a".repeat(63);
+        assert!(is_host_and_port(format!("{label}.example").as_bytes()));
+        assert!(!is_host_and_port(format!("{label}a.example").as_bytes()));
     }
 
     #[test]

@@ -5,7 +5,10 @@
 
 mod common;
 
-use common::{Fixture, Gateway, bearer};
+use bytes::Bytes;
+use common::{Fixture, Gateway, bearer, rt};
+use http_body_util::Empty;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 
 fn start(f: &Fixture, server: &str) -> Gateway {
     Gateway::start_with_server(
@@ -76,9 +79,25 @@ const BYPASSES: &[(&str, u16, Option<&str>)] = &[
     ("/public/%C3", 400, None),
     ("/public/%ED%A0%80", 400, None),
     ("/public/%FF", 400, None),
+    // The same one level down: a second decoding would give the overlong dots and slashes.
+    ("/public/%25C0%25AE%25C0%25AE/admin", 400, None),
+    ("/public/%25c0%25af../admin", 400, None),
+    ("/public/%25E0%2580%25AE/admin", 400, None),
+    ("/public/%2580", 400, None),
+    // Every route refuses them before routing: the token route, and a path no route matches
+    // (which would be 404 if it were routed).
+    ("/admin/%252e%252e/x", 400, None),
+    ("/admin/%252Fx", 400, None),
+    ("/admin/%2500", 400, None),
+    ("/admin/%C0%AE%C0%AE/x", 400, None),
+    ("/admin/%80", 400, None),
+    ("/admin/%25C0%25AE", 400, None),
+    ("/elsewhere/%252e%252e", 400, None),
+    ("/elsewhere/%ED%A0%80", 400, None),
     // Valid UTF-8 and a harmless escaped escape are paths like any other.
     ("/public/caf%C3%A9", 200, Some("/public/caf%C3%A9")),
     ("/public/%2541", 200, Some("/public/%2541")),
+    ("/public/%25C3%25A9", 200, Some("/public/%25C3%25A9")),
     // Routing is case-sensitive like the upstream's paths: `/ADMIN` is no route at all.
     ("/ADMIN", 404, None),
     ("/Admin/x", 404, None),
@@ -119,7 +138,7 @@ fn path_tricks_with_a_token_forward_the_normalized_path_exactly() {
     let gateway = start(&f, "");
     let t = f.token("alice");
     let auth = bearer(&t);
-    for (target, _, forwarded) in BYPASSES {
+    for (target, status, forwarded) in BYPASSES {
         let before = f.upstream.count();
         let r = gateway.get(target, &[("Authorization", &auth), ("X-User-Id", "admin")]);
         match forwarded {
@@ -133,7 +152,8 @@ fn path_tricks_with_a_token_forward_the_normalized_path_exactly() {
                 }
             }
             None => {
-                assert!(matches!(r.status, 400 | 404), "{target}: {}", r.status);
+                // A valid token changes nothing: refused paths are refused before routing.
+                assert_eq!(r.status, *status, "{target}: {}", r.body_text());
                 assert_eq!(f.upstream.count(), before, "{target} reached the upstream");
             }
         }
@@ -231,12 +251,10 @@ pattern = "identity-headers"
     assert_eq!(r.status, 401);
 }
 
-/// A Host, `:authority` or absolute-form authority that is not `host [":" port]` is refused with
-/// 400 before routing, on every route; valid ones reach the upstream exactly as sent.
-#[test]
-fn hosts_that_are_not_a_host_and_port_are_refused_before_routing() {
-    let f = Fixture::new();
-    let gateway = Gateway::start(&format!(
+/// A public catch-all and a token route on `/admin`, both to an upstream that receives the
+/// client's Host (`preserve_host`).
+fn start_preserving_host(f: &Fixture) -> Gateway {
+    Gateway::start(&format!(
         r#"{base}
 [[upstream]]
 id = "echo-host"
@@ -248,10 +266,25 @@ name = "public"
 prefix = "/"
 upstream = "echo-host"
 pattern = "public"
+
+[[route]]
+name = "admin"
+prefix = "/admin"
+upstream = "echo-host"
+pattern = "identity-headers"
 "#,
         base = f.base_toml(),
         up = f.upstream.url()
-    ));
+    ))
+}
+
+/// A Host, `:authority` or absolute-form authority that is not `host [":" port]` is refused with
+/// 400 before routing, on every route; valid ones reach the upstream exactly as sent.
+#[test]
+fn hosts_that_are_not_a_host_and_port_are_refused_before_routing() {
+    let f = Fixture::new();
+    let gateway = start_preserving_host(&f);
+    let auth = bearer(&f.token("alice"));
     for host in [
         "x@public.example",
         "public.example:80@evil.example",
@@ -265,11 +298,27 @@ pattern = "public"
         ":80",
         "public.example:80:80",
         "",
+        // Empty labels: the router drops trailing dots, an upstream's virtual hosts may not.
+        "public.example..",
+        "public.example..:80",
+        ".public.example",
+        "public..example",
+        ".",
     ] {
-        let request = format!("GET /x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-        let r = gateway.raw(request.as_bytes());
-        assert_eq!(r.status, 400, "Host {host:?}: {}", r.body_text());
-        assert_eq!(f.upstream.count(), 0, "Host {host:?} reached the upstream");
+        // On the catch-all and on the token route, with a valid token: the Host is refused
+        // before routing and before authentication.
+        for (target, extra) in [
+            ("/x", String::new()),
+            ("/admin/x", format!("Authorization: {auth}\r\n")),
+        ] {
+            let request = format!(
+                "GET {target} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"
+            );
+            let r = gateway.raw(request.as_bytes());
+            assert_eq!(r.status, 400, "Host {host:?} {target}: {}", r.body_text());
+            assert_eq!(r.body_text(), r#"{"error":"bad_request"}"#);
+            assert_eq!(f.upstream.count(), 0, "Host {host:?} reached the upstream");
+        }
     }
     // Absolute-form with userinfo, even next to a valid Host.
     for target in [
@@ -287,10 +336,79 @@ pattern = "public"
         "public.example:8080",
         "127.0.0.1:1",
         "[::1]:80",
+        "public.example.",
     ] {
         let request = format!("GET /x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
         let r = gateway.raw(request.as_bytes());
         assert_eq!(r.status, 200, "Host {host:?}: {}", r.body_text());
         assert_eq!(f.upstream.last().unwrap().header_values("host"), [host]);
     }
+    let r = gateway.get("/admin/x", &[("Authorization", &auth)]);
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    let got = f.upstream.last().unwrap();
+    assert_eq!(got.header_values("host"), ["gateway.test"]);
+    assert_eq!(got.header_values("x-user-id"), ["alice"]);
+}
+
+/// Sends one HTTP/2 (prior knowledge) GET and returns its status, or the client's error when the
+/// stream or the connection was reset instead.
+fn h2_get(gateway: &Gateway, uri: &str, headers: &[(&str, &str)]) -> Result<u16, String> {
+    let addr = gateway.proxy;
+    rt().block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        let mut request = http::Request::get(uri);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(response.status().as_u16())
+    })
+}
+
+/// The HTTP/2 `:authority` follows the same rule as the Host header: refused with 400 before
+/// routing unless it is `host [":" port]`, and forwarded exactly when it is.
+#[test]
+fn http2_authorities_that_are_not_a_host_and_port_are_refused_before_routing() {
+    let f = Fixture::new();
+    let gateway = start_preserving_host(&f);
+    for uri in [
+        "http://x@public.example/x",
+        "http://public.example:1@evil.example/x",
+        "http://public.example..:80/x",
+        "http://.public.example/x",
+    ] {
+        assert_eq!(h2_get(&gateway, uri, &[]), Ok(400), "{uri}");
+        assert_eq!(f.upstream.count(), 0, "{uri} reached the upstream");
+    }
+    // A valid `:authority` with an invalid Host header next to it: both must be valid.
+    assert_eq!(
+        h2_get(
+            &gateway,
+            "http://public.example/x",
+            &[("host", "x@evil.example")]
+        ),
+        Ok(400)
+    );
+    assert_eq!(f.upstream.count(), 0);
+
+    assert_eq!(
+        h2_get(&gateway, "http://public.example:8080/x", &[]),
+        Ok(200)
+    );
+    let got = f.upstream.last().unwrap();
+    assert_eq!(got.target, "/x");
+    assert_eq!(got.header_values("host"), ["public.example:8080"]);
 }
