@@ -98,6 +98,17 @@ pub enum NumericClaims {
     Integers,
 }
 
+impl NumericClaims {
+    /// The exact decimal text of `number` under this rule, or `None` when it may not be used as
+    /// text: always under [`NumericClaims::Refuse`], and for any number serde_json keeps as an
+    /// `f64` (a fraction, an exponent, or an integer outside `i64`/`u64`), whose text is a
+    /// rounding of what was signed. Identity values and the gateway's route `require` both read
+    /// numbers through this, so the two can never disagree on what `12345` means.
+    pub fn integer_text(self, number: &serde_json::Number) -> Option<String> {
+        (self == Self::Integers && !number.is_f64()).then(|| number.to_string())
+    }
+}
+
 impl Default for ClaimMapping {
     fn default() -> Self {
         let path = |p: &str| ClaimPath {
@@ -171,6 +182,8 @@ pub struct Identity {
     tenant: Option<Safe>,
     client: Option<Safe>,
     extra: Vec<(String, Safe)>,
+    /// The issuer's rule for numbers, for anything else that reads claims as text.
+    numbers: NumericClaims,
 }
 
 /// A field of the identity that can be injected as a header.
@@ -238,6 +251,7 @@ impl Identity {
             tenant,
             client,
             extra,
+            numbers,
         })
     }
 
@@ -281,6 +295,12 @@ impl Identity {
         self.client.as_ref().map(Safe::text)
     }
 
+    /// How the issuer's numbers read as text ([`ClaimMapping::numbers`]): a check comparing a
+    /// claim with text uses [`NumericClaims::integer_text`] with it, as the identity did.
+    pub fn numeric_claims(&self) -> NumericClaims {
+        self.numbers
+    }
+
     /// A mapped extra claim, as text.
     pub fn claim(&self, name: &str) -> Option<&str> {
         self.extra
@@ -310,12 +330,10 @@ impl Identity {
 fn scalar<'a>(value: &'a Json<'_>, numbers: NumericClaims) -> Result<Cow<'a, str>, Reason> {
     match value {
         Json::String(s) => Ok(Cow::Borrowed(s)),
-        // serde_json keeps an integer that fits in 64 bits exactly and anything else as an f64,
-        // whose text is a rounding of what was signed.
-        Json::Number(n) if numbers == NumericClaims::Integers && !n.is_f64() => {
-            Ok(Cow::Owned(n.to_string()))
-        }
-        Json::Number(_) => Err(Reason::UnsafeClaimValue),
+        Json::Number(n) => numbers
+            .integer_text(n)
+            .map(Cow::Owned)
+            .ok_or(Reason::UnsafeClaimValue),
         Json::Bool(b) => Ok(Cow::Borrowed(if *b { "true" } else { "false" })),
         _ => Err(Reason::UnsafeClaimValue),
     }
@@ -640,6 +658,17 @@ mod tests {
         );
         let negative = identity(claims(json!(i64::MIN)), &integers).unwrap();
         assert_eq!(negative.tenant(), Some("-9223372036854775808"));
+        // The identity carries its rule, for checks that compare claims with text.
+        assert_eq!(text.numeric_claims(), NumericClaims::Refuse);
+        assert_eq!(number.numeric_claims(), NumericClaims::Integers);
+        let n = serde_json::Number::from(12345);
+        assert_eq!(NumericClaims::Refuse.integer_text(&n), None);
+        assert_eq!(
+            NumericClaims::Integers.integer_text(&n).as_deref(),
+            Some("12345")
+        );
+        let float = serde_json::Number::from_f64(1.2345678901234568e29).unwrap();
+        assert_eq!(NumericClaims::Integers.integer_text(&float), None);
         // Through the real parser: a 30-digit integer, a fraction and an exponent are refused,
         // never rounded.
         for text in [

@@ -506,6 +506,19 @@ mod tests {
                 r#"{"alg":"ES256","enc":"A128GCM"}"#,
                 Reason::UnsupportedSerialization,
             ),
+            // `zip` (JWE compression) whatever its value, also spelled with an escape.
+            (
+                r#"{"alg":"ES256","zip":"DEF"}"#,
+                Reason::UnsupportedSerialization,
+            ),
+            (
+                r#"{"zip":null,"alg":"ES256"}"#,
+                Reason::UnsupportedSerialization,
+            ),
+            (
+                r#"{"alg":"ES256","\u007aip":"DEF"}"#,
+                Reason::UnsupportedSerialization,
+            ),
             (r#"["alg"]"#, Reason::BadJson),
         ];
         for (header, want) in cases {

@@ -10,7 +10,7 @@
 use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, HeaderValue};
 use serde_json::Value;
-use trustgate_core::{AuthError, RequestProblem, VerifiedToken, bearer_token};
+use trustgate_core::{AuthError, NumericClaims, RequestProblem, VerifiedToken, bearer_token};
 
 use crate::config::{RequireMode, Requirements};
 
@@ -155,12 +155,13 @@ pub(crate) fn authorize(token: &VerifiedToken, require: &Requirements) -> Result
         .iter()
         .map(|scope| identity.has_scope(scope))
         .chain(require.roles.iter().map(|role| identity.has_role(role)))
-        .chain(
-            require
-                .claims
-                .iter()
-                .map(|(path, allowed)| claim_matches(lookup(token, path.as_str()), allowed)),
-        );
+        .chain(require.claims.iter().map(|(path, allowed)| {
+            claim_matches(
+                lookup(token, path.as_str()),
+                allowed,
+                identity.numeric_claims(),
+            )
+        }));
     let ok = match require.mode {
         RequireMode::All => checks.all(|ok| ok),
         RequireMode::Any => checks.any(|ok| ok),
@@ -181,11 +182,15 @@ fn lookup<'a>(token: &'a VerifiedToken, path: &str) -> Option<&'a Value> {
     Some(value)
 }
 
-fn claim_matches(value: Option<&Value>, allowed: &[String]) -> bool {
+/// Whether the claim (or a member of it) equals one of `allowed`. A number matches only as the
+/// issuer's identity mapping would write it (`numbers`): by default never, so `12345` and
+/// `"12345"` are not one value here either; with `numbers = "integers"`, by its exact digits.
+fn claim_matches(value: Option<&Value>, allowed: &[String], numbers: NumericClaims) -> bool {
     let text_matches = |v: &Value| match v {
         Value::String(s) => allowed.iter().any(|a| a == s),
-        // Only an integer kept exactly: an f64's text is a rounding of what was signed.
-        Value::Number(n) if !n.is_f64() => allowed.iter().any(|a| *a == n.to_string()),
+        Value::Number(n) => numbers
+            .integer_text(n)
+            .is_some_and(|text| allowed.contains(&text)),
         Value::Bool(b) => allowed.iter().any(|a| *a == b.to_string()),
         _ => false,
     };

@@ -1121,6 +1121,65 @@ fn integers_are_written_exactly_when_the_issuer_opts_in() {
     s.control();
 }
 
+/// A route at `/org` requiring the claim `org` to be `12345`, a 30-digit integer's digits, or the
+/// `f64` rounding of that integer (which must match nothing either).
+const ORG_ROUTE: &str = r#"
+[[route]]
+name = "org"
+prefix = "/org"
+upstream = "echo"
+pattern = "identity-headers"
+require = { claims = { org = ["12345", "123456789012345678901234567890", "1.2345678901234568e29"] } }
+"#;
+
+/// `Bearer <token>` to `/org/x` for a token whose `org` claim is the raw JSON text `org`.
+fn send_org(s: &Setup, org: &str) -> RawResponse {
+    let mut c = s.claims("alice");
+    c["org"] = json!("@ORG@");
+    let text = c.to_string().replace(r#""@ORG@""#, org);
+    let token =
+        s.ec.sign_with_header(r#"{"alg":"ES256","kid":"e1"}"#, &text);
+    s.gateway
+        .get("/org/x", &[("Authorization", &format!("Bearer {token}"))])
+}
+
+/// Route `require` on a claim follows the issuer's `numbers` rule, as identity values do: by
+/// default `12345` does not match `"12345"` (it did: the number's digits were compared), and an
+/// integer that cannot be kept exactly never matches, opt-in or not.
+#[test]
+fn route_require_on_a_number_follows_the_numbers_rule() {
+    const FORBIDDEN: &str = r#"Bearer error="insufficient_scope""#;
+    for (numbers, exact_integer) in [
+        ("", 403),
+        ("[issuer.claims]\nnumbers = \"integers\"\n", 200),
+    ] {
+        let s = setup_with("", &format!("{ORG_ROUTE}{numbers}"));
+        for (org, want) in [
+            (r#""12345""#, 200),
+            ("12345", exact_integer),
+            ("123456789012345678901234567890", 403),
+            ("12345.0", 403),
+            ("1.2345e4", 403),
+        ] {
+            let before = s.upstream.count();
+            let r = send_org(&s, org);
+            assert_eq!(r.status, want, "{numbers:?} org {org}: {}", r.body_text());
+            if want == 200 {
+                assert_eq!(s.upstream.count(), before + 1, "{numbers:?} org {org}");
+            } else {
+                assert_eq!(r.header("www-authenticate"), Some(FORBIDDEN), "{org}");
+                assert_eq!(r.body_text(), r#"{"error":"insufficient_scope"}"#);
+                assert_eq!(
+                    s.upstream.count(),
+                    before,
+                    "{numbers:?} org {org} reached it"
+                );
+            }
+        }
+        s.control();
+    }
+}
+
 #[test]
 fn a_real_signature_under_another_algorithm_or_key_is_refused() {
     let s = setup();

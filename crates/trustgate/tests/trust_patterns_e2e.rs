@@ -183,8 +183,14 @@ require = {{ scopes = ["read"], roles = ["admin"], claims = {{ tier = ["1"] }} }
     let silver = f.token_with("f", json!({"org": {"plan": "silver"}}));
     let gold = f.token_with("g", json!({"org": {"plan": "gold"}}));
     let flat = f.token_with("h", json!({"org.plan": "gold"}));
-    let all_three = f.token_with("i", json!({"scope": "read", "roles": ["admin"], "tier": 1}));
-    let two_of_three = f.token_with("j", json!({"scope": "read", "roles": ["admin"], "tier": 2}));
+    let all_three = f.token_with(
+        "i",
+        json!({"scope": "read", "roles": ["admin"], "tier": "1"}),
+    );
+    let two_of_three = f.token_with(
+        "j",
+        json!({"scope": "read", "roles": ["admin"], "tier": "2"}),
+    );
 
     let cases: &[(&str, &str, u16)] = &[
         ("/scopes-all/x", &read, 403),
