@@ -20,11 +20,16 @@ pub(crate) enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
-    /// Validate the configuration, resolve discovery, fetch keys and print the route table.
+    /// Validate the configuration, resolve discovery, fetch keys and print what was found:
+    /// issuers, the internal issuer and every route. Exits 0 when ready, 1 when an issuer has no
+    /// usable keys, 64 for a configuration error.
     Check {
         /// The configuration file.
         #[arg(short, long)]
         config: PathBuf,
+        /// Print the summary as JSON, for tools.
+        #[arg(long)]
+        json: bool,
     },
     /// Run the four trust patterns with a development issuer and sample services, and a page
     /// that shows them. Development only.
@@ -37,6 +42,13 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 9901)]
         admin_port: u16,
     },
+    /// Print a shell completion script: `trustgate completions bash > /etc/bash_completion.d/trustgate`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `trustgate man | man -l -`.
+    Man,
     /// Show, step by step, what the gateway would do with a request. Exits 0 when it would be
     /// forwarded, 1 when refused.
     Explain {

@@ -10,37 +10,191 @@ use std::path::Path;
 use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue, Request};
+use serde_json::{Value, json};
 
 use crate::config::{self, ConfigError};
 use crate::metrics::Metrics;
 use crate::proxy::{self, ConnInfo};
 use crate::runtime::Runtime;
 
-/// Validates the file, fetches keys and prints the route table. Returns whether all is well.
-pub(crate) async fn check(path: &Path) -> Result<bool, ConfigError> {
+/// Validates the file, fetches keys and prints what it found: issuers (key source, algorithms,
+/// readiness), the internal issuer, and every route with its pattern, service, assertion and
+/// `require`. `json` prints the same as one JSON document, for tools. Returns whether all is
+/// well.
+pub(crate) async fn check(path: &Path, json: bool) -> Result<bool, ConfigError> {
     let config = config::load(path)?;
     let ids = config::issuer_ids(&config);
     let signer = signer_for(&config)?;
-    let runtime = Runtime::build(config, Metrics::new(), signer)?;
+    let runtime = Runtime::build(config, Metrics::new(), signer.clone())?;
     let ready = runtime.start().await;
+    let summary = summary(path, &runtime, &ids, signer.as_deref(), ready);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).unwrap_or_default()
+        );
+    } else {
+        print!("{}", text(&summary));
+    }
+    Ok(ready)
+}
+
+fn key_source(source: &trustgate_core::KeySource) -> Value {
+    use trustgate_core::KeySource;
+    match source {
+        KeySource::Discovery => json!({"kind": "discovery"}),
+        KeySource::JwksUrl(url) => json!({"kind": "jwks_url", "url": url}),
+        KeySource::JwksFile(path) => {
+            json!({"kind": "jwks_file", "path": path.display().to_string()})
+        }
+        KeySource::Jwks(_) => json!({"kind": "jwks"}),
+        KeySource::Pem(keys) => json!({"kind": "pem_keys", "count": keys.len()}),
+        _ => json!({"kind": "other"}),
+    }
+}
+
+fn summary(
+    path: &Path,
+    runtime: &Runtime,
+    ids: &std::collections::BTreeMap<String, String>,
+    signer: Option<&trustgate_core::InternalSigner>,
+    ready: bool,
+) -> Value {
+    let config = &runtime.config;
+    let status = runtime.validator.issuer_status();
+    let issuers: Vec<Value> = config
+        .issuers
+        .iter()
+        .map(|entry| {
+            let live = status.iter().find(|s| s.issuer == entry.config.issuer);
+            json!({
+                "id": entry.id,
+                "issuer": entry.config.issuer,
+                "key_source": key_source(&entry.config.source),
+                "algorithms": entry.config.algorithms.iter().map(|a| a.name()).collect::<Vec<_>>(),
+                "audiences": entry.config.claims.audiences,
+                "ready": live.is_some_and(|s| s.usable),
+                "keys": live.map_or(0, |s| s.keys),
+                "kids": live.map(|s| s.kids.clone()).unwrap_or_default(),
+            })
+        })
+        .collect();
+    let internal = config.internal.as_ref().map(|internal| {
+        json!({
+            "issuer": signer.map(trustgate_core::InternalSigner::issuer),
+            "algorithm": internal.algorithm.name(),
+            "rotation_interval": format!("{:?}", internal.rotation_interval),
+            "max_ttl": format!("{:?}", internal.max_ttl),
+            "keys": if internal.key_files.is_empty() { "generated" } else { "key_files" },
+        })
+    });
+    let routes: Vec<Value> = config
+        .routes
+        .iter()
+        .map(|route| {
+            let issuers: Vec<&str> = route
+                .issuers
+                .iter()
+                .map(|iss| ids.get(iss).map_or(iss.as_str(), String::as_str))
+                .collect();
+            let require = &route.require;
+            json!({
+                "name": route.name,
+                "host": route.host,
+                "prefix": route.prefix,
+                "pattern": route.pattern.name(),
+                "upstream": route.upstream,
+                "issuers": if route.pattern.validates() { issuers } else { Vec::new() },
+                "service": (route.pattern == config::Pattern::InternalToken || route.assertion)
+                    .then_some(&route.service),
+                "assertion": route.assertion,
+                "allow_anonymous": route.allow_anonymous,
+                "require": (!require.is_empty()).then(|| json!({
+                    "mode": format!("{:?}", require.mode).to_ascii_lowercase(),
+                    "scopes": require.scopes,
+                    "roles": require.roles,
+                    "claims": require.claims.iter()
+                        .map(|(path, values)| (path.as_str().to_owned(), json!(values)))
+                        .collect::<serde_json::Map<String, Value>>(),
+                })),
+            })
+        })
+        .collect();
+    json!({
+        "configuration": path.display().to_string(),
+        "ready": ready,
+        "listen": config.server.listen.to_string(),
+        "admin": config.admin_listen.to_string(),
+        "issuers": issuers,
+        "internal_issuer": internal,
+        "routes": routes,
+    })
+}
+
+/// The summary as text for a person.
+fn text(summary: &Value) -> String {
+    let str_of = |v: &Value| v.as_str().unwrap_or("-").to_owned();
+    let list = |v: &Value| {
+        v.as_array()
+            .map(|items| items.iter().map(&str_of).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default()
+    };
     let mut out = String::new();
-    let _ = writeln!(out, "configuration: ok ({})", path.display());
+    let _ = writeln!(
+        out,
+        "configuration: ok ({})",
+        str_of(&summary["configuration"])
+    );
     let _ = writeln!(
         out,
         "listen: {}  admin: {}",
-        runtime.config.server.listen, runtime.config.admin_listen
+        str_of(&summary["listen"]),
+        str_of(&summary["admin"])
     );
     let _ = writeln!(out, "\nissuers:");
-    for status in runtime.validator.issuer_status() {
-        let id = ids.get(&status.issuer).map_or("?", String::as_str);
+    for issuer in summary["issuers"].as_array().into_iter().flatten() {
+        let source = &issuer["key_source"];
+        let where_ = source["url"]
+            .as_str()
+            .or(source["path"].as_str())
+            .map_or(String::new(), |w| format!(" {w}"));
         let _ = writeln!(
             out,
-            "  {id:<12} {:<40} {:<10} keys={} kids={:?}",
-            status.issuer,
-            if status.usable { "ready" } else { "NOT READY" },
-            status.keys,
-            status.kids
+            "  {:<12} {:<40} {:<10} keys={} kids=[{}]",
+            str_of(&issuer["id"]),
+            str_of(&issuer["issuer"]),
+            if issuer["ready"] == true {
+                "ready"
+            } else {
+                "NOT READY"
+            },
+            issuer["keys"],
+            list(&issuer["kids"]),
         );
+        let _ = writeln!(
+            out,
+            "  {:<12} keys from {}{where_}; algorithms {}; audiences {}",
+            "",
+            str_of(&source["kind"]),
+            list(&issuer["algorithms"]),
+            list(&issuer["audiences"]),
+        );
+    }
+    match summary["internal_issuer"].as_object() {
+        Some(internal) => {
+            let _ = writeln!(
+                out,
+                "\ninternal issuer: {} ({}, {} keys, rotation {}, max_ttl {})",
+                internal.get("issuer").map_or("-".into(), str_of),
+                internal.get("algorithm").map_or("-".into(), str_of),
+                internal.get("keys").map_or("-".into(), str_of),
+                internal.get("rotation_interval").map_or("-".into(), str_of),
+                internal.get("max_ttl").map_or("-".into(), str_of),
+            );
+        }
+        None => {
+            let _ = writeln!(out, "\ninternal issuer: none");
+        }
     }
     let _ = writeln!(out, "\nroutes:");
     let _ = writeln!(
@@ -48,32 +202,62 @@ pub(crate) async fn check(path: &Path) -> Result<bool, ConfigError> {
         "  {:<16} {:<20} {:<24} {:<18} {:<14} issuers",
         "name", "host", "prefix", "pattern", "upstream"
     );
-    for route in &runtime.config.routes {
-        let issuers: Vec<&str> = route
-            .issuers
-            .iter()
-            .map(|iss| ids.get(iss).map_or(iss.as_str(), String::as_str))
-            .collect();
+    for route in summary["routes"].as_array().into_iter().flatten() {
+        let issuers = list(&route["issuers"]);
         let _ = writeln!(
             out,
             "  {:<16} {:<20} {:<24} {:<18} {:<14} {}",
-            route.name,
-            route.host.as_deref().unwrap_or("*"),
-            route.prefix,
-            route.pattern.name(),
-            route.upstream,
-            if route.pattern.validates() {
-                issuers.join(",")
+            str_of(&route["name"]),
+            route["host"].as_str().unwrap_or("*"),
+            str_of(&route["prefix"]),
+            str_of(&route["pattern"]),
+            str_of(&route["upstream"]),
+            if issuers.is_empty() {
+                "-".to_owned()
             } else {
-                "-".into()
+                issuers
+            },
+        );
+        let mut notes = Vec::new();
+        if let Some(service) = route["service"].as_str() {
+            notes.push(format!("service {service}"));
+        }
+        if route["assertion"] == true {
+            notes.push("assertion".to_owned());
+        }
+        if route["allow_anonymous"] == true {
+            notes.push("anonymous allowed".to_owned());
+        }
+        if let Some(require) = route["require"].as_object() {
+            let mut parts = Vec::new();
+            for key in ["scopes", "roles"] {
+                let items = require.get(key).map(list).unwrap_or_default();
+                if !items.is_empty() {
+                    parts.push(format!("{key} {items}"));
+                }
             }
+            for (claim, values) in require
+                .get("claims")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
+                parts.push(format!("{claim} in [{}]", list(values)));
+            }
+            let mode = require.get("mode").map_or("all".into(), str_of);
+            notes.push(format!("require {mode} of: {}", parts.join("; ")));
+        }
+        if !notes.is_empty() {
+            let _ = writeln!(out, "  {:<16} {}", "", notes.join("; "));
+        }
+    }
+    if summary["ready"] != true {
+        let _ = writeln!(
+            out,
+            "\nwarning: not every issuer has usable keys; the gateway would not be ready"
         );
     }
-    print!("{out}");
-    if !ready {
-        println!("\nwarning: not every issuer has usable keys; the gateway would not be ready");
-    }
-    Ok(ready)
+    out
 }
 
 fn signer_for(

@@ -151,9 +151,24 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            Command::Check { config: path } => {
+            Command::Completions { shell } => {
+                let mut command = <Cli as clap::CommandFactory>::command();
+                clap_complete::generate(shell, &mut command, "trustgate", &mut std::io::stdout());
+                ExitCode::SUCCESS
+            }
+            Command::Man => {
+                let command = <Cli as clap::CommandFactory>::command();
+                match clap_mangen::Man::new(command).render(&mut std::io::stdout()) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(err) => {
+                        eprintln!("trustgate: cannot write the manual page: {err}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+            Command::Check { config: path, json } => {
                 init_logging("warn", false);
-                match inspect::check(&path).await {
+                match inspect::check(&path, json).await {
                     Ok(true) => ExitCode::SUCCESS,
                     Ok(false) => ExitCode::FAILURE,
                     Err(err) => {

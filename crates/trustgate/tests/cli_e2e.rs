@@ -111,6 +111,82 @@ fn check_prints_routes_with_patterns_and_issuer_readiness() {
     assert!(!r.stdout.contains("warning"), "{}", r.stdout);
 }
 
+/// `check` says what it found: each issuer's key source and algorithms, the internal issuer, and
+/// each route's service, assertion and `require`; `--json` gives the same to tools.
+#[test]
+fn check_summarises_issuers_the_internal_issuer_and_route_rules_as_text_and_json() {
+    let f = Fixture::new();
+    let dir = TempDir::new();
+    let text = format!(
+        "[internal_issuer]\nissuer = \"https://internal.example\"\n{}\n[[route]]\nname = \"orders\"\n\
+         prefix = \"/orders\"\nupstream = \"echo\"\npattern = \"internal-token\"\nservice = \"orders\"\n\
+         require = {{ scopes = [\"orders:read\"], roles = [\"clerk\"], mode = \"any\" }}\n\
+         [[route]]\nname = \"profile\"\nprefix = \"/profile\"\nupstream = \"echo\"\n\
+         pattern = \"identity-headers\"\nassertion = true\nservice = \"profile\"\n",
+        config(&f)
+    );
+    let file = dir.write("gw.toml", &text);
+    let r = run(&["check", "-c", path_str(&file)]);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    for line in [
+        "keys from discovery; algorithms RS256, ES256; audiences api",
+        "internal issuer: https://internal.example (EdDSA, generated keys, rotation 21600s, max_ttl 300s)",
+        "service orders; require any of: scopes orders:read; roles clerk",
+        "service profile; assertion",
+    ] {
+        assert!(
+            r.stdout.contains(line),
+            "missing {line:?} in:\n{}",
+            r.stdout
+        );
+    }
+    let r = run(&["check", "-c", path_str(&file), "--json"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let summary: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(summary["ready"], true);
+    assert_eq!(summary["issuers"][0]["id"], "idp");
+    assert_eq!(summary["issuers"][0]["key_source"]["kind"], "discovery");
+    assert_eq!(
+        summary["issuers"][0]["algorithms"],
+        json!(["RS256", "ES256"])
+    );
+    assert_eq!(
+        summary["internal_issuer"]["issuer"],
+        "https://internal.example"
+    );
+    let orders = summary["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "orders")
+        .unwrap();
+    assert_eq!(orders["pattern"], "internal-token");
+    assert_eq!(orders["service"], "orders");
+    assert_eq!(
+        orders["require"],
+        json!({"mode": "any", "scopes": ["orders:read"], "roles": ["clerk"], "claims": {}})
+    );
+}
+
+/// Shell completions and a manual page, generated from the command line's own definition.
+#[test]
+fn completions_and_the_manual_page_cover_every_command() {
+    let r = run(&["completions", "bash"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stdout.contains("_trustgate()"), "{}", r.stdout);
+    for command in ["serve", "check", "explain", "completions", "man"] {
+        assert!(
+            r.stdout.contains(command),
+            "{command} missing from the bash completions"
+        );
+    }
+    assert_eq!(run(&["completions", "zsh"]).code, Some(0));
+    let r = run(&["man"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stdout.contains(".TH trustgate 1"), "{}", r.stdout);
+    assert!(r.stdout.contains("check"), "{}", r.stdout);
+}
+
 #[test]
 fn check_with_an_unreachable_issuer_is_not_ready() {
     let f = Fixture::new();
@@ -159,6 +235,13 @@ fn a_bad_config_exits_64_with_a_helpful_message() {
         let r = run(&[command, "-c", path_str(&file)]);
         assert_eq!(r.code, Some(64), "{command}: {}\n{}", r.stdout, r.stderr);
         assert!(r.stderr.contains("prefx"), "{command}: {}", r.stderr);
+        // The file is named, with the line and column.
+        assert!(
+            r.stderr
+                .contains(&format!("{}: TOML parse error at line", file.display())),
+            "{command}: {}",
+            r.stderr
+        );
         assert!(
             r.stderr.contains("did you mean `prefix`?"),
             "{command}: {}",

@@ -187,7 +187,11 @@ pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
         ConfigError::new(format!("cannot read config file {}: {err}", path.display()))
     })?;
     let base = path.parent().unwrap_or_else(|| Path::new("."));
-    parse(&text, base, &|name| std::env::var(name).ok())
+    // Every error names the file it is about (the TOML errors add the line and column).
+    parse(&text, base, &|name| std::env::var(name).ok()).map_err(|err| {
+        let message = err.0.strip_prefix("config file: ").unwrap_or(&err.0);
+        ConfigError(format!("{}: {message}", path.display()))
+    })
 }
 
 /// Parses config text. Relative file paths are resolved against `base`.
