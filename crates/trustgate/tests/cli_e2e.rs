@@ -438,6 +438,23 @@ fn a_port_in_use_is_not_a_config_error_and_names_the_field() {
     }
 }
 
+/// The demo with its port taken names the flags that change it, and does not exit like a bad
+/// configuration file (there is none).
+#[test]
+fn the_demo_with_a_port_in_use_names_its_flags() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let r = run(&["demo", "--port", &port, "--admin-port", "0"]);
+    assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("--port and --admin-port"), "{}", r.stderr);
+}
+
 /// The lines after `headers the upstream receives:`.
 fn upstream_headers(stdout: &str) -> Vec<&str> {
     stdout
