@@ -100,7 +100,10 @@ fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
         .any(|window| window.eq_ignore_ascii_case(needle))
 }
 
-fn is_access_token_name(raw: &[u8]) -> bool {
+/// One lenient percent-decoding, as application frameworks apply to parameter and cookie names:
+/// `%` and two hex digits become that byte; anything else, a stray `%` included, stays as it is.
+/// Used to recognise a name another parser would read as a credential's.
+pub fn percent_decode_lenient(raw: &[u8]) -> Vec<u8> {
     let mut decoded = Vec::with_capacity(raw.len());
     let mut i = 0;
     while let Some(&b) = raw.get(i) {
@@ -120,6 +123,11 @@ fn is_access_token_name(raw: &[u8]) -> bool {
             }
         }
     }
+    decoded
+}
+
+fn is_access_token_name(raw: &[u8]) -> bool {
+    let decoded = percent_decode_lenient(raw);
     let name = decoded.trim_ascii();
     let (Some(head), Some(&joint), Some(tail)) = (name.get(..6), name.get(6), name.get(7..)) else {
         return false;

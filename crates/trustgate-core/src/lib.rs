@@ -51,7 +51,7 @@ mod swar;
 mod validator;
 
 pub use alg::{Algorithm, UnsupportedAlgorithm};
-pub use bearer::{bearer_token, query_has_access_token};
+pub use bearer::{bearer_token, percent_decode_lenient, query_has_access_token};
 pub use cache::{CacheOptions, CacheStats};
 pub use claims::{AudiencePolicy, ClaimsPolicy, ExpiryPolicy};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};

@@ -93,27 +93,7 @@ fn cookie_name_of(pair: &str) -> Option<&str> {
 /// surrounding white space are taken off, percent-escapes decoded and case ignored.
 fn reads_as(key: &str, name: &str) -> bool {
     let key = key.trim().trim_matches('"').trim();
-    let mut decoded = Vec::with_capacity(key.len());
-    let bytes = key.as_bytes();
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let escaped = (b == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            Some(byte) => {
-                decoded.push(byte);
-                i += 3;
-            }
-            None => {
-                decoded.push(b);
-                i += 1;
-            }
-        }
-    }
-    decoded.eq_ignore_ascii_case(name.as_bytes())
+    trustgate_core::percent_decode_lenient(key.as_bytes()).eq_ignore_ascii_case(name.as_bytes())
 }
 
 /// Removes the token cookie from every Cookie header, keeping the other cookies in order.
