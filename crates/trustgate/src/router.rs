@@ -110,7 +110,7 @@ pub(crate) fn request_host(
 }
 
 /// `host [":" port]` with a strict host: see [`request_host`].
-fn is_host_and_port(value: &[u8]) -> bool {
+pub(crate) fn is_host_and_port(value: &[u8]) -> bool {
     let (host_ok, port) = if let Some(rest) = value.strip_prefix(b"[") {
         let Some(close) = rest.iter().position(|&b| b == b']') else {
             return false;

@@ -1029,6 +1029,14 @@ fn route_config(
             out
         }
     };
+    // A host no request could carry would never match: refused, by the rule requests meet.
+    if let Some(host) = route.host.as_deref()
+        && !crate::router::is_host_and_port(host.as_bytes())
+    {
+        return Err(ConfigError::new(format!(
+            "route {name:?}: host {host:?} is not a host name or address; write it like \"api.example.com\""
+        )));
+    }
     // Normalized exactly as request hosts are (lowercase, no port, no trailing dot).
     let host = route
         .host

@@ -254,3 +254,23 @@ fn near_misses_of_field_names_get_a_suggestion_and_bare_durations_say_what_to_wr
     assert_eq!(edit_distance("", "abc"), 3);
     assert_eq!(edit_distance("kitten", "sitting"), 3);
 }
+
+#[test]
+fn a_route_host_must_be_a_host_a_request_could_carry() {
+    let with = |host: &str| {
+        BASE.replace(
+            "prefix = \"/users\"",
+            &format!("prefix = \"/users\"\nhost = \"{host}\""),
+        )
+    };
+    for bad in ["a..b", "x@api.example", "api example", ".", "api.example/x"] {
+        let err = error(&with(bad));
+        assert!(
+            err.contains("is not a host name or address"),
+            "{bad}: {err}"
+        );
+    }
+    for good in ["api.example", "API.Example.", "127.0.0.1", "[::1]"] {
+        assert!(parse_text(&with(good)).is_ok(), "{good}");
+    }
+}
