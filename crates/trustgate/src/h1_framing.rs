@@ -19,8 +19,12 @@
 //!   answer 101, hyper goes on reading requests on this connection, and so does the tracker;
 //! - each verdict carries the request's number on the connection and its shape (method, target
 //!   length, header count); the handler refuses a request whose verdict is missing, out of order
-//!   or of another shape, and so does a poisoned lock. Anything the tracker cannot follow stops
-//!   it, and every later request on the connection is then refused: it fails closed.
+//!   or of another shape, and so does a poisoned lock. Such a refusal breaks the queue: the
+//!   tracker judges nothing more and every later request is refused, even if a later verdict
+//!   happened to fit. Anything the tracker cannot follow stops it too: it fails closed.
+//! - the queue is bounded: more verdicts waiting than hyper can have heads buffered means the
+//!   bytes are not HTTP requests hyper will dispatch (an upgraded tunnel), so the tracker stops
+//!   rather than grow the queue with the tunnel's traffic.
 //! - a malformed chunked body (bad size line, a bare LF, a missing CRLF after the data) turns the
 //!   verdict of its request into a refusal when the handler has not taken it yet, which is the
 //!   case whenever the bad bytes came with the head.
@@ -33,8 +37,19 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::sanitize::{self, FramingError};
 
-/// Verdicts of the heads read so far on one connection, oldest first.
-pub(crate) type Verdicts = Arc<Mutex<VecDeque<Verdict>>>;
+/// The verdicts of one connection, shared by its tracker (which reads) and its request handler
+/// (which takes them). The lock is never contended in practice: both sides run on the
+/// connection's own task, and it is held only to push or pop one verdict, never across I/O.
+pub(crate) type Verdicts = Arc<Mutex<Queue>>;
+
+/// Verdicts of the heads read so far on one connection and not yet taken, oldest first.
+#[derive(Debug, Default)]
+pub(crate) struct Queue {
+    verdicts: VecDeque<Verdict>,
+    /// Set when a request found no verdict of its own, or the queue overflowed: the tracker and
+    /// hyper may be out of step, so every later request on the connection is refused.
+    broken: bool,
+}
 
 /// The framing verdict of one request head, and what identifies that request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,11 +110,16 @@ pub(crate) fn take_verdict(
     let Ok(mut queue) = verdicts.lock() else {
         return Err(FramingError::Unchecked);
     };
-    match queue.pop_front() {
+    if queue.broken {
+        return Err(FramingError::Unchecked);
+    }
+    match queue.verdicts.pop_front() {
         Some(verdict) if verdict.number == number && verdict.shape == shape => verdict.result,
         _ => {
-            // Out of step: nothing later on this connection can be trusted either.
-            queue.clear();
+            // Out of step: nothing later on this connection can be trusted either, not even a
+            // later verdict that happens to fit its request.
+            queue.verdicts = VecDeque::new();
+            queue.broken = true;
             Err(FramingError::Unchecked)
         }
     }
@@ -159,6 +179,8 @@ pub(crate) struct Tracker {
     /// The longest head followed; a longer one stops the tracker (and so refuses the request).
     /// At least hyper's own limit, so that only heads hyper refuses anyway reach it.
     max_head: usize,
+    /// Most verdicts waiting to be taken (see [`Tracker::with_max_head`]).
+    max_queued: usize,
     verdicts: Verdicts,
     /// Every head seen, kept only for the differential fuzz target (`Tracker::recording`).
     heads: Option<Vec<Vec<u8>>>,
@@ -170,12 +192,21 @@ impl Tracker {
     }
 
     /// A tracker following heads of up to `max_head` bytes.
+    ///
+    /// A verdict waits in the queue from the read that brought its head until hyper dispatches
+    /// the request, so no more verdicts wait than heads fit in hyper's read buffer. hyper reads
+    /// into that buffer's spare capacity, which stays under twice `max_buf_size` (`max_head`
+    /// here) or 128 KiB, and the shortest head hyper accepts (`A / HTTP/1.1\n\n`) has 14 bytes.
+    /// One verdict per 8 of those bytes leaves a wide margin; more waiting means hyper is not
+    /// reading HTTP requests any more (an upgraded tunnel), and the queue stops growing there:
+    /// at most 16 Ki verdicts of 64 bytes by default.
     pub(crate) fn with_max_head(verdicts: Verdicts, max_head: usize) -> Self {
         Self {
             state: State::Head,
             line: Vec::new(),
             requests: 0,
             max_head,
+            max_queued: max_head.max(128 * 1024) / 8,
             verdicts,
             heads: None,
         }
@@ -303,7 +334,7 @@ impl Tracker {
     /// it yet. If it has, the body error reaches the handler through hyper instead.
     fn refuse_current(&self, error: FramingError) {
         if let Ok(mut queue) = self.verdicts.lock()
-            && let Some(last) = queue.back_mut()
+            && let Some(last) = queue.verdicts.back_mut()
             && last.number == self.requests
         {
             last.result = Err(error);
@@ -323,13 +354,18 @@ impl Tracker {
             head,
             &mut headers,
         );
-        let (Ok(httparse::Status::Complete(_)), Some(method), Some(target), Some(version)) =
+        let (Ok(httparse::Status::Complete(length)), Some(method), Some(target), Some(version)) =
             (parsed, request.method, request.path, request.version)
         else {
             // The HTTP/2 preface, or a head hyper refuses itself (it then closes the
             // connection): nothing more to follow.
             return State::Stopped;
         };
+        if length != head.len() {
+            // httparse ends a head at its first empty line, which is where `head_end` cut it;
+            // should they ever differ, the tracker no longer knows where hyper is.
+            return State::Stopped;
+        }
         self.requests += 1;
         let mut framing = HeaderMap::new();
         let mut chunked = false;
@@ -400,7 +436,15 @@ impl Tracker {
             result,
         };
         match self.verdicts.lock() {
-            Ok(mut queue) => queue.push_back(verdict),
+            Ok(mut queue) if !queue.broken && queue.verdicts.len() < self.max_queued => {
+                queue.verdicts.push_back(verdict);
+            }
+            Ok(mut queue) => {
+                // Broken already, or more heads waiting than hyper can have buffered: not in
+                // step with hyper, so this request and every later one is refused.
+                queue.broken = true;
+                return State::Stopped;
+            }
             // No verdict queued: the handler refuses this request and every later one.
             Err(_) => return State::Stopped,
         }
@@ -462,10 +506,13 @@ mod tests {
             tracker.feed(chunk);
         }
         let queue = verdicts.lock().unwrap();
-        for (i, verdict) in queue.iter().enumerate() {
+        for (i, verdict) in queue.verdicts.iter().enumerate() {
             assert_eq!(verdict.number, i as u64 + 1);
         }
-        (queue.iter().map(|v| v.result).collect(), tracker.state)
+        (
+            queue.verdicts.iter().map(|v| v.result).collect(),
+            tracker.state,
+        )
     }
 
     #[test]
@@ -580,6 +627,14 @@ mod tests {
             take_verdict(&verdicts, 3, Shape::of(&first)),
             Err(FramingError::Unchecked)
         );
+        // Out of step once, refused for good: a later head whose verdict would fit its request
+        // is neither queued nor passed.
+        tracker.feed(b"GET /a?b HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(tracker.state, State::Stopped);
+        assert_eq!(
+            take_verdict(&verdicts, 3, Shape::of(&first)),
+            Err(FramingError::Unchecked)
+        );
         // A poisoned lock refuses.
         let poisoned = Verdicts::default();
         let clone = Arc::clone(&poisoned);
@@ -590,6 +645,35 @@ mod tests {
         .join();
         assert_eq!(
             take_verdict(&poisoned, 1, Shape::of(&first)),
+            Err(FramingError::Unchecked)
+        );
+    }
+
+    /// An upgraded tunnel whose bytes look like requests hyper never dispatches: the queue stops
+    /// at its bound instead of growing with the tunnel's traffic, and nothing more passes.
+    #[test]
+    fn the_queue_is_bounded() {
+        let verdicts = Verdicts::default();
+        let mut tracker = Tracker::new(Arc::clone(&verdicts));
+        let bound = tracker.max_queued;
+        // The shortest head hyper accepts, which the bound is computed from.
+        let shortest = b"A / HTTP/1.1\n\n";
+        assert_eq!(shortest.len(), 14);
+        for _ in 0..bound {
+            tracker.feed(shortest);
+        }
+        assert_eq!(tracker.state, State::Head);
+        assert_eq!(verdicts.lock().unwrap().verdicts.len(), bound);
+        tracker.feed(shortest);
+        assert_eq!(tracker.state, State::Stopped);
+        assert_eq!(verdicts.lock().unwrap().verdicts.len(), bound);
+        let request = http::Request::builder()
+            .method("A")
+            .uri("/")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            take_verdict(&verdicts, 1, Shape::of(&request)),
             Err(FramingError::Unchecked)
         );
     }
