@@ -11,6 +11,11 @@ use std::time::Duration;
 use common::{Fixture, Gateway, read_until_closed};
 
 fn start(f: &Fixture) -> Gateway {
+    start_with(f, "")
+}
+
+/// [`start`], with `extra` TOML after the routes.
+fn start_with(f: &Fixture, extra: &str) -> Gateway {
     Gateway::start(&format!(
         r#"{base}
 [[route]]
@@ -24,7 +29,7 @@ name = "admin"
 prefix = "/admin"
 upstream = "echo"
 pattern = "identity-headers"
-"#,
+{extra}"#,
         base = f.base_toml()
     ))
 }
@@ -305,8 +310,20 @@ fn exchange(gateway: &Gateway, bytes: &[u8]) -> String {
     let mut stream = gateway.connect();
     stream.write_all(bytes).unwrap();
     let (data, closed) = read_until_closed(&mut stream, Duration::from_secs(3));
-    assert!(closed, "the connection stayed open: {data:?}");
-    String::from_utf8_lossy(&data).into_owned()
+    let text = String::from_utf8_lossy(&data).into_owned();
+    assert!(closed, "the connection stayed open: {text:?}");
+    text
+}
+
+/// `text` is one response, a 400 that closes the connection.
+fn assert_only_a_refusal(name: &str, text: &str) {
+    assert!(text.starts_with("HTTP/1.1 400 "), "{name}: {text:?}");
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{name}: {text:?}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "{name}: {text:?}"
+    );
 }
 
 /// The raw-bytes check cannot be thrown out of step with hyper on one keep-alive connection: not
@@ -336,13 +353,7 @@ fn the_framing_check_stays_in_step_with_hyper_on_keep_alive_connections() {
          0\r\nX-Trailer: a\n\r\n{decoy}{cl_te}"
     );
     let text = exchange(&gateway, stream.as_bytes());
-    assert!(text.starts_with("HTTP/1.1 400 "), "bare LF: {text:?}");
-    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "bare LF: {text:?}");
-    assert!(
-        text.to_ascii_lowercase()
-            .contains("\r\nconnection: close\r\n"),
-        "bare LF: {text:?}"
-    );
+    assert_only_a_refusal("bare LF", &text);
     assert_eq!(
         f.upstream.count(),
         0,
@@ -384,6 +395,28 @@ fn the_framing_check_stays_in_step_with_hyper_on_keep_alive_connections() {
     let second = &text[text.rfind("HTTP/1.1 ").unwrap()..];
     assert!(second.starts_with("HTTP/1.1 400 "), "401 upgrade: {text:?}");
     assert_eq!(f.upstream.count(), 0, "{:?}", f.upstream.requests());
+}
+
+/// The internal issuer's documents served on the public listener are answered by the gateway
+/// itself, but still only after the raw framing verdict: a head the check refused is 400 with
+/// `Connection: close` there too, never a 200 on a connection the check no longer follows.
+#[test]
+fn edge_served_internal_documents_wait_for_the_framing_verdict() {
+    let f = Fixture::new();
+    let gateway = start_with(&f, "[internal_issuer]\nserve_on_edge = true\n");
+    let plain = exchange(
+        &gateway,
+        b"GET /.well-known/jwks.json HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n",
+    );
+    assert!(plain.starts_with("HTTP/1.1 200 "), "{plain:?}");
+    // hyper merges the two identical lengths into one; the raw check refuses them.
+    let text = exchange(
+        &gateway,
+        b"GET /.well-known/jwks.json HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 0\r\n\
+          Content-Length: 0\r\n\r\n",
+    );
+    assert_only_a_refusal("duplicate Content-Length", &text);
+    assert_eq!(f.upstream.connections(), 0);
 }
 
 /// A malformed chunked body is the client's error: 400, and no upstream connection is opened,
