@@ -79,7 +79,11 @@ impl Shape {
         Self {
             method: stored,
             method_len: method.len(),
-            target_len: target.starts_with(b"/").then_some(target.len()),
+            // hyper's URI drops a fragment (`/a#b` is `/a`): compare what it keeps. Only the
+            // raw side has one; a parsed target's length is unchanged by this.
+            target_len: target
+                .starts_with(b"/")
+                .then(|| memchr::memchr(b'#', target).unwrap_or(target.len())),
             headers,
         }
     }
@@ -647,6 +651,26 @@ mod tests {
             take_verdict(&poisoned, 1, Shape::of(&first)),
             Err(FramingError::Unchecked)
         );
+    }
+
+    /// hyper drops a fragment from the target (found by the framing fuzz target): the verdict
+    /// still fits the request, which is not refused as out of step.
+    #[test]
+    fn a_fragment_in_the_target_keeps_the_verdict_in_step() {
+        let verdicts = Verdicts::default();
+        let mut tracker = Tracker::new(Arc::clone(&verdicts));
+        tracker.feed(b"GET /a?b#c?d HTTP/1.1\r\nHost: x\r\n\r\nGET /e HTTP/1.1\r\nHost: x\r\n\r\n");
+        let parsed = |target: &str| {
+            http::Request::builder()
+                .uri(target)
+                .header("host", "x")
+                .body(())
+                .unwrap()
+        };
+        let first = parsed("/a?b#c?d");
+        assert_eq!(first.uri(), "/a?b");
+        assert_eq!(take_verdict(&verdicts, 1, Shape::of(&first)), Ok(()));
+        assert_eq!(take_verdict(&verdicts, 2, Shape::of(&parsed("/e"))), Ok(()));
     }
 
     /// An upgraded tunnel whose bytes look like requests hyper never dispatches: the queue stops

@@ -397,6 +397,30 @@ fn the_framing_check_stays_in_step_with_hyper_on_keep_alive_connections() {
     assert_eq!(f.upstream.count(), 0, "{:?}", f.upstream.requests());
 }
 
+/// A fragment in the request target (invalid, but hyper accepts it and drops it) does not throw
+/// the framing check out of step: the request and the one after it on the connection pass, and
+/// the upstream receives the targets without the fragment.
+#[test]
+fn a_fragment_in_the_target_is_not_taken_for_a_desync() {
+    let f = Fixture::new();
+    let gateway = start(&f);
+    let text = exchange(
+        &gateway,
+        b"GET /frag?q=1#part HTTP/1.1\r\nHost: gw.test\r\n\r\n\
+          GET /next HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n",
+    );
+    assert!(text.starts_with("HTTP/1.1 200 "), "{text:?}");
+    let second = &text[text.rfind("HTTP/1.1 ").unwrap()..];
+    assert!(second.starts_with("HTTP/1.1 200 "), "{text:?}");
+    let targets: Vec<String> = f
+        .upstream
+        .requests()
+        .into_iter()
+        .map(|r| r.target)
+        .collect();
+    assert_eq!(targets, ["/frag?q=1", "/next"]);
+}
+
 /// The internal issuer's documents served on the public listener are answered by the gateway
 /// itself, but still only after the raw framing verdict: a head the check refused is 400 with
 /// `Connection: close` there too, never a 200 on a connection the check no longer follows.
