@@ -33,8 +33,6 @@ use std::collections::VecDeque;
 use std::mem::MaybeUninit;
 use std::sync::{Arc, Mutex};
 
-use http::{HeaderMap, HeaderName, HeaderValue};
-
 use crate::sanitize::{self, FramingError};
 
 /// The verdicts of one connection, shared by its tracker (which reads) and its request handler
@@ -372,51 +370,34 @@ impl Tracker {
             return State::Stopped;
         }
         self.requests += 1;
-        let mut framing = HeaderMap::new();
+        // The rules of `sanitize::check_framing`, on the head's own fields: no `HeaderMap` is
+        // built, so judging a head allocates nothing.
+        let fields = || {
+            request
+                .headers
+                .iter()
+                .map(|h| (h.name.as_bytes(), sanitize::trim_ows(h.value)))
+        };
+        let mut result = sanitize::check_framing_fields(fields());
         let mut chunked = false;
-        for header in request.headers.iter() {
-            let name = header.name.as_bytes();
-            if !is_named(name, b"content-length") && !is_named(name, b"transfer-encoding") {
-                continue;
-            }
+        let mut length = None;
+        for (name, value) in fields() {
             if name.eq_ignore_ascii_case(b"transfer-encoding") {
-                // hyper's rule: chunked when the last coding is `chunked`.
-                chunked = header
-                    .value
-                    .rsplit(|&b| b == b',')
-                    .next()
-                    .map(sanitize::trim_ows)
-                    .is_some_and(|last| last.eq_ignore_ascii_case(b"chunked"));
-            }
-            match (
-                HeaderName::from_bytes(name),
-                HeaderValue::from_bytes(sanitize::trim_ows(header.value)),
-            ) {
-                (Ok(name), Ok(value)) => {
-                    framing.append(name, value);
-                }
-                // hyper refuses such a head itself.
-                _ => {
-                    return self.judged(
-                        method,
-                        target,
-                        request.headers.len(),
-                        Err(FramingError::InvalidContentLength),
-                    );
-                }
+                // Passed the check only as exactly `chunked`, the one coding hyper decodes.
+                chunked = true;
+            } else if name.eq_ignore_ascii_case(b"content-length") {
+                length = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.parse::<u64>().ok());
             }
         }
-        let mut result = sanitize::check_framing(&framing);
-        if result.is_ok() && version == 0 && framing.contains_key(http::header::TRANSFER_ENCODING) {
+        if result.is_ok() && version == 0 && chunked {
             // hyper refuses Transfer-Encoding in HTTP/1.0.
             result = Err(FramingError::ObfuscatedTransferEncoding);
         }
-        let length = framing
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
         let state = self.judged(method, target, request.headers.len(), result);
         if state == State::Stopped {
+            // A refused head: nothing after it is followed (and its fields may be ambiguous).
             return state;
         }
         match (chunked, length) {
@@ -483,20 +464,6 @@ fn head_end(pending: &[u8], bytes: &[u8]) -> Option<usize> {
         }
     }
     None
-}
-
-/// Whether header `name` is `target` (lowercase) once case and `_`/`-` are folded, the way the
-/// sanitizer compares names.
-fn is_named(name: &[u8], target: &[u8]) -> bool {
-    name.len() == target.len()
-        && name.iter().zip(target).all(|(&b, &t)| {
-            let folded = if b == b'_' {
-                b'-'
-            } else {
-                b.to_ascii_lowercase()
-            };
-            folded == t
-        })
 }
 
 #[cfg(test)]
