@@ -490,6 +490,23 @@ fn malformed_chunked_bodies_are_400_and_open_no_upstream_connection() {
             assert_eq!(f.upstream.count(), 0, "{name}");
         }
     }
+    // A good first chunk, and a bad one only after the request has gone upstream: the upstream
+    // connection is open by then, but the answer is still the client's 400, not a 502, and the
+    // upstream never receives a complete request.
+    let mut stream = gateway.connect();
+    stream
+        .write_all(format!("{head}5\r\nhello\r\n").as_bytes())
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    stream.write_all(b"zz\r\n").unwrap();
+    let (data, closed) = read_until_closed(&mut stream, Duration::from_secs(3));
+    let text = String::from_utf8_lossy(&data);
+    assert!(
+        text.starts_with("HTTP/1.1 400 "),
+        "late bad chunk: {text:?}"
+    );
+    assert!(closed, "late bad chunk: the connection stayed open");
+    assert_eq!(f.upstream.count(), 0, "{:?}", f.upstream.requests());
     // The control: a well-formed chunked body passes, re-framed.
     let mut stream = gateway.connect();
     stream
