@@ -60,8 +60,8 @@ pub(crate) struct Verdict {
 
 /// What the tracker and hyper must agree on for a verdict to apply to a request: its method, the
 /// length of an origin-form target (without a fragment, which hyper drops) and its number of
-/// header fields. A request the tracker took
-/// for a body (or the reverse) would have to match all three by accident.
+/// header fields. A request the tracker took for a body (or the reverse) would have to match all
+/// three by accident.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Shape {
     method: [u8; 16],
