@@ -107,7 +107,11 @@ fn valid_seeds_are_accepted_and_mutants_are_not() {
 /// clean pipelined stream passes every request, so the differential body is not vacuous.
 #[test]
 fn framing_seeds_refuse_the_smuggled_request_and_pass_clean_streams() {
-    for name in ["bare-lf-trailer.txt", "unanswered-upgrade.txt"] {
+    for name in [
+        "bare-lf-trailer.txt",
+        "bare-lf-trailer-decoy.txt",
+        "unanswered-upgrade.txt",
+    ] {
         let stream = std::fs::read(dir("seeds", "framing").join(name)).unwrap();
         let (dispatched, _) = trustgate_fuzz::dispatch(&stream);
         assert!(

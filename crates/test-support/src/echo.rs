@@ -7,7 +7,9 @@
 //! - `x-echo-delay-ms: N` delays it;
 //! - `x-echo-close: 1` answers with `Connection: close`, then closes the connection;
 //! - `x-echo-hangup: 1` answers as if the connection stayed open, then closes it;
-//! - `x-echo-stall-body: 1` sends the head and half the body, then nothing more.
+//! - `x-echo-stall-body: 1` sends the head and half the body, then nothing more;
+//! - `x-echo-no-upgrade: 1` answers a request with `Upgrade` like any other (200, no `101`), and
+//!   the connection stays HTTP.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -217,7 +219,7 @@ async fn serve(
         if let Some(ms) = get("x-echo-delay-ms").and_then(|v| v.parse::<u64>().ok()) {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
-        if get("upgrade").is_some() {
+        if get("upgrade").is_some() && get("x-echo-no-upgrade").is_none() {
             stream
                 .write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n")
                 .await?;

@@ -19,8 +19,12 @@
 //!   answer 101, hyper goes on reading requests on this connection, and so does the tracker;
 //! - each verdict carries the request's number on the connection and its shape (method, target
 //!   length, header count); the handler refuses a request whose verdict is missing, out of order
-//!   or of another shape, and so does a poisoned lock. Anything the tracker cannot follow stops
-//!   it, and every later request on the connection is then refused: it fails closed.
+//!   or of another shape, and so does a poisoned lock. Such a refusal breaks the queue: the
+//!   tracker judges nothing more and every later request is refused, even if a later verdict
+//!   happened to fit. Anything the tracker cannot follow stops it too: it fails closed.
+//! - the queue is bounded: more verdicts waiting than hyper can have heads buffered means the
+//!   bytes are not HTTP requests hyper will dispatch (an upgraded tunnel), so the tracker stops
+//!   rather than grow the queue with the tunnel's traffic.
 //! - a malformed chunked body (bad size line, a bare LF, a missing CRLF after the data) turns the
 //!   verdict of its request into a refusal when the handler has not taken it yet, which is the
 //!   case whenever the bad bytes came with the head.
@@ -29,12 +33,21 @@ use std::collections::VecDeque;
 use std::mem::MaybeUninit;
 use std::sync::{Arc, Mutex};
 
-use http::{HeaderMap, HeaderName, HeaderValue};
-
 use crate::sanitize::{self, FramingError};
 
-/// Verdicts of the heads read so far on one connection, oldest first.
-pub(crate) type Verdicts = Arc<Mutex<VecDeque<Verdict>>>;
+/// The verdicts of one connection, shared by its tracker (which reads) and its request handler
+/// (which takes them). The lock is never contended in practice: both sides run on the
+/// connection's own task, and it is held only to push or pop one verdict, never across I/O.
+pub(crate) type Verdicts = Arc<Mutex<Queue>>;
+
+/// Verdicts of the heads read so far on one connection and not yet taken, oldest first.
+#[derive(Debug, Default)]
+pub(crate) struct Queue {
+    verdicts: VecDeque<Verdict>,
+    /// Set when a request found no verdict of its own, or the queue overflowed: the tracker and
+    /// hyper may be out of step, so every later request on the connection is refused.
+    broken: bool,
+}
 
 /// The framing verdict of one request head, and what identifies that request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,8 +59,9 @@ pub(crate) struct Verdict {
 }
 
 /// What the tracker and hyper must agree on for a verdict to apply to a request: its method, the
-/// length of an origin-form target and its number of header fields. A request the tracker took
-/// for a body (or the reverse) would have to match all three by accident.
+/// length of an origin-form target (without a fragment, which hyper drops) and its number of
+/// header fields. A request the tracker took for a body (or the reverse) would have to match all
+/// three by accident.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Shape {
     method: [u8; 16],
@@ -64,7 +78,11 @@ impl Shape {
         Self {
             method: stored,
             method_len: method.len(),
-            target_len: target.starts_with(b"/").then_some(target.len()),
+            // hyper's URI drops a fragment (`/a#b` is `/a`): compare what it keeps. Only the
+            // raw side has one; a parsed target's length is unchanged by this.
+            target_len: target
+                .starts_with(b"/")
+                .then(|| memchr::memchr(b'#', target).unwrap_or(target.len())),
             headers,
         }
     }
@@ -95,11 +113,16 @@ pub(crate) fn take_verdict(
     let Ok(mut queue) = verdicts.lock() else {
         return Err(FramingError::Unchecked);
     };
-    match queue.pop_front() {
+    if queue.broken {
+        return Err(FramingError::Unchecked);
+    }
+    match queue.verdicts.pop_front() {
         Some(verdict) if verdict.number == number && verdict.shape == shape => verdict.result,
         _ => {
-            // Out of step: nothing later on this connection can be trusted either.
-            queue.clear();
+            // Out of step: nothing later on this connection can be trusted either, not even a
+            // later verdict that happens to fit its request.
+            queue.verdicts = VecDeque::new();
+            queue.broken = true;
             Err(FramingError::Unchecked)
         }
     }
@@ -159,6 +182,8 @@ pub(crate) struct Tracker {
     /// The longest head followed; a longer one stops the tracker (and so refuses the request).
     /// At least hyper's own limit, so that only heads hyper refuses anyway reach it.
     max_head: usize,
+    /// Most verdicts waiting to be taken (see [`Tracker::with_max_head`]).
+    max_queued: usize,
     verdicts: Verdicts,
     /// Every head seen, kept only for the differential fuzz target (`Tracker::recording`).
     heads: Option<Vec<Vec<u8>>>,
@@ -170,12 +195,21 @@ impl Tracker {
     }
 
     /// A tracker following heads of up to `max_head` bytes.
+    ///
+    /// A verdict waits in the queue from the read that brought its head until hyper dispatches
+    /// the request, so no more verdicts wait than heads fit in hyper's read buffer. hyper reads
+    /// into that buffer's spare capacity, which stays under twice `max_buf_size` (`max_head`
+    /// here) or 128 KiB, and the shortest head hyper accepts (`A / HTTP/1.1\n\n`) has 14 bytes.
+    /// One verdict per 8 of those bytes leaves a wide margin; more waiting means hyper is not
+    /// reading HTTP requests any more (an upgraded tunnel), and the queue stops growing there:
+    /// at most 16 Ki verdicts of 64 bytes by default.
     pub(crate) fn with_max_head(verdicts: Verdicts, max_head: usize) -> Self {
         Self {
             state: State::Head,
             line: Vec::new(),
             requests: 0,
             max_head,
+            max_queued: max_head.max(128 * 1024) / 8,
             verdicts,
             heads: None,
         }
@@ -303,7 +337,7 @@ impl Tracker {
     /// it yet. If it has, the body error reaches the handler through hyper instead.
     fn refuse_current(&self, error: FramingError) {
         if let Ok(mut queue) = self.verdicts.lock()
-            && let Some(last) = queue.back_mut()
+            && let Some(last) = queue.verdicts.back_mut()
             && last.number == self.requests
         {
             last.result = Err(error);
@@ -323,59 +357,47 @@ impl Tracker {
             head,
             &mut headers,
         );
-        let (Ok(httparse::Status::Complete(_)), Some(method), Some(target), Some(version)) =
+        let (Ok(httparse::Status::Complete(length)), Some(method), Some(target), Some(version)) =
             (parsed, request.method, request.path, request.version)
         else {
             // The HTTP/2 preface, or a head hyper refuses itself (it then closes the
             // connection): nothing more to follow.
             return State::Stopped;
         };
+        if length != head.len() {
+            // httparse ends a head at its first empty line, which is where `head_end` cut it;
+            // should they ever differ, the tracker no longer knows where hyper is.
+            return State::Stopped;
+        }
         self.requests += 1;
-        let mut framing = HeaderMap::new();
+        // The rules of `sanitize::check_framing`, on the head's own fields: no `HeaderMap` is
+        // built, so judging a head allocates nothing.
+        let fields = || {
+            request
+                .headers
+                .iter()
+                .map(|h| (h.name.as_bytes(), sanitize::trim_ows(h.value)))
+        };
+        let mut result = sanitize::check_framing_fields(fields());
         let mut chunked = false;
-        for header in request.headers.iter() {
-            let name = header.name.as_bytes();
-            if !is_named(name, b"content-length") && !is_named(name, b"transfer-encoding") {
-                continue;
-            }
+        let mut length = None;
+        for (name, value) in fields() {
             if name.eq_ignore_ascii_case(b"transfer-encoding") {
-                // hyper's rule: chunked when the last coding is `chunked`.
-                chunked = header
-                    .value
-                    .rsplit(|&b| b == b',')
-                    .next()
-                    .map(sanitize::trim_ows)
-                    .is_some_and(|last| last.eq_ignore_ascii_case(b"chunked"));
-            }
-            match (
-                HeaderName::from_bytes(name),
-                HeaderValue::from_bytes(sanitize::trim_ows(header.value)),
-            ) {
-                (Ok(name), Ok(value)) => {
-                    framing.append(name, value);
-                }
-                // hyper refuses such a head itself.
-                _ => {
-                    return self.judged(
-                        method,
-                        target,
-                        request.headers.len(),
-                        Err(FramingError::InvalidContentLength),
-                    );
-                }
+                // Passed the check only as exactly `chunked`, the one coding hyper decodes.
+                chunked = true;
+            } else if name.eq_ignore_ascii_case(b"content-length") {
+                length = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.parse::<u64>().ok());
             }
         }
-        let mut result = sanitize::check_framing(&framing);
-        if result.is_ok() && version == 0 && framing.contains_key(http::header::TRANSFER_ENCODING) {
+        if result.is_ok() && version == 0 && chunked {
             // hyper refuses Transfer-Encoding in HTTP/1.0.
             result = Err(FramingError::ObfuscatedTransferEncoding);
         }
-        let length = framing
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
         let state = self.judged(method, target, request.headers.len(), result);
         if state == State::Stopped {
+            // A refused head: nothing after it is followed (and its fields may be ambiguous).
             return state;
         }
         match (chunked, length) {
@@ -400,7 +422,15 @@ impl Tracker {
             result,
         };
         match self.verdicts.lock() {
-            Ok(mut queue) => queue.push_back(verdict),
+            Ok(mut queue) if !queue.broken && queue.verdicts.len() < self.max_queued => {
+                queue.verdicts.push_back(verdict);
+            }
+            Ok(mut queue) => {
+                // Broken already, or more heads waiting than hyper can have buffered: not in
+                // step with hyper, so this request and every later one is refused.
+                queue.broken = true;
+                return State::Stopped;
+            }
             // No verdict queued: the handler refuses this request and every later one.
             Err(_) => return State::Stopped,
         }
@@ -436,20 +466,6 @@ fn head_end(pending: &[u8], bytes: &[u8]) -> Option<usize> {
     None
 }
 
-/// Whether header `name` is `target` (lowercase) once case and `_`/`-` are folded, the way the
-/// sanitizer compares names.
-fn is_named(name: &[u8], target: &[u8]) -> bool {
-    name.len() == target.len()
-        && name.iter().zip(target).all(|(&b, &t)| {
-            let folded = if b == b'_' {
-                b'-'
-            } else {
-                b.to_ascii_lowercase()
-            };
-            folded == t
-        })
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
@@ -462,10 +478,13 @@ mod tests {
             tracker.feed(chunk);
         }
         let queue = verdicts.lock().unwrap();
-        for (i, verdict) in queue.iter().enumerate() {
+        for (i, verdict) in queue.verdicts.iter().enumerate() {
             assert_eq!(verdict.number, i as u64 + 1);
         }
-        (queue.iter().map(|v| v.result).collect(), tracker.state)
+        (
+            queue.verdicts.iter().map(|v| v.result).collect(),
+            tracker.state,
+        )
     }
 
     #[test]
@@ -580,6 +599,14 @@ mod tests {
             take_verdict(&verdicts, 3, Shape::of(&first)),
             Err(FramingError::Unchecked)
         );
+        // Out of step once, refused for good: a later head whose verdict would fit its request
+        // is neither queued nor passed.
+        tracker.feed(b"GET /a?b HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(tracker.state, State::Stopped);
+        assert_eq!(
+            take_verdict(&verdicts, 3, Shape::of(&first)),
+            Err(FramingError::Unchecked)
+        );
         // A poisoned lock refuses.
         let poisoned = Verdicts::default();
         let clone = Arc::clone(&poisoned);
@@ -590,6 +617,55 @@ mod tests {
         .join();
         assert_eq!(
             take_verdict(&poisoned, 1, Shape::of(&first)),
+            Err(FramingError::Unchecked)
+        );
+    }
+
+    /// hyper drops a fragment from the target (found by the framing fuzz target): the verdict
+    /// still fits the request, which is not refused as out of step.
+    #[test]
+    fn a_fragment_in_the_target_keeps_the_verdict_in_step() {
+        let verdicts = Verdicts::default();
+        let mut tracker = Tracker::new(Arc::clone(&verdicts));
+        tracker.feed(b"GET /a?b#c?d HTTP/1.1\r\nHost: x\r\n\r\nGET /e HTTP/1.1\r\nHost: x\r\n\r\n");
+        let parsed = |target: &str| {
+            http::Request::builder()
+                .uri(target)
+                .header("host", "x")
+                .body(())
+                .unwrap()
+        };
+        let first = parsed("/a?b#c?d");
+        assert_eq!(first.uri(), "/a?b");
+        assert_eq!(take_verdict(&verdicts, 1, Shape::of(&first)), Ok(()));
+        assert_eq!(take_verdict(&verdicts, 2, Shape::of(&parsed("/e"))), Ok(()));
+    }
+
+    /// An upgraded tunnel whose bytes look like requests hyper never dispatches: the queue stops
+    /// at its bound instead of growing with the tunnel's traffic, and nothing more passes.
+    #[test]
+    fn the_queue_is_bounded() {
+        let verdicts = Verdicts::default();
+        let mut tracker = Tracker::new(Arc::clone(&verdicts));
+        let bound = tracker.max_queued;
+        // The shortest head hyper accepts, which the bound is computed from.
+        let shortest = b"A / HTTP/1.1\n\n";
+        assert_eq!(shortest.len(), 14);
+        for _ in 0..bound {
+            tracker.feed(shortest);
+        }
+        assert_eq!(tracker.state, State::Head);
+        assert_eq!(verdicts.lock().unwrap().verdicts.len(), bound);
+        tracker.feed(shortest);
+        assert_eq!(tracker.state, State::Stopped);
+        assert_eq!(verdicts.lock().unwrap().verdicts.len(), bound);
+        let request = http::Request::builder()
+            .method("A")
+            .uri("/")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            take_verdict(&verdicts, 1, Shape::of(&request)),
             Err(FramingError::Unchecked)
         );
     }

@@ -448,7 +448,10 @@ pub(crate) async fn handle(
 ) -> Response<Body> {
     // Read only for the access log: with it off, a clock read per request is spared.
     let started = rt.config.log.access.then(Instant::now);
-    if let Some(response) = internal_endpoint_on_edge(&rt, &req) {
+    // Not before the raw framing verdict: a refused head is answered by `prepare` (400, close).
+    if conn.raw_framing.is_ok()
+        && let Some(response) = internal_endpoint_on_edge(&rt, &req)
+    {
         return fixed(response);
     }
     let downstream_upgrade = req

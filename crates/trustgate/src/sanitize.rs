@@ -522,29 +522,53 @@ const MAX_CONTENT_LENGTH_DIGITS: usize = 19;
 ///
 /// Returns the first [`FramingError`] found.
 pub(crate) fn check_framing(headers: &HeaderMap) -> Result<(), FramingError> {
-    // Names are lower case already, so only a `_` can make a look-alike.
-    let look_alike = headers.keys().any(|name| {
-        let bytes = name.as_str().as_bytes();
-        bytes.contains(&b'_')
-            && (folded_eq(bytes, b"content-length") || folded_eq(bytes, b"transfer-encoding"))
-    });
+    check_framing_fields(
+        headers
+            .iter()
+            .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes())),
+    )
+}
+
+/// [`check_framing`] on header fields as `(name, value)` bytes, names in any case, values without
+/// surrounding whitespace. The raw-head check (`h1_framing`) runs it on a head's fields as
+/// `httparse` gives them, without building a `HeaderMap`. Other fields are ignored.
+///
+/// # Errors
+///
+/// Returns the first [`FramingError`] found, in the order of [`check_framing`]'s rules.
+pub(crate) fn check_framing_fields<'a>(
+    fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+) -> Result<(), FramingError> {
+    const CONTENT_LENGTH: &[u8] = b"content-length";
+    const TRANSFER_ENCODING: &[u8] = b"transfer-encoding";
+    let mut look_alike = false;
+    let (mut lengths, mut length) = (0usize, None);
+    let (mut codings, mut coding) = (0usize, None);
+    for (name, value) in fields {
+        if name.len() != CONTENT_LENGTH.len() && name.len() != TRANSFER_ENCODING.len() {
+            continue;
+        }
+        if name.eq_ignore_ascii_case(CONTENT_LENGTH) {
+            lengths += 1;
+            length.get_or_insert(value);
+        } else if name.eq_ignore_ascii_case(TRANSFER_ENCODING) {
+            codings += 1;
+            coding.get_or_insert(value);
+        } else if folded_eq(name, CONTENT_LENGTH) || folded_eq(name, TRANSFER_ENCODING) {
+            // Equal once `_` is read as `-`, not as written: a look-alike.
+            look_alike = true;
+        }
+    }
     if look_alike {
         return Err(FramingError::AmbiguousFramingHeader);
     }
-
-    let mut content_lengths = headers.get_all(header::CONTENT_LENGTH).iter();
-    let content_length = content_lengths.next();
-    let mut transfer_encodings = headers.get_all(header::TRANSFER_ENCODING).iter();
-    let transfer_encoding = transfer_encodings.next();
-
-    if content_length.is_some() && transfer_encoding.is_some() {
+    if length.is_some() && coding.is_some() {
         return Err(FramingError::BothContentLengthAndTransferEncoding);
     }
-    if let Some(value) = content_length {
-        if content_lengths.next().is_some() {
+    if let Some(digits) = length {
+        if lengths > 1 {
             return Err(FramingError::DuplicateContentLength);
         }
-        let digits = value.as_bytes();
         if digits.is_empty()
             || digits.len() > MAX_CONTENT_LENGTH_DIGITS
             || !digits.iter().all(u8::is_ascii_digit)
@@ -552,13 +576,13 @@ pub(crate) fn check_framing(headers: &HeaderMap) -> Result<(), FramingError> {
             return Err(FramingError::InvalidContentLength);
         }
     }
-    if let Some(value) = transfer_encoding {
-        if transfer_encodings.next().is_some() {
+    if let Some(value) = coding {
+        if codings > 1 {
             return Err(FramingError::DuplicateTransferEncoding);
         }
         // Exact match only: no OWS, no list, no parameters. Anything else
         // is a coding some hop may parse differently.
-        if !value.as_bytes().eq_ignore_ascii_case(b"chunked") {
+        if !value.eq_ignore_ascii_case(b"chunked") {
             return Err(FramingError::ObfuscatedTransferEncoding);
         }
     }

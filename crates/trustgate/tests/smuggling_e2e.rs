@@ -11,6 +11,11 @@ use std::time::Duration;
 use common::{Fixture, Gateway, read_until_closed};
 
 fn start(f: &Fixture) -> Gateway {
+    start_with(f, "")
+}
+
+/// [`start`], with `extra` TOML after the routes.
+fn start_with(f: &Fixture, extra: &str) -> Gateway {
     Gateway::start(&format!(
         r#"{base}
 [[route]]
@@ -24,7 +29,7 @@ name = "admin"
 prefix = "/admin"
 upstream = "echo"
 pattern = "identity-headers"
-"#,
+{extra}"#,
         base = f.base_toml()
     ))
 }
@@ -300,48 +305,142 @@ fn bare_lf_and_other_malformed_heads_never_reach_the_upstream_unnormalized() {
     );
 }
 
+/// Sends `bytes` in one write on a new connection and reads until the gateway closes it.
+fn exchange(gateway: &Gateway, bytes: &[u8]) -> String {
+    let mut stream = gateway.connect();
+    stream.write_all(bytes).unwrap();
+    let (data, closed) = read_until_closed(&mut stream, Duration::from_secs(3));
+    let text = String::from_utf8_lossy(&data).into_owned();
+    assert!(closed, "the connection stayed open: {text:?}");
+    text
+}
+
+/// `text` is one response, a 400 that closes the connection.
+fn assert_only_a_refusal(name: &str, text: &str) {
+    assert!(text.starts_with("HTTP/1.1 400 "), "{name}: {text:?}");
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{name}: {text:?}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "{name}: {text:?}"
+    );
+}
+
 /// The raw-bytes check cannot be thrown out of step with hyper on one keep-alive connection: not
-/// by a bare LF in a chunked trailer section, and not by an `Upgrade` the upstream did not
-/// answer with 101. Either way the CL+TE request that follows never reaches the upstream.
+/// by a bare LF in a chunked trailer section, and not by an `Upgrade` that is not answered with
+/// 101. Either way the CL+TE request that follows never reaches the upstream, and the upstream
+/// receives exactly the requests listed.
 #[test]
 fn the_framing_check_stays_in_step_with_hyper_on_keep_alive_connections() {
     let f = Fixture::new();
     let gateway = start(&f);
-    let cl_te = "POST /after HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 6\r\n\
-                 Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
-    let openers = [
-        (
-            "bare LF in the trailer section",
-            "POST /first HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n\
-             0\r\nX-Trailer: a\n\r\n",
-        ),
-        (
-            // The protected route answers 401 itself: no 101, so hyper reads on.
-            "an Upgrade answered without 101",
-            "GET /admin/first HTTP/1.1\r\nHost: gw.test\r\nUpgrade: websocket\r\n\
-             Connection: upgrade\r\n\r\n",
-        ),
-    ];
-    for (name, opener) in openers {
-        f.upstream.clear();
-        let mut stream = gateway.connect();
-        stream
-            .write_all(format!("{opener}{cl_te}").as_bytes())
-            .unwrap();
-        let (data, _) = read_until_closed(&mut stream, Duration::from_secs(3));
-        let text = String::from_utf8_lossy(&data);
-        let paths: Vec<String> = f
-            .upstream
-            .requests()
-            .iter()
-            .map(|r| r.target.clone())
-            .collect();
-        assert!(
-            !paths.iter().any(|p| p == "/after"),
-            "{name}: the CL+TE request reached the upstream: {paths:?} {text:?}"
-        );
-        assert!(text.contains("HTTP/1.1 400 "), "{name}: {text:?}");
-    }
+    let cl_te_head = "POST /after HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 6\r\n\
+                      Transfer-Encoding: chunked\r\n\r\n";
+    let cl_te = format!("{cl_te_head}0\r\n\r\n");
+
+    // (a) A bare LF in the trailer section. hyper reads `X-Trailer: a\n` as the start of a trailer
+    // line and goes on reading trailer lines, so the `GET /decoy` lines are trailers to it and its
+    // body ends at the decoy's blank line; the next request it reads is the CL+TE one. A check that
+    // ends the trailer line at the bare LF sees `GET /decoy` as a request whose Content-Length
+    // covers the CL+TE head, judges the decoy instead, and (before the fix) its verdict went to
+    // the CL+TE request. Now the bare LF is refused with the first request.
+    let decoy = format!(
+        "GET /decoy HTTP/1.1\r\nHost: gw.test\r\nContent-Length: {}\r\n\r\n",
+        cl_te_head.len()
+    );
+    let stream = format!(
+        "POST /first HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n\
+         0\r\nX-Trailer: a\n\r\n{decoy}{cl_te}"
+    );
+    let text = exchange(&gateway, stream.as_bytes());
+    assert_only_a_refusal("bare LF", &text);
+    assert_eq!(
+        f.upstream.count(),
+        0,
+        "bare LF: {:?}",
+        f.upstream.requests()
+    );
+    assert_eq!(f.upstream.connections(), 0, "bare LF");
+
+    // (b) An `Upgrade` the upstream answers 200, not 101: hyper reads the next request on the
+    // connection as HTTP, and so must the check (it used to stop following at any `Upgrade`, and
+    // a request without a verdict passed).
+    let upgrade = "GET /first HTTP/1.1\r\nHost: gw.test\r\nUpgrade: websocket\r\n\
+                   Connection: upgrade\r\nX-Echo-No-Upgrade: 1\r\n\r\n";
+    let text = exchange(&gateway, format!("{upgrade}{cl_te}").as_bytes());
+    assert!(text.starts_with("HTTP/1.1 200 "), "upgrade: {text:?}");
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 2, "upgrade: {text:?}");
+    let second = &text[text.rfind("HTTP/1.1 ").unwrap()..];
+    assert!(second.starts_with("HTTP/1.1 400 "), "upgrade: {text:?}");
+    let received = f.upstream.requests();
+    assert_eq!(received.len(), 1, "upgrade: {received:?}");
+    assert_eq!(
+        (received[0].method.as_str(), received[0].target.as_str()),
+        ("GET", "/first")
+    );
+    assert!(
+        received[0].raw_head.starts_with(b"GET /first HTTP/1.1\r\n"),
+        "{received:?}"
+    );
+    assert_eq!(received[0].header("upgrade"), Some("websocket"));
+    assert_eq!(received[0].body, b"");
+
+    // (b') The same when the gateway itself answers the upgrade request (401 on a protected
+    // route): nothing reaches the upstream.
+    f.upstream.clear();
+    let upgrade = "GET /admin/first HTTP/1.1\r\nHost: gw.test\r\nUpgrade: websocket\r\n\
+                   Connection: upgrade\r\n\r\n";
+    let text = exchange(&gateway, format!("{upgrade}{cl_te}").as_bytes());
+    assert!(text.starts_with("HTTP/1.1 401 "), "401 upgrade: {text:?}");
+    let second = &text[text.rfind("HTTP/1.1 ").unwrap()..];
+    assert!(second.starts_with("HTTP/1.1 400 "), "401 upgrade: {text:?}");
+    assert_eq!(f.upstream.count(), 0, "{:?}", f.upstream.requests());
+}
+
+/// A fragment in the request target (invalid, but hyper accepts it and drops it) does not throw
+/// the framing check out of step: the request and the one after it on the connection pass, and
+/// the upstream receives the targets without the fragment.
+#[test]
+fn a_fragment_in_the_target_is_not_taken_for_a_desync() {
+    let f = Fixture::new();
+    let gateway = start(&f);
+    let text = exchange(
+        &gateway,
+        b"GET /frag?q=1#part HTTP/1.1\r\nHost: gw.test\r\n\r\n\
+          GET /next HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n",
+    );
+    assert!(text.starts_with("HTTP/1.1 200 "), "{text:?}");
+    let second = &text[text.rfind("HTTP/1.1 ").unwrap()..];
+    assert!(second.starts_with("HTTP/1.1 200 "), "{text:?}");
+    let targets: Vec<String> = f
+        .upstream
+        .requests()
+        .into_iter()
+        .map(|r| r.target)
+        .collect();
+    assert_eq!(targets, ["/frag?q=1", "/next"]);
+}
+
+/// The internal issuer's documents served on the public listener are answered by the gateway
+/// itself, but still only after the raw framing verdict: a head the check refused is 400 with
+/// `Connection: close` there too, never a 200 on a connection the check no longer follows.
+#[test]
+fn edge_served_internal_documents_wait_for_the_framing_verdict() {
+    let f = Fixture::new();
+    let gateway = start_with(&f, "[internal_issuer]\nserve_on_edge = true\n");
+    let plain = exchange(
+        &gateway,
+        b"GET /.well-known/jwks.json HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n",
+    );
+    assert!(plain.starts_with("HTTP/1.1 200 "), "{plain:?}");
+    // hyper merges the two identical lengths into one; the raw check refuses them.
+    let text = exchange(
+        &gateway,
+        b"GET /.well-known/jwks.json HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 0\r\n\
+          Content-Length: 0\r\n\r\n",
+    );
+    assert_only_a_refusal("duplicate Content-Length", &text);
+    assert_eq!(f.upstream.connections(), 0);
 }
 
 /// A malformed chunked body is the client's error: 400, and no upstream connection is opened,
@@ -391,6 +490,23 @@ fn malformed_chunked_bodies_are_400_and_open_no_upstream_connection() {
             assert_eq!(f.upstream.count(), 0, "{name}");
         }
     }
+    // A good first chunk, and a bad one only after the request has gone upstream: the upstream
+    // connection is open by then, but the answer is still the client's 400, not a 502, and the
+    // upstream never receives a complete request.
+    let mut stream = gateway.connect();
+    stream
+        .write_all(format!("{head}5\r\nhello\r\n").as_bytes())
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    stream.write_all(b"zz\r\n").unwrap();
+    let (data, closed) = read_until_closed(&mut stream, Duration::from_secs(3));
+    let text = String::from_utf8_lossy(&data);
+    assert!(
+        text.starts_with("HTTP/1.1 400 "),
+        "late bad chunk: {text:?}"
+    );
+    assert!(closed, "late bad chunk: the connection stayed open");
+    assert_eq!(f.upstream.count(), 0, "{:?}", f.upstream.requests());
     // The control: a well-formed chunked body passes, re-framed.
     let mut stream = gateway.connect();
     stream
