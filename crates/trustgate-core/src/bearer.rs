@@ -127,7 +127,12 @@ pub fn percent_decode_lenient(raw: &[u8]) -> Vec<u8> {
 }
 
 fn is_access_token_name(raw: &[u8]) -> bool {
-    let decoded = percent_decode_lenient(raw);
+    // Decoded into a new buffer only when there is something to decode.
+    let decoded = if raw.contains(&b'%') {
+        std::borrow::Cow::Owned(percent_decode_lenient(raw))
+    } else {
+        std::borrow::Cow::Borrowed(raw)
+    };
     let name = decoded.trim_ascii();
     let (Some(head), Some(&joint), Some(tail)) = (name.get(..6), name.get(6), name.get(7..)) else {
         return false;

@@ -51,15 +51,7 @@ pub(crate) fn extract_token<'a>(
                 return Err(AuthError::InvalidRequest(RequestProblem::UnreadableCookie));
             };
             for pair in text.split(';') {
-                // Some upstream parsers (RFC 2109 era) also split at `,`, and some read names
-                // case-insensitively or percent-decoded: a pair they would read as the token
-                // cookie, but this parser would not, is a token nobody checked. Refused.
-                if pair
-                    .split(',')
-                    .skip(1)
-                    .chain(std::iter::once(pair).filter(|p| cookie_name_of(p) != Some(name)))
-                    .any(|piece| cookie_name_of(piece).is_some_and(|key| reads_as(key, name)))
-                {
+                if read_differently_as(pair, name) {
                     return Err(AuthError::InvalidRequest(RequestProblem::UnreadableCookie));
                 }
                 let Some((key, value)) = pair.trim().split_once('=') else {
@@ -84,6 +76,16 @@ pub(crate) fn extract_token<'a>(
     Ok(found)
 }
 
+/// Whether another parser could read the `;`-separated cookie `pair` as the cookie `name` where
+/// this one does not: some (RFC 2109 era) also split at `,`, and some read names case-insensitively
+/// or percent-decoded. Such a pair would be a token nobody checked.
+fn read_differently_as(pair: &str, name: &str) -> bool {
+    let mut pieces = pair.split(',');
+    let first = pieces.next().unwrap_or_default();
+    let look_alike = cookie_name_of(first).is_some_and(|key| key != name && reads_as(key, name));
+    look_alike || pieces.any(|piece| cookie_name_of(piece).is_some_and(|key| reads_as(key, name)))
+}
+
 /// The name of a `name=value` cookie pair, trimmed.
 fn cookie_name_of(pair: &str) -> Option<&str> {
     pair.split_once('=').map(|(key, _)| key.trim())
@@ -93,6 +95,10 @@ fn cookie_name_of(pair: &str) -> Option<&str> {
 /// surrounding white space are taken off, percent-escapes decoded and case ignored.
 fn reads_as(key: &str, name: &str) -> bool {
     let key = key.trim().trim_matches('"').trim();
+    if !key.contains('%') {
+        // The usual name: compared as it is, without decoding into a new buffer.
+        return key.eq_ignore_ascii_case(name);
+    }
     trustgate_core::percent_decode_lenient(key.as_bytes()).eq_ignore_ascii_case(name.as_bytes())
 }
 

@@ -301,7 +301,7 @@ impl Tracker {
 
     /// One step of the chunked decoder; `None` where hyper errors (or, for a bare LF in a
     /// trailer, where hyper would read on but the tracker refuses).
-    fn chunked(&mut self, byte: u8) -> Option<State> {
+    fn chunked(&self, byte: u8) -> Option<State> {
         let hex = |b: u8| char::from(b).to_digit(16).map(u64::from);
         Some(match (self.state, byte) {
             (State::Start, b) => State::Size(hex(b)?),

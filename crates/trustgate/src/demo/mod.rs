@@ -181,12 +181,10 @@ pub(crate) async fn run(
         Ok(bound) => bound,
         Err(_) => {
             return Err(match gateway.await {
-                Ok(Err(err @ server::StartError::Bind { .. })) => {
-                    let err = err.to_string();
-                    // The demo's addresses come from its flags, not from a file.
-                    let err = err.split("; set ").next().unwrap_or(&err).to_owned();
-                    format!("{err}; choose other ports with --port and --admin-port")
-                }
+                // The demo's addresses come from its flags, not from a file.
+                Ok(Err(server::StartError::Bind { addr, source, .. })) => format!(
+                    "cannot listen on {addr}: {source}; choose other ports with --port and --admin-port"
+                ),
                 Ok(Err(err)) => err.to_string(),
                 _ => "the gateway stopped before it was ready".into(),
             });
