@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 target_dir=${CARGO_TARGET_DIR:-$PWD/target}
 if [ "${1:-}" != "--no-build" ]; then
-  cargo build --locked -p trustgate
+  cargo build --locked -p trustgate --features demo
 fi
 mkdir -p artifacts
 node tests/browser/demo.test.mjs "$target_dir/debug/trustgate" "$PWD/artifacts"

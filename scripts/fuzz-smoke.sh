@@ -7,14 +7,14 @@
 #   FUZZ_SEED=1              libFuzzer's seed: fixed, so that a CI failure reproduces; set another
 #                            (or 0 for a random one) for exploratory runs
 #   FUZZ_REPLAY_CASES=1500   random cases per strategy in the stable replay
-#   FUZZ_TARGETS="token jwks headers framing"
+#   FUZZ_TARGETS="token jwks headers framing decision"
 #   FUZZ_NO_NIGHTLY=1        behave as if nightly were missing (to test the fallback)
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
 seconds="${FUZZ_SECONDS:-30}"
 seed="${FUZZ_SEED:-1}"
-targets="${FUZZ_TARGETS:-token jwks headers framing}"
+targets="${FUZZ_TARGETS:-token jwks headers framing decision}"
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$PWD/target}"
 
 if [ "${FUZZ_NO_NIGHTLY:-0}" != 1 ] && rustup run nightly rustc --version >/dev/null 2>&1; then

@@ -128,7 +128,7 @@ else
   # crates that run built are reused: `cargo build -p trustgate -p test-support` resolves other
   # features and compiles some 25 crates (tokio, hyper, syn, ...) a second time.
   log "cargo build --workspace --all-targets (debug)"
-  build cargo build --workspace --all-targets --locked
+  build cargo build --workspace --all-targets --locked --features trustgate/demo
   bin="$target/debug"
 fi
 rm -f "$build_log"

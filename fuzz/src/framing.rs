@@ -19,7 +19,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 
-use crate::h1_framing::{Shape, Tracker, Verdicts, take_verdict};
+use trustgate_edge::framing::h1::{Shape, Tracker, Verdicts, take_verdict};
 
 /// What hyper parsed, and the verdict the check gave it.
 #[derive(Debug, Clone)]

@@ -11,11 +11,14 @@
 //! - [`jwks`]: a JWK Set document through the public key-set entry point (a static
 //!   [`KeySource::Jwks`] in [`Validator::new`]), then a few tokens against whatever it yielded.
 //! - [`headers`]: a request target and header lines through the gateway's path normalization
-//!   (`crates/trustgate/src/path.rs`) and header sanitization (`crates/trustgate/src/sanitize.rs`),
-//!   compiled into this crate by path because the gateway crate is a binary.
+//!   and header sanitization (`trustgate_edge::{path, headers}`).
 //! - [`framing`]: a byte stream (raw, and read as a recipe for pipelined requests) through a real
-//!   hyper HTTP/1 server and the gateway's raw-bytes framing check (`h1_framing.rs`) side by
-//!   side; every request the check lets pass must be the head it judged ([`check_agreement`]).
+//!   hyper HTTP/1 server and the gateway's raw-bytes framing check (`trustgate_edge::framing::h1`)
+//!   side by side; every request the check lets pass must be the head it judged
+//!   ([`check_agreement`]).
+//! - [`decision`]: a request head through the decision engine (`trustgate_edge::Engine`) with a
+//!   route of every trust pattern, and its decision applied: no client identity header and no
+//!   unchecked credential may reach an upstream.
 #![forbid(unsafe_code)]
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -34,17 +37,12 @@ use trustgate_core::{
     StaticKeyError, Validator, ValidatorOptions, VerifiedToken,
 };
 
-#[allow(dead_code, unreachable_pub, missing_docs)]
-#[path = "../../crates/trustgate/src/h1_framing.rs"]
-mod h1_framing;
-#[allow(dead_code, unreachable_pub, missing_docs)]
-#[path = "../../crates/trustgate/src/path.rs"]
-mod path;
-#[allow(dead_code, unreachable_pub, missing_docs)]
-#[path = "../../crates/trustgate/src/sanitize.rs"]
-mod sanitize;
+use trustgate_edge::headers as sanitize;
+use trustgate_edge::path;
 
+mod decision;
 mod framing;
+pub use decision::decision;
 pub use framing::{Dispatched, check_agreement, dispatch, framing, recipe};
 
 /// The fixed "now" of every validation, in seconds.
@@ -126,7 +124,7 @@ pub fn good_claims() -> String {
     .to_string()
 }
 
-fn issuer(jwks: String) -> IssuerConfig {
+pub(crate) fn issuer(jwks: String) -> IssuerConfig {
     let mut config = IssuerConfig::new(ISS, [AUD], KeySource::Jwks(jwks));
     config.algorithms = vec![Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256];
     config
@@ -144,7 +142,7 @@ fn new_validator(jwks: String) -> Result<(Validator, ManualClock), ConfigError> 
 
 /// Runs a future to completion on this thread's runtime. Validation against static keys never
 /// does I/O, but the API is async.
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
+pub(crate) fn block_on<F: std::future::Future>(future: F) -> F::Output {
     thread_local! {
         static RT: tokio::runtime::Runtime = match tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -297,7 +295,7 @@ pub fn jwks(data: &[u8]) {
 }
 
 /// Splits fuzz input into a request target (first line) and header lines (`name: value`).
-fn request_parts(data: &[u8]) -> (&[u8], HeaderMap) {
+pub(crate) fn request_parts(data: &[u8]) -> (&[u8], HeaderMap) {
     let mut lines = data.split(|&b| b == b'\n');
     let target = lines.next().unwrap_or_default();
     let mut headers = HeaderMap::new();
@@ -380,7 +378,7 @@ pub fn headers(data: &[u8]) {
     }
 
     // === headers ===
-    let _ = sanitize::check_framing(&headers);
+    let _ = trustgate_edge::framing::check_framing(&headers);
     let Ok(policy) = sanitize::IdentityHeaderPolicy::new(
         &["x-acme-employee".to_owned()],
         &["x-acme-user-".to_owned()],
@@ -404,8 +402,7 @@ pub fn headers(data: &[u8]) {
         http::header::COOKIE,
     ]
     .map(|name| (keep(&name), name));
-    let cookie_is_protected = |name: &HeaderName| name == http::header::COOKIE;
-    let _ = sanitize::remove_hop_by_hop(&mut headers, &cookie_is_protected);
+    let _ = sanitize::remove_hop_by_hop(&mut headers, sanitize::Message::Request);
     for (values, name) in &protected_before {
         let after: Vec<HeaderValue> = headers.get_all(name).iter().cloned().collect();
         assert_eq!(&after, values, "{name} changed through Connection");
@@ -460,8 +457,5 @@ pub fn headers(data: &[u8]) {
         ] {
             assert!(!headers.contains_key(name), "{name} from an untrusted peer");
         }
-    }
-    for name in ["x-original-url", "x-rewrite-url", "x-http-method-override"] {
-        assert!(!headers.contains_key(name), "override {name} survived");
     }
 }

@@ -10,10 +10,11 @@ use proptest::test_runner::{Config, TestRunner};
 
 type Body = fn(&[u8]);
 
-const TARGETS: [(&str, Body); 4] = [
+const TARGETS: [(&str, Body); 5] = [
     ("token", trustgate_fuzz::token),
     ("jwks", trustgate_fuzz::jwks),
     ("headers", trustgate_fuzz::headers),
+    ("decision", trustgate_fuzz::decision),
     ("framing", trustgate_fuzz::framing),
 ];
 

@@ -49,6 +49,20 @@ impl ClaimPath {
         &self.text
     }
 
+    /// The value at this path in owned claims (`VerifiedToken::claims`), if every segment but the
+    /// last names an object.
+    pub fn find<'a>(
+        &self,
+        claims: &'a serde_json::Map<String, serde_json::Value>,
+    ) -> Option<&'a serde_json::Value> {
+        let (first, rest) = self.segments.split_first()?;
+        let mut value = claims.get(first)?;
+        for segment in rest {
+            value = value.as_object()?.get(segment)?;
+        }
+        Some(value)
+    }
+
     pub(crate) fn lookup<'a, 'j>(&self, claims: &'a Object<'j>) -> Option<&'a Json<'j>> {
         let (first, rest) = self.segments.split_first()?;
         let mut value = claims.get(first)?;

@@ -83,7 +83,7 @@ fn respond(gateway: &Gateway, req: &Request<Incoming>) -> Response<Full<Bytes>> 
         "/healthz" => text(StatusCode::OK, "text/plain", "ok\n"),
         "/readyz" => {
             let runtime = gateway.runtime.load();
-            let status = runtime.validator.issuer_status();
+            let status = runtime.engine.validator.issuer_status();
             let mut body = String::new();
             for issuer in &status {
                 body.push_str(&format!(

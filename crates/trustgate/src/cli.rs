@@ -32,8 +32,7 @@ pub(crate) enum Command {
         json: bool,
     },
     /// Run the four trust patterns with a development issuer and sample services, and a page
-    /// that shows them. Development only.
-    #[cfg(feature = "demo")]
+    /// that shows them. Development only: needs a build with `--features demo`.
     Demo {
         /// The gateway port on 127.0.0.1.
         #[arg(long, default_value_t = 8080)]

@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue, Request};
 use serde_json::{Value, json};
+use trustgate_edge::Trust;
+use trustgate_edge::trust::Requirements;
 
 use crate::config::{self, ConfigError};
 use crate::metrics::Metrics;
@@ -61,7 +63,7 @@ fn summary(
     ready: bool,
 ) -> Value {
     let config = &runtime.config;
-    let status = runtime.validator.issuer_status();
+    let status = runtime.engine.validator.issuer_status();
     let issuers: Vec<Value> = config
         .issuers
         .iter()
@@ -92,23 +94,29 @@ fn summary(
         .routes
         .iter()
         .map(|route| {
-            let issuers: Vec<&str> = route
-                .issuers
+            let validation = route.trust.validation();
+            let issuers: Vec<&str> = validation
+                .map(|v| v.issuers.as_slice())
+                .unwrap_or_default()
                 .iter()
                 .map(|iss| ids.get(iss).map_or(iss.as_str(), String::as_str))
                 .collect();
-            let require = &route.require;
+            let no_requirements = Requirements::default();
+            let require = validation.map_or(&no_requirements, |v| &v.require);
+            let service = match &route.trust {
+                Trust::InternalToken(pattern) => Some(&pattern.service),
+                other => other.assertion().map(|a| &a.service),
+            };
             json!({
                 "name": route.name,
                 "host": route.host,
                 "prefix": route.prefix,
-                "pattern": route.pattern.name(),
+                "pattern": route.trust.name(),
                 "upstream": route.upstream,
-                "issuers": if route.pattern.validates() { issuers } else { Vec::new() },
-                "service": (route.pattern == config::Pattern::InternalToken || route.assertion)
-                    .then_some(&route.service),
-                "assertion": route.assertion,
-                "allow_anonymous": route.allow_anonymous,
+                "issuers": issuers,
+                "service": service,
+                "assertion": route.trust.assertion().is_some(),
+                "allow_anonymous": route.trust.allows_anonymous(),
                 "require": (!require.is_empty()).then(|| json!({
                     "mode": format!("{:?}", require.mode).to_ascii_lowercase(),
                     "scopes": require.scopes,
@@ -266,7 +274,7 @@ fn signer_for(
     config
         .internal
         .as_ref()
-        .map(|internal| crate::internal::build_signer(internal, config.admin_listen))
+        .map(|internal| crate::signer::build_signer(internal, config.admin_listen))
         .transpose()
 }
 

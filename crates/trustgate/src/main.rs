@@ -4,22 +4,16 @@
 #![allow(clippy::print_stderr)]
 
 mod admin;
-mod auth;
 mod cli;
 mod config;
 #[cfg(feature = "demo")]
 mod demo;
-mod error;
-mod h1_framing;
 mod inspect;
-mod internal;
 mod metrics;
-mod path;
 mod proxy;
-mod router;
 mod runtime;
-mod sanitize;
 mod server;
+mod signer;
 mod upstream;
 
 use std::process::ExitCode;
@@ -139,6 +133,14 @@ fn main() -> ExitCode {
                         ExitCode::from(EX_USAGE)
                     }
                 }
+            }
+            #[cfg(not(feature = "demo"))]
+            Command::Demo { .. } => {
+                // The development issuer signs a token for anyone: it is not in a production build.
+                eprintln!(
+                    "trustgate demo: this binary was built without the demo; run `cargo run --release --features demo -- demo`"
+                );
+                ExitCode::from(EX_USAGE)
             }
             #[cfg(feature = "demo")]
             Command::Demo { port, admin_port } => {

@@ -12,6 +12,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use trustgate_core::Validator;
+use trustgate_edge::Outcome;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteOutcome {
@@ -34,38 +35,15 @@ struct RouteLabel {
     route: String,
 }
 
-/// The outcomes a request can have, as metric labels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    Allowed,
-    Unauthorized,
-    Forbidden,
-    BadRequest,
-    Unavailable,
-    UpstreamError,
-}
-
-impl Outcome {
-    const ALL: [Outcome; 6] = [
-        Outcome::Allowed,
-        Outcome::Unauthorized,
-        Outcome::Forbidden,
-        Outcome::BadRequest,
-        Outcome::Unavailable,
-        Outcome::UpstreamError,
-    ];
-
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Allowed => "allowed",
-            Outcome::Unauthorized => "unauthorized",
-            Outcome::Forbidden => "forbidden",
-            Outcome::BadRequest => "bad_request",
-            Outcome::Unavailable => "unavailable",
-            Outcome::UpstreamError => "upstream_error",
-        }
-    }
-}
+/// Every outcome, in the order of a route's counters.
+const OUTCOMES: [Outcome; 6] = [
+    Outcome::Allowed,
+    Outcome::Unauthorized,
+    Outcome::Forbidden,
+    Outcome::BadRequest,
+    Outcome::Unavailable,
+    Outcome::UpstreamError,
+];
 
 /// Counters and a latency histogram for one route, created once per configuration.
 #[derive(Debug, Clone)]
@@ -76,7 +54,7 @@ pub(crate) struct RouteMetrics {
 
 impl RouteMetrics {
     pub(crate) fn record(&self, outcome: Outcome) {
-        let index = Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
+        let index = OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(0);
         self.outcomes[index].inc();
     }
 }
@@ -154,7 +132,7 @@ impl Metrics {
     }
 
     pub(crate) fn route(&self, route: &str) -> RouteMetrics {
-        let outcomes = Outcome::ALL.map(|outcome| {
+        let outcomes = OUTCOMES.map(|outcome| {
             self.requests
                 .get_or_create(&RouteOutcome {
                     route: route.to_owned(),

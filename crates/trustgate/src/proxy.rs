@@ -1,18 +1,15 @@
-//! The request path. Trust boundaries are crossed in this order, and the order is the design:
+//! The reverse proxy: the front door that forwards.
 //!
-//! 1. **Framing** (`sanitize::check_framing`): ambiguous Content-Length / Transfer-Encoding is
+//! 1. **Framing** (`trustgate_edge::framing`): ambiguous Content-Length / Transfer-Encoding is
 //!    refused before anything reads the request.
-//! 2. **Sanitization** (`sanitize`): every client-supplied identity header, URI-override header and
-//!    hop-by-hop header (including those named in `Connection`) is removed — on every route,
-//!    before routing, so no later step and no error path can see client-made identity.
-//! 3. **Normalization and routing** (`path`, `router`): the route is chosen on the normalized path,
-//!    and the normalized path is exactly what is forwarded.
-//! 4. **Trust pattern** (this module): validate the token where the route says so, check coarse
-//!    authorization, then forward the token, or replace it with identity headers built from the
-//!    verified claims.
-//! 5. **Forwarding headers**: X-Forwarded-* are set by the gateway itself.
+//! 2. **The decision** (`trustgate_edge::Engine::decide`): sanitization, normalization, routing,
+//!    the token, validation, authorization and the trust pattern's edits, on the head only.
+//! 3. **Applying it, and this hop's own headers**: hop-by-hop headers out (including those named
+//!    in `Connection`), the decision's edits (client identity and URI-override headers out, the
+//!    credentials as the pattern says, identity in), X-Forwarded-* set by the gateway itself, the
+//!    upstream's target and Host.
 //!
-//! [`prepare`] does steps 1–5 on the request head only; [`handle`] adds the upstream exchange.
+//! [`prepare`] does steps 1–3 on the request head only; [`handle`] adds the upstream exchange.
 //! `trustgate explain` runs the same [`prepare`] with a trace.
 
 use std::net::IpAddr;
@@ -21,373 +18,70 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONNECTION, HOST, UPGRADE};
+use http::header::{CONNECTION, HOST, UPGRADE};
 use http::request::Parts;
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
-use trustgate_core::{AuthError, Reason, RequestProblem, VerifiedToken, query_has_access_token};
+use trustgate_core::{AuthError, VerifiedToken};
+use trustgate_edge::decision::Trace;
+use trustgate_edge::framing::{self, FramingError};
+use trustgate_edge::headers::{self, Message};
+use trustgate_edge::{Decision, GatewayError, Outcome, Refusal, RequestHead, Route, Step};
 
-use crate::auth::{TokenSource, authorize, extract_token, remove_cookie};
-use crate::config::{Pattern, SanitizeMode};
-use crate::error::GatewayError;
-use crate::internal;
-use crate::metrics::Outcome;
-use crate::path;
-use crate::router::{host_without_port, request_host};
 use crate::runtime::{RouteRuntime, Runtime};
-use crate::sanitize;
 use crate::upstream::{RequestBody, UpstreamBody};
 
 /// The response body: streamed from the upstream, or a small fixed body made here.
 pub(crate) type Body = Either<UpstreamBody, Full<Bytes>>;
 
 /// What the connection layer knows about a request: the downstream peer and scheme, and the
-/// verdict of the framing check on the request's raw head bytes (`h1_framing`; `Ok` when there
+/// verdict of the framing check on the request's raw head bytes (`framing::h1`; `Ok` when there
 /// is none, as for HTTP/2). Passed by value rather than in request extensions, whose first insert
 /// costs three allocations per request.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ConnInfo {
     pub(crate) peer: IpAddr,
     pub(crate) proto: &'static str,
-    pub(crate) raw_framing: Result<(), sanitize::FramingError>,
+    pub(crate) raw_framing: Result<(), FramingError>,
 }
 
-/// Step-by-step notes for `trustgate explain`. `None` on the request path.
-pub(crate) type Trace<'a> = Option<&'a mut Vec<String>>;
-
-macro_rules! note {
-    ($trace:expr, $($arg:tt)*) => {
-        if let Some(trace) = $trace.as_mut() {
-            trace.push(format!($($arg)*));
-        }
-    };
-}
-
-/// What [`prepare`] decided.
+/// What [`prepare`] decided, and the connection-level part of the request it keeps.
 pub(crate) struct Prepared {
-    pub(crate) route: Arc<RouteRuntime>,
-    pub(crate) token: Option<VerifiedToken>,
+    pub(crate) decision: Decision,
     pub(crate) upgrade: Option<HeaderValue>,
 }
 
-/// A refusal, with the route if one had been chosen (for per-route metrics).
-pub(crate) struct Refusal {
-    pub(crate) route: Option<Arc<RouteRuntime>>,
-    pub(crate) error: GatewayError,
-}
-
-fn refuse(route: Option<&Arc<RouteRuntime>>, error: impl Into<GatewayError>) -> Refusal {
-    Refusal {
-        route: route.cloned(),
-        error: error.into(),
-    }
-}
-
-/// Headers a client may not remove through `Connection`, because the gateway reads them.
-fn protected(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "authorization" | "cookie" | "host" | "content-length" | "content-type"
-    )
-}
-
-/// Steps 1–5 on the request head. On success `parts` is the request the upstream will receive.
+/// The request head through the gateway: framing, the decision engine, then the decision and
+/// this hop's own headers applied. On success `parts` is the request the upstream will receive.
 pub(crate) async fn prepare(
     rt: &Runtime,
     parts: &mut Parts,
     conn: ConnInfo,
     mut trace: Trace<'_>,
 ) -> Result<Prepared, Refusal> {
-    // 1. Framing: on the raw head bytes (hyper has already merged or dropped some framing
-    // headers from `parts.headers`; see `h1_framing`), then on the parsed headers.
-    if let Err(err) = conn
-        .raw_framing
-        .and_then(|()| sanitize::check_framing(&parts.headers))
-    {
-        note!(trace, "framing: refused ({err})");
-        return Err(refuse(None, GatewayError::Framing("bad_framing")));
-    }
-    note!(trace, "framing: ok");
-
-    // 2. Sanitization, before routing.
-    if rt.config.sanitize.mode == SanitizeMode::Reject
-        && rt.identity_headers.contains_any(&parts.headers)
-    {
-        tracing::warn!(
-            target: "trustgate::audit",
-            peer = %conn.peer,
-            "client sent an identity header; refused (sanitize.mode = reject)"
-        );
-        note!(
-            trace,
-            "sanitize: client sent an identity header; refused (reject mode)"
-        );
-        return Err(refuse(
-            None,
-            AuthError::InvalidRequest(RequestProblem::ClientIdentityHeader),
-        ));
-    }
-    let stripped = rt.identity_headers.strip(&mut parts.headers);
-    let overrides = sanitize::strip_uri_overrides(&mut parts.headers);
-    if stripped > 0 {
-        tracing::debug!(target: "trustgate::audit", peer = %conn.peer, stripped, "removed client identity headers");
-    }
-    note!(
-        trace,
-        "sanitize: removed {stripped} client identity header value(s) and {overrides} URI-override header(s)"
-    );
-    let hop = sanitize::remove_hop_by_hop(&mut parts.headers, &protected);
-    note!(
-        trace,
-        "hop-by-hop: removed Connection and the headers it names"
-    );
-
-    // 3. Normalization and routing.
-    // Authority-form (CONNECT) and asterisk-form targets have no path to route on: refuse them
-    // rather than defaulting to "/", which would send them to the catch-all route.
-    let Some(target) = parts.uri.path_and_query().map(|pq| pq.as_str()) else {
-        note!(
-            trace,
-            "path: no origin-form path (CONNECT or authority-form); refused"
-        );
-        return Err(refuse(None, GatewayError::BadPath("bad_path")));
+    check_framing(parts, conn, &mut trace)?;
+    let head = RequestHead {
+        method: &parts.method,
+        uri: &parts.uri,
+        headers: &parts.headers,
+        peer: conn.peer,
     };
-    if parts.method == http::Method::CONNECT {
-        note!(trace, "method: CONNECT is not proxied");
-        return Err(refuse(None, GatewayError::BadPath("connect")));
+    let decision = rt.engine.decide(head, trace.as_deref_mut()).await?;
+    let hop = headers::remove_hop_by_hop(&mut parts.headers, Message::Request);
+    if let Some(trace) = trace.as_mut() {
+        trace.push("hop-by-hop: removed Connection and the headers it names".to_owned());
     }
-    let normalized = match path::normalize(target, rt.double_slash) {
-        Ok(normalized) => normalized,
-        Err(err) => {
-            note!(trace, "path: refused ({err})");
-            return Err(refuse(None, GatewayError::BadPath("bad_path")));
-        }
-    };
-    note!(
-        trace,
-        "path: {target:?} normalized to {:?}",
-        normalized.path()
-    );
-    // One host for routing and for forwarding, validated before either.
-    let Ok(host_header) = request_host(&parts.uri, &parts.headers) else {
-        note!(trace, "host: not a host with an optional port; refused");
-        return Err(refuse(None, GatewayError::BadPath("bad_host")));
-    };
-    let host = || {
-        host_header
-            .as_ref()
-            .and_then(|h| h.to_str().ok())
-            .map(host_without_port)
-    };
-    // The host is compared only if some route is bound to one.
-    let selected = if rt.router.binds_hosts() {
-        rt.router.select(host().as_deref(), normalized.path())
-    } else {
-        rt.router.select(None, normalized.path())
-    };
-    let Some((prefix, route)) = selected else {
-        note!(
-            trace,
-            "route: none matches host {} and path {:?}",
-            host()
-                .as_deref()
-                .map_or("(none)".to_owned(), |h| format!("{h:?}")),
-            normalized.path()
-        );
-        return Err(refuse(None, GatewayError::NoRoute));
-    };
-    let route = Arc::clone(route);
-    let config = &route.config;
-    note!(
-        trace,
-        "route: {:?} (prefix {prefix:?}, pattern {}, upstream {:?})",
-        config.name,
-        config.pattern.name(),
-        config.upstream
-    );
-
-    // 4. Trust pattern.
-    let mut token = None;
-    let mut internal_authorization = None;
-    let mut strip_unchecked_authorization = false;
-    if config.pattern.validates() {
-        // A token in the URL is never taken and never forwarded (RFC 6750 §2.3 is off).
-        if parts.uri.query().is_some_and(query_has_access_token) {
-            note!(trace, "token: an access_token query parameter; refused");
-            return Err(refuse(
-                Some(&route),
-                AuthError::InvalidRequest(RequestProblem::TokenInQuery),
-            ));
-        }
-        let found = extract_token(&parts.headers, config.token_cookie.as_deref())
-            .map_err(|err| refuse(Some(&route), err))?;
-        // On forward-token routes the upstream receives exactly the one token that was checked:
-        // an Authorization value that is not it (another scheme, on an anonymous request or next
-        // to a cookie token) is not passed on. Removed below, once the token text is released.
-        strip_unchecked_authorization = config.pattern == Pattern::ForwardToken
-            && !matches!(found, Some((_, TokenSource::Header)));
-        match found {
-            None if config.allow_anonymous => {
-                note!(trace, "token: none; anonymous access allowed on this route");
-            }
-            None => {
-                note!(trace, "token: none; refused");
-                return Err(refuse(Some(&route), AuthError::MissingToken));
-            }
-            Some((text, source)) => {
-                note!(trace, "token: found in {source} ({} bytes)", text.len());
-                let verified = match rt.validator.validate(text).await {
-                    Ok(verified) => verified,
-                    Err(err) => {
-                        if let AuthError::InvalidToken(reason) = err {
-                            rt.metrics.validation_failure(reason.as_str());
-                        }
-                        note!(trace, "validate: failed ({})", err.label());
-                        return Err(refuse(Some(&route), err));
-                    }
-                };
-                note!(
-                    trace,
-                    "validate: signature ok (issuer {:?}, kid {}, {}); claims ok",
-                    verified.issuer(),
-                    verified
-                        .key_id()
-                        .map_or("(none)".to_owned(), |kid| format!("{kid:?}")),
-                    verified.algorithm()
-                );
-                if !config.issuers.iter().any(|iss| iss == verified.issuer()) {
-                    rt.metrics
-                        .validation_failure(Reason::IssuerNotAccepted.as_str());
-                    note!(
-                        trace,
-                        "issuer: {:?} is not accepted on this route",
-                        verified.issuer()
-                    );
-                    return Err(refuse(
-                        Some(&route),
-                        AuthError::InvalidToken(Reason::IssuerNotAccepted),
-                    ));
-                }
-                if let Err(err) = authorize(&verified, &config.require) {
-                    note!(trace, "authorize: route requirements not met");
-                    return Err(refuse(Some(&route), err));
-                }
-                note!(trace, "authorize: ok");
-                if config.pattern == Pattern::InternalToken {
-                    // Minted (or reused) while the external token text is still borrowed.
-                    let signer = rt
-                        .signer
-                        .as_deref()
-                        .ok_or_else(|| refuse(Some(&route), GatewayError::Internal))?;
-                    let value = rt
-                        .minted
-                        .authorization(signer, text, route.index, config, &verified)
-                        .map_err(|err| refuse(Some(&route), err))?;
-                    note!(
-                        trace,
-                        "internal token: for audience {:?}, ttl {:?}",
-                        config.service,
-                        config.internal_ttl
-                    );
-                    internal_authorization = Some(value);
-                }
-                token = Some(verified);
-            }
-        }
-    } else {
-        note!(
-            trace,
-            "token: not checked by the gateway on pattern {}",
-            config.pattern.name()
-        );
-    }
-    if strip_unchecked_authorization {
-        parts.headers.remove(AUTHORIZATION);
-    }
-    if config.pattern == Pattern::InternalToken {
-        // External identity never crosses into the mesh: the external token is replaced.
-        parts.headers.remove(AUTHORIZATION);
-        if let Some(cookie) = &config.token_cookie {
-            remove_cookie(&mut parts.headers, cookie);
-        }
-        if let Some(value) = internal_authorization {
-            parts.headers.insert(AUTHORIZATION, value);
-        }
-    }
-    if config.pattern == Pattern::IdentityHeaders {
-        // The raw token never crosses this boundary: identity travels as headers built from the
-        // verified claims only.
-        parts.headers.remove(AUTHORIZATION);
-        if let Some(cookie) = &config.token_cookie {
-            remove_cookie(&mut parts.headers, cookie);
-        }
-        if let Some(verified) = &token {
-            let identity = verified.identity();
-            for (name, field) in &config.headers {
-                // `insert` replaces: there is exactly one value, ours.
-                match identity.header_value(field) {
-                    Some(value) => {
-                        parts.headers.insert(name.clone(), value);
-                    }
-                    None => {
-                        parts.headers.remove(name);
-                    }
-                }
-            }
-        }
-        note!(
-            trace,
-            "identity: removed the token; injected {} identity header(s)",
-            config.headers.len()
-        );
-    }
-
-    // 5. Forwarding headers and the upstream target.
-    // The same host the route was chosen on (`request_host`): reading it twice once let
-    // `GET http://public.example/x` + `Host: internal.example` be routed as the public host but
-    // reach the upstream as the internal one.
-    sanitize::set_forwarding_headers(
+    decision.apply(&rt.engine, &mut parts.headers);
+    headers::set_forwarding_headers(
         &mut parts.headers,
         conn.peer,
         conn.proto,
-        host_header.as_ref(),
-        &rt.trusted_proxies,
+        decision.host.as_ref(),
+        &rt.config.server.trusted_proxies,
     );
-    let upstream = &route.upstream.config;
-    let target = Uri::builder()
-        .scheme(upstream.scheme.clone())
-        .authority(upstream.authority.clone());
-    // Usually the client's target is already in normal form and is forwarded as it came, without
-    // rebuilding (or re-validating) its text.
-    let unchanged = config.rewrite.is_none()
-        && normalized.path() == parts.uri.path()
-        && normalized.query() == parts.uri.query();
-    let target = match parts.uri.path_and_query() {
-        Some(original) if unchanged => target.path_and_query(original.clone()),
-        _ => {
-            let mut path_and_query = match &config.rewrite {
-                Some(replacement) => path::rewrite(normalized.path(), prefix, replacement),
-                None => normalized.path().to_owned(),
-            };
-            if let Some(query) = normalized.query() {
-                path_and_query.push('?');
-                path_and_query.push_str(query);
-            }
-            target.path_and_query(path_and_query)
-        }
-    };
-    parts.uri = target
-        .build()
-        .map_err(|_| refuse(Some(&route), GatewayError::BadPath("bad_path")))?;
-    // A request that named no host at all (HTTP/1.0) still reaches the upstream with one.
-    let host = match host_header {
-        Some(host) if upstream.preserve_host => host,
-        _ => upstream.host_header.clone(),
-    };
-    parts.headers.insert(HOST, host);
-    parts.version = Version::HTTP_11;
+    retarget(rt, parts, &decision)?;
     if hop.te_trailers {
         // `TE` is hop-by-hop: the client's willingness to accept trailers is restated for the next
         // hop, and `trailers` is the only TE value ever forwarded.
@@ -395,41 +89,75 @@ pub(crate) async fn prepare(
             .headers
             .insert(http::header::TE, HeaderValue::from_static("trailers"));
     }
-    let upgrade = hop.upgrade;
-    if let Some(protocol) = &upgrade {
+    if let Some(protocol) = &hop.upgrade {
         parts
             .headers
             .insert(CONNECTION, HeaderValue::from_static("upgrade"));
         parts.headers.insert(UPGRADE, protocol.clone());
     }
-    if config.assertion {
-        let signer = rt
-            .signer
-            .as_deref()
-            .ok_or_else(|| refuse(Some(&route), GatewayError::Internal))?;
-        let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let value = internal::assertion(
-            signer,
-            config,
-            &parts.method,
-            path_and_query,
-            &parts.headers,
-            token.as_ref(),
-        )
-        .map_err(|err| refuse(Some(&route), err))?;
-        parts.headers.insert(internal::assertion_header(), value);
-        note!(
-            trace,
-            "assertion: signed for audience {:?}, binding method, path and identity headers",
-            config.service
-        );
+    if let Some(trace) = trace.as_mut() {
+        trace.push(format!("forward: {} {}", parts.method, parts.uri));
     }
-    note!(trace, "forward: {} {}", parts.method, parts.uri);
     Ok(Prepared {
-        route,
-        token,
-        upgrade,
+        decision,
+        upgrade: hop.upgrade,
     })
+}
+
+/// Framing, on the raw head bytes (hyper has already merged or dropped some framing headers from
+/// `parts.headers`; see `framing::h1`), then on the parsed headers.
+fn check_framing(parts: &Parts, conn: ConnInfo, trace: &mut Trace<'_>) -> Result<(), Refusal> {
+    let checked = conn
+        .raw_framing
+        .and_then(|()| framing::check_framing(&parts.headers));
+    if let Some(trace) = trace.as_mut() {
+        trace.push(match checked {
+            Ok(()) => "framing: ok".to_owned(),
+            Err(err) => format!("framing: refused ({err})"),
+        });
+    }
+    checked.map_err(|_| Refusal {
+        route: None,
+        step: Step::Framing,
+        error: GatewayError::Framing("bad_framing"),
+    })
+}
+
+/// Points the request at the route's upstream: its target (the normalized or rewritten path), its
+/// Host and HTTP/1.1.
+fn retarget(rt: &Runtime, parts: &mut Parts, decision: &Decision) -> Result<(), Refusal> {
+    let Some(upstream) = rt.route(&decision.route).map(|r| &r.upstream.config) else {
+        return Err(internal_refusal(&decision.route));
+    };
+    let target = Uri::builder()
+        .scheme(upstream.scheme.clone())
+        .authority(upstream.authority.clone());
+    let target = match (&decision.rewritten_target, parts.uri.path_and_query()) {
+        (None, Some(original)) => target.path_and_query(original.clone()),
+        (Some(rewritten), _) => target.path_and_query(rewritten.as_str()),
+        (None, None) => target.path_and_query("/"),
+    };
+    parts.uri = target.build().map_err(|_| Refusal {
+        route: Some(Arc::clone(&decision.route)),
+        step: Step::Path,
+        error: GatewayError::BadPath("bad_path"),
+    })?;
+    // A request that named no host at all (HTTP/1.0) still reaches the upstream with one.
+    let host = match &decision.host {
+        Some(host) if upstream.preserve_host => host.clone(),
+        _ => upstream.host_header.clone(),
+    };
+    parts.headers.insert(HOST, host);
+    parts.version = Version::HTTP_11;
+    Ok(())
+}
+
+fn internal_refusal(route: &Arc<Route>) -> Refusal {
+    Refusal {
+        route: Some(Arc::clone(route)),
+        step: Step::Sign,
+        error: GatewayError::Internal,
+    }
 }
 
 fn fixed(response: Response<Bytes>) -> Response<Body> {
@@ -463,27 +191,14 @@ pub(crate) async fn handle(
     let (mut parts, body) = req.into_parts();
     let prepared = match prepare(&rt, &mut parts, conn, None).await {
         Ok(prepared) => prepared,
-        Err(refusal) => {
-            let outcome = refusal.error.outcome();
-            match &refusal.route {
-                Some(route) => route.metrics.record(outcome),
-                None => rt.metrics.unrouted(refusal.error.label()),
-            }
-            let response = refusal.error.to_response();
-            access_log(
-                &rt,
-                refusal.route.as_deref(),
-                &method,
-                response.status(),
-                None,
-                refusal.error.label(),
-                started,
-            );
-            return fixed(response);
-        }
+        Err(refusal) => return refused(&rt, &refusal, &method, started),
     };
-    let route = prepared.route;
-    let upstream = &route.upstream;
+    let route = &prepared.decision.route;
+    let token = &prepared.decision.token;
+    let Some(route_rt) = rt.route(route) else {
+        return refused(&rt, &internal_refusal(route), &method, started);
+    };
+    let upstream = &route_rt.upstream;
     // An HTTP/1 chunked body's first frame is read before any upstream connection is used: a
     // malformed chunk is the client's error (400), not the upstream's (502). HTTP/2 has no chunk
     // syntax to get wrong, and a stream may wait for the response before it sends anything.
@@ -496,15 +211,9 @@ pub(crate) async fn handle(
     let body = match body {
         Ok(body) => body,
         Err(err) => {
-            tracing::debug!(route = %route.config.name, error = %err, "request body refused");
-            return upstream_error(
-                &rt,
-                &route,
-                &method,
-                &prepared.token,
-                GatewayError::Framing("bad_body"),
-                started,
-            );
+            tracing::debug!(route = %route.name, error = %err, "request body refused");
+            let error = GatewayError::Framing("bad_body");
+            return upstream_error(&rt, route, route_rt, &method, token, error, started);
         }
     };
     let body_failed = body.failure_flag();
@@ -516,31 +225,25 @@ pub(crate) async fn handle(
         upstream.send(request, prepared.upgrade.is_some(), sent),
     )
     .await;
-    route
+    route_rt
         .metrics
         .upstream_seconds
         .observe(sent.elapsed().as_secs_f64());
     let mut response = match result {
         Ok(Ok(response)) => response,
         Ok(Err(err)) => {
-            tracing::debug!(route = %route.config.name, error = %err, "upstream request failed");
+            tracing::debug!(route = %route.name, error = %err, "upstream request failed");
             // The client's malformed body, not the upstream, ended the exchange.
             let error = if body_failed.is_some_and(|failed| failed.load(Ordering::Relaxed)) {
                 GatewayError::Framing("bad_body")
             } else {
                 GatewayError::UpstreamUnavailable
             };
-            return upstream_error(&rt, &route, &method, &prepared.token, error, started);
+            return upstream_error(&rt, route, route_rt, &method, token, error, started);
         }
         Err(_) => {
-            return upstream_error(
-                &rt,
-                &route,
-                &method,
-                &prepared.token,
-                GatewayError::UpstreamTimeout,
-                started,
-            );
+            let error = GatewayError::UpstreamTimeout;
+            return upstream_error(&rt, route, route_rt, &method, token, error, started);
         }
     };
     if response.status() == StatusCode::SWITCHING_PROTOCOLS
@@ -558,13 +261,13 @@ pub(crate) async fn handle(
     } else {
         strip_response_hop_by_hop(response.headers_mut());
     }
-    route.metrics.record(Outcome::Allowed);
+    route_rt.metrics.record(Outcome::Allowed);
     access_log(
         &rt,
-        Some(&route),
+        Some(route),
         &method,
         response.status(),
-        prepared.token.as_ref(),
+        token.as_ref(),
         "allowed",
         started,
     );
@@ -577,19 +280,50 @@ fn internal_endpoint_on_edge(rt: &Runtime, req: &Request<Incoming>) -> Option<Re
     if !internal.serve_on_edge || req.method() != http::Method::GET {
         return None;
     }
-    let signer = rt.signer.as_deref()?;
+    let signer = rt.engine.signer.as_deref()?;
     crate::admin::internal_issuer_document(signer, req.uri().path())
+}
+
+/// The answer to a refused request, counted and logged.
+fn refused(
+    rt: &Runtime,
+    refusal: &Refusal,
+    method: &http::Method,
+    started: Option<Instant>,
+) -> Response<Body> {
+    let outcome = refusal.error.outcome();
+    match refusal.route.as_deref().and_then(|route| rt.route(route)) {
+        Some(route_rt) => route_rt.metrics.record(outcome),
+        None => rt.metrics.unrouted(refusal.error.label()),
+    }
+    if matches!(refusal.step, Step::Validate | Step::Issuer)
+        && let GatewayError::Auth(AuthError::InvalidToken(reason)) = refusal.error
+    {
+        rt.metrics.validation_failure(reason.as_str());
+    }
+    let response = refusal.error.to_response();
+    access_log(
+        rt,
+        refusal.route.as_deref(),
+        method,
+        response.status(),
+        None,
+        refusal.error.label(),
+        started,
+    );
+    fixed(response)
 }
 
 fn upstream_error(
     rt: &Runtime,
-    route: &RouteRuntime,
+    route: &Route,
+    route_rt: &RouteRuntime,
     method: &http::Method,
     token: &Option<VerifiedToken>,
     error: GatewayError,
     started: Option<Instant>,
 ) -> Response<Body> {
-    route.metrics.record(error.outcome());
+    route_rt.metrics.record(error.outcome());
     let response = error.to_response();
     access_log(
         rt,
@@ -604,12 +338,12 @@ fn upstream_error(
 }
 
 fn strip_response_hop_by_hop(headers: &mut HeaderMap) {
-    let _ = sanitize::remove_hop_by_hop(headers, &|_| false);
+    let _ = headers::remove_hop_by_hop(headers, Message::Response);
 }
 
 fn access_log(
     rt: &Runtime,
-    route: Option<&RouteRuntime>,
+    route: Option<&Route>,
     method: &http::Method,
     status: StatusCode,
     token: Option<&VerifiedToken>,
@@ -621,7 +355,7 @@ fn access_log(
     }
     tracing::info!(
         target: "trustgate::access",
-        route = route.map_or("-", |r| r.config.name.as_str()),
+        route = route.map_or("-", |r| r.name.as_str()),
         method = %method,
         status = status.as_u16(),
         subject = token.and_then(|t| t.identity().subject()).unwrap_or("-"),

@@ -8,21 +8,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use trustgate_core::{InternalSigner, SystemClock, Validator};
+use trustgate_edge::Engine;
+use trustgate_edge::mint::MintCache;
+use trustgate_edge::router::Router;
 
-use crate::config::{Config, ConfigError, DoubleSlashMode, RouteConfig};
-use crate::internal::MintCache;
+use crate::config::{Config, ConfigError};
 use crate::metrics::{Metrics, RouteMetrics};
-use crate::path::DoubleSlash;
-use crate::router::Router;
-use crate::sanitize::{IdentityHeaderPolicy, TrustedProxies};
 use crate::upstream::Upstream;
 
-/// A route with its resolved upstream and its metrics.
+/// What the proxy keeps per route besides the route itself: its upstream and its metrics, at the
+/// route's `index`.
 #[derive(Debug)]
 pub(crate) struct RouteRuntime {
-    /// Position in the configuration; part of the minted-token cache key.
-    pub(crate) index: u32,
-    pub(crate) config: RouteConfig,
     pub(crate) upstream: Arc<Upstream>,
     pub(crate) metrics: RouteMetrics,
 }
@@ -30,15 +27,11 @@ pub(crate) struct RouteRuntime {
 /// The request-serving state for one configuration.
 pub(crate) struct Runtime {
     pub(crate) config: Config,
-    pub(crate) router: Router<RouteRuntime>,
-    pub(crate) validator: Validator,
-    pub(crate) identity_headers: IdentityHeaderPolicy,
-    pub(crate) trusted_proxies: TrustedProxies,
-    pub(crate) double_slash: DoubleSlash,
+    /// The decision engine: routes, sanitization, validation and the patterns' edits.
+    pub(crate) engine: Engine,
+    /// Per route, by `Route::index`.
+    pub(crate) routes: Vec<RouteRuntime>,
     pub(crate) metrics: Arc<Metrics>,
-    /// The process's internal signer, if an `[internal_issuer]` is configured.
-    pub(crate) signer: Option<Arc<InternalSigner>>,
-    pub(crate) minted: MintCache,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -87,40 +80,30 @@ impl Runtime {
             );
         }
         let mut routes = Vec::new();
-        for (index, route) in config.routes.iter().enumerate() {
+        for route in &config.routes {
             let upstream = upstreams.get(&route.upstream).cloned().ok_or_else(|| {
                 ConfigError(format!(
                     "route {:?}: upstream {:?} is not defined",
                     route.name, route.upstream
                 ))
             })?;
-            routes.push((
-                route.host.clone(),
-                route.prefix.clone(),
-                Arc::new(RouteRuntime {
-                    index: u32::try_from(index).unwrap_or(u32::MAX),
-                    config: route.clone(),
-                    upstream,
-                    metrics: metrics.route(&route.name),
-                }),
-            ));
+            routes.push(RouteRuntime {
+                upstream,
+                metrics: metrics.route(&route.name),
+            });
         }
-        let identity_headers =
-            IdentityHeaderPolicy::new(&config.sanitize.names, &config.sanitize.prefixes)
-                .map_err(|err| ConfigError(format!("sanitize: {err}")))?;
-        let trusted_proxies = TrustedProxies::new(&config.server.trusted_proxies)
-            .map_err(|err| ConfigError(format!("server.trusted_proxies: {err}")))?;
-        let double_slash = match config.server.double_slash {
-            DoubleSlashMode::Merge => DoubleSlash::Merge,
-            DoubleSlashMode::Reject => DoubleSlash::Reject,
-        };
-        Ok(Self {
-            router: Router::new(routes),
+        let engine = Engine {
+            router: Router::new(config.routes.iter().map(|route| {
+                (
+                    route.host.clone(),
+                    route.prefix.clone(),
+                    Arc::new(route.clone()),
+                )
+            })),
+            identity_headers: config.sanitize.policy.clone(),
+            sanitize: config.sanitize.mode,
+            double_slash: config.server.double_slash,
             validator,
-            identity_headers,
-            trusted_proxies,
-            double_slash,
-            metrics,
             signer,
             minted: MintCache::new(
                 config.validator.cache.max_entries.max(16),
@@ -129,18 +112,28 @@ impl Runtime {
                     .as_ref()
                     .is_none_or(|i| i.cache_minted_tokens),
             ),
+        };
+        Ok(Self {
+            engine,
+            routes,
+            metrics,
             config,
         })
     }
 
+    /// The proxy's state for `route`.
+    pub(crate) fn route(&self, route: &trustgate_edge::Route) -> Option<&RouteRuntime> {
+        self.routes.get(usize::try_from(route.index).ok()?)
+    }
+
     /// Fetches remote keys and starts background refresh. Returns whether every issuer is ready.
     pub(crate) async fn start(&self) -> bool {
-        self.validator.start().await
+        self.engine.validator.start().await
     }
 
     /// Makes this runtime's validator the one metrics report on. Called once the runtime is in
     /// force, never for a refused reload.
     pub(crate) fn publish_metrics(&self) {
-        self.metrics.set_validator(&self.validator);
+        self.metrics.set_validator(&self.engine.validator);
     }
 }

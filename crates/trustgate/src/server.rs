@@ -24,10 +24,10 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::admin;
 use crate::config::{self, Config, ConfigError};
-use crate::h1_framing;
 use crate::metrics::Metrics;
 use crate::proxy::{self, ConnInfo};
 use crate::runtime::Runtime;
+use trustgate_edge::framing::h1 as h1_framing;
 
 /// The running gateway: the current runtime, swapped on reload.
 pub(crate) struct Gateway {
@@ -166,7 +166,7 @@ pub(crate) async fn run(
     let signer = config
         .internal
         .as_ref()
-        .map(|internal| crate::internal::build_signer(internal, admin_addr))
+        .map(|internal| crate::signer::build_signer(internal, admin_addr))
         .transpose()?;
     let runtime = Runtime::build(config, Arc::clone(&metrics), signer.clone())?;
     let server = runtime.config.server.clone();

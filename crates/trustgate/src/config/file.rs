@@ -7,6 +7,10 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use trustgate_core::Algorithm;
 
+use trustgate_edge::SanitizeMode;
+use trustgate_edge::path::DoubleSlash;
+use trustgate_edge::trust::{InternalClaim, RequireMode};
+
 use super::duration::Dur;
 
 #[derive(Debug, Deserialize, Default)]
@@ -76,7 +80,7 @@ pub(crate) struct FileServer {
     pub(crate) max_header_bytes: usize,
     pub(crate) max_headers: usize,
     pub(crate) trusted_proxies: Vec<String>,
-    pub(crate) double_slash: DoubleSlashMode,
+    pub(crate) double_slash: DoubleSlash,
     pub(crate) shutdown_grace: Dur,
     pub(crate) worker_threads: usize,
 }
@@ -92,22 +96,14 @@ impl Default for FileServer {
             max_header_bytes: 32 * 1024,
             max_headers: 100,
             trusted_proxies: Vec::new(),
-            double_slash: DoubleSlashMode::Merge,
+            double_slash: DoubleSlash::Merge,
             shutdown_grace: Dur::secs(30),
             worker_threads: 0,
         }
     }
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum DoubleSlashMode {
-    #[default]
-    Merge,
-    Reject,
-}
-
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileTls {
     pub(crate) cert: PathBuf,
@@ -134,14 +130,6 @@ pub(crate) struct FileSanitize {
     pub(crate) names: Vec<String>,
     pub(crate) prefixes: Vec<String>,
     pub(crate) mode: SanitizeMode,
-}
-
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum SanitizeMode {
-    #[default]
-    Strip,
-    Reject,
 }
 
 #[derive(Debug, Deserialize)]
@@ -363,6 +351,18 @@ pub(crate) enum FilePattern {
     InternalToken,
 }
 
+impl FilePattern {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            FilePattern::Public => "public",
+            FilePattern::ServiceValidates => "service-validates",
+            FilePattern::ForwardToken => "forward-token",
+            FilePattern::IdentityHeaders => "identity-headers",
+            FilePattern::InternalToken => "internal-token",
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileRoute {
@@ -388,15 +388,6 @@ pub(crate) struct FileRoute {
     pub(crate) assertion: bool,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum InternalClaim {
-    Sub,
-    Tenant,
-    Roles,
-    Scopes,
-}
-
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct FileRequire {
@@ -406,12 +397,10 @@ pub(crate) struct FileRequire {
     pub(crate) mode: RequireMode,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum RequireMode {
-    #[default]
-    All,
-    Any,
+impl FileRequire {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.scopes.is_empty() && self.roles.is_empty() && self.claims.is_empty()
+    }
 }
 
 #[derive(Debug, Deserialize, Clone)]

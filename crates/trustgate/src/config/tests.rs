@@ -1,6 +1,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
+use http::HeaderName;
+use trustgate_core::{AudiencePolicy, ExpiryPolicy};
+use trustgate_edge::Trust;
+
+fn identity_headers(route: &Route) -> &trustgate_edge::trust::IdentityHeaders {
+    match &route.trust {
+        Trust::IdentityHeaders(pattern) => pattern,
+        other => panic!("not identity-headers: {other:?}"),
+    }
+}
 
 const BASE: &str = r#"
 [[issuer]]
@@ -40,13 +50,16 @@ fn minimal_config_has_safe_defaults() {
     assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
     assert_eq!(config.admin_listen.to_string(), "127.0.0.1:9901");
     let route = &config.routes[0];
-    assert_eq!(route.pattern, Pattern::IdentityHeaders);
-    assert_eq!(route.issuers, vec!["https://idp.example".to_string()]);
-    let names: Vec<&str> = route.headers.iter().map(|(n, _)| n.as_str()).collect();
+    let pattern = identity_headers(route);
+    assert_eq!(
+        pattern.validation.issuers,
+        vec!["https://idp.example".to_string()]
+    );
+    let names: Vec<&HeaderName> = pattern.headers.iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["x-user-id", "x-user-roles", "x-tenant-id"]);
     // Injected names are always sanitized.
     for name in names {
-        assert!(config.sanitize.names.iter().any(|n| n == name));
+        assert!(config.sanitize.policy.is_identity_header(name));
     }
     let issuer = &config.issuers[0].config;
     assert_eq!(issuer.claims.audience, AudiencePolicy::Required);
@@ -81,7 +94,7 @@ fn env_substitution_is_by_value_and_strict() {
     );
     let config = parse_text(&typed).unwrap();
     assert_eq!(config.validator.fetch.timeout, Duration::from_secs(5));
-    assert_eq!(config.routes[0].pattern, Pattern::ForwardToken);
+    assert!(matches!(config.routes[0].trust, Trust::ForwardToken(_)));
     assert_eq!(substitute_str("a$${b}c", &|_| None).unwrap(), "a${b}c");
 }
 
@@ -121,7 +134,10 @@ fn header_bindings() {
         "jwks_url = \"https://idp.example/jwks\"\nclaims.extra = { email = \"email\" }",
     );
     let config = parse_text(&text).unwrap();
-    assert_eq!(config.routes[0].headers[0].0.as_str(), "x-user-email");
+    assert_eq!(
+        identity_headers(&config.routes[0]).headers[0].0.as_str(),
+        "x-user-email"
+    );
     let err = error(&format!(
         "{BASE}headers = [{{ name = \"Authorization\", from = \"subject\" }}]\n"
     ));
@@ -151,8 +167,11 @@ fn route_names_are_unique_and_internal_issuer_needs_a_reachable_url() {
     let short = format!("[internal_issuer]\nmax_ttl = \"30s\"\n{BASE}")
         .replace("identity-headers", "internal-token");
     let config = parse_text(&short).unwrap();
+    let Trust::InternalToken(pattern) = &config.routes[0].trust else {
+        panic!("not internal-token");
+    };
     assert_eq!(
-        config.routes[0].internal_ttl,
+        pattern.ttl,
         Duration::from_secs(30),
         "default TTL capped at max_ttl"
     );

@@ -9,15 +9,14 @@
 
 use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, HeaderValue};
-use serde_json::Value;
-use trustgate_core::{AuthError, NumericClaims, RequestProblem, VerifiedToken, bearer_token};
-
-use crate::config::{RequireMode, Requirements};
+use trustgate_core::{AuthError, RequestProblem, bearer_token};
 
 /// Where the token was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TokenSource {
+pub enum TokenSource {
+    /// `Authorization: Bearer`.
     Header,
+    /// The route's token cookie.
     Cookie,
 }
 
@@ -31,7 +30,7 @@ impl std::fmt::Display for TokenSource {
 }
 
 /// Finds the request's token, if any.
-pub(crate) fn extract_token<'a>(
+pub fn extract_token<'a>(
     headers: &'a HeaderMap,
     cookie_name: Option<&str>,
 ) -> Result<Option<(&'a str, TokenSource)>, AuthError> {
@@ -103,7 +102,7 @@ fn reads_as(key: &str, name: &str) -> bool {
 }
 
 /// Removes the token cookie from every Cookie header, keeping the other cookies in order.
-pub(crate) fn remove_cookie(headers: &mut HeaderMap, name: &str) {
+pub fn remove_cookie(headers: &mut HeaderMap, name: &str) {
     let values: Vec<HeaderValue> = headers.get_all(COOKIE).iter().cloned().collect();
     if values.is_empty() {
         return;
@@ -127,63 +126,6 @@ pub(crate) fn remove_cookie(headers: &mut HeaderMap, name: &str) {
         if let Ok(rebuilt) = HeaderValue::from_str(&kept.join("; ")) {
             headers.append(COOKIE, rebuilt);
         }
-    }
-}
-
-/// Coarse authorization: required scopes, roles and claim values, all or any.
-pub(crate) fn authorize(token: &VerifiedToken, require: &Requirements) -> Result<(), AuthError> {
-    if require.is_empty() {
-        return Ok(());
-    }
-    let identity = token.identity();
-    let mut checks = require
-        .scopes
-        .iter()
-        .map(|scope| identity.has_scope(scope))
-        .chain(require.roles.iter().map(|role| identity.has_role(role)))
-        .chain(require.claims.iter().map(|(path, allowed)| {
-            claim_matches(
-                lookup(token, path.as_str()),
-                allowed,
-                identity.numeric_claims(),
-            )
-        }));
-    let ok = match require.mode {
-        RequireMode::All => checks.all(|ok| ok),
-        RequireMode::Any => checks.any(|ok| ok),
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(AuthError::InsufficientScope)
-    }
-}
-
-fn lookup<'a>(token: &'a VerifiedToken, path: &str) -> Option<&'a Value> {
-    let mut segments = path.split('.');
-    let mut value = token.claims().get(segments.next()?)?;
-    for segment in segments {
-        value = value.as_object()?.get(segment)?;
-    }
-    Some(value)
-}
-
-/// Whether the claim (or a member of it) equals one of `allowed`. A number matches only as the
-/// issuer's identity mapping would write it (`numbers`): by default never, so `12345` and
-/// `"12345"` are not one value here either; with `numbers = "integers"`, by its exact digits.
-fn claim_matches(value: Option<&Value>, allowed: &[String], numbers: NumericClaims) -> bool {
-    let text_matches = |v: &Value| match v {
-        Value::String(s) => allowed.iter().any(|a| a == s),
-        Value::Number(n) => numbers
-            .integer_text(n)
-            .is_some_and(|text| allowed.contains(&text)),
-        Value::Bool(b) => allowed.iter().any(|a| *a == b.to_string()),
-        _ => false,
-    };
-    match value {
-        Some(Value::Array(items)) => items.iter().any(text_matches),
-        Some(other) => text_matches(other),
-        None => false,
     }
 }
 

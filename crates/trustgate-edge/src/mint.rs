@@ -1,68 +1,27 @@
-//! Pattern 4 (external token becomes an internal token) and gateway assertions.
+//! What the gateway signs with its own keys: pattern 4's internal tokens and the assertions of
+//! routes with `assertion = true`.
 //!
-//! The signer is created once per process, not per configuration, so a reload never rotates keys
-//! by accident and services never see a kid they were not told about. Minted internal tokens are
-//! cached per (external token, route), and reused until shortly before they expire, so signing is
-//! not on every request's path.
+//! Minted internal tokens are cached per (external token, route), and reused until shortly before
+//! they expire, so signing is not on every request's path.
 
 use std::hash::{Hash, Hasher};
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue};
 use quick_cache::Equivalent;
 use quick_cache::sync::Cache;
 use serde_json::{Map, Value, json};
 use trustgate_core::{
     ASSERTION_TYP, AuthError, Clock, INTERNAL_TOKEN_TYP, InternalSigner, MintError, Reason,
-    SignerConfig, SystemClock, VerifiedToken,
+    SystemClock, VerifiedToken,
 };
 
-use crate::config::{ConfigError, InternalClaim, InternalIssuerConfig, RouteConfig};
 use crate::error::GatewayError;
+use crate::trust::{IdentityHeaders, InternalClaim, InternalToken};
 
 /// How long a gateway assertion is valid: long enough for one hop, short enough that a captured
 /// assertion is useless soon after.
-pub(crate) const ASSERTION_TTL: Duration = Duration::from_secs(30);
-
-/// The internal issuer URL: configured, or the admin listener's address.
-pub(crate) fn issuer_url(config: &InternalIssuerConfig, admin: SocketAddr) -> String {
-    config
-        .issuer
-        .clone()
-        .unwrap_or_else(|| format!("http://{admin}"))
-}
-
-/// Creates the process's signer.
-pub(crate) fn build_signer(
-    config: &InternalIssuerConfig,
-    admin: SocketAddr,
-) -> Result<Arc<InternalSigner>, ConfigError> {
-    let signer_config = SignerConfig {
-        issuer: issuer_url(config, admin),
-        algorithm: config.algorithm,
-        rotation_interval: config.rotation_interval,
-        max_token_ttl: config.max_ttl,
-    };
-    let clock = Arc::new(SystemClock);
-    let signer = if config.key_files.is_empty() {
-        InternalSigner::generate(signer_config, clock)
-    } else {
-        let mut pems = Vec::new();
-        for path in &config.key_files {
-            pems.push(std::fs::read_to_string(path).map_err(|err| {
-                ConfigError(format!(
-                    "internal_issuer.key_files: cannot read {}: {err}",
-                    path.display()
-                ))
-            })?);
-        }
-        InternalSigner::from_pem(signer_config, &pems, clock)
-    }
-    .map_err(|err| ConfigError(format!("internal_issuer: {err}")))?;
-    Ok(Arc::new(signer))
-}
+pub const ASSERTION_TTL: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct MintKey {
@@ -91,13 +50,14 @@ impl Equivalent<MintKey> for MintKeyRef<'_> {
 }
 
 /// Minted internal tokens, ready as Authorization values.
-pub(crate) struct MintCache {
+pub struct MintCache {
     /// `None` when caching is switched off: every request signs.
     entries: Option<Cache<MintKey, (HeaderValue, i64)>>,
 }
 
 impl MintCache {
-    pub(crate) fn new(capacity: usize, enabled: bool) -> Self {
+    /// A cache of `capacity` minted tokens, or none when `enabled` is false.
+    pub fn new(capacity: usize, enabled: bool) -> Self {
         Self {
             entries: enabled.then(|| Cache::new(capacity)),
         }
@@ -113,21 +73,17 @@ impl MintCache {
     /// # Errors
     /// `invalid_token` (expired) when under one second of the external token's life remains
     /// (inside its leeway, say); [`GatewayError::Internal`] if signing fails.
-    pub(crate) fn authorization(
+    pub fn authorization(
         &self,
         signer: &InternalSigner,
         external_text: &str,
         route_index: u32,
-        route: &RouteConfig,
+        pattern: &InternalToken,
         verified: &VerifiedToken,
     ) -> Result<HeaderValue, GatewayError> {
         let now = SystemClock.now_millis();
-        let margin = i64::try_from(
-            (route.internal_ttl / 4)
-                .max(Duration::from_secs(5))
-                .as_millis(),
-        )
-        .unwrap_or(i64::MAX);
+        let margin = i64::try_from((pattern.ttl / 4).max(Duration::from_secs(5)).as_millis())
+            .unwrap_or(i64::MAX);
         let lookup = MintKeyRef {
             token: external_text,
             route: route_index,
@@ -137,12 +93,12 @@ impl MintCache {
         {
             return Ok(value);
         }
-        let claims = internal_claims(verified, &route.internal_claims);
+        let claims = internal_claims(verified, &pattern.claims);
         let minted = signer
             .mint_within(
                 INTERNAL_TOKEN_TYP,
-                &route.service,
-                route.internal_ttl,
+                &pattern.service,
+                pattern.ttl,
                 verified.expires_at(),
                 claims,
             )
@@ -172,10 +128,7 @@ fn mint_refusal(err: MintError) -> GatewayError {
 }
 
 /// The allow-listed identity plus the origin (client id and external issuer).
-pub(crate) fn internal_claims(
-    verified: &VerifiedToken,
-    allowed: &[InternalClaim],
-) -> Map<String, Value> {
+pub fn internal_claims(verified: &VerifiedToken, allowed: &[InternalClaim]) -> Map<String, Value> {
     let identity = verified.identity();
     let mut claims = Map::new();
     for claim in allowed {
@@ -209,32 +162,30 @@ pub(crate) fn internal_claims(
     claims
 }
 
-/// Signs a gateway assertion binding the method, the forwarded path and query, the injected
-/// identity headers and the time.
-pub(crate) fn assertion(
+/// Signs a gateway assertion for `service`, binding the method, the forwarded path and query,
+/// the identity headers the route injects (`injected`, their values taken from the verified
+/// identity exactly as they are injected) and the time.
+pub fn assertion(
     signer: &InternalSigner,
-    route: &RouteConfig,
+    service: &str,
     method: &http::Method,
     path_and_query: &str,
-    headers: &HeaderMap,
+    injected: Option<&IdentityHeaders>,
     verified: Option<&VerifiedToken>,
 ) -> Result<HeaderValue, GatewayError> {
     let mut claims = match verified {
-        Some(verified) => internal_claims(
-            verified,
-            &[
-                InternalClaim::Sub,
-                InternalClaim::Tenant,
-                InternalClaim::Roles,
-                InternalClaim::Scopes,
-            ],
-        ),
+        Some(verified) => internal_claims(verified, &InternalToken::default_claims()),
         None => Map::new(),
     };
     let mut bound = Map::new();
-    for (name, _) in &route.headers {
-        if let Some(value) = headers.get(name).and_then(|v| v.to_str().ok()) {
-            bound.insert(name.as_str().to_owned(), json!(value));
+    if let (Some(injected), Some(verified)) = (injected, verified) {
+        let identity = verified.identity();
+        for (name, field) in &injected.headers {
+            if let Some(value) = identity.header_value(field)
+                && let Ok(text) = value.to_str()
+            {
+                bound.insert(name.as_str().to_owned(), json!(text));
+            }
         }
     }
     claims.insert("htm".into(), json!(method.as_str()));
@@ -245,7 +196,7 @@ pub(crate) fn assertion(
     let minted = signer
         .mint_within(
             ASSERTION_TYP,
-            &route.service,
+            service,
             ASSERTION_TTL,
             verified.and_then(VerifiedToken::expires_at),
             claims,
@@ -255,6 +206,6 @@ pub(crate) fn assertion(
 }
 
 /// The assertion header name.
-pub(crate) fn assertion_header() -> HeaderName {
+pub fn assertion_header() -> HeaderName {
     HeaderName::from_static(trustgate_core::ASSERTION_HEADER)
 }

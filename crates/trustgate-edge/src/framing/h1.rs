@@ -33,16 +33,16 @@ use std::collections::VecDeque;
 use std::mem::MaybeUninit;
 use std::sync::{Arc, Mutex};
 
-use crate::sanitize::{self, FramingError};
+use crate::framing::{self as sanitize, FramingError};
 
 /// The verdicts of one connection, shared by its tracker (which reads) and its request handler
 /// (which takes them). The lock is never contended in practice: both sides run on the
 /// connection's own task, and it is held only to push or pop one verdict, never across I/O.
-pub(crate) type Verdicts = Arc<Mutex<Queue>>;
+pub type Verdicts = Arc<Mutex<Queue>>;
 
 /// Verdicts of the heads read so far on one connection and not yet taken, oldest first.
 #[derive(Debug, Default)]
-pub(crate) struct Queue {
+pub struct Queue {
     verdicts: VecDeque<Verdict>,
     /// Set when a request found no verdict of its own, or the queue overflowed: the tracker and
     /// hyper may be out of step, so every later request on the connection is refused.
@@ -51,11 +51,13 @@ pub(crate) struct Queue {
 
 /// The framing verdict of one request head, and what identifies that request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Verdict {
+pub struct Verdict {
     /// The request's number on the connection, from 1.
-    pub(crate) number: u64,
-    pub(crate) shape: Shape,
-    pub(crate) result: Result<(), FramingError>,
+    pub number: u64,
+    /// What the head looked like, to tie the verdict to hyper's request.
+    pub shape: Shape,
+    /// The framing check's result on the raw head.
+    pub result: Result<(), FramingError>,
 }
 
 /// What the tracker and hyper must agree on for a verdict to apply to a request: its method, the
@@ -63,7 +65,7 @@ pub(crate) struct Verdict {
 /// header fields. A request the tracker took for a body (or the reverse) would have to match all
 /// three by accident.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Shape {
+pub struct Shape {
     method: [u8; 16],
     method_len: usize,
     target_len: Option<usize>,
@@ -88,7 +90,7 @@ impl Shape {
     }
 
     /// The shape of a request as hyper parsed it.
-    pub(crate) fn of<B>(request: &http::Request<B>) -> Self {
+    pub fn of<B>(request: &http::Request<B>) -> Self {
         let uri = request.uri();
         let target = match (uri.authority(), uri.path_and_query()) {
             (None, Some(pq)) => pq.as_str().as_bytes(),
@@ -105,11 +107,7 @@ impl Shape {
 /// Takes the verdict for request `number` of a connection (counted from 1 by the caller) and
 /// checks that it belongs to this request. A missing, out-of-order or mismatched verdict, or a
 /// poisoned lock, is a refusal: the raw bytes of this request were not checked.
-pub(crate) fn take_verdict(
-    verdicts: &Verdicts,
-    number: u64,
-    shape: Shape,
-) -> Result<(), FramingError> {
+pub fn take_verdict(verdicts: &Verdicts, number: u64, shape: Shape) -> Result<(), FramingError> {
     let Ok(mut queue) = verdicts.lock() else {
         return Err(FramingError::Unchecked);
     };
@@ -134,7 +132,7 @@ const DEFAULT_MAX_HEAD: usize = 64 * 1024;
 
 /// Most header fields the tracker parses in one head. `server.max_headers` may not exceed it, so
 /// hyper refuses a head before the tracker would.
-pub(crate) const MAX_HEADERS: usize = 512;
+pub const MAX_HEADERS: usize = 512;
 
 /// Where the tracker is in the byte stream. The chunked states mirror hyper 1's
 /// `ChunkedState` one for one, so both read a chunked body identically.
@@ -174,7 +172,8 @@ enum State {
 }
 
 #[derive(Debug)]
-pub(crate) struct Tracker {
+/// Follows a connection's bytes, request by request, and queues a verdict for each head.
+pub struct Tracker {
     state: State,
     line: Vec<u8>,
     /// Number of the last head seen.
@@ -190,7 +189,8 @@ pub(crate) struct Tracker {
 }
 
 impl Tracker {
-    pub(crate) fn new(verdicts: Verdicts) -> Self {
+    /// A tracker that queues its verdicts in `verdicts`.
+    pub fn new(verdicts: Verdicts) -> Self {
         Self::with_max_head(verdicts, DEFAULT_MAX_HEAD)
     }
 
@@ -203,7 +203,7 @@ impl Tracker {
     /// One verdict per 8 of those bytes leaves a wide margin; more waiting means hyper is not
     /// reading HTTP requests any more (an upgraded tunnel), and the queue stops growing there:
     /// at most 16 Ki verdicts of 64 bytes by default.
-    pub(crate) fn with_max_head(verdicts: Verdicts, max_head: usize) -> Self {
+    pub fn with_max_head(verdicts: Verdicts, max_head: usize) -> Self {
         Self {
             state: State::Head,
             line: Vec::new(),
@@ -218,7 +218,7 @@ impl Tracker {
     /// A tracker that also keeps the raw bytes of every head it judged, for the differential
     /// fuzz target to compare with what hyper parsed.
     #[allow(dead_code)]
-    pub(crate) fn recording(verdicts: Verdicts) -> Self {
+    pub fn recording(verdicts: Verdicts) -> Self {
         Self {
             heads: Some(Vec::new()),
             ..Self::new(verdicts)
@@ -227,12 +227,12 @@ impl Tracker {
 
     /// The raw heads kept by [`Tracker::recording`], in order.
     #[allow(dead_code)]
-    pub(crate) fn heads(&self) -> &[Vec<u8>] {
+    pub fn heads(&self) -> &[Vec<u8>] {
         self.heads.as_deref().unwrap_or_default()
     }
 
     /// Follows `bytes`, the next bytes read from the connection.
-    pub(crate) fn feed(&mut self, mut bytes: &[u8]) {
+    pub fn feed(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
             match self.state {
                 State::Stopped => return,
@@ -376,7 +376,7 @@ impl Tracker {
             request
                 .headers
                 .iter()
-                .map(|h| (h.name.as_bytes(), sanitize::trim_ows(h.value)))
+                .map(|h| (h.name.as_bytes(), crate::headers::trim_ows(h.value)))
         };
         let mut result = sanitize::check_framing_fields(fields());
         let mut chunked = false;

@@ -6,11 +6,9 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use trustgate_core::AuthError;
 
-use crate::metrics::Outcome;
-
 /// Why the gateway answered a request itself instead of forwarding it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum GatewayError {
+pub enum GatewayError {
     /// Authentication or authorization failed, or the request's credentials were malformed.
     Auth(AuthError),
     /// Ambiguous or invalid message framing (a smuggling attempt). The connection is closed.
@@ -28,7 +26,8 @@ pub(crate) enum GatewayError {
 }
 
 impl GatewayError {
-    pub(crate) fn outcome(self) -> Outcome {
+    /// The outcome this error counts as in metrics.
+    pub fn outcome(self) -> Outcome {
         match self {
             GatewayError::Auth(AuthError::InsufficientScope) => Outcome::Forbidden,
             GatewayError::Auth(AuthError::InvalidRequest(_)) => Outcome::BadRequest,
@@ -45,7 +44,7 @@ impl GatewayError {
     }
 
     /// A stable label for logs and metrics.
-    pub(crate) fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             GatewayError::Auth(err) => err.label(),
             GatewayError::Framing(what) | GatewayError::BadPath(what) => what,
@@ -56,7 +55,8 @@ impl GatewayError {
         }
     }
 
-    pub(crate) fn to_response(self) -> Response<Bytes> {
+    /// The response the client gets: the one mapping from errors to HTTP.
+    pub fn to_response(self) -> Response<Bytes> {
         let (status, body) = match self {
             GatewayError::Auth(err) => return err.to_response(),
             GatewayError::Framing(_) | GatewayError::BadPath(_) => {
@@ -93,5 +93,36 @@ impl GatewayError {
 impl From<AuthError> for GatewayError {
     fn from(err: AuthError) -> Self {
         GatewayError::Auth(err)
+    }
+}
+
+/// The outcomes a request can have, as metric labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Forwarded.
+    Allowed,
+    /// 401.
+    Unauthorized,
+    /// 403.
+    Forbidden,
+    /// 400 or 404.
+    BadRequest,
+    /// 503, or 500 when the gateway could not sign.
+    Unavailable,
+    /// 502 or 504.
+    UpstreamError,
+}
+
+impl Outcome {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Unauthorized => "unauthorized",
+            Outcome::Forbidden => "forbidden",
+            Outcome::BadRequest => "bad_request",
+            Outcome::Unavailable => "unavailable",
+            Outcome::UpstreamError => "upstream_error",
+        }
     }
 }

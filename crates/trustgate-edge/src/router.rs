@@ -11,7 +11,7 @@ use crate::path::prefix_matches;
 
 /// An immutable route table.
 #[derive(Debug)]
-pub(crate) struct Router<R> {
+pub struct Router<R> {
     /// Sorted by descending prefix length, host-bound routes first among equals, so the first
     /// match is the best one.
     routes: Vec<(Option<String>, String, Arc<R>)>,
@@ -20,7 +20,8 @@ pub(crate) struct Router<R> {
 }
 
 impl<R> Router<R> {
-    pub(crate) fn new(routes: impl IntoIterator<Item = (Option<String>, String, Arc<R>)>) -> Self {
+    /// Builds the table from `(host, prefix, route)` entries.
+    pub fn new(routes: impl IntoIterator<Item = (Option<String>, String, Arc<R>)>) -> Self {
         let mut routes: Vec<_> = routes.into_iter().collect();
         routes.sort_by(|a, b| {
             b.1.len()
@@ -35,12 +36,12 @@ impl<R> Router<R> {
     }
 
     /// Whether any route is bound to a host.
-    pub(crate) fn binds_hosts(&self) -> bool {
+    pub fn binds_hosts(&self) -> bool {
         self.binds_hosts
     }
 
     /// The best route for `host` (lowercase, without port) and a normalized `path`.
-    pub(crate) fn select(&self, host: Option<&str>, path: &str) -> Option<(&str, &Arc<R>)> {
+    pub fn select(&self, host: Option<&str>, path: &str) -> Option<(&str, &Arc<R>)> {
         self.routes
             .iter()
             .find(|(route_host, prefix, _)| {
@@ -56,7 +57,7 @@ impl<R> Router<R> {
 
 /// Extracts the lowercase host without port from a Host header or `:authority`. Borrows when the
 /// host is already lowercase, as it nearly always is.
-pub(crate) fn host_without_port(authority: &str) -> std::borrow::Cow<'_, str> {
+pub fn host_without_port(authority: &str) -> std::borrow::Cow<'_, str> {
     let authority = authority.trim();
     let host = if let Some(rest) = authority.strip_prefix('[') {
         // IPv6 literal: keep the brackets' content.
@@ -83,34 +84,38 @@ pub(crate) fn host_without_port(authority: &str) -> std::borrow::Cow<'_, str> {
 /// or attribute, the request elsewhere. `Ok(None)` when the request names no host (HTTP/1.0).
 ///
 /// # Errors
-/// `Err(())` for any value outside that syntax; the caller answers 400.
-pub(crate) fn request_host(
+/// [`BadHost`] for any value outside that syntax; the caller answers 400.
+pub fn request_host(
     uri: &http::Uri,
     headers: &http::HeaderMap,
-) -> Result<Option<http::HeaderValue>, ()> {
+) -> Result<Option<http::HeaderValue>, BadHost> {
     let mut host_headers = headers.get_all(http::header::HOST).iter();
     let header = host_headers.next();
     if host_headers.next().is_some() {
-        return Err(());
+        return Err(BadHost);
     }
     if let Some(header) = header
         && !is_host_and_port(header.as_bytes())
     {
-        return Err(());
+        return Err(BadHost);
     }
     match uri.authority() {
         Some(authority) if is_host_and_port(authority.as_str().as_bytes()) => {
             http::HeaderValue::from_str(authority.as_str())
                 .map(Some)
-                .map_err(|_| ())
+                .map_err(|_| BadHost)
         }
-        Some(_) => Err(()),
+        Some(_) => Err(BadHost),
         None => Ok(header.cloned()),
     }
 }
 
+/// A request whose host is not `host [":" port]`, or that names two hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadHost;
+
 /// `host [":" port]` with a strict host: see [`request_host`].
-pub(crate) fn is_host_and_port(value: &[u8]) -> bool {
+pub fn is_host_and_port(value: &[u8]) -> bool {
     let (host_ok, port) = if let Some(rest) = value.strip_prefix(b"[") {
         let Some(close) = rest.iter().position(|&b| b == b']') else {
             return false;
@@ -285,15 +290,15 @@ mod tests {
         );
         assert_eq!(
             request_host(&uri("http://b.example/x"), &headers(&["a@b"])),
-            Err(())
+            Err(BadHost)
         );
         assert_eq!(
             request_host(&uri("http://user@b.example/x"), &headers(&[])),
-            Err(())
+            Err(BadHost)
         );
         assert_eq!(
             request_host(&uri("/x"), &headers(&["a.example", "b.example"])),
-            Err(())
+            Err(BadHost)
         );
     }
 }

@@ -33,11 +33,12 @@ use std::fmt;
 /// the size of what we forward. The output is checked too, because
 /// percent-encoding raw characters can make a path longer, and a normal form
 /// that fails to normalize again would not be idempotent.
-pub(crate) const MAX_PATH_LEN: usize = 8192;
+pub const MAX_PATH_LEN: usize = 8192;
 
 /// What [`normalize`] does with empty path segments (`//`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) enum DoubleSlash {
+#[derive(Debug, serde::Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum DoubleSlash {
     /// Collapse each run of slashes into one (`/a//b` becomes `/a/b`).
     ///
     /// This is the default because it is what nginx does by default
@@ -57,7 +58,7 @@ pub(crate) enum DoubleSlash {
 /// the variant itself is for logs only and must not be sent to the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub(crate) enum PathError {
+pub enum PathError {
     /// The target does not start with `/`: absolute-form, authority-form,
     /// `*`, or empty. The caller handles the legitimate ones before calling
     /// [`normalize`].
@@ -130,7 +131,7 @@ impl std::error::Error for PathError {}
 /// A request target in normal form. Only [`normalize`] builds one, so holding
 /// a `NormalizedPath` proves the path was normalized.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct NormalizedPath {
+pub struct NormalizedPath {
     path: String,
     query: Option<String>,
 }
@@ -141,19 +142,19 @@ impl NormalizedPath {
     /// The normalized path: starts with `/`, has no dot segments, no empty
     /// segments except a possible trailing slash, and no encoded `/`, `\` or
     /// control bytes.
-    pub(crate) fn path(&self) -> &str {
+    pub fn path(&self) -> &str {
         &self.path
     }
 
     /// The query exactly as the client sent it, without the `?`. `Some("")`
     /// for a target ending in `?`, `None` when there was no `?`.
-    pub(crate) fn query(&self) -> Option<&str> {
+    pub fn query(&self) -> Option<&str> {
         self.query.as_deref()
     }
 
     /// Path and query as they are forwarded upstream.
     #[cfg(test)]
-    pub(crate) fn path_and_query(&self) -> String {
+    pub fn path_and_query(&self) -> String {
         match &self.query {
             None => self.path.clone(),
             Some(query) => {
@@ -176,7 +177,7 @@ impl NormalizedPath {
 /// Returns a [`PathError`] when the target is not origin-form, is longer than
 /// [`MAX_PATH_LEN`], or contains anything that upstreams could read
 /// differently from the gateway. See the variants for the exact rules.
-pub(crate) fn normalize(
+pub fn normalize(
     path_and_query: &str,
     double_slash: DoubleSlash,
 ) -> Result<NormalizedPath, PathError> {
@@ -444,7 +445,7 @@ fn remove_dot_segments(decoded: &str, double_slash: DoubleSlash) -> Result<Strin
 /// `/api` matches `/api`, `/api/` and `/api/x` but not `/apix`. A prefix that
 /// ends with `/` (including `/` itself) matches by plain `starts_with`, so
 /// `/api/` does not match `/api`. Matching is case-sensitive, as paths are.
-pub(crate) fn prefix_matches(path: &str, prefix: &str) -> bool {
+pub fn prefix_matches(path: &str, prefix: &str) -> bool {
     if prefix.ends_with('/') {
         return path.starts_with(prefix);
     }
@@ -465,7 +466,7 @@ pub(crate) fn prefix_matches(path: &str, prefix: &str) -> bool {
 /// The router only calls this with the prefix that matched; if
 /// `matched_prefix` does not match (see [`prefix_matches`]), `normalized` is
 /// returned unchanged rather than cut at an arbitrary byte.
-pub(crate) fn rewrite(normalized: &str, matched_prefix: &str, replacement: &str) -> String {
+pub fn rewrite(normalized: &str, matched_prefix: &str, replacement: &str) -> String {
     if !prefix_matches(normalized, matched_prefix) {
         return normalized.to_owned();
     }

@@ -1,0 +1,580 @@
+//! The decision engine: one function from a request head to a [`Decision`].
+//!
+//! Every front door asks it: the reverse proxy applies the decision to the request it forwards,
+//! `trustgate explain` prints it, and a decision endpoint can answer with its header edits. No
+//! front door re-implements a rule. The engine reads the head only; it never writes the request,
+//! and it does no I/O of its own (the validator may wait for one rate-limited key refetch).
+//!
+//! The steps run in this order, and the order is the design:
+//!
+//! 1. **Sanitization** (`headers`): in reject mode, a client identity header is refused here. In
+//!    strip mode, [`Decision::apply`] removes them, with the URI-override headers.
+//! 2. **Normalization and routing** (`path`, `router`): the route is chosen on the normalized path
+//!    and the request's host, each read once; the normalized path is the one forwarded.
+//! 3. **Token** (`token`): on validating routes, exactly one token in RFC 6750's form, or none.
+//! 4. **Validation and authorization** (trustgate-core, `trust::Requirements`).
+//! 5. **The pattern's edits** (`trust`): what happens to the caller's credentials, the injected
+//!    identity, the minted internal token and the assertion.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use trustgate_core::{
+    AuthError, InternalSigner, Reason, RequestProblem, Validator, VerifiedToken,
+    query_has_access_token,
+};
+
+use crate::error::GatewayError;
+use crate::headers::{IdentityHeaderPolicy, is_uri_override};
+use crate::mint::{self, MintCache};
+use crate::path::{self, DoubleSlash};
+use crate::route::Route;
+use crate::router::{Router, host_without_port, request_host};
+use crate::token::{TokenSource, extract_token, remove_cookie};
+use crate::trust::{ForwardToken, Trust};
+
+/// What the gateway does with a client identity header (`sanitize.mode`).
+#[derive(Debug, serde::Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SanitizeMode {
+    /// Remove it and go on (the default).
+    #[default]
+    Strip,
+    /// Answer 400.
+    Reject,
+}
+
+/// Everything a decision reads besides the request: one per configuration.
+pub struct Engine {
+    /// Routes by host and normalized path prefix.
+    pub router: Router<Route>,
+    /// Which headers only the gateway may set.
+    pub identity_headers: IdentityHeaderPolicy,
+    /// Strip or refuse client identity headers.
+    pub sanitize: SanitizeMode,
+    /// What normalization does with `//`.
+    pub double_slash: DoubleSlash,
+    /// Token validation, with the issuers' keys.
+    pub validator: Validator,
+    /// The gateway's own signer, if an internal issuer is configured.
+    pub signer: Option<Arc<InternalSigner>>,
+    /// Minted internal tokens, reused until shortly before they expire.
+    pub minted: MintCache,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("sanitize", &self.sanitize)
+            .field("double_slash", &self.double_slash)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The parts of a request a decision reads.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestHead<'a> {
+    /// The request method.
+    pub method: &'a Method,
+    /// The request target as received.
+    pub uri: &'a Uri,
+    /// The request headers as received (after the framing check).
+    pub headers: &'a HeaderMap,
+    /// The downstream peer, for the audit log.
+    pub peer: IpAddr,
+}
+
+/// The step at which a request was refused: for metrics, `explain` and traces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Ambiguous message framing (a front door's check, before the engine).
+    Framing,
+    /// A client identity header in reject mode.
+    Sanitize,
+    /// The target cannot be normalized safely (or is CONNECT).
+    Path,
+    /// The host is not `host [":" port]`.
+    Host,
+    /// No route matches.
+    Route,
+    /// The token is missing, duplicated, malformed or in the query.
+    Token,
+    /// Validation failed.
+    Validate,
+    /// A valid token from an issuer this route does not accept.
+    Issuer,
+    /// The route's requirements are not met.
+    Authorize,
+    /// The internal token or assertion could not be signed.
+    Sign,
+}
+
+/// A refusal: the error to answer with, the step, and the route if one had been chosen.
+#[derive(Debug)]
+pub struct Refusal {
+    /// The route, once chosen (for per-route metrics).
+    pub route: Option<Arc<Route>>,
+    /// Where the request was refused.
+    pub step: Step,
+    /// The answer, through the one error mapping (`GatewayError::to_response`).
+    pub error: GatewayError,
+}
+
+/// What happens to the caller's credentials on the way upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// Passed as they came: public and service-validates routes, and forward-token routes whose
+    /// Authorization header carried the checked token.
+    Keep,
+    /// Forward-token: the Authorization value was not the checked token, so it is removed.
+    DropAuthorization,
+    /// Identity-headers: the token is removed (header and cookie), identity headers injected.
+    Identity,
+    /// Internal-token: the external token is removed, this internal one set as Authorization.
+    Internal(HeaderValue),
+}
+
+/// A header change a decision makes, as a decision endpoint would list it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderEdit {
+    /// Remove every value of this header.
+    Remove(HeaderName),
+    /// Remove the route's token cookie from the Cookie header.
+    RemoveCookie(String),
+    /// Set this header to exactly this value.
+    Set(HeaderName, HeaderValue),
+}
+
+/// The engine's answer to a request it lets through.
+#[derive(Debug)]
+pub struct Decision {
+    /// The route chosen.
+    pub route: Arc<Route>,
+    /// The verified token, when the route validated one.
+    pub token: Option<VerifiedToken>,
+    /// The request's host (validated), for routing and forwarding alike.
+    pub host: Option<HeaderValue>,
+    /// The forwarded path and query, when it differs from the request target's; `None` forwards
+    /// the target's own path and query.
+    pub rewritten_target: Option<String>,
+    /// What happens to the caller's credentials.
+    pub credentials: Credentials,
+    /// The signed assertion, on routes that have one.
+    pub assertion: Option<HeaderValue>,
+}
+
+/// Step-by-step notes for `trustgate explain`. `None` on the request path.
+pub type Trace<'a> = Option<&'a mut Vec<String>>;
+
+macro_rules! note {
+    ($trace:expr, $($arg:tt)*) => {
+        if let Some(trace) = $trace.as_mut() {
+            trace.push(format!($($arg)*));
+        }
+    };
+}
+
+fn refuse(route: Option<&Arc<Route>>, step: Step, error: impl Into<GatewayError>) -> Refusal {
+    Refusal {
+        route: route.cloned(),
+        step,
+        error: error.into(),
+    }
+}
+
+impl Engine {
+    /// Decides what happens to the request `head`.
+    ///
+    /// # Errors
+    /// A [`Refusal`] with the answer to send.
+    pub async fn decide(
+        &self,
+        head: RequestHead<'_>,
+        mut trace: Trace<'_>,
+    ) -> Result<Decision, Refusal> {
+        // 1. Sanitization: decided before routing, so no route and no error path is spared.
+        if self.sanitize == SanitizeMode::Reject && self.identity_headers.contains_any(head.headers)
+        {
+            tracing::warn!(
+                target: "trustgate::audit",
+                peer = %head.peer,
+                "client sent an identity header; refused (sanitize.mode = reject)"
+            );
+            note!(
+                trace,
+                "sanitize: client sent an identity header; refused (reject mode)"
+            );
+            return Err(refuse(
+                None,
+                Step::Sanitize,
+                AuthError::InvalidRequest(RequestProblem::ClientIdentityHeader),
+            ));
+        }
+        if trace.is_some() {
+            let (identity, overrides) = self.count_removals(head.headers);
+            note!(
+                trace,
+                "sanitize: removed {identity} client identity header value(s) and {overrides} URI-override header(s)"
+            );
+        }
+
+        // 2. Normalization and routing.
+        let (route, normalized, host) = self.route(head, &mut trace)?;
+
+        // 3–4. Token, validation, authorization.
+        let (token, text, found_in_header) = self.authenticate(head, &route, &mut trace).await?;
+
+        // 5. The pattern's edits.
+        let rewritten_target = forwarded_target(head.uri, &route, &normalized);
+        let credentials = match &route.trust {
+            Trust::Public | Trust::ServiceValidates => Credentials::Keep,
+            Trust::ForwardToken(_) if ForwardToken::drops_authorization(found_in_header) => {
+                Credentials::DropAuthorization
+            }
+            Trust::ForwardToken(_) => Credentials::Keep,
+            Trust::IdentityHeaders(pattern) => {
+                note!(
+                    trace,
+                    "identity: removed the token; injected {} identity header(s)",
+                    pattern.headers.len()
+                );
+                Credentials::Identity
+            }
+            Trust::InternalToken(pattern) => {
+                let (Some(verified), Some(text), Some(signer)) =
+                    (&token, text, self.signer.as_deref())
+                else {
+                    return Err(refuse(Some(&route), Step::Sign, GatewayError::Internal));
+                };
+                let value = self
+                    .minted
+                    .authorization(signer, text, route.index, pattern, verified)
+                    .map_err(|err| refuse(Some(&route), Step::Sign, err))?;
+                note!(
+                    trace,
+                    "internal token: for audience {:?}, ttl {:?}",
+                    pattern.service,
+                    pattern.ttl
+                );
+                Credentials::Internal(value)
+            }
+        };
+        let assertion = match route.trust.assertion() {
+            None => None,
+            Some(assertion) => {
+                let signer = self
+                    .signer
+                    .as_deref()
+                    .ok_or_else(|| refuse(Some(&route), Step::Sign, GatewayError::Internal))?;
+                let path_and_query = rewritten_target
+                    .as_deref()
+                    .or_else(|| head.uri.path_and_query().map(|pq| pq.as_str()))
+                    .unwrap_or("/");
+                let injected = match &route.trust {
+                    Trust::IdentityHeaders(pattern) => Some(pattern),
+                    _ => None,
+                };
+                let value = mint::assertion(
+                    signer,
+                    &assertion.service,
+                    head.method,
+                    path_and_query,
+                    injected,
+                    token.as_ref(),
+                )
+                .map_err(|err| refuse(Some(&route), Step::Sign, err))?;
+                note!(
+                    trace,
+                    "assertion: signed for audience {:?}, binding method, path and identity headers",
+                    assertion.service
+                );
+                Some(value)
+            }
+        };
+        Ok(Decision {
+            route,
+            token,
+            host,
+            rewritten_target,
+            credentials,
+            assertion,
+        })
+    }
+
+    /// Step 2: the route for the normalized path and the request's host.
+    #[allow(clippy::type_complexity)]
+    fn route(
+        &self,
+        head: RequestHead<'_>,
+        trace: &mut Trace<'_>,
+    ) -> Result<(Arc<Route>, path::NormalizedPath, Option<HeaderValue>), Refusal> {
+        // Authority-form (CONNECT) and asterisk-form targets have no path to route on: refuse them
+        // rather than defaulting to "/", which would send them to the catch-all route.
+        let Some(target) = head.uri.path_and_query().map(|pq| pq.as_str()) else {
+            note!(
+                trace,
+                "path: no origin-form path (CONNECT or authority-form); refused"
+            );
+            return Err(refuse(None, Step::Path, GatewayError::BadPath("bad_path")));
+        };
+        if head.method == Method::CONNECT {
+            note!(trace, "method: CONNECT is not proxied");
+            return Err(refuse(None, Step::Path, GatewayError::BadPath("connect")));
+        }
+        let normalized = path::normalize(target, self.double_slash).map_err(|err| {
+            note!(trace, "path: refused ({err})");
+            refuse(None, Step::Path, GatewayError::BadPath("bad_path"))
+        })?;
+        note!(
+            trace,
+            "path: {target:?} normalized to {:?}",
+            normalized.path()
+        );
+        // One host for routing and for forwarding, validated before either: reading it twice once
+        // let `GET http://public.example/x` + `Host: internal.example` be routed as the public
+        // host but reach the upstream as the internal one.
+        let Ok(host) = request_host(head.uri, head.headers) else {
+            note!(trace, "host: not a host with an optional port; refused");
+            return Err(refuse(None, Step::Host, GatewayError::BadPath("bad_host")));
+        };
+        let host_name = || {
+            host.as_ref()
+                .and_then(|h| h.to_str().ok())
+                .map(host_without_port)
+        };
+        // The host is compared only if some route is bound to one.
+        let selected = if self.router.binds_hosts() {
+            self.router
+                .select(host_name().as_deref(), normalized.path())
+        } else {
+            self.router.select(None, normalized.path())
+        };
+        let Some((_, route)) = selected else {
+            note!(
+                trace,
+                "route: none matches host {} and path {:?}",
+                host_name()
+                    .as_deref()
+                    .map_or("(none)".to_owned(), |h| format!("{h:?}")),
+                normalized.path()
+            );
+            return Err(refuse(None, Step::Route, GatewayError::NoRoute));
+        };
+        note!(
+            trace,
+            "route: {:?} (prefix {:?}, pattern {}, upstream {:?})",
+            route.name,
+            route.prefix,
+            route.trust.name(),
+            route.upstream
+        );
+        Ok((Arc::clone(route), normalized, host))
+    }
+
+    /// Steps 3–4: the token, if the route validates one. Returns it with its text (pattern 4
+    /// keys minted tokens by it) and whether it came in the Authorization header.
+    async fn authenticate<'h>(
+        &self,
+        head: RequestHead<'h>,
+        route: &Arc<Route>,
+        trace: &mut Trace<'_>,
+    ) -> Result<(Option<VerifiedToken>, Option<&'h str>, bool), Refusal> {
+        let Some(validation) = route.trust.validation() else {
+            note!(
+                trace,
+                "token: not checked by the gateway on pattern {}",
+                route.trust.name()
+            );
+            return Ok((None, None, false));
+        };
+        // A token in the URL is never taken and never forwarded (RFC 6750 §2.3 is off).
+        if head.uri.query().is_some_and(query_has_access_token) {
+            note!(trace, "token: an access_token query parameter; refused");
+            return Err(refuse(
+                Some(route),
+                Step::Token,
+                AuthError::InvalidRequest(RequestProblem::TokenInQuery),
+            ));
+        }
+        let found = extract_token(head.headers, validation.token_cookie.as_deref())
+            .map_err(|err| refuse(Some(route), Step::Token, err))?;
+        let Some((text, source)) = found else {
+            if route.trust.allows_anonymous() {
+                note!(trace, "token: none; anonymous access allowed on this route");
+                return Ok((None, None, false));
+            }
+            note!(trace, "token: none; refused");
+            return Err(refuse(Some(route), Step::Token, AuthError::MissingToken));
+        };
+        note!(trace, "token: found in {source} ({} bytes)", text.len());
+        let verified = self.validator.validate(text).await.map_err(|err| {
+            note!(trace, "validate: failed ({})", err.label());
+            refuse(Some(route), Step::Validate, err)
+        })?;
+        note!(
+            trace,
+            "validate: signature ok (issuer {:?}, kid {}, {}); claims ok",
+            verified.issuer(),
+            verified
+                .key_id()
+                .map_or("(none)".to_owned(), |kid| format!("{kid:?}")),
+            verified.algorithm()
+        );
+        if !validation
+            .issuers
+            .iter()
+            .any(|iss| iss == verified.issuer())
+        {
+            note!(
+                trace,
+                "issuer: {:?} is not accepted on this route",
+                verified.issuer()
+            );
+            return Err(refuse(
+                Some(route),
+                Step::Issuer,
+                AuthError::InvalidToken(Reason::IssuerNotAccepted),
+            ));
+        }
+        if let Err(err) = validation.require.check(&verified) {
+            note!(trace, "authorize: route requirements not met");
+            return Err(refuse(Some(route), Step::Authorize, err));
+        }
+        note!(trace, "authorize: ok");
+        Ok((Some(verified), Some(text), source == TokenSource::Header))
+    }
+
+    /// How many client identity header values and URI-override headers [`Decision::apply`]
+    /// removes from `headers`.
+    fn count_removals(&self, headers: &HeaderMap) -> (usize, usize) {
+        let mut counts = (0, 0);
+        for name in headers.keys() {
+            if self.identity_headers.is_identity_header(name) {
+                counts.0 += headers.get_all(name).iter().count();
+            } else if is_uri_override(name) {
+                counts.1 += headers.get_all(name).iter().count();
+            }
+        }
+        counts
+    }
+
+    /// The client-sent header names every forwarded request loses, whatever the route: identity
+    /// headers and URI overrides. A decision endpoint lists them for the proxy that forwards.
+    pub fn client_headers_removed<'h>(
+        &self,
+        headers: &'h HeaderMap,
+    ) -> impl Iterator<Item = &'h HeaderName> + use<'h, '_> {
+        headers
+            .keys()
+            .filter(|name| self.identity_headers.is_identity_header(name) || is_uri_override(name))
+    }
+}
+
+/// The forwarded path and query when it differs from the request target's. Usually the client's
+/// target is already in normal form and is forwarded as it came, without rebuilding (or
+/// re-validating) its text.
+fn forwarded_target(uri: &Uri, route: &Route, normalized: &path::NormalizedPath) -> Option<String> {
+    let unchanged = route.rewrite.is_none()
+        && normalized.path() == uri.path()
+        && normalized.query() == uri.query();
+    if unchanged && uri.path_and_query().is_some() {
+        return None;
+    }
+    let mut path_and_query = match &route.rewrite {
+        Some(replacement) => path::rewrite(normalized.path(), &route.prefix, replacement),
+        None => normalized.path().to_owned(),
+    };
+    if let Some(query) = normalized.query() {
+        path_and_query.push('?');
+        path_and_query.push_str(query);
+    }
+    Some(path_and_query)
+}
+
+impl Decision {
+    /// Applies the decision's header edits to the request that goes upstream: client identity
+    /// and URI-override headers out, the credentials as the pattern says, the identity in, the
+    /// assertion on. Transport headers (hop-by-hop, X-Forwarded-*, Host) are the front door's.
+    pub fn apply(&self, engine: &Engine, headers: &mut HeaderMap) {
+        let stripped = crate::headers::remove_where(headers, |name| {
+            engine.identity_headers.is_identity_header(name) || is_uri_override(name)
+        });
+        if stripped > 0 {
+            tracing::debug!(target: "trustgate::audit", stripped, "removed client identity and URI-override headers");
+        }
+        let cookie = self
+            .route
+            .trust
+            .validation()
+            .and_then(|v| v.token_cookie.as_deref());
+        match &self.credentials {
+            Credentials::Keep => {}
+            Credentials::DropAuthorization => {
+                headers.remove(AUTHORIZATION);
+            }
+            Credentials::Identity => {
+                // The raw token never crosses this boundary: identity travels as headers built
+                // from the verified claims only.
+                headers.remove(AUTHORIZATION);
+                if let Some(cookie) = cookie {
+                    remove_cookie(headers, cookie);
+                }
+                if let (Trust::IdentityHeaders(pattern), Some(token)) =
+                    (&self.route.trust, &self.token)
+                {
+                    pattern.inject(token.identity(), headers);
+                }
+            }
+            Credentials::Internal(value) => {
+                // External identity never crosses into the mesh: the external token is replaced.
+                headers.remove(AUTHORIZATION);
+                if let Some(cookie) = cookie {
+                    remove_cookie(headers, cookie);
+                }
+                headers.insert(AUTHORIZATION, value.clone());
+            }
+        }
+        if let Some(assertion) = &self.assertion {
+            headers.insert(mint::assertion_header(), assertion.clone());
+        }
+    }
+
+    /// The route-specific header edits, in the order [`Decision::apply`] makes them (after the
+    /// client headers of [`Engine::client_headers_removed`]).
+    pub fn header_edits(&self) -> Vec<HeaderEdit> {
+        let mut edits = Vec::new();
+        let cookie = self
+            .route
+            .trust
+            .validation()
+            .and_then(|v| v.token_cookie.clone());
+        match &self.credentials {
+            Credentials::Keep => {}
+            Credentials::DropAuthorization => edits.push(HeaderEdit::Remove(AUTHORIZATION)),
+            Credentials::Identity | Credentials::Internal(_) => {
+                edits.push(HeaderEdit::Remove(AUTHORIZATION));
+                if let Some(cookie) = cookie {
+                    edits.push(HeaderEdit::RemoveCookie(cookie));
+                }
+            }
+        }
+        if let (Trust::IdentityHeaders(pattern), Some(token)) = (&self.route.trust, &self.token) {
+            let identity = token.identity();
+            for (name, field) in &pattern.headers {
+                edits.push(match identity.header_value(field) {
+                    Some(value) => HeaderEdit::Set(name.clone(), value),
+                    None => HeaderEdit::Remove(name.clone()),
+                });
+            }
+        }
+        if let Credentials::Internal(value) = &self.credentials {
+            edits.push(HeaderEdit::Set(AUTHORIZATION, value.clone()));
+        }
+        if let Some(assertion) = &self.assertion {
+            edits.push(HeaderEdit::Set(mint::assertion_header(), assertion.clone()));
+        }
+        edits
+    }
+}

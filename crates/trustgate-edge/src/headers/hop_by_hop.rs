@@ -1,0 +1,134 @@
+//! Hop-by-hop headers (RFC 9110 §7.6.1).
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use super::{FoldedNames, remove_where, trim_ows};
+
+// === hop-by-hop headers ===
+
+/// Connection-specific headers, removed from every forwarded request
+/// (RFC 9110 §7.6.1, plus the legacy `proxy-connection` and `keep-alive`,
+/// the proxy credentials, and `http2-settings` of h2c upgrades).
+pub(super) const HOP_BY_HOP: FoldedNames = FoldedNames::new(&[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "http2-settings",
+]);
+
+/// Headers a `Connection` token can never remove from a response: they decide framing.
+pub(super) const PROTECTED_IN_RESPONSES: FoldedNames =
+    FoldedNames::new(&["host", "content-length", "authorization"]);
+
+/// Headers a `Connection` token can never remove from a request: those above, and the ones the
+/// gateway reads to decide (the token's header and cookie, the body's type).
+pub(super) const PROTECTED_IN_REQUESTS: FoldedNames = FoldedNames::new(&[
+    "host",
+    "content-length",
+    "authorization",
+    "cookie",
+    "content-type",
+]);
+
+/// Which message [`remove_hop_by_hop`] works on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message {
+    /// A request on its way upstream.
+    Request,
+    /// A response on its way back.
+    Response,
+}
+
+/// What [`remove_hop_by_hop`] removed that the proxy may need to restore.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HopByHop {
+    /// The `Upgrade` value of a genuine upgrade request: exactly one
+    /// `Upgrade` header and `upgrade` listed in `Connection`, as RFC 9110
+    /// §7.8 requires. The proxy re-adds `Connection: upgrade` and this value
+    /// when it supports the protocol.
+    pub upgrade: Option<HeaderValue>,
+    /// Whether the client sent `TE: trailers` (gRPC needs it upstream).
+    pub te_trailers: bool,
+}
+
+/// Hop-by-hop processing per RFC 9110 §7.6.1. Must run before the gateway
+/// injects identity headers.
+///
+/// Removes the fixed hop-by-hop headers and every header named in a
+/// `Connection` value, except the protected ones of `message` (`host`,
+/// `content-length`, `authorization`, and in requests `cookie` and
+/// `content-type`): those tokens are ignored, so a client cannot make the
+/// gateway drop a header it relies on (`Connection: close, Authorization`).
+/// Tokens that are not valid header names are ignored too.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap, message: Message) -> HopByHop {
+    let protected = match message {
+        Message::Request => &PROTECTED_IN_REQUESTS,
+        Message::Response => &PROTECTED_IN_RESPONSES,
+    };
+    let mut listed: Vec<HeaderName> = Vec::new();
+    let mut upgrade_listed = false;
+    let mut te_trailers = false;
+    let mut any_hop_by_hop = false;
+    // One pass finds `Connection`, `TE` and whether there is anything to remove at all: most
+    // requests have no hop-by-hop header, and most responses only `Connection`.
+    for (name, value) in headers.iter() {
+        if !HOP_BY_HOP.contains_name(name) {
+            continue;
+        }
+        any_hop_by_hop = true;
+        if name == header::CONNECTION {
+            for token in value.as_bytes().split(|&b| b == b',').map(trim_ows) {
+                if token.eq_ignore_ascii_case(b"upgrade") {
+                    upgrade_listed = true;
+                }
+                // The usual tokens (`keep-alive`, `upgrade`) name headers removed below anyway;
+                // skipping them spares a name parse and an allocation on most responses.
+                if HOP_BY_HOP.contains(token) {
+                    continue;
+                }
+                // `from_bytes` lowercases and refuses anything that is not a
+                // token, including the empty string.
+                let Ok(name) = HeaderName::from_bytes(token) else {
+                    continue;
+                };
+                if protected.contains_name(&name) {
+                    continue;
+                }
+                listed.push(name);
+            }
+        } else if name == header::TE {
+            te_trailers |= value.as_bytes().split(|&b| b == b',').any(|element| {
+                // `trailers` takes no parameters, but tolerate `;q=1`-style ones.
+                let coding = element.split(|&b| b == b';').next().unwrap_or_default();
+                trim_ows(coding).eq_ignore_ascii_case(b"trailers")
+            });
+        }
+    }
+
+    let upgrade = if upgrade_listed {
+        let mut values = headers.get_all(header::UPGRADE).iter();
+        match (values.next(), values.next()) {
+            (Some(value), None) => Some(value.clone()),
+            _ => None,
+        }
+    } else {
+        None
+    };
+
+    for name in listed {
+        headers.remove(name);
+    }
+    if any_hop_by_hop {
+        remove_where(headers, |name| HOP_BY_HOP.contains_name(name));
+    }
+    HopByHop {
+        upgrade,
+        te_trailers,
+    }
+}

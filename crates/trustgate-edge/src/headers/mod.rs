@@ -1,0 +1,140 @@
+//! Request header sanitization: identity-header stripping, hop-by-hop
+//! removal, URI-override stripping and forwarding headers.
+//!
+//! This runs on every request, before routing, on every route (public,
+//! health, CORS preflight, error paths). None of it is optional: an upstream
+//! behind the gateway trusts identity and forwarding headers *because* the
+//! gateway sets them, so a client must never be able to supply them.
+//!
+//! Order in the request path:
+//!
+//! 1. `framing::check_framing` on the headers as parsed, before anything
+//!    reads the body (request smuggling);
+//! 2. [`IdentityHeaderPolicy::strip`] (or [`IdentityHeaderPolicy::contains_any`]
+//!    in reject mode), by `Decision::apply`;
+//! 3. [`remove_hop_by_hop`];
+//! 4. URI-override headers ([`is_uri_override`]) go with the identity headers, and
+//!    [`set_forwarding_headers`] sets X-Forwarded-*;
+//! 5. only then does the gateway insert its own identity headers, with
+//!    `insert` (replace), never `append`.
+//!
+//! Header names are matched case-insensitively and with `_` equal to `-`:
+//! CGI, WSGI, PHP and several frameworks map both `X-User-Id` and
+//! `X_User_Id` to `HTTP_X_USER_ID`, so a client could otherwise slip an
+//! identity header past an exact-name filter. (nginx drops such names by
+//! default for the same reason; we cannot rely on what sits behind us.)
+//!
+//! Obsolete line folding (a header line starting with a space or tab) never
+//! reaches this module: hyper rejects it at parse time with a 400. The
+//! gateway's end-to-end tests check that over the wire.
+
+use http::header::{HeaderMap, HeaderName};
+
+// === name folding ===
+
+/// Folds one byte of a header name for comparison: lower case, `_` as `-`.
+fn fold(byte: u8) -> u8 {
+    if byte == b'_' {
+        b'-'
+    } else {
+        byte.to_ascii_lowercase()
+    }
+}
+
+/// Whether `name` equals the already folded `pattern` after folding.
+/// Compares byte by byte, so the hot path never allocates.
+pub(crate) fn folded_eq(name: &[u8], pattern: &[u8]) -> bool {
+    name.len() == pattern.len() && name.iter().zip(pattern).all(|(&n, &p)| fold(n) == p)
+}
+
+/// Whether `name` starts with the already folded `pattern` after folding.
+fn folded_starts_with(name: &[u8], pattern: &[u8]) -> bool {
+    name.get(..pattern.len())
+        .is_some_and(|head| folded_eq(head, pattern))
+}
+
+/// A fixed list of folded header names, with the set of their lengths.
+///
+/// Every request and response header is looked up in several of these lists; one bit test on
+/// the name's length rules out nearly every name without comparing it to each entry.
+struct FoldedNames {
+    names: &'static [&'static str],
+    /// Bit `n` is set if some entry is `n` bytes long.
+    lengths: u64,
+}
+
+impl FoldedNames {
+    /// Entries must already be folded (lower case, `-`) and shorter than 64 bytes; a longer one
+    /// fails the build.
+    const fn new(names: &'static [&'static str]) -> Self {
+        let mut lengths = 0u64;
+        let mut i = 0;
+        while i < names.len() {
+            assert!(
+                names[i].len() < 64,
+                "folded names are shorter than 64 bytes"
+            );
+            lengths |= 1 << names[i].len();
+            i += 1;
+        }
+        Self { names, lengths }
+    }
+
+    /// Whether `name` folds to one of the entries.
+    fn contains(&self, name: &[u8]) -> bool {
+        name.len() < 64
+            && self.lengths >> name.len() & 1 != 0
+            && self
+                .names
+                .iter()
+                .any(|entry| folded_eq(name, entry.as_bytes()))
+    }
+
+    fn contains_name(&self, name: &HeaderName) -> bool {
+        self.contains(name.as_str().as_bytes())
+    }
+}
+
+/// Removes every header whose name satisfies `doomed`, with all its values,
+/// and returns how many values were removed.
+///
+/// Looks again from the start after each removal instead of collecting the
+/// names first: a match is usual (every upstream response names
+/// `Connection`), a collected list would allocate for it, and the rescans are
+/// bounded by `max_headers`.
+pub(crate) fn remove_where(
+    headers: &mut HeaderMap,
+    mut doomed: impl FnMut(&HeaderName) -> bool,
+) -> usize {
+    let mut removed = 0;
+    while let Some(name) = headers.keys().find(|name| doomed(name)).cloned() {
+        removed += headers.get_all(&name).iter().count();
+        headers.remove(&name);
+    }
+    removed
+}
+
+/// Trims optional whitespace (RFC 9110 `OWS`: spaces and tabs) around a list
+/// element.
+pub fn trim_ows(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t'))
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t'))
+        .map_or(start, |i| i + 1);
+    bytes.get(start..end).unwrap_or_default()
+}
+
+mod forwarded;
+mod hop_by_hop;
+mod identity;
+
+pub use forwarded::{TrustedProxies, is_uri_override, set_forwarding_headers};
+pub use hop_by_hop::{HopByHop, Message, remove_hop_by_hop};
+pub use identity::IdentityHeaderPolicy;
+
+#[cfg(test)]
+mod tests;

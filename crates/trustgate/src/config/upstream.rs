@@ -1,0 +1,71 @@
+//! `[[upstream]]`: a URL with a scheme and authority only, and its TLS and pool settings.
+
+use std::path::Path;
+
+use http::Uri;
+
+use super::file;
+use super::{ConfigError, UpstreamConfig, resolve};
+
+pub(super) fn upstream_config(
+    upstream: file::FileUpstream,
+    base: &Path,
+) -> Result<UpstreamConfig, ConfigError> {
+    let id = &upstream.id;
+    let uri: Uri = upstream.url.parse().map_err(|_| {
+        ConfigError::new(format!(
+            "upstream {id:?}: url {:?} does not parse; write e.g. \"http://127.0.0.1:9000\"",
+            upstream.url
+        ))
+    })?;
+    let scheme = uri.scheme().cloned().ok_or_else(|| {
+        ConfigError::new(format!(
+            "upstream {id:?}: url needs a scheme (http:// or https://)"
+        ))
+    })?;
+    if scheme != http::uri::Scheme::HTTP && scheme != http::uri::Scheme::HTTPS {
+        return Err(ConfigError::new(format!(
+            "upstream {id:?}: scheme must be http or https"
+        )));
+    }
+    let authority = uri
+        .authority()
+        .cloned()
+        .ok_or_else(|| ConfigError::new(format!("upstream {id:?}: url needs a host")))?;
+    if uri.path() != "/" && !uri.path().is_empty() {
+        return Err(ConfigError::new(format!(
+            "upstream {id:?}: url must not have a path; use the route's rewrite_prefix instead"
+        )));
+    }
+    if upstream.client_cert.is_some() != upstream.client_key.is_some() {
+        return Err(ConfigError::new(format!(
+            "upstream {id:?}: set both client_cert and client_key for mTLS, or neither"
+        )));
+    }
+    if scheme == http::uri::Scheme::HTTP
+        && (upstream.ca_file.is_some() || upstream.client_cert.is_some())
+    {
+        return Err(ConfigError::new(format!(
+            "upstream {id:?}: ca_file/client_cert need an https:// url"
+        )));
+    }
+    let host_header = http::HeaderValue::from_str(authority.as_str()).map_err(|_| {
+        ConfigError::new(format!(
+            "upstream {id:?}: the url's host cannot be sent as a Host header"
+        ))
+    })?;
+    Ok(UpstreamConfig {
+        id: upstream.id.clone(),
+        scheme,
+        authority,
+        host_header,
+        connect_timeout: upstream.connect_timeout.0,
+        response_timeout: upstream.response_timeout.0,
+        ca_file: upstream.ca_file.map(|p| resolve(base, &p)),
+        client_cert: upstream.client_cert.map(|p| resolve(base, &p)),
+        client_key: upstream.client_key.map(|p| resolve(base, &p)),
+        preserve_host: upstream.preserve_host,
+        pool_idle_timeout: upstream.pool_idle_timeout.0,
+        pool_max_idle_per_host: upstream.pool_max_idle_per_host,
+    })
+}
