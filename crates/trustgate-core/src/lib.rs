@@ -34,6 +34,7 @@
 //! ```
 
 mod alg;
+mod assertion;
 mod bearer;
 mod cache;
 mod claims;
@@ -51,6 +52,11 @@ mod swar;
 mod validator;
 
 pub use alg::{Algorithm, UnsupportedAlgorithm};
+pub use assertion::{
+    ASSERTION_HEADER, ASSERTION_HEADERS_CLAIM, ASSERTION_LEEWAY, ASSERTION_MAX_LIFETIME,
+    ASSERTION_METHOD_CLAIM, ASSERTION_REQUIRED_CLAIMS, ASSERTION_TARGET_CLAIM, ASSERTION_TTL,
+    ASSERTION_TYP, BindingMismatch, BoundRequest, check_assertion_binding,
+};
 pub use bearer::{bearer_token, percent_decode_lenient, query_has_access_token};
 pub use cache::{CacheOptions, CacheStats};
 pub use claims::{AudiencePolicy, ClaimsPolicy, ExpiryPolicy};
@@ -63,10 +69,7 @@ pub use identity::{
 pub use jws::DEFAULT_MAX_TOKEN_BYTES;
 pub use key::{KeyRejection, MIN_RSA_BITS, VerifyingKey};
 pub use keyset::JwksError;
-pub use mint::{
-    ASSERTION_HEADER, ASSERTION_TYP, INTERNAL_TOKEN_TYP, InternalSigner, MintError, Minted,
-    SignerConfig,
-};
+pub use mint::{INTERNAL_TOKEN_TYP, InternalSigner, MintError, Minted, SignerConfig};
 pub use source::{KeySource, PemKey, RefreshError, RefreshPolicy, StaticKeyError};
 pub use validator::{
     ConfigError, IssuerConfig, IssuerStatus, Validator, ValidatorOptions, VerifiedSignature,

@@ -15,16 +15,12 @@ use quick_cache::Equivalent;
 use quick_cache::sync::Cache;
 use serde_json::{Map, Value, json};
 use trustgate_core::{
-    ASSERTION_TYP, AuthError, Clock, INTERNAL_TOKEN_TYP, InternalSigner, MintError, Reason,
+    AuthError, BoundRequest, Clock, INTERNAL_TOKEN_TYP, InternalSigner, MintError, Reason,
     SignerConfig, SystemClock, VerifiedToken,
 };
 
 use crate::config::{ConfigError, InternalClaim, InternalIssuerConfig, RouteConfig};
 use crate::error::GatewayError;
-
-/// How long a gateway assertion is valid: long enough for one hop, short enough that a captured
-/// assertion is useless soon after.
-pub(crate) const ASSERTION_TTL: Duration = Duration::from_secs(30);
 
 /// The internal issuer URL: configured, or the admin listener's address.
 pub(crate) fn issuer_url(config: &InternalIssuerConfig, admin: SocketAddr) -> String {
@@ -219,7 +215,7 @@ pub(crate) fn assertion(
     headers: &HeaderMap,
     verified: Option<&VerifiedToken>,
 ) -> Result<HeaderValue, GatewayError> {
-    let mut claims = match verified {
+    let identity = match verified {
         Some(verified) => internal_claims(
             verified,
             &[
@@ -231,24 +227,18 @@ pub(crate) fn assertion(
         ),
         None => Map::new(),
     };
-    let mut bound = Map::new();
-    for (name, _) in &route.headers {
-        if let Some(value) = headers.get(name).and_then(|v| v.to_str().ok()) {
-            bound.insert(name.as_str().to_owned(), json!(value));
-        }
-    }
-    claims.insert("htm".into(), json!(method.as_str()));
-    claims.insert("htu".into(), json!(path_and_query));
-    claims.insert("hdr".into(), Value::Object(bound));
-    // Capped like an internal token: an assertion vouches for the external token's identity, so
-    // it must not vouch for it longer than that token was valid.
+    let request = BoundRequest {
+        method,
+        path_and_query,
+        headers,
+    };
     let minted = signer
-        .mint_within(
-            ASSERTION_TYP,
+        .mint_assertion(
             &route.service,
-            ASSERTION_TTL,
+            &request,
+            route.headers.iter().map(|(name, _)| name),
+            identity,
             verified.and_then(VerifiedToken::expires_at),
-            claims,
         )
         .map_err(mint_refusal)?;
     HeaderValue::from_str(&minted.token).map_err(|_| GatewayError::Internal)
