@@ -39,6 +39,8 @@ mod bearer;
 mod cache;
 mod claims;
 mod clock;
+#[cfg(feature = "danger")]
+pub mod danger;
 mod error;
 mod fetch;
 mod identity;
@@ -72,6 +74,5 @@ pub use keyset::JwksError;
 pub use mint::{INTERNAL_TOKEN_TYP, InternalSigner, MintError, Minted, SignerConfig};
 pub use source::{KeySource, PemKey, RefreshError, RefreshPolicy, StaticKeyError};
 pub use validator::{
-    ConfigError, IssuerConfig, IssuerStatus, Validator, ValidatorOptions, VerifiedSignature,
-    VerifiedToken,
+    ConfigError, IssuerConfig, IssuerStatus, Validator, ValidatorOptions, VerifiedToken,
 };

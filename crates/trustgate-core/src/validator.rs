@@ -300,16 +300,6 @@ impl VerifiedToken {
     }
 }
 
-/// A JWS whose signature verified, before any claim check. Exposed for conformance tests of the
-/// signature layer (such as Wycheproof vectors, whose payloads are not claim sets).
-#[derive(Debug)]
-pub struct VerifiedSignature {
-    /// The decoded payload.
-    pub payload: Vec<u8>,
-    /// The `kid` of the key that verified it.
-    pub kid: Option<String>,
-}
-
 impl Validator {
     /// Builds a validator. Static key sources are read and parsed here; remote ones are fetched by
     /// [`Validator::start`].
@@ -573,12 +563,13 @@ impl Validator {
     }
 
     /// Checks only the JWS layer (shape, encoding, header rules, key selection and signature)
-    /// against the first issuer's keys, without any claim rule. For conformance vectors whose
-    /// payloads are not claim sets; production code uses [`Validator::validate`].
-    ///
-    /// # Errors
-    /// The reason the JWS was refused.
-    pub fn verify_signature_only(&self, token: &str) -> Result<VerifiedSignature, Reason> {
+    /// against the first issuer's keys, without any claim rule. Reached only through
+    /// [`crate::danger::verify_signature_only`].
+    #[cfg(feature = "danger")]
+    pub(crate) fn verify_signature_only(
+        &self,
+        token: &str,
+    ) -> Result<(Vec<u8>, Option<String>), Reason> {
         let entry = self.inner.order.first().ok_or(Reason::UnknownIssuer)?;
         let jws = jws::parse_compact(token, self.inner.max_token_bytes)?;
         let signature = jws.signature()?;
@@ -595,10 +586,7 @@ impl Validator {
                     _ => Reason::BadSignature,
                 }
             })?;
-        Ok(VerifiedSignature {
-            payload: jws.payload,
-            kid: key.kid().map(str::to_owned),
-        })
+        Ok((jws.payload, key.kid().map(str::to_owned)))
     }
 }
 
