@@ -52,6 +52,7 @@ mod mint;
 mod source;
 mod swar;
 mod validator;
+mod verified;
 
 pub use alg::{Algorithm, UnsupportedAlgorithm};
 pub use assertion::{
@@ -73,6 +74,5 @@ pub use key::{KeyRejection, MIN_RSA_BITS, VerifyingKey};
 pub use keyset::JwksError;
 pub use mint::{INTERNAL_TOKEN_TYP, InternalSigner, MintError, Minted, SignerConfig};
 pub use source::{KeySource, PemKey, RefreshError, RefreshPolicy, StaticKeyError};
-pub use validator::{
-    ConfigError, IssuerConfig, IssuerStatus, Validator, ValidatorOptions, VerifiedToken,
-};
+pub use validator::{ConfigError, IssuerConfig, IssuerStatus, Validator, ValidatorOptions};
+pub use verified::VerifiedToken;
