@@ -17,7 +17,7 @@ use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
 use crate::error::Reason;
-use crate::validator::VerifiedToken;
+use crate::verified::VerifiedToken;
 
 /// Bounds for the verified-token cache.
 #[derive(Debug, Clone)]

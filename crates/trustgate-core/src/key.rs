@@ -82,16 +82,6 @@ impl VerifyingKey {
         self.key.verify_sig(message, signature).is_ok()
     }
 
-    /// Verifies `signature` over arbitrary `message` bytes, exactly as token verification does.
-    ///
-    /// Only for conformance tests of the primitive layer: Wycheproof's ECDSA, RSA and EdDSA vectors
-    /// sign arbitrary bytes, which no JWS signing input can reproduce. Production code verifies
-    /// tokens through [`crate::Validator`], which also checks the token's `alg` against the key.
-    #[doc(hidden)]
-    pub fn verify_for_conformance(&self, message: &[u8], signature: &[u8]) -> bool {
-        self.verify(message, signature)
-    }
-
     pub(crate) fn is_retired(&self) -> bool {
         self.retired.load(Ordering::Acquire)
     }

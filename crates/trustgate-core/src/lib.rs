@@ -34,10 +34,13 @@
 //! ```
 
 mod alg;
+mod assertion;
 mod bearer;
 mod cache;
 mod claims;
 mod clock;
+#[cfg(feature = "danger")]
+pub mod danger;
 mod error;
 mod fetch;
 mod identity;
@@ -49,8 +52,14 @@ mod mint;
 mod source;
 mod swar;
 mod validator;
+mod verified;
 
 pub use alg::{Algorithm, UnsupportedAlgorithm};
+pub use assertion::{
+    ASSERTION_HEADER, ASSERTION_HEADERS_CLAIM, ASSERTION_LEEWAY, ASSERTION_MAX_LIFETIME,
+    ASSERTION_METHOD_CLAIM, ASSERTION_REQUIRED_CLAIMS, ASSERTION_TARGET_CLAIM, ASSERTION_TTL,
+    ASSERTION_TYP, BindingMismatch, BoundRequest, check_assertion_binding,
+};
 pub use bearer::{bearer_token, percent_decode_lenient, query_has_access_token};
 pub use cache::{CacheOptions, CacheStats};
 pub use claims::{AudiencePolicy, ClaimsPolicy, ExpiryPolicy};
@@ -63,12 +72,7 @@ pub use identity::{
 pub use jws::DEFAULT_MAX_TOKEN_BYTES;
 pub use key::{KeyRejection, MIN_RSA_BITS, VerifyingKey};
 pub use keyset::JwksError;
-pub use mint::{
-    ASSERTION_HEADER, ASSERTION_TYP, INTERNAL_TOKEN_TYP, InternalSigner, MintError, Minted,
-    SignerConfig,
-};
+pub use mint::{INTERNAL_TOKEN_TYP, InternalSigner, MintError, Minted, SignerConfig};
 pub use source::{KeySource, PemKey, RefreshError, RefreshPolicy, StaticKeyError};
-pub use validator::{
-    ConfigError, IssuerConfig, IssuerStatus, Validator, ValidatorOptions, VerifiedSignature,
-    VerifiedToken,
-};
+pub use validator::{ConfigError, IssuerConfig, IssuerStatus, Validator, ValidatorOptions};
+pub use verified::VerifiedToken;

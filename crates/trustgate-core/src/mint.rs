@@ -27,10 +27,6 @@ use crate::clock::SharedClock;
 
 /// The `typ` of internal tokens (pattern 4).
 pub const INTERNAL_TOKEN_TYP: &str = "internal+jwt";
-/// The `typ` of gateway assertions (pattern 3 with proof).
-pub const ASSERTION_TYP: &str = "trustgate-assertion+jwt";
-/// The request header that carries a gateway assertion.
-pub const ASSERTION_HEADER: &str = "x-trustgate-assertion";
 
 /// Settings of the internal signer.
 #[derive(Debug, Clone)]

@@ -11,14 +11,13 @@
 //! 6. the claims, and the identity mapping with header-safety checks.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use http::HeaderValue;
-use serde_json::{Map, Value};
 
 use crate::alg::Algorithm;
 use crate::cache::{CacheOptions, CacheStats, Lookup, VerifiedCache};
-use crate::claims::{AudiencePolicy, ClaimsPolicy, Times};
+use crate::claims::{AudiencePolicy, ClaimsPolicy};
 use crate::clock::SharedClock;
 use crate::error::{AuthError, Reason};
 use crate::fetch::{FetchOptions, Fetcher};
@@ -27,6 +26,7 @@ use crate::json::{self, Json};
 use crate::jws::{self, DEFAULT_MAX_TOKEN_BYTES, UnverifiedJws};
 use crate::key::VerifyingKey;
 use crate::source::{IssuerKeys, KeySource, RefreshPolicy, StaticKeyError};
+use crate::verified::VerifiedToken;
 
 /// Everything trustgate needs to know about one token issuer.
 #[derive(Debug, Clone)]
@@ -223,93 +223,6 @@ pub struct IssuerStatus {
     pub kids: Vec<String>,
 }
 
-struct Verified {
-    issuer: Arc<str>,
-    /// The issuer's live keys, so that a cache hit can tell whether they are still trusted.
-    issuer_keys: Arc<IssuerKeys>,
-    /// The decoded payload. The checks read it through a borrowed parse; the owned claims map is
-    /// built only if someone asks for it, since the gateway's usual path never does.
-    payload: Vec<u8>,
-    claims: OnceLock<Map<String, Value>>,
-    identity: Identity,
-    times: Times,
-    key: Arc<VerifyingKey>,
-    size: usize,
-}
-
-/// A token whose signature and claims have been verified. Only the validator creates one.
-#[derive(Clone)]
-pub struct VerifiedToken(Arc<Verified>);
-
-impl std::fmt::Debug for VerifiedToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Claims may be personal data; the token itself is never kept here.
-        f.debug_struct("VerifiedToken")
-            .field("issuer", &self.0.issuer)
-            .field("subject", &self.0.identity.subject())
-            .field("kid", &self.0.key.kid())
-            .finish_non_exhaustive()
-    }
-}
-
-impl VerifiedToken {
-    /// The issuer (`iss`).
-    pub fn issuer(&self) -> &str {
-        &self.0.issuer
-    }
-
-    /// All verified claims. Built on first use and kept with the token (and so in the cache).
-    pub fn claims(&self) -> &Map<String, Value> {
-        // The payload already parsed strictly as an object when the token was verified, so this
-        // parse of the same bytes succeeds; the empty map is unreachable.
-        self.0
-            .claims
-            .get_or_init(|| json::parse_object(&self.0.payload).unwrap_or_default())
-    }
-
-    /// The identity built from the claims.
-    pub fn identity(&self) -> &Identity {
-        &self.0.identity
-    }
-
-    /// `exp` in whole seconds, if present.
-    pub fn expires_at(&self) -> Option<i64> {
-        self.0.times.exp_ms.map(|ms| ms.div_euclid(1000))
-    }
-
-    /// The `kid` of the key that verified the signature.
-    pub fn key_id(&self) -> Option<&str> {
-        self.0.key.kid()
-    }
-
-    /// The algorithm of the key that verified the signature.
-    pub fn algorithm(&self) -> Algorithm {
-        self.0.key.algorithm()
-    }
-
-    pub(crate) fn times(&self) -> &Times {
-        &self.0.times
-    }
-
-    pub(crate) fn key_retired(&self) -> bool {
-        self.0.key.is_retired()
-    }
-
-    pub(crate) fn approx_size(&self) -> usize {
-        self.0.size
-    }
-}
-
-/// A JWS whose signature verified, before any claim check. Exposed for conformance tests of the
-/// signature layer (such as Wycheproof vectors, whose payloads are not claim sets).
-#[derive(Debug)]
-pub struct VerifiedSignature {
-    /// The decoded payload.
-    pub payload: Vec<u8>,
-    /// The `kid` of the key that verified it.
-    pub kid: Option<String>,
-}
-
 impl Validator {
     /// Builds a validator. Static key sources are read and parsed here; remote ones are fetched by
     /// [`Validator::start`].
@@ -463,7 +376,7 @@ impl Validator {
             match cache.lookup(token, self.inner.clock.now_millis()) {
                 // Trust in a cached token ends with trust in its issuer's keys: past the maximum
                 // staleness, uncached tokens get KeysUnavailable, and so must cached ones.
-                Lookup::Hit(verified) if !verified.0.issuer_keys.usable_now() => {
+                Lookup::Hit(verified) if !verified.issuer_keys_usable_now() => {
                     return Err(AuthError::KeysUnavailable);
                 }
                 Lookup::Hit(verified) => return Ok(verified),
@@ -558,27 +471,24 @@ impl Validator {
             &entry.mapping,
         )?;
         drop(claims);
-        // The payload, its claims map if built, and the identity.
-        let size = jws.payload.len() * 3 + 256;
-        Ok(VerifiedToken(Arc::new(Verified {
-            issuer: Arc::clone(&entry.name),
-            issuer_keys: Arc::clone(&entry.keys),
-            payload: jws.payload,
-            claims: OnceLock::new(),
+        Ok(VerifiedToken::new(
+            Arc::clone(&entry.name),
+            Arc::clone(&entry.keys),
+            jws.payload,
             identity,
             times,
             key,
-            size,
-        })))
+        ))
     }
 
     /// Checks only the JWS layer (shape, encoding, header rules, key selection and signature)
-    /// against the first issuer's keys, without any claim rule. For conformance vectors whose
-    /// payloads are not claim sets; production code uses [`Validator::validate`].
-    ///
-    /// # Errors
-    /// The reason the JWS was refused.
-    pub fn verify_signature_only(&self, token: &str) -> Result<VerifiedSignature, Reason> {
+    /// against the first issuer's keys, without any claim rule. Reached only through
+    /// [`crate::danger::verify_signature_only`].
+    #[cfg(feature = "danger")]
+    pub(crate) fn verify_signature_only(
+        &self,
+        token: &str,
+    ) -> Result<(Vec<u8>, Option<String>), Reason> {
         let entry = self.inner.order.first().ok_or(Reason::UnknownIssuer)?;
         let jws = jws::parse_compact(token, self.inner.max_token_bytes)?;
         let signature = jws.signature()?;
@@ -595,10 +505,7 @@ impl Validator {
                     _ => Reason::BadSignature,
                 }
             })?;
-        Ok(VerifiedSignature {
-            payload: jws.payload,
-            kid: key.kid().map(str::to_owned),
-        })
+        Ok((jws.payload, key.kid().map(str::to_owned)))
     }
 }
 

@@ -8,12 +8,12 @@
 //! are asserted exactly.
 //!
 //! - JWS and JWK files go through the public API: a [`Validator`] built from the group's key (or
-//!   key set) with every supported algorithm allowed, and [`Validator::verify_signature_only`],
+//!   key set) with every supported algorithm allowed, and [`danger::verify_signature_only`],
 //!   because their payloads are not claim sets.
 //! - The primitive files (ECDSA P1363, RSA PKCS#1 v1.5, RSA-PSS, Ed25519) sign arbitrary bytes,
 //!   which no JWS signing input can reproduce, so they go through the key layer:
-//!   [`VerifyingKey::from_spki_der`] and the `#[doc(hidden)]`
-//!   [`VerifyingKey::verify_for_conformance`], which is the exact call token verification makes.
+//!   [`VerifyingKey::from_spki_der`] and [`danger::verify_for_conformance`], which is the exact
+//!   call token verification makes.
 //!
 //! The vectors are required: a missing file fails the test, it is never skipped.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -28,7 +28,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use trustgate_core::{
     Algorithm, ConfigError, IssuerConfig, JwksError, KeyRejection, KeySource, StaticKeyError,
-    SystemClock, Validator, ValidatorOptions, VerifyingKey,
+    SystemClock, Validator, ValidatorOptions, VerifyingKey, danger,
 };
 
 // === loading ===
@@ -198,7 +198,7 @@ fn token_text(test: &Value) -> String {
 }
 
 fn verify(validator: &Validator, token: &str) -> Outcome {
-    match validator.verify_signature_only(token) {
+    match danger::verify_signature_only(validator, token) {
         Ok(_) => Outcome::Accepted,
         Err(reason) => Outcome::Rejected(reason.as_str()),
     }
@@ -418,7 +418,7 @@ fn run_primitive_file(name: &str, alg: Algorithm) -> Results {
         for test in tests(group) {
             let msg = hex(test["msg"].as_str().unwrap());
             let sig = hex(test["sig"].as_str().unwrap());
-            let outcome = if key.verify_for_conformance(&msg, &sig) {
+            let outcome = if danger::verify_for_conformance(&key, &msg, &sig) {
                 Outcome::Accepted
             } else {
                 Outcome::Rejected("bad_signature")

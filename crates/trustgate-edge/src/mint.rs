@@ -7,21 +7,17 @@
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
-use http::{HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use quick_cache::Equivalent;
 use quick_cache::sync::Cache;
 use serde_json::{Map, Value, json};
 use trustgate_core::{
-    ASSERTION_TYP, AuthError, Clock, INTERNAL_TOKEN_TYP, InternalSigner, MintError, Reason,
+    AuthError, BoundRequest, Clock, INTERNAL_TOKEN_TYP, InternalSigner, MintError, Reason,
     SystemClock, VerifiedToken,
 };
 
 use crate::error::GatewayError;
 use crate::trust::{IdentityHeaders, InternalClaim, InternalToken};
-
-/// How long a gateway assertion is valid: long enough for one hop, short enough that a captured
-/// assertion is useless soon after.
-pub const ASSERTION_TTL: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct MintKey {
@@ -173,33 +169,30 @@ pub fn assertion(
     injected: Option<&IdentityHeaders>,
     verified: Option<&VerifiedToken>,
 ) -> Result<HeaderValue, GatewayError> {
-    let mut claims = match verified {
+    let identity = match verified {
         Some(verified) => internal_claims(verified, &InternalToken::default_claims()),
         None => Map::new(),
     };
-    let mut bound = Map::new();
+    // The injected headers as the upstream receives them: their values come from the verified
+    // identity, exactly as `IdentityHeaders::inject` sets them.
+    let mut injected_values = HeaderMap::new();
     if let (Some(injected), Some(verified)) = (injected, verified) {
-        let identity = verified.identity();
-        for (name, field) in &injected.headers {
-            if let Some(value) = identity.header_value(field)
-                && let Ok(text) = value.to_str()
-            {
-                bound.insert(name.as_str().to_owned(), json!(text));
-            }
-        }
+        injected.inject(verified.identity(), &mut injected_values);
     }
-    claims.insert("htm".into(), json!(method.as_str()));
-    claims.insert("htu".into(), json!(path_and_query));
-    claims.insert("hdr".into(), Value::Object(bound));
-    // Capped like an internal token: an assertion vouches for the external token's identity, so
-    // it must not vouch for it longer than that token was valid.
+    let request = BoundRequest {
+        method,
+        path_and_query,
+        headers: &injected_values,
+    };
     let minted = signer
-        .mint_within(
-            ASSERTION_TYP,
+        .mint_assertion(
             service,
-            ASSERTION_TTL,
+            &request,
+            injected
+                .into_iter()
+                .flat_map(|i| i.headers.iter().map(|(name, _)| name)),
+            identity,
             verified.and_then(VerifiedToken::expires_at),
-            claims,
         )
         .map_err(mint_refusal)?;
     HeaderValue::from_str(&minted.token).map_err(|_| GatewayError::Internal)

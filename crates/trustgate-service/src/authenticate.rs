@@ -3,13 +3,13 @@
 use axum::extract::OriginalUri;
 use http::request::Parts;
 use serde_json::Value;
-use trustgate_core::{AuthError, Reason, Validator};
+use trustgate_core::{AuthError, BoundRequest, Reason, Validator, check_assertion_binding};
 
 use crate::caller::Caller;
 use crate::headers::{HeaderIdentity, HeaderMapping};
 use crate::mode::Mode;
 use crate::replay::SeenAssertions;
-use crate::request::{self, Binding};
+use crate::request;
 
 /// What a layer checks. Built only by the layer's constructors.
 #[derive(Debug)]
@@ -70,19 +70,20 @@ impl Authenticator {
                     .extensions
                     .get::<OriginalUri>()
                     .map_or(&parts.uri, |original| &original.0);
-                let binding = Binding {
+                let request = BoundRequest {
                     method: &parts.method,
-                    target: uri.path_and_query().map_or("", |pq| pq.as_str()),
+                    path_and_query: uri.path_and_query().map_or("", |pq| pq.as_str()),
                     headers: &parts.headers,
-                    require_headers: *require_headers,
                 };
-                if let Err(mismatch) = request::check_binding(verified.claims(), &binding) {
+                if let Err(mismatch) =
+                    check_assertion_binding(verified.claims(), &request, *require_headers)
+                {
                     tracing::debug!(
                         mode = mode.as_str(),
                         reason = mismatch.as_str(),
                         "gateway assertion does not bind this request"
                     );
-                    return Err(mismatch.to_error());
+                    return Err(mismatch.into());
                 }
                 // Last, so that only an assertion valid for this very request uses up its id.
                 let Some(Value::String(jti)) = verified.claims().get("jti") else {

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 use trustgate_core::{
-    ASSERTION_TYP, Algorithm, ClaimMapping, ConfigError, INTERNAL_TOKEN_TYP, IssuerConfig,
-    KeySource, SharedClock, SystemClock, Validator, ValidatorOptions,
+    ASSERTION_LEEWAY, ASSERTION_MAX_LIFETIME, ASSERTION_REQUIRED_CLAIMS, ASSERTION_TYP, Algorithm,
+    ClaimMapping, ConfigError, INTERNAL_TOKEN_TYP, IssuerConfig, KeySource, SharedClock,
+    SystemClock, Validator, ValidatorOptions,
 };
 
 use crate::authenticate::Authenticator;
@@ -14,11 +15,6 @@ use crate::headers::HeaderMapping;
 use crate::mode::Mode;
 use crate::replay::SeenAssertions;
 use crate::service::TrustgateService;
-
-/// The longest accepted `exp - iat` of a gateway assertion (the gateway uses 30 s).
-const ASSERTION_MAX_LIFETIME: Duration = Duration::from_secs(60);
-/// The clock skew allowed on a gateway assertion.
-const ASSERTION_LEEWAY: Duration = Duration::from_secs(5);
 
 /// A tower [`Layer`] that authenticates every request before the inner service sees it.
 ///
@@ -313,7 +309,7 @@ impl Builder {
                     config.claims.max_lifetime = Some(ASSERTION_MAX_LIFETIME);
                     config.claims.leeway = ASSERTION_LEEWAY;
                     config.claims.required_claims =
-                        ["iat", "jti", "htm", "htu"].map(str::to_owned).to_vec();
+                        ASSERTION_REQUIRED_CLAIMS.map(str::to_owned).to_vec();
                 }
             }
         }

@@ -37,7 +37,7 @@ impl IdentityHeaders {
 
     /// Sets each configured header from `identity`: `insert` replaces, so there is exactly one
     /// value, ours; a field the identity lacks leaves no header at all.
-    pub(crate) fn inject(&self, identity: &Identity, headers: &mut HeaderMap) {
+    pub fn inject(&self, identity: &Identity, headers: &mut HeaderMap) {
         for (name, field) in &self.headers {
             match identity.header_value(field) {
                 Some(value) => {
