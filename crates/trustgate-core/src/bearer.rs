@@ -4,6 +4,7 @@
 use http::HeaderValue;
 
 use crate::error::{AuthError, RequestProblem};
+use crate::percent::percent_decode_lenient;
 
 /// The token of an `Authorization` value in exactly the RFC 6750 §2.1 form:
 /// `Bearer 1*SP b64token`, the scheme matched case-insensitively (RFC 9110 §11.1).
@@ -98,32 +99,6 @@ fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
     haystack
         .windows(needle.len())
         .any(|window| window.eq_ignore_ascii_case(needle))
-}
-
-/// One lenient percent-decoding, as application frameworks apply to parameter and cookie names:
-/// `%` and two hex digits become that byte; anything else, a stray `%` included, stays as it is.
-/// Used to recognise a name another parser would read as a credential's.
-pub fn percent_decode_lenient(raw: &[u8]) -> Vec<u8> {
-    let mut decoded = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while let Some(&b) = raw.get(i) {
-        let escaped = (b == b'%')
-            .then(|| raw.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            Some(byte) => {
-                decoded.push(byte);
-                i += 3;
-            }
-            None => {
-                decoded.push(b);
-                i += 1;
-            }
-        }
-    }
-    decoded
 }
 
 fn is_access_token_name(raw: &[u8]) -> bool {

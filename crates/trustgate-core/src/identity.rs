@@ -10,7 +10,6 @@
 //!   contains the separator is refused, so one role can never read as two.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -18,6 +17,7 @@ use http::HeaderValue;
 
 use crate::error::Reason;
 use crate::json::{Json, Object};
+use crate::percent::percent_escape;
 
 /// A dotted path into the claims, such as `realm_access.roles`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -494,7 +494,7 @@ fn percent_encoded(text: &str) -> Result<Option<String>, Reason> {
     let mut encoded = String::with_capacity(text.len() + 16);
     for &b in bytes {
         if b >= 0x80 || b == b'%' {
-            let _ = write!(encoded, "%{b:02X}");
+            percent_escape(&mut encoded, b);
         } else {
             encoded.push(char::from(b));
         }

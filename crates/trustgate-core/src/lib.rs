@@ -49,6 +49,7 @@ mod jws;
 mod key;
 mod keyset;
 mod mint;
+mod percent;
 mod source;
 mod swar;
 mod validator;
@@ -60,7 +61,7 @@ pub use assertion::{
     ASSERTION_METHOD_CLAIM, ASSERTION_REQUIRED_CLAIMS, ASSERTION_TARGET_CLAIM, ASSERTION_TTL,
     ASSERTION_TYP, BindingMismatch, BoundRequest, check_assertion_binding,
 };
-pub use bearer::{bearer_token, percent_decode_lenient, query_has_access_token};
+pub use bearer::{bearer_token, query_has_access_token};
 pub use cache::{CacheOptions, CacheStats};
 pub use claims::{AudiencePolicy, ClaimsPolicy, ExpiryPolicy};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
@@ -73,6 +74,10 @@ pub use jws::DEFAULT_MAX_TOKEN_BYTES;
 pub use key::{KeyRejection, MIN_RSA_BITS, VerifyingKey};
 pub use keyset::JwksError;
 pub use mint::{INTERNAL_TOKEN_TYP, InternalSigner, MintError, Minted, SignerConfig};
+pub use percent::{
+    hex_digit_value, is_unreserved, percent_decode, percent_decode_lenient, percent_encode,
+    percent_escape, percent_escaped_byte,
+};
 pub use source::{KeySource, PemKey, RefreshError, RefreshPolicy, StaticKeyError};
 pub use validator::{ConfigError, IssuerConfig, IssuerStatus, Validator, ValidatorOptions};
 pub use verified::VerifiedToken;

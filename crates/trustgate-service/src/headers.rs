@@ -6,7 +6,7 @@
 //! is refused, so one request cannot carry two identities.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use trustgate_core::{AuthError, Reason};
+use trustgate_core::{AuthError, Reason, percent_decode};
 
 /// Which request headers carry the identity in
 /// [danger mode](crate::TrustgateLayer::danger_trust_identity_headers_without_assertion).
@@ -146,22 +146,8 @@ fn decode(text: &str) -> Result<String, AuthError> {
     if !text.contains('%') {
         return Ok(text.to_owned());
     }
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).ok_or_else(bad)?;
-            let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
-            let byte = u8::from_str_radix(hex, 16).map_err(|_| bad())?;
-            out.push(byte);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    let decoded = String::from_utf8(out).map_err(|_| bad())?;
+    let decoded = percent_decode(text.as_bytes()).ok_or_else(bad)?;
+    let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
     if decoded.chars().any(char::is_control) {
         return Err(bad());
     }
