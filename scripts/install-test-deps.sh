@@ -38,7 +38,7 @@ echo "== npm ci (tests/interop/oidc-provider)"
 (cd tests/interop/oidc-provider && npm ci --no-audit --no-fund --silent)
 
 # joserfc: an independent JOSE implementation that mints tokens for the interop test
-# (crates/trustgate/tests/interop_joserfc.rs, tests/interop/joserfc_mint.py).
+# (crates/trustgate/tests/e2e/interop_joserfc.rs, tests/interop/joserfc_mint.py).
 if ! python3 -c "import joserfc" >/dev/null 2>&1; then
   echo "== pip install joserfc"
   python3 -m pip install --quiet joserfc

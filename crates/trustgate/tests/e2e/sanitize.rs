@@ -2,14 +2,12 @@
 //! duplicates, obs-fold, `Connection`-named headers, forwarding headers and URI overrides, sent as
 //! raw bytes so no client library normalizes them away, and checked against exactly what the echo
 //! upstream received.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
-
-mod common;
 
 use std::time::Duration;
 
-use common::{Fixture, Gateway, bearer};
 use serde_json::json;
+
+use crate::common::{Fixture, Gateway, bearer};
 
 fn routes(f: &Fixture) -> String {
     format!(

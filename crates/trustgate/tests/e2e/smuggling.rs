@@ -1,14 +1,11 @@
 //! End-to-end: request smuggling. Ambiguous framing (CL+TE, obfuscated or repeated TE, invalid or
 //! repeated CL, framing headers spelled with `_`) is refused with 400 and `Connection: close`
 //! before anything reaches the upstream; a request hidden in a body is never executed upstream.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
-
-mod common;
 
 use std::io::Write;
 use std::time::Duration;
 
-use common::{Fixture, Gateway, read_until_closed};
+use crate::common::{Fixture, Gateway, read_until_closed};
 
 fn start(f: &Fixture) -> Gateway {
     start_with(f, "")
@@ -236,14 +233,14 @@ fn a_request_hidden_in_a_body_is_not_executed_upstream() {
     let mut stream = gateway.connect();
     stream.write_all(head.as_bytes()).unwrap();
     stream.write_all(body.as_bytes()).unwrap();
-    let first = common::read_response(&mut stream);
+    let first = crate::common::read_response(&mut stream);
     assert_eq!(first.status, 200, "{}", first.body_text());
     assert_eq!(first.json()["body_len"], body.len());
     // A second, honest request on the same connection is still framed correctly.
     stream
         .write_all(b"GET /after HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n")
         .unwrap();
-    let second = common::read_response(&mut stream);
+    let second = crate::common::read_response(&mut stream);
     assert_eq!(second.status, 200);
     let requests = f.upstream.requests();
     let targets: Vec<&str> = requests.iter().map(|r| r.target.as_str()).collect();

@@ -1,14 +1,11 @@
 //! End-to-end: TLS towards upstreams with a custom CA, and a client certificate (mTLS). The
 //! upstream is `openssl s_server` requiring a client certificate signed by the test CA; the
 //! openssl CLI is installed by scripts/install-test-deps.sh (missing is a failure, not a skip).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
-
-mod common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Gateway, TempDir, closed_port, wait_until};
+use crate::common::{Gateway, TempDir, closed_port, wait_until};
 
 fn openssl(dir: &TempDir, args: &[&str]) {
     let status = Command::new("openssl")

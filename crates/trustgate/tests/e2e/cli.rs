@@ -1,12 +1,10 @@
 //! End-to-end: the operator commands. `trustgate check` prints the route table and issuer
 //! readiness, a bad file exits 64 with a message that says what to fix, and `trustgate explain`
 //! walks a request through the pipeline without ever printing the token.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-mod common;
-
-use common::{Fixture, TempDir, cli};
 use serde_json::json;
+
+use crate::common::{Fixture, TempDir, cli};
 
 fn config(f: &Fixture) -> String {
     format!(
@@ -191,7 +189,7 @@ fn completions_and_the_manual_page_cover_every_command() {
 fn check_with_an_unreachable_issuer_is_not_ready() {
     let f = Fixture::new();
     let dir = TempDir::new();
-    let down = format!("http://{}", common::closed_port());
+    let down = format!("http://{}", crate::common::closed_port());
     // The whole `issuer = "…"` line: the issuer's URL alone can be a prefix of the upstream's.
     let file = dir.write(
         "gw.toml",

@@ -1,13 +1,11 @@
 //! Guards in handlers: a missing role, scope or tenant is 403 `insufficient_scope`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
-
-mod common;
 
 use axum::Router;
 use axum::routing::get;
-use common::*;
 use serde_json::json;
 use trustgate_service::TrustgateLayer;
+
+use crate::common::*;
 
 fn assert_forbidden(reply: &Reply) {
     reply.assert_refused(

@@ -1,19 +1,17 @@
 //! End-to-end: pattern 4 (internal tokens) and gateway assertions through the real binary. The
 //! "service" is trustgate-core's validator pointed at the gateway's internal discovery document,
 //! checking exactly the Authorization the echo upstream received.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
-
-mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Gateway, echo, issuer, rt};
 use serde_json::{Value, json};
 use test_support::{TestKey, claims};
 use trustgate_core::{
     Algorithm, IssuerConfig, KeySource, SystemClock, Validator, ValidatorOptions,
 };
+
+use crate::common::{Gateway, echo, issuer, rt};
 
 struct Setup {
     gateway: Gateway,

@@ -1,13 +1,11 @@
 //! End-to-end: what operators see. `/metrics` counters and gauges, `/readyz` with and without
 //! keys, and JSON access logs that never contain a token.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
-
-mod common;
 
 use std::time::Duration;
 
-use common::{Fixture, Gateway, bearer, wait_until};
 use serde_json::{Value, json};
+
+use crate::common::{Fixture, Gateway, bearer, wait_until};
 
 fn routes(f: &Fixture) -> String {
     format!(
@@ -118,9 +116,9 @@ fn readyz_is_200_with_keys() {
 
 #[test]
 fn issuer_down_at_start_means_not_ready_and_503_never_2xx_until_it_recovers() {
-    let down = common::closed_port();
+    let down = crate::common::closed_port();
     let iss = format!("http://{down}");
-    let upstream = common::echo();
+    let upstream = crate::common::echo();
     let key = test_support::TestKey::es256("k1");
     let gateway = Gateway::start(&format!(
         r#"
@@ -168,7 +166,7 @@ pattern = "public"
     );
 
     // The issuer comes up at that address: the gateway picks its keys up in the background.
-    let issuer = common::rt().block_on(test_support::TestIssuer::start_on(down));
+    let issuer = crate::common::rt().block_on(test_support::TestIssuer::start_on(down));
     issuer.set_keys(&[&key]);
     assert!(
         wait_until(Duration::from_secs(10), || gateway.admin_get("/readyz").0

@@ -4,17 +4,15 @@
 //!
 //! Needs `python3` with the `joserfc` package (`scripts/install-test-deps.sh` installs it). A
 //! missing interpreter or package fails the test; it is never skipped.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
-
-mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{Gateway, TempDir, bearer, echo};
 use serde_json::Value;
+
+use crate::common::{Gateway, TempDir, bearer, echo};
 
 const ISS: &str = "https://joserfc.interop.test";
 const AUD: &str = "interop-api";

@@ -1,15 +1,12 @@
 //! End-to-end: the process lifecycle. Reload under traffic (SIGHUP after the file changes), a
 //! refused reload, and graceful drain on SIGTERM.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
-
-mod common;
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Fixture, Gateway, wait_until};
+use crate::common::{Fixture, Gateway, wait_until};
 
 fn routes(f: &Fixture, extra: &str) -> String {
     format!(
@@ -33,7 +30,7 @@ pattern = "forward-token"
 "#;
 
 fn status_of(addr: SocketAddr, path: &str) -> u16 {
-    common::raw(
+    crate::common::raw(
         addr,
         format!("GET {path} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n").as_bytes(),
     )
@@ -101,7 +98,7 @@ fn reload_under_traffic_loses_no_request_and_applies_the_new_route() {
     gateway.rewrite_config(&routes(&f, ROUTE_B));
     gateway.sighup();
     let t = f.token("alice");
-    let auth = common::bearer(&t);
+    let auth = crate::common::bearer(&t);
     assert!(
         wait_until(Duration::from_secs(5), || gateway
             .get("/b/x", &[("Authorization", &auth)])
@@ -145,7 +142,7 @@ fn an_invalid_reload_is_refused_and_the_old_routes_keep_working() {
     assert_eq!(gateway.get("/a/x", &[]).status, 200);
 
     // An issuer that cannot be reached: refused too (a config without keys is not applied).
-    let down = common::closed_port();
+    let down = crate::common::closed_port();
     let unreachable = routes(&f, ROUTE_B).replace(&f.iss, &format!("http://{down}"));
     gateway.rewrite_config(&unreachable);
     gateway.sighup();
@@ -176,7 +173,7 @@ fn sigterm_drains_the_request_in_flight_then_exits_zero() {
     let addr = gateway.proxy;
     let slow = std::thread::spawn(move || {
         let started = Instant::now();
-        let r = common::raw(
+        let r = crate::common::raw(
             addr,
             b"GET /a/slow HTTP/1.1\r\nHost: gw.test\r\nx-echo-delay-ms: 1500\r\nConnection: close\r\n\r\n",
         );

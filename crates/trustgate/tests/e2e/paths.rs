@@ -1,14 +1,12 @@
 //! End-to-end: path-normalization bypasses. With a public `/public` and a protected `/admin`,
 //! every trick either is refused (400) or lands on `/admin` and needs a token — none reaches the
 //! upstream as a public request. When forwarded, the upstream sees the normalized path exactly.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
-
-mod common;
 
 use bytes::Bytes;
-use common::{Fixture, Gateway, bearer, rt};
 use http_body_util::Empty;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use crate::common::{Fixture, Gateway, bearer, rt};
 
 fn start(f: &Fixture, server: &str) -> Gateway {
     Gateway::start_with_server(

@@ -4,9 +4,6 @@
 //! Claim times, staleness and the unknown-kid cooldown run on a [`ManualClock`]; only the
 //! background refresh loop uses real (short) intervals, and tests wait for it by polling with a
 //! deadline. Fetch counts are read from the issuer itself, so "no fetch" means no HTTP request.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +16,7 @@ use trustgate_core::{
     RefreshPolicy, Validator, ValidatorOptions,
 };
 
-use common::{AUD, NOW, clock, sign};
+use crate::common::{AUD, NOW, clock, sign};
 
 const COOLDOWN: Duration = Duration::from_secs(30);
 const MAX_STALENESS: Duration = Duration::from_secs(600);
@@ -192,7 +189,7 @@ async fn an_issuer_down_at_start_is_retried_until_ready() {
     let clock = clock();
     // A second, static issuer is ready from the start; readiness needs both.
     let other = TestKey::es256("s1");
-    let static_issuer = common::issuer("https://static.example", &[&other]);
+    let static_issuer = crate::common::issuer("https://static.example", &[&other]);
     let remote = remote_issuer(
         &issuer,
         KeySource::JwksUrl(issuer.jwks_url()),

@@ -1,15 +1,13 @@
 //! End-to-end: `trustgate demo` as a newcomer runs it, every flow the page offers, over HTTP.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
-
-mod common;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::raw;
 use serde_json::Value;
+
+use crate::common::raw;
 
 struct Demo {
     child: Child,
@@ -49,7 +47,7 @@ fn start_demo() -> Demo {
     Demo { child, addr }
 }
 
-fn get(demo: &Demo, path: &str, headers: &[(&str, &str)]) -> common::RawResponse {
+fn get(demo: &Demo, path: &str, headers: &[(&str, &str)]) -> crate::common::RawResponse {
     let mut text = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n", demo.addr);
     for (name, value) in headers {
         text.push_str(&format!("{name}: {value}\r\n"));

@@ -1,15 +1,13 @@
 //! Pattern 4: the gateway mints an internal token per service; the service accepts only that.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
-
-mod common;
 
 use std::sync::Arc;
 
-use common::*;
 use serde_json::json;
 use test_support::now_secs;
 use trustgate_core::ManualClock;
 use trustgate_service::{Builder, Mode, TrustgateLayer};
+
+use crate::common::*;
 
 async fn service(issuers: &Issuers) -> std::net::SocketAddr {
     let layer = TrustgateLayer::internal_tokens(&issuers.internal.url(), SERVICE)

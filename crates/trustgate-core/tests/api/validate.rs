@@ -1,8 +1,5 @@
 //! End-to-end rules of [`Validator::validate`], one test per rule, each asserting the exact
 //! [`AuthError`] and [`Reason`]. Time is a [`ManualClock`]; nothing sleeps.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -17,7 +14,7 @@ use trustgate_core::{
     KeySource, Reason, StaticKeyError, Validator, ValidatorOptions,
 };
 
-use common::{
+use crate::common::{
     AUD, ISS, NOW, claims, clock, header, issuer, jwks, sign, sign_bytes, sign_bytes_as, token,
     validator, validator_with,
 };
@@ -1154,7 +1151,7 @@ async fn a_disabled_cache_holds_nothing() {
 #[test]
 fn the_validation_future_is_small() {
     let (validator, key, _clock) = es256_fixture();
-    let token = common::token(&key, &common::claims());
+    let token = crate::common::token(&key, &crate::common::claims());
     let future = validator.validate(&token);
     let size = std::mem::size_of_val(&future);
     assert!(size < 512, "validate() future is {size} bytes");

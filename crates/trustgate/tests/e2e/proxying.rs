@@ -1,18 +1,16 @@
 //! End-to-end: the proxying machinery. HTTP/2 prior knowledge, streamed request bodies,
 //! upgrades, upstream failures and timeouts, slow and idle clients, the connection limit, and TLS
 //! termination with ALPN.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
-
-mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{Fixture, Gateway, RawResponse, TempDir, read_until_closed, rt, wait_until};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use crate::common::{Fixture, Gateway, RawResponse, TempDir, read_until_closed, rt, wait_until};
 
 fn config(f: &Fixture) -> String {
     format!(
@@ -53,7 +51,7 @@ pattern = "public"
 "#,
         iss = f.iss,
         up = f.upstream.url(),
-        down = common::closed_port()
+        down = crate::common::closed_port()
     )
 }
 
@@ -154,7 +152,7 @@ fn a_chunked_upload_of_2_mib_streams_through_intact() {
         stream.write_all(b"\r\n").unwrap();
     }
     stream.write_all(b"0\r\n\r\n").unwrap();
-    let r = common::read_response(&mut stream);
+    let r = crate::common::read_response(&mut stream);
     assert_eq!(r.status, 200, "{}", r.body_text());
     assert_eq!(r.json()["body_len"], payload.len());
     let got = f.upstream.last().unwrap();
@@ -318,7 +316,7 @@ fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     stream
         .write_all(b"GET /a HTTP/1.1\r\nHost: gw.test\r\n\r\n")
         .unwrap();
-    let r = common::read_response(&mut stream);
+    let r = crate::common::read_response(&mut stream);
     assert_eq!(r.status, 200);
     assert_eq!(r.header("connection"), None, "keep-alive expected");
     let idle_from = Instant::now();
@@ -338,7 +336,7 @@ fn get_on(stream: &mut TcpStream, f: &Fixture, target: &str, extra: &str) -> (u1
     stream
         .write_all(format!("GET {target} HTTP/1.1\r\nHost: gw.test\r\n{extra}\r\n").as_bytes())
         .unwrap();
-    let response = common::read_response(stream);
+    let response = crate::common::read_response(stream);
     let recorded = f.upstream.last().unwrap();
     assert_eq!(recorded.target, target);
     (response.status, recorded.connection)
@@ -367,7 +365,7 @@ fn upstream_connections_are_reused_but_never_while_a_response_is_on_them() {
     let (status, meanwhile) = get_on(&mut second, &f, "/b2", "");
     assert_eq!(status, 200);
     assert_ne!(meanwhile, reused, "a connection was lent twice");
-    assert_eq!(common::read_response(&mut first).status, 200);
+    assert_eq!(crate::common::read_response(&mut first).status, 200);
 
     // Both are back on the idle list: no third connection is made.
     for (stream, target) in [(&mut first, "/a3"), (&mut second, "/b3")] {
@@ -528,7 +526,7 @@ fn the_connection_limit_closes_the_third_connection() {
         stream
             .write_all(b"GET /held HTTP/1.1\r\nHost: gw.test\r\n\r\n")
             .unwrap();
-        assert_eq!(common::read_response(&mut stream).status, 200);
+        assert_eq!(crate::common::read_response(&mut stream).status, 200);
         held.push(stream);
     }
     let mut third = gateway.connect();
@@ -559,7 +557,7 @@ fn a_websocket_tunnel_keeps_its_connection_slot_until_it_closes() {
     let mut held = gateway.connect();
     held.write_all(b"GET /held HTTP/1.1\r\nHost: gw.test\r\n\r\n")
         .unwrap();
-    assert_eq!(common::read_response(&mut held).status, 200);
+    assert_eq!(crate::common::read_response(&mut held).status, 200);
 
     // Two slots in use, one of them by the tunnel: a third connection is closed unanswered.
     let mut third = gateway.connect();

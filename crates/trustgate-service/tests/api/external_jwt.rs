@@ -1,13 +1,11 @@
 //! Pattern 1: the service validates an external issuer's JWT itself, found by discovery.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-mod common;
-
-use common::*;
 use http::Method;
 use serde_json::json;
 use test_support::{TestIssuer, TestKey, now_secs};
 use trustgate_service::{Builder, Mode, SetupError, TrustgateLayer};
+
+use crate::common::*;
 
 async fn service(issuers: &Issuers) -> std::net::SocketAddr {
     let layer = TrustgateLayer::jwt(&issuers.external.url(), SERVICE)

@@ -5,9 +5,6 @@
 //!
 //! Needs Node.js and `npm ci` in `tests/interop/oidc-provider` (`scripts/install-test-deps.sh`).
 //! The test fails, never skips, when they are missing.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
-
-mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -19,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use common::{Gateway, RawResponse, TempDir, bearer, closed_port, echo, read_response};
 use serde_json::{Value, json};
+
+use crate::common::{Gateway, RawResponse, TempDir, bearer, closed_port, echo, read_response};
 
 const CLIENT_ID: &str = "interop-client";
 const CLIENT_SECRET: &str = "interop-secret-0123456789abcdef";
@@ -367,13 +365,13 @@ fn oidc_provider_jwt_access_tokens_pass_and_key_rotation_under_traffic_drops_not
         *provider = Provider::start(port, jwks);
     };
 
-    assert!(common::wait_until(Duration::from_secs(5), || count(
+    assert!(crate::common::wait_until(Duration::from_secs(5), || count(
         &|_| true
     ) >= 6));
     restart(&mut provider, &both);
     // New-key tokens pass, and at least one periodic refresh happens with both keys published.
     assert!(
-        common::wait_until(Duration::from_secs(5), || count(
+        crate::common::wait_until(Duration::from_secs(5), || count(
             &|o| o.3 == "new-rsa-2" && o.4 == 200
         ) >= 5),
         "no new-key token passed\n{}",
@@ -384,7 +382,7 @@ fn oidc_provider_jwt_access_tokens_pass_and_key_rotation_under_traffic_drops_not
     traffic.phase.store(OLD_REMOVED, Ordering::SeqCst);
     let removed_at = Instant::now();
     restart(&mut provider, &only_new);
-    let dropped = common::wait_until(Duration::from_secs(6), || {
+    let dropped = crate::common::wait_until(Duration::from_secs(6), || {
         count(&|o| o.0 == OLD_REMOVED && o.2 && o.4 == 401) >= 1
     });
     let drop_latency = removed_at.elapsed();

@@ -1,12 +1,10 @@
 //! End-to-end: each trust pattern through the real binary, against a real issuer and an echo
 //! upstream that records the raw request.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-mod common;
-
-use common::{Gateway, echo, issuer};
 use serde_json::json;
 use test_support::{TestKey, claims, now_secs};
+
+use crate::common::{Gateway, echo, issuer};
 
 struct Setup {
     gateway: Gateway,

@@ -3,9 +3,6 @@
 //! each must be answered 401 `Bearer error="invalid_token"` (or 400 `invalid_request` where the
 //! request itself is malformed), and the echo upstream must receive nothing. Each test ends with
 //! a valid control token answered 200, so a broken setup cannot make the attacks pass.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
-
-mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -14,9 +11,10 @@ use std::time::Duration;
 use aws_lc_rs::hmac;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use common::{Gateway, RawResponse, echo, issuer};
 use serde_json::{Value, json};
 use test_support::{TestKey, b64, claims, now_secs};
+
+use crate::common::{Gateway, RawResponse, echo, issuer};
 
 const INVALID_TOKEN: &str = r#"Bearer error="invalid_token""#;
 const INVALID_REQUEST: &str = r#"Bearer error="invalid_request""#;

@@ -1,18 +1,16 @@
 //! Patterns 2 and 3 with the gateway assertion: identity headers are believed only when the
 //! gateway's signed assertion binds them to this exact request. And the danger mode that does not.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
-
-mod common;
 
 use std::sync::Arc;
 
 use axum::Router;
-use common::*;
 use http::Method;
 use serde_json::json;
 use test_support::now_secs;
 use trustgate_core::ManualClock;
 use trustgate_service::{Builder, HeaderMapping, Mode, TrustgateLayer};
+
+use crate::common::*;
 
 async fn header_service(issuers: &Issuers) -> std::net::SocketAddr {
     let layer = TrustgateLayer::identity_headers(&issuers.internal.url(), SERVICE)

@@ -5,16 +5,14 @@
 //! costs exactly one fetch per cooldown while valid tokens keep passing.
 //!
 //! The issuer knobs (`[issuer.refresh]`, `[jwks_fetch]`) are set so every test runs in seconds.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
-
-mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::{Client, Gateway, RawResponse, bearer, rt, wait_until};
 use test_support::{Behavior, EchoUpstream, TestIssuer, TestKey};
+
+use crate::common::{Client, Gateway, RawResponse, bearer, rt, wait_until};
 
 /// The default `[jwks_fetch] max_bytes`.
 const MAX_JWKS_BYTES: usize = 262_144;
@@ -29,7 +27,7 @@ struct Setup {
 impl Setup {
     /// An issuer serving one ES256 key, then `behavior`.
     fn new(behavior: Behavior) -> Self {
-        let issuer = common::issuer();
+        let issuer = crate::common::issuer();
         let key = TestKey::es256("k1");
         issuer.set_keys(&[&key]);
         issuer.set_behavior(behavior);
@@ -37,7 +35,7 @@ impl Setup {
         Self {
             issuer,
             key,
-            upstream: common::echo(),
+            upstream: crate::common::echo(),
             iss,
         }
     }
@@ -230,7 +228,7 @@ fn the_issuer_going_down_later_leaves_stale_keys_serving_until_max_staleness() {
     } = setup;
     drop(issuer);
     let setup = Setup {
-        issuer: rt().block_on(TestIssuer::start_on(common::closed_port())),
+        issuer: rt().block_on(TestIssuer::start_on(crate::common::closed_port())),
         key,
         upstream,
         iss,

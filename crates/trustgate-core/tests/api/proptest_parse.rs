@@ -1,8 +1,5 @@
 //! Property tests: no input makes the validator panic, and no change to a valid token keeps it
 //! valid. Case counts are modest (512 per property) so the suite runs in seconds.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use std::future::Future;
 use std::pin::pin;
@@ -14,7 +11,7 @@ use serde_json::{Map, Value, json};
 use test_support::{TestKey, b64};
 use trustgate_core::{Algorithm, AuthError, ManualClock, Validator, danger};
 
-use common::{ISS, NOW, claims, header, sign_bytes};
+use crate::common::{ISS, NOW, claims, header, sign_bytes};
 
 struct Fixture {
     key: TestKey,
@@ -25,10 +22,10 @@ struct Fixture {
 /// One validator for every case: its cache and key sets see all the inputs in turn.
 static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
     let key = TestKey::es256("k1");
-    let clock = common::clock();
-    let mut config = common::issuer(ISS, &[&key]);
+    let clock = crate::common::clock();
+    let mut config = crate::common::issuer(ISS, &[&key]);
     config.algorithms = Algorithm::ALL.to_vec();
-    let validator = common::validator(vec![config], &clock);
+    let validator = crate::common::validator(vec![config], &clock);
     Fixture {
         key,
         validator,

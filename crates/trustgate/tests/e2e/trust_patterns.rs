@@ -1,12 +1,10 @@
 //! End-to-end: the parts of the trust patterns that `patterns.rs` does not cover — anonymous
 //! access on identity-headers, per-route issuer restriction, coarse `require` checks, and prefix
 //! stripping / rewriting of the forwarded path.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-mod common;
-
-use common::{Fixture, Gateway, bearer};
 use serde_json::json;
+
+use crate::common::{Fixture, Gateway, bearer};
 
 #[test]
 fn allow_anonymous_identity_route_forwards_without_identity_but_never_client_identity() {
@@ -69,7 +67,7 @@ allow_anonymous = true
 #[test]
 fn route_issuer_restriction_refuses_tokens_of_other_issuers() {
     let f = Fixture::new();
-    let other = common::issuer();
+    let other = crate::common::issuer();
     let other_key = test_support::TestKey::es256("k-other");
     other.set_keys(&[&other_key]);
     let gateway = Gateway::start(&format!(

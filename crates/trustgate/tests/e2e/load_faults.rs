@@ -2,15 +2,7 @@
 //! flood of distinct invalid tokens (read from `/proc/<pid>/status`), and bursts of connections
 //! beyond `max_connections` are closed at once, never hang, never reach the upstream, and leave
 //! the process's file descriptors where they were, while valid traffic gets through.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::print_stderr,
-    missing_docs
-)]
-
-mod common;
+#![allow(clippy::print_stderr)]
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -18,8 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Client, Fixture, Gateway, bearer, read_until_closed, wait_until};
 use test_support::b64;
+
+use crate::common::{Client, Fixture, Gateway, bearer, read_until_closed, wait_until};
 
 fn routes(f: &Fixture) -> String {
     routes_with(f, "")
@@ -169,7 +162,7 @@ fn memory_stays_bounded_under_a_flood_of_distinct_invalid_tokens() {
 /// Makes sure this process may open `want` files, raising the soft limit with `prlimit` if
 /// needed. Returns the number that can be used for sockets.
 fn fit_open_files(want: u64) -> u64 {
-    let soft = common::open_files_soft_limit();
+    let soft = crate::common::open_files_soft_limit();
     if soft >= want {
         return want;
     }
@@ -177,7 +170,7 @@ fn fit_open_files(want: u64) -> u64 {
         .arg(format!("--pid={}", std::process::id()))
         .arg(format!("--nofile={want}:"))
         .status();
-    let soft = common::open_files_soft_limit();
+    let soft = crate::common::open_files_soft_limit();
     eprintln!("open files soft limit: {soft}");
     soft.min(want)
 }

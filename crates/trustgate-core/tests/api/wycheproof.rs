@@ -16,7 +16,6 @@
 //!   call token verification makes.
 //!
 //! The vectors are required: a missing file fails the test, it is never skipped.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -288,7 +287,7 @@ fn json_web_signature_vectors() {
     // The `base64` group is HS256, so its key set is refused. Run against a usable key, the
     // vectors that corrupt the header segment are refused for their encoding, and the others for
     // their algorithm, which is checked before the payload and signature are decoded. (Strict
-    // base64url with supported algorithms is covered in tests/validate.rs.)
+    // base64url with supported algorithms is covered in tests/api/validate.rs.)
     for id in 357..=377 {
         let want = if [365, 366, 372].contains(&id) {
             "malformed"

@@ -1,0 +1,10 @@
+//! API tests of trustgate-service, one test binary with a module per mode: external JWTs,
+//! identity headers, internal tokens, and the guards.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+mod external_jwt;
+mod guards;
+mod identity_headers;
+mod internal_token;

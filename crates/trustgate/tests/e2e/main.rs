@@ -1,0 +1,25 @@
+//! End-to-end tests of the `trustgate` binary, one test binary with a module per area. Each test
+//! starts the real binary against real local servers (an issuer, an echo upstream) and checks
+//! exact statuses, headers and bytes. Run one area with, for example,
+//! `cargo test -p trustgate --test e2e interop_oidc_provider::`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+mod attacks;
+mod cli;
+mod demo;
+mod internal;
+mod interop_joserfc;
+mod interop_oidc_provider;
+mod jwks_faults;
+mod lifecycle;
+mod load_faults;
+mod observability;
+mod paths;
+mod patterns;
+mod proxying;
+mod sanitize;
+mod smuggling;
+mod trust_patterns;
+mod upstream_tls;
