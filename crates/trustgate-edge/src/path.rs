@@ -25,6 +25,7 @@
 //! and rewriting it could change its meaning for the upstream.
 
 use std::fmt;
+use trustgate_core::{hex_digit_value, is_unreserved, percent_escape, percent_escaped_byte};
 
 /// Longest path, in bytes, that [`normalize`] accepts, both before and after
 /// normalization.
@@ -224,12 +225,6 @@ fn check_query(query: &str) -> Result<(), PathError> {
     Ok(())
 }
 
-/// Whether `byte` is in RFC 3986's unreserved set, whose encoded and decoded
-/// forms are equivalent.
-fn is_unreserved(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~')
-}
-
 /// Whether `byte` may appear raw in a path segment (RFC 3986 `pchar` minus
 /// `%` and `;`, plus the `/` separator).
 fn is_raw_path_char(byte: u8) -> bool {
@@ -251,22 +246,6 @@ fn is_raw_path_char(byte: u8) -> bool {
         )
 }
 
-fn hex_value(byte: u8) -> Option<u8> {
-    match byte {
-        b'0'..=b'9' => Some(byte - b'0'),
-        b'a'..=b'f' => Some(byte - b'a' + 10),
-        b'A'..=b'F' => Some(byte - b'A' + 10),
-        _ => None,
-    }
-}
-
-fn push_encoded(out: &mut String, byte: u8) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    out.push('%');
-    out.push(char::from(HEX[usize::from(byte >> 4)]));
-    out.push(char::from(HEX[usize::from(byte & 0x0F)]));
-}
-
 /// Decodes unreserved escapes, canonicalizes the others and refuses the
 /// dangerous ones. The output is pure ASCII.
 fn decode_path(raw: &str) -> Result<String, PathError> {
@@ -277,13 +256,13 @@ fn decode_path(raw: &str) -> Result<String, PathError> {
     while let Some(&byte) = bytes.get(i) {
         match byte {
             b'%' => {
-                let value = escaped_byte(bytes, i).ok_or(PathError::BadPercentEncoding)?;
+                let value = percent_escaped_byte(bytes, i).ok_or(PathError::BadPercentEncoding)?;
                 match value {
                     // Checked on the whole output below, once unreserved escapes are decoded:
                     // `%25%32%46` is `%252F` after one decoding.
                     b'%' | 0x80.. => {
                         suspicious_escapes = true;
-                        push_encoded(&mut out, value);
+                        percent_escape(&mut out, value);
                     }
                     b'/' => return Err(PathError::EncodedSlash),
                     b'\\' => return Err(PathError::EncodedBackslash),
@@ -294,7 +273,7 @@ fn decode_path(raw: &str) -> Result<String, PathError> {
                     // Encoded non-ASCII (UTF-8) and encoded reserved
                     // characters stay encoded: they are legitimate and not
                     // equivalent to their decoded form.
-                    v => push_encoded(&mut out, v),
+                    v => percent_escape(&mut out, v),
                 }
                 i += 3;
             }
@@ -312,7 +291,7 @@ fn decode_path(raw: &str) -> Result<String, PathError> {
             // `http` lets some through raw for compatibility. Encoding them
             // keeps one spelling per path.
             b => {
-                push_encoded(&mut out, b);
+                percent_escape(&mut out, b);
                 i += 1;
             }
         }
@@ -323,19 +302,10 @@ fn decode_path(raw: &str) -> Result<String, PathError> {
     Ok(out)
 }
 
-/// The byte that the escape starting at `bytes[at]` encodes, when `bytes[at]` is `%` and two hex
-/// digits follow.
-fn escaped_byte(bytes: &[u8], at: usize) -> Option<u8> {
-    if bytes.get(at) != Some(&b'%') {
-        return None;
-    }
-    hex_pair(bytes, at + 1)
-}
-
 /// The byte that the two hex digits at `bytes[at..at + 2]` spell, if they are hex digits.
 fn hex_pair(bytes: &[u8], at: usize) -> Option<u8> {
-    let high = bytes.get(at).copied().and_then(hex_value)?;
-    let low = bytes.get(at + 1).copied().and_then(hex_value)?;
+    let high = bytes.get(at).copied().and_then(hex_digit_value)?;
+    let low = bytes.get(at + 1).copied().and_then(hex_digit_value)?;
     Some((high << 4) | low)
 }
 
@@ -354,7 +324,7 @@ fn check_escapes(out: &str) -> Result<(), PathError> {
     let mut twice = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
-        let (step, in_once, in_twice) = match escaped_byte(bytes, i) {
+        let (step, in_once, in_twice) = match percent_escaped_byte(bytes, i) {
             Some(value) if value >= 0x80 => {
                 once.push(value);
                 (3, true, false)
@@ -934,7 +904,7 @@ mod tests {
             let (high, low) = (bytes[i + 1], bytes[i + 2]);
             assert!(matches!(high, b'0'..=b'9' | b'A'..=b'F'), "{path:?}");
             assert!(matches!(low, b'0'..=b'9' | b'A'..=b'F'), "{path:?}");
-            let value = (hex_value(high).unwrap() << 4) | hex_value(low).unwrap();
+            let value = (hex_digit_value(high).unwrap() << 4) | hex_digit_value(low).unwrap();
             assert!(!is_unreserved(value), "{path:?}");
         }
     }
@@ -944,7 +914,7 @@ mod tests {
         let mut out = Vec::new();
         let mut i = 0;
         while i < bytes.len() {
-            match escaped_byte(bytes, i) {
+            match percent_escaped_byte(bytes, i) {
                 Some(value) => {
                     out.push(value);
                     i += 3;
