@@ -90,7 +90,7 @@ impl Gateway {
 
 /// Settings that are read once, when listeners and the runtime start.
 fn config_needs_restart(old: &Config, new: &Config) -> bool {
-    format!("{:?}{:?}", old.server, old.log) != format!("{:?}{:?}", new.server, new.log)
+    old.server != new.server || old.log != new.log
 }
 
 /// Listener addresses actually bound (useful with port 0).

@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use super::text::{edit_distance, substitute_str};
 use super::*;
 use http::HeaderName;
 use trustgate_core::{AudiencePolicy, ExpiryPolicy};
