@@ -14,7 +14,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 use test_support::{TestKey, b64, claims, now_secs};
 
-use crate::common::{Gateway, RawResponse, echo, issuer};
+use crate::common::{Config, Gateway, Issuer, Pattern, RawResponse, Route, Upstream, echo, issuer};
 
 const INVALID_TOKEN: &str = r#"Bearer error="invalid_token""#;
 const INVALID_REQUEST: &str = r#"Bearer error="invalid_request""#;
@@ -31,42 +31,28 @@ struct Setup {
 }
 
 /// An issuer publishing `r1` (RS256) and `e1` (ES256), an echo upstream, and an
-/// `identity-headers` route at `/ids`. `server` and `extra` are added to the config.
-fn setup_with(server: &str, extra: &str) -> Setup {
+/// `identity-headers` route at `/ids`, with `edit` applied to the config.
+fn setup_with(edit: impl FnOnce(Config) -> Config) -> Setup {
     let issuer = issuer();
     let rsa = TestKey::rsa("r1", "RS256");
     let ec = TestKey::es256("e1");
     issuer.set_keys(&[&rsa, &ec]);
     let upstream = echo();
-    let config = format!(
-        r#"
-[[issuer]]
-id = "idp"
-issuer = "{iss}"
-audiences = ["api"]
-algorithms = ["RS256", "ES256"]
-discovery = true
-
-[[upstream]]
-id = "echo"
-url = "{up}"
-
-[[route]]
-name = "ids"
-prefix = "/ids"
-upstream = "echo"
-pattern = "identity-headers"
-headers = [
-  {{ name = "X-User-Id", from = "subject" }},
-  {{ name = "X-User-Roles", from = "roles" }},
-  {{ name = "X-Tenant-Id", from = "tenant" }},
-]
-{extra}
-"#,
-        iss = issuer.url(),
-        up = upstream.url()
-    );
-    let gateway = Gateway::start_with_server(server, &config);
+    let config = Config::new()
+        .issuer(
+            Issuer::discovery("idp", &issuer.url())
+                .audiences(&["api"])
+                .algorithms(&["RS256", "ES256"]),
+        )
+        .upstream(Upstream::new("echo", &upstream.url()))
+        .route(
+            Route::new("ids", "/ids", "echo", Pattern::IdentityHeaders).headers(&[
+                ("X-User-Id", "subject"),
+                ("X-User-Roles", "roles"),
+                ("X-Tenant-Id", "tenant"),
+            ]),
+        );
+    let gateway = Gateway::start(&edit(config));
     Setup {
         gateway,
         upstream,
@@ -78,7 +64,7 @@ headers = [
 }
 
 fn setup() -> Setup {
-    setup_with("", "")
+    setup_with(|c| c)
 }
 
 impl Setup {
@@ -926,10 +912,10 @@ fn huge_tokens_and_deep_nesting_are_refused() {
     drop(s);
 
     // Deep nesting needs a larger token limit so that the parser, not the size check, sees it.
-    let s = setup_with(
-        "max_header_bytes = 131072",
-        "[cache]\nmax_token_bytes = 65536\n",
-    );
+    let s = setup_with(|c| {
+        c.server("max_header_bytes", 131_072)
+            .section("cache", "max_token_bytes", 65_536)
+    });
     let h = header("ES256", "e1");
     let open = "[".repeat(10_000);
     let balanced = format!("{open}{}", "]".repeat(10_000));
@@ -1082,7 +1068,7 @@ fn a_subject_that_is_not_a_string_and_inexact_numbers_are_refused() {
 
 #[test]
 fn integers_are_written_exactly_when_the_issuer_opts_in() {
-    let s = setup_with("", "[issuer.claims]\nnumbers = \"integers\"\n");
+    let s = setup_with(|c| c.edit_issuer("idp", |i| i.claims(json!({"numbers": "integers"}))));
     let header = r#"{"alg":"ES256","kid":"e1"}"#;
     for (tenant, expected) in [
         ("12345", "12345"),
@@ -1121,14 +1107,11 @@ fn integers_are_written_exactly_when_the_issuer_opts_in() {
 
 /// A route at `/org` requiring the claim `org` to be `12345`, a 30-digit integer's digits, or the
 /// `f64` rounding of that integer (which must match nothing either).
-const ORG_ROUTE: &str = r#"
-[[route]]
-name = "org"
-prefix = "/org"
-upstream = "echo"
-pattern = "identity-headers"
-require = { claims = { org = ["12345", "123456789012345678901234567890", "1.2345678901234568e29"] } }
-"#;
+fn org_route() -> Route {
+    Route::new("org", "/org", "echo", Pattern::IdentityHeaders).require(json!({
+        "claims": {"org": ["12345", "123456789012345678901234567890", "1.2345678901234568e29"]}
+    }))
+}
 
 /// `Bearer <token>` to `/org/x` for a token whose `org` claim is the raw JSON text `org`.
 fn send_org(s: &Setup, org: &str) -> RawResponse {
@@ -1147,11 +1130,14 @@ fn send_org(s: &Setup, org: &str) -> RawResponse {
 #[test]
 fn route_require_on_a_number_follows_the_numbers_rule() {
     const FORBIDDEN: &str = r#"Bearer error="insufficient_scope""#;
-    for (numbers, exact_integer) in [
-        ("", 403),
-        ("[issuer.claims]\nnumbers = \"integers\"\n", 200),
-    ] {
-        let s = setup_with("", &format!("{ORG_ROUTE}{numbers}"));
+    for (numbers, exact_integer) in [(None, 403), (Some("integers"), 200)] {
+        let s = setup_with(|c| {
+            let c = c.route(org_route());
+            match numbers {
+                Some(numbers) => c.edit_issuer("idp", |i| i.claims(json!({"numbers": numbers}))),
+                None => c,
+            }
+        });
         for (org, want) in [
             (r#""12345""#, 200),
             ("12345", exact_integer),

@@ -4,37 +4,11 @@
 
 use serde_json::json;
 
-use crate::common::{Fixture, TempDir, cli};
+use crate::common::{Config, Fixture, Issuer, Pattern, Route, TempDir, cli};
 
-fn config(f: &Fixture) -> String {
-    format!(
-        r#"[server]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-{base}
-[[route]]
-name = "public"
-prefix = "/public"
-upstream = "echo"
-pattern = "public"
-
-[[route]]
-name = "admin"
-prefix = "/admin"
-upstream = "echo"
-pattern = "identity-headers"
-
-[[route]]
-name = "api"
-host = "api.example"
-prefix = "/api/v1"
-upstream = "echo"
-pattern = "forward-token"
-"#,
-        base = f.base_toml()
-    )
+fn config(f: &Fixture) -> Config {
+    f.public_and_admin()
+        .route(Route::new("api", "/api/v1", "echo", Pattern::ForwardToken).host("api.example"))
 }
 
 struct Run {
@@ -60,7 +34,7 @@ fn path_str(path: &std::path::Path) -> &str {
 fn check_prints_routes_with_patterns_and_issuer_readiness() {
     let f = Fixture::new();
     let dir = TempDir::new();
-    let file = dir.write("gw.toml", &config(&f));
+    let file = dir.write("gw.toml", &config(&f).to_toml());
     let r = run(&["check", "-c", path_str(&file)]);
     assert_eq!(
         r.code,
@@ -115,15 +89,19 @@ fn check_prints_routes_with_patterns_and_issuer_readiness() {
 fn check_summarises_issuers_the_internal_issuer_and_route_rules_as_text_and_json() {
     let f = Fixture::new();
     let dir = TempDir::new();
-    let text = format!(
-        "[internal_issuer]\nissuer = \"https://internal.example\"\n{}\n[[route]]\nname = \"orders\"\n\
-         prefix = \"/orders\"\nupstream = \"echo\"\npattern = \"internal-token\"\nservice = \"orders\"\n\
-         require = {{ scopes = [\"orders:read\"], roles = [\"clerk\"], mode = \"any\" }}\n\
-         [[route]]\nname = \"profile\"\nprefix = \"/profile\"\nupstream = \"echo\"\n\
-         pattern = \"identity-headers\"\nassertion = true\nservice = \"profile\"\n",
-        config(&f)
-    );
-    let file = dir.write("gw.toml", &text);
+    let config = config(&f)
+        .section("internal_issuer", "issuer", "https://internal.example")
+        .route(
+            Route::new("orders", "/orders", "echo", Pattern::InternalToken)
+                .service("orders")
+                .require(json!({"scopes": ["orders:read"], "roles": ["clerk"], "mode": "any"})),
+        )
+        .route(
+            Route::new("profile", "/profile", "echo", Pattern::IdentityHeaders)
+                .assertion()
+                .service("profile"),
+        );
+    let file = dir.write("gw.toml", &config.to_toml());
     let r = run(&["check", "-c", path_str(&file)]);
     assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
     for line in [
@@ -190,13 +168,11 @@ fn check_with_an_unreachable_issuer_is_not_ready() {
     let f = Fixture::new();
     let dir = TempDir::new();
     let down = format!("http://{}", crate::common::closed_port());
-    // The whole `issuer = "…"` line: the issuer's URL alone can be a prefix of the upstream's.
     let file = dir.write(
         "gw.toml",
-        &config(&f).replace(
-            &format!("issuer = \"{}\"", f.iss),
-            &format!("issuer = \"{down}\""),
-        ),
+        &config(&f)
+            .edit_issuer("idp", |i| i.set("issuer", down))
+            .to_toml(),
     );
     let r = run(&["check", "-c", path_str(&file)]);
     assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
@@ -225,8 +201,10 @@ fn a_bad_config_exits_64_with_a_helpful_message() {
     let dir = TempDir::new();
     let good = config(&f);
 
-    // Unknown field: named, with its line.
-    let typo = good.replacen("prefix = \"/admin\"", "prefx = \"/admin\"", 1);
+    // Unknown field: named, with its line. The misspelt text is what is under test.
+    let typo = good
+        .to_toml()
+        .replacen("prefix = \"/admin\"", "prefx = \"/admin\"", 1);
     let line = typo.lines().position(|l| l.starts_with("prefx")).unwrap() + 1;
     let file = dir.write("typo.toml", &typo);
     for command in ["check", "serve"] {
@@ -255,11 +233,10 @@ fn a_bad_config_exits_64_with_a_helpful_message() {
     // A route naming an upstream that does not exist: the defined ones are listed.
     let file = dir.write(
         "upstream.toml",
-        &good.replacen(
-            "upstream = \"echo\"\npattern = \"identity-headers\"",
-            "upstream = \"echoo\"\npattern = \"identity-headers\"",
-            1,
-        ),
+        &good
+            .clone()
+            .edit_route("admin", |r| r.set("upstream", "echoo"))
+            .to_toml(),
     );
     let r = run(&["check", "-c", path_str(&file)]);
     assert_eq!(r.code, Some(64), "{}", r.stderr);
@@ -269,11 +246,10 @@ fn a_bad_config_exits_64_with_a_helpful_message() {
     // A missing environment variable is named.
     let file = dir.write(
         "env.toml",
-        &good.replacen(
-            "audiences = [\"api\"]",
-            "audiences = [\"${TRUSTGATE_TEST_UNSET_AUD}\"]",
-            1,
-        ),
+        &good
+            .clone()
+            .edit_issuer("idp", |i| i.audiences(&["${TRUSTGATE_TEST_UNSET_AUD}"]))
+            .to_toml(),
     );
     let r = run(&["check", "-c", path_str(&file)]);
     assert_eq!(r.code, Some(64), "{}", r.stderr);
@@ -286,7 +262,10 @@ fn a_bad_config_exits_64_with_a_helpful_message() {
     // A duration written as a bare number: the message says what to write.
     let file = dir.write(
         "duration.toml",
-        &good.replacen("discovery = true", "discovery = true\nleeway = 60", 1),
+        &good
+            .clone()
+            .edit_issuer("idp", |i| i.set("leeway", 60))
+            .to_toml(),
     );
     let r = run(&["check", "-c", path_str(&file)]);
     assert_eq!(r.code, Some(64), "{}", r.stderr);
@@ -305,26 +284,30 @@ fn settings_that_weaken_a_check_exit_64_naming_the_field_and_the_switch() {
     let f = Fixture::new();
     let dir = TempDir::new();
     let good = config(&f);
-    let issuer_line = "discovery = true";
-    let internal_route = "\n[[route]]\nname = \"int\"\nprefix = \"/int\"\nupstream = \"echo\"\npattern = \"internal-token\"\n";
-    let cases: Vec<(&str, String, &[&str], Option<String>)> = vec![
+    let internal_route = || Route::new("int", "/int", "echo", Pattern::InternalToken);
+    let issuer = |edit: fn(Issuer) -> Issuer| good.clone().edit_issuer("idp", edit);
+    let internal = |settings: &[(&str, &str)]| {
+        let mut config = good.clone().empty_section("internal_issuer");
+        for (key, value) in settings {
+            config = config.section("internal_issuer", key, *value);
+        }
+        config.route(internal_route())
+    };
+    let cases: Vec<(&str, Config, &[&str], Option<Config>)> = vec![
         (
             "leeway over 5 minutes",
-            good.replacen(issuer_line, "discovery = true\nleeway = \"6m\"", 1),
+            issuer(|i| i.set("leeway", "6m")),
             &["leeway", "300s", "danger_allow_long_leeway"],
-            Some(good.replacen(
-                issuer_line,
-                "discovery = true\nleeway = \"6m\"\ndanger_allow_long_leeway = true",
-                1,
-            )),
+            Some(issuer(|i| {
+                i.set("leeway", "6m").set("danger_allow_long_leeway", true)
+            })),
         ),
         (
             "plain http jwks_url to another host",
-            good.replacen(
-                issuer_line,
-                "jwks_url = \"http://idp.example.com/jwks.json\"",
-                1,
-            ),
+            issuer(|i| {
+                i.unset("discovery")
+                    .set("jwks_url", "http://idp.example.com/jwks.json")
+            }),
             &[
                 "jwks_url",
                 "idp.example.com",
@@ -334,11 +317,7 @@ fn settings_that_weaken_a_check_exit_64_naming_the_field_and_the_switch() {
         ),
         (
             "plain http discovery to another host",
-            good.replacen(
-                &format!("issuer = \"{}\"", f.iss),
-                "issuer = \"http://idp.example.com\"",
-                1,
-            ),
+            issuer(|i| i.set("issuer", "http://idp.example.com")),
             &[
                 "discovery",
                 "idp.example.com",
@@ -348,33 +327,37 @@ fn settings_that_weaken_a_check_exit_64_naming_the_field_and_the_switch() {
         ),
         (
             "rotation_interval of 0s",
-            format!("[internal_issuer]\nrotation_interval = \"0s\"\n{good}{internal_route}"),
+            internal(&[("rotation_interval", "0s")]),
             &["rotation_interval", "0s"],
             None,
         ),
         (
             "rotation_interval shorter than the JWKS max-age plus a margin",
-            format!("[internal_issuer]\nrotation_interval = \"30s\"\n{good}{internal_route}"),
+            internal(&[("rotation_interval", "30s")]),
             &["rotation_interval", "90s", "danger_fast_rotation"],
-            Some(format!(
-                "[internal_issuer]\nrotation_interval = \"30s\"\ndanger_fast_rotation = true\n{good}{internal_route}"
+            Some(internal(&[("rotation_interval", "30s")]).section(
+                "internal_issuer",
+                "danger_fast_rotation",
+                true,
             )),
         ),
         (
             "internal_ttl under 1s",
-            format!("[internal_issuer]\n{good}{internal_route}internal_ttl = \"500ms\"\n"),
+            good.clone()
+                .empty_section("internal_issuer")
+                .route(internal_route().internal_ttl("500ms")),
             &["internal_ttl", "at least 1s"],
             None,
         ),
         (
             "max_ttl under 1s",
-            format!("[internal_issuer]\nmax_ttl = \"500ms\"\n{good}{internal_route}"),
+            internal(&[("max_ttl", "500ms")]),
             &["max_ttl", "at least 1s"],
             None,
         ),
     ];
     for (name, text, needles, allowed) in cases {
-        let file = dir.write("weak.toml", &text);
+        let file = dir.write("weak.toml", &text.to_toml());
         for command in ["check", "serve"] {
             let r = run(&[command, "-c", path_str(&file)]);
             assert_eq!(
@@ -393,7 +376,7 @@ fn settings_that_weaken_a_check_exit_64_naming_the_field_and_the_switch() {
             }
         }
         if let Some(allowed) = allowed {
-            let file = dir.write("allowed.toml", &allowed);
+            let file = dir.write("allowed.toml", &allowed.to_toml());
             let r = run(&["check", "-c", path_str(&file)]);
             assert_eq!(
                 r.code,
@@ -414,12 +397,11 @@ fn a_port_in_use_is_not_a_config_error_and_names_the_field() {
     let dir = TempDir::new();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    for (field, from) in [
-        ("server.listen", "[server]\nlisten = \"127.0.0.1:0\""),
-        ("admin.listen", "[admin]\nlisten = \"127.0.0.1:0\""),
+    for (field, config) in [
+        ("server.listen", config(&f).server("listen", addr.as_str())),
+        ("admin.listen", config(&f).admin("listen", addr.as_str())),
     ] {
-        let to = from.replace("127.0.0.1:0", &addr);
-        let file = dir.write("taken.toml", &config(&f).replacen(from, &to, 1));
+        let file = dir.write("taken.toml", &config.to_toml());
         let r = run(&["serve", "-c", path_str(&file)]);
         assert_eq!(r.code, Some(69), "{field}: {}\n{}", r.stdout, r.stderr);
         assert!(
@@ -468,7 +450,7 @@ fn upstream_headers(stdout: &str) -> Vec<&str> {
 fn explain_shows_the_steps_and_the_injected_identity_but_never_the_token() {
     let f = Fixture::new();
     let dir = TempDir::new();
-    let file = dir.write("gw.toml", &config(&f));
+    let file = dir.write("gw.toml", &config(&f).to_toml());
     let t = f.token_with("alice", json!({"roles": ["ops"]}));
     let r = run(&[
         "explain",
@@ -529,7 +511,7 @@ fn explain_shows_the_steps_and_the_injected_identity_but_never_the_token() {
 fn explain_an_expired_token_shows_the_refusal() {
     let f = Fixture::new();
     let dir = TempDir::new();
-    let file = dir.write("gw.toml", &config(&f));
+    let file = dir.write("gw.toml", &config(&f).to_toml());
     let expired = f.expired_token("alice");
     let r = run(&[
         "explain",

@@ -11,7 +11,7 @@ use trustgate_core::{
     Algorithm, IssuerConfig, KeySource, SystemClock, Validator, ValidatorOptions,
 };
 
-use crate::common::{Gateway, echo, issuer, rt};
+use crate::common::{Config, Gateway, Issuer, Pattern, Route, Upstream, echo, issuer, rt};
 
 struct Setup {
     gateway: Gateway,
@@ -26,57 +26,26 @@ fn setup(rotation: &str) -> Setup {
     let key = TestKey::rsa("ext-1", "RS256");
     issuer.set_keys(&[&key]);
     let upstream = echo();
-    let config = format!(
-        r#"
-[internal_issuer]
-rotation_interval = "{rotation}"
-max_ttl = "2m"
-{fast}
-
-[[issuer]]
-id = "idp"
-issuer = "{iss}"
-audiences = ["api"]
-discovery = true
-
-[[upstream]]
-id = "users"
-url = "{up}"
-
-[[upstream]]
-id = "payments"
-url = "{up}"
-
-[[route]]
-name = "users"
-prefix = "/users"
-upstream = "users"
-pattern = "internal-token"
-internal_claims = ["sub", "tenant"]
-
-[[route]]
-name = "payments"
-prefix = "/payments"
-upstream = "payments"
-pattern = "internal-token"
-internal_ttl = "30s"
-
-[[route]]
-name = "profile"
-prefix = "/profile"
-upstream = "users"
-pattern = "identity-headers"
-assertion = true
-"#,
-        iss = issuer.url(),
-        up = upstream.url(),
-        // Rotating within seconds is for this test only: services could miss a key.
-        fast = if rotation.ends_with("h") {
-            ""
-        } else {
-            "danger_fast_rotation = true"
-        },
-    );
+    let mut config = Config::new()
+        .section("internal_issuer", "rotation_interval", rotation)
+        .section("internal_issuer", "max_ttl", "2m");
+    // Rotating within seconds is for this test only: services could miss a key.
+    if !rotation.ends_with("h") {
+        config = config.section("internal_issuer", "danger_fast_rotation", true);
+    }
+    let config = config
+        .issuer(Issuer::discovery("idp", &issuer.url()).audiences(&["api"]))
+        .upstream(Upstream::new("users", &upstream.url()))
+        .upstream(Upstream::new("payments", &upstream.url()))
+        .route(
+            Route::new("users", "/users", "users", Pattern::InternalToken)
+                .internal_claims(&["sub", "tenant"]),
+        )
+        .route(
+            Route::new("payments", "/payments", "payments", Pattern::InternalToken)
+                .internal_ttl("30s"),
+        )
+        .route(Route::new("profile", "/profile", "users", Pattern::IdentityHeaders).assertion());
     let gateway = Gateway::start(&config);
     Setup {
         gateway,

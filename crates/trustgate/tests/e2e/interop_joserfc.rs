@@ -12,7 +12,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 
-use crate::common::{Gateway, TempDir, bearer, echo};
+use crate::common::{Config, Gateway, Issuer, Pattern, Route, TempDir, Upstream, bearer, echo};
 
 const ISS: &str = "https://joserfc.interop.test";
 const AUD: &str = "interop-api";
@@ -80,29 +80,17 @@ fn joserfc_tokens_are_accepted_and_tampered_copies_refused() {
         serde_json::from_str(&std::fs::read_to_string(dir.0.join("tokens.json")).unwrap()).unwrap();
 
     let upstream = echo();
-    let config = format!(
-        r#"
-[[issuer]]
-id = "joserfc"
-issuer = "{ISS}"
-audiences = ["{AUD}"]
-algorithms = ["RS256", "PS256", "ES256", "EdDSA"]
-jwks_file = "{jwks}"
-
-[[upstream]]
-id = "echo"
-url = "{up}"
-
-[[route]]
-name = "ids"
-prefix = "/ids"
-upstream = "echo"
-pattern = "identity-headers"
-headers = [{{ name = "X-User-Id", from = "subject" }}]
-"#,
-        jwks = dir.0.join("jwks.json").display(),
-        up = upstream.url()
-    );
+    let config = Config::new()
+        .issuer(
+            Issuer::jwks_file("joserfc", ISS, &dir.0.join("jwks.json"))
+                .audiences(&[AUD])
+                .algorithms(&ALGS),
+        )
+        .upstream(Upstream::new("echo", &upstream.url()))
+        .route(
+            Route::new("ids", "/ids", "echo", Pattern::IdentityHeaders)
+                .headers(&[("X-User-Id", "subject")]),
+        );
     let gateway = Gateway::start(&config);
 
     for alg in ALGS {

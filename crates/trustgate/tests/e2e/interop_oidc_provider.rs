@@ -18,7 +18,10 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 
-use crate::common::{Gateway, RawResponse, TempDir, bearer, closed_port, echo, read_response};
+use crate::common::{
+    Config, Gateway, Issuer, Pattern, RawResponse, Route, TempDir, Upstream, bearer, closed_port,
+    echo, read_response,
+};
 
 const CLIENT_ID: &str = "interop-client";
 const CLIENT_SECRET: &str = "interop-secret-0123456789abcdef";
@@ -192,40 +195,29 @@ fn kid(token: &str) -> String {
     segment(token, 0)["kid"].as_str().unwrap().to_owned()
 }
 
-fn gateway_config(port: u16, upstream: &str) -> String {
-    format!(
-        r#"
-[[issuer]]
-id = "oidc-provider"
-issuer = "http://127.0.0.1:{port}"
-audiences = ["trustgate-api"]
-discovery = true
-algorithms = ["RS256"]
-required_typ = "at+jwt"
-
-[issuer.refresh]
-default_interval = "1s"
-min_interval = "1s"
-max_interval = "1s"
-unknown_kid_cooldown = "1s"
-retry_base = "200ms"
-
-[[upstream]]
-id = "echo"
-url = "{upstream}"
-
-[[route]]
-name = "api"
-prefix = "/api"
-upstream = "echo"
-pattern = "identity-headers"
-headers = [
-  {{ name = "X-User-Id", from = "subject" }},
-  {{ name = "X-Client-Id", from = "client" }},
-  {{ name = "X-Scopes", from = "scopes" }},
-]
-"#
-    )
+fn gateway_config(port: u16, upstream: &str) -> Config {
+    Config::new()
+        .issuer(
+            Issuer::discovery("oidc-provider", &format!("http://127.0.0.1:{port}"))
+                .audiences(&["trustgate-api"])
+                .algorithms(&["RS256"])
+                .set("required_typ", "at+jwt")
+                .refresh(json!({
+                    "default_interval": "1s",
+                    "min_interval": "1s",
+                    "max_interval": "1s",
+                    "unknown_kid_cooldown": "1s",
+                    "retry_base": "200ms",
+                })),
+        )
+        .upstream(Upstream::new("echo", upstream))
+        .route(
+            Route::new("api", "/api", "echo", Pattern::IdentityHeaders).headers(&[
+                ("X-User-Id", "subject"),
+                ("X-Client-Id", "client"),
+                ("X-Scopes", "scopes"),
+            ]),
+        )
 }
 
 /// GET /api/orders through the gateway with `token`; the status.

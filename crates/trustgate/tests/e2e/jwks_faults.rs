@@ -10,9 +10,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use serde_json::{Value, json};
 use test_support::{Behavior, EchoUpstream, TestIssuer, TestKey};
 
-use crate::common::{Client, Gateway, RawResponse, bearer, rt, wait_until};
+use crate::common::{
+    Client, Config, Gateway, Issuer, Pattern, RawResponse, Route, Upstream, bearer, rt, wait_until,
+};
 
 /// The default `[jwks_fetch] max_bytes`.
 const MAX_JWKS_BYTES: usize = 262_144;
@@ -40,34 +43,21 @@ impl Setup {
         }
     }
 
-    /// A gateway whose issuer uses `refresh` (an inline TOML table) and `fetch` (the
-    /// `[jwks_fetch]` lines), with one identity-headers route `/ids`.
-    fn gateway(&self, refresh: &str, fetch: &str) -> Gateway {
-        Gateway::start(&format!(
-            r#"
-[jwks_fetch]
-{fetch}
-
-[[issuer]]
-id = "idp"
-issuer = "{iss}"
-audiences = ["api"]
-discovery = true
-refresh = {refresh}
-
-[[upstream]]
-id = "echo"
-url = "{up}"
-
-[[route]]
-name = "ids"
-prefix = "/ids"
-upstream = "echo"
-pattern = "identity-headers"
-"#,
-            iss = self.iss,
-            up = self.upstream.url()
-        ))
+    /// A gateway whose issuer uses `refresh` (the `[issuer.refresh]` knobs) and, if given, the
+    /// `[jwks_fetch] timeout`, with one identity-headers route `/ids`.
+    fn gateway(&self, refresh: Value, fetch_timeout: Option<&str>) -> Gateway {
+        let mut config = Config::new()
+            .issuer(
+                Issuer::discovery("idp", &self.iss)
+                    .audiences(&["api"])
+                    .refresh(refresh),
+            )
+            .upstream(Upstream::new("echo", &self.upstream.url()))
+            .route(Route::new("ids", "/ids", "echo", Pattern::IdentityHeaders));
+        if let Some(timeout) = fetch_timeout {
+            config = config.section("jwks_fetch", "timeout", timeout);
+        }
+        Gateway::start(&config)
     }
 
     /// A fresh valid token (a new subject each time, so it is never a cache hit).
@@ -128,8 +118,8 @@ fn fault_at_start_then_recovery(behavior: Behavior, fix: Behavior, what: &str) {
     let setup = Setup::new(behavior);
     let started = Instant::now();
     let gateway = setup.gateway(
-        r#"{ retry_base = "100ms", default_interval = "400ms", min_interval = "100ms" }"#,
-        r#"timeout = "300ms""#,
+        json!({"retry_base": "100ms", "default_interval": "400ms", "min_interval": "100ms"}),
+        Some("300ms"),
     );
     // The first fetch is bounded by the fetch timeout: a stalled issuer cannot hold the start.
     assert!(
@@ -206,10 +196,7 @@ fn garbage_key_sets_at_start_are_never_2xx_then_recover() {
 #[test]
 fn the_issuer_going_down_later_leaves_stale_keys_serving_until_max_staleness() {
     let setup = Setup::new(Behavior::Normal);
-    let gateway = setup.gateway(
-        r#"{ default_interval = "200ms", min_interval = "100ms", retry_base = "100ms", max_staleness = "3s" }"#,
-        r#"timeout = "300ms""#,
-    );
+    let gateway = setup.gateway(json!({"default_interval": "200ms", "min_interval": "100ms", "retry_base": "100ms", "max_staleness": "3s"}), Some("300ms"));
     assert_eq!(gateway.admin_get("/readyz").0, 200);
     assert_serves(&gateway, &setup, "before");
 
@@ -277,8 +264,8 @@ fn the_issuer_going_down_later_leaves_stale_keys_serving_until_max_staleness() {
 fn garbage_oversized_stalled_or_failing_refreshes_never_replace_the_good_keys() {
     let setup = Setup::new(Behavior::Normal);
     let gateway = setup.gateway(
-        r#"{ default_interval = "150ms", min_interval = "100ms", retry_base = "100ms" }"#,
-        r#"timeout = "300ms""#,
+        json!({"default_interval": "150ms", "min_interval": "100ms", "retry_base": "100ms"}),
+        Some("300ms"),
     );
     assert_serves(&gateway, &setup, "start");
     for (i, (what, behavior)) in [
@@ -331,8 +318,8 @@ fn garbage_oversized_stalled_or_failing_refreshes_never_replace_the_good_keys() 
 fn an_unknown_kid_waits_a_bounded_time_for_a_stalled_issuer() {
     let setup = Setup::new(Behavior::Normal);
     let gateway = setup.gateway(
-        r#"{ unknown_kid_cooldown = "100ms", default_interval = "1h" }"#,
-        r#"timeout = "10s""#,
+        json!({"unknown_kid_cooldown": "100ms", "default_interval": "1h"}),
+        Some("10s"),
     );
     assert_serves(&gateway, &setup, "start");
     setup.issuer.set_behavior(Behavior::Stall);
@@ -357,10 +344,7 @@ fn an_unknown_kid_waits_a_bounded_time_for_a_stalled_issuer() {
     setup.issuer.set_behavior(Behavior::Normal);
 
     // Configurable, and refused when zero.
-    let quick = setup.gateway(
-        r#"{ unknown_kid_wait = "200ms", unknown_kid_cooldown = "100ms", default_interval = "1h" }"#,
-        r#"timeout = "10s""#,
-    );
+    let quick = setup.gateway(json!({"unknown_kid_wait": "200ms", "unknown_kid_cooldown": "100ms", "default_interval": "1h"}), Some("10s"));
     assert_serves(&quick, &setup, "quick");
     setup.issuer.set_behavior(Behavior::Stall);
     let token = stranger.sign(&test_support::claims(&setup.iss, "api", "new"));
@@ -455,8 +439,8 @@ fn kid_flood(
 fn an_unknown_kid_flood_costs_exactly_one_fetch_within_the_cooldown() {
     let setup = Setup::new(Behavior::Normal);
     let gateway = setup.gateway(
-        r#"{ unknown_kid_cooldown = "10m", default_interval = "1h" }"#,
-        "",
+        json!({"unknown_kid_cooldown": "10m", "default_interval": "1h"}),
+        None,
     );
     assert_serves(&gateway, &setup, "start");
     assert_eq!(setup.issuer.jwks_fetches(), 1);
@@ -490,8 +474,8 @@ fn an_unknown_kid_flood_costs_exactly_one_fetch_within_the_cooldown() {
 fn an_unknown_kid_flood_costs_at_most_one_fetch_per_cooldown() {
     let setup = Setup::new(Behavior::Normal);
     let gateway = setup.gateway(
-        r#"{ unknown_kid_cooldown = "500ms", default_interval = "1h" }"#,
-        "",
+        json!({"unknown_kid_cooldown": "500ms", "default_interval": "1h"}),
+        None,
     );
     assert_serves(&gateway, &setup, "start");
     let before = setup.issuer.jwks_fetches();

@@ -6,28 +6,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::common::{Fixture, Gateway, wait_until};
+use crate::common::{Config, Fixture, Gateway, Pattern, Route, wait_until};
 
-fn routes(f: &Fixture, extra: &str) -> String {
-    format!(
-        r#"{base}
-[[route]]
-name = "a"
-prefix = "/a"
-upstream = "echo"
-pattern = "public"
-{extra}"#,
-        base = f.base_toml()
-    )
+/// A public route `a`, and with `with_b` a forward-token route `b`.
+fn routes(f: &Fixture, with_b: bool) -> Config {
+    let config = f
+        .config()
+        .route(Route::new("a", "/a", "echo", Pattern::Public));
+    if with_b {
+        config.route(Route::new("b", "/b", "echo", Pattern::ForwardToken))
+    } else {
+        config
+    }
 }
-
-const ROUTE_B: &str = r#"
-[[route]]
-name = "b"
-prefix = "/b"
-upstream = "echo"
-pattern = "forward-token"
-"#;
 
 fn status_of(addr: SocketAddr, path: &str) -> u16 {
     crate::common::raw(
@@ -90,12 +81,12 @@ impl Load {
 #[test]
 fn reload_under_traffic_loses_no_request_and_applies_the_new_route() {
     let f = Fixture::new();
-    let gateway = Gateway::start(&routes(&f, ""));
+    let gateway = Gateway::start(&routes(&f, false));
     assert_eq!(gateway.get("/b/x", &[]).status, 404);
     let load = Load::start(gateway.proxy);
     assert!(wait_until(Duration::from_secs(5), || load.ok() >= 20));
 
-    gateway.rewrite_config(&routes(&f, ROUTE_B));
+    gateway.rewrite_config(&routes(&f, true));
     gateway.sighup();
     let t = f.token("alice");
     let auth = crate::common::bearer(&t);
@@ -120,12 +111,12 @@ fn reload_under_traffic_loses_no_request_and_applies_the_new_route() {
 #[test]
 fn an_invalid_reload_is_refused_and_the_old_routes_keep_working() {
     let f = Fixture::new();
-    let gateway = Gateway::start(&routes(&f, ""));
+    let gateway = Gateway::start(&routes(&f, false));
     let load = Load::start(gateway.proxy);
     assert!(wait_until(Duration::from_secs(5), || load.ok() >= 10));
 
     // A typo: refused, with the reason in the log.
-    gateway.rewrite_config(&format!("{}\nlisten_typo = true\n", routes(&f, ROUTE_B)));
+    gateway.rewrite_config(&routes(&f, true).edit_route("b", |r| r.set("listen_typo", true)));
     gateway.sighup();
     assert!(
         gateway.wait_for_log("configuration reload refused", Duration::from_secs(5)),
@@ -143,7 +134,8 @@ fn an_invalid_reload_is_refused_and_the_old_routes_keep_working() {
 
     // An issuer that cannot be reached: refused too (a config without keys is not applied).
     let down = crate::common::closed_port();
-    let unreachable = routes(&f, ROUTE_B).replace(&f.iss, &format!("http://{down}"));
+    let unreachable =
+        routes(&f, true).edit_issuer("idp", |i| i.set("issuer", format!("http://{down}")));
     gateway.rewrite_config(&unreachable);
     gateway.sighup();
     assert!(
@@ -169,7 +161,7 @@ fn an_invalid_reload_is_refused_and_the_old_routes_keep_working() {
 #[test]
 fn sigterm_drains_the_request_in_flight_then_exits_zero() {
     let f = Fixture::new();
-    let mut gateway = Gateway::start(&routes(&f, ""));
+    let mut gateway = Gateway::start(&routes(&f, false));
     let addr = gateway.proxy;
     let slow = std::thread::spawn(move || {
         let started = Instant::now();

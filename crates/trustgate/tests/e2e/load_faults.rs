@@ -12,25 +12,14 @@ use std::time::{Duration, Instant};
 
 use test_support::b64;
 
-use crate::common::{Client, Fixture, Gateway, bearer, read_until_closed, wait_until};
+use crate::common::{
+    Client, Config, Fixture, Gateway, Pattern, Route, bearer, read_until_closed, wait_until,
+};
 
-fn routes(f: &Fixture) -> String {
-    routes_with(f, "")
-}
-
-/// `upstream` is extra lines for the `echo` upstream.
-fn routes_with(f: &Fixture, upstream: &str) -> String {
-    format!(
-        r#"{base}{upstream}
-
-[[route]]
-name = "ids"
-prefix = "/ids"
-upstream = "echo"
-pattern = "identity-headers"
-"#,
-        base = f.base_toml()
-    )
+/// An `identity-headers` route `ids` to the fixture's upstream.
+fn routes(f: &Fixture) -> Config {
+    f.config()
+        .route(Route::new("ids", "/ids", "echo", Pattern::IdentityHeaders))
 }
 
 /// The `i`-th distinct invalid token: a known `kid` with a signature over other bytes, an
@@ -309,11 +298,11 @@ fn a_burst_beyond_max_connections_is_closed_at_once_and_nothing_reaches_the_upst
     );
     let f = Fixture::new();
     // Long timeouts: the only thing that can close a burst connection quickly is the limit.
-    let gateway = Gateway::start_with_server(
-        &format!(
-            "max_connections = {LIMIT}\nheader_read_timeout = \"60s\"\nidle_timeout = \"60s\""
-        ),
-        &routes(&f),
+    let gateway = Gateway::start(
+        &routes(&f)
+            .server("max_connections", LIMIT)
+            .server("header_read_timeout", "60s")
+            .server("idle_timeout", "60s"),
     );
     let token = f.token("alice");
     assert_eq!(try_valid(gateway.proxy, &token), Some(200));
@@ -387,9 +376,12 @@ fn a_burst_of_slow_and_idle_connections_does_not_stop_valid_traffic() {
     let f = Fixture::new();
     // A short upstream pool timeout, so that the upstream connections the served burst requests
     // opened are released too, and the descriptor count can return to its baseline.
-    let gateway = Gateway::start_with_server(
-        &format!("max_connections = {LIMIT}\nheader_read_timeout = \"1s\"\nidle_timeout = \"2s\""),
-        &routes_with(&f, "pool_idle_timeout = \"500ms\""),
+    let gateway = Gateway::start(
+        &routes(&f)
+            .server("max_connections", LIMIT)
+            .server("header_read_timeout", "1s")
+            .server("idle_timeout", "2s")
+            .edit_upstream("echo", |u| u.set("pool_idle_timeout", "500ms")),
     );
     let token = f.token("alice");
     assert_eq!(try_valid(gateway.proxy, &token), Some(200));

@@ -5,31 +5,15 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{Fixture, Gateway, bearer, wait_until};
+use crate::common::{
+    Config, Fixture, Gateway, Issuer, Pattern, Route, Upstream, bearer, wait_until,
+};
 
-fn routes(f: &Fixture) -> String {
-    format!(
-        r#"{base}
-[[route]]
-name = "fwd"
-prefix = "/fwd"
-upstream = "echo"
-pattern = "forward-token"
-
-[[route]]
-name = "ids"
-prefix = "/ids"
-upstream = "echo"
-pattern = "identity-headers"
-
-[[route]]
-name = "pub"
-prefix = "/pub"
-upstream = "echo"
-pattern = "public"
-"#,
-        base = f.base_toml()
-    )
+fn routes(f: &Fixture) -> Config {
+    f.config()
+        .route(Route::new("fwd", "/fwd", "echo", Pattern::ForwardToken))
+        .route(Route::new("ids", "/ids", "echo", Pattern::IdentityHeaders))
+        .route(Route::new("pub", "/pub", "echo", Pattern::Public))
 }
 
 #[test]
@@ -120,33 +104,17 @@ fn issuer_down_at_start_means_not_ready_and_503_never_2xx_until_it_recovers() {
     let iss = format!("http://{down}");
     let upstream = crate::common::echo();
     let key = test_support::TestKey::es256("k1");
-    let gateway = Gateway::start(&format!(
-        r#"
-[[issuer]]
-id = "idp"
-issuer = "{iss}"
-audiences = ["api"]
-discovery = true
-refresh = {{ retry_base = "100ms" }}
-
-[[upstream]]
-id = "echo"
-url = "{up}"
-
-[[route]]
-name = "ids"
-prefix = "/ids"
-upstream = "echo"
-pattern = "identity-headers"
-
-[[route]]
-name = "pub"
-prefix = "/pub"
-upstream = "echo"
-pattern = "public"
-"#,
-        up = upstream.url()
-    ));
+    let gateway = Gateway::start(
+        &Config::new()
+            .issuer(
+                Issuer::discovery("idp", &iss)
+                    .audiences(&["api"])
+                    .refresh(json!({"retry_base": "100ms"})),
+            )
+            .upstream(Upstream::new("echo", &upstream.url()))
+            .route(Route::new("ids", "/ids", "echo", Pattern::IdentityHeaders))
+            .route(Route::new("pub", "/pub", "echo", Pattern::Public)),
+    );
     let (status, body) = gateway.admin_get("/readyz");
     assert_eq!(status, 503, "{body}");
     assert!(body.starts_with("not ready\n"), "{body}");

@@ -6,28 +6,14 @@ use bytes::Bytes;
 use http_body_util::Empty;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use crate::common::{Fixture, Gateway, bearer, rt};
+use crate::common::{Fixture, Gateway, Pattern, Route, Upstream, bearer, rt};
 
-fn start(f: &Fixture, server: &str) -> Gateway {
-    Gateway::start_with_server(
-        server,
-        &format!(
-            r#"{base}
-[[route]]
-name = "public"
-prefix = "/public"
-upstream = "echo"
-pattern = "public"
-
-[[route]]
-name = "admin"
-prefix = "/admin"
-upstream = "echo"
-pattern = "identity-headers"
-"#,
-            base = f.base_toml()
-        ),
-    )
+fn start(f: &Fixture, server: &[(&str, &str)]) -> Gateway {
+    let mut config = f.public_and_admin();
+    for (key, value) in server {
+        config = config.server(key, *value);
+    }
+    Gateway::start(&config)
 }
 
 /// (request target, status without a token, upstream target with a valid token or `None` when
@@ -105,7 +91,7 @@ const BYPASSES: &[(&str, u16, Option<&str>)] = &[
 #[test]
 fn path_tricks_never_reach_the_upstream_as_a_public_request() {
     let f = Fixture::new();
-    let gateway = start(&f, "");
+    let gateway = start(&f, &[]);
     for (target, status, _) in BYPASSES {
         let before = f.upstream.count();
         let r = gateway.get(target, &[("X-User-Id", "admin")]);
@@ -133,7 +119,7 @@ fn path_tricks_never_reach_the_upstream_as_a_public_request() {
 #[test]
 fn path_tricks_with_a_token_forward_the_normalized_path_exactly() {
     let f = Fixture::new();
-    let gateway = start(&f, "");
+    let gateway = start(&f, &[]);
     let t = f.token("alice");
     let auth = bearer(&t);
     for (target, status, forwarded) in BYPASSES {
@@ -161,7 +147,7 @@ fn path_tricks_with_a_token_forward_the_normalized_path_exactly() {
 #[test]
 fn double_slash_reject_mode_refuses_empty_segments() {
     let f = Fixture::new();
-    let gateway = start(&f, r#"double_slash = "reject""#);
+    let gateway = start(&f, &[("double_slash", "reject")]);
     for target in ["//admin", "/public//../admin", "/public//x"] {
         let r = gateway.get(target, &[]);
         assert_eq!(r.status, 400, "{target}");
@@ -174,7 +160,7 @@ fn double_slash_reject_mode_refuses_empty_segments() {
 #[test]
 fn absolute_form_and_odd_targets_route_on_the_path() {
     let f = Fixture::new();
-    let gateway = start(&f, "");
+    let gateway = start(&f, &[]);
     // Absolute-form: the path inside decides the route, never the client's idea of the host.
     let r = gateway.raw(
         b"GET http://gw.test/public/../admin HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n",
@@ -192,24 +178,14 @@ fn absolute_form_and_odd_targets_route_on_the_path() {
 #[test]
 fn the_host_a_request_is_routed_on_is_the_host_the_upstream_sees() {
     let f = Fixture::new();
-    let gateway = Gateway::start(&format!(
-        r#"{base}
-[[route]]
-name = "public-site"
-host = "public.example"
-prefix = "/"
-upstream = "echo"
-pattern = "public"
-
-[[route]]
-name = "internal-site"
-host = "internal.example"
-prefix = "/"
-upstream = "echo"
-pattern = "identity-headers"
-"#,
-        base = f.base_toml()
-    ));
+    let gateway = Gateway::start(
+        &f.config()
+            .route(Route::new("public-site", "/", "echo", Pattern::Public).host("public.example"))
+            .route(
+                Route::new("internal-site", "/", "echo", Pattern::IdentityHeaders)
+                    .host("internal.example"),
+            ),
+    );
     // Absolute-form: the target's authority decides the route (RFC 9112 §3.2.2), so it must also
     // be the Host the upstream gets — not the Host header, which names the protected site.
     let r = gateway.raw(
@@ -252,28 +228,17 @@ pattern = "identity-headers"
 /// A public catch-all and a token route on `/admin`, both to an upstream that receives the
 /// client's Host (`preserve_host`).
 fn start_preserving_host(f: &Fixture) -> Gateway {
-    Gateway::start(&format!(
-        r#"{base}
-[[upstream]]
-id = "echo-host"
-url = "{up}"
-preserve_host = true
-
-[[route]]
-name = "public"
-prefix = "/"
-upstream = "echo-host"
-pattern = "public"
-
-[[route]]
-name = "admin"
-prefix = "/admin"
-upstream = "echo-host"
-pattern = "identity-headers"
-"#,
-        base = f.base_toml(),
-        up = f.upstream.url()
-    ))
+    Gateway::start(
+        &f.config()
+            .upstream(Upstream::new("echo-host", &f.upstream.url()).set("preserve_host", true))
+            .route(Route::new("public", "/", "echo-host", Pattern::Public))
+            .route(Route::new(
+                "admin",
+                "/admin",
+                "echo-host",
+                Pattern::IdentityHeaders,
+            )),
+    )
 }
 
 /// A Host, `:authority` or absolute-form authority that is not `host [":" port]` is refused with

@@ -4,7 +4,7 @@
 use serde_json::json;
 use test_support::{TestKey, claims, now_secs};
 
-use crate::common::{Gateway, echo, issuer};
+use crate::common::{Config, Gateway, Issuer, Pattern, Route, Upstream, echo, issuer};
 
 struct Setup {
     gateway: Gateway,
@@ -14,59 +14,31 @@ struct Setup {
     iss: String,
 }
 
-fn setup(extra_routes: &str) -> Setup {
+fn setup() -> Setup {
     let issuer = issuer();
     let key = TestKey::es256("k1");
     issuer.set_keys(&[&key]);
     let upstream = echo();
-    let config = format!(
-        r#"
-[[issuer]]
-id = "idp"
-issuer = "{iss}"
-audiences = ["api"]
-discovery = true
-claims.extra = {{ email = "email" }}
-
-[[upstream]]
-id = "echo"
-url = "{up}"
-
-[[route]]
-name = "public"
-prefix = "/public"
-upstream = "echo"
-pattern = "public"
-
-[[route]]
-name = "svc"
-prefix = "/svc"
-upstream = "echo"
-pattern = "service-validates"
-
-[[route]]
-name = "fwd"
-prefix = "/fwd"
-upstream = "echo"
-pattern = "forward-token"
-
-[[route]]
-name = "ids"
-prefix = "/ids"
-upstream = "echo"
-pattern = "identity-headers"
-token_cookie = "at"
-headers = [
-  {{ name = "X-User-Id", from = "subject" }},
-  {{ name = "X-User-Roles", from = "roles" }},
-  {{ name = "X-Tenant-Id", from = "tenant" }},
-  {{ name = "X-User-Email", from = "claim:email" }},
-]
-{extra_routes}
-"#,
-        iss = issuer.url(),
-        up = upstream.url()
-    );
+    let config = Config::new()
+        .issuer(
+            Issuer::discovery("idp", &issuer.url())
+                .audiences(&["api"])
+                .claims(json!({"extra": {"email": "email"}})),
+        )
+        .upstream(Upstream::new("echo", &upstream.url()))
+        .route(Route::new("public", "/public", "echo", Pattern::Public))
+        .route(Route::new("svc", "/svc", "echo", Pattern::ServiceValidates))
+        .route(Route::new("fwd", "/fwd", "echo", Pattern::ForwardToken))
+        .route(
+            Route::new("ids", "/ids", "echo", Pattern::IdentityHeaders)
+                .token_cookie("at")
+                .headers(&[
+                    ("X-User-Id", "subject"),
+                    ("X-User-Roles", "roles"),
+                    ("X-Tenant-Id", "tenant"),
+                    ("X-User-Email", "claim:email"),
+                ]),
+        );
     let gateway = Gateway::start(&config);
     Setup {
         gateway,
@@ -87,7 +59,7 @@ fn token(s: &Setup, sub: &str) -> String {
 
 #[test]
 fn identity_headers_pattern_injects_verified_identity_and_drops_the_token() {
-    let s = setup("");
+    let s = setup();
     let t = token(&s, "alice");
     let bearer = format!("Bearer {t}");
     let r = s.gateway.get(
@@ -118,7 +90,7 @@ fn identity_headers_pattern_injects_verified_identity_and_drops_the_token() {
 
 #[test]
 fn identity_headers_from_cookie_removes_only_the_token_cookie() {
-    let s = setup("");
+    let s = setup();
     let t = token(&s, "bob");
     let cookie = format!("theme=dark; at={t}; lang=en");
     let r = s.gateway.get("/ids/x", &[("Cookie", &cookie)]);
@@ -130,7 +102,7 @@ fn identity_headers_from_cookie_removes_only_the_token_cookie() {
 
 #[test]
 fn forward_token_pattern_forwards_the_original_token() {
-    let s = setup("");
+    let s = setup();
     let t = token(&s, "carol");
     let bearer = format!("Bearer {t}");
     let r = s.gateway.get(
@@ -145,7 +117,7 @@ fn forward_token_pattern_forwards_the_original_token() {
 
 #[test]
 fn service_validates_and_public_pass_authorization_untouched_but_sanitize() {
-    let s = setup("");
+    let s = setup();
     for path in ["/svc/a", "/public/a"] {
         s.upstream.clear();
         let r = s.gateway.get(
@@ -170,7 +142,7 @@ fn service_validates_and_public_pass_authorization_untouched_but_sanitize() {
 
 #[test]
 fn validating_routes_answer_rfc6750() {
-    let s = setup("");
+    let s = setup();
     let r = s.gateway.get("/ids/a", &[]);
     assert_eq!(r.status, 401);
     assert_eq!(r.header("www-authenticate"), Some("Bearer"));

@@ -9,56 +9,34 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::json;
 
-use crate::common::{Fixture, Gateway, RawResponse, TempDir, read_until_closed, rt, wait_until};
+use crate::common::{
+    Config, Fixture, Gateway, Pattern, RawResponse, Route, TempDir, Upstream, read_until_closed,
+    rt, wait_until,
+};
 
-fn config(f: &Fixture) -> String {
-    format!(
-        r#"
-[[issuer]]
-id = "idp"
-issuer = "{iss}"
-audiences = ["api"]
-discovery = true
-
-[[upstream]]
-id = "echo"
-url = "{up}"
-response_timeout = "500ms"
-
-[[upstream]]
-id = "down"
-url = "http://{down}"
-connect_timeout = "500ms"
-
-[[route]]
-name = "root"
-prefix = "/"
-upstream = "echo"
-pattern = "public"
-
-[[route]]
-name = "ids"
-prefix = "/ids"
-upstream = "echo"
-pattern = "identity-headers"
-
-[[route]]
-name = "down"
-prefix = "/down"
-upstream = "down"
-pattern = "public"
-"#,
-        iss = f.iss,
-        up = f.upstream.url(),
-        down = crate::common::closed_port()
-    )
+fn config(f: &Fixture) -> Config {
+    f.config()
+        .edit_upstream("echo", |u| u.set("response_timeout", "500ms"))
+        .upstream(
+            Upstream::new("down", &format!("http://{}", crate::common::closed_port()))
+                .set("connect_timeout", "500ms"),
+        )
+        .route(Route::new("root", "/", "echo", Pattern::Public))
+        .route(Route::new("ids", "/ids", "echo", Pattern::IdentityHeaders))
+        .route(Route::new("down", "/down", "down", Pattern::Public))
 }
 
-const TIMEOUTS: &str = "header_read_timeout = \"1s\"\nidle_timeout = \"1s\"";
+/// Short header-read and idle timeouts.
+fn with_timeouts(config: Config) -> Config {
+    config
+        .server("header_read_timeout", "1s")
+        .server("idle_timeout", "1s")
+}
 
 fn start(f: &Fixture) -> Gateway {
-    Gateway::start_with_server(TIMEOUTS, &config(f))
+    Gateway::start(&with_timeouts(config(f)))
 }
 
 /// Sends one request with `Connection: close` and returns the response, or `None` if the
@@ -249,9 +227,10 @@ fn slow_upstream_beyond_the_response_timeout_is_504() {
 fn slowloris_half_a_header_block_is_cut_off() {
     let f = Fixture::new();
     // A long idle timeout, so only the header-read timeout can end these connections.
-    let gateway = Gateway::start_with_server(
-        "header_read_timeout = \"1s\"\nidle_timeout = \"30s\"",
-        &config(&f),
+    let gateway = Gateway::start(
+        &config(&f)
+            .server("header_read_timeout", "1s")
+            .server("idle_timeout", "30s"),
     );
     // Half a header block, then silence.
     let mut stream = gateway.connect();
@@ -308,9 +287,10 @@ fn slowloris_half_a_header_block_is_cut_off() {
 fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     let f = Fixture::new();
     // A long header-read timeout, so only the idle timeout can end this connection.
-    let gateway = Gateway::start_with_server(
-        "header_read_timeout = \"30s\"\nidle_timeout = \"1s\"",
-        &config(&f),
+    let gateway = Gateway::start(
+        &config(&f)
+            .server("header_read_timeout", "30s")
+            .server("idle_timeout", "1s"),
     );
     let mut stream = gateway.connect();
     stream
@@ -380,18 +360,17 @@ fn upstream_connections_are_reused_but_never_while_a_response_is_on_them() {
 
 /// The fixture's issuer and echo upstream, with `upstream_settings` added to the upstream, and one
 /// public route to it.
-fn public_route_with(f: &Fixture, upstream_settings: &str) -> String {
-    format!(
-        "{}{upstream_settings}\n\n[[route]]\nname = \"root\"\nprefix = \"/\"\nupstream = \"echo\"\npattern = \"public\"\n",
-        f.base_toml()
-    )
+fn public_route_with(f: &Fixture, key: &str, value: impl Into<serde_json::Value>) -> Config {
+    f.config()
+        .edit_upstream("echo", |u| u.set(key, value))
+        .route(Route::new("root", "/", "echo", Pattern::Public))
 }
 
 /// `pool_max_idle_per_host = 0` keeps no idle connection: every request connects anew.
 #[test]
 fn with_no_idle_connections_kept_every_request_connects_anew() {
     let f = Fixture::new();
-    let gateway = Gateway::start(&public_route_with(&f, "pool_max_idle_per_host = 0"));
+    let gateway = Gateway::start(&public_route_with(&f, "pool_max_idle_per_host", 0));
     let mut stream = gateway.connect();
     let mut seen = Vec::new();
     for target in ["/n1", "/n2", "/n3"] {
@@ -411,7 +390,7 @@ fn with_no_idle_connections_kept_every_request_connects_anew() {
 #[test]
 fn an_idle_upstream_connection_is_closed_after_the_pool_idle_timeout() {
     let f = Fixture::new();
-    let gateway = Gateway::start(&public_route_with(&f, "pool_idle_timeout = \"400ms\""));
+    let gateway = Gateway::start(&public_route_with(&f, "pool_idle_timeout", "400ms"));
     let mut stream = gateway.connect();
     let (status, connection) = get_on(&mut stream, &f, "/idle", "");
     assert_eq!(status, 200);
@@ -519,7 +498,7 @@ fn a_connection_with_an_unfinished_body_is_not_lent_again() {
 #[test]
 fn the_connection_limit_closes_the_third_connection() {
     let f = Fixture::new();
-    let gateway = Gateway::start_with_server("max_connections = 2", &config(&f));
+    let gateway = Gateway::start(&config(&f).server("max_connections", 2));
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut stream = gateway.connect();
@@ -551,7 +530,7 @@ fn the_connection_limit_closes_the_third_connection() {
 #[test]
 fn a_websocket_tunnel_keeps_its_connection_slot_until_it_closes() {
     let f = Fixture::new();
-    let gateway = Gateway::start_with_server("max_connections = 2", &config(&f));
+    let gateway = Gateway::start(&config(&f).server("max_connections", 2));
     let mut tunnel = open_websocket(&gateway);
     assert_echoes(&mut tunnel, b"open");
     let mut held = gateway.connect();
@@ -581,7 +560,7 @@ fn a_websocket_tunnel_keeps_its_connection_slot_until_it_closes() {
 #[test]
 fn more_header_fields_than_max_headers_are_refused_before_the_upstream() {
     let f = Fixture::new();
-    let gateway = Gateway::start_with_server("max_headers = 20", &config(&f));
+    let gateway = Gateway::start(&config(&f).server("max_headers", 20));
     let request = |fields: usize| {
         let mut text = format!("GET /fields-{fields} HTTP/1.1\r\nHost: gw.test\r\n");
         // Host, fillers and Connection: `fields` header fields in all.
@@ -685,8 +664,7 @@ fn tls_termination_negotiates_h2_with_alpn() {
     let ca_pem = dir.0.join("ca.pem");
     let gateway = Gateway::start_in(
         dir,
-        &format!("{TIMEOUTS}\ntls = {{ cert = \"leaf.pem\", key = \"leaf.key\" }}"),
-        &config(&f),
+        &with_timeouts(config(&f)).server("tls", json!({"cert": "leaf.pem", "key": "leaf.key"})),
         &[],
     );
     let addr = gateway.proxy;

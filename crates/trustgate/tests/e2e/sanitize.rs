@@ -7,37 +7,14 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::common::{Fixture, Gateway, bearer};
+use crate::common::{Config, Fixture, Gateway, Pattern, Route, bearer};
 
-fn routes(f: &Fixture) -> String {
-    format!(
-        r#"{base}
-[[route]]
-name = "root"
-prefix = "/"
-upstream = "echo"
-pattern = "public"
-
-[[route]]
-name = "ids"
-prefix = "/ids"
-upstream = "echo"
-pattern = "identity-headers"
-
-[[route]]
-name = "fwd"
-prefix = "/fwd"
-upstream = "echo"
-pattern = "forward-token"
-
-[[route]]
-name = "svc"
-prefix = "/svc"
-upstream = "echo"
-pattern = "service-validates"
-"#,
-        base = f.base_toml()
-    )
+fn routes(f: &Fixture) -> Config {
+    f.config()
+        .route(Route::new("root", "/", "echo", Pattern::Public))
+        .route(Route::new("ids", "/ids", "echo", Pattern::IdentityHeaders))
+        .route(Route::new("fwd", "/fwd", "echo", Pattern::ForwardToken))
+        .route(Route::new("svc", "/svc", "echo", Pattern::ServiceValidates))
 }
 
 fn start(f: &Fixture) -> Gateway {
@@ -312,7 +289,7 @@ fn forwarding_headers_from_an_untrusted_peer_are_replaced() {
 #[test]
 fn forwarding_headers_from_a_trusted_proxy_are_appended_to() {
     let f = Fixture::new();
-    let gateway = Gateway::start_with_server(r#"trusted_proxies = ["127.0.0.1"]"#, &routes(&f));
+    let gateway = Gateway::start(&routes(&f).server("trusted_proxies", ["127.0.0.1"]));
     let r = gateway.raw(&request_with(
         "/x",
         &[
@@ -384,25 +361,12 @@ fn uri_override_headers_never_reach_the_upstream() {
 #[test]
 fn reject_mode_refuses_client_identity_before_routing_and_audits_it() {
     let f = Fixture::new();
-    let gateway = Gateway::start(&format!(
-        r#"{base}
-[sanitize]
-mode = "reject"
-
-[[route]]
-name = "public"
-prefix = "/public"
-upstream = "echo"
-pattern = "public"
-
-[[route]]
-name = "ids"
-prefix = "/ids"
-upstream = "echo"
-pattern = "identity-headers"
-"#,
-        base = f.base_toml()
-    ));
+    let gateway = Gateway::start(
+        &f.config()
+            .section("sanitize", "mode", "reject")
+            .route(Route::new("public", "/public", "echo", Pattern::Public))
+            .route(Route::new("ids", "/ids", "echo", Pattern::IdentityHeaders)),
+    );
     let t = f.token("alice");
     let auth = format!("Authorization: {}", bearer(&t));
     // Public route, unknown path and validating route without a token: the identity header is

@@ -5,29 +5,23 @@
 use std::io::Write;
 use std::time::Duration;
 
-use crate::common::{Fixture, Gateway, read_until_closed};
+use crate::common::{Config, Fixture, Gateway, Pattern, Route, read_until_closed};
 
 fn start(f: &Fixture) -> Gateway {
-    start_with(f, "")
+    start_with(f, |c| c)
 }
 
-/// [`start`], with `extra` TOML after the routes.
-fn start_with(f: &Fixture, extra: &str) -> Gateway {
-    Gateway::start(&format!(
-        r#"{base}
-[[route]]
-name = "public"
-prefix = "/"
-upstream = "echo"
-pattern = "public"
-
-[[route]]
-name = "admin"
-prefix = "/admin"
-upstream = "echo"
-pattern = "identity-headers"
-{extra}"#,
-        base = f.base_toml()
+/// [`start`], with `edit` applied to the config.
+fn start_with(f: &Fixture, edit: impl FnOnce(Config) -> Config) -> Gateway {
+    Gateway::start(&edit(
+        f.config()
+            .route(Route::new("public", "/", "echo", Pattern::Public))
+            .route(Route::new(
+                "admin",
+                "/admin",
+                "echo",
+                Pattern::IdentityHeaders,
+            )),
     ))
 }
 
@@ -424,7 +418,7 @@ fn a_fragment_in_the_target_is_not_taken_for_a_desync() {
 #[test]
 fn edge_served_internal_documents_wait_for_the_framing_verdict() {
     let f = Fixture::new();
-    let gateway = start_with(&f, "[internal_issuer]\nserve_on_edge = true\n");
+    let gateway = start_with(&f, |c| c.section("internal_issuer", "serve_on_edge", true));
     let plain = exchange(
         &gateway,
         b"GET /.well-known/jwks.json HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n",

@@ -4,22 +4,15 @@
 
 use serde_json::json;
 
-use crate::common::{Fixture, Gateway, bearer};
+use crate::common::{Fixture, Gateway, Issuer, Pattern, Route, bearer};
 
 #[test]
 fn allow_anonymous_identity_route_forwards_without_identity_but_never_client_identity() {
     let f = Fixture::new();
-    let gateway = Gateway::start(&format!(
-        r#"{base}
-[[route]]
-name = "anon"
-prefix = "/anon"
-upstream = "echo"
-pattern = "identity-headers"
-allow_anonymous = true
-"#,
-        base = f.base_toml()
-    ));
+    let gateway = Gateway::start(
+        &f.config()
+            .route(Route::new("anon", "/anon", "echo", Pattern::IdentityHeaders).allow_anonymous()),
+    );
 
     // No token: forwarded, but with no identity at all — the client's own is stripped.
     let r = gateway.raw(
@@ -70,30 +63,15 @@ fn route_issuer_restriction_refuses_tokens_of_other_issuers() {
     let other = crate::common::issuer();
     let other_key = test_support::TestKey::es256("k-other");
     other.set_keys(&[&other_key]);
-    let gateway = Gateway::start(&format!(
-        r#"{base}
-[[issuer]]
-id = "other"
-issuer = "{other}"
-audiences = ["api"]
-discovery = true
-
-[[route]]
-name = "only-idp"
-prefix = "/only-idp"
-upstream = "echo"
-pattern = "forward-token"
-issuers = ["idp"]
-
-[[route]]
-name = "any"
-prefix = "/any"
-upstream = "echo"
-pattern = "forward-token"
-"#,
-        base = f.base_toml(),
-        other = other.url()
-    ));
+    let gateway = Gateway::start(
+        &f.config()
+            .issuer(Issuer::discovery("other", &other.url()).audiences(&["api"]))
+            .route(
+                Route::new("only-idp", "/only-idp", "echo", Pattern::ForwardToken)
+                    .issuers(&["idp"]),
+            )
+            .route(Route::new("any", "/any", "echo", Pattern::ForwardToken)),
+    );
     let foreign = other_key.sign(&test_support::claims(&other.url(), "api", "mallory"));
     let own = f.token("alice");
 
@@ -127,52 +105,34 @@ pattern = "forward-token"
 #[test]
 fn require_scopes_roles_and_claims_all_and_any() {
     let f = Fixture::new();
-    let gateway = Gateway::start(&format!(
-        r#"{base}
-[[route]]
-name = "scopes-all"
-prefix = "/scopes-all"
-upstream = "echo"
-pattern = "forward-token"
-require = {{ scopes = ["read", "write"] }}
-
-[[route]]
-name = "scopes-any"
-prefix = "/scopes-any"
-upstream = "echo"
-pattern = "forward-token"
-require = {{ scopes = ["read", "write"], mode = "any" }}
-
-[[route]]
-name = "roles"
-prefix = "/roles"
-upstream = "echo"
-pattern = "identity-headers"
-require = {{ roles = ["admin"] }}
-
-[[route]]
-name = "claims"
-prefix = "/claims"
-upstream = "echo"
-pattern = "forward-token"
-require = {{ claims = {{ "org.plan" = ["gold", "platinum"] }} }}
-
-[[route]]
-name = "mixed-any"
-prefix = "/mixed-any"
-upstream = "echo"
-pattern = "forward-token"
-require = {{ scopes = ["admin:all"], roles = ["admin"], mode = "any" }}
-
-[[route]]
-name = "mixed-all"
-prefix = "/mixed-all"
-upstream = "echo"
-pattern = "forward-token"
-require = {{ scopes = ["read"], roles = ["admin"], claims = {{ tier = ["1"] }} }}
-"#,
-        base = f.base_toml()
-    ));
+    let gateway = Gateway::start(
+        &f.config()
+            .route(
+                Route::new("scopes-all", "/scopes-all", "echo", Pattern::ForwardToken)
+                    .require(json!({"scopes": ["read", "write"]})),
+            )
+            .route(
+                Route::new("scopes-any", "/scopes-any", "echo", Pattern::ForwardToken)
+                    .require(json!({"scopes": ["read", "write"], "mode": "any"})),
+            )
+            .route(
+                Route::new("roles", "/roles", "echo", Pattern::IdentityHeaders)
+                    .require(json!({"roles": ["admin"]})),
+            )
+            .route(
+                Route::new("claims", "/claims", "echo", Pattern::ForwardToken)
+                    .require(json!({"claims": {"org.plan": ["gold", "platinum"]}})),
+            )
+            .route(
+                Route::new("mixed-any", "/mixed-any", "echo", Pattern::ForwardToken)
+                    .require(json!({"scopes": ["admin:all"], "roles": ["admin"], "mode": "any"})),
+            )
+            .route(
+                Route::new("mixed-all", "/mixed-all", "echo", Pattern::ForwardToken).require(
+                    json!({"scopes": ["read"], "roles": ["admin"], "claims": {"tier": ["1"]}}),
+                ),
+            ),
+    );
     let read = f.token_with("a", json!({"scope": "read"}));
     let read_write = f.token_with("b", json!({"scope": "read write"}));
     let scp_list = f.token_with("c", json!({"scp": ["write", "read"]}));
@@ -244,31 +204,15 @@ require = {{ scopes = ["read"], roles = ["admin"], claims = {{ tier = ["1"] }} }
 #[test]
 fn strip_prefix_and_rewrite_prefix_forward_the_exact_path() {
     let f = Fixture::new();
-    let gateway = Gateway::start(&format!(
-        r#"{base}
-[[route]]
-name = "strip"
-prefix = "/strip"
-upstream = "echo"
-pattern = "public"
-strip_prefix = true
-
-[[route]]
-name = "old"
-prefix = "/old"
-upstream = "echo"
-pattern = "public"
-rewrite_prefix = "/v2"
-
-[[route]]
-name = "ids"
-prefix = "/ids"
-upstream = "echo"
-pattern = "identity-headers"
-rewrite_prefix = "/internal/users"
-"#,
-        base = f.base_toml()
-    ));
+    let gateway = Gateway::start(
+        &f.config()
+            .route(Route::new("strip", "/strip", "echo", Pattern::Public).strip_prefix())
+            .route(Route::new("old", "/old", "echo", Pattern::Public).rewrite_prefix("/v2"))
+            .route(
+                Route::new("ids", "/ids", "echo", Pattern::IdentityHeaders)
+                    .rewrite_prefix("/internal/users"),
+            ),
+    );
     let cases: &[(&str, &str)] = &[
         ("/strip/a/b?q=1&r=%2F", "/a/b?q=1&r=%2F"),
         ("/strip", "/"),
@@ -309,19 +253,13 @@ rewrite_prefix = "/internal/users"
 #[test]
 fn only_the_checked_token_ever_reaches_a_forward_token_upstream() {
     let f = Fixture::new();
-    let mut config = f.base_toml();
-    for (name, pattern, extra) in [
-        ("anon", "forward-token", "allow_anonymous = true"),
-        ("cookie", "forward-token", "token_cookie = \"at\""),
-        ("ids", "identity-headers", ""),
-        ("int", "internal-token", "service = \"svc\""),
-    ] {
-        config.push_str(&format!(
-            "[[route]]\nname = \"{name}\"\nprefix = \"/{name}\"\nupstream = \"echo\"\n\
-             pattern = \"{pattern}\"\n{extra}\n"
-        ));
-    }
-    config.push_str("[internal_issuer]\nissuer = \"https://internal.example\"\n");
+    let config = f
+        .config()
+        .route(Route::new("anon", "/anon", "echo", Pattern::ForwardToken).allow_anonymous())
+        .route(Route::new("cookie", "/cookie", "echo", Pattern::ForwardToken).token_cookie("at"))
+        .route(Route::new("ids", "/ids", "echo", Pattern::IdentityHeaders))
+        .route(Route::new("int", "/int", "echo", Pattern::InternalToken).service("svc"))
+        .section("internal_issuer", "issuer", "https://internal.example");
     let gateway = Gateway::start(&config);
     // Signed by a key the issuer never published, under the published kid.
     let forged =

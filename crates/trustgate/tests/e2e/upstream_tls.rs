@@ -5,7 +5,9 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::common::{Gateway, TempDir, closed_port, wait_until};
+use crate::common::{
+    Config, Gateway, Pattern, Route, TempDir, Upstream as UpstreamConfig, closed_port, wait_until,
+};
 
 fn openssl(dir: &TempDir, args: &[&str]) {
     let status = Command::new("openssl")
@@ -125,47 +127,30 @@ fn upstream_tls_with_custom_ca_and_client_certificate() {
     let pki = TempDir::new();
     make_pki(&pki);
     let (_upstream, addr) = tls_upstream(&pki);
-    let path = |name: &str| pki.0.join(name).display().to_string();
-    let config = format!(
-        r#"
-[[upstream]]
-id = "mtls"
-url = "https://{addr}"
-ca_file = "{ca}"
-client_cert = "{cert}"
-client_key = "{key}"
-
-[[upstream]]
-id = "no-client-cert"
-url = "https://{addr}"
-ca_file = "{ca}"
-
-[[upstream]]
-id = "public-roots"
-url = "https://{addr}"
-
-[[route]]
-name = "mtls"
-prefix = "/mtls"
-upstream = "mtls"
-pattern = "public"
-
-[[route]]
-name = "no-client-cert"
-prefix = "/no-client-cert"
-upstream = "no-client-cert"
-pattern = "public"
-
-[[route]]
-name = "public-roots"
-prefix = "/public-roots"
-upstream = "public-roots"
-pattern = "public"
-"#,
-        ca = path("ca.pem"),
-        cert = path("client.pem"),
-        key = path("client.key"),
-    );
+    let url = format!("https://{addr}");
+    let ca = pki.0.join("ca.pem");
+    let config = Config::new()
+        .upstream(
+            UpstreamConfig::new("mtls", &url)
+                .path("ca_file", &ca)
+                .path("client_cert", &pki.0.join("client.pem"))
+                .path("client_key", &pki.0.join("client.key")),
+        )
+        .upstream(UpstreamConfig::new("no-client-cert", &url).path("ca_file", &ca))
+        .upstream(UpstreamConfig::new("public-roots", &url))
+        .route(Route::new("mtls", "/mtls", "mtls", Pattern::Public))
+        .route(Route::new(
+            "no-client-cert",
+            "/no-client-cert",
+            "no-client-cert",
+            Pattern::Public,
+        ))
+        .route(Route::new(
+            "public-roots",
+            "/public-roots",
+            "public-roots",
+            Pattern::Public,
+        ));
     let gateway = Gateway::start(&config);
     // The custom CA verifies the upstream, and the client certificate satisfies its mTLS demand.
     let r = gateway.get("/mtls/", &[]);

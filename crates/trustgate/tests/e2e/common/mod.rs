@@ -17,6 +17,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod config;
+
+pub use config::{Config, Issuer, Pattern, Route, Upstream};
+
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// A scratch directory removed on drop.
@@ -53,8 +57,6 @@ pub struct Gateway {
     pub admin: SocketAddr,
     pub config_path: PathBuf,
     pub logs: Arc<Mutex<Vec<String>>>,
-    /// The `[server]`/`[admin]` head written before the test's own config text.
-    head: String,
     dir: TempDir,
 }
 
@@ -66,31 +68,18 @@ impl Drop for Gateway {
 }
 
 impl Gateway {
-    /// Starts `trustgate serve` with `config` (listen addresses are forced to port 0).
-    pub fn start(config: &str) -> Self {
+    /// Starts `trustgate serve` with `config` (built with both listeners on port 0).
+    pub fn start(config: &Config) -> Self {
         Self::start_with_env(config, &[])
     }
 
-    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Self {
-        Self::start_full("", config, env)
-    }
-
-    /// Starts with extra `[server]` settings (`server` is TOML lines such as
-    /// `max_connections = 2`), since the harness writes the `[server]` table itself.
-    pub fn start_with_server(server: &str, config: &str) -> Self {
-        Self::start_full(server, config, &[])
-    }
-
-    pub fn start_full(server: &str, config: &str, env: &[(&str, &str)]) -> Self {
-        Self::start_in(TempDir::new(), server, config, env)
+    pub fn start_with_env(config: &Config, env: &[(&str, &str)]) -> Self {
+        Self::start_in(TempDir::new(), config, env)
     }
 
     /// Starts with a config in `dir` (so the test can put certificates beside it).
-    pub fn start_in(dir: TempDir, server: &str, config: &str, env: &[(&str, &str)]) -> Self {
-        let head = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n{server}\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n"
-        );
-        let config_path = dir.write("trustgate.toml", &format!("{head}{config}"));
+    pub fn start_in(dir: TempDir, config: &Config, env: &[(&str, &str)]) -> Self {
+        let config_path = dir.write("trustgate.toml", &config.to_toml());
         let mut command = Command::new(env!("CARGO_BIN_EXE_trustgate"));
         command
             .arg("serve")
@@ -135,16 +124,13 @@ impl Gateway {
             admin,
             config_path,
             logs,
-            head,
             dir,
         }
     }
 
-    /// Replaces the config file atomically (write, then rename) with the same `[server]` head.
-    pub fn rewrite_config(&self, config: &str) {
-        let tmp = self
-            .dir
-            .write("trustgate.toml.new", &format!("{}{config}", self.head));
+    /// Replaces the config file atomically (write, then rename).
+    pub fn rewrite_config(&self, config: &Config) {
+        let tmp = self.dir.write("trustgate.toml.new", &config.to_toml());
         std::fs::rename(tmp, &self.config_path).unwrap();
     }
 
@@ -460,7 +446,7 @@ pub fn echo() -> test_support::EchoUpstream {
     rt().block_on(test_support::EchoUpstream::start())
 }
 
-/// A running issuer with one ES256 key, an echo upstream, and TOML snippets for both.
+/// A running issuer with one ES256 key, an echo upstream, and config entries for both.
 pub struct Fixture {
     pub issuer: test_support::TestIssuer,
     pub key: test_support::TestKey,
@@ -482,23 +468,34 @@ impl Fixture {
         }
     }
 
-    /// An `[[issuer]]` with id `idp` and an `[[upstream]]` with id `echo`.
-    pub fn base_toml(&self) -> String {
-        format!(
-            r#"
-[[issuer]]
-id = "idp"
-issuer = "{iss}"
-audiences = ["api"]
-discovery = true
+    /// The issuer as configured: id `idp`, audience `api`, keys by discovery.
+    pub fn issuer_config(&self) -> Issuer {
+        Issuer::discovery("idp", &self.iss).audiences(&["api"])
+    }
 
-[[upstream]]
-id = "echo"
-url = "{up}"
-"#,
-            iss = self.iss,
-            up = self.upstream.url()
-        )
+    /// The echo upstream as configured: id `echo`.
+    pub fn upstream_config(&self) -> Upstream {
+        Upstream::new("echo", &self.upstream.url())
+    }
+
+    /// A config with [`Self::issuer_config`] and [`Self::upstream_config`] and no routes.
+    pub fn config(&self) -> Config {
+        Config::new()
+            .issuer(self.issuer_config())
+            .upstream(self.upstream_config())
+    }
+
+    /// [`Self::config`] with a public route at `/public` and an identity-headers route at
+    /// `/admin`, both to `echo`.
+    pub fn public_and_admin(&self) -> Config {
+        self.config()
+            .route(Route::new("public", "/public", "echo", Pattern::Public))
+            .route(Route::new(
+                "admin",
+                "/admin",
+                "echo",
+                Pattern::IdentityHeaders,
+            ))
     }
 
     /// A valid token for `sub`, with `extra` claims merged in.
