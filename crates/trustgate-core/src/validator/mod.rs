@@ -10,116 +10,27 @@
 //! 5. the signature; only then
 //! 6. the claims, and the identity mapping with header-safety checks.
 
+mod settings;
+
+pub use settings::{ConfigError, IssuerConfig, ValidatorOptions};
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::HeaderValue;
 
 use crate::alg::Algorithm;
-use crate::cache::{CacheOptions, CacheStats, Lookup, VerifiedCache};
+use crate::cache::{CacheStats, Lookup, VerifiedCache};
 use crate::claims::{AudiencePolicy, ClaimsPolicy};
 use crate::clock::SharedClock;
 use crate::error::{AuthError, Reason};
-use crate::fetch::{FetchOptions, Fetcher};
+use crate::fetch::Fetcher;
 use crate::identity::{ClaimMapping, Identity};
 use crate::json::{self, Json};
-use crate::jws::{self, DEFAULT_MAX_TOKEN_BYTES, UnverifiedJws};
+use crate::jws::{self, UnverifiedJws};
 use crate::key::VerifyingKey;
-use crate::source::{IssuerKeys, KeySource, RefreshPolicy, StaticKeyError};
+use crate::source::{IssuerKeys, KeySource};
 use crate::verified::VerifiedToken;
-
-/// Everything trustgate needs to know about one token issuer.
-#[derive(Debug, Clone)]
-pub struct IssuerConfig {
-    /// The exact `iss` value. For discovery, also the base URL.
-    pub issuer: String,
-    /// Where the keys come from.
-    pub source: KeySource,
-    /// The algorithm allow-list (default RS256 and ES256).
-    pub algorithms: Vec<Algorithm>,
-    /// Claim rules.
-    pub claims: ClaimsPolicy,
-    /// How claims become an [`Identity`].
-    pub mapping: ClaimMapping,
-    /// Refresh, cooldown and staleness.
-    pub refresh: RefreshPolicy,
-    /// How many keys a token without `kid` may be tried against (default 3).
-    pub max_kidless_candidates: usize,
-}
-
-impl IssuerConfig {
-    /// An issuer with the safe defaults: `exp` and `aud` required, 60 s leeway, RS256 and ES256.
-    pub fn new(
-        issuer: impl Into<String>,
-        audiences: impl IntoIterator<Item = impl Into<String>>,
-        source: KeySource,
-    ) -> Self {
-        Self {
-            issuer: issuer.into(),
-            source,
-            algorithms: vec![Algorithm::RS256, Algorithm::ES256],
-            claims: ClaimsPolicy::new(audiences),
-            mapping: ClaimMapping::default(),
-            refresh: RefreshPolicy::default(),
-            max_kidless_candidates: 3,
-        }
-    }
-}
-
-/// Validator-wide settings.
-#[derive(Debug, Clone)]
-pub struct ValidatorOptions {
-    /// Tokens longer than this are refused before decoding (default 8 KiB).
-    pub max_token_bytes: usize,
-    /// The verified-token cache.
-    pub cache: CacheOptions,
-    /// Limits for fetching discovery documents and key sets.
-    pub fetch: FetchOptions,
-}
-
-impl Default for ValidatorOptions {
-    fn default() -> Self {
-        Self {
-            max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
-            cache: CacheOptions::default(),
-            fetch: FetchOptions::default(),
-        }
-    }
-}
-
-/// A configuration error, written for the operator.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// Two issuers with the same `issuer`.
-    #[error("issuer {0:?} is configured twice; each issuer must appear once")]
-    DuplicateIssuer(String),
-    /// An issuer with an empty algorithm list.
-    #[error("issuer {0:?} has no algorithms; list at least one, e.g. algorithms = [\"RS256\"]")]
-    NoAlgorithms(String),
-    /// `aud` is required but no audience is configured.
-    #[error(
-        "issuer {0:?} requires an audience but none is configured; set audiences = [\"your-api\"]"
-    )]
-    NoAudiences(String),
-    /// Discovery needs the issuer to be an http(s) URL.
-    #[error("issuer {0:?} uses discovery, so it must be an https URL (http only for loopback)")]
-    DiscoveryNeedsUrl(String),
-    /// A static key source failed.
-    #[error("issuer {issuer:?}: {source}")]
-    StaticKeys {
-        /// The issuer.
-        issuer: String,
-        /// What failed.
-        source: StaticKeyError,
-    },
-    /// TLS setup for fetching keys failed (for example, a bad extra CA).
-    #[error("TLS setup for key fetching failed: {0}")]
-    Tls(#[from] rustls::Error),
-    /// A zero cap on kid-less candidates would make every kid-less token fail.
-    #[error("issuer {0:?}: max_kidless_candidates must be at least 1")]
-    ZeroKidlessCandidates(String),
-}
 
 /// Whether validation may still wait for a refetch of an unknown `kid`.
 #[derive(Clone, Copy)]
@@ -483,7 +394,7 @@ impl Validator {
 
     /// Checks only the JWS layer (shape, encoding, header rules, key selection and signature)
     /// against the first issuer's keys, without any claim rule. Reached only through
-    /// [`crate::danger::verify_signature_only`].
+    /// `danger::verify_signature_only`.
     #[cfg(feature = "danger")]
     pub(crate) fn verify_signature_only(
         &self,
