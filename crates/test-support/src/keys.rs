@@ -8,12 +8,10 @@ use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{
     self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair, RsaPublicKeyComponents,
 };
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
 pub fn b64(bytes: impl AsRef<[u8]>) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
+    base64_simd::URL_SAFE_NO_PAD.encode_to_string(bytes)
 }
 
 pub fn now_secs() -> i64 {
@@ -123,7 +121,7 @@ impl TestKey {
             Pair::Ec(pair, _) => pair.public_key().as_der().unwrap().as_ref().to_vec(),
             Pair::Ed(pair) => pair.public_key().as_der().unwrap().as_ref().to_vec(),
         };
-        let body = base64::engine::general_purpose::STANDARD.encode(der);
+        let body = base64_simd::STANDARD.encode_to_string(der);
         let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
         for chunk in body.as_bytes().chunks(64) {
             pem.push_str(std::str::from_utf8(chunk).unwrap());

@@ -36,8 +36,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use aws_lc_rs::signature::{self, ParsedPublicKey, VerificationAlgorithm};
-use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64_simd::{STANDARD, URL_SAFE_NO_PAD};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use test_support::TestKey;
@@ -89,7 +88,7 @@ fn spki_der(key: &TestKey) -> Vec<u8> {
         .lines()
         .filter(|line| !line.starts_with("-----"))
         .collect();
-    STANDARD.decode(body).unwrap()
+    STANDARD.decode_to_vec(body).unwrap()
 }
 
 fn verification(alg: &str) -> &'static dyn VerificationAlgorithm {
@@ -107,7 +106,7 @@ fn bench_algorithm(c: &mut Criterion, key: &TestKey, with_cache_hit: bool) {
     let token = token(key);
     let dot = token.rfind('.').unwrap();
     let message = token.as_bytes()[..dot].to_vec();
-    let sig = URL_SAFE_NO_PAD.decode(&token[dot + 1..]).unwrap();
+    let sig = URL_SAFE_NO_PAD.decode_to_vec(&token[dot + 1..]).unwrap();
     let raw = ParsedPublicKey::new(verification(key.alg), spki_der(key)).unwrap();
     raw.verify_sig(&message, &sig).unwrap();
     let uncached = validator(key, false);

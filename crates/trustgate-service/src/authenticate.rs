@@ -1,5 +1,6 @@
 //! The per-mode decision: from a request's head to a [`Caller`] or a coarse [`AuthError`].
 
+#[cfg(feature = "axum")]
 use axum::extract::OriginalUri;
 use http::request::Parts;
 use serde_json::Value;
@@ -66,10 +67,13 @@ impl Authenticator {
                     request::assertion(&parts.headers)?.ok_or(AuthError::MissingToken)?;
                 let verified = validator.validate(assertion).await?;
                 // Behind `Router::nest` the URI is shortened; the gateway bound the full one.
+                #[cfg(feature = "axum")]
                 let uri = parts
                     .extensions
                     .get::<OriginalUri>()
                     .map_or(&parts.uri, |original| &original.0);
+                #[cfg(not(feature = "axum"))]
+                let uri = &parts.uri;
                 let request = BoundRequest {
                     method: &parts.method,
                     path_and_query: uri.path_and_query().map_or("", |pq| pq.as_str()),

@@ -2,8 +2,11 @@
 
 use std::sync::Arc;
 
+#[cfg(feature = "axum")]
 use axum::extract::FromRequestParts;
+#[cfg(feature = "axum")]
 use axum::response::{IntoResponse, Response};
+#[cfg(feature = "axum")]
 use http::request::Parts;
 use serde_json::{Map, Value};
 use trustgate_core::{AuthError, Identity, VerifiedToken};
@@ -191,6 +194,7 @@ fn permit(allowed: bool) -> Result<(), Rejection> {
     }
 }
 
+#[cfg(feature = "axum")]
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = Rejection;
 
@@ -238,6 +242,7 @@ impl std::fmt::Display for Rejection {
 
 impl std::error::Error for Rejection {}
 
+#[cfg(feature = "axum")]
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
         self.0.to_response().map(axum::body::Body::from)

@@ -27,6 +27,11 @@
 //!   the reason is logged at debug level.
 //! - **Safe by default.** The only way to skip the gateway's proof has `danger` in its name.
 //!
+//! ## Features
+//! - `axum` (default): the [`Caller`] extractor, `IntoResponse` for [`Rejection`], and the
+//!   `OriginalUri` a nested axum router leaves. Without it the crate is a plain tower layer; a
+//!   handler reads the [`Caller`] from the request extensions.
+//!
 //! ## Example
 //! ```no_run
 //! use axum::{Json, Router, routing::get};

@@ -5,8 +5,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use aws_lc_rs::hmac;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64_simd::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use test_support::{TestIssuer, TestKey, b64};
 use trustgate_core::{
@@ -638,7 +637,9 @@ async fn unusable_keys_are_ignored() {
     keys.push(j);
     // A 1024-bit RSA modulus (the top half of a real one).
     let mut j = RSA.jwk();
-    let n = URL_SAFE_NO_PAD.decode(j["n"].as_str().unwrap()).unwrap();
+    let n = URL_SAFE_NO_PAD
+        .decode_to_vec(j["n"].as_str().unwrap())
+        .unwrap();
     j["n"] = json!(b64(&n[..128]));
     j["kid"] = json!("small");
     keys.push(j);

@@ -22,8 +22,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use aws_lc_rs::encoding::AsDer;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64_simd::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use trustgate_core::{
     Algorithm, ConfigError, IssuerConfig, JwksError, KeyRejection, KeySource, StaticKeyError,
@@ -378,7 +377,11 @@ fn rsa_jwk_rejections() {
             .iter()
             .filter(|k| k["kty"] == "RSA" && k.get("n").is_some())
         {
-            let decode = |name: &str| URL_SAFE_NO_PAD.decode(jwk[name].as_str().unwrap()).unwrap();
+            let decode = |name: &str| {
+                URL_SAFE_NO_PAD
+                    .decode_to_vec(jwk[name].as_str().unwrap())
+                    .unwrap()
+            };
             let components = aws_lc_rs::rsa::PublicKeyComponents {
                 n: decode("n"),
                 e: decode("e"),
