@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
-use base64::Engine as _;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
@@ -74,7 +73,7 @@ fn pkcs8_pem() -> Result<String, String> {
     let rng = SystemRandom::new();
     let der = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
         .map_err(|_| "cannot generate the demo issuer key".to_owned())?;
-    let body = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+    let body = base64_simd::STANDARD.encode_to_string(der.as_ref());
     let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
     for chunk in body.as_bytes().chunks(64) {
         pem.push_str(&String::from_utf8_lossy(chunk));
