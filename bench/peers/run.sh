@@ -8,6 +8,10 @@
 #   bench/peers/run.sh            full run: writes docs/benchmarks.md and docs/benchmarks.png
 #   bench/peers/run.sh --check    CI: install, generate and validate every config, start each
 #                                 system once and run the functional checks; no load
+#   bench/peers/run.sh --compare BIN
+#                                 before/after: the same-token workload only, this tree's
+#                                 trustgate against the trustgate binary BIN (an older build) and
+#                                 plain HAProxy, interleaved; prints the ratios, writes no docs
 #
 # Environment (full run):
 #   BENCH_ROUNDS=3         rounds of the wrk workloads and of the fixed-rate runs; the systems
@@ -29,6 +33,12 @@ mode=full
 case "${1:-}" in
   "") ;;
   --check) mode=check ;;
+  --compare)
+    mode=compare
+    baseline_bin=${2:-}
+    [ -x "$baseline_bin" ] || { echo "--compare needs the path of a trustgate binary" >&2; exit 64; }
+    baseline_bin=$(cd "$(dirname "$baseline_bin")" && pwd)/$(basename "$baseline_bin")
+    ;;
   -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
   *) echo "unknown argument: $1 (use --check or nothing)" >&2; exit 64 ;;
 esac
@@ -119,7 +129,7 @@ build() {
     die "$* failed"
   fi
 }
-if [ "$mode" = full ]; then
+if [ "$mode" != check ]; then
   log "cargo build --release"
   build cargo build --release --locked -p trustgate -p test-support
   bin="$target/release"
@@ -170,9 +180,11 @@ systems_jwt="hj ap tg tgnc"
 systems_all="hj ap tg tgnc hp"
 declare -A NAME=(
   [hj]="HAProxy + jwt_verify" [ap]="Apache + mod_auth_openidc" [tg]="trustgate"
-  [tgnc]="trustgate, cache off" [hp]="HAProxy, no JWT")
+  [tgnc]="trustgate, cache off" [hp]="HAProxy, no JWT" [tgb]="trustgate (baseline build)")
 declare -A PORT=([hj]=$((base + 1)) [ap]=$((base + 2)) [tg]=$((base + 3)) [tgnc]=$((base + 4))
-  [hp]=$((base + 5)))
+  [hp]=$((base + 5)) [tgb]=$((base + 6)))
+# The binary each trustgate system runs: this tree's, or for --compare's baseline, the one given.
+tg_bin() { if [ "$1" = tgb ]; then echo "$baseline_bin"; else echo "$bin/trustgate"; fi; }
 
 modver=$(dpkg-query -W -f '${Version}' libapache2-mod-auth-openidc 2>/dev/null || echo unknown)
 
@@ -201,7 +213,7 @@ config() {
       chmod 644 "$dir/apache-claims.lua"
       echo "$dir/apache.conf"
       ;;
-    tg | tgnc) render trustgate.toml.in "$dir/trustgate.toml" "$1" "$2"; echo "$dir/trustgate.toml" ;;
+    tg | tgnc | tgb) render trustgate.toml.in "$dir/trustgate.toml" "$1" "$2"; echo "$dir/trustgate.toml" ;;
   esac
 }
 
@@ -210,7 +222,7 @@ validate() { # SYSTEM FILE
     hj | hp) haproxy -c -q -f "$2" ;;
     ap) apache2 -t -f "$2" 2>&1 | grep -v -e 'Syntax OK' -e 'deprecated' >&2 || true
       apache2 -t -f "$2" >/dev/null 2>&1 ;;
-    tg | tgnc) "$bin/trustgate" check -c "$2" >/dev/null ;;
+    tg | tgnc | tgb) "$(tg_bin "$1")" check -c "$2" >/dev/null ;;
   esac
 }
 
@@ -249,7 +261,7 @@ start_system() { # SYSTEM ALG
   case "$1" in
     hj | hp) taskset -c "$gw_cpu" haproxy -db -f "$file" >"$file.log" 2>&1 & ;;
     ap) taskset -c "$gw_cpu" apache2 -f "$file" -DFOREGROUND >"$file.log" 2>&1 & ;;
-    tg | tgnc) taskset -c "$gw_cpu" "$bin/trustgate" serve -c "$file" >"$file.log" 2>&1 & ;;
+    tg | tgnc | tgb) taskset -c "$gw_cpu" "$(tg_bin "$1")" serve -c "$file" >"$file.log" 2>&1 & ;;
   esac
   gw_pid=$!
   wait_port "$port" "$gw_pid" || { cat "$file.log" >&2; die "${NAME[$1]} ($2) did not start"; }
@@ -411,6 +423,33 @@ rss_run() { # SYSTEM: hold BENCH_RSS_CONNS keep-alive connections under light lo
   HELD[$1]=$held
   log "${NAME[$1]}: ${RSS[$1]} MiB with $held connections"
 }
+
+# ---------------------------------------------------------------------------------------------
+# --compare: this tree's trustgate against an older build, same token, interleaved rounds
+if [ "$mode" = compare ]; then
+  start_upstream
+  order="tgb tg hp"
+  for round in $(seq 1 "$rounds"); do
+    log "round $round of $rounds"
+    for s in $order; do
+      start_system "$s" RS256
+      if [ "$round" = 1 ]; then
+        check_system "$s" RS256 || die "functional check failed: ${NAME[$s]}: not benchmarked"
+      fi
+      wrk_run "$s" same RS256
+      stop_system
+    done
+    order=$(reversed "$order")
+  done
+  printf '\n| system | same token, req/s (median of %s rounds) | per round | ratio to plain HAProxy |\n|---|---:|---|---:|\n' "$rounds"
+  hp_rps=$(median "${RPS_ROUNDS[hp.same.RS256]}")
+  for s in tgb tg hp; do
+    m=$(median "${RPS_ROUNDS[$s.same.RS256]}")
+    printf '| %s | %d | %s | %.2f |\n' "${NAME[$s]}" "$m" "$(words "${RPS_ROUNDS[$s.same.RS256]}")" \
+      "$(awk -v a="$m" -v b="$hp_rps" 'BEGIN {print a / b}')"
+  done
+  exit 0
+fi
 
 start_upstream
 # The machine's speed drifts (other tenants, frequency), by more than the differences measured
