@@ -8,7 +8,9 @@ mod cli;
 mod config;
 #[cfg(feature = "demo")]
 mod demo;
+mod gateway;
 mod inspect;
+mod internal_issuer;
 mod metrics;
 mod proxy;
 mod runtime;
@@ -124,7 +126,7 @@ fn main() -> ExitCode {
                 );
                 match server::run(config, Some(path), |_| {}, shutdown_signal()).await {
                     Ok(()) => ExitCode::SUCCESS,
-                    Err(err @ server::StartError::Bind { .. }) => {
+                    Err(err @ (server::StartError::Bind { .. } | server::StartError::Tls(_))) => {
                         eprintln!("trustgate: {err}");
                         ExitCode::from(EX_UNAVAILABLE)
                     }

@@ -281,7 +281,7 @@ fn internal_endpoint_on_edge(rt: &Runtime, req: &Request<Incoming>) -> Option<Re
         return None;
     }
     let signer = rt.engine.signer.as_deref()?;
-    crate::admin::internal_issuer_document(signer, req.uri().path())
+    crate::internal_issuer::internal_issuer_document(signer, req.uri().path())
 }
 
 /// The answer to a refused request, counted and logged.

@@ -24,74 +24,11 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::admin;
 use crate::config::{self, Config, ConfigError};
+use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::proxy::{self, ConnInfo};
 use crate::runtime::Runtime;
 use trustgate_edge::framing::h1 as h1_framing;
-
-/// The running gateway: the current runtime, swapped on reload.
-pub(crate) struct Gateway {
-    pub(crate) runtime: ArcSwap<Runtime>,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) signer: Option<Arc<trustgate_core::InternalSigner>>,
-    config_path: Option<PathBuf>,
-}
-
-impl Gateway {
-    /// Loads and applies the configuration file again. An invalid configuration, or one whose
-    /// issuers have no usable keys, is refused and the current one stays in force.
-    pub(crate) async fn reload(&self) -> Result<(), ConfigError> {
-        let Some(path) = &self.config_path else {
-            return Err(ConfigError(
-                "this gateway was not started from a file".into(),
-            ));
-        };
-        let result = async {
-            let config = config::load(path)?;
-            let current = self.runtime.load();
-            if config.server.listen != current.config.server.listen
-                || config.admin_listen != current.config.admin_listen
-            {
-                tracing::warn!(
-                    "listen addresses changed; restart to apply them (the rest is applied now)"
-                );
-            }
-            if config.internal != current.config.internal {
-                return Err(ConfigError(
-                    "[internal_issuer] changed; restart the gateway to apply it (its keys live for the whole process)".into(),
-                ));
-            }
-            let runtime = Runtime::build(config, Arc::clone(&self.metrics), self.signer.clone())?;
-            if !runtime.start().await {
-                return Err(ConfigError(
-                    "new configuration refused: not every issuer has usable keys".into(),
-                ));
-            }
-            if config_needs_restart(&current.config, &runtime.config) {
-                tracing::warn!(
-                    "[server] or [log] settings changed; restart to apply them (routes, issuers, upstreams and sanitization are applied now)"
-                );
-            }
-            runtime.publish_metrics();
-            self.runtime.store(Arc::new(runtime));
-            Ok(())
-        }
-        .await;
-        self.metrics.reload(result.is_ok());
-        match &result {
-            Ok(()) => tracing::info!("configuration reloaded"),
-            Err(err) => {
-                tracing::error!(error = %err, "configuration reload refused; the previous configuration stays in force")
-            }
-        }
-        result
-    }
-}
-
-/// Settings that are read once, when listeners and the runtime start.
-fn config_needs_restart(old: &Config, new: &Config) -> bool {
-    old.server != new.server || old.log != new.log
-}
 
 /// Listener addresses actually bound (useful with port 0).
 #[derive(Debug, Clone, Copy)]
@@ -106,8 +43,11 @@ pub(crate) struct Bound {
 /// can tell "fix the file" from "try again".
 #[derive(Debug)]
 pub(crate) enum StartError {
-    /// The configuration cannot be used (TLS files, signer keys, runtime build).
+    /// The configuration cannot be used (signer keys, runtime build).
     Config(ConfigError),
+    /// The TLS certificate or key cannot be read or used. Not always the file's fault: a
+    /// certificate manager may not have written them yet, so it exits like a busy port.
+    Tls(ConfigError),
     /// A listener could not be bound.
     Bind {
         /// The field that sets the address, e.g. `server.listen`.
@@ -120,7 +60,7 @@ pub(crate) enum StartError {
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StartError::Config(err) => err.fmt(f),
+            StartError::Config(err) | StartError::Tls(err) => err.fmt(f),
             StartError::Bind {
                 field,
                 addr,
@@ -156,7 +96,13 @@ pub(crate) async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), StartError> {
     let metrics = Metrics::new();
-    let tls = config.server.tls.as_ref().map(tls_acceptor).transpose()?;
+    let tls = config
+        .server
+        .tls
+        .as_ref()
+        .map(tls_acceptor)
+        .transpose()
+        .map_err(StartError::Tls)?;
     // The admin port is bound first: the internal issuer's default URL is its address. Every
     // other check has already run in `config::load`.
     let admin_listener = bind("admin.listen", config.admin_listen).await?;

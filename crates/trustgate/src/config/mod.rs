@@ -318,7 +318,7 @@ fn validate(file: file::FileConfig, base: &Path) -> Result<Config, ConfigError> 
                 return Err(ConfigError::new(format!(
                     "internal_issuer.rotation_interval {:?} is under {MIN_ROTATION_INTERVAL:?}: each next key is published one interval before it signs, and services cache the internal JWKS for {:?}, so a shorter interval lets a key sign before services have seen it. Raise it, or for tests only set internal_issuer.danger_fast_rotation = true",
                     internal.rotation_interval.0,
-                    crate::admin::INTERNAL_JWKS_MAX_AGE
+                    crate::internal_issuer::INTERNAL_JWKS_MAX_AGE
                 )));
             }
             Some(InternalIssuerConfig {
@@ -413,7 +413,7 @@ fn claim_path(text: &str, field: &str) -> Result<ClaimPath, ConfigError> {
 /// The shortest `rotation_interval` without `danger_fast_rotation`: the internal JWKS's cache
 /// lifetime, plus 30 s for a service's refetch to complete.
 const MIN_ROTATION_INTERVAL: Duration =
-    Duration::from_secs(crate::admin::INTERNAL_JWKS_MAX_AGE.as_secs() + 30);
+    Duration::from_secs(crate::internal_issuer::INTERNAL_JWKS_MAX_AGE.as_secs() + 30);
 
 /// Builds an issuer id → `iss` lookup for display.
 pub(crate) fn issuer_ids(config: &Config) -> BTreeMap<String, String> {

@@ -418,6 +418,25 @@ fn a_port_in_use_is_not_a_config_error_and_names_the_field() {
     }
 }
 
+/// A TLS certificate that cannot be read (not yet written by a certificate manager, say) exits
+/// 69 like a busy port, naming the field and the file, rather than 64 like a typo.
+#[test]
+fn an_unreadable_tls_certificate_exits_69_naming_the_file() {
+    let f = Fixture::new();
+    let dir = TempDir::new();
+    let missing = dir.0.join("not-yet-issued.pem");
+    let missing = path_str(&missing);
+    let config = config(&f).server("tls", json!({ "cert": missing, "key": missing }));
+    let file = dir.write("tls.toml", &config.to_toml());
+    let r = run(&["serve", "-c", path_str(&file)]);
+    assert_eq!(r.code, Some(69), "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains(&format!("server.tls.cert {missing}")),
+        "{}",
+        r.stderr
+    );
+}
+
 /// The demo with its port taken names the flags that change it, and does not exit like a bad
 /// configuration file (there is none).
 #[test]

@@ -1,0 +1,74 @@
+//! The running gateway: the runtime in force, swapped whole on reload.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::config::{self, Config, ConfigError};
+use crate::metrics::Metrics;
+use crate::runtime::Runtime;
+
+/// The running gateway: the current runtime, swapped on reload.
+pub(crate) struct Gateway {
+    pub(crate) runtime: ArcSwap<Runtime>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) signer: Option<Arc<trustgate_core::InternalSigner>>,
+    pub(crate) config_path: Option<PathBuf>,
+}
+
+impl Gateway {
+    /// Loads and applies the configuration file again. An invalid configuration, or one whose
+    /// issuers have no usable keys, is refused and the current one stays in force.
+    pub(crate) async fn reload(&self) -> Result<(), ConfigError> {
+        let Some(path) = &self.config_path else {
+            return Err(ConfigError(
+                "this gateway was not started from a file".into(),
+            ));
+        };
+        let result = async {
+            let config = config::load(path)?;
+            let current = self.runtime.load();
+            if config.server.listen != current.config.server.listen
+                || config.admin_listen != current.config.admin_listen
+            {
+                tracing::warn!(
+                    "listen addresses changed; restart to apply them (the rest is applied now)"
+                );
+            }
+            if config.internal != current.config.internal {
+                return Err(ConfigError(
+                    "[internal_issuer] changed; restart the gateway to apply it (its keys live for the whole process)".into(),
+                ));
+            }
+            let runtime = Runtime::build(config, Arc::clone(&self.metrics), self.signer.clone())?;
+            if !runtime.start().await {
+                return Err(ConfigError(
+                    "new configuration refused: not every issuer has usable keys".into(),
+                ));
+            }
+            if config_needs_restart(&current.config, &runtime.config) {
+                tracing::warn!(
+                    "[server] or [log] settings changed; restart to apply them (routes, issuers, upstreams and sanitization are applied now)"
+                );
+            }
+            runtime.publish_metrics();
+            self.runtime.store(Arc::new(runtime));
+            Ok(())
+        }
+        .await;
+        self.metrics.reload(result.is_ok());
+        match &result {
+            Ok(()) => tracing::info!("configuration reloaded"),
+            Err(err) => {
+                tracing::error!(error = %err, "configuration reload refused; the previous configuration stays in force")
+            }
+        }
+        result
+    }
+}
+
+/// Settings that are read once, when listeners and the runtime start.
+fn config_needs_restart(old: &Config, new: &Config) -> bool {
+    old.server != new.server || old.log != new.log
+}
