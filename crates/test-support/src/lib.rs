@@ -9,3 +9,15 @@ pub mod keys;
 pub use echo::{EchoUpstream, RecordedRequest};
 pub use issuer::{Behavior, TestIssuer};
 pub use keys::{TestKey, b64, claims, now_secs, token_with_header};
+
+/// A header map with `pairs` appended in order, so a name may repeat.
+pub fn header_map(pairs: &[(&str, &str)]) -> http::HeaderMap {
+    let mut map = http::HeaderMap::new();
+    for (name, value) in pairs {
+        map.append(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    map
+}

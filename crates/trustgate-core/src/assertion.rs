@@ -206,24 +206,13 @@ pub fn check_assertion_binding(
 mod tests {
     use std::sync::Arc;
 
-    use http::HeaderValue;
     use serde_json::json;
+    use test_support::header_map as headers;
 
     use super::*;
     use crate::alg::Algorithm;
     use crate::clock::ManualClock;
     use crate::mint::SignerConfig;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(
-                HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                HeaderValue::from_str(value).unwrap(),
-            );
-        }
-        map
-    }
 
     fn claims(value: Value) -> Map<String, Value> {
         match value {

@@ -18,6 +18,9 @@
 //! - **One error mapping.** [`AuthError::to_response`] is the only place request errors become
 //!   RFC 6750 responses.
 //! - **Injected time.** Every time check reads a [`Clock`].
+//! - **Dangerous entry points are fenced.** Signature-only verification, for conformance tests and
+//!   fuzzing, lives in `danger`, compiled only with the `danger` cargo feature, which only
+//!   dev-dependencies enable.
 //!
 //! ## Example
 //! ```
