@@ -14,6 +14,7 @@
 
 pub mod decision;
 pub mod error;
+pub mod forward_auth;
 pub mod framing;
 pub mod headers;
 pub mod mint;

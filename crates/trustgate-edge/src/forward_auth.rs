@@ -1,0 +1,376 @@
+//! Front doors that answer for another proxy (nginx `auth_request`, Traefik ForwardAuth, Caddy
+//! `forward_auth`, Envoy ext_authz): read the original request that proxy describes, ask the
+//! engine, and turn its decision into the header edits the proxy applies.
+//!
+//! The proxy, not the client, describes the request, so those descriptions are believed only from
+//! a trusted peer; from anyone else the front door refuses. The described method, target and host
+//! then go through the same engine as a request to the reverse proxy: the same normalization
+//! before routing (the bypasses of other forward-auth tools came from routing on an
+//! un-normalized `X-Forwarded-Uri`), the same sanitization, the same patterns.
+
+use http::header::{AUTHORIZATION, COOKIE, HOST};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+
+use crate::decision::{Decision, Engine, HeaderEdit};
+use crate::token::remove_cookie;
+
+/// How the calling proxy describes the original request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Convention {
+    /// nginx `auth_request`: `X-Original-Method`, `X-Original-URI` (and `X-Original-Host`, or the
+    /// subrequest's own Host), as the nginx configuration sets them.
+    Nginx,
+    /// Traefik ForwardAuth and Caddy `forward_auth`: `X-Forwarded-Method`, `-Uri`, `-Host`.
+    ForwardedHeaders,
+    /// Envoy's HTTP ext_authz service: the check request is the original request itself (its
+    /// method, path and headers), under an optional path prefix.
+    Envoy,
+}
+
+impl Convention {
+    /// A stable name, for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Convention::Nginx => "nginx",
+            Convention::ForwardedHeaders => "forwarded-headers",
+            Convention::Envoy => "envoy",
+        }
+    }
+}
+
+/// Why the original request cannot be read from a check request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DescribeError {
+    /// The peer is not a trusted proxy: its description of a request proves nothing.
+    UntrustedPeer,
+    /// Both conventions' headers, or one of them twice: which request is meant is ambiguous.
+    Ambiguous,
+    /// A described method, target or host that does not parse.
+    Malformed,
+}
+
+/// The original request, as the proxy described it.
+#[derive(Debug)]
+pub struct Described {
+    /// Which convention described it.
+    pub convention: Convention,
+    /// The original method.
+    pub method: Method,
+    /// The original target (path and query), before normalization.
+    pub uri: Uri,
+    /// The original headers: the check request's, without the description headers, with the
+    /// original Host.
+    pub headers: HeaderMap,
+}
+
+const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+const X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+const X_ORIGINAL_HOST: HeaderName = HeaderName::from_static("x-original-host");
+const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// The header through which Envoy's HTTP ext_authz filter lets an authorization server remove
+/// request headers; the other proxies' snippets read it too.
+pub const HEADERS_TO_REMOVE: HeaderName = HeaderName::from_static("x-envoy-auth-headers-to-remove");
+
+/// The one value of `name`, if present; two values are ambiguous.
+fn single<'h>(
+    headers: &'h HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<&'h HeaderValue>, DescribeError> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (None, _) => Ok(None),
+        (Some(value), None) => Ok(Some(value)),
+        (Some(_), Some(_)) => Err(DescribeError::Ambiguous),
+    }
+}
+
+/// Reads the original request from a check request `method uri headers` sent by `peer_trusted`.
+/// `envoy_prefix` is the path prefix Envoy's `http_service.path_prefix` puts before the original
+/// path (`""` for none).
+///
+/// # Errors
+/// [`DescribeError`]: an untrusted peer, an ambiguous or a malformed description.
+pub fn describe(
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    peer_trusted: bool,
+    envoy_prefix: &str,
+) -> Result<Described, DescribeError> {
+    if !peer_trusted {
+        return Err(DescribeError::UntrustedPeer);
+    }
+    let nginx = [&X_ORIGINAL_METHOD, &X_ORIGINAL_URI, &X_ORIGINAL_HOST]
+        .iter()
+        .any(|name| headers.contains_key(*name));
+    let forwarded = [&X_FORWARDED_METHOD, &X_FORWARDED_URI]
+        .iter()
+        .any(|name| headers.contains_key(*name));
+    let (convention, method, target, host) = match (nginx, forwarded) {
+        (true, true) => return Err(DescribeError::Ambiguous),
+        (true, false) => (
+            Convention::Nginx,
+            single(headers, &X_ORIGINAL_METHOD)?,
+            single(headers, &X_ORIGINAL_URI)?,
+            match single(headers, &X_ORIGINAL_HOST)? {
+                Some(host) => Some(host),
+                None => single(headers, &HOST)?,
+            },
+        ),
+        (false, true) => (
+            Convention::ForwardedHeaders,
+            single(headers, &X_FORWARDED_METHOD)?,
+            single(headers, &X_FORWARDED_URI)?,
+            single(headers, &X_FORWARDED_HOST)?,
+        ),
+        (false, false) => {
+            let path_and_query = uri.path_and_query().map_or("/", |pq| pq.as_str());
+            let original = path_and_query
+                .strip_prefix(envoy_prefix)
+                .filter(|rest| rest.starts_with('/'))
+                .ok_or(DescribeError::Malformed)?;
+            let original = original
+                .parse::<Uri>()
+                .map_err(|_| DescribeError::Malformed)?;
+            let mut described = headers.clone();
+            described.remove(http::header::CONTENT_LENGTH);
+            described.remove(http::header::TRANSFER_ENCODING);
+            return Ok(Described {
+                convention: Convention::Envoy,
+                method: method.clone(),
+                uri: original,
+                headers: described,
+            });
+        }
+    };
+    // Both the method and the target must be described: a default would authorize a request
+    // the proxy did not mean.
+    let (Some(method), Some(target)) = (method, target) else {
+        return Err(DescribeError::Malformed);
+    };
+    let method = Method::from_bytes(method.as_bytes()).map_err(|_| DescribeError::Malformed)?;
+    let target = std::str::from_utf8(target.as_bytes()).map_err(|_| DescribeError::Malformed)?;
+    if !target.starts_with('/') {
+        return Err(DescribeError::Malformed);
+    }
+    let uri = target
+        .parse::<Uri>()
+        .map_err(|_| DescribeError::Malformed)?;
+    let host = host.cloned();
+    let mut described = headers.clone();
+    for name in [
+        &X_ORIGINAL_METHOD,
+        &X_ORIGINAL_URI,
+        &X_ORIGINAL_HOST,
+        &X_FORWARDED_METHOD,
+        &X_FORWARDED_URI,
+        &X_FORWARDED_HOST,
+        &http::header::CONTENT_LENGTH,
+        &http::header::TRANSFER_ENCODING,
+    ] {
+        described.remove(name);
+    }
+    described.remove(HOST);
+    if let Some(host) = host {
+        described.insert(HOST, host);
+    }
+    Ok(Described {
+        convention,
+        method,
+        uri,
+        headers: described,
+    })
+}
+
+/// What the calling proxy must do to the original request before it goes upstream: remove these
+/// headers, then set these. The removals are every client identity and URI-override header the
+/// request carries, and the credentials the pattern takes away; the sets are the pattern's
+/// (identity headers, the internal token as Authorization, the assertion, the Cookie header
+/// without the token cookie).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Edits {
+    /// Header names to remove, lower case, each once.
+    pub remove: Vec<HeaderName>,
+    /// Headers to set, replacing any value the request has.
+    pub set: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Edits {
+    /// The edits that turn the described request into what the reverse proxy would forward.
+    pub fn of(engine: &Engine, decision: &Decision, described: &HeaderMap) -> Self {
+        let mut edits = Edits::default();
+        for name in engine.client_headers_removed(described) {
+            edits.remove_once(name.clone());
+        }
+        for edit in decision.header_edits() {
+            match edit {
+                HeaderEdit::Remove(name) => edits.remove_once(name),
+                HeaderEdit::Set(name, value) => {
+                    edits.remove.retain(|removed| *removed != name);
+                    edits.set.retain(|(set, _)| *set != name);
+                    edits.set.push((name, value));
+                }
+                HeaderEdit::RemoveCookie(cookie) => {
+                    let mut rest = described.clone();
+                    remove_cookie(&mut rest, &cookie);
+                    let values: Vec<&HeaderValue> = rest.get_all(COOKIE).iter().collect();
+                    match values.as_slice() {
+                        [] => edits.remove_once(COOKIE),
+                        // Several Cookie headers become one, as HTTP/2 allows (`; `-joined).
+                        values => {
+                            let joined = values
+                                .iter()
+                                .map(|v| v.as_bytes())
+                                .collect::<Vec<_>>()
+                                .join(&b"; "[..]);
+                            match HeaderValue::from_bytes(&joined) {
+                                Ok(value) => edits.set.push((COOKIE, value)),
+                                Err(_) => edits.remove_once(COOKIE),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        edits
+    }
+
+    fn remove_once(&mut self, name: HeaderName) {
+        if !self.remove.contains(&name) && !self.set.iter().any(|(set, _)| *set == name) {
+            self.remove.push(name);
+        }
+    }
+
+    /// Whether the edits take the caller's Authorization away (patterns 2's unchecked value, 3
+    /// and 4) or replace it.
+    pub fn touches_authorization(&self) -> bool {
+        self.remove.contains(&AUTHORIZATION) || self.set.iter().any(|(n, _)| *n == AUTHORIZATION)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    fn get() -> (Method, Uri) {
+        (Method::GET, "/auth".parse().unwrap())
+    }
+
+    #[test]
+    fn nginx_and_forwarded_descriptions_are_read_and_consumed() {
+        let (m, u) = get();
+        let nginx = headers(&[
+            ("x-original-method", "POST"),
+            ("x-original-uri", "/api/../admin?x=1"),
+            ("x-original-host", "api.example"),
+            ("host", "trustgate:9902"),
+            ("authorization", "Bearer t"),
+        ]);
+        let d = describe(&m, &u, &nginx, true, "").unwrap();
+        assert_eq!(d.convention, Convention::Nginx);
+        assert_eq!(d.method, Method::POST);
+        assert_eq!(d.uri, "/api/../admin?x=1");
+        assert_eq!(d.headers.get("host").unwrap(), "api.example");
+        assert_eq!(d.headers.get("authorization").unwrap(), "Bearer t");
+        assert!(!d.headers.contains_key("x-original-uri"));
+
+        let forwarded = headers(&[
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-uri", "/users/1"),
+            ("x-forwarded-host", "api.example"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        let d = describe(&m, &u, &forwarded, true, "").unwrap();
+        assert_eq!(d.convention, Convention::ForwardedHeaders);
+        assert_eq!(d.uri, "/users/1");
+        assert_eq!(d.headers.get("host").unwrap(), "api.example");
+        assert!(!d.headers.contains_key("x-forwarded-uri"));
+    }
+
+    #[test]
+    fn envoy_checks_are_the_original_request_under_a_prefix() {
+        let uri: Uri = "/ext/users/1?q=2".parse().unwrap();
+        let d = describe(
+            &Method::DELETE,
+            &uri,
+            &headers(&[("host", "api")]),
+            true,
+            "/ext",
+        )
+        .unwrap();
+        assert_eq!(d.convention, Convention::Envoy);
+        assert_eq!(d.method, Method::DELETE);
+        assert_eq!(d.uri, "/users/1?q=2");
+        assert_eq!(
+            describe(
+                &Method::GET,
+                &"/other/x".parse().unwrap(),
+                &HeaderMap::new(),
+                true,
+                "/ext"
+            )
+            .unwrap_err(),
+            DescribeError::Malformed
+        );
+    }
+
+    #[test]
+    fn descriptions_from_untrusted_ambiguous_or_incomplete_sources_are_refused() {
+        let (m, u) = get();
+        let forged = headers(&[
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-uri", "/public"),
+        ]);
+        assert_eq!(
+            describe(&m, &u, &forged, false, "").unwrap_err(),
+            DescribeError::UntrustedPeer
+        );
+        for pairs in [
+            &[
+                ("x-original-uri", "/a"),
+                ("x-forwarded-uri", "/b"),
+                ("x-original-method", "GET"),
+            ][..],
+            &[
+                ("x-forwarded-uri", "/a"),
+                ("x-forwarded-uri", "/b"),
+                ("x-forwarded-method", "GET"),
+            ][..],
+        ] {
+            assert_eq!(
+                describe(&m, &u, &headers(pairs), true, "").unwrap_err(),
+                DescribeError::Ambiguous,
+                "{pairs:?}"
+            );
+        }
+        for pairs in [
+            &[("x-forwarded-uri", "/a")][..],
+            &[("x-forwarded-method", "GET")][..],
+            &[
+                ("x-forwarded-method", "GET"),
+                ("x-forwarded-uri", "http://evil/a"),
+            ][..],
+            &[("x-forwarded-method", "G E T"), ("x-forwarded-uri", "/a")][..],
+        ] {
+            assert_eq!(
+                describe(&m, &u, &headers(pairs), true, "").unwrap_err(),
+                DescribeError::Malformed,
+                "{pairs:?}"
+            );
+        }
+    }
+}
