@@ -44,6 +44,21 @@ if ! python3 -c "import joserfc" >/dev/null 2>&1; then
   python3 -m pip install --quiet joserfc
 fi
 
+# cargo-deny (licences, bans, sources: deny.toml) and cargo-machete (unused dependencies), which
+# scripts/test.sh runs first. Pinned, so that a new release cannot fail CI by itself, and built
+# only when that version is not already on PATH: `cargo install` compiles from source, which took
+# about 5 minutes for cargo-deny and 2 for cargo-machete on a 2-core machine.
+cargo_install_pinned() {
+  local crate=$1 version=$2
+  if "$crate" --version 2>/dev/null | grep -qw "$version"; then
+    return
+  fi
+  echo "== cargo install $crate $version"
+  cargo install --locked "$crate" --version "$version"
+}
+cargo_install_pinned cargo-deny 0.20.2
+cargo_install_pinned cargo-machete 0.9.2
+
 # cargo-fuzz for the fuzz smoke run (scripts/fuzz-smoke.sh), only where a nightly toolchain is
 # installed: libFuzzer needs nightly. Without nightly the smoke run says so and replays on stable.
 if command -v rustup >/dev/null 2>&1 && rustup run nightly rustc --version >/dev/null 2>&1; then

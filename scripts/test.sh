@@ -9,6 +9,15 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 bash scripts/install-test-deps.sh
 
+# The cheap checks first: they read Cargo.toml files and Cargo.lock, and build nothing.
+# Advisories are not checked here: they need the RustSec database from GitHub, which CI cannot
+# reach (deny.toml says how to run them where it can).
+echo "== cargo deny (licenses, bans, sources)"
+cargo deny --locked check licenses bans sources
+
+echo "== cargo machete (unused dependencies)"
+cargo machete
+
 echo "== rustfmt"
 cargo fmt --all -- --check
 

@@ -213,16 +213,33 @@ pub(crate) async fn run(
     tracing::info!("shutting down: no new connections; draining requests in flight");
     drop(proxy_listener);
     let _ = stop_tx.send(true);
-    let max = server.max_connections;
-    let drained = tokio::time::timeout(server.shutdown_grace, async {
-        while limit.available_permits() < max {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
+    let drained = tokio::time::timeout(
+        server.shutdown_grace,
+        all_slots_free(&limit, server.max_connections),
+    )
     .await
     .is_ok();
     tracing::info!(drained, "shutdown complete");
     Ok(())
+}
+
+/// Resolves once every slot under `max_connections` is back: each connection, from its TLS
+/// handshake to its end, and each upgraded tunnel (which outlives its HTTP connection, so a
+/// task tracker or hyper's graceful watcher would miss it) holds one. The semaphore wakes this
+/// when slots return, instead of a loop looking at the count. Nothing else acquires once the
+/// listener is gone; the slots taken here are kept, as the gateway is stopping anyway.
+async fn all_slots_free(limit: &Semaphore, max: usize) {
+    // `acquire_many` counts in u32; a larger limit is waited for in parts.
+    let mut left = max;
+    while left > 0 {
+        let part = u32::try_from(left).unwrap_or(u32::MAX);
+        match limit.acquire_many(part).await {
+            Ok(permits) => permits.forget(),
+            // Closed: nothing can hold a slot any more.
+            Err(_) => return,
+        }
+        left = left.saturating_sub(part as usize);
+    }
 }
 
 async fn serve_connection<S>(
@@ -452,4 +469,50 @@ fn spawn_reload_triggers(gateway: &Arc<Gateway>) {
 fn file_stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.modified().ok()?, meta.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::sync::Semaphore;
+
+    use super::all_slots_free;
+
+    /// True when `drain` finishes within 50 ms: a returned slot wakes it at once.
+    async fn done(drain: std::pin::Pin<&mut impl std::future::Future<Output = ()>>) -> bool {
+        tokio::time::timeout(Duration::from_millis(50), drain)
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn the_drain_waits_for_a_tunnel_that_outlives_its_connection() {
+        let limit = Arc::new(Semaphore::new(3));
+        let connection = Arc::new(Arc::clone(&limit).try_acquire_owned().unwrap());
+        let tunnel = Arc::clone(&connection);
+        let drain = all_slots_free(&limit, 3);
+        tokio::pin!(drain);
+        assert!(!done(drain.as_mut()).await, "drained with two holders");
+        drop(connection);
+        assert!(
+            !done(drain.as_mut()).await,
+            "drained while the tunnel is open"
+        );
+        drop(tunnel);
+        assert!(
+            done(drain.as_mut()).await,
+            "not drained after the last slot returned"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_idle_gateway_drains_at_once() {
+        let limit = Semaphore::new(2);
+        let drain = all_slots_free(&limit, 2);
+        tokio::pin!(drain);
+        assert!(done(drain.as_mut()).await);
+    }
 }
