@@ -89,7 +89,7 @@ install_deps() {
   command -v openssl >/dev/null || need+=(openssl)
   command -v taskset >/dev/null || need+=(util-linux)
   command -v ss >/dev/null || need+=(iproute2)
-  if [ "$mode" = full ]; then
+  if [ "$mode" != check ]; then
     command -v wrk >/dev/null || need+=(wrk)
     command -v gnuplot >/dev/null || need+=(gnuplot-nox)
     command -v python3 >/dev/null || need+=(python3)

@@ -1,4 +1,4 @@
-//! The command line: `serve`, `check`, `explain` and `demo`.
+//! The command line: `serve`, `check`, `explain`, `snippet` and `demo`.
 
 use std::path::PathBuf;
 
@@ -40,6 +40,20 @@ pub(crate) enum Command {
         /// The admin port on 127.0.0.1 (metrics, readiness, internal JWKS).
         #[arg(long, default_value_t = 9901)]
         admin_port: u16,
+    },
+    /// Write the configuration a proxy in front needs to ask the decision endpoint
+    /// (`[forward_auth]`), generated from the trustgate configuration so that no identity
+    /// header is forgotten. `nginx` writes `auth.conf` (server level) and `protect.conf` (each
+    /// protected location).
+    Snippet {
+        /// The proxy: `nginx`.
+        proxy: String,
+        /// The configuration file.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Write the files into this directory instead of printing them.
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
     /// Print a shell completion script: `trustgate completions bash > /etc/bash_completion.d/trustgate`.
     Completions {

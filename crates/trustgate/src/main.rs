@@ -8,6 +8,7 @@ mod cli;
 mod config;
 #[cfg(feature = "demo")]
 mod demo;
+mod forward_auth;
 mod gateway;
 mod inspect;
 mod internal_issuer;
@@ -16,6 +17,7 @@ mod proxy;
 mod runtime;
 mod server;
 mod signer;
+mod snippet;
 mod upstream;
 
 use std::process::ExitCode;
@@ -152,6 +154,23 @@ fn main() -> ExitCode {
                     Err(err) => {
                         eprintln!("trustgate demo: {err}");
                         ExitCode::FAILURE
+                    }
+                }
+            }
+            Command::Snippet { proxy, config: path, dir } => {
+                let written = config::load(&path)
+                    .and_then(|config| snippet::write(&config, &proxy, dir.as_deref()));
+                match written {
+                    Ok(text) => {
+                        #[allow(clippy::print_stdout)]
+                        {
+                            print!("{text}");
+                        }
+                        ExitCode::SUCCESS
+                    }
+                    Err(err) => {
+                        eprintln!("trustgate: {err}");
+                        ExitCode::from(EX_USAGE)
                     }
                 }
             }

@@ -284,13 +284,9 @@ fn internal_endpoint_on_edge(rt: &Runtime, req: &Request<Incoming>) -> Option<Re
     crate::internal_issuer::internal_issuer_document(signer, req.uri().path())
 }
 
-/// The answer to a refused request, counted and logged.
-fn refused(
-    rt: &Runtime,
-    refusal: &Refusal,
-    method: &http::Method,
-    started: Option<Instant>,
-) -> Response<Body> {
+/// Counts a refusal: per route (or unrouted), and a failed validation by its reason. Every front
+/// door counts the same way.
+pub(crate) fn count_refusal(rt: &Runtime, refusal: &Refusal) {
     let outcome = refusal.error.outcome();
     match refusal.route.as_deref().and_then(|route| rt.route(route)) {
         Some(route_rt) => route_rt.metrics.record(outcome),
@@ -301,6 +297,16 @@ fn refused(
     {
         rt.metrics.validation_failure(reason.as_str());
     }
+}
+
+/// The answer to a refused request, counted and logged.
+fn refused(
+    rt: &Runtime,
+    refusal: &Refusal,
+    method: &http::Method,
+    started: Option<Instant>,
+) -> Response<Body> {
+    count_refusal(rt, refusal);
     let response = refusal.error.to_response();
     access_log(
         rt,

@@ -35,6 +35,8 @@ use trustgate_edge::framing::h1 as h1_framing;
 pub(crate) struct Bound {
     pub(crate) proxy: SocketAddr,
     pub(crate) admin: SocketAddr,
+    /// The decision endpoint, with a `[forward_auth]` section.
+    pub(crate) decisions: Option<SocketAddr>,
 }
 
 /// Runs the gateway until SIGTERM or SIGINT, then drains.
@@ -114,6 +116,10 @@ pub(crate) async fn run(
         .as_ref()
         .map(|internal| crate::signer::build_signer(internal, admin_addr))
         .transpose()?;
+    let decisions_listener = match &config.forward_auth {
+        Some(forward_auth) => Some(bind("forward_auth.listen", forward_auth.listen).await?),
+        None => None,
+    };
     let runtime = Runtime::build(config, Arc::clone(&metrics), signer.clone())?;
     let server = runtime.config.server.clone();
     let proxy_listener = bind("server.listen", server.listen).await?;
@@ -122,6 +128,9 @@ pub(crate) async fn run(
             .local_addr()
             .map_err(|e| ConfigError(e.to_string()))?,
         admin: admin_addr,
+        decisions: decisions_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok()),
     };
     let gateway = Arc::new(Gateway {
         runtime: ArcSwap::from_pointee(runtime),
@@ -130,9 +139,19 @@ pub(crate) async fn run(
         config_path,
     });
     tokio::spawn(admin::serve(admin_listener, Arc::clone(&gateway)));
+    if let Some(listener) = decisions_listener {
+        tokio::spawn(crate::forward_auth::serve(listener, Arc::clone(&gateway)));
+    }
     let ready = gateway.runtime.load().start().await;
     gateway.runtime.load().publish_metrics();
-    tracing::info!(proxy = %bound.proxy, admin = %bound.admin, ready, "trustgate listening");
+    match bound.decisions {
+        Some(decisions) => {
+            tracing::info!(proxy = %bound.proxy, admin = %bound.admin, %decisions, ready, "trustgate listening")
+        }
+        None => {
+            tracing::info!(proxy = %bound.proxy, admin = %bound.admin, ready, "trustgate listening")
+        }
+    }
     on_bound(bound);
     spawn_reload_triggers(&gateway);
 

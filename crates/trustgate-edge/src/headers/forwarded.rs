@@ -144,6 +144,16 @@ pub(super) fn parse_network(entry: &str, position: usize) -> Result<IpNet, Strin
     Ok(network)
 }
 
+/// The URI- and method-override header names, folded: for a proxy that removes them by name.
+pub fn uri_override_names() -> &'static [&'static str] {
+    URI_OVERRIDE_HEADERS.names
+}
+
+/// The forwarding header names, folded: for a proxy that sets its own and removes the rest.
+pub fn forwarding_header_names() -> &'static [&'static str] {
+    FORWARDING_HEADERS.names
+}
+
 /// Whether `name` is a URI- or method-override header (see the list in the source). Every
 /// forwarded request loses them, from any peer: `Decision::apply` removes them in the same pass
 /// as the client identity headers.

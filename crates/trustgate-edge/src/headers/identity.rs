@@ -174,6 +174,25 @@ impl IdentityHeaderPolicy {
                 .any(|p| folded_starts_with(name, p.as_bytes()))
     }
 
+    /// Whether `name` is one of the exact identity names (not only a prefix match), ignoring case
+    /// and treating `_` as `-`. A proxy that can remove headers only by exact name (nginx)
+    /// can be told these, and no others.
+    pub fn is_exact_identity_header(&self, name: &HeaderName) -> bool {
+        let name = name.as_str().as_bytes();
+        self.exact.iter().any(|e| folded_eq(name, e.as_bytes()))
+    }
+
+    /// The exact identity names, folded (lower case, `-`): the defaults, then the configured and
+    /// injected ones.
+    pub fn exact_names(&self) -> impl Iterator<Item = &str> {
+        self.exact.iter().map(|name| &**name)
+    }
+
+    /// The identity name prefixes, folded.
+    pub fn prefixes(&self) -> impl Iterator<Item = &str> {
+        self.prefixes.iter().map(|prefix| &**prefix)
+    }
+
     /// Removes every identity header, with all duplicate values, and returns
     /// how many values were removed (for audit logging).
     pub fn strip(&self, headers: &mut HeaderMap) -> usize {

@@ -132,7 +132,10 @@ mod forwarded;
 mod hop_by_hop;
 mod identity;
 
-pub use forwarded::{TrustedProxies, is_uri_override, set_forwarding_headers};
+pub use forwarded::{
+    TrustedProxies, forwarding_header_names, is_uri_override, set_forwarding_headers,
+    uri_override_names,
+};
 pub use hop_by_hop::{HopByHop, Message, remove_hop_by_hop};
 pub use identity::IdentityHeaderPolicy;
 

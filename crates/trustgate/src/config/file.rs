@@ -35,6 +35,20 @@ pub(crate) struct FileConfig {
     #[serde(default, rename = "route")]
     pub(crate) routes: Vec<FileRoute>,
     pub(crate) internal_issuer: Option<FileInternalIssuer>,
+    pub(crate) forward_auth: Option<FileForwardAuth>,
+}
+
+/// `[forward_auth]`: the decision endpoint for a proxy in front (nginx `auth_request`, Traefik,
+/// Caddy, Envoy ext_authz).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileForwardAuth {
+    pub(crate) listen: String,
+    /// The proxies whose description of a request is believed. Required: nobody by default.
+    pub(crate) trusted_proxies: Vec<String>,
+    /// The path prefix Envoy's `http_service.path_prefix` adds before the original path.
+    #[serde(default)]
+    pub(crate) envoy_path_prefix: String,
 }
 
 #[derive(Debug, Deserialize)]

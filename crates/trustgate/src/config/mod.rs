@@ -52,6 +52,15 @@ pub(crate) struct Config {
     pub(crate) upstreams: Vec<UpstreamConfig>,
     pub(crate) routes: Vec<Route>,
     pub(crate) internal: Option<InternalIssuerConfig>,
+    pub(crate) forward_auth: Option<ForwardAuthConfig>,
+}
+
+/// The decision endpoint: trustgate's decisions for the proxy in front.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ForwardAuthConfig {
+    pub(crate) listen: SocketAddr,
+    pub(crate) trusted_proxies: TrustedProxies,
+    pub(crate) envoy_path_prefix: String,
 }
 
 /// The gateway's own issuer for internal tokens and assertions.
@@ -386,7 +395,9 @@ fn validate(file: file::FileConfig, base: &Path) -> Result<Config, ConfigError> 
     let policy = IdentityHeaderPolicy::new(&names, &file.sanitize.prefixes)
         .map_err(|err| ConfigError::new(format!("sanitize: {err}")))?;
 
+    let forward_auth = file.forward_auth.map(forward_auth_config).transpose()?;
     Ok(Config {
+        forward_auth,
         server: server_config,
         admin_listen,
         sanitize: SanitizeConfig {
@@ -414,6 +425,26 @@ fn claim_path(text: &str, field: &str) -> Result<ClaimPath, ConfigError> {
 /// lifetime, plus 30 s for a service's refetch to complete.
 const MIN_ROTATION_INTERVAL: Duration =
     Duration::from_secs(crate::internal_issuer::INTERNAL_JWKS_MAX_AGE.as_secs() + 30);
+
+fn forward_auth_config(file: file::FileForwardAuth) -> Result<ForwardAuthConfig, ConfigError> {
+    if file.trusted_proxies.is_empty() {
+        return Err(ConfigError::new(
+            "forward_auth.trusted_proxies is empty: the decision endpoint believes a request's description only from the proxies in front of it; list their addresses, e.g. [\"127.0.0.1\"]",
+        ));
+    }
+    let prefix = file.envoy_path_prefix;
+    if !prefix.is_empty() && (!prefix.starts_with('/') || prefix.ends_with('/')) {
+        return Err(ConfigError::new(format!(
+            "forward_auth.envoy_path_prefix {prefix:?} must start with '/' and not end with one, like \"/ext-authz\" (or be empty)"
+        )));
+    }
+    Ok(ForwardAuthConfig {
+        listen: socket_addr(&file.listen, "forward_auth.listen")?,
+        trusted_proxies: TrustedProxies::new(&file.trusted_proxies)
+            .map_err(|err| ConfigError::new(format!("forward_auth.trusted_proxies: {err}")))?,
+        envoy_path_prefix: prefix,
+    })
+}
 
 /// Builds an issuer id → `iss` lookup for display.
 pub(crate) fn issuer_ids(config: &Config) -> BTreeMap<String, String> {

@@ -1,0 +1,216 @@
+//! The decision endpoint (`[forward_auth]`): trustgate's decisions for the proxy already in front
+//! of the services (nginx `auth_request`, Traefik ForwardAuth, Caddy `forward_auth`, Envoy's HTTP
+//! ext_authz), on a listener of its own.
+//!
+//! The proxy describes the original request (`trustgate_edge::forward_auth::describe`); the same
+//! engine as the reverse proxy's decides; the answer is `200` with the headers the proxy must set
+//! and, in `x-envoy-auth-headers-to-remove`, the ones it must remove, or the route's refusal
+//! (RFC 6750 `401`/`403` with `WWW-Authenticate`), which the proxies pass to the client.
+//!
+//! Authorization and Cookie are always stated when the upstream is to receive them, so a proxy
+//! that sets headers only from this answer (nginx) forwards exactly what the reverse proxy would.
+
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, COOKIE};
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use trustgate_core::{AuthError, RequestProblem};
+use trustgate_edge::forward_auth::{
+    Convention, DescribeError, Described, Edits, HEADERS_TO_REMOVE, describe,
+};
+use trustgate_edge::{GatewayError, Outcome, RequestHead};
+
+use crate::gateway::Gateway;
+use crate::proxy;
+use crate::runtime::Runtime;
+
+/// Serves the decision endpoint until the process ends.
+pub(crate) async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
+    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let gateway = Arc::clone(&gateway);
+        let builder = Arc::clone(&builder);
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let gateway = Arc::clone(&gateway);
+                async move { Ok::<_, Infallible>(answer(&gateway, req, peer.ip()).await) }
+            });
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// One check: describe, decide, answer.
+async fn answer(gateway: &Gateway, req: Request<Incoming>, peer: IpAddr) -> Response<Full<Bytes>> {
+    let rt = gateway.runtime.load_full();
+    let Some(settings) = rt.config.forward_auth.as_ref() else {
+        return status_only(StatusCode::NOT_FOUND);
+    };
+    let (parts, _body) = req.into_parts();
+    let trusted = settings.trusted_proxies.contains(peer);
+    let described = match describe(
+        &parts.method,
+        &parts.uri,
+        &parts.headers,
+        trusted,
+        &settings.envoy_path_prefix,
+    ) {
+        Ok(described) => described,
+        Err(err) => return undescribed(&rt, err, peer),
+    };
+    if let Some(refused) = unremovable_identity_header(&rt, &described) {
+        return refused;
+    }
+    let head = RequestHead {
+        method: &described.method,
+        uri: &described.uri,
+        headers: &described.headers,
+        peer,
+    };
+    let decision = match rt.engine.decide(head, None).await {
+        Ok(decision) => decision,
+        Err(refusal) => {
+            proxy::count_refusal(&rt, &refusal);
+            return refusal.error.to_response().map(Full::new);
+        }
+    };
+    if let Some(route_rt) = rt.route(&decision.route) {
+        route_rt.metrics.record(Outcome::Allowed);
+    }
+    let mut edits = Edits::of(&rt.engine, &decision, &described.headers);
+    state_kept_credentials(&mut edits, &described);
+    allowed(edits)
+}
+
+/// The answer to a check whose original request cannot be read: `403` to a peer that is not a
+/// trusted proxy (its description proves nothing), `400` to an ambiguous or malformed one.
+fn undescribed(rt: &Runtime, err: DescribeError, peer: IpAddr) -> Response<Full<Bytes>> {
+    let label = match err {
+        DescribeError::UntrustedPeer => "untrusted_forwarder",
+        DescribeError::Ambiguous => "ambiguous_description",
+        DescribeError::Malformed => "malformed_description",
+    };
+    tracing::warn!(target: "trustgate::audit", %peer, reason = label, "decision endpoint refused a check");
+    rt.metrics.unrouted(label);
+    match err {
+        DescribeError::UntrustedPeer => {
+            let mut response =
+                Response::new(Full::new(Bytes::from_static(br#"{"error":"forbidden"}"#)));
+            *response.status_mut() = StatusCode::FORBIDDEN;
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        DescribeError::Ambiguous | DescribeError::Malformed => {
+            GatewayError::BadPath("bad_description")
+                .to_response()
+                .map(Full::new)
+        }
+    }
+}
+
+/// nginx removes request headers only by exact name (the snippet lists them), so a client
+/// identity header that only a prefix rule matches could pass it: such a request is refused
+/// rather than forwarded with a header nobody removed. Envoy removes whatever it is told, and
+/// Traefik and Caddy are configured with the prefixes.
+fn unremovable_identity_header(
+    rt: &Runtime,
+    described: &Described,
+) -> Option<Response<Full<Bytes>>> {
+    if described.convention != Convention::Nginx {
+        return None;
+    }
+    let policy = &rt.engine.identity_headers;
+    let unremovable = described
+        .headers
+        .keys()
+        .any(|name| policy.is_identity_header(name) && !policy.is_exact_identity_header(name));
+    if !unremovable {
+        return None;
+    }
+    tracing::warn!(
+        target: "trustgate::audit",
+        "client sent an identity header nginx cannot remove by name; refused"
+    );
+    rt.metrics.unrouted("client_identity_header");
+    Some(
+        GatewayError::Auth(AuthError::InvalidRequest(
+            RequestProblem::ClientIdentityHeader,
+        ))
+        .to_response()
+        .map(Full::new),
+    )
+}
+
+/// States Authorization and Cookie even when the upstream keeps the client's values, so a proxy
+/// that sets them only from this answer passes them on unchanged.
+fn state_kept_credentials(edits: &mut Edits, described: &Described) {
+    for name in [AUTHORIZATION, COOKIE] {
+        let decided = edits.remove.contains(&name) || edits.set.iter().any(|(set, _)| *set == name);
+        if decided {
+            continue;
+        }
+        let values: Vec<&[u8]> = described
+            .headers
+            .get_all(&name)
+            .iter()
+            .map(HeaderValue::as_bytes)
+            .collect();
+        let joined = match values.as_slice() {
+            [] => continue,
+            [one] => HeaderValue::from_bytes(one),
+            // Several Cookie headers are one list (`; `); several Authorization headers never
+            // reach here: a validating route refuses them, and on other routes they pass as a
+            // `, ` list, as RFC 9110 folds fields.
+            many if name == COOKIE => HeaderValue::from_bytes(&many.join(&b"; "[..])),
+            many => HeaderValue::from_bytes(&many.join(&b", "[..])),
+        };
+        if let Ok(value) = joined {
+            edits.set.push((name, value));
+        }
+    }
+}
+
+fn allowed(edits: Edits) -> Response<Full<Bytes>> {
+    let mut response = status_only(StatusCode::OK);
+    let headers = response.headers_mut();
+    for (name, value) in edits.set {
+        headers.insert(name, value);
+    }
+    if !edits.remove.is_empty() {
+        let list = edits
+            .remove
+            .iter()
+            .map(|name| name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        if let Ok(value) = HeaderValue::from_str(&list) {
+            headers.insert(HEADERS_TO_REMOVE, value);
+        }
+    }
+    response
+}
+
+fn status_only(status: StatusCode) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = status;
+    response
+}
