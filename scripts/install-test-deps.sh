@@ -29,6 +29,13 @@ apt_install() {
 # Headless browser for the demo page test (Debian's Chromium; nothing downloads a browser), and
 # the openssl CLI that makes the TLS test's certificates.
 apt_install chromium openssl
+# The proxies in front of the decision endpoint (crates/trustgate/tests/e2e/forward_auth.rs):
+# Debian's nginx (auth_request built in) and Caddy (forward_auth). The tests start their own
+# instances on loopback ports; the packaged services must not hold port 80.
+apt_install nginx caddy
+for service in nginx caddy; do
+  service "$service" stop >/dev/null 2>&1 || true
+done
 command -v node >/dev/null 2>&1 || apt_install nodejs npm
 
 echo "== npm ci (tests/browser)"

@@ -192,7 +192,7 @@ pub fn describe(
 /// without the token cookie).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Edits {
-    /// Header names to remove, lower case, each once.
+    /// Header names to remove, lower case, each once, sorted.
     pub remove: Vec<HeaderName>,
     /// Headers to set, replacing any value the request has.
     pub set: Vec<(HeaderName, HeaderValue)>,
@@ -235,6 +235,8 @@ impl Edits {
                 }
             }
         }
+        // One order whatever the request's header order: the answer is stable, and so are logs.
+        edits.remove.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         edits
     }
 

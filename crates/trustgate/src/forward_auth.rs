@@ -139,10 +139,12 @@ fn unremovable_identity_header(
         return None;
     }
     let policy = &rt.engine.identity_headers;
-    let unremovable = described
-        .headers
-        .keys()
-        .any(|name| policy.is_identity_header(name) && !policy.is_exact_identity_header(name));
+    // The snippet sets the exact names and the assertion header from this answer.
+    let unremovable = described.headers.keys().any(|name| {
+        policy.is_identity_header(name)
+            && !policy.is_exact_identity_header(name)
+            && name.as_str() != trustgate_core::ASSERTION_HEADER
+    });
     if !unremovable {
         return None;
     }

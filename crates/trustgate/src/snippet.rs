@@ -28,6 +28,11 @@ pub(crate) fn nginx(config: &Config) -> Result<(String, String), ConfigError> {
         ));
     };
     let endpoint = forward_auth.listen;
+    if endpoint.port() == 0 || endpoint.ip().is_unspecified() {
+        return Err(ConfigError(format!(
+            "forward_auth.listen is {endpoint}; nginx needs the address it can reach: set a port, and an address other than 0.0.0.0 or [::]"
+        )));
+    }
     let mut auth = String::new();
     let _ = writeln!(
         auth,

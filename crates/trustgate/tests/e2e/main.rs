@@ -9,6 +9,7 @@ mod common;
 mod attacks;
 mod cli;
 mod demo;
+mod forward_auth;
 mod internal;
 mod interop_joserfc;
 mod interop_oidc_provider;

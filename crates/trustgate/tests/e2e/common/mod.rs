@@ -55,6 +55,8 @@ pub struct Gateway {
     pub child: Child,
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
+    /// The decision endpoint, with a `[forward_auth]` section.
+    pub decisions: Option<SocketAddr>,
     pub config_path: PathBuf,
     pub logs: Arc<Mutex<Vec<String>>>,
     dir: TempDir,
@@ -118,10 +120,12 @@ impl Gateway {
         let json: serde_json::Value = serde_json::from_str(&line).unwrap();
         let proxy = json["proxy"].as_str().unwrap().parse().unwrap();
         let admin = json["admin"].as_str().unwrap().parse().unwrap();
+        let decisions = json["decisions"].as_str().map(|a| a.parse().unwrap());
         Self {
             child,
             proxy,
             admin,
+            decisions,
             config_path,
             logs,
             dir,
