@@ -5,7 +5,7 @@ use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
 use super::{Credentials, Decision, Engine, HeaderEdit};
-use crate::headers::is_uri_override;
+use crate::headers::is_uri_override_name;
 use crate::mint;
 use crate::token::remove_cookie;
 use crate::trust::Trust;
@@ -15,8 +15,10 @@ impl Decision {
     /// and URI-override headers out, the credentials as the pattern says, the identity in, the
     /// assertion on. Transport headers (hop-by-hop, X-Forwarded-*, Host) are the front door's.
     pub fn apply(&self, engine: &Engine, headers: &mut HeaderMap) {
+        // One pass, each name's text read once: this runs on every forwarded request.
         let stripped = crate::headers::remove_where(headers, |name| {
-            engine.identity_headers.is_identity_header(name) || is_uri_override(name)
+            let name = name.as_str().as_bytes();
+            engine.identity_headers.is_identity_name(name) || is_uri_override_name(name)
         });
         if stripped > 0 {
             tracing::debug!(target: "trustgate::audit", stripped, "removed client identity and URI-override headers");

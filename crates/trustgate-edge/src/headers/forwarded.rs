@@ -157,8 +157,15 @@ pub fn forwarding_header_names() -> &'static [&'static str] {
 /// Whether `name` is a URI- or method-override header (see the list in the source). Every
 /// forwarded request loses them, from any peer: `Decision::apply` removes them in the same pass
 /// as the client identity headers.
+#[inline]
 pub fn is_uri_override(name: &HeaderName) -> bool {
-    URI_OVERRIDE_HEADERS.contains_name(name)
+    is_uri_override_name(name.as_str().as_bytes())
+}
+
+/// [`is_uri_override`] on a name's bytes, for a caller that has them already.
+#[inline]
+pub fn is_uri_override_name(name: &[u8]) -> bool {
+    URI_OVERRIDE_HEADERS.contains(name)
 }
 
 // Constants, so that these names are not parsed again on every request.

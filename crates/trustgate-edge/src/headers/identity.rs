@@ -106,6 +106,10 @@ pub struct IdentityHeaderPolicy {
     pub(super) exact: Vec<Box<str>>,
     /// Folded prefixes, defaults first, without duplicates.
     pub(super) prefixes: Vec<Box<str>>,
+    /// Bit `b` is set if some exact name or prefix starts with the folded byte `b`. Every
+    /// request header is looked up here, and most (`host`, `accept`, `authorization`) start
+    /// with a byte no identity name does: one bit test rules them out.
+    first_bytes: u128,
 }
 
 // === impl IdentityHeaderPolicy ===
@@ -123,6 +127,7 @@ impl IdentityHeaderPolicy {
     /// itself (such as `authorization` or `content-length`).
     pub fn new(names: &[String], prefixes: &[String]) -> Result<Self, String> {
         let mut policy = Self {
+            first_bytes: 0,
             exact: DEFAULT_IDENTITY_NAMES
                 .iter()
                 .map(|&n| Box::from(n))
@@ -160,13 +165,32 @@ impl IdentityHeaderPolicy {
                 policy.prefixes.push(folded.into_boxed_str());
             }
         }
+        for entry in policy.exact.iter().chain(&policy.prefixes) {
+            // Entries are validated tokens, so their first byte is ASCII (below 128).
+            if let Some(&first) = entry.as_bytes().first() {
+                policy.first_bytes |= 1u128 << (first & 0x7f);
+            }
+        }
         Ok(policy)
     }
 
     /// Whether `name` is an identity header, ignoring case and treating `_`
     /// as `-`. Does not allocate.
+    #[inline]
     pub fn is_identity_header(&self, name: &HeaderName) -> bool {
-        let name = name.as_str().as_bytes();
+        self.is_identity_name(name.as_str().as_bytes())
+    }
+
+    /// [`Self::is_identity_header`] on a name's bytes, for a caller that has them already.
+    #[inline]
+    pub fn is_identity_name(&self, name: &[u8]) -> bool {
+        let Some(&first) = name.first() else {
+            return false;
+        };
+        let first = fold(first);
+        if first >= 128 || self.first_bytes >> first & 1 == 0 {
+            return false;
+        }
         self.exact.iter().any(|e| folded_eq(name, e.as_bytes()))
             || self
                 .prefixes

@@ -33,6 +33,7 @@ use http::header::{HeaderMap, HeaderName};
 // === name folding ===
 
 /// Folds one byte of a header name for comparison: lower case, `_` as `-`.
+#[inline]
 fn fold(byte: u8) -> u8 {
     if byte == b'_' {
         b'-'
@@ -43,11 +44,13 @@ fn fold(byte: u8) -> u8 {
 
 /// Whether `name` equals the already folded `pattern` after folding.
 /// Compares byte by byte, so the hot path never allocates.
+#[inline]
 pub(crate) fn folded_eq(name: &[u8], pattern: &[u8]) -> bool {
     name.len() == pattern.len() && name.iter().zip(pattern).all(|(&n, &p)| fold(n) == p)
 }
 
 /// Whether `name` starts with the already folded `pattern` after folding.
+#[inline]
 fn folded_starts_with(name: &[u8], pattern: &[u8]) -> bool {
     name.get(..pattern.len())
         .is_some_and(|head| folded_eq(head, pattern))
@@ -81,6 +84,7 @@ impl FoldedNames {
     }
 
     /// Whether `name` folds to one of the entries.
+    #[inline]
     fn contains(&self, name: &[u8]) -> bool {
         name.len() < 64
             && self.lengths >> name.len() & 1 != 0
@@ -90,6 +94,7 @@ impl FoldedNames {
                 .any(|entry| folded_eq(name, entry.as_bytes()))
     }
 
+    #[inline]
     fn contains_name(&self, name: &HeaderName) -> bool {
         self.contains(name.as_str().as_bytes())
     }
@@ -116,6 +121,7 @@ pub(crate) fn remove_where(
 
 /// Trims optional whitespace (RFC 9110 `OWS`: spaces and tabs) around a list
 /// element.
+#[inline]
 pub fn trim_ows(bytes: &[u8]) -> &[u8] {
     let start = bytes
         .iter()
@@ -133,8 +139,8 @@ mod hop_by_hop;
 mod identity;
 
 pub use forwarded::{
-    TrustedProxies, forwarding_header_names, is_uri_override, set_forwarding_headers,
-    uri_override_names,
+    TrustedProxies, forwarding_header_names, is_uri_override, is_uri_override_name,
+    set_forwarding_headers, uri_override_names,
 };
 pub use hop_by_hop::{HopByHop, Message, remove_hop_by_hop};
 pub use identity::IdentityHeaderPolicy;

@@ -893,6 +893,19 @@ fn reference_is_identity(n: &str) -> bool {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(1000))]
 
+    /// The first-byte filter never changes the answer: the policy agrees with comparing the
+    /// name against every exact name and prefix.
+    #[test]
+    fn the_first_byte_filter_agrees_with_a_full_comparison(
+        name in "[A-Za-z0-9_!#$%&'*+.^`|~-]{1,40}",
+    ) {
+        let policy = IdentityHeaderPolicy::new(&["x-acme-employee".into()], &["acme-".into()]).unwrap();
+        let bytes = name.as_bytes();
+        let full = policy.exact.iter().any(|e| folded_eq(bytes, e.as_bytes()))
+            || policy.prefixes.iter().any(|p| folded_starts_with(bytes, p.as_bytes()));
+        prop_assert_eq!(policy.is_identity_name(bytes), full);
+    }
+
     #[test]
     fn identity_spellings_always_match(n in identity_spelling()) {
         prop_assert!(defaults().is_identity_header(&name(&n)), "{}", n);
