@@ -44,9 +44,10 @@ pub(crate) enum Command {
     /// Write the configuration a proxy in front needs to ask the decision endpoint
     /// (`[forward_auth]`), generated from the trustgate configuration so that no identity
     /// header is forgotten. `nginx` writes `auth.conf` (server level) and `protect.conf` (each
-    /// protected location).
+    /// protected location); `caddy` writes `trustgate.caddy` (imported in each protected site or
+    /// handle block, before reverse_proxy).
     Snippet {
-        /// The proxy: `nginx`.
+        /// The proxy: `nginx` or `caddy`.
         proxy: String,
         /// The configuration file.
         #[arg(short, long)]

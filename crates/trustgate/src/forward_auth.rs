@@ -127,30 +127,40 @@ fn undescribed(rt: &Runtime, err: DescribeError, peer: IpAddr) -> Response<Full<
     }
 }
 
-/// nginx removes request headers only by exact name (the snippet lists them), so a client
-/// identity header that only a prefix rule matches could pass it: such a request is refused
-/// rather than forwarded with a header nobody removed. Envoy removes whatever it is told, and
-/// Traefik and Caddy are configured with the prefixes.
+/// A client identity header the calling proxy's snippet cannot remove is refused rather than
+/// forwarded with a header nobody removed. Both proxies remove names as Go's net/http and nginx
+/// key them, where `_` is not `-`: Caddy's `request_header -X-User-*` left `X_user_id` in
+/// place in a test run, and nginx's `proxy_set_header X-User-Id ""` does not touch `x_user_id`
+/// (nginx drops such names by default; `underscores_in_headers on` would pass them). nginx
+/// removes only exact names (the snippet lists them), so for it a name matched only by a prefix
+/// rule is refused too. The forwarded-headers proxies remove the prefixes: Caddy's snippet
+/// lists them, and Traefik is configured with them (docs/forward-auth/traefik.md). Envoy
+/// removes whatever it is told.
 fn unremovable_identity_header(
     rt: &Runtime,
     described: &Described,
 ) -> Option<Response<Full<Bytes>>> {
-    if described.convention != Convention::Nginx {
-        return None;
-    }
+    let prefixes_removable = match described.convention {
+        Convention::Envoy => return None,
+        Convention::Nginx => false,
+        Convention::ForwardedHeaders => true,
+    };
     let policy = &rt.engine.identity_headers;
-    // The snippet sets the exact names and the assertion header from this answer.
     let unremovable = described.headers.keys().any(|name| {
         policy.is_identity_header(name)
-            && !policy.is_exact_identity_header(name)
-            && name.as_str() != trustgate_core::ASSERTION_HEADER
+            && (name.as_str().contains('_')
+                // nginx's snippet sets the exact names and the assertion header from the answer.
+                || !(prefixes_removable
+                    || policy.is_exact_identity_header(name)
+                    || name.as_str() == trustgate_core::ASSERTION_HEADER))
     });
     if !unremovable {
         return None;
     }
     tracing::warn!(
         target: "trustgate::audit",
-        "client sent an identity header nginx cannot remove by name; refused"
+        convention = described.convention.as_str(),
+        "client sent an identity header the proxy cannot remove by name; refused"
     );
     rt.metrics.unrouted("client_identity_header");
     Some(

@@ -1,10 +1,16 @@
 //! `trustgate snippet`: the configuration a proxy in front needs to use the decision endpoint,
 //! generated from the trustgate configuration, so that no identity header is forgotten.
 //!
-//! nginx cannot remove a header the authorization answer names, only headers its configuration
-//! names: the snippet sets every exact identity name (the built-in ones, the configured ones and
-//! every injected one), every URI-override header and the credentials from the answer, so a
-//! header the answer leaves out reaches the upstream empty, which nginx does not send.
+//! Neither proxy can remove a header because the authorization answer names it, only headers
+//! its configuration names, so each snippet names them all:
+//!
+//! - nginx sets every exact identity name (the built-in ones, the configured ones and every
+//!   injected one), every URI-override header and the credentials from the answer, so a header
+//!   the answer leaves out reaches the upstream empty, which nginx does not send.
+//! - Caddy removes every exact identity name and every identity prefix (`request_header
+//!   -X-User-*`: Caddy 2.6 matches wildcards without regard to case), the credentials, the
+//!   URI-override and forwarding headers, and then sets each header the answer carries, and only
+//!   those.
 
 use std::fmt::Write as _;
 
@@ -12,27 +18,48 @@ use trustgate_edge::headers::{forwarding_header_names, uri_override_names};
 
 use crate::config::{Config, ConfigError};
 
-/// nginx's `$upstream_http_…` and our `$trustgate_…` variable suffix for a header name.
+/// nginx's `$upstream_http_…` and our `$trustgate_…` variable suffix for a header name, and
+/// the suffix of the Caddy snippet's `@trustgate_…` matchers.
 fn variable(name: &str) -> String {
     name.replace('-', "_").to_ascii_lowercase()
+}
+
+/// The decision endpoint's address, as the proxy in front must dial it.
+fn endpoint(config: &Config, proxy: &str) -> Result<std::net::SocketAddr, ConfigError> {
+    let Some(forward_auth) = &config.forward_auth else {
+        return Err(ConfigError(format!(
+            "trustgate snippet needs a [forward_auth] section: the decision endpoint {proxy} asks"
+        )));
+    };
+    let endpoint = forward_auth.listen;
+    if endpoint.port() == 0 || endpoint.ip().is_unspecified() {
+        return Err(ConfigError(format!(
+            "forward_auth.listen is {endpoint}; {proxy} needs the address it can reach: set a port, and an address other than 0.0.0.0 or [::]"
+        )));
+    }
+    Ok(endpoint)
+}
+
+/// The names the answer can set: the credentials, the assertion and every exact identity name.
+fn from_answer(config: &Config) -> Vec<String> {
+    let mut names: Vec<String> = vec![
+        "authorization".into(),
+        "cookie".into(),
+        trustgate_core::ASSERTION_HEADER.into(),
+    ];
+    for name in config.sanitize.policy.exact_names() {
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_owned());
+        }
+    }
+    names
 }
 
 /// The two nginx files: `auth.conf` (server level: the internal location that asks trustgate,
 /// and the named locations that relay its refusals) and `protect.conf` (in each protected
 /// location, before `proxy_pass`).
 pub(crate) fn nginx(config: &Config) -> Result<(String, String), ConfigError> {
-    let Some(forward_auth) = &config.forward_auth else {
-        return Err(ConfigError(
-            "trustgate snippet needs a [forward_auth] section: the decision endpoint nginx asks"
-                .into(),
-        ));
-    };
-    let endpoint = forward_auth.listen;
-    if endpoint.port() == 0 || endpoint.ip().is_unspecified() {
-        return Err(ConfigError(format!(
-            "forward_auth.listen is {endpoint}; nginx needs the address it can reach: set a port, and an address other than 0.0.0.0 or [::]"
-        )));
-    }
+    let endpoint = endpoint(config, "nginx")?;
     let mut auth = String::new();
     let _ = writeln!(
         auth,
@@ -46,6 +73,9 @@ pub(crate) fn nginx(config: &Config) -> Result<(String, String), ConfigError> {
          \x20   proxy_set_header X-Original-Method $request_method;\n\
          \x20   proxy_set_header X-Original-URI $request_uri;\n\
          \x20   proxy_set_header X-Original-Host $http_host;\n\
+         \x20   # The other convention's description, if the client sent one: not ambiguous.\n\
+         \x20   proxy_set_header X-Forwarded-Method \"\";\n\
+         \x20   proxy_set_header X-Forwarded-Uri \"\";\n\
          }}\n\
          # trustgate's refusals, with its WWW-Authenticate (RFC 6750), to the client.\n\
          location @trustgate_401 {{\n\
@@ -68,17 +98,7 @@ pub(crate) fn nginx(config: &Config) -> Result<(String, String), ConfigError> {
          error_page 401 = @trustgate_401;\n\
          error_page 403 = @trustgate_403;"
     );
-    let mut from_answer: Vec<String> = vec![
-        "authorization".into(),
-        "cookie".into(),
-        trustgate_core::ASSERTION_HEADER.into(),
-    ];
-    for name in config.sanitize.policy.exact_names() {
-        if !from_answer.iter().any(|n| n == name) {
-            from_answer.push(name.to_owned());
-        }
-    }
-    for name in &from_answer {
+    for name in &from_answer(config) {
         let var = variable(name);
         let _ = writeln!(
             protect,
@@ -110,6 +130,102 @@ pub(crate) fn nginx(config: &Config) -> Result<(String, String), ConfigError> {
     Ok((auth, protect))
 }
 
+/// A header name as Go's net/http keys it (`X-User-Id`), which is how Caddy shows it; Caddy
+/// compares names without regard to case, so this is for the reader.
+fn go_canonical(name: &str) -> String {
+    let mut upper = true;
+    name.chars()
+        .map(|c| {
+            let out = if upper {
+                c.to_ascii_uppercase()
+            } else {
+                c.to_ascii_lowercase()
+            };
+            upper = c == '-';
+            out
+        })
+        .collect()
+}
+
+/// The Caddy file `trustgate.caddy`, imported in each protected site or `handle` block before
+/// its `reverse_proxy`.
+///
+/// It is the `reverse_proxy` that Caddy's `forward_auth` expands to, with a `handle_response` of
+/// its own: Caddy 2.6.2's `copy_headers` sets a header the answer omits to the unreplaced
+/// placeholder text (`Authorization: {http.reverse_proxy.header.Authorization}` reached the
+/// upstream in a test run), and it removes nothing. The description headers are set the way
+/// `forward_auth` sets them, replacing any client value.
+pub(crate) fn caddy(config: &Config) -> Result<String, ConfigError> {
+    let endpoint = endpoint(config, "Caddy")?;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Generated by `trustgate snippet caddy`: `import` this file in each protected site or\n\
+         # handle block, before reverse_proxy. The decision endpoint believes only\n\
+         # [forward_auth] trusted_proxies: Caddy's address.\n\
+         route {{\n\
+         \treverse_proxy {endpoint} {{\n\
+         \t\tmethod GET\n\
+         \t\trewrite /\n\
+         \t\t# The original request, as Caddy has it; each replaces any value the client sent.\n\
+         \t\theader_up X-Forwarded-Method {{method}}\n\
+         \t\theader_up X-Forwarded-Uri {{uri}}\n\
+         \t\theader_up X-Forwarded-Host {{hostport}}\n\
+         \t\t# nginx's convention, if the client sent it: the description is not ambiguous.\n\
+         \t\theader_up -X-Original-Method\n\
+         \t\theader_up -X-Original-Uri\n\
+         \t\theader_up -X-Original-Host\n\
+         \t\t# Any other answer (trustgate's 401/403 with WWW-Authenticate, 400) goes to the\n\
+         \t\t# client as it is, and the request goes no further.\n\
+         \t\t@trustgate_allowed status 2xx\n\
+         \t\thandle_response @trustgate_allowed {{\n\
+         \t\t\t# In this order: first everything the client may not send, then the answer.\n\
+         \t\t\troute {{"
+    );
+    let answer = from_answer(config);
+    let prefixes: Vec<&str> = config.sanitize.policy.prefixes().collect();
+    // An exact name a prefix already removes (`x-user-id` under `x-user-`) is not listed twice.
+    let mut removed: Vec<String> = answer
+        .iter()
+        .filter(|name| !prefixes.iter().any(|prefix| name.starts_with(prefix)))
+        .map(|name| go_canonical(name))
+        .collect();
+    removed.extend(
+        prefixes
+            .iter()
+            .map(|prefix| format!("{}*", go_canonical(prefix))),
+    );
+    // The URI overrides and the forwarding headers, but X-Forwarded-For, -Proto and -Host,
+    // which Caddy's reverse_proxy states itself; and the method this snippet describes.
+    removed.extend(
+        uri_override_names()
+            .iter()
+            .chain(forwarding_header_names())
+            .chain(&["x-forwarded-method"])
+            .filter(|name| {
+                !matches!(
+                    **name,
+                    "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host"
+                )
+            })
+            .map(|name| go_canonical(name)),
+    );
+    for name in &removed {
+        let _ = writeln!(out, "\t\t\t\trequest_header -{name}");
+    }
+    for name in &answer {
+        let var = variable(name);
+        let name = go_canonical(name);
+        let _ = writeln!(
+            out,
+            "\t\t\t\t@trustgate_{var} expression `{{rp.header.{name}}} != null`\n\
+             \t\t\t\trequest_header @trustgate_{var} {name} {{rp.header.{name}}}"
+        );
+    }
+    let _ = writeln!(out, "\t\t\t}}\n\t\t}}\n\t}}\n}}");
+    Ok(out)
+}
+
 /// Writes the snippet files for `proxy` into `dir`, or prints them.
 pub(crate) fn write(
     config: &Config,
@@ -121,9 +237,10 @@ pub(crate) fn write(
             let (auth, protect) = nginx(config)?;
             vec![("auth.conf", auth), ("protect.conf", protect)]
         }
+        "caddy" => vec![("trustgate.caddy", caddy(config)?)],
         other => {
             return Err(ConfigError(format!(
-                "no snippet for {other:?}; known: nginx"
+                "no snippet for {other:?}; known: nginx, caddy"
             )));
         }
     };
@@ -143,4 +260,20 @@ pub(crate) fn write(
         }
     }
     Ok(printed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_shown_as_caddy_keys_them() {
+        assert_eq!(go_canonical("x-user-id"), "X-User-Id");
+        assert_eq!(
+            go_canonical("x-ms-client-principal"),
+            "X-Ms-Client-Principal"
+        );
+        assert_eq!(go_canonical("cf-access-"), "Cf-Access-");
+        assert_eq!(go_canonical("AUTHORIZATION"), "Authorization");
+    }
 }

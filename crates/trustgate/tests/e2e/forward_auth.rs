@@ -1,6 +1,8 @@
-//! End-to-end: trustgate's decisions behind the proxy a platform already runs. Debian's nginx in
-//! front, configured with the snippet `trustgate snippet nginx` writes, asks the decision
-//! endpoint (`[forward_auth]`) and forwards to the recording echo upstream.
+//! End-to-end: trustgate's decisions behind the proxy a platform already runs. Debian's nginx and
+//! Debian's Caddy in front, each configured with the snippet `trustgate snippet` writes, ask the
+//! decision endpoint (`[forward_auth]`) and forward to the recording echo upstream. Each check
+//! runs against both proxies; where they differ (nginx drops `_` names and can remove only exact
+//! names, Caddy removes prefixes but passes `_` names on), the check says which.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -32,39 +34,30 @@ fn config(f: &Fixture) -> Config {
         .section("forward_auth", "trusted_proxies", json!(["127.0.0.1"]))
 }
 
-/// nginx on a free loopback port, with the generated snippet, in front of the echo upstream.
-struct Nginx {
+/// A proxy in front of the decision endpoint, on a free loopback port, configured with the
+/// snippet `trustgate snippet` generates and forwarding to the echo upstream.
+struct Front {
     child: Child,
     addr: SocketAddr,
     dir: TempDir,
+    /// The proxy's own log in `dir`, for failure messages.
+    log_name: &'static str,
+    /// Whether the client gets trustgate's refusal body as it is (Caddy); nginx answers with
+    /// its own.
+    relays_body: bool,
 }
 
-impl Drop for Nginx {
+impl Drop for Front {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-impl Nginx {
-    fn start(gateway: &Gateway, f: &Fixture) -> Self {
-        let dir = TempDir::new();
-        let out = cli(&[
-            "snippet",
-            "nginx",
-            "-c",
-            gateway.config_path.to_str().unwrap(),
-            "--dir",
-            dir.0.to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let addr = closed_port();
-        let upstream = f.upstream.url();
-        let upstream = upstream.trim_start_matches("http://").trim_end_matches('/');
+impl Front {
+    /// Debian's nginx, its temporary files in a scratch directory.
+    fn nginx(gateway: &Gateway, f: &Fixture) -> Self {
+        let (dir, addr, upstream) = prepare("nginx", gateway, f);
         let d = dir.0.display();
         let conf = format!(
             "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
@@ -92,21 +85,86 @@ impl Nginx {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        assert!(
-            wait_until(Duration::from_secs(10), || TcpStream::connect(addr).is_ok()),
-            "nginx did not start: {}",
-            std::fs::read_to_string(dir.0.join("error.log")).unwrap_or_default()
+        Self::running(child, addr, dir, "error.log", false)
+    }
+
+    /// Debian's Caddy: admin endpoint off, its storage and HOME in a scratch directory.
+    fn caddy(gateway: &Gateway, f: &Fixture) -> Self {
+        let (dir, addr, upstream) = prepare("caddy", gateway, f);
+        let d = dir.0.display();
+        // `http://:port` with `bind`: a site for any Host (the tests send `api.example`).
+        let caddyfile = format!(
+            "{{\n\tadmin off\n\tauto_https off\n\tstorage file_system {d}/storage\n}}\n\
+             http://:{port} {{\n\tbind 127.0.0.1\n\timport {d}/trustgate.caddy\n\
+             \treverse_proxy {upstream}\n}}\n",
+            port = addr.port()
         );
-        Self { child, addr, dir }
+        let path = dir.write("Caddyfile", &caddyfile);
+        let log = std::fs::File::create(dir.0.join("caddy.log")).unwrap();
+        let child = Command::new("caddy")
+            .args(["run", "--adapter", "caddyfile", "--config"])
+            .arg(&path)
+            .env("HOME", &dir.0)
+            .env("XDG_CONFIG_HOME", dir.0.join("config"))
+            .env("XDG_DATA_HOME", dir.0.join("data"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("caddy is installed by scripts/install-test-deps.sh");
+        Self::running(child, addr, dir, "caddy.log", true)
+    }
+
+    /// Waits until the proxy accepts connections, or fails with its log.
+    fn running(
+        mut child: Child,
+        addr: SocketAddr,
+        dir: TempDir,
+        log_name: &'static str,
+        relays_body: bool,
+    ) -> Self {
+        let up = wait_until(Duration::from_secs(10), || {
+            matches!(child.try_wait(), Ok(None)) && TcpStream::connect(addr).is_ok()
+        });
+        let front = Self {
+            child,
+            addr,
+            dir,
+            log_name,
+            relays_body,
+        };
+        assert!(up, "{log_name}: the proxy did not start: {}", front.log());
+        front
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.0.join(self.log_name)).unwrap_or_default()
     }
 
     fn request(&self, path: &str, headers: &[(&str, &str)]) -> RawResponse {
         send(self.addr, "GET", path, headers)
     }
+}
 
-    fn error_log(&self) -> String {
-        std::fs::read_to_string(self.dir.0.join("error.log")).unwrap_or_default()
-    }
+/// `trustgate snippet PROXY -c CONFIG --dir DIR` into a new scratch directory, a free port for
+/// the proxy, and the echo upstream's `host:port`.
+fn prepare(proxy: &str, gateway: &Gateway, f: &Fixture) -> (TempDir, SocketAddr, String) {
+    let dir = TempDir::new();
+    let out = cli(&[
+        "snippet",
+        proxy,
+        "-c",
+        gateway.config_path.to_str().unwrap(),
+        "--dir",
+        dir.0.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let upstream = f.upstream.url();
+    let upstream = upstream.trim_start_matches("http://").trim_end_matches('/');
+    (dir, closed_port(), upstream.to_owned())
 }
 
 fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> RawResponse {
@@ -124,7 +182,7 @@ fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) ->
     read_response(&mut stream)
 }
 
-/// Forged identity in several spellings nginx passes on (case, duplicates) or drops (`_`).
+/// Forged identity in several spellings both proxies pass on (case, duplicates).
 const FORGED: &[(&str, &str)] = &[
     ("X-User-Id", "mallory"),
     ("x-user-id", "mallory-2"),
@@ -132,34 +190,46 @@ const FORGED: &[(&str, &str)] = &[
     ("X-Tenant-Id", "other-tenant"),
     ("X-Original-URL", "/admin"),
     ("X-Trustgate-Assertion", "forged"),
+    ("X-Forwarded-Uri", "/public/forged"),
+    ("X-Real-IP", "10.9.9.9"),
 ];
 
-#[test]
-fn nginx_forwards_the_verified_identity_and_never_the_clients() {
+/// The gateway with every pattern's route, and a proxy in front of it.
+fn behind(start: fn(&Gateway, &Fixture) -> Front) -> (Fixture, Gateway, Front) {
     let f = Fixture::new();
     let gateway = Gateway::start(&config(&f));
-    let nginx = Nginx::start(&gateway, &f);
+    let front = start(&gateway, &f);
+    (f, gateway, front)
+}
+
+/// A valid token reaches the upstream with the verified identity and none of the client's
+/// forged identity, URI-override or forwarding headers; `extra` are more forged headers.
+fn forwards_the_verified_identity(front: &Front, f: &Fixture, extra: &[(&str, &str)]) {
     let token = f.token_with("alice", json!({"roles": ["reader"], "tenant_id": "t1"}));
     let auth = bearer(&token);
-    let mut headers = vec![
-        ("Authorization", auth.as_str()),
-        ("X_User_Id", "underscore"),
-    ];
+    let mut headers = vec![("Authorization", auth.as_str())];
     headers.extend_from_slice(FORGED);
-    let r = nginx.request("/users/1?x=y", &headers);
-    assert_eq!(r.status, 200, "{}\n{}", r.body_text(), nginx.error_log());
+    headers.extend_from_slice(extra);
+    let r = front.request("/users/1?x=y", &headers);
+    assert_eq!(r.status, 200, "{}\n{}", r.body_text(), front.log());
     let seen = f.upstream.last().unwrap();
     assert_eq!(seen.target, "/users/1?x=y");
     assert_eq!(seen.header_values("x-user-id"), ["alice"]);
     assert_eq!(seen.header_values("x-user-roles"), ["reader"]);
     assert_eq!(seen.header_values("x-tenant-id"), ["t1"]);
-    assert!(
-        seen.header_values("authorization").is_empty(),
-        "{:?}",
-        seen.headers
-    );
-    assert!(seen.header_values("x-original-url").is_empty());
-    assert!(seen.header_values("x-trustgate-assertion").is_empty());
+    for name in [
+        "authorization",
+        "x-original-url",
+        "x-trustgate-assertion",
+        "x-forwarded-uri",
+        "x-real-ip",
+    ] {
+        assert!(
+            seen.header_values(name).is_empty(),
+            "{name}: {:?}",
+            seen.headers
+        );
+    }
     assert!(
         !seen.headers.iter().any(|(n, _)| n.contains('_')),
         "{:?}",
@@ -167,14 +237,11 @@ fn nginx_forwards_the_verified_identity_and_never_the_clients() {
     );
 }
 
-#[test]
-fn nginx_gives_pattern_4_upstreams_only_the_internal_token() {
-    let f = Fixture::new();
-    let gateway = Gateway::start(&config(&f));
-    let nginx = Nginx::start(&gateway, &f);
+/// Pattern 4: the upstream gets the internal token, once, and never the external one.
+fn gives_pattern_4_only_the_internal_token(front: &Front, f: &Fixture) {
     let token = f.token("bob");
-    let r = nginx.request("/pay/charge", &[("Authorization", &bearer(&token))]);
-    assert_eq!(r.status, 200, "{}", nginx.error_log());
+    let r = front.request("/pay/charge", &[("Authorization", &bearer(&token))]);
+    assert_eq!(r.status, 200, "{}", front.log());
     let seen = f.upstream.last().unwrap();
     let authorization = seen.header_values("authorization");
     assert_eq!(authorization.len(), 1, "{:?}", seen.headers);
@@ -191,63 +258,208 @@ fn nginx_gives_pattern_4_upstreams_only_the_internal_token() {
     assert_eq!(claims["ext_iss"], f.iss.as_str());
 }
 
-#[test]
-fn nginx_keeps_a_forward_token_routes_checked_token_and_a_public_routes_headers() {
-    let f = Fixture::new();
-    let gateway = Gateway::start(&config(&f));
-    let nginx = Nginx::start(&gateway, &f);
+/// Pattern 2 keeps the checked token and the cookies; a public route keeps Authorization but
+/// still loses forged identity.
+fn keeps_what_the_route_keeps(front: &Front, f: &Fixture) {
     let auth = bearer(&f.token("carol"));
-    let r = nginx.request(
+    let r = front.request(
         "/fwd/x",
         &[("Authorization", &auth), ("Cookie", "theme=dark")],
     );
-    assert_eq!(r.status, 200, "{}", nginx.error_log());
+    assert_eq!(r.status, 200, "{}", front.log());
     let seen = f.upstream.last().unwrap();
     assert_eq!(seen.header_values("authorization"), [auth.as_str()]);
     assert_eq!(seen.header_values("cookie"), ["theme=dark"]);
 
-    let r = nginx.request(
+    let r = front.request(
         "/public/p",
         &[("Authorization", "Basic eDp5"), ("X-User-Id", "mallory")],
     );
-    assert_eq!(r.status, 200, "{}", nginx.error_log());
+    assert_eq!(r.status, 200, "{}", front.log());
     let seen = f.upstream.last().unwrap();
     assert_eq!(seen.header_values("authorization"), ["Basic eDp5"]);
     assert!(seen.header_values("x-user-id").is_empty());
 }
 
-#[test]
-fn nginx_answers_refusals_the_rfc6750_way() {
-    let f = Fixture::new();
-    let gateway = Gateway::start(&config(&f));
-    let nginx = Nginx::start(&gateway, &f);
-    f.upstream.clear();
-
-    let r = nginx.request("/users/1", &[]);
-    assert_eq!(r.status, 401);
-    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
-
-    let r = nginx.request(
-        "/users/1",
-        &[("Authorization", &bearer(&f.expired_token("dave")))],
-    );
-    assert_eq!(r.status, 401);
-    assert_eq!(
-        r.header("www-authenticate"),
-        Some(r#"Bearer error="invalid_token""#)
-    );
-
-    // The raw target is normalized before routing: `/public/%2e%2e/users` is `/users`.
-    let r = nginx.request("/public/%2e%2e/users/1", &[]);
-    assert_eq!(r.status, 401, "{}", nginx.error_log());
-    // A header family nginx cannot remove by name is refused rather than passed on.
-    let r = nginx.request("/public/p", &[("X-User-Email", "mallory@example")]);
-    assert_ne!(r.status, 200);
+/// The client got trustgate's refusal: `status` with `challenge` (and trustgate's `body`, from a
+/// proxy that relays it), and nothing reached the upstream since it was last cleared.
+fn assert_refused(
+    front: &Front,
+    f: &Fixture,
+    r: &RawResponse,
+    status: u16,
+    challenge: &str,
+    body: &str,
+) {
+    assert_eq!(r.status, status, "{}", front.log());
+    assert_eq!(r.header("www-authenticate"), Some(challenge));
+    if front.relays_body {
+        assert_eq!(r.body_text(), body);
+    }
     assert_eq!(
         f.upstream.count(),
         0,
         "a refused request reached the upstream"
     );
+}
+
+const UNAUTHORIZED: &str = r#"{"error":"unauthorized"}"#;
+const INVALID_TOKEN: (&str, &str) = (
+    r#"Bearer error="invalid_token""#,
+    r#"{"error":"invalid_token"}"#,
+);
+
+/// A missing or bad token gets trustgate's RFC 6750 answer at the client, also when the raw
+/// target only reaches the protected route after normalization; the upstream sees nothing.
+fn answers_refusals_the_rfc6750_way(front: &Front, f: &Fixture) {
+    f.upstream.clear();
+    let r = front.request("/users/1", &[]);
+    assert_refused(front, f, &r, 401, "Bearer", UNAUTHORIZED);
+    let (challenge, body) = INVALID_TOKEN;
+    for token in [f.expired_token("dave"), "not.a.token".to_owned()] {
+        let r = front.request("/users/1", &[("Authorization", &bearer(&token))]);
+        assert_refused(front, f, &r, 401, challenge, body);
+    }
+    // The raw target is normalized before routing: `/public/%2e%2e/users` is `/users`.
+    let r = front.request("/public/%2e%2e/users/1", &[]);
+    assert_refused(front, f, &r, 401, "Bearer", UNAUTHORIZED);
+}
+
+#[test]
+fn nginx_forwards_the_verified_identity_and_never_the_clients() {
+    let (f, _gateway, nginx) = behind(Front::nginx);
+    // nginx drops names with `_` (underscores_in_headers off) before anything sees them.
+    forwards_the_verified_identity(&nginx, &f, &[("X_User_Id", "underscore")]);
+}
+
+#[test]
+fn nginx_gives_pattern_4_upstreams_only_the_internal_token() {
+    let (f, _gateway, nginx) = behind(Front::nginx);
+    gives_pattern_4_only_the_internal_token(&nginx, &f);
+}
+
+#[test]
+fn nginx_keeps_a_forward_token_routes_checked_token_and_a_public_routes_headers() {
+    let (f, _gateway, nginx) = behind(Front::nginx);
+    keeps_what_the_route_keeps(&nginx, &f);
+}
+
+#[test]
+fn nginx_answers_refusals_the_rfc6750_way() {
+    let (f, _gateway, nginx) = behind(Front::nginx);
+    answers_refusals_the_rfc6750_way(&nginx, &f);
+    // A header family nginx cannot remove by name is refused rather than passed on: 400 from
+    // trustgate, which auth_request turns into 500.
+    let r = nginx.request("/public/p", &[("X-User-Email", "mallory@example")]);
+    assert_eq!(r.status, 500);
+    assert_eq!(
+        f.upstream.count(),
+        0,
+        "a refused request reached the upstream"
+    );
+}
+
+#[test]
+fn caddy_forwards_the_verified_identity_and_never_the_clients() {
+    let (f, _gateway, caddy) = behind(Front::caddy);
+    // Caddy removes whole families by prefix, so a name only a prefix rule matches is removed.
+    forwards_the_verified_identity(
+        &caddy,
+        &f,
+        &[
+            ("X-User-Email", "mallory@example"),
+            ("x-auth-request-user", "mallory"),
+            ("X-Forwarded-Method", "DELETE"),
+        ],
+    );
+    let seen = f.upstream.last().unwrap();
+    for name in ["x-user-email", "x-auth-request-user", "x-forwarded-method"] {
+        assert!(seen.header_values(name).is_empty(), "{:?}", seen.headers);
+    }
+    // Caddy cannot remove `_` spellings (`-X-User-*` leaves `X_user_id`), so the decision
+    // endpoint refuses them, with trustgate's answer.
+    f.upstream.clear();
+    let auth = bearer(&f.token("alice"));
+    for name in ["X_User_Id", "x_user-email"] {
+        let r = caddy.request("/users/1", &[("Authorization", &auth), (name, "mallory")]);
+        let challenge = r#"Bearer error="invalid_request""#;
+        assert_refused(
+            &caddy,
+            &f,
+            &r,
+            400,
+            challenge,
+            r#"{"error":"invalid_request"}"#,
+        );
+    }
+}
+
+#[test]
+fn caddy_gives_pattern_4_upstreams_only_the_internal_token() {
+    let (f, _gateway, caddy) = behind(Front::caddy);
+    gives_pattern_4_only_the_internal_token(&caddy, &f);
+}
+
+#[test]
+fn caddy_keeps_a_forward_token_routes_checked_token_and_a_public_routes_headers() {
+    let (f, _gateway, caddy) = behind(Front::caddy);
+    keeps_what_the_route_keeps(&caddy, &f);
+}
+
+#[test]
+fn caddy_answers_refusals_the_rfc6750_way() {
+    let (f, _gateway, caddy) = behind(Front::caddy);
+    answers_refusals_the_rfc6750_way(&caddy, &f);
+    // Caddy relays trustgate's refusal as it is, Content-Type included.
+    let r = caddy.request("/users/1", &[("Authorization", "Bearer not.a.token")]);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+}
+
+/// Caddy describes the original request itself: a client's `X-Forwarded-Uri`, `-Method` or
+/// `-Host` is replaced, not added to (two values would be refused as ambiguous, 400), so a
+/// forged public target does not open a protected route.
+#[test]
+fn caddy_replaces_a_clients_description_of_the_request() {
+    let (f, gateway, caddy) = behind(Front::caddy);
+    let r = caddy.request(
+        "/users/1",
+        &[
+            ("X-Forwarded-Uri", "/public/p"),
+            ("X-Forwarded-Method", "OPTIONS"),
+            ("X-Forwarded-Host", "other.example"),
+            // nginx's convention: Caddy drops it from the check, so it is not ambiguous either.
+            ("X-Original-URI", "/public/p"),
+        ],
+    );
+    assert_refused(&caddy, &f, &r, 401, "Bearer", UNAUTHORIZED);
+    // The decision endpoint read one description, Caddy's, of a GET to /users/1.
+    let r = caddy.request("/public/p", &[("X-Forwarded-Uri", "/users/1")]);
+    assert_eq!(r.status, 200, "{}", caddy.log());
+    let seen = f.upstream.last().unwrap();
+    assert_eq!(seen.target, "/public/p");
+    assert!(seen.header_values("x-forwarded-uri").is_empty());
+    assert!(!gateway.wait_for_log("ambiguous_description", Duration::from_millis(200)));
+}
+
+/// A Caddy the decision endpoint does not trust (its address is not in `trusted_proxies`) gets
+/// every check refused, and passes the refusal on: a misdrawn trust boundary fails closed.
+#[test]
+fn caddy_outside_trusted_proxies_gets_every_request_refused() {
+    let f = Fixture::new();
+    let gateway = Gateway::start(&config(&f).section(
+        "forward_auth",
+        "trusted_proxies",
+        json!(["127.0.0.2"]),
+    ));
+    let caddy = Front::caddy(&gateway, &f);
+    let r = caddy.request(
+        "/public/p",
+        &[("Authorization", &bearer(&f.token("frank")))],
+    );
+    assert_eq!(r.status, 403, "{}", caddy.log());
+    assert_eq!(r.body_text(), r#"{"error":"forbidden"}"#);
+    assert_eq!(f.upstream.count(), 0);
+    assert!(gateway.wait_for_log("untrusted_forwarder", Duration::from_secs(5)));
 }
 
 /// The decision endpoint believes a description only from `forward_auth.trusted_proxies`: from
