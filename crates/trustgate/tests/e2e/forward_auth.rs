@@ -62,7 +62,7 @@ impl Front {
         let conf = format!(
             "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
              error_log {d}/error.log warn;\nevents {{ worker_connections 256; }}\n\
-             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+             http {{\n  include {d}/upstream.conf;\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
              fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
              server {{\n    listen {addr};\n    include {d}/auth.conf;\n\
              location / {{\n      include {d}/protect.conf;\n      proxy_pass http://{upstream};\n    }}\n  }}\n}}\n"
