@@ -1,5 +1,6 @@
--- wrk script: every request carries the next token of a file (one per line), round robin.
--- Usage: wrk ... -s rotate-tokens.lua URL -- tokens.txt
+-- wrk script: every request carries the next token of a file (one per line), round robin, and
+-- the headers given with -H.
+-- Usage: wrk ... [-H header ...] -s rotate-tokens.lua URL -- tokens.txt
 local tokens = {}
 local requests = {}
 local i = 0
@@ -15,7 +16,10 @@ function request()
   i = i % #tokens + 1
   local req = requests[i]
   if req == nil then
-    req = wrk.format(nil, nil, { ["Authorization"] = "Bearer " .. tokens[i] })
+    local headers = {}
+    for name, value in pairs(wrk.headers) do headers[name] = value end
+    headers["Authorization"] = "Bearer " .. tokens[i]
+    req = wrk.format(nil, nil, headers)
     requests[i] = req
   end
   return req
