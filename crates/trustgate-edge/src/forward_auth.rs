@@ -449,6 +449,32 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+
+        /// Any attributes an Envoy (or anything at the gRPC port) sends: no panic, and what is
+        /// read is an origin-form target, the host from its field, and no pseudo-header.
+        #[test]
+        fn grpc_attributes_never_panic_and_describe_only_the_fields(
+            method in "[A-Z]{0,3}|.{0,4}",
+            path in "/[ -~]{0,12}|.{0,6}",
+            host in "[a-z.:0-9]{0,8}|.{0,4}",
+            pairs in proptest::collection::vec(
+                ("(:?[a-z_-]{1,6}|host|.{0,3})", proptest::collection::vec(proptest::prelude::any::<u8>(), 0..6)),
+                0..6,
+            ),
+        ) {
+            let headers = pairs.iter().map(|(k, v)| (k.as_str(), v.as_slice()));
+            if let Ok(d) = describe_attributes(&method, &path, &host, headers, true) {
+                proptest::prop_assert!(d.uri.path().starts_with('/'));
+                proptest::prop_assert!(d.uri.authority().is_none());
+                let described_host = d.headers.get(HOST).map(HeaderValue::as_bytes);
+                proptest::prop_assert_eq!(described_host, (!host.is_empty()).then_some(host.as_bytes()));
+                proptest::prop_assert!(d.headers.keys().all(|n| !n.as_str().starts_with(':')));
+            }
+        }
+    }
+
     #[test]
     fn descriptions_from_untrusted_ambiguous_or_incomplete_sources_are_refused() {
         let (m, u) = get();
