@@ -51,6 +51,13 @@ if ! python3 -c "import joserfc" >/dev/null 2>&1; then
   python3 -m pip install --quiet joserfc
 fi
 
+# protoc and protobuf for Python, and PyYAML: scripts/check-envoy-examples.py parses the Envoy
+# configurations of docs/forward-auth/envoy.md with Envoy's own protos (Envoy is not packaged).
+if ! python3 -c "import grpc_tools, yaml" >/dev/null 2>&1; then
+  echo "== pip install grpcio-tools pyyaml"
+  python3 -m pip install --quiet grpcio-tools pyyaml
+fi
+
 # cargo-deny (licences, bans, sources: deny.toml) and cargo-machete (unused dependencies), which
 # scripts/test.sh runs first. Pinned, so that a new release cannot fail CI by itself, and built
 # only when that version is not already on PATH: `cargo install` compiles from source, which took

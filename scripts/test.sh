@@ -24,6 +24,9 @@ cargo fmt --all -- --check
 echo "== clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked --features trustgate/demo -- -D warnings
 
+echo "== Envoy examples parse with Envoy's protos (docs/forward-auth/envoy.md)"
+python3 scripts/check-envoy-examples.py
+
 echo "== benches compile (not run: timings stay out of pass/fail tests)"
 cargo bench --workspace --locked --features trustgate/demo --no-run
 

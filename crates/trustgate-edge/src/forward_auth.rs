@@ -185,6 +185,63 @@ pub fn describe(
     })
 }
 
+/// Reads the original request from the attributes Envoy's gRPC ext_authz filter sends
+/// (`CheckRequest.attributes.request.http`): its `method`, its `path` (the request target as
+/// received: path and query, not decoded), its `host` (Host or `:authority`) and its headers,
+/// given as (name, value) pairs from either `headers` or `header_map`. `peer_trusted`: the gRPC
+/// peer is in the trusted proxies.
+///
+/// Unlike [`describe`], no header of the original request is a description: the fields are, so
+/// a client's `X-Forwarded-Uri` or `X-Original-URI` stays an ordinary header. Pseudo-headers
+/// (`:path`, `:authority`, …) and any `host` entry are skipped, since the fields state them.
+///
+/// # Errors
+/// [`DescribeError::UntrustedPeer`]; [`DescribeError::Malformed`] for a method, target, host or
+/// header that does not parse (refused rather than dropped: a header the engine cannot see is
+/// one it cannot remove).
+pub fn describe_attributes<'a>(
+    method: &str,
+    path: &str,
+    host: &str,
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    peer_trusted: bool,
+) -> Result<Described, DescribeError> {
+    if !peer_trusted {
+        return Err(DescribeError::UntrustedPeer);
+    }
+    let method = Method::from_bytes(method.as_bytes()).map_err(|_| DescribeError::Malformed)?;
+    // Only origin-form: `*` and authority-form targets name no route.
+    if !path.starts_with('/') {
+        return Err(DescribeError::Malformed);
+    }
+    let uri = path.parse::<Uri>().map_err(|_| DescribeError::Malformed)?;
+    let mut described = HeaderMap::new();
+    for (name, value) in headers {
+        if name.starts_with(':') {
+            continue;
+        }
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| DescribeError::Malformed)?;
+        if name == HOST
+            || name == http::header::CONTENT_LENGTH
+            || name == http::header::TRANSFER_ENCODING
+        {
+            continue;
+        }
+        let value = HeaderValue::from_bytes(value).map_err(|_| DescribeError::Malformed)?;
+        described.append(name, value);
+    }
+    if !host.is_empty() {
+        let host = HeaderValue::from_str(host).map_err(|_| DescribeError::Malformed)?;
+        described.insert(HOST, host);
+    }
+    Ok(Described {
+        convention: Convention::Envoy,
+        method,
+        uri,
+        headers: described,
+    })
+}
+
 /// What the calling proxy must do to the original request before it goes upstream: remove these
 /// headers, then set these. The removals are every client identity and URI-override header the
 /// request carries, and the credentials the pattern takes away; the sets are the pattern's
@@ -328,6 +385,94 @@ mod tests {
             .unwrap_err(),
             DescribeError::Malformed
         );
+    }
+
+    #[test]
+    fn grpc_attributes_are_the_original_request_and_headers_describe_nothing() {
+        let pairs: &[(&str, &[u8])] = &[
+            (":authority", b"ignored"),
+            (":path", b"/ignored"),
+            ("host", b"ignored"),
+            ("X-User-Id", b"mallory"),
+            ("x-forwarded-uri", b"/public"),
+            ("cookie", b"a=1"),
+            ("cookie", b"b=2"),
+            ("content-length", b"3"),
+        ];
+        let d = describe_attributes(
+            "POST",
+            "/users/%2e%2e/x?q=1",
+            "api.example",
+            pairs.iter().copied(),
+            true,
+        )
+        .unwrap();
+        assert_eq!(d.convention, Convention::Envoy);
+        assert_eq!(d.method, Method::POST);
+        assert_eq!(d.uri, "/users/%2e%2e/x?q=1");
+        assert_eq!(d.headers.get("host").unwrap(), "api.example");
+        assert_eq!(d.headers.get("x-user-id").unwrap(), "mallory");
+        assert_eq!(d.headers.get("x-forwarded-uri").unwrap(), "/public");
+        assert_eq!(d.headers.get_all("cookie").iter().count(), 2);
+        assert!(!d.headers.contains_key("content-length"));
+        assert_eq!(d.headers.len(), 5);
+    }
+
+    #[test]
+    fn grpc_attributes_from_an_untrusted_peer_or_that_do_not_parse_are_refused() {
+        let none = || std::iter::empty::<(&str, &[u8])>();
+        assert_eq!(
+            describe_attributes("GET", "/public", "h", none(), false).unwrap_err(),
+            DescribeError::UntrustedPeer
+        );
+        for (method, path, host) in [
+            ("", "/a", "h"),
+            ("G E T", "/a", "h"),
+            ("GET", "", "h"),
+            ("GET", "*", "h"),
+            ("GET", "http://evil/a", "h"),
+            ("GET", "/a b", "h"),
+            ("GET", "/a", "h\n"),
+        ] {
+            assert_eq!(
+                describe_attributes(method, path, host, none(), true).unwrap_err(),
+                DescribeError::Malformed,
+                "{method:?} {path:?} {host:?}"
+            );
+        }
+        for pair in [("bad name", &b"v"[..]), ("x-a", &b"v\r\n"[..])] {
+            assert_eq!(
+                describe_attributes("GET", "/a", "h", [pair], true).unwrap_err(),
+                DescribeError::Malformed,
+                "{pair:?}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+
+        /// Any attributes an Envoy (or anything at the gRPC port) sends: no panic, and what is
+        /// read is an origin-form target, the host from its field, and no pseudo-header.
+        #[test]
+        fn grpc_attributes_never_panic_and_describe_only_the_fields(
+            method in "[A-Z]{0,3}|.{0,4}",
+            path in "/[ -~]{0,12}|.{0,6}",
+            host in "[a-z.:0-9]{0,8}|.{0,4}",
+            pairs in proptest::collection::vec(
+                ("(:?[a-z_-]{1,6}|host|.{0,3})", proptest::collection::vec(proptest::prelude::any::<u8>(), 0..6)),
+                0..6,
+            ),
+        ) {
+            let headers = pairs.iter().map(|(k, v)| (k.as_str(), v.as_slice()));
+            if let Ok(d) = describe_attributes(&method, &path, &host, headers, true) {
+                proptest::prop_assert!(d.uri.path().starts_with('/'));
+                proptest::prop_assert!(d.uri.authority().is_none());
+                let described_host = d.headers.get(HOST).map(HeaderValue::as_bytes);
+                proptest::prop_assert_eq!(described_host, (!host.is_empty()).then_some(host.as_bytes()));
+                proptest::prop_assert!(d.headers.keys().all(|n| !n.as_str().starts_with(':')));
+            }
+        }
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //! and, in `x-envoy-auth-headers-to-remove`, the ones it must remove, or the route's refusal
 //! (RFC 6750 `401`/`403` with `WWW-Authenticate`), which the proxies pass to the client.
 //!
+//! Envoy's gRPC ext_authz (`ext_authz.rs`) is another door to the same [`decide`], with its own
+//! way of reading the request and of answering.
+//!
 //! Authorization and Cookie are always stated when the upstream is to receive them, so a proxy
 //! that sets headers only from this answer (nginx) forwards exactly what the reverse proxy would.
 
@@ -72,46 +75,87 @@ async fn answer(gateway: &Gateway, req: Request<Incoming>, peer: IpAddr) -> Resp
         &settings.envoy_path_prefix,
     ) {
         Ok(described) => described,
-        Err(err) => return undescribed(&rt, err, peer),
+        Err(err) => return undescribed(&rt, err, peer, Door::Http).map(Full::new),
     };
     if let Some(refused) = unremovable_identity_header(&rt, &described) {
-        return refused;
+        return refused.map(Full::new);
     }
+    match decide(&rt, &described, peer).await {
+        Verdict::Allowed(mut edits) => {
+            state_kept_credentials(&mut edits, &described);
+            allowed(edits)
+        }
+        Verdict::Refused(response) => response.map(Full::new),
+    }
+}
+
+/// The front door a check came through, for the audit log.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Door {
+    /// The HTTP decision endpoint (`forward_auth.listen`).
+    Http,
+    /// Envoy's gRPC ext_authz (`forward_auth.grpc_listen`).
+    Grpc,
+}
+
+impl Door {
+    fn as_str(self) -> &'static str {
+        match self {
+            Door::Http => "http",
+            Door::Grpc => "grpc",
+        }
+    }
+}
+
+/// What a check comes to, whichever door it came through.
+pub(crate) enum Verdict {
+    /// Allowed: the edits that make the described request what the reverse proxy would forward.
+    Allowed(Edits),
+    /// Refused: the route's answer (`GatewayError::to_response`), which the client gets.
+    Refused(Response<Bytes>),
+}
+
+/// Decides a described request with the engine, and counts the outcome as the reverse proxy
+/// does. Every door asks here, so there is one set of rules.
+pub(crate) async fn decide(rt: &Runtime, described: &Described, peer: IpAddr) -> Verdict {
     let head = RequestHead {
         method: &described.method,
         uri: &described.uri,
         headers: &described.headers,
         peer,
     };
-    let decision = match rt.engine.decide(head, None).await {
-        Ok(decision) => decision,
-        Err(refusal) => {
-            proxy::count_refusal(&rt, &refusal);
-            return refusal.error.to_response().map(Full::new);
+    match rt.engine.decide(head, None).await {
+        Ok(decision) => {
+            if let Some(route_rt) = rt.route(&decision.route) {
+                route_rt.metrics.record(Outcome::Allowed);
+            }
+            Verdict::Allowed(Edits::of(&rt.engine, &decision, &described.headers))
         }
-    };
-    if let Some(route_rt) = rt.route(&decision.route) {
-        route_rt.metrics.record(Outcome::Allowed);
+        Err(refusal) => {
+            proxy::count_refusal(rt, &refusal);
+            Verdict::Refused(refusal.error.to_response())
+        }
     }
-    let mut edits = Edits::of(&rt.engine, &decision, &described.headers);
-    state_kept_credentials(&mut edits, &described);
-    allowed(edits)
 }
 
 /// The answer to a check whose original request cannot be read: `403` to a peer that is not a
 /// trusted proxy (its description proves nothing), `400` to an ambiguous or malformed one.
-fn undescribed(rt: &Runtime, err: DescribeError, peer: IpAddr) -> Response<Full<Bytes>> {
+pub(crate) fn undescribed(
+    rt: &Runtime,
+    err: DescribeError,
+    peer: IpAddr,
+    door: Door,
+) -> Response<Bytes> {
     let label = match err {
         DescribeError::UntrustedPeer => "untrusted_forwarder",
         DescribeError::Ambiguous => "ambiguous_description",
         DescribeError::Malformed => "malformed_description",
     };
-    tracing::warn!(target: "trustgate::audit", %peer, reason = label, "decision endpoint refused a check");
+    tracing::warn!(target: "trustgate::audit", %peer, reason = label, door = door.as_str(), "decision endpoint refused a check");
     rt.metrics.unrouted(label);
     match err {
         DescribeError::UntrustedPeer => {
-            let mut response =
-                Response::new(Full::new(Bytes::from_static(br#"{"error":"forbidden"}"#)));
+            let mut response = Response::new(Bytes::from_static(br#"{"error":"forbidden"}"#));
             *response.status_mut() = StatusCode::FORBIDDEN;
             response.headers_mut().insert(
                 http::header::CONTENT_TYPE,
@@ -120,9 +164,7 @@ fn undescribed(rt: &Runtime, err: DescribeError, peer: IpAddr) -> Response<Full<
             response
         }
         DescribeError::Ambiguous | DescribeError::Malformed => {
-            GatewayError::BadPath("bad_description")
-                .to_response()
-                .map(Full::new)
+            GatewayError::BadPath("bad_description").to_response()
         }
     }
 }
@@ -136,10 +178,7 @@ fn undescribed(rt: &Runtime, err: DescribeError, peer: IpAddr) -> Response<Full<
 /// rule is refused too. The forwarded-headers proxies remove the prefixes: Caddy's snippet
 /// lists them, and Traefik is configured with them (docs/forward-auth/traefik.md). Envoy
 /// removes whatever it is told.
-fn unremovable_identity_header(
-    rt: &Runtime,
-    described: &Described,
-) -> Option<Response<Full<Bytes>>> {
+fn unremovable_identity_header(rt: &Runtime, described: &Described) -> Option<Response<Bytes>> {
     let prefixes_removable = match described.convention {
         Convention::Envoy => return None,
         Convention::Nginx => false,
@@ -167,8 +206,7 @@ fn unremovable_identity_header(
         GatewayError::Auth(AuthError::InvalidRequest(
             RequestProblem::ClientIdentityHeader,
         ))
-        .to_response()
-        .map(Full::new),
+        .to_response(),
     )
 }
 

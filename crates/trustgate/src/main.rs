@@ -8,6 +8,7 @@ mod cli;
 mod config;
 #[cfg(feature = "demo")]
 mod demo;
+mod ext_authz;
 mod forward_auth;
 mod gateway;
 mod inspect;

@@ -37,6 +37,8 @@ pub(crate) struct Bound {
     pub(crate) admin: SocketAddr,
     /// The decision endpoint, with a `[forward_auth]` section.
     pub(crate) decisions: Option<SocketAddr>,
+    /// Envoy's gRPC ext_authz, with `forward_auth.grpc_listen`.
+    pub(crate) grpc: Option<SocketAddr>,
 }
 
 /// Runs the gateway until SIGTERM or SIGINT, then drains.
@@ -120,6 +122,10 @@ pub(crate) async fn run(
         Some(forward_auth) => Some(bind("forward_auth.listen", forward_auth.listen).await?),
         None => None,
     };
+    let grpc_listener = match config.forward_auth.as_ref().and_then(|fa| fa.grpc_listen) {
+        Some(addr) => Some(bind("forward_auth.grpc_listen", addr).await?),
+        None => None,
+    };
     let runtime = Runtime::build(config, Arc::clone(&metrics), signer.clone())?;
     let server = runtime.config.server.clone();
     let proxy_listener = bind("server.listen", server.listen).await?;
@@ -129,6 +135,9 @@ pub(crate) async fn run(
             .map_err(|e| ConfigError(e.to_string()))?,
         admin: admin_addr,
         decisions: decisions_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok()),
+        grpc: grpc_listener
             .as_ref()
             .and_then(|listener| listener.local_addr().ok()),
     };
@@ -142,16 +151,15 @@ pub(crate) async fn run(
     if let Some(listener) = decisions_listener {
         tokio::spawn(crate::forward_auth::serve(listener, Arc::clone(&gateway)));
     }
+    if let Some(listener) = grpc_listener {
+        tokio::spawn(crate::ext_authz::serve(listener, Arc::clone(&gateway)));
+    }
     let ready = gateway.runtime.load().start().await;
     gateway.runtime.load().publish_metrics();
-    match bound.decisions {
-        Some(decisions) => {
-            tracing::info!(proxy = %bound.proxy, admin = %bound.admin, %decisions, ready, "trustgate listening")
-        }
-        None => {
-            tracing::info!(proxy = %bound.proxy, admin = %bound.admin, ready, "trustgate listening")
-        }
-    }
+    // Optional fields are logged only when bound: the e2e harness reads them from this line.
+    let decisions = bound.decisions.map(tracing::field::display);
+    let grpc = bound.grpc.map(tracing::field::display);
+    tracing::info!(proxy = %bound.proxy, admin = %bound.admin, decisions, grpc, ready, "trustgate listening");
     on_bound(bound);
     spawn_reload_triggers(&gateway);
 

@@ -44,6 +44,9 @@ pub(crate) struct FileConfig {
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileForwardAuth {
     pub(crate) listen: String,
+    /// Envoy's gRPC ext_authz (`envoy.service.auth.v3.Authorization`), on a listener of its own.
+    #[serde(default)]
+    pub(crate) grpc_listen: Option<String>,
     /// The proxies whose description of a request is believed. Required: nobody by default.
     pub(crate) trusted_proxies: Vec<String>,
     /// The path prefix Envoy's `http_service.path_prefix` adds before the original path.

@@ -59,6 +59,8 @@ pub(crate) struct Config {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ForwardAuthConfig {
     pub(crate) listen: SocketAddr,
+    /// Envoy's gRPC ext_authz listener, if any.
+    pub(crate) grpc_listen: Option<SocketAddr>,
     pub(crate) trusted_proxies: TrustedProxies,
     pub(crate) envoy_path_prefix: String,
 }
@@ -440,6 +442,11 @@ fn forward_auth_config(file: file::FileForwardAuth) -> Result<ForwardAuthConfig,
     }
     Ok(ForwardAuthConfig {
         listen: socket_addr(&file.listen, "forward_auth.listen")?,
+        grpc_listen: file
+            .grpc_listen
+            .as_deref()
+            .map(|addr| socket_addr(addr, "forward_auth.grpc_listen"))
+            .transpose()?,
         trusted_proxies: TrustedProxies::new(&file.trusted_proxies)
             .map_err(|err| ConfigError::new(format!("forward_auth.trusted_proxies: {err}")))?,
         envoy_path_prefix: prefix,

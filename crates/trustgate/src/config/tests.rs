@@ -294,3 +294,21 @@ fn a_route_host_must_be_a_host_a_request_could_carry() {
         assert!(parse_text(&with(good)).is_ok(), "{good}");
     }
 }
+
+#[test]
+fn forward_auth_grpc_listen_is_optional_and_an_address() {
+    let section =
+        "\n[forward_auth]\nlisten = \"127.0.0.1:9902\"\ntrusted_proxies = [\"127.0.0.1\"]\n";
+    let config = parse_text(&format!("{BASE}{section}")).unwrap();
+    assert_eq!(config.forward_auth.unwrap().grpc_listen, None);
+    let config = parse_text(&format!(
+        "{BASE}{section}grpc_listen = \"127.0.0.1:9903\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        config.forward_auth.unwrap().grpc_listen,
+        Some("127.0.0.1:9903".parse().unwrap())
+    );
+    let err = error(&format!("{BASE}{section}grpc_listen = \"9903\"\n"));
+    assert!(err.contains("forward_auth.grpc_listen"), "{err}");
+}

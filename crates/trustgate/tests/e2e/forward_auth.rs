@@ -17,7 +17,7 @@ use crate::common::{
 };
 
 /// The routes of every pattern the tests use, and the decision endpoint, trusting loopback.
-fn config(f: &Fixture) -> Config {
+pub(crate) fn config(f: &Fixture) -> Config {
     f.config()
         .route(Route::new("public", "/public", "echo", Pattern::Public))
         .route(Route::new(

@@ -11,7 +11,9 @@ use trustgate_core::{
     Algorithm, IssuerConfig, KeySource, SystemClock, Validator, ValidatorOptions,
 };
 
-use crate::common::{Config, Gateway, Issuer, Pattern, Route, Upstream, echo, issuer, rt};
+use crate::common::{
+    Config, Gateway, Issuer, Pattern, Route, Upstream, echo, issuer, jwt_payload, rt,
+};
 
 struct Setup {
     gateway: Gateway,
@@ -92,17 +94,6 @@ fn bearer_of(recorded: &test_support::RecordedRequest) -> String {
         .to_owned()
 }
 
-fn payload(token: &str) -> Value {
-    use base64::Engine as _;
-    let part = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(part)
-            .unwrap(),
-    )
-    .unwrap()
-}
-
 #[test]
 fn external_token_becomes_an_internal_token_for_that_service_only() {
     let s = setup("6h");
@@ -123,7 +114,7 @@ fn external_token_becomes_an_internal_token_for_that_service_only() {
     let raw = String::from_utf8_lossy(&got.raw_head).to_string();
     assert!(!raw.contains(&ext));
 
-    let claims = payload(&internal);
+    let claims = jwt_payload(&internal);
     assert_eq!(claims["aud"], "users");
     assert_eq!(claims["sub"], "alice");
     assert_eq!(claims["tenant_id"], "t1");
@@ -158,7 +149,7 @@ fn external_token_becomes_an_internal_token_for_that_service_only() {
     assert_eq!(bearer_of(&s.upstream.last().unwrap()), internal);
     // Another route gets its own token with its own audience and TTL.
     s.gateway.get("/payments/x", &[("Authorization", &auth)]);
-    let pay = payload(&bearer_of(&s.upstream.last().unwrap()));
+    let pay = jwt_payload(&bearer_of(&s.upstream.last().unwrap()));
     assert_eq!(pay["aud"], "payments");
     assert_eq!(
         pay["exp"].as_i64().unwrap() - pay["iat"].as_i64().unwrap(),
@@ -282,7 +273,7 @@ fn an_internal_token_never_outlives_the_external_token() {
     for attempt in ["minted", "from the cache"] {
         let r = s.gateway.get("/users/me", &[("Authorization", &auth)]);
         assert_eq!(r.status, 200, "{attempt}: {}", r.body_text());
-        let internal = payload(&bearer_of(&s.upstream.last().unwrap()));
+        let internal = jwt_payload(&bearer_of(&s.upstream.last().unwrap()));
         assert_eq!(internal["exp"], json!(now + 20), "{attempt}: {internal}");
         assert!(internal["iat"].as_i64().unwrap() >= now, "{attempt}");
     }
@@ -290,7 +281,7 @@ fn an_internal_token_never_outlives_the_external_token() {
     let r = s.gateway.get("/profile/me", &[("Authorization", &auth)]);
     assert_eq!(r.status, 200, "{}", r.body_text());
     let assertion = s.upstream.last().unwrap();
-    let assertion = payload(assertion.header("x-trustgate-assertion").unwrap());
+    let assertion = jwt_payload(assertion.header("x-trustgate-assertion").unwrap());
     assert_eq!(assertion["exp"], json!(now + 20), "{assertion}");
 
     // Expired 5 s ago: still inside the issuer's 60 s leeway, so the external token validates,

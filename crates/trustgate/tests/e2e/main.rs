@@ -9,6 +9,7 @@ mod common;
 mod attacks;
 mod cli;
 mod demo;
+mod ext_authz;
 mod forward_auth;
 mod internal;
 mod interop_joserfc;

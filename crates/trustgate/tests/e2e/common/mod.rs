@@ -57,6 +57,8 @@ pub struct Gateway {
     pub admin: SocketAddr,
     /// The decision endpoint, with a `[forward_auth]` section.
     pub decisions: Option<SocketAddr>,
+    /// Envoy's gRPC ext_authz, with `forward_auth.grpc_listen`.
+    pub grpc: Option<SocketAddr>,
     pub config_path: PathBuf,
     pub logs: Arc<Mutex<Vec<String>>>,
     dir: TempDir,
@@ -121,11 +123,13 @@ impl Gateway {
         let proxy = json["proxy"].as_str().unwrap().parse().unwrap();
         let admin = json["admin"].as_str().unwrap().parse().unwrap();
         let decisions = json["decisions"].as_str().map(|a| a.parse().unwrap());
+        let grpc = json["grpc"].as_str().map(|a| a.parse().unwrap());
         Self {
             child,
             proxy,
             admin,
             decisions,
+            grpc,
             config_path,
             logs,
             dir,
@@ -530,6 +534,18 @@ impl Fixture {
 /// `Bearer <token>`.
 pub fn bearer(token: &str) -> String {
     format!("Bearer {token}")
+}
+
+/// A JWT's payload as JSON, decoded without any check.
+pub fn jwt_payload(token: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let part = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 /// Process-level views of the running gateway, read from `/proc` (Linux only).

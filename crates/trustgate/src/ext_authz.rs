@@ -1,0 +1,307 @@
+//! Envoy's gRPC ext_authz (`forward_auth.grpc_listen`): `envoy.service.auth.v3.Authorization/
+//! Check`, served with tonic over the official Envoy protos (`envoy-types`).
+//!
+//! The check's `attributes.request.http` is the original request
+//! (`trustgate_edge::forward_auth::describe_attributes`); the same function as the HTTP decision
+//! endpoint decides it (`forward_auth::decide`); the answer is a `CheckResponse`: `OK` with the
+//! headers Envoy sets and removes, or the route's refusal as a `DeniedHttpResponse`.
+//!
+//! Every answer is a `CheckResponse`, never a gRPC error status: Envoy treats a failed call as
+//! the authorization service being down, and with `failure_mode_allow: true` lets the request
+//! through. A refusal carried in the response is enforced whatever that setting says, so it
+//! fails closed.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction;
+use envoy_types::pb::envoy::config::core::v3::{HeaderValue, HeaderValueOption};
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
+use envoy_types::pb::envoy::service::auth::v3::authorization_server::{
+    Authorization, AuthorizationServer,
+};
+use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
+use envoy_types::pb::envoy::service::auth::v3::{
+    CheckRequest, CheckResponse, DeniedHttpResponse, OkHttpResponse,
+};
+use envoy_types::pb::envoy::r#type::v3::HttpStatus;
+use envoy_types::pb::google::rpc;
+use http::{Response, StatusCode, header};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tonic::Code;
+use trustgate_edge::GatewayError;
+use trustgate_edge::forward_auth::{DescribeError, Described, Edits, describe_attributes};
+
+use crate::forward_auth::{Door, Verdict, decide, undescribed};
+use crate::gateway::Gateway;
+
+/// The largest `CheckRequest` read. Envoy sends the request head (its own limit is 60 KiB by
+/// default, `max_request_headers_kb`) and a body only with `with_request_body`, which trustgate
+/// does not read; 1 MiB covers a head at Envoy's largest setting with room to spare, and bounds
+/// what one call can make the gateway buffer.
+const MAX_CHECK_BYTES: usize = 1024 * 1024;
+
+/// Serves the gRPC ext_authz service until the process ends. One HTTP/2 connection per client,
+/// with the client's address known to every check on it.
+pub(crate) async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
+    let http2 = Arc::new(hyper::server::conn::http2::Builder::new(
+        TokioExecutor::new(),
+    ));
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let check = Check {
+            gateway: Arc::clone(&gateway),
+            peer: peer.ip(),
+        };
+        let http2 = Arc::clone(&http2);
+        tokio::spawn(async move {
+            let service =
+                AuthorizationServer::new(check).max_decoding_message_size(MAX_CHECK_BYTES);
+            let _ = http2
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+                .await;
+        });
+    }
+}
+
+/// The service on one connection: the peer is the Envoy that asks.
+struct Check {
+    gateway: Arc<Gateway>,
+    peer: IpAddr,
+}
+
+#[tonic::async_trait]
+impl Authorization for Check {
+    async fn check(
+        &self,
+        request: tonic::Request<CheckRequest>,
+    ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
+        let response = answer(&self.gateway, &request.into_inner(), self.peer).await;
+        Ok(tonic::Response::new(response))
+    }
+}
+
+/// One check: describe, decide, answer.
+async fn answer(gateway: &Gateway, request: &CheckRequest, peer: IpAddr) -> CheckResponse {
+    let rt = gateway.runtime.load_full();
+    let Some(settings) = rt.config.forward_auth.as_ref() else {
+        // A reload removed `[forward_auth]`; the listener stays bound until restart.
+        return denied(&GatewayError::NoRoute.to_response());
+    };
+    let trusted = settings.trusted_proxies.contains(peer);
+    let described = match describe(request, trusted) {
+        Ok(described) => described,
+        // An untrusted peer gets a 403 `DeniedHttpResponse` like any refusal, not a gRPC error
+        // status: an Envoy that is not ours may still run with `failure_mode_allow`, and this
+        // way it refuses the request it asked about instead of letting it through.
+        Err(err) => return denied(&undescribed(&rt, err, peer, Door::Grpc)),
+    };
+    match decide(&rt, &described, peer).await {
+        Verdict::Allowed(edits) => match ok(edits) {
+            Some(response) => response,
+            None => {
+                tracing::warn!(
+                    "an identity header value is not UTF-8 and cannot be sent to Envoy; refused"
+                );
+                rt.metrics.unrouted("unencodable_edit");
+                denied(&GatewayError::Internal.to_response())
+            }
+        },
+        Verdict::Refused(response) => denied(&response),
+    }
+}
+
+/// The original request from the check's HTTP attributes. Its headers come from `header_map`
+/// (Envoy's `encode_raw_headers`: raw bytes, repeated names kept apart) or from `headers` (names
+/// lower-cased, repeated names joined with `,`); Envoy fills one, so both filled is ambiguous.
+fn describe(request: &CheckRequest, trusted: bool) -> Result<Described, DescribeError> {
+    if !trusted {
+        return Err(DescribeError::UntrustedPeer);
+    }
+    let Some(http) = request
+        .attributes
+        .as_ref()
+        .and_then(|attributes| attributes.request.as_ref())
+        .and_then(|request| request.http.as_ref())
+    else {
+        return Err(DescribeError::Malformed);
+    };
+    let HttpRequest {
+        method,
+        path,
+        host,
+        headers,
+        header_map,
+        ..
+    } = http;
+    let raw = header_map
+        .as_ref()
+        .map(|map| &map.headers[..])
+        .unwrap_or_default();
+    if !raw.is_empty() && !headers.is_empty() {
+        return Err(DescribeError::Ambiguous);
+    }
+    if raw.is_empty() {
+        let pairs = headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes()));
+        describe_attributes(method, path, host, pairs, trusted)
+    } else {
+        let pairs = raw.iter().map(|h| {
+            // Envoy fills `raw_value` with `encode_raw_headers`; `value` otherwise.
+            let value = if h.raw_value.is_empty() {
+                h.value.as_bytes()
+            } else {
+                &h.raw_value[..]
+            };
+            (h.key.as_str(), value)
+        });
+        describe_attributes(method, path, host, pairs, trusted)
+    }
+}
+
+/// `OK` with the edits, or `None` when a value to set is not UTF-8 (the protos' header values
+/// are strings). Dropping such an edit would leave the client's own value of that header in
+/// place, so the caller refuses instead.
+fn ok(edits: Edits) -> Option<CheckResponse> {
+    let headers = edits
+        .set
+        .iter()
+        .map(|(name, value)| {
+            Some(set(
+                name.as_str(),
+                std::str::from_utf8(value.as_bytes()).ok()?,
+            ))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let headers_to_remove = edits
+        .remove
+        .iter()
+        .map(|name| name.as_str().to_owned())
+        .collect();
+    Some(CheckResponse {
+        status: Some(rpc::Status {
+            code: Code::Ok as i32,
+            ..Default::default()
+        }),
+        http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+            headers,
+            headers_to_remove,
+            ..Default::default()
+        })),
+        ..Default::default()
+    })
+}
+
+/// A header Envoy sets, replacing any value the request has. Only `append_action` is stated:
+/// Envoy refuses an option with both it and the deprecated `append`, and versions that predate
+/// `append_action` read an unset `append` in an `OkHttpResponse` as "replace", too.
+/// `keep_empty_value`: an empty value is set as it is, as the reverse proxy would forward it,
+/// rather than taken as "remove".
+fn set(name: &str, value: &str) -> HeaderValueOption {
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key: name.to_owned(),
+            value: value.to_owned(),
+            ..Default::default()
+        }),
+        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+        keep_empty_value: true,
+        ..Default::default()
+    }
+}
+
+/// The refusal `response` as Envoy sends it to the client: its status, headers and body. The
+/// gRPC code says the same for Envoy's logs and stats; any code but `OK` denies.
+fn denied(response: &Response<Bytes>) -> CheckResponse {
+    let status = response.status();
+    let headers = response
+        .headers()
+        .iter()
+        // Envoy frames the response itself.
+        .filter(|(name, _)| {
+            ![
+                header::CONNECTION,
+                header::CONTENT_LENGTH,
+                header::TRANSFER_ENCODING,
+            ]
+            .contains(name)
+        })
+        // The one error mapping writes ASCII values only; a value that is not text is left out
+        // rather than sent altered.
+        .filter_map(|(name, value)| Some(set(name.as_str(), value.to_str().ok()?)))
+        .collect();
+    CheckResponse {
+        status: Some(rpc::Status {
+            code: grpc_code(status) as i32,
+            ..Default::default()
+        }),
+        http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
+            status: Some(HttpStatus {
+                code: i32::from(status.as_u16()),
+            }),
+            headers,
+            body: String::from_utf8_lossy(response.body()).into_owned(),
+        })),
+        ..Default::default()
+    }
+}
+
+/// The gRPC code that names an HTTP refusal.
+fn grpc_code(status: StatusCode) -> Code {
+    match status {
+        StatusCode::BAD_REQUEST => Code::InvalidArgument,
+        StatusCode::UNAUTHORIZED => Code::Unauthenticated,
+        StatusCode::NOT_FOUND => Code::NotFound,
+        StatusCode::INTERNAL_SERVER_ERROR => Code::Internal,
+        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => {
+            Code::Unavailable
+        }
+        // 403, and any other refusal: still a denial.
+        _ => Code::PermissionDenied,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_map_to_the_grpc_code_and_keep_the_http_answer() {
+        let response = GatewayError::Auth(trustgate_core::AuthError::MissingToken).to_response();
+        let check = denied(&response);
+        assert_eq!(
+            check.status.as_ref().unwrap().code,
+            Code::Unauthenticated as i32
+        );
+        let Some(HttpResponse::DeniedResponse(d)) = check.http_response else {
+            panic!("not denied: {check:?}");
+        };
+        assert_eq!(d.status.unwrap().code, 401);
+        let names: Vec<&str> = d
+            .headers
+            .iter()
+            .map(|h| h.header.as_ref().unwrap().key.as_str())
+            .collect();
+        assert!(names.contains(&"www-authenticate"), "{names:?}");
+        assert_eq!(grpc_code(StatusCode::FORBIDDEN), Code::PermissionDenied);
+        assert_eq!(grpc_code(StatusCode::BAD_REQUEST), Code::InvalidArgument);
+    }
+
+    #[test]
+    fn an_edit_that_is_not_utf8_is_not_dropped_but_refused() {
+        let edits = Edits {
+            remove: vec![],
+            set: vec![(
+                http::HeaderName::from_static("x-user-id"),
+                http::HeaderValue::from_bytes(b"\xff").unwrap(),
+            )],
+        };
+        assert!(ok(edits).is_none());
+    }
+}

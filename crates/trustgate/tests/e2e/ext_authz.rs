@@ -1,0 +1,332 @@
+//! End-to-end: Envoy's gRPC ext_authz (`forward_auth.grpc_listen`). A tonic client built from the
+//! same official Envoy protos (`envoy-types`) sends `Authorization/Check` as Envoy does, and the
+//! answers are checked field by field. Envoy itself is not installable here (no Debian package).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+use envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction;
+use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue, HeaderValueOption};
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
+use envoy_types::pb::envoy::service::auth::v3::{
+    AttributeContext, CheckRequest, CheckResponse, DeniedHttpResponse, OkHttpResponse,
+};
+use serde_json::json;
+use tonic::transport::Endpoint;
+
+use crate::common::{Config, Fixture, Gateway, Pattern, Route, bearer, jwt_payload, rt};
+
+/// gRPC codes (google.rpc.Code).
+const OK: i32 = 0;
+const INVALID_ARGUMENT: i32 = 3;
+const PERMISSION_DENIED: i32 = 7;
+const UNAUTHENTICATED: i32 = 16;
+
+/// The decision endpoint's routes and trust (127.0.0.1 only), a route that requires a role, and
+/// the gRPC door.
+fn config(f: &Fixture) -> Config {
+    crate::forward_auth::config(f)
+        .route(
+            Route::new("admin", "/admin", "echo", Pattern::IdentityHeaders)
+                .require(json!({"roles": ["admin"]})),
+        )
+        .section("forward_auth", "grpc_listen", "127.0.0.1:0")
+}
+
+/// A check as Envoy sends it: header names lower case, Host in `host`, pseudo-headers in the map.
+fn check_request(method: &str, path: &str, headers: &[(&str, &str)]) -> CheckRequest {
+    let mut map: HashMap<String, String> = headers
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    map.insert(":authority".into(), "api.example".into());
+    map.insert(":path".into(), path.into());
+    map.insert(":method".into(), method.into());
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(Request {
+                http: Some(HttpRequest {
+                    method: method.into(),
+                    path: path.into(),
+                    host: "api.example".into(),
+                    scheme: "http".into(),
+                    protocol: "HTTP/1.1".into(),
+                    headers: map,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+/// Sends one check to `addr`, from `local` when given.
+fn send(addr: SocketAddr, local: Option<IpAddr>, request: CheckRequest) -> CheckResponse {
+    rt().block_on(async {
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .local_address(local)
+            .connect()
+            .await
+            .unwrap();
+        AuthorizationClient::new(channel)
+            .check(request)
+            .await
+            .unwrap()
+            .into_inner()
+    })
+}
+
+fn ok_response(r: &CheckResponse) -> &OkHttpResponse {
+    assert_eq!(r.status.as_ref().unwrap().code, OK, "{r:?}");
+    match &r.http_response {
+        Some(HttpResponse::OkResponse(ok)) => ok,
+        other => panic!("not an ok_response: {other:?}"),
+    }
+}
+
+/// The denied response, after checking its gRPC code and HTTP status.
+fn denied_response(r: &CheckResponse, code: i32, http_status: i32) -> &DeniedHttpResponse {
+    assert_eq!(r.status.as_ref().unwrap().code, code, "{r:?}");
+    let denied = match &r.http_response {
+        Some(HttpResponse::DeniedResponse(denied)) => denied,
+        other => panic!("not a denied_response: {other:?}"),
+    };
+    assert_eq!(denied.status.unwrap().code, http_status, "{r:?}");
+    denied
+}
+
+/// The headers of an RFC 6750 refusal with `challenge`.
+fn challenge_headers(challenge: &str) -> Vec<(String, String)> {
+    [
+        ("www-authenticate", challenge),
+        ("content-type", "application/json"),
+        ("cache-control", "no-store"),
+    ]
+    .map(|(name, value)| (name.to_owned(), value.to_owned()))
+    .to_vec()
+}
+
+/// (name, value) of each header option, after checking each replaces the request's value.
+fn set_headers(options: &[HeaderValueOption]) -> Vec<(String, String)> {
+    options
+        .iter()
+        .map(|option| {
+            assert_eq!(
+                option.append_action,
+                HeaderAppendAction::OverwriteIfExistsOrAdd as i32
+            );
+            let header = option.header.as_ref().unwrap();
+            (header.key.clone(), header.value.clone())
+        })
+        .collect()
+}
+
+/// Pattern 3: the verified identity is set, and the client's token and forged identity headers
+/// (any spelling) are removed or replaced.
+#[test]
+fn a_valid_token_is_allowed_with_the_identity_set_and_forgeries_removed() {
+    let f = Fixture::new();
+    let gateway = Gateway::start(&config(&f));
+    let grpc = gateway.grpc.expect("grpc_listen is bound and logged");
+    let auth = bearer(&f.token_with("alice", json!({"roles": ["reader"]})));
+    let r = send(
+        grpc,
+        None,
+        check_request(
+            "GET",
+            "/users/1?x=y",
+            &[
+                ("authorization", &auth),
+                ("x-user-id", "mallory"),
+                ("x_user_id", "mallory-2"),
+                ("x-user-email", "mallory@example"),
+                ("x-original-url", "/admin"),
+                ("x-forwarded-uri", "/public"),
+            ],
+        ),
+    );
+    let ok = ok_response(&r);
+    // `x-user-id` is replaced, the other identity headers and `x-forwarded-uri` (a client's, not
+    // Envoy's description) are removed, and so is the external token.
+    assert_eq!(
+        set_headers(&ok.headers),
+        [
+            ("x-user-id".to_owned(), "alice".to_owned()),
+            ("x-user-roles".to_owned(), "reader".to_owned()),
+        ]
+    );
+    assert_eq!(
+        ok.headers_to_remove,
+        [
+            "authorization",
+            "x-forwarded-uri",
+            "x-original-url",
+            "x-tenant-id",
+            "x-user-email",
+            "x_user_id"
+        ]
+    );
+}
+
+/// Pattern 4: Authorization becomes an internal token for the route's service.
+#[test]
+fn an_internal_token_route_gets_a_minted_authorization() {
+    let f = Fixture::new();
+    let gateway = Gateway::start(&config(&f));
+    let auth = bearer(&f.token("bob"));
+    let r = send(
+        gateway.grpc.unwrap(),
+        None,
+        check_request("POST", "/pay/charge", &[("authorization", &auth)]),
+    );
+    let ok = ok_response(&r);
+    let set = set_headers(&ok.headers);
+    let [(name, value)] = &set[..] else {
+        panic!("{set:?}");
+    };
+    assert_eq!(name, "authorization");
+    let internal = value.strip_prefix("Bearer ").unwrap();
+    assert_ne!(value, &auth);
+    let claims = jwt_payload(internal);
+    assert_eq!(claims["aud"], "payments");
+    assert_eq!(claims["sub"], "bob");
+    assert!(ok.headers_to_remove.is_empty(), "{ok:?}");
+}
+
+/// Refusals carry the gRPC code and the HTTP answer Envoy sends the client.
+#[test]
+fn refusals_carry_the_code_and_the_http_answer() {
+    let f = Fixture::new();
+    let gateway = Gateway::start(&config(&f));
+    let grpc = gateway.grpc.unwrap();
+
+    let r = send(grpc, None, check_request("GET", "/users/1", &[]));
+    let denied = denied_response(&r, UNAUTHENTICATED, 401);
+    assert_eq!(set_headers(&denied.headers), challenge_headers("Bearer"));
+    assert_eq!(denied.body, r#"{"error":"unauthorized"}"#);
+
+    let auth = bearer(&f.token_with("carol", json!({"roles": ["reader"]})));
+    let r = send(
+        grpc,
+        None,
+        check_request("GET", "/admin/x", &[("authorization", &auth)]),
+    );
+    let denied = denied_response(&r, PERMISSION_DENIED, 403);
+    assert_eq!(
+        set_headers(&denied.headers),
+        challenge_headers(r#"Bearer error="insufficient_scope""#)
+    );
+    assert_eq!(denied.body, r#"{"error":"insufficient_scope"}"#);
+
+    // Envoy's `headers` joins repeated headers with `,`: two tokens become one malformed value.
+    let joined = format!("{auth},{auth}");
+    let r = send(
+        grpc,
+        None,
+        check_request("GET", "/users/1", &[("authorization", &joined)]),
+    );
+    denied_response(&r, INVALID_ARGUMENT, 400);
+
+    // A target that is not origin-form describes no route.
+    let r = send(grpc, None, check_request("GET", "*", &[]));
+    denied_response(&r, INVALID_ARGUMENT, 400);
+}
+
+/// The path is normalized before routing: `/public/%2e%2e/users` is the protected `/users`.
+#[test]
+fn a_path_that_normalizes_into_a_protected_route_is_judged_there() {
+    let f = Fixture::new();
+    let gateway = Gateway::start(&config(&f));
+    let grpc = gateway.grpc.unwrap();
+    let r = send(
+        grpc,
+        None,
+        check_request("GET", "/public/%2e%2e/users", &[]),
+    );
+    denied_response(&r, UNAUTHENTICATED, 401);
+    // The public route itself needs no token.
+    let r = send(grpc, None, check_request("GET", "/public/p", &[]));
+    let ok = ok_response(&r);
+    assert!(
+        ok.headers.is_empty() && ok.headers_to_remove.is_empty(),
+        "{ok:?}"
+    );
+}
+
+/// A peer outside `forward_auth.trusted_proxies` is refused, even for a public route, with a
+/// 403 Envoy enforces (not a gRPC error, which `failure_mode_allow` would let through).
+#[test]
+fn a_check_from_an_untrusted_peer_is_refused() {
+    let f = Fixture::new();
+    let gateway = Gateway::start(&config(&f));
+    let grpc = gateway.grpc.unwrap();
+    let r = send(
+        grpc,
+        Some("127.0.0.3".parse().unwrap()),
+        check_request("GET", "/public/p", &[]),
+    );
+    let denied = denied_response(&r, PERMISSION_DENIED, 403);
+    assert_eq!(denied.body, r#"{"error":"forbidden"}"#);
+    assert!(gateway.wait_for_log("untrusted_forwarder", std::time::Duration::from_secs(5)));
+}
+
+/// With `encode_raw_headers`, Envoy sends `header_map` (raw bytes, repeated names apart) instead
+/// of `headers`; both at once is ambiguous and refused.
+#[test]
+fn raw_header_maps_are_read_and_both_forms_at_once_are_refused() {
+    let f = Fixture::new();
+    let gateway = Gateway::start(&config(&f));
+    let grpc = gateway.grpc.unwrap();
+    let auth = bearer(&f.token("dave"));
+    // `keep`: the `headers` map stays filled too.
+    let raw = |path: &str, pairs: &[(&str, &str)], keep: bool| {
+        let mut request = check_request("GET", path, &[("x-a", "1")]);
+        let http = request
+            .attributes
+            .as_mut()
+            .and_then(|a| a.request.as_mut())
+            .and_then(|r| r.http.as_mut())
+            .unwrap();
+        if !keep {
+            http.headers.clear();
+        }
+        let headers = pairs.iter().map(|(key, value)| HeaderValue {
+            key: (*key).to_owned(),
+            raw_value: value.as_bytes().to_vec(),
+            ..Default::default()
+        });
+        http.header_map = Some(HeaderMap {
+            headers: headers.collect(),
+        });
+        request
+    };
+
+    let pairs = [
+        (":authority", "api.example"),
+        ("authorization", auth.as_str()),
+        ("x-user-id", "a"),
+        ("x-user-id", "b"),
+    ];
+    let r = send(grpc, None, raw("/users/1", &pairs, false));
+    let ok = ok_response(&r);
+    assert_eq!(
+        set_headers(&ok.headers),
+        [("x-user-id".to_owned(), "dave".to_owned())]
+    );
+    assert_eq!(
+        ok.headers_to_remove,
+        ["authorization", "x-tenant-id", "x-user-roles"]
+    );
+
+    // Two Authorization headers, kept apart in the raw map, are refused as the proxy refuses them.
+    let pairs = [("authorization", auth.as_str()), ("authorization", &auth)];
+    let r = send(grpc, None, raw("/users/1", &pairs, false));
+    denied_response(&r, INVALID_ARGUMENT, 400);
+
+    let r = send(grpc, None, raw("/public/p", &[("x-b", "2")], true));
+    denied_response(&r, INVALID_ARGUMENT, 400);
+}
