@@ -98,21 +98,27 @@ pub fn describe(
     uri: &Uri,
     headers: &HeaderMap,
     peer_trusted: bool,
+    convention: Convention,
     envoy_prefix: &str,
 ) -> Result<Described, DescribeError> {
     if !peer_trusted {
         return Err(DescribeError::UntrustedPeer);
     }
+    // Only the configured convention describes the request. Detecting it from the headers would
+    // let a client choose: a proxy that passes a client's `X-Forwarded-Uri` through (Envoy's
+    // HTTP filter with a broad `allowed_headers`) would have the endpoint judge a path the
+    // client named instead of the one forwarded. Another convention's headers are refused.
     let nginx = [&X_ORIGINAL_METHOD, &X_ORIGINAL_URI, &X_ORIGINAL_HOST]
         .iter()
         .any(|name| headers.contains_key(*name));
     let forwarded = [&X_FORWARDED_METHOD, &X_FORWARDED_URI]
         .iter()
         .any(|name| headers.contains_key(*name));
-    let (convention, method, target, host) = match (nginx, forwarded) {
-        (true, true) => return Err(DescribeError::Ambiguous),
-        (true, false) => (
-            Convention::Nginx,
+    let (method, target, host) = match convention {
+        Convention::Nginx if forwarded => return Err(DescribeError::Ambiguous),
+        Convention::ForwardedHeaders if nginx => return Err(DescribeError::Ambiguous),
+        Convention::Envoy if nginx || forwarded => return Err(DescribeError::Ambiguous),
+        Convention::Nginx => (
             single(headers, &X_ORIGINAL_METHOD)?,
             single(headers, &X_ORIGINAL_URI)?,
             match single(headers, &X_ORIGINAL_HOST)? {
@@ -120,13 +126,12 @@ pub fn describe(
                 None => single(headers, &HOST)?,
             },
         ),
-        (false, true) => (
-            Convention::ForwardedHeaders,
+        Convention::ForwardedHeaders => (
             single(headers, &X_FORWARDED_METHOD)?,
             single(headers, &X_FORWARDED_URI)?,
             single(headers, &X_FORWARDED_HOST)?,
         ),
-        (false, false) => {
+        Convention::Envoy => {
             let path_and_query = uri.path_and_query().map_or("/", |pq| pq.as_str());
             let original = path_and_query
                 .strip_prefix(envoy_prefix)
@@ -339,7 +344,7 @@ mod tests {
             ("host", "trustgate:9902"),
             ("authorization", "Bearer t"),
         ]);
-        let d = describe(&m, &u, &nginx, true, "").unwrap();
+        let d = describe(&m, &u, &nginx, true, Convention::Nginx, "").unwrap();
         assert_eq!(d.convention, Convention::Nginx);
         assert_eq!(d.method, Method::POST);
         assert_eq!(d.uri, "/api/../admin?x=1");
@@ -353,7 +358,7 @@ mod tests {
             ("x-forwarded-host", "api.example"),
             ("x-forwarded-proto", "https"),
         ]);
-        let d = describe(&m, &u, &forwarded, true, "").unwrap();
+        let d = describe(&m, &u, &forwarded, true, Convention::ForwardedHeaders, "").unwrap();
         assert_eq!(d.convention, Convention::ForwardedHeaders);
         assert_eq!(d.uri, "/users/1");
         assert_eq!(d.headers.get("host").unwrap(), "api.example");
@@ -368,18 +373,55 @@ mod tests {
             &uri,
             &headers(&[("host", "api")]),
             true,
+            Convention::Envoy,
             "/ext",
         )
         .unwrap();
         assert_eq!(d.convention, Convention::Envoy);
         assert_eq!(d.method, Method::DELETE);
         assert_eq!(d.uri, "/users/1?q=2");
+        // A description another proxy would give is not this convention's: refused, never
+        // believed (a client could send it through Envoy's HTTP filter).
+        for forged in [
+            ("x-forwarded-uri", "/public"),
+            ("x-original-uri", "/public"),
+        ] {
+            assert_eq!(
+                describe(
+                    &Method::GET,
+                    &uri,
+                    &headers(&[forged]),
+                    true,
+                    Convention::Envoy,
+                    "/ext"
+                )
+                .unwrap_err(),
+                DescribeError::Ambiguous
+            );
+        }
+        let forwarded_to_nginx = headers(&[
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-uri", "/public"),
+        ]);
+        assert_eq!(
+            describe(
+                &Method::GET,
+                &uri,
+                &forwarded_to_nginx,
+                true,
+                Convention::Nginx,
+                ""
+            )
+            .unwrap_err(),
+            DescribeError::Ambiguous
+        );
         assert_eq!(
             describe(
                 &Method::GET,
                 &"/other/x".parse().unwrap(),
                 &HeaderMap::new(),
                 true,
+                Convention::Envoy,
                 "/ext"
             )
             .unwrap_err(),
@@ -483,7 +525,7 @@ mod tests {
             ("x-forwarded-uri", "/public"),
         ]);
         assert_eq!(
-            describe(&m, &u, &forged, false, "").unwrap_err(),
+            describe(&m, &u, &forged, false, Convention::ForwardedHeaders, "").unwrap_err(),
             DescribeError::UntrustedPeer
         );
         for pairs in [
@@ -499,7 +541,15 @@ mod tests {
             ][..],
         ] {
             assert_eq!(
-                describe(&m, &u, &headers(pairs), true, "").unwrap_err(),
+                describe(
+                    &m,
+                    &u,
+                    &headers(pairs),
+                    true,
+                    Convention::ForwardedHeaders,
+                    ""
+                )
+                .unwrap_err(),
                 DescribeError::Ambiguous,
                 "{pairs:?}"
             );
@@ -514,7 +564,15 @@ mod tests {
             &[("x-forwarded-method", "G E T"), ("x-forwarded-uri", "/a")][..],
         ] {
             assert_eq!(
-                describe(&m, &u, &headers(pairs), true, "").unwrap_err(),
+                describe(
+                    &m,
+                    &u,
+                    &headers(pairs),
+                    true,
+                    Convention::ForwardedHeaders,
+                    ""
+                )
+                .unwrap_err(),
                 DescribeError::Malformed,
                 "{pairs:?}"
             );

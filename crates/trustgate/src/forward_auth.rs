@@ -72,6 +72,7 @@ async fn answer(gateway: &Gateway, req: Request<Incoming>, peer: IpAddr) -> Resp
         &parts.uri,
         &parts.headers,
         trusted,
+        settings.convention,
         &settings.envoy_path_prefix,
     ) {
         Ok(described) => described,

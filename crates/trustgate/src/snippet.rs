@@ -14,6 +14,7 @@
 
 use std::fmt::Write as _;
 
+use trustgate_edge::forward_auth::Convention;
 use trustgate_edge::headers::{forwarding_header_names, uri_override_names};
 
 use crate::config::{Config, ConfigError};
@@ -25,12 +26,26 @@ fn variable(name: &str) -> String {
 }
 
 /// The decision endpoint's address, as the proxy in front must dial it.
-fn endpoint(config: &Config, proxy: &str) -> Result<std::net::SocketAddr, ConfigError> {
+fn endpoint(
+    config: &Config,
+    proxy: &str,
+    convention: Convention,
+) -> Result<std::net::SocketAddr, ConfigError> {
     let Some(forward_auth) = &config.forward_auth else {
         return Err(ConfigError(format!(
             "trustgate snippet needs a [forward_auth] section: the decision endpoint {proxy} asks"
         )));
     };
+    // The endpoint reads descriptions only in its configured convention: a snippet for another
+    // proxy would have every check refused.
+    if forward_auth.convention != convention {
+        return Err(ConfigError(format!(
+            "forward_auth.convention is {:?}, but {proxy} describes requests as {:?}; set convention = {:?}",
+            forward_auth.convention.as_str(),
+            convention.as_str(),
+            convention.as_str()
+        )));
+    }
     let endpoint = forward_auth.listen;
     if endpoint.port() == 0 || endpoint.ip().is_unspecified() {
         return Err(ConfigError(format!(
@@ -60,7 +75,7 @@ fn from_answer(config: &Config) -> Vec<String> {
 /// and the named locations that relay its refusals) and `protect.conf` (in each protected
 /// location, before `proxy_pass`).
 pub(crate) fn nginx(config: &Config) -> Result<(String, String, String), ConfigError> {
-    let endpoint = endpoint(config, "nginx")?;
+    let endpoint = endpoint(config, "nginx", Convention::Nginx)?;
     // Checks reuse connections to the endpoint: a new TCP connection per request would cost more
     // than the decision itself. `upstream` blocks live at http level, hence a third file.
     let upstream = format!(
@@ -168,7 +183,7 @@ fn go_canonical(name: &str) -> String {
 /// upstream in a test run), and it removes nothing. The description headers are set the way
 /// `forward_auth` sets them, replacing any client value.
 pub(crate) fn caddy(config: &Config) -> Result<String, ConfigError> {
-    let endpoint = endpoint(config, "Caddy")?;
+    let endpoint = endpoint(config, "Caddy", Convention::ForwardedHeaders)?;
     let mut out = String::new();
     let _ = writeln!(
         out,

@@ -44,6 +44,9 @@ pub(crate) struct FileConfig {
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileForwardAuth {
     pub(crate) listen: String,
+    /// How the proxy in front describes the original request on `listen`: stated, never
+    /// guessed from the headers a client could send.
+    pub(crate) convention: FileConvention,
     /// Envoy's gRPC ext_authz (`envoy.service.auth.v3.Authorization`), on a listener of its own.
     #[serde(default)]
     pub(crate) grpc_listen: Option<String>,
@@ -52,6 +55,17 @@ pub(crate) struct FileForwardAuth {
     /// The path prefix Envoy's `http_service.path_prefix` adds before the original path.
     #[serde(default)]
     pub(crate) envoy_path_prefix: String,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum FileConvention {
+    /// nginx `auth_request` with `trustgate snippet nginx`.
+    Nginx,
+    /// Traefik ForwardAuth, Caddy `forward_auth` (X-Forwarded-Method/Uri/Host).
+    ForwardedHeaders,
+    /// Envoy's HTTP ext_authz filter.
+    Envoy,
 }
 
 #[derive(Debug, Deserialize)]

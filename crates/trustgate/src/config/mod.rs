@@ -23,6 +23,7 @@ use std::time::Duration;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use trustgate_core::{ClaimPath, FetchOptions, IssuerConfig, ValidatorOptions};
+use trustgate_edge::forward_auth::Convention;
 use trustgate_edge::headers::{IdentityHeaderPolicy, TrustedProxies};
 use trustgate_edge::path::DoubleSlash;
 use trustgate_edge::{Route, SanitizeMode};
@@ -59,6 +60,8 @@ pub(crate) struct Config {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ForwardAuthConfig {
     pub(crate) listen: SocketAddr,
+    /// How the proxy in front describes requests on `listen`.
+    pub(crate) convention: Convention,
     /// Envoy's gRPC ext_authz listener, if any.
     pub(crate) grpc_listen: Option<SocketAddr>,
     pub(crate) trusted_proxies: TrustedProxies,
@@ -442,6 +445,11 @@ fn forward_auth_config(file: file::FileForwardAuth) -> Result<ForwardAuthConfig,
     }
     Ok(ForwardAuthConfig {
         listen: socket_addr(&file.listen, "forward_auth.listen")?,
+        convention: match file.convention {
+            file::FileConvention::Nginx => Convention::Nginx,
+            file::FileConvention::ForwardedHeaders => Convention::ForwardedHeaders,
+            file::FileConvention::Envoy => Convention::Envoy,
+        },
         grpc_listen: file
             .grpc_listen
             .as_deref()

@@ -32,6 +32,8 @@ pub(crate) fn config(f: &Fixture) -> Config {
         // A fixed port: the nginx snippet is generated from this file.
         .section("forward_auth", "listen", closed_port().to_string())
         .section("forward_auth", "trusted_proxies", json!(["127.0.0.1"]))
+        // Caddy's (and Traefik's) description; the nginx tests state theirs.
+        .section("forward_auth", "convention", "forwarded-headers")
 }
 
 /// A proxy in front of the decision endpoint, on a free loopback port, configured with the
@@ -195,9 +197,9 @@ const FORGED: &[(&str, &str)] = &[
 ];
 
 /// The gateway with every pattern's route, and a proxy in front of it.
-fn behind(start: fn(&Gateway, &Fixture) -> Front) -> (Fixture, Gateway, Front) {
+fn behind(start: fn(&Gateway, &Fixture) -> Front, convention: &str) -> (Fixture, Gateway, Front) {
     let f = Fixture::new();
-    let gateway = Gateway::start(&config(&f));
+    let gateway = Gateway::start(&config(&f).section("forward_auth", "convention", convention));
     let front = start(&gateway, &f);
     (f, gateway, front)
 }
@@ -327,26 +329,26 @@ fn answers_refusals_the_rfc6750_way(front: &Front, f: &Fixture) {
 
 #[test]
 fn nginx_forwards_the_verified_identity_and_never_the_clients() {
-    let (f, _gateway, nginx) = behind(Front::nginx);
+    let (f, _gateway, nginx) = behind(Front::nginx, "nginx");
     // nginx drops names with `_` (underscores_in_headers off) before anything sees them.
     forwards_the_verified_identity(&nginx, &f, &[("X_User_Id", "underscore")]);
 }
 
 #[test]
 fn nginx_gives_pattern_4_upstreams_only_the_internal_token() {
-    let (f, _gateway, nginx) = behind(Front::nginx);
+    let (f, _gateway, nginx) = behind(Front::nginx, "nginx");
     gives_pattern_4_only_the_internal_token(&nginx, &f);
 }
 
 #[test]
 fn nginx_keeps_a_forward_token_routes_checked_token_and_a_public_routes_headers() {
-    let (f, _gateway, nginx) = behind(Front::nginx);
+    let (f, _gateway, nginx) = behind(Front::nginx, "nginx");
     keeps_what_the_route_keeps(&nginx, &f);
 }
 
 #[test]
 fn nginx_answers_refusals_the_rfc6750_way() {
-    let (f, _gateway, nginx) = behind(Front::nginx);
+    let (f, _gateway, nginx) = behind(Front::nginx, "nginx");
     answers_refusals_the_rfc6750_way(&nginx, &f);
     // A header family nginx cannot remove by name is refused rather than passed on: 400 from
     // trustgate, which auth_request turns into 500.
@@ -361,7 +363,7 @@ fn nginx_answers_refusals_the_rfc6750_way() {
 
 #[test]
 fn caddy_forwards_the_verified_identity_and_never_the_clients() {
-    let (f, _gateway, caddy) = behind(Front::caddy);
+    let (f, _gateway, caddy) = behind(Front::caddy, "forwarded-headers");
     // Caddy removes whole families by prefix, so a name only a prefix rule matches is removed.
     forwards_the_verified_identity(
         &caddy,
@@ -396,19 +398,19 @@ fn caddy_forwards_the_verified_identity_and_never_the_clients() {
 
 #[test]
 fn caddy_gives_pattern_4_upstreams_only_the_internal_token() {
-    let (f, _gateway, caddy) = behind(Front::caddy);
+    let (f, _gateway, caddy) = behind(Front::caddy, "forwarded-headers");
     gives_pattern_4_only_the_internal_token(&caddy, &f);
 }
 
 #[test]
 fn caddy_keeps_a_forward_token_routes_checked_token_and_a_public_routes_headers() {
-    let (f, _gateway, caddy) = behind(Front::caddy);
+    let (f, _gateway, caddy) = behind(Front::caddy, "forwarded-headers");
     keeps_what_the_route_keeps(&caddy, &f);
 }
 
 #[test]
 fn caddy_answers_refusals_the_rfc6750_way() {
-    let (f, _gateway, caddy) = behind(Front::caddy);
+    let (f, _gateway, caddy) = behind(Front::caddy, "forwarded-headers");
     answers_refusals_the_rfc6750_way(&caddy, &f);
     // Caddy relays trustgate's refusal as it is, Content-Type included.
     let r = caddy.request("/users/1", &[("Authorization", "Bearer not.a.token")]);
@@ -420,7 +422,7 @@ fn caddy_answers_refusals_the_rfc6750_way() {
 /// forged public target does not open a protected route.
 #[test]
 fn caddy_replaces_a_clients_description_of_the_request() {
-    let (f, gateway, caddy) = behind(Front::caddy);
+    let (f, gateway, caddy) = behind(Front::caddy, "forwarded-headers");
     let r = caddy.request(
         "/users/1",
         &[
@@ -531,5 +533,27 @@ fn the_answer_lists_the_headers_to_set_and_to_remove() {
     assert_eq!(
         r.header("x-envoy-auth-headers-to-remove"),
         Some("authorization, x-rewrite-url, x-tenant-id, x-user-email")
+    );
+}
+
+/// The endpoint reads one convention, so a snippet for another proxy is refused at generation,
+/// naming the setting, rather than written for checks that would all be refused.
+#[test]
+fn a_snippet_for_a_proxy_of_another_convention_is_refused() {
+    let f = Fixture::new();
+    let dir = TempDir::new();
+    let file = dir.write("trustgate.toml", &config(&f).to_toml());
+    let out = cli(&["snippet", "nginx", "-c", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(r#"forward_auth.convention is "forwarded-headers", but nginx describes requests as "nginx"; set convention = "nginx""#),
+        "{stderr}"
+    );
+    let out = cli(&["snippet", "caddy", "-c", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
