@@ -61,7 +61,7 @@ http {
 NGINX
 }
 
-config() { # cache: true or false
+config() { # cache: true or false; convention: nginx for the front nginx, else forwarded-headers
   cat > "$work/gw.toml" <<TOML
 [server]
 listen = "127.0.0.1:18390"
@@ -75,6 +75,7 @@ level = "error"
 enabled = $1
 [forward_auth]
 listen = "127.0.0.1:18393"
+convention = "${2:-forwarded-headers}"
 trusted_proxies = ["127.0.0.1"]
 [[issuer]]
 id = "bench"
@@ -95,8 +96,8 @@ TOML
 
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
-gateway() { # cache
-  config "$1"
+gateway() { # cache, convention
+  config "$1" "${2:-}"
   taskset -c 0 ./"$bin"/trustgate serve -c "$work/gw.toml" >"$work/gw.log" 2>&1 &
   gw=$!
   wait_port 18393 || { cat "$work/gw.log"; exit 1; }
@@ -123,7 +124,7 @@ measure() { # name, then wrk arguments
 
 described=(-H "X-Forwarded-Method: GET" -H "X-Forwarded-Uri: /users/1" -H "X-Forwarded-Host: api.example")
 mkdir -p "$work/snippet"
-config true
+config true nginx
 ./"$bin"/trustgate snippet nginx -c "$work/gw.toml" --dir "$work/snippet" >/dev/null
 
 declare -A ROUNDS
@@ -132,6 +133,8 @@ for round in $(seq 1 "$rounds"); do
   gateway true
   measure "decisions, same token" "${described[@]}" -H "Authorization: Bearer $token" http://127.0.0.1:18393/
   measure "decisions, 2,000 tokens" "${described[@]}" -s bench/peers/rotate-tokens.lua http://127.0.0.1:18393/ -- "$work/tokens.txt"
+  stop "$gw"
+  gateway true nginx
   nginx_up 1
   measure "nginx + trustgate auth_request" -H "Authorization: Bearer $token" http://127.0.0.1:18392/users/1
   stop "$ng"
