@@ -437,8 +437,24 @@ fn an_unreadable_tls_certificate_exits_69_naming_the_file() {
     );
 }
 
+/// A production build (no `demo` feature) carries no demo issuer: `trustgate demo` says how to
+/// run the demo and exits 64.
+#[cfg(not(feature = "demo"))]
+#[test]
+fn a_production_build_has_no_demo_and_says_how_to_get_it() {
+    let r = run(&["demo"]);
+    assert_eq!(r.code, Some(64), "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("run `cargo run --release --features demo -- demo`"),
+        "{}",
+        r.stderr
+    );
+}
+
 /// The demo with its port taken names the flags that change it, and does not exit like a bad
 /// configuration file (there is none).
+#[cfg(feature = "demo")]
 #[test]
 fn the_demo_with_a_port_in_use_names_its_flags() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

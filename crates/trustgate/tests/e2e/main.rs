@@ -8,6 +8,7 @@ mod common;
 
 mod attacks;
 mod cli;
+#[cfg(feature = "demo")]
 mod demo;
 mod ext_authz;
 mod forward_auth;
@@ -25,3 +26,14 @@ mod sanitize;
 mod smuggling;
 mod trust_patterns;
 mod upstream_tls;
+
+/// The demo's tests need the binary built with `--features demo` (`scripts/test.sh` passes it; a
+/// production build carries no demo issuer). Without the feature this test fails, so they are
+/// never skipped unnoticed.
+#[cfg(not(feature = "demo"))]
+#[test]
+fn the_demo_tests_need_the_demo_feature() {
+    panic!(
+        "the demo's end-to-end tests need `--features demo`: cargo test -p trustgate --features demo (scripts/test.sh does)"
+    );
+}
