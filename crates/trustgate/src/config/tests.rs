@@ -297,10 +297,15 @@ fn a_route_host_must_be_a_host_a_request_could_carry() {
 
 #[test]
 fn forward_auth_grpc_listen_is_optional_and_an_address() {
-    let section =
-        "\n[forward_auth]\nlisten = \"127.0.0.1:9902\"\ntrusted_proxies = [\"127.0.0.1\"]\n";
+    let section = "\n[forward_auth]\nlisten = \"127.0.0.1:9902\"\nconvention = \"envoy\"\ntrusted_proxies = [\"127.0.0.1\"]\n";
     let config = parse_text(&format!("{BASE}{section}")).unwrap();
-    assert_eq!(config.forward_auth.unwrap().grpc_listen, None);
+    let forward_auth = config.forward_auth.unwrap();
+    assert_eq!(forward_auth.grpc_listen, None);
+    assert_eq!(forward_auth.convention, Convention::Envoy);
+    // The convention is stated, never guessed: leaving it out is an error.
+    let unstated = section.replace("convention = \"envoy\"\n", "");
+    let err = error(&format!("{BASE}{unstated}"));
+    assert!(err.contains("missing field `convention`"), "{err}");
     let config = parse_text(&format!(
         "{BASE}{section}grpc_listen = \"127.0.0.1:9903\"\n"
     ))
