@@ -28,9 +28,10 @@ use envoy_types::pb::envoy::service::auth::v3::{
 use envoy_types::pb::envoy::r#type::v3::HttpStatus;
 use envoy_types::pb::google::rpc;
 use http::{Response, StatusCode, header};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tonic::Code;
 use trustgate_edge::GatewayError;
 use trustgate_edge::forward_auth::{DescribeError, Described, Edits, describe_attributes};
@@ -46,13 +47,26 @@ const MAX_CHECK_BYTES: usize = 1024 * 1024;
 
 /// Serves the gRPC ext_authz service until the process ends. One HTTP/2 connection per client,
 /// with the client's address known to every check on it.
+///
+/// Like the HTTP door it takes the public listener's `max_connections` and `max_header_bytes`,
+/// and pings idle connections (`idle_timeout`), so connections that never send a check cannot
+/// pile up: any peer can connect before its first check is refused.
 pub(crate) async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
-    let http2 = Arc::new(hyper::server::conn::http2::Builder::new(
-        TokioExecutor::new(),
-    ));
+    let server = gateway.runtime.load().config.server.clone();
+    let limit = Arc::new(Semaphore::new(server.max_connections));
+    let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    http2
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(server.idle_timeout / 2));
+    let http2 = Arc::new(http2);
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            continue;
+        };
+        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+            tracing::debug!(%peer, "ext_authz connection limit reached; closing");
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -62,6 +76,7 @@ pub(crate) async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
         };
         let http2 = Arc::clone(&http2);
         tokio::spawn(async move {
+            let _permit = permit;
             let service =
                 AuthorizationServer::new(check).max_decoding_message_size(MAX_CHECK_BYTES);
             let _ = http2

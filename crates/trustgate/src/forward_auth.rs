@@ -23,9 +23,9 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use trustgate_core::{AuthError, RequestProblem};
 use trustgate_edge::forward_auth::{
     Convention, DescribeError, Described, Edits, HEADERS_TO_REMOVE, describe,
@@ -37,17 +37,29 @@ use crate::proxy;
 use crate::runtime::Runtime;
 
 /// Serves the decision endpoint until the process ends.
+///
+/// The listener takes the public listener's limits (`[server]`: `max_connections`,
+/// `header_read_timeout`, `max_header_bytes`, `max_headers`), read once at start like the
+/// listener itself: any peer can open a connection before its first check is refused, so a
+/// slow or endless header block must not hold it, and connections beyond the limit are closed.
 pub(crate) async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
-    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    let server = gateway.runtime.load().config.server.clone();
+    let limit = Arc::new(Semaphore::new(server.max_connections));
+    let builder = Arc::new(crate::limits::limited_builder(&server));
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            continue;
+        };
+        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+            tracing::debug!(%peer, "decision endpoint connection limit reached; closing");
             continue;
         };
         let _ = stream.set_nodelay(true);
         let gateway = Arc::clone(&gateway);
         let builder = Arc::clone(&builder);
         tokio::spawn(async move {
+            let _permit = permit;
             let service = service_fn(move |req| {
                 let gateway = Arc::clone(&gateway);
                 async move { Ok::<_, Infallible>(answer(&gateway, req, peer.ip()).await) }

@@ -13,6 +13,7 @@ mod forward_auth;
 mod gateway;
 mod inspect;
 mod internal_issuer;
+mod limits;
 mod metrics;
 mod proxy;
 mod runtime;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -165,13 +165,9 @@ pub(crate) async fn run(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let limit = Arc::new(Semaphore::new(server.max_connections));
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = crate::limits::limited_builder(&server);
     builder
         .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(server.header_read_timeout)
-        .max_buf_size(server.max_header_bytes.max(8192))
-        .max_headers(server.max_headers)
         // Flattened writes: the response head and body are copied into one buffer and sent with
         // one `send`, instead of queued as separate buffers for `writev`. For the usual small API
         // response the queue's bookkeeping cost more than the copy (callgrind, same-token
@@ -181,8 +177,6 @@ pub(crate) async fn run(
         .keep_alive(true);
     builder
         .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(256)
         .keep_alive_interval(Some(server.idle_timeout / 2));
     let builder = Arc::new(builder);

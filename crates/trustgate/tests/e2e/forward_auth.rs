@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::common::{
     Config, Fixture, Gateway, Pattern, RawResponse, Route, TempDir, bearer, cli, closed_port,
-    read_response, wait_until,
+    read_response, read_until_closed, wait_until,
 };
 
 /// The routes of every pattern the tests use, and the decision endpoint, trusting loopback.
@@ -555,5 +555,43 @@ fn a_snippet_for_a_proxy_of_another_convention_is_refused() {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Any peer can connect to the decision endpoint before its first check is refused, so the
+/// endpoint takes the public listener's limits: a header block that never ends is cut off after
+/// `header_read_timeout`, and connections past `max_connections` are closed at once.
+#[test]
+fn the_decision_endpoint_cuts_off_slow_headers_and_extra_connections() {
+    let f = Fixture::new();
+    let gateway = Gateway::start(
+        &config(&f)
+            .server("header_read_timeout", "1s")
+            .server("idle_timeout", "30s")
+            .server("max_connections", 2),
+    );
+    let decisions = gateway.decisions.unwrap();
+    let mut slow = TcpStream::connect(decisions).unwrap();
+    let started = std::time::Instant::now();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: trustgate\r\nX-Forwarded-Uri: /")
+        .unwrap();
+    // A second connection holds the other slot; a third has none.
+    let _held = TcpStream::connect(decisions).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut extra = TcpStream::connect(decisions).unwrap();
+    let (data, closed) = read_until_closed(&mut extra, Duration::from_secs(2));
+    assert!(closed && data.is_empty(), "a third connection was served");
+
+    let (data, closed) = read_until_closed(&mut slow, Duration::from_secs(4));
+    let elapsed = started.elapsed();
+    assert!(closed, "the slow connection stayed open");
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_millis(2500),
+        "{elapsed:?}"
+    );
+    let text = String::from_utf8_lossy(&data);
+    assert!(
+        data.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text:?}"
     );
 }
