@@ -118,7 +118,10 @@ pub fn remove_cookie(headers: &mut HeaderMap, name: &str) {
             .split(';')
             .map(str::trim)
             .filter(|pair| !pair.is_empty())
-            .filter(|pair| pair.split_once('=').is_none_or(|(k, _)| k.trim() != name))
+            // A pair without `=` goes too when it is the name alone: some parsers (PHP's) read
+            // `at` as the cookie `at` with an empty value, so it would still reach an upstream
+            // as the token cookie. Found by the `decision` fuzz target.
+            .filter(|pair| pair.split_once('=').map_or(*pair, |(k, _)| k).trim() != name)
             .collect();
         if kept.is_empty() {
             continue;
@@ -235,5 +238,12 @@ mod tests {
         let mut only = headers(&[("cookie", "at=tok")]);
         remove_cookie(&mut only, "at");
         assert!(only.get(COOKIE).is_none());
+        // The name alone is a pair some parsers read as the cookie with an empty value.
+        let mut bare = headers(&[("cookie", "at"), ("cookie", "theme=dark; at ; x")]);
+        remove_cookie(&mut bare, "at");
+        assert_eq!(
+            bare.get_all(COOKIE).iter().collect::<Vec<_>>(),
+            ["theme=dark; x"]
+        );
     }
 }
