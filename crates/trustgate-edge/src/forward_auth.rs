@@ -247,6 +247,24 @@ pub fn describe_attributes<'a>(
     })
 }
 
+/// The values of `name` in `headers` as one field, for a proxy that sets it from one answer
+/// header: Cookie headers are one list joined with `; ` (as HTTP/2 allows), any other field
+/// with `, ` (as RFC 9110 folds fields). `None` when absent, or when the joined bytes are not a
+/// header value.
+pub fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
+    let values: Vec<&[u8]> = headers
+        .get_all(name)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    let separator: &[u8] = if name == COOKIE { b"; " } else { b", " };
+    match values.as_slice() {
+        [] => None,
+        [one] => HeaderValue::from_bytes(one).ok(),
+        many => HeaderValue::from_bytes(&many.join(separator)).ok(),
+    }
+}
+
 /// What the calling proxy must do to the original request before it goes upstream: remove these
 /// headers, then set these. The removals are every client identity and URI-override header the
 /// request carries, and the credentials the pattern takes away; the sets are the pattern's
@@ -278,21 +296,9 @@ impl Edits {
                 HeaderEdit::RemoveCookie(cookie) => {
                     let mut rest = described.clone();
                     remove_cookie(&mut rest, &cookie);
-                    let values: Vec<&HeaderValue> = rest.get_all(COOKIE).iter().collect();
-                    match values.as_slice() {
-                        [] => edits.remove_once(COOKIE),
-                        // Several Cookie headers become one, as HTTP/2 allows (`; `-joined).
-                        values => {
-                            let joined = values
-                                .iter()
-                                .map(|v| v.as_bytes())
-                                .collect::<Vec<_>>()
-                                .join(&b"; "[..]);
-                            match HeaderValue::from_bytes(&joined) {
-                                Ok(value) => edits.set.push((COOKIE, value)),
-                                Err(_) => edits.remove_once(COOKIE),
-                            }
-                        }
+                    match joined(&rest, &COOKIE) {
+                        Some(value) => edits.set.push((COOKIE, value)),
+                        None => edits.remove_once(COOKIE),
                     }
                 }
             }

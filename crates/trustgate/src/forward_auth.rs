@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use trustgate_core::{AuthError, RequestProblem};
 use trustgate_edge::forward_auth::{
-    Convention, DescribeError, Described, Edits, HEADERS_TO_REMOVE, describe,
+    Convention, DescribeError, Described, Edits, HEADERS_TO_REMOVE, describe, joined,
 };
 use trustgate_edge::{GatewayError, Outcome, RequestHead};
 
@@ -231,22 +231,9 @@ fn state_kept_credentials(edits: &mut Edits, described: &Described) {
         if decided {
             continue;
         }
-        let values: Vec<&[u8]> = described
-            .headers
-            .get_all(&name)
-            .iter()
-            .map(HeaderValue::as_bytes)
-            .collect();
-        let joined = match values.as_slice() {
-            [] => continue,
-            [one] => HeaderValue::from_bytes(one),
-            // Several Cookie headers are one list (`; `); several Authorization headers never
-            // reach here: a validating route refuses them, and on other routes they pass as a
-            // `, ` list, as RFC 9110 folds fields.
-            many if name == COOKIE => HeaderValue::from_bytes(&many.join(&b"; "[..])),
-            many => HeaderValue::from_bytes(&many.join(&b", "[..])),
-        };
-        if let Ok(value) = joined {
+        // Several Authorization headers never reach here: a validating route refuses them, and
+        // on other routes they pass as one folded field.
+        if let Some(value) = joined(&described.headers, &name) {
             edits.set.push((name, value));
         }
     }
