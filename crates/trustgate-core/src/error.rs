@@ -7,6 +7,8 @@
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 
+use crate::GrpcCode;
+
 /// Why a request was refused, as coarse as the client is allowed to learn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -196,6 +198,32 @@ impl AuthError {
         }
     }
 
+    /// The gRPC status code this error maps to: 16 UNAUTHENTICATED for missing or invalid
+    /// credentials, 7 PERMISSION_DENIED for insufficient scope, 3 INVALID_ARGUMENT for a
+    /// malformed request, 14 UNAVAILABLE when the issuer's keys are.
+    pub fn grpc_code(&self) -> GrpcCode {
+        match self {
+            AuthError::MissingToken | AuthError::InvalidToken(_) => GrpcCode::Unauthenticated,
+            AuthError::InsufficientScope => GrpcCode::PermissionDenied,
+            AuthError::InvalidRequest(_) => GrpcCode::InvalidArgument,
+            AuthError::KeysUnavailable => GrpcCode::Unavailable,
+        }
+    }
+
+    /// [`AuthError::to_response`] for a gRPC call (see [`crate::is_grpc`]): the same headers,
+    /// `WWW-Authenticate` included, as an HTTP 200 trailers-only response with
+    /// [`AuthError::grpc_code`] and the RFC 6750 error code as `grpc-message`.
+    pub fn to_grpc_response(&self) -> Response<Bytes> {
+        let message = match self {
+            AuthError::MissingToken => "unauthenticated",
+            AuthError::InvalidToken(_) => "invalid_token",
+            AuthError::InsufficientScope => "insufficient_scope",
+            AuthError::InvalidRequest(_) => "invalid_request",
+            AuthError::KeysUnavailable => "temporarily_unavailable",
+        };
+        crate::grpc_refusal(self.to_response(), self.grpc_code(), message)
+    }
+
     /// The one mapping from request errors to RFC 6750 responses, shared by the gateway and the
     /// service library.
     ///
@@ -252,6 +280,55 @@ mod tests {
             .headers()
             .get(header::WWW_AUTHENTICATE)
             .map(|v| v.to_str().unwrap_or_default().to_owned())
+    }
+
+    #[test]
+    fn grpc_mapping_keeps_the_challenge() {
+        for (err, code, message, challenge) in [
+            (
+                AuthError::MissingToken,
+                "16",
+                "unauthenticated",
+                Some("Bearer"),
+            ),
+            (
+                AuthError::InvalidToken(Reason::Expired),
+                "16",
+                "invalid_token",
+                Some(r#"Bearer error="invalid_token""#),
+            ),
+            (
+                AuthError::InsufficientScope,
+                "7",
+                "insufficient_scope",
+                Some(r#"Bearer error="insufficient_scope""#),
+            ),
+            (
+                AuthError::InvalidRequest(RequestProblem::MultipleTokens),
+                "3",
+                "invalid_request",
+                Some(r#"Bearer error="invalid_request""#),
+            ),
+            (
+                AuthError::KeysUnavailable,
+                "14",
+                "temporarily_unavailable",
+                None,
+            ),
+        ] {
+            let response = err.to_grpc_response();
+            assert_eq!(response.status(), StatusCode::OK, "{err:?}");
+            assert!(response.body().is_empty(), "{err:?}");
+            let h = response.headers();
+            assert_eq!(h["grpc-status"], code, "{err:?}");
+            assert_eq!(h["grpc-message"], message, "{err:?}");
+            assert_eq!(h["content-type"], "application/grpc", "{err:?}");
+            assert_eq!(
+                h.get(header::WWW_AUTHENTICATE).map(|v| v.to_str().unwrap()),
+                challenge,
+                "{err:?}"
+            );
+        }
     }
 
     #[test]

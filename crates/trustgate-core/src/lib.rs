@@ -46,6 +46,7 @@ mod clock;
 pub mod danger;
 mod error;
 mod fetch;
+mod grpc;
 mod identity;
 mod json;
 mod jws;
@@ -70,6 +71,7 @@ pub use claims::{AudiencePolicy, ClaimsPolicy, ExpiryPolicy};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error::{AuthError, Reason, RequestProblem};
 pub use fetch::{FetchError, FetchOptions, check_key_url};
+pub use grpc::{GrpcCode, grpc_refusal, is_grpc};
 pub use identity::{
     ClaimMapping, ClaimPath, Identity, IdentityField, NumericClaims, encode_header,
 };

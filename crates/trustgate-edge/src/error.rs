@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
-use trustgate_core::AuthError;
+use trustgate_core::{AuthError, GrpcCode, grpc_refusal};
 
 /// Why the gateway answered a request itself instead of forwarding it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +90,26 @@ impl GatewayError {
     }
 }
 
+impl GatewayError {
+    /// [`GatewayError::to_response`] for a gRPC call (`trustgate_core::is_grpc`): HTTP 200 with
+    /// `grpc-status` and `grpc-message`, and the HTTP refusal's headers (`WWW-Authenticate`) kept.
+    /// An unreachable upstream is 14 UNAVAILABLE and a passed deadline 4 DEADLINE_EXCEEDED, so a
+    /// client's retry policy sees what it expects; an unknown method is 12 UNIMPLEMENTED.
+    pub fn to_grpc_response(self) -> Response<Bytes> {
+        let (code, message) = match self {
+            GatewayError::Auth(err) => return err.to_grpc_response(),
+            GatewayError::Framing(_) | GatewayError::BadPath(_) => {
+                (GrpcCode::Internal, "bad_request")
+            }
+            GatewayError::NoRoute => (GrpcCode::Unimplemented, "not_found"),
+            GatewayError::UpstreamUnavailable => (GrpcCode::Unavailable, "upstream_unavailable"),
+            GatewayError::UpstreamTimeout => (GrpcCode::DeadlineExceeded, "deadline_exceeded"),
+            GatewayError::Internal => (GrpcCode::Internal, "internal_error"),
+        };
+        grpc_refusal(self.to_response(), code, message)
+    }
+}
+
 impl From<AuthError> for GatewayError {
     fn from(err: AuthError) -> Self {
         GatewayError::Auth(err)
@@ -123,6 +143,38 @@ impl Outcome {
             Outcome::BadRequest => "bad_request",
             Outcome::Unavailable => "unavailable",
             Outcome::UpstreamError => "upstream_error",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trustgate_core::Reason;
+
+    #[test]
+    fn grpc_codes_for_gateway_errors() {
+        for (err, code) in [
+            (
+                GatewayError::Auth(AuthError::InvalidToken(Reason::Expired)),
+                "16",
+            ),
+            (GatewayError::Auth(AuthError::InsufficientScope), "7"),
+            (GatewayError::NoRoute, "12"),
+            (GatewayError::UpstreamUnavailable, "14"),
+            (GatewayError::UpstreamTimeout, "4"),
+            (GatewayError::Framing("bad_body"), "13"),
+            (GatewayError::Internal, "13"),
+        ] {
+            let response = err.to_grpc_response();
+            assert_eq!(response.status(), StatusCode::OK, "{err:?}");
+            assert_eq!(response.headers()["grpc-status"], code, "{err:?}");
+            assert_eq!(
+                response.headers()["content-type"],
+                "application/grpc",
+                "{err:?}"
+            );
+            assert!(response.body().is_empty(), "{err:?}");
         }
     }
 }
