@@ -3,10 +3,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 pub mod echo;
+pub mod h2echo;
 pub mod issuer;
 pub mod keys;
 
 pub use echo::{EchoUpstream, RecordedRequest};
+pub use h2echo::{DataThenTrailers, H2Echo, H2Request};
 pub use issuer::{Behavior, TestIssuer};
 pub use keys::{TestKey, b64, claims, now_secs, token_with_header};
 

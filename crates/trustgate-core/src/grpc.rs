@@ -6,6 +6,8 @@
 //! `WWW-Authenticate` (and `Retry-After`) still reach a client that looks for them. The message is
 //! the RFC 6750 error code or another fixed text: never a token byte, a claim or a reason.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
@@ -58,6 +60,30 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
     bytes.len() >= GRPC.len()
         && bytes[..GRPC.len()].eq_ignore_ascii_case(GRPC)
         && matches!(bytes.get(GRPC.len()), None | Some(b'+' | b';'))
+}
+
+/// The deadline a gRPC client set (`grpc-timeout`: at most eight digits and a unit, `H`, `M`,
+/// `S`, `m`, `u` or `n`), or `None` when absent or malformed. A malformed value is ignored rather
+/// than refused: a deadline only ever shortens how long the gateway waits.
+pub fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get("grpc-timeout")?.as_bytes();
+    let (&unit, digits) = value.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    // Eight digits fit in a u64 with room for any unit's multiplication below.
+    let amount = digits
+        .iter()
+        .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+    Some(match unit {
+        b'H' => Duration::from_secs(amount * 3600),
+        b'M' => Duration::from_secs(amount * 60),
+        b'S' => Duration::from_secs(amount),
+        b'm' => Duration::from_millis(amount),
+        b'u' => Duration::from_micros(amount),
+        b'n' => Duration::from_nanos(amount),
+        _ => return None,
+    })
 }
 
 /// Turns an HTTP refusal into the gRPC one: HTTP 200, `content-type: application/grpc`,
@@ -113,6 +139,29 @@ mod tests {
             assert!(!is_grpc(&with_content_type(no)), "{no}");
         }
         assert!(!is_grpc(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn grpc_timeouts() {
+        let timeout = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("grpc-timeout", HeaderValue::from_static(value));
+            grpc_timeout(&headers)
+        };
+        assert_eq!(timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(timeout("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(timeout("3S"), Some(Duration::from_secs(3)));
+        assert_eq!(timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(timeout("7u"), Some(Duration::from_micros(7)));
+        assert_eq!(timeout("99999999n"), Some(Duration::from_nanos(99_999_999)));
+        assert_eq!(
+            timeout("99999999H"),
+            Some(Duration::from_secs(99_999_999 * 3600))
+        );
+        for bad in ["", "m", "123456789m", "10x", "-1S", "1.5S", " 1S", "1s"] {
+            assert_eq!(timeout(bad), None, "{bad:?}");
+        }
+        assert_eq!(grpc_timeout(&HeaderMap::new()), None);
     }
 
     #[test]

@@ -71,7 +71,7 @@ pub use claims::{AudiencePolicy, ClaimsPolicy, ExpiryPolicy};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error::{AuthError, Reason, RequestProblem};
 pub use fetch::{FetchError, FetchOptions, check_key_url};
-pub use grpc::{GrpcCode, grpc_refusal, is_grpc};
+pub use grpc::{GrpcCode, grpc_refusal, grpc_timeout, is_grpc};
 pub use identity::{
     ClaimMapping, ClaimPath, Identity, IdentityField, NumericClaims, encode_header,
 };

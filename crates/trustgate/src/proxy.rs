@@ -31,7 +31,7 @@ use trustgate_edge::headers::{self, Message};
 use trustgate_edge::{Decision, GatewayError, Outcome, Refusal, RequestHead, Route, Step};
 
 use crate::runtime::{RouteRuntime, Runtime};
-use crate::upstream::{RequestBody, UpstreamBody};
+use crate::upstream::{RequestBody, TrailerFilter, UpstreamBody};
 
 /// The response body: streamed from the upstream, or a small fixed body made here.
 pub(crate) type Body = Either<UpstreamBody, Full<Bytes>>;
@@ -186,23 +186,24 @@ pub(crate) async fn handle(
         .headers()
         .contains_key(UPGRADE)
         .then(|| hyper::upgrade::on(&mut req));
-    let method = req.method().clone();
     let downstream_h1 = req.version() < http::Version::HTTP_2;
+    // A gRPC client reads refusals from `grpc-status`; its deadline bounds the wait upstream.
+    let exchange = Exchange::new(&req, started);
     let (mut parts, body) = req.into_parts();
     let prepared = match prepare(&rt, &mut parts, conn, None).await {
         Ok(prepared) => prepared,
-        Err(refusal) => return refused(&rt, &refusal, &method, started),
+        Err(refusal) => return refused(&rt, &refusal, &exchange),
     };
     let route = &prepared.decision.route;
     let token = &prepared.decision.token;
     let Some(route_rt) = rt.route(route) else {
-        return refused(&rt, &internal_refusal(route), &method, started);
+        return refused(&rt, &internal_refusal(route), &exchange);
     };
     let upstream = &route_rt.upstream;
     // An HTTP/1 chunked body's first frame is read before any upstream connection is used: a
     // malformed chunk is the client's error (400), not the upstream's (502). HTTP/2 has no chunk
     // syntax to get wrong, and a stream may wait for the response before it sends anything.
-    let body = RequestBody::new(body);
+    let body = RequestBody::new(body, || Arc::clone(&rt) as Arc<dyn TrailerFilter>);
     let body = if downstream_h1 {
         body.read_ahead().await
     } else {
@@ -213,15 +214,19 @@ pub(crate) async fn handle(
         Err(err) => {
             tracing::debug!(route = %route.name, error = %err, "request body refused");
             let error = GatewayError::Framing("bad_body");
-            return upstream_error(&rt, route, route_rt, &method, token, error, started);
+            return upstream_error(&rt, route, route_rt, token, error, &exchange);
         }
     };
     let body_failed = body.failure_flag();
     let request = Request::from_parts(parts, body);
     // One clock read serves the latency histogram and the idle list's timeout check.
     let sent = Instant::now();
+    let wait = match exchange.deadline {
+        Some(deadline) => deadline.min(upstream.config.response_timeout),
+        None => upstream.config.response_timeout,
+    };
     let result = tokio::time::timeout(
-        upstream.config.response_timeout,
+        wait,
         upstream.send(request, prepared.upgrade.is_some(), sent),
     )
     .await;
@@ -239,11 +244,11 @@ pub(crate) async fn handle(
             } else {
                 GatewayError::UpstreamUnavailable
             };
-            return upstream_error(&rt, route, route_rt, &method, token, error, started);
+            return upstream_error(&rt, route, route_rt, token, error, &exchange);
         }
         Err(_) => {
             let error = GatewayError::UpstreamTimeout;
-            return upstream_error(&rt, route, route_rt, &method, token, error, started);
+            return upstream_error(&rt, route, route_rt, token, error, &exchange);
         }
     };
     if response.status() == StatusCode::SWITCHING_PROTOCOLS
@@ -265,11 +270,10 @@ pub(crate) async fn handle(
     access_log(
         &rt,
         Some(route),
-        &method,
+        &exchange,
         response.status(),
         token.as_ref(),
         "allowed",
-        started,
     );
     response.map(Either::Left)
 }
@@ -299,23 +303,62 @@ pub(crate) fn count_refusal(rt: &Runtime, refusal: &Refusal) {
     }
 }
 
-/// The answer to a refused request, counted and logged.
-fn refused(
-    rt: &Runtime,
-    refusal: &Refusal,
-    method: &http::Method,
+/// What the gateway needs to answer a request itself and log it: the method, whether it is a
+/// gRPC call (refusals are then HTTP 200 with `grpc-status`) and its deadline, and when it
+/// started (for the access log).
+#[derive(Debug)]
+struct Exchange {
+    method: http::Method,
+    grpc: bool,
+    /// A gRPC call's `grpc-timeout`.
+    deadline: Option<std::time::Duration>,
     started: Option<Instant>,
-) -> Response<Body> {
+}
+
+impl Exchange {
+    fn new(req: &Request<Incoming>, started: Option<Instant>) -> Self {
+        let grpc = trustgate_core::is_grpc(req.headers());
+        Self {
+            method: req.method().clone(),
+            grpc,
+            deadline: grpc
+                .then(|| trustgate_core::grpc_timeout(req.headers()))
+                .flatten(),
+            started,
+        }
+    }
+
+    fn response(&self, error: GatewayError) -> Response<Bytes> {
+        if self.grpc {
+            error.to_grpc_response()
+        } else {
+            error.to_response()
+        }
+    }
+}
+
+/// The proxy's one trailer policy: request trailers lose what the head would (see
+/// `trustgate_edge::headers::sanitize_request_trailers`).
+impl TrailerFilter for Runtime {
+    fn sanitize(&self, trailers: &mut HeaderMap) {
+        let removed = headers::sanitize_request_trailers(&self.engine.identity_headers, trailers);
+        if removed > 0 {
+            tracing::debug!(target: "trustgate::audit", removed, "removed request trailers a client may not send upstream");
+        }
+    }
+}
+
+/// The answer to a refused request, counted and logged.
+fn refused(rt: &Runtime, refusal: &Refusal, exchange: &Exchange) -> Response<Body> {
     count_refusal(rt, refusal);
-    let response = refusal.error.to_response();
+    let response = exchange.response(refusal.error);
     access_log(
         rt,
         refusal.route.as_deref(),
-        method,
+        exchange,
         response.status(),
         None,
         refusal.error.label(),
-        started,
     );
     fixed(response)
 }
@@ -324,21 +367,19 @@ fn upstream_error(
     rt: &Runtime,
     route: &Route,
     route_rt: &RouteRuntime,
-    method: &http::Method,
     token: &Option<VerifiedToken>,
     error: GatewayError,
-    started: Option<Instant>,
+    exchange: &Exchange,
 ) -> Response<Body> {
     route_rt.metrics.record(error.outcome());
-    let response = error.to_response();
+    let response = exchange.response(error);
     access_log(
         rt,
         Some(route),
-        method,
+        exchange,
         response.status(),
         token.as_ref(),
         error.label(),
-        started,
     );
     fixed(response)
 }
@@ -350,11 +391,10 @@ fn strip_response_hop_by_hop(headers: &mut HeaderMap) {
 fn access_log(
     rt: &Runtime,
     route: Option<&Route>,
-    method: &http::Method,
+    exchange: &Exchange,
     status: StatusCode,
     token: Option<&VerifiedToken>,
     decision: &str,
-    started: Option<Instant>,
 ) {
     if !rt.config.log.access {
         return;
@@ -362,11 +402,11 @@ fn access_log(
     tracing::info!(
         target: "trustgate::access",
         route = route.map_or("-", |r| r.name.as_str()),
-        method = %method,
+        method = %exchange.method,
         status = status.as_u16(),
         subject = token.and_then(|t| t.identity().subject()).unwrap_or("-"),
         issuer = token.map_or("-", |t| t.issuer()),
         decision,
-        micros = started.map_or(0, |started| started.elapsed().as_micros() as u64),
+        micros = exchange.started.map_or(0, |started| started.elapsed().as_micros() as u64),
     );
 }

@@ -7,6 +7,11 @@
 //! where a general-purpose pool (hyper-util's) costs a hashed pool key, a checkout future and a
 //! spawned task per request.
 //!
+//! An HTTP/2 upstream (`protocol = "http2"`, gRPC's) has one multiplexed connection instead
+//! ([`Multiplexed`]), made when first needed and again when the upstream closes it; a semaphore
+//! bounds the requests in flight on it (`max_concurrent_streams`), and h2 does flow control, so a
+//! stream is never buffered whole.
+//!
 //! Protocol upgrades go through hyper-util's pooled client instead: their upstream connection
 //! becomes the tunnel and never returns to a list.
 
@@ -16,20 +21,24 @@ use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
 use bytes::Bytes;
-use http::{Request, Response, Uri};
+use http::header::HOST;
+use http::{HeaderMap, Request, Response, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
+use hyper::client::conn::{http1, http2};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_service::Service as _;
+use trustgate_edge::headers::sanitize_response_trailers;
 
-use crate::config::{ConfigError, UpstreamConfig};
+use crate::config::{ConfigError, UpstreamConfig, UpstreamProtocol};
 
 /// Why an upstream exchange produced no response; for debug logs only.
 pub(crate) type ExchangeError = Box<dyn std::error::Error + Send + Sync>;
@@ -42,7 +51,20 @@ pub(crate) struct Upstream {
     connector: HttpsConnector<HttpConnector>,
     /// `scheme://authority/`, what the connector needs to know where to connect.
     connect_to: Uri,
+    /// HTTP/1 upstreams' connections.
     idle: Arc<IdleConnections>,
+    /// HTTP/2 upstreams' connection.
+    multiplexed: Option<Multiplexed>,
+}
+
+/// An HTTP/2 upstream's one connection, shared by every request to it.
+struct Multiplexed {
+    current: ArcSwapOption<http2::SendRequest<RequestBody>>,
+    /// Held while a connection is being made, so that requests arriving meanwhile wait for it
+    /// instead of each opening one. Never held while a request is sent.
+    connecting: tokio::sync::Mutex<()>,
+    /// One permit per request in flight, held until its response body ends.
+    streams: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -97,15 +119,34 @@ impl Upstream {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(config.connect_timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
+        let http1_connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls.clone())
             .https_or_http()
             .enable_http1()
-            .wrap_connector(http);
+            .wrap_connector(http.clone());
+        let (connector, multiplexed) = match config.protocol {
+            UpstreamProtocol::Http1 => (http1_connector.clone(), None),
+            UpstreamProtocol::Http2 => {
+                // ALPN offers `h2` alone: an upstream configured for HTTP/2 that cannot speak it
+                // fails its first request instead of being spoken to in HTTP/1.
+                let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(tls)
+                    .https_or_http()
+                    .enable_http2()
+                    .wrap_connector(http);
+                let multiplexed = Multiplexed {
+                    current: ArcSwapOption::empty(),
+                    connecting: tokio::sync::Mutex::new(()),
+                    streams: Arc::new(Semaphore::new(config.max_concurrent_streams)),
+                };
+                (connector, Some(multiplexed))
+            }
+        };
         // An upgraded connection becomes the tunnel; one whose upgrade was refused is not kept.
+        // Upgrades are HTTP/1 (`Connection: upgrade`) whatever the upstream's protocol.
         let upgrades = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(0)
-            .build(connector.clone());
+            .build(http1_connector);
         let connect_to = Uri::builder()
             .scheme(config.scheme.clone())
             .authority(config.authority.clone())
@@ -124,6 +165,7 @@ impl Upstream {
             connector,
             connect_to,
             idle,
+            multiplexed,
         })
     }
 
@@ -140,9 +182,88 @@ impl Upstream {
             return Ok(response.map(|body| UpstreamBody {
                 body,
                 connection: None,
+                stream: None,
             }));
         }
-        self.send_pooled(request, now).await
+        match &self.multiplexed {
+            Some(multiplexed) => self.send_multiplexed(multiplexed, request).await,
+            None => self.send_pooled(request, now).await,
+        }
+    }
+
+    /// Sends `request` on the upstream's HTTP/2 connection, once a stream slot is free.
+    async fn send_multiplexed(
+        &self,
+        multiplexed: &Multiplexed,
+        mut request: Request<RequestBody>,
+    ) -> Result<Response<UpstreamBody>, ExchangeError> {
+        // The caller's timeout bounds this wait too: a full upstream is answered like a slow one.
+        let stream = Arc::clone(&multiplexed.streams).acquire_owned().await?;
+        // HTTP/2 carries the host as `:authority`, from the target URI; the connection is made to
+        // the upstream whatever it says, so a preserved Host goes there.
+        let authority = request
+            .headers_mut()
+            .remove(HOST)
+            .and_then(|host| http::uri::Authority::try_from(host.as_bytes()).ok())
+            .unwrap_or_else(|| self.config.authority.clone());
+        let mut target = request.uri().clone().into_parts();
+        target.authority = Some(authority);
+        target.scheme = Some(self.config.scheme.clone());
+        *request.uri_mut() = Uri::from_parts(target)?;
+        *request.version_mut() = Version::HTTP_2;
+        let mut retried = false;
+        loop {
+            let mut sender = self.multiplexed_sender(multiplexed).await?;
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    return Ok(response.map(|body| UpstreamBody {
+                        body,
+                        connection: None,
+                        stream: Some(stream),
+                    }));
+                }
+                Err(mut err) => match err.take_message() {
+                    // Not sent (the connection was closing): once more, on a new connection.
+                    Some(unsent) if !retried => {
+                        retried = true;
+                        request = unsent;
+                        multiplexed.forget_closed();
+                    }
+                    _ => return Err(err.into_error().into()),
+                },
+            }
+        }
+    }
+
+    /// The open HTTP/2 connection, made first if there is none.
+    async fn multiplexed_sender(
+        &self,
+        multiplexed: &Multiplexed,
+    ) -> Result<http2::SendRequest<RequestBody>, ExchangeError> {
+        if let Some(open) = multiplexed.open() {
+            return Ok(open);
+        }
+        let _connecting = multiplexed.connecting.lock().await;
+        // Another request may have connected while this one waited.
+        if let Some(open) = multiplexed.open() {
+            return Ok(open);
+        }
+        let io = self.connector.clone().call(self.connect_to.clone()).await?;
+        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            // A connection the upstream stopped answering is found and replaced.
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .handshake(io)
+            .await?;
+        let upstream = self.config.id.clone();
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(%upstream, error = %err, "upstream HTTP/2 connection ended with an error");
+            }
+        });
+        multiplexed.current.store(Some(Arc::new(sender.clone())));
+        Ok(sender)
     }
 
     async fn send_pooled(
@@ -204,14 +325,41 @@ impl Upstream {
     }
 }
 
+impl Multiplexed {
+    fn open(&self) -> Option<http2::SendRequest<RequestBody>> {
+        self.current
+            .load()
+            .as_deref()
+            .filter(|sender| !sender.is_closed())
+            .cloned()
+    }
+
+    /// Drops the current connection if it is closed (unless another has replaced it already), so
+    /// the next request makes a new one.
+    fn forget_closed(&self) {
+        self.current.rcu(|current| match current.as_deref() {
+            Some(sender) if sender.is_closed() => None,
+            _ => current.clone(),
+        });
+    }
+}
+
+/// What the proxy does to a request's trailers before they go upstream (see
+/// `trustgate_edge::headers::sanitize_request_trailers`).
+pub(crate) trait TrailerFilter: Send + Sync {
+    fn sanitize(&self, trailers: &mut HeaderMap);
+}
+
 /// A request body on its way upstream: the client's body, with the frames read ahead by
-/// [`RequestBody::read_ahead`] first.
+/// [`RequestBody::read_ahead`] first, and its trailers sanitized.
 pub(crate) struct RequestBody {
     ahead: std::collections::VecDeque<Frame<Bytes>>,
     rest: Incoming,
     /// Set when the client's body fails after the request went upstream, so the refusal is the
     /// client's 400 rather than the upstream's 502. Only chunked bodies have one.
     failed: Option<Arc<AtomicBool>>,
+    /// `None` only for a body without trailers (an empty one): every trailer is sanitized.
+    trailers: Option<Arc<dyn TrailerFilter>>,
 }
 
 /// How much of a chunked body [`RequestBody::read_ahead`] reads beyond its first frame, from
@@ -219,12 +367,30 @@ pub(crate) struct RequestBody {
 const READ_AHEAD_BYTES: usize = 64 * 1024;
 
 impl RequestBody {
-    /// The client's body, untouched.
-    pub(crate) fn new(body: Incoming) -> Self {
+    /// The client's body; its trailers, if any, go through `trailers`.
+    pub(crate) fn new(body: Incoming, trailers: impl FnOnce() -> Arc<dyn TrailerFilter>) -> Self {
+        // An empty body has no trailers either: the filter is not even cloned for it.
+        let trailers = (!body.is_end_stream()).then(trailers);
         Self {
             ahead: std::collections::VecDeque::new(),
             rest: body,
             failed: None,
+            trailers,
+        }
+    }
+
+    /// `frame`, with its fields sanitized if it is the trailers.
+    fn filtered(&self, frame: Frame<Bytes>) -> Frame<Bytes> {
+        match frame.into_trailers() {
+            Ok(mut trailers) => {
+                // Fail closed: a body that had no filter had no trailers to expect.
+                match &self.trailers {
+                    Some(filter) => filter.sanitize(&mut trailers),
+                    None => trailers.clear(),
+                }
+                Frame::trailers(trailers)
+            }
+            Err(frame) => frame,
         }
     }
 
@@ -288,13 +454,18 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         if let Some(frame) = self.ahead.pop_front() {
-            return Poll::Ready(Some(Ok(frame)));
+            return Poll::Ready(Some(Ok(self.filtered(frame))));
         }
-        let polled = Pin::new(&mut self.rest).poll_frame(cx);
-        if let (Poll::Ready(Some(Err(_))), Some(failed)) = (&polled, &self.failed) {
-            failed.store(true, Ordering::Relaxed);
+        match ready!(Pin::new(&mut self.rest).poll_frame(cx)) {
+            Some(Ok(frame)) => Poll::Ready(Some(Ok(self.filtered(frame)))),
+            Some(Err(err)) => {
+                if let Some(failed) = &self.failed {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                Poll::Ready(Some(Err(err)))
+            }
+            None => Poll::Ready(None),
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -415,6 +586,7 @@ impl IdleConnections {
                 home: Arc::downgrade(self),
                 sender,
             }),
+            stream: None,
         };
         // No body at all (`204`, `304`, a `HEAD` answer): nothing more will come on it.
         if body.body.is_end_stream() {
@@ -433,13 +605,16 @@ struct Lent {
 
 /// A response body from an upstream. Read to its end, it gives its connection back to the idle
 /// list; dropped before that (the client left, or an error), it takes the connection with it.
+/// On an HTTP/2 upstream it holds its stream's slot instead, until its end or drop.
 pub(crate) struct UpstreamBody {
     body: Incoming,
     connection: Option<Lent>,
+    stream: Option<OwnedSemaphorePermit>,
 }
 
 impl UpstreamBody {
     fn give_back(&mut self) {
+        self.stream = None;
         if let Some(lent) = self.connection.take()
             && let Some(home) = lent.home.upgrade()
         {
@@ -457,12 +632,25 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
-        let frame = ready!(Pin::new(&mut this.body).poll_frame(cx));
-        match &frame {
+        let mut frame = ready!(Pin::new(&mut this.body).poll_frame(cx));
+        match &mut frame {
             // hyper stops asking once `is_end_stream` says so, so the last frame is the moment.
-            Some(Ok(_)) if !this.body.is_end_stream() => {}
-            Some(Ok(_)) | None => this.give_back(),
-            Some(Err(_)) => this.connection = None,
+            Some(Ok(data)) if !this.body.is_end_stream() => {
+                if let Some(trailers) = data.trailers_mut() {
+                    sanitize_response_trailers(trailers);
+                }
+            }
+            Some(Ok(data)) => {
+                if let Some(trailers) = data.trailers_mut() {
+                    sanitize_response_trailers(trailers);
+                }
+                this.give_back();
+            }
+            None => this.give_back(),
+            Some(Err(_)) => {
+                this.connection = None;
+                this.stream = None;
+            }
         }
         Poll::Ready(frame)
     }

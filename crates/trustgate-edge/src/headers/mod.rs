@@ -137,6 +137,7 @@ pub fn trim_ows(bytes: &[u8]) -> &[u8] {
 mod forwarded;
 mod hop_by_hop;
 mod identity;
+mod trailers;
 
 pub use forwarded::{
     TrustedProxies, forwarding_header_names, is_uri_override, is_uri_override_name,
@@ -144,6 +145,7 @@ pub use forwarded::{
 };
 pub use hop_by_hop::{HopByHop, Message, remove_hop_by_hop};
 pub use identity::IdentityHeaderPolicy;
+pub use trailers::{sanitize_request_trailers, sanitize_response_trailers};
 
 #[cfg(test)]
 mod tests;

@@ -1063,3 +1063,42 @@ proptest! {
         prop_assert_eq!(headers.len(), 2);
     }
 }
+
+// === trailers ===
+
+#[test]
+fn request_trailers_lose_identity_credentials_and_framing_in_every_spelling() {
+    let mut trailers = map(&[
+        ("x-user-id", "admin"),
+        ("X_User_Roles", "admin"),
+        ("x-trustgate-assertion", "forged"),
+        ("authorization", "Bearer forged"),
+        ("cookie", "at=forged"),
+        ("x-forwarded-for", "10.0.0.1"),
+        ("x-original-url", "/admin"),
+        ("content-length", "5"),
+        ("host", "evil"),
+        ("te", "trailers"),
+        ("grpc-status", "0"),
+        ("x-checksum", "abc"),
+    ]);
+    let removed = sanitize_request_trailers(&defaults(), &mut trailers);
+    assert_eq!(removed, 10);
+    let mut left: Vec<_> = trailers.keys().map(|k| k.as_str().to_owned()).collect();
+    left.sort();
+    assert_eq!(left, strings(&["grpc-status", "x-checksum"]));
+}
+
+#[test]
+fn response_trailers_lose_hop_by_hop_fields_only() {
+    let mut trailers = map(&[
+        ("grpc-status", "0"),
+        ("grpc-message", "ok"),
+        ("connection", "close"),
+        ("x-user-id", "set-by-service"),
+    ]);
+    sanitize_response_trailers(&mut trailers);
+    let mut left: Vec<_> = trailers.keys().map(|k| k.as_str().to_owned()).collect();
+    left.sort();
+    assert_eq!(left, strings(&["grpc-message", "grpc-status", "x-user-id"]));
+}

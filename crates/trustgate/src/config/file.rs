@@ -350,6 +350,22 @@ pub(crate) struct FileUpstream {
     pub(crate) pool_idle_timeout: Dur,
     #[serde(default = "default_pool_max_idle")]
     pub(crate) pool_max_idle_per_host: usize,
+    #[serde(default)]
+    pub(crate) protocol: UpstreamProtocol,
+    #[serde(default = "default_max_concurrent_streams")]
+    pub(crate) max_concurrent_streams: usize,
+}
+
+/// How the gateway talks to an upstream.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum UpstreamProtocol {
+    /// HTTP/1.1, one request at a time per connection.
+    #[default]
+    Http1,
+    /// HTTP/2: prior knowledge (h2c) on an `http://` url, ALPN `h2` on an `https://` one. gRPC
+    /// services need it.
+    Http2,
 }
 
 fn default_connect_timeout() -> Dur {
@@ -365,6 +381,10 @@ fn default_pool_idle() -> Dur {
 }
 
 fn default_pool_max_idle() -> usize {
+    256
+}
+
+fn default_max_concurrent_streams() -> usize {
     256
 }
 

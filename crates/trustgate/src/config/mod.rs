@@ -28,7 +28,7 @@ use trustgate_edge::headers::{IdentityHeaderPolicy, TrustedProxies};
 use trustgate_edge::path::DoubleSlash;
 use trustgate_edge::{Route, SanitizeMode};
 
-pub(crate) use file::{FileTls, LogFormat};
+pub(crate) use file::{FileTls, LogFormat, UpstreamProtocol};
 
 /// A configuration problem, with a message that says how to fix it.
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +135,9 @@ pub(crate) struct UpstreamConfig {
     pub(crate) preserve_host: bool,
     pub(crate) pool_idle_timeout: Duration,
     pub(crate) pool_max_idle_per_host: usize,
+    pub(crate) protocol: UpstreamProtocol,
+    /// HTTP/2 only: the most requests in flight to this upstream at once; more wait for a slot.
+    pub(crate) max_concurrent_streams: usize,
 }
 
 /// Reads, substitutes and validates the file at `path`.

@@ -49,6 +49,11 @@ pub(super) fn upstream_config(
             "upstream {id:?}: ca_file/client_cert need an https:// url"
         )));
     }
+    if upstream.max_concurrent_streams == 0 {
+        return Err(ConfigError::new(format!(
+            "upstream {id:?}: max_concurrent_streams must be at least 1"
+        )));
+    }
     let host_header = http::HeaderValue::from_str(authority.as_str()).map_err(|_| {
         ConfigError::new(format!(
             "upstream {id:?}: the url's host cannot be sent as a Host header"
@@ -67,5 +72,7 @@ pub(super) fn upstream_config(
         preserve_host: upstream.preserve_host,
         pool_idle_timeout: upstream.pool_idle_timeout.0,
         pool_max_idle_per_host: upstream.pool_max_idle_per_host,
+        protocol: upstream.protocol,
+        max_concurrent_streams: upstream.max_concurrent_streams,
     })
 }

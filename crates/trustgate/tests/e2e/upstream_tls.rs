@@ -21,7 +21,7 @@ fn openssl(dir: &TempDir, args: &[&str]) {
 }
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA.
-fn make_pki(dir: &TempDir) {
+pub(crate) fn make_pki(dir: &TempDir) {
     dir.write(
         "ext.cnf",
         "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
