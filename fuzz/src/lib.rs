@@ -385,6 +385,16 @@ pub fn headers(data: &[u8]) {
     ) else {
         panic!("a fixed identity policy must build");
     };
+    // The same fields as trailers: whatever the head would lose, a trailer loses too.
+    let mut trailers = headers.clone();
+    trustgate_edge::headers::sanitize_request_trailers(&policy, &mut trailers);
+    assert!(
+        !policy.contains_any(&trailers),
+        "an identity trailer survived"
+    );
+    for credential in [http::header::AUTHORIZATION, http::header::COOKIE, http::header::HOST] {
+        assert!(!trailers.contains_key(&credential), "{credential} survived in trailers");
+    }
     let had_identity = policy.contains_any(&headers);
     let removed = policy.strip(&mut headers);
     assert_eq!(had_identity, removed > 0);
