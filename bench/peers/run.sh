@@ -8,6 +8,8 @@
 #   bench/peers/run.sh            full run: writes docs/benchmarks.md and docs/benchmarks.png
 #   bench/peers/run.sh --check    CI: install, generate and validate every config, start each
 #                                 system once and run the functional checks; no load
+#   bench/peers/run.sh --grpc     the gRPC workload alone (bench/grpc/run.sh; the full run and
+#                                 --check run it too)
 #   bench/peers/run.sh --compare BIN
 #                                 before/after: the same-token workload only, this tree's
 #                                 trustgate against the trustgate binary BIN (an older build) and
@@ -33,6 +35,7 @@ mode=full
 case "${1:-}" in
   "") ;;
   --check) mode=check ;;
+  --grpc) exec "$(dirname "$0")/../grpc/run.sh" ;;
   --compare)
     mode=compare
     baseline_bin=${2:-}
@@ -318,6 +321,8 @@ if [ "$mode" = check ]; then
     done
   done
   log "bench/peers --check: every config valid, every system passed the functional checks"
+  stop_system
+  "$root/bench/grpc/run.sh" --check
   exit 0
 fi
 
@@ -598,6 +603,10 @@ targets() {
 out_tables=$(tables)
 out_targets=$(targets)
 printf '\n%s\n\n### Targets (issue 6)\n\n%s\n' "$out_tables" "$out_targets"
+# The gRPC workload, after the HTTP/1 systems have stopped; its table goes into the same page.
+stop_system
+out_grpc=$(BENCH_NO_DOCS=1 "$root/bench/grpc/run.sh")
+printf '\n%s\n' "$out_grpc"
 
 [ "${BENCH_NO_DOCS:-}" = 1 ] && exit 0
 
@@ -712,6 +721,10 @@ fixed rate above, same token); the gateway's VmRSS
 $out_tables
 
 ![Requests per second per workload and system](benchmarks.png)
+
+## gRPC
+
+$out_grpc
 
 ## Targets (issue 6)
 
