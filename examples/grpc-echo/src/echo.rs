@@ -98,9 +98,9 @@ impl crate::pb::echo_server::Echo for Echo {
         let reply = seen(&request);
         let mut index = 0;
         let replies = request.into_inner().map(move |message| {
-            let echoed = echoed(reply.clone(), message?, index);
+            let answer = echoed(reply.clone(), message?, index);
             index += 1;
-            Ok(echoed)
+            Ok(answer)
         });
         Ok(Response::new(Box::pin(replies)))
     }
