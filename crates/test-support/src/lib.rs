@@ -1,16 +1,21 @@
-//! Test fixtures for trustgate: real keys, token forging, a real local issuer and an echo upstream
-//! that records exactly what it received. Everything listens on 127.0.0.1 only.
+//! Test fixtures for trustgate: real keys, token forging, a real local issuer, the issuer pair a
+//! service trusts (with the gateway's internal tokens and assertions), an echo upstream that
+//! records exactly what it received, and a test CA. Everything listens on 127.0.0.1 only.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+pub mod certs;
 pub mod echo;
 pub mod h2echo;
 pub mod issuer;
 pub mod keys;
+pub mod service;
 
+pub use certs::TestCerts;
 pub use echo::{EchoUpstream, RecordedRequest};
 pub use h2echo::{DataThenTrailers, H2Echo, H2Request};
 pub use issuer::{Behavior, TestIssuer};
 pub use keys::{TestKey, b64, claims, now_secs, token_with_header};
+pub use service::{Issuers, alice_headers};
 
 /// A header map with `pairs` appended in order, so a name may repeat.
 pub fn header_map(pairs: &[(&str, &str)]) -> http::HeaderMap {

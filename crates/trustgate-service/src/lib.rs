@@ -25,14 +25,24 @@
 //!   credential was sent), 403 `insufficient_scope`, 400 `invalid_request` (two credentials), 503
 //!   when the issuer's keys are unavailable. Bodies never name the token, a claim or the reason;
 //!   the reason is logged at debug level.
+//! - **gRPC is refused the gRPC way.** A gRPC call (`content-type: application/grpc…`) gets the
+//!   same decision through `AuthError::to_grpc_response`: HTTP 200, trailers-only, `grpc-status`
+//!   16 `UNAUTHENTICATED`, 7 `PERMISSION_DENIED`, 3 `INVALID_ARGUMENT` or 14 `UNAVAILABLE`, with
+//!   `WWW-Authenticate` kept as metadata. In the assertion modes a call is bound like any
+//!   request: `htm` is `POST` and `htu` the call's path, `/package.Service/Method`.
+//! - **Any response body.** A refusal is returned as the inner service's own response type; its
+//!   body is made by [`RefusalBody`], implemented for axum's, tonic's and hyper's usual bodies.
 //! - **Safe by default.** The only way to skip the gateway's proof has `danger` in its name.
 //!
 //! ## Features
 //! - `axum` (default): the [`Caller`] extractor, `IntoResponse` for [`Rejection`], and the
 //!   `OriginalUri` a nested axum router leaves. Without it the crate is a plain tower layer; a
 //!   handler reads the [`Caller`] from the request extensions.
+//! - `tonic`: [`RefusalBody`] for `tonic::body::Body` (so the layer goes on a tonic server),
+//!   `Caller::from_grpc`, `From<Rejection> for tonic::Status` (guards answer
+//!   `PERMISSION_DENIED`), and `NamedService` for a layered generated service.
 //!
-//! ## Example
+//! ## Example (axum)
 //! ```no_run
 //! use axum::{Json, Router, routing::get};
 //! use serde_json::{Value, json};
@@ -50,9 +60,42 @@
 //! axum::serve(listener, app).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! ## Example (tonic)
+//! The layer goes on the whole server (`Server::builder().layer(auth)`), or on one generated
+//! service (`.add_service(auth.layer(EchoServer::new(echo)))`, with `tower_layer::Layer`).
+//! Handlers find the caller in the request's extensions; a guard's `?` answers
+//! `PERMISSION_DENIED`. `examples/grpc-echo` is a complete service.
+//! ```no_run
+//! # #[cfg(feature = "tonic")]
+//! # mod grpc {
+//! use tonic::{Request, Response, Status};
+//! use trustgate_service::{Caller, TrustgateLayer};
+//!
+//! // In the `impl` of a generated service trait.
+//! async fn whoami(request: Request<()>) -> Result<Response<String>, Status> {
+//!     let caller = Caller::from_grpc(&request)?;
+//!     caller.require_scope("profile:read")?;
+//!     Ok(Response::new(caller.subject().unwrap_or_default().to_owned()))
+//! }
+//!
+//! async fn run(routes: tonic::service::Routes) -> Result<(), Box<dyn std::error::Error>> {
+//!     let auth = TrustgateLayer::jwt("https://idp.example", "users-api").await?;
+//!     tonic::transport::Server::builder()
+//!         .layer(auth)
+//!         .add_routes(routes)
+//!         .serve("127.0.0.1:50051".parse()?)
+//!         .await?;
+//!     Ok(())
+//! }
+//! # }
+//! ```
 
 mod authenticate;
+mod body;
 mod caller;
+#[cfg(feature = "tonic")]
+mod grpc;
 mod headers;
 mod layer;
 mod mode;
@@ -60,6 +103,7 @@ mod replay;
 mod request;
 mod service;
 
+pub use body::RefusalBody;
 pub use caller::{Caller, Rejection};
 pub use headers::HeaderMapping;
 pub use layer::{Builder, SetupError, TrustgateLayer};

@@ -5,15 +5,21 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use http::{Request, Response};
 use tower_service::Service;
+use trustgate_core::is_grpc;
 
 use crate::authenticate::Authenticator;
+use crate::body::RefusalBody;
 
 /// The service made by [`TrustgateLayer`](crate::TrustgateLayer): authenticates, then calls the
 /// inner service with a [`Caller`](crate::Caller) in the request extensions, or answers the
 /// rejection itself.
+///
+/// The refusal has the inner service's response type: its body is built by [`RefusalBody`]. A
+/// gRPC call (`content-type: application/grpc…`) is refused the gRPC way, by
+/// `AuthError::to_grpc_response` (HTTP 200, `grpc-status` 16, 7, 3 or 14, `WWW-Authenticate`
+/// kept); any other request by `AuthError::to_response` (RFC 6750).
 #[derive(Debug, Clone)]
 pub struct TrustgateService<S> {
     inner: S,
@@ -51,7 +57,7 @@ where
     S::Future: Send + 'static,
     S::Error: Send + 'static,
     B: Send + 'static,
-    ResBody: From<Bytes> + Send + 'static,
+    ResBody: RefusalBody + Send + 'static,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -75,16 +81,32 @@ where
                         inner.call(Request::from_parts(parts, body)).await
                     }
                     Err(error) => {
+                        // A gRPC client reads `grpc-status`, not the HTTP status.
+                        let grpc = is_grpc(&parts.headers);
                         tracing::debug!(
                             mode = auth.mode().as_str(),
                             error = error.label(),
                             status = error.status().as_u16(),
+                            grpc,
                             "request refused"
                         );
-                        Ok(error.to_response().map(ResBody::from))
+                        let response = if grpc {
+                            error.to_grpc_response()
+                        } else {
+                            error.to_response()
+                        };
+                        Ok(response.map(ResBody::from_refusal))
                     }
                 }
             }),
         }
     }
+}
+
+/// Lets a layered generated service be added to a tonic router on its own
+/// (`Server::builder().add_service(layer.layer(EchoServer::new(echo)))`), so that only some of a
+/// server's services require authentication.
+#[cfg(feature = "tonic")]
+impl<S: tonic::server::NamedService> tonic::server::NamedService for TrustgateService<S> {
+    const NAME: &'static str = S::NAME;
 }

@@ -55,6 +55,7 @@ async fn a_valid_assertion_admits_the_request_with_the_asserted_identity() {
     let issuers = Issuers::start().await;
     let addr = header_service(&issuers).await;
     let assertion = issuers.assertion(
+        SERVICE,
         "GET",
         "/users/me?x=1",
         alice_headers(),
@@ -84,6 +85,7 @@ async fn the_identity_comes_from_the_assertion_not_from_extra_headers() {
     let addr = header_service(&issuers).await;
     // The assertion lists only x-user-id; an unlisted roles header claiming more is ignored.
     let assertion = issuers.assertion(
+        SERVICE,
         "GET",
         "/users/me",
         json!({"x-user-id": "alice"}),
@@ -107,7 +109,7 @@ async fn the_identity_comes_from_the_assertion_not_from_extra_headers() {
 async fn an_assertion_replayed_for_another_path_is_refused() {
     let issuers = Issuers::start().await;
     let addr = header_service(&issuers).await;
-    let assertion = issuers.assertion("GET", "/users/me", alice_headers(), json!({}));
+    let assertion = issuers.assertion(SERVICE, "GET", "/users/me", alice_headers(), json!({}));
     let headers = with(&[("x-trustgate-assertion", &assertion)]);
     assert_eq!(get_with(addr, "/users/me", &headers).await.status, 200);
     get_with(addr, "/admin", &headers)
@@ -117,7 +119,7 @@ async fn an_assertion_replayed_for_another_path_is_refused() {
     get_with(addr, "/users/me?as=bob", &headers)
         .await
         .assert_invalid_token();
-    let with_query = issuers.assertion("GET", "/users/me?x=1", alice_headers(), json!({}));
+    let with_query = issuers.assertion(SERVICE, "GET", "/users/me?x=1", alice_headers(), json!({}));
     get_with(
         addr,
         "/users/me",
@@ -131,7 +133,7 @@ async fn an_assertion_replayed_for_another_path_is_refused() {
 async fn an_assertion_replayed_for_another_method_is_refused() {
     let issuers = Issuers::start().await;
     let addr = header_service(&issuers).await;
-    let assertion = issuers.assertion("GET", "/users/me", alice_headers(), json!({}));
+    let assertion = issuers.assertion(SERVICE, "GET", "/users/me", alice_headers(), json!({}));
     call(
         addr,
         Method::POST,
@@ -140,7 +142,7 @@ async fn an_assertion_replayed_for_another_method_is_refused() {
     )
     .await
     .assert_invalid_token();
-    let post = issuers.assertion("POST", "/users/me", alice_headers(), json!({}));
+    let post = issuers.assertion(SERVICE, "POST", "/users/me", alice_headers(), json!({}));
     let reply = call(
         addr,
         Method::POST,
@@ -158,6 +160,7 @@ async fn an_assertion_after_its_window_is_refused() {
     let now = now_secs();
     // Expired 10 s ago: beyond the 5 s leeway.
     let stale = issuers.assertion(
+        SERVICE,
         "GET",
         "/users/me",
         alice_headers(),
@@ -172,6 +175,7 @@ async fn an_assertion_after_its_window_is_refused() {
     .assert_invalid_token();
     // A long-lived assertion is refused even while valid: lifetime is capped at 60 s.
     let long = issuers.assertion(
+        SERVICE,
         "GET",
         "/users/me",
         alice_headers(),
@@ -200,6 +204,7 @@ async fn the_window_closes_for_an_accepted_assertion_as_time_moves() {
     // Assertions minted at t0, each used once, as the gateway's are.
     let minted_at_t0 = || {
         issuers.assertion(
+            SERVICE,
             "GET",
             "/users/me",
             alice_headers(),
@@ -229,7 +234,7 @@ async fn the_window_closes_for_an_accepted_assertion_as_time_moves() {
 async fn the_same_assertion_is_accepted_once() {
     let issuers = Issuers::start().await;
     let addr = header_service(&issuers).await;
-    let assertion = issuers.assertion("GET", "/users/me", alice_headers(), json!({}));
+    let assertion = issuers.assertion(SERVICE, "GET", "/users/me", alice_headers(), json!({}));
     let headers = with(&[("x-trustgate-assertion", &assertion)]);
     // A use that does not bind this request does not use the assertion up...
     get_with(addr, "/admin", &headers)
@@ -241,7 +246,7 @@ async fn the_same_assertion_is_accepted_once() {
         .await
         .assert_invalid_token();
     // Concurrent replays of one fresh assertion: exactly one passes.
-    let assertion = issuers.assertion("GET", "/users/me", alice_headers(), json!({}));
+    let assertion = issuers.assertion(SERVICE, "GET", "/users/me", alice_headers(), json!({}));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..16 {
         let assertion = assertion.clone();
@@ -264,7 +269,7 @@ async fn the_same_assertion_is_accepted_once() {
 async fn a_header_altered_or_missing_or_duplicated_is_refused() {
     let issuers = Issuers::start().await;
     let addr = header_service(&issuers).await;
-    let assertion = issuers.assertion("GET", "/users/me", alice_headers(), json!({}));
+    let assertion = issuers.assertion(SERVICE, "GET", "/users/me", alice_headers(), json!({}));
     let cases: [Vec<(&str, &str)>; 5] = [
         vec![
             ("x-user-id", "bob"),
@@ -314,6 +319,7 @@ async fn only_a_gateway_assertion_for_this_service_counts() {
     let addr = header_service(&issuers).await;
     // For another service.
     let other = issuers.assertion(
+        SERVICE,
         "GET",
         "/users/me",
         alice_headers(),
@@ -324,7 +330,7 @@ async fn only_a_gateway_assertion_for_this_service_counts() {
     // An external token in the assertion header.
     let external = issuers.external_token(SERVICE, json!({}));
     // No hdr at all: identity-header mode requires it.
-    let no_hdr = issuers.assertion("GET", "/users/me", json!(null), json!({}));
+    let no_hdr = issuers.assertion(SERVICE, "GET", "/users/me", json!(null), json!({}));
     for assertion in [other, internal, external, no_hdr] {
         get_with(
             addr,
@@ -334,7 +340,7 @@ async fn only_a_gateway_assertion_for_this_service_counts() {
         .await
         .assert_invalid_token();
     }
-    let assertion = issuers.assertion("GET", "/users/me", alice_headers(), json!({}));
+    let assertion = issuers.assertion(SERVICE, "GET", "/users/me", alice_headers(), json!({}));
     get_with(
         addr,
         "/users/me",
@@ -358,10 +364,10 @@ async fn the_binding_uses_the_full_path_behind_a_nested_router() {
         .await
         .unwrap();
     let addr = serve(Router::new().nest("/api", app(layer))).await;
-    let assertion = issuers.assertion("GET", "/api/users/me", alice_headers(), json!({}));
+    let assertion = issuers.assertion(SERVICE, "GET", "/api/users/me", alice_headers(), json!({}));
     let headers = with(&[("x-trustgate-assertion", &assertion)]);
     assert_eq!(get_with(addr, "/api/users/me", &headers).await.status, 200);
-    let stripped = issuers.assertion("GET", "/users/me", alice_headers(), json!({}));
+    let stripped = issuers.assertion(SERVICE, "GET", "/users/me", alice_headers(), json!({}));
     get_with(
         addr,
         "/api/users/me",
@@ -381,7 +387,7 @@ async fn gateway_assertion_mode_trusts_the_gateway_for_a_forwarded_token() {
     let addr = serve(app(layer)).await;
     // Pattern 2: the forwarded token is present but it is the assertion that is checked.
     let token = issuers.external_token(SERVICE, json!({}));
-    let assertion = issuers.assertion("GET", "/users/me", json!(null), json!({}));
+    let assertion = issuers.assertion(SERVICE, "GET", "/users/me", json!(null), json!({}));
     let reply = get_with(
         addr,
         "/users/me",
@@ -399,7 +405,13 @@ async fn gateway_assertion_mode_trusts_the_gateway_for_a_forwarded_token() {
         .await
         .assert_refused(401, Some("Bearer"), "unauthorized");
     // Headers listed in hdr are checked here too.
-    let listed = issuers.assertion("GET", "/users/me", json!({"x-user-id": "alice"}), json!({}));
+    let listed = issuers.assertion(
+        SERVICE,
+        "GET",
+        "/users/me",
+        json!({"x-user-id": "alice"}),
+        json!({}),
+    );
     get_with(
         addr,
         "/users/me",

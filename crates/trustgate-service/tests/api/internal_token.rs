@@ -64,7 +64,7 @@ async fn the_external_token_is_never_accepted() {
             .assert_invalid_token();
     }
     // An assertion header does not stand in for the token.
-    let assertion = issuers.assertion("GET", "/users/me", json!({}), json!({}));
+    let assertion = issuers.assertion(SERVICE, "GET", "/users/me", json!({}), json!({}));
     get_with(addr, "/users/me", &[("x-trustgate-assertion", &assertion)])
         .await
         .assert_refused(401, Some("Bearer"), "unauthorized");

@@ -1,10 +1,11 @@
 //! API tests of trustgate-service, one test binary with a module per mode: external JWTs,
-//! identity headers, internal tokens, and the guards.
+//! identity headers, internal tokens, the guards, and refusals of gRPC calls.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod common;
 
 mod external_jwt;
+mod grpc;
 mod guards;
 mod identity_headers;
 mod internal_token;
