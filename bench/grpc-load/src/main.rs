@@ -155,7 +155,9 @@ impl Worker {
             if !self.tokens.is_empty() {
                 let token = &self.tokens[self.next % self.tokens.len()];
                 self.next = self.next.wrapping_add(self.stride);
-                request.metadata_mut().insert("authorization", token.clone());
+                request
+                    .metadata_mut()
+                    .insert("authorization", token.clone());
             }
             let result = match grpc.ready().await {
                 Ok(()) => {

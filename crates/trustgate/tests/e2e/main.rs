@@ -12,6 +12,7 @@ mod cli;
 mod demo;
 mod ext_authz;
 mod forward_auth;
+mod grpc;
 mod http2_upstream;
 mod internal;
 mod interop_joserfc;
