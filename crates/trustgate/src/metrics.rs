@@ -36,19 +36,20 @@ struct RouteLabel {
 }
 
 /// Every outcome, in the order of a route's counters.
-const OUTCOMES: [Outcome; 6] = [
+const OUTCOMES: [Outcome; 7] = [
     Outcome::Allowed,
     Outcome::Unauthorized,
     Outcome::Forbidden,
     Outcome::BadRequest,
     Outcome::Unavailable,
     Outcome::UpstreamError,
+    Outcome::RateLimited,
 ];
 
 /// Counters and a latency histogram for one route, created once per configuration.
 #[derive(Debug, Clone)]
 pub(crate) struct RouteMetrics {
-    outcomes: [Counter; 6],
+    outcomes: [Counter; 7],
     pub(crate) upstream_seconds: Histogram,
 }
 

@@ -105,6 +105,7 @@ impl Runtime {
             double_slash: config.server.double_slash,
             validator,
             signer,
+            revocations: None,
             minted: MintCache::new(
                 config.validator.cache.max_entries.max(16),
                 config
