@@ -27,7 +27,15 @@ pub(crate) async fn check(path: &Path, json: bool) -> Result<bool, ConfigError> 
     let config = config::load(path)?;
     let ids = config::issuer_ids(&config);
     let signer = signer_for(&config)?;
-    let runtime = Runtime::build(config, Metrics::new(), signer.clone())?;
+    let metrics = Metrics::new();
+    let fleet = crate::fleet::Fleet::start(
+        &config,
+        Arc::clone(&metrics.fleet),
+        signer.as_ref(),
+        crate::fleet::Mode::Offline,
+    )
+    .await?;
+    let runtime = Runtime::build(config, metrics, signer.clone(), &fleet)?;
     let ready = runtime.start().await;
     let summary = summary(path, &runtime, &ids, signer.as_deref(), ready);
     if json {
@@ -298,7 +306,17 @@ pub(crate) async fn explain(
 ) -> Result<bool, ConfigError> {
     let config = config::load(path)?;
     let signer = signer_for(&config)?;
-    let runtime = Arc::new(Runtime::build(config, Metrics::new(), signer)?);
+    let metrics = Metrics::new();
+    // With a Redis store, explain reads the revocation list once, so it shows a revocation hit
+    // as every replica would.
+    let fleet = crate::fleet::Fleet::start(
+        &config,
+        Arc::clone(&metrics.fleet),
+        signer.as_ref(),
+        crate::fleet::Mode::Once,
+    )
+    .await?;
+    let runtime = Arc::new(Runtime::build(config, metrics, signer, &fleet)?);
     runtime.start().await;
     let mut builder = Request::builder().method(method).uri(target);
     builder = builder.header("host", host.unwrap_or("localhost"));

@@ -69,6 +69,8 @@ pub(crate) struct Metrics {
     upstream_seconds: Family<RouteLabel, Histogram>,
     reloads: Family<ResultLabel, Counter>,
     validator: Arc<ArcSwapOption<Validator>>,
+    /// The fleet's store, revocation, rate-limit and key-ring metrics.
+    pub(crate) fleet: Arc<crate::fleet::metrics::FleetMetrics>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -121,6 +123,7 @@ impl Metrics {
         registry.register_collector(Box::new(ValidatorCollector {
             validator: Arc::clone(&validator),
         }));
+        let fleet = crate::fleet::metrics::FleetMetrics::register(&mut registry);
         Arc::new(Self {
             registry,
             requests,
@@ -129,6 +132,7 @@ impl Metrics {
             upstream_seconds,
             reloads,
             validator,
+            fleet,
         })
     }
 
