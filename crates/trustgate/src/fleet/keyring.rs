@@ -158,60 +158,11 @@ impl KeyRingSync {
     }
 
     fn seal(&self, pkcs8: &[u8], kid: &str, from: i64, until: i64) -> Result<String, StoreError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        SystemRandom::new()
-            .fill(&mut nonce)
-            .map_err(|_| StoreError::Data("no randomness".into()))?;
-        let mut buffer = Zeroizing::new(pkcs8.to_vec());
-        self.kek
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(aad(&self.namespace, kid, from, until)),
-                &mut *buffer,
-            )
-            .map_err(|_| StoreError::Data("sealing failed".into()))?;
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&buffer);
-        Ok(base64_simd::URL_SAFE_NO_PAD.encode_to_string(out))
+        seal(&self.kek, &self.namespace, pkcs8, kid, from, until)
     }
 
     fn open(&self, stored: &StoredKey) -> Result<ScheduledKey, StoreError> {
-        let bad = || StoreError::Data(format!("key {} does not open", stored.kid));
-        let bytes = base64_simd::URL_SAFE_NO_PAD
-            .decode_to_vec(&stored.sealed)
-            .map_err(|_| bad())?;
-        if bytes.len() < NONCE_LEN + 16 {
-            return Err(bad());
-        }
-        let (nonce, sealed) = bytes.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| bad())?;
-        let mut buffer = Zeroizing::new(sealed.to_vec());
-        let plain = self
-            .kek
-            .open_in_place(
-                nonce,
-                Aad::from(aad(
-                    &self.namespace,
-                    &stored.kid,
-                    stored.signs_from,
-                    stored.signs_until,
-                )),
-                &mut buffer,
-            )
-            .map_err(|_| bad())?;
-        let key = ScheduledKey::from_pkcs8(
-            self.alg,
-            plain,
-            stored.signs_from,
-            stored.signs_until,
-            stored.published_until,
-        )
-        .map_err(|_| bad())?;
-        // The kid is a digest of the public key: a stored kid that does not match is not ours.
-        if key.kid() != stored.kid {
-            return Err(bad());
-        }
-        Ok(key)
+        open(&self.kek, &self.namespace, self.alg, stored)
     }
 
     fn new_key(&self, from: i64) -> Result<StoredKey, StoreError> {
@@ -422,6 +373,76 @@ impl KeyRingSync {
     }
 }
 
+/// Seals a PKCS#8 key: base64url(nonce || AES-256-GCM(key) || tag), with the namespace, kid and
+/// window as associated data.
+fn seal(
+    kek: &LessSafeKey,
+    namespace: &str,
+    pkcs8: &[u8],
+    kid: &str,
+    from: i64,
+    until: i64,
+) -> Result<String, StoreError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    SystemRandom::new()
+        .fill(&mut nonce)
+        .map_err(|_| StoreError::Data("no randomness".into()))?;
+    let mut buffer = Zeroizing::new(pkcs8.to_vec());
+    kek.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(aad(namespace, kid, from, until)),
+        &mut *buffer,
+    )
+    .map_err(|_| StoreError::Data("sealing failed".into()))?;
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&buffer);
+    Ok(base64_simd::URL_SAFE_NO_PAD.encode_to_string(out))
+}
+
+/// Opens a sealed key; fails unless the key-encryption key, namespace, kid and window all match.
+fn open(
+    kek: &LessSafeKey,
+    namespace: &str,
+    alg: Algorithm,
+    stored: &StoredKey,
+) -> Result<ScheduledKey, StoreError> {
+    let bad = || StoreError::Data(format!("key {} does not open", stored.kid));
+    let bytes = base64_simd::URL_SAFE_NO_PAD
+        .decode_to_vec(&stored.sealed)
+        .map_err(|_| bad())?;
+    if bytes.len() < NONCE_LEN + 16 {
+        return Err(bad());
+    }
+    let (nonce, sealed) = bytes.split_at(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| bad())?;
+    let mut buffer = Zeroizing::new(sealed.to_vec());
+    let plain = kek
+        .open_in_place(
+            nonce,
+            Aad::from(aad(
+                namespace,
+                &stored.kid,
+                stored.signs_from,
+                stored.signs_until,
+            )),
+            &mut buffer,
+        )
+        .map_err(|_| bad())?;
+    let key = ScheduledKey::from_pkcs8(
+        alg,
+        plain,
+        stored.signs_from,
+        stored.signs_until,
+        stored.published_until,
+    )
+    .map_err(|_| bad())?;
+    // The kid is a digest of the public key: a stored kid that does not match is not ours.
+    if key.kid() != stored.kid {
+        return Err(bad());
+    }
+    Ok(key)
+}
+
 #[derive(Default)]
 struct Held {
     doc: Option<RingDoc>,
@@ -469,6 +490,35 @@ mod tests {
         assert_eq!(sign_limit(&keys, 150, 20), 200);
         assert_eq!(sign_limit(&keys, 250, 20), 250);
         assert_eq!(sign_limit(&[stored(0, 100)], 90, 20), 100);
+    }
+
+    #[test]
+    fn a_sealed_key_opens_only_with_its_kek_namespace_kid_and_window() {
+        let kek = |byte: u8| LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[byte; 32]).unwrap());
+        let pkcs8 = trustgate_core::generate_pkcs8(Algorithm::EdDSA).unwrap();
+        let probe = ScheduledKey::from_pkcs8(Algorithm::EdDSA, &pkcs8, 0, 100, 200).unwrap();
+        let sealed = seal(&kek(1), "ns", &pkcs8, probe.kid(), 0, 100).unwrap();
+        let stored = StoredKey {
+            kid: probe.kid().to_owned(),
+            signs_from: 0,
+            signs_until: 100,
+            published_until: 200,
+            sealed,
+        };
+        let opened = open(&kek(1), "ns", Algorithm::EdDSA, &stored).unwrap();
+        assert_eq!(opened.kid(), probe.kid());
+        // The stored text holds no PKCS#8 in clear.
+        let raw = base64_simd::URL_SAFE_NO_PAD
+            .decode_to_vec(&stored.sealed)
+            .unwrap();
+        assert!(!raw.windows(16).any(|w| pkcs8.windows(16).any(|p| p == w)));
+        assert!(open(&kek(2), "ns", Algorithm::EdDSA, &stored).is_err());
+        assert!(open(&kek(1), "other", Algorithm::EdDSA, &stored).is_err());
+        let moved = StoredKey {
+            signs_until: 1000,
+            ..stored.clone()
+        };
+        assert!(open(&kek(1), "ns", Algorithm::EdDSA, &moved).is_err());
     }
 
     #[test]
