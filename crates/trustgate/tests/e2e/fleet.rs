@@ -5,8 +5,8 @@
 //! staleness bound, signing limits) are asserted.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -275,20 +275,46 @@ struct Sample {
     took: Duration,
 }
 
-/// Runs `threads` clients until `stop`, each sending to the replicas in turn, alternating the
+/// Client threads; stopped and joined when finished or dropped (a failing test must not leave
+/// them holding the gateways, whose processes would then outlive the test).
+struct Load {
+    stop: Arc<AtomicBool>,
+    handles: Vec<std::thread::JoinHandle<Vec<Sample>>>,
+}
+
+impl Load {
+    fn finish(mut self) -> Vec<Sample> {
+        self.stop.store(true, Ordering::Relaxed);
+        std::mem::take(&mut self.handles)
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for handle in std::mem::take(&mut self.handles) {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// Runs `threads` clients until stopped, each sending to the replicas in turn, alternating the
 /// paths given.
 fn load(
     fleet: &Arc<Vec<Gateway>>,
     token: &str,
     paths: &'static [(&'static str, &'static str)],
     threads: usize,
-    stop: &Arc<AtomicBool>,
     start: Instant,
-) -> Vec<std::thread::JoinHandle<Vec<Sample>>> {
-    (0..threads)
+) -> Load {
+    let stop = Arc::new(AtomicBool::new(false));
+    let handles = (0..threads)
         .map(|t| {
             let fleet = Arc::clone(fleet);
-            let stop = Arc::clone(stop);
+            let stop = Arc::clone(&stop);
             let token = token.to_owned();
             std::thread::spawn(move || {
                 let mut samples = Vec::new();
@@ -309,7 +335,8 @@ fn load(
                 samples
             })
         })
-        .collect()
+        .collect();
+    Load { stop, handles }
 }
 
 #[test]
@@ -320,9 +347,8 @@ fn keys_rotate_under_load_for_a_minute_and_every_token_verifies_on_every_replica
     let config = fleet_config(&fx, &dir, standalone(&redis, "ring"), "3s");
     let fleet = Arc::new(start_fleet(&config, 3));
     let token = fx.token("dave");
-    let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
-    let workers = load(&fleet, &token, &[("int", "/int/x")], 3, &stop, start);
+    let workers = load(&fleet, &token, &[("int", "/int/x")], 3, start);
     // Every 500 ms: the JWK Set of each replica, kept with the time it was read.
     let mut snapshots: Vec<(Duration, Vec<Value>)> = Vec::new();
     while start.elapsed() < Duration::from_secs(60) {
@@ -333,11 +359,7 @@ fn keys_rotate_under_load_for_a_minute_and_every_token_verifies_on_every_replica
             .collect();
         snapshots.push((start.elapsed(), sets));
     }
-    stop.store(true, Ordering::Relaxed);
-    let samples: Vec<Sample> = workers
-        .into_iter()
-        .flat_map(|w| w.join().unwrap())
-        .collect();
+    let samples = workers.finish();
     let failed = samples.iter().filter(|s| s.status != 200).count();
     let slowest = samples.iter().map(|s| s.took).max().unwrap();
     eprintln!(
@@ -453,14 +475,12 @@ fn redis_killed_and_restarted_mid_load_fails_closed_in_bounds_and_recovers() {
     );
     assert_eq!(status, 201);
     let token = fx.token("frank");
-    let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let workers = load(
         &fleet,
         &token,
         &[("rev", "/rev/x"), ("int", "/int/x")],
         2,
-        &stop,
         start,
     );
     std::thread::sleep(Duration::from_secs(3));
@@ -487,11 +507,7 @@ fn redis_killed_and_restarted_mid_load_fails_closed_in_bounds_and_recovers() {
     }));
     let recovered_at = start.elapsed();
     std::thread::sleep(Duration::from_secs(2));
-    stop.store(true, Ordering::Relaxed);
-    let samples: Vec<Sample> = workers
-        .into_iter()
-        .flat_map(|w| w.join().unwrap())
-        .collect();
+    let samples = workers.finish();
 
     let slowest = samples.iter().map(|s| s.took).max().unwrap();
     assert!(
@@ -684,7 +700,6 @@ fn an_assertion_replayed_to_another_replica_is_refused() {
     // A fresh request through the gateway passes.
     let again = gateway.get("/svc/x", &[("Authorization", &bearer(&fx.token("gina")))]);
     assert_eq!(again.status, 200);
-    let _ = Mutex::new(());
 }
 
 #[test]
