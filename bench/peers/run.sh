@@ -437,11 +437,10 @@ rss_run() { # SYSTEM: hold BENCH_RSS_CONNS keep-alive connections under light lo
   log "${NAME[$1]}: ${RSS[$1]} MiB with $held connections"
 }
 
-# ---------------------------------------------------------------------------------------------
-# --compare: this tree's trustgate against an older build, same token, interleaved rounds
-if [ "$mode" = compare ]; then
-  start_upstream
-  order="tgb tg hp"
+# same_token_rounds SYSTEMS: the same-token workload, the systems taking turns in $rounds rounds
+# (every other round in reverse order); checked functionally in the first round.
+same_token_rounds() {
+  local order=$1 round s
   for round in $(seq 1 "$rounds"); do
     log "round $round of $rounds"
     for s in $order; do
@@ -454,6 +453,13 @@ if [ "$mode" = compare ]; then
     done
     order=$(reversed "$order")
   done
+}
+
+# ---------------------------------------------------------------------------------------------
+# --compare: this tree's trustgate against an older build, same token, interleaved rounds
+if [ "$mode" = compare ]; then
+  start_upstream
+  same_token_rounds "tgb tg hp"
   printf '\n| system | same token, req/s (median of %s rounds) | per round | ratio to plain HAProxy |\n|---|---:|---|---:|\n' "$rounds"
   hp_rps=$(median "${RPS_ROUNDS[hp.same.RS256]}")
   for s in tgb tg hp; do
@@ -480,19 +486,7 @@ if [ "$mode" = store ]; then
     sleep 0.1
   done
   start_upstream
-  order="tg tgr"
-  for round in $(seq 1 "$rounds"); do
-    log "round $round of $rounds"
-    for s in $order; do
-      start_system "$s" RS256
-      if [ "$round" = 1 ]; then
-        check_system "$s" RS256 || die "functional check failed: ${NAME[$s]}: not benchmarked"
-      fi
-      wrk_run "$s" same RS256
-      stop_system
-    done
-    order=$(reversed "$order")
-  done
+  same_token_rounds "tg tgr"
   tg_rps=$(median "${RPS_ROUNDS[tg.same.RS256]}")
   tgr_rps=$(median "${RPS_ROUNDS[tgr.same.RS256]}")
   ratio_store=$(awk -v a="$tgr_rps" -v b="$tg_rps" 'BEGIN {printf "%.3f", a / b}')
