@@ -36,6 +36,11 @@ apt_install nginx caddy
 for service in nginx caddy; do
   service "$service" stop >/dev/null 2>&1 || true
 done
+# Redis for the fleet tests (crates/trustgate/tests/e2e/fleet/): Debian's redis-server and
+# redis-cli (`--cluster create`). The tests start their own servers on loopback ports; the
+# packaged service must not hold 6379 nor persist anything.
+apt_install redis-server redis-tools
+service redis-server stop >/dev/null 2>&1 || true
 command -v node >/dev/null 2>&1 || apt_install nodejs npm
 
 echo "== npm ci (tests/browser)"

@@ -14,6 +14,10 @@
 #                                 before/after: the same-token workload only, this tree's
 #                                 trustgate against the trustgate binary BIN (an older build) and
 #                                 plain HAProxy, interleaved; prints the ratios, writes no docs
+#   bench/peers/run.sh --store    the same-token workload, this tree's trustgate with
+#                                 [store] backend = "redis" and [revocation] (a local
+#                                 redis-server) against the default memory store, interleaved;
+#                                 writes docs/benchmarks-fleet.md
 #
 # Environment (full run):
 #   BENCH_ROUNDS=3         rounds of the wrk workloads and of the fixed-rate runs; the systems
@@ -36,6 +40,7 @@ case "${1:-}" in
   "") ;;
   --check) mode=check ;;
   --grpc) exec "$(dirname "$0")/../grpc/run.sh" ;;
+  --store) mode=store ;;
   --compare)
     mode=compare
     baseline_bin=${2:-}
@@ -43,7 +48,7 @@ case "${1:-}" in
     baseline_bin=$(cd "$(dirname "$baseline_bin")" && pwd)/$(basename "$baseline_bin")
     ;;
   -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-  *) echo "unknown argument: $1 (use --check or nothing)" >&2; exit 64 ;;
+  *) echo "unknown argument: $1 (use --check, --compare BIN, --store or nothing)" >&2; exit 64 ;;
 esac
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -183,9 +188,11 @@ systems_jwt="hj ap tg tgnc"
 systems_all="hj ap tg tgnc hp"
 declare -A NAME=(
   [hj]="HAProxy + jwt_verify" [ap]="Apache + mod_auth_openidc" [tg]="trustgate"
-  [tgnc]="trustgate, cache off" [hp]="HAProxy, no JWT" [tgb]="trustgate (baseline build)")
+  [tgnc]="trustgate, cache off" [hp]="HAProxy, no JWT" [tgb]="trustgate (baseline build)"
+  [tgr]="trustgate, Redis store + revocation checks")
 declare -A PORT=([hj]=$((base + 1)) [ap]=$((base + 2)) [tg]=$((base + 3)) [tgnc]=$((base + 4))
-  [hp]=$((base + 5)) [tgb]=$((base + 6)))
+  [hp]=$((base + 5)) [tgb]=$((base + 6)) [tgr]=$((base + 7)))
+redis_port=$((base + 21))
 # The binary each trustgate system runs: this tree's, or for --compare's baseline, the one given.
 tg_bin() { if [ "$1" = tgb ]; then echo "$baseline_bin"; else echo "$bin/trustgate"; fi; }
 
@@ -217,6 +224,12 @@ config() {
       echo "$dir/apache.conf"
       ;;
     tg | tgnc | tgb) render trustgate.toml.in "$dir/trustgate.toml" "$1" "$2"; echo "$dir/trustgate.toml" ;;
+    tgr)
+      render trustgate.toml.in "$dir/trustgate.toml" "$1" "$2"
+      printf '\n[store]\nbackend = "redis"\nurl = "redis://127.0.0.1:%s"\nnamespace = "bench"\n\n[revocation]\n' \
+        "$redis_port" >>"$dir/trustgate.toml"
+      echo "$dir/trustgate.toml"
+      ;;
   esac
 }
 
@@ -225,7 +238,7 @@ validate() { # SYSTEM FILE
     hj | hp) haproxy -c -q -f "$2" ;;
     ap) apache2 -t -f "$2" 2>&1 | grep -v -e 'Syntax OK' -e 'deprecated' >&2 || true
       apache2 -t -f "$2" >/dev/null 2>&1 ;;
-    tg | tgnc | tgb) "$(tg_bin "$1")" check -c "$2" >/dev/null ;;
+    tg | tgnc | tgb | tgr) "$(tg_bin "$1")" check -c "$2" >/dev/null ;;
   esac
 }
 
@@ -264,7 +277,7 @@ start_system() { # SYSTEM ALG
   case "$1" in
     hj | hp) taskset -c "$gw_cpu" haproxy -db -f "$file" >"$file.log" 2>&1 & ;;
     ap) taskset -c "$gw_cpu" apache2 -f "$file" -DFOREGROUND >"$file.log" 2>&1 & ;;
-    tg | tgnc | tgb) taskset -c "$gw_cpu" "$(tg_bin "$1")" serve -c "$file" >"$file.log" 2>&1 & ;;
+    tg | tgnc | tgb | tgr) taskset -c "$gw_cpu" "$(tg_bin "$1")" serve -c "$file" >"$file.log" 2>&1 & ;;
   esac
   gw_pid=$!
   wait_port "$port" "$gw_pid" || { cat "$file.log" >&2; die "${NAME[$1]} ($2) did not start"; }
@@ -429,11 +442,10 @@ rss_run() { # SYSTEM: hold BENCH_RSS_CONNS keep-alive connections under light lo
   log "${NAME[$1]}: ${RSS[$1]} MiB with $held connections"
 }
 
-# ---------------------------------------------------------------------------------------------
-# --compare: this tree's trustgate against an older build, same token, interleaved rounds
-if [ "$mode" = compare ]; then
-  start_upstream
-  order="tgb tg hp"
+# same_token_rounds SYSTEMS: the same-token workload, the systems taking turns in $rounds rounds
+# (every other round in reverse order); checked functionally in the first round.
+same_token_rounds() {
+  local order=$1 round s
   for round in $(seq 1 "$rounds"); do
     log "round $round of $rounds"
     for s in $order; do
@@ -446,6 +458,13 @@ if [ "$mode" = compare ]; then
     done
     order=$(reversed "$order")
   done
+}
+
+# ---------------------------------------------------------------------------------------------
+# --compare: this tree's trustgate against an older build, same token, interleaved rounds
+if [ "$mode" = compare ]; then
+  start_upstream
+  same_token_rounds "tgb tg hp"
   printf '\n| system | same token, req/s (median of %s rounds) | per round | ratio to plain HAProxy |\n|---|---:|---|---:|\n' "$rounds"
   hp_rps=$(median "${RPS_ROUNDS[hp.same.RS256]}")
   for s in tgb tg hp; do
@@ -456,6 +475,63 @@ if [ "$mode" = compare ]; then
   exit 0
 fi
 
+# ---------------------------------------------------------------------------------------------
+# --store: the memory store against the Redis store with revocation checks, same token,
+# interleaved rounds. Revocation is checked on every request from a local copy of the list, so
+# the Redis store should cost nothing per request; this measures that.
+if [ "$mode" = store ]; then
+  command -v redis-server >/dev/null || die "redis-server is missing; run scripts/install-test-deps.sh"
+  port_free "$redis_port" || die "port $redis_port is taken (set BENCH_PORT_BASE)"
+  taskset -c "$load_cpu" redis-server --port "$redis_port" --bind 127.0.0.1 --save "" \
+    --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
+  redis_pid=$!
+  trap 'kill $redis_pid 2>/dev/null || true; cleanup' EXIT
+  for _ in $(seq 1 50); do
+    [ "$(redis-cli -p "$redis_port" ping 2>/dev/null)" = PONG ] && break
+    sleep 0.1
+  done
+  start_upstream
+  same_token_rounds "tg tgr"
+  tg_rps=$(median "${RPS_ROUNDS[tg.same.RS256]}")
+  tgr_rps=$(median "${RPS_ROUNDS[tgr.same.RS256]}")
+  ratio_store=$(awk -v a="$tgr_rps" -v b="$tg_rps" 'BEGIN {printf "%.3f", a / b}')
+  table=$(
+    printf '| system | same token, req/s (median of %s rounds) | per round | p99 ms (median) |\n|---|---:|---|---:|\n' "$rounds"
+    for s in tg tgr; do
+      printf '| %s | %d | %s | %s |\n' "${NAME[$s]}" "$(median "${RPS_ROUNDS[$s.same.RS256]}")" \
+        "$(words "${RPS_ROUNDS[$s.same.RS256]}")" "$(median "${P99_ROUNDS[$s.same.RS256]}")"
+    done
+  )
+  printf '\n%s\n\nRedis store / memory store: %s\n' "$table" "$ratio_store"
+  [ "${BENCH_NO_DOCS:-}" = 1 ] && exit 0
+  commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  dirty=
+  if [ -n "$(git -C "$root" status --porcelain -- . ':!docs/benchmarks-fleet.md' 2>/dev/null)" ]; then
+    dirty=", with uncommitted changes"
+  fi
+  cat >"$root/docs/benchmarks-fleet.md" <<MD
+# Benchmark: the fleet store on the hot path
+
+Generated by \`bench/peers/run.sh --store\` (overwritten on each run). The same-token workload
+of [benchmarks.md](benchmarks.md) (pattern 3, RS256, one gateway core, \`wrk -c$conns\`, ${secs} s
+after ${warm} s of warm-up), run by this tree's trustgate twice: with the default memory store,
+and with \`[store] backend = "redis"\` (a local \`redis-server\`, no persistence) and
+\`[revocation]\`, so every request checks the revocation list. The two take turns in $rounds
+rounds (every other round in reverse order); each figure is the median of its rounds.
+
+- **Date:** $(date -u '+%Y-%m-%d %H:%M UTC')
+- **Commit:** $commit$dirty
+- **Machine:** $(nproc) CPUs; gateway on CPU $gw_cpu, wrk, nginx and redis-server on CPU $load_cpu
+
+$table
+
+**Redis store with revocation checks / memory store: $ratio_store.** The request path makes no
+Redis call for revocation (a local copy of the list, an atomic freshness check); only routes with
+\`rate_limit\` make one call per request, and this workload has none.
+MD
+  log "wrote docs/benchmarks-fleet.md"
+  exit 0
+fi
 start_upstream
 # The machine's speed drifts (other tenants, frequency), by more than the differences measured
 # here: one long run per system, one after the other, can hand one system a slow minute. So the
@@ -663,7 +739,8 @@ Generated by \`bench/peers/run.sh\`; rerun it to regenerate this page and
 [benchmarks.png](benchmarks.png) (both are overwritten). Figures from one run on one machine:
 compare the ratios, not the absolute numbers, and rerun on a quiet machine before quoting them.
 The decision endpoint behind nginx, and the before/after of the decision-engine reshaping, are
-in [benchmarks-decisions.md](benchmarks-decisions.md).
+in [benchmarks-decisions.md](benchmarks-decisions.md); the Redis store against the memory store
+(\`run.sh --store\`) in [benchmarks-fleet.md](benchmarks-fleet.md).
 
 - **Date:** $(date -u '+%Y-%m-%d %H:%M UTC')
 - **Command:** \`$cmd\`

@@ -137,6 +137,7 @@ fn engine() -> &'static Engine {
             validator,
             signer: Some(Arc::new(signer)),
             minted: MintCache::new(64, true),
+            revocations: None,
         }
     })
 }

@@ -91,6 +91,9 @@ pub enum Reason {
     RequestBinding,
     /// A gateway assertion whose `jti` this service has already accepted once.
     Replayed,
+    /// A valid token that an operator revoked before its `exp` (by its `jti`, or every token of
+    /// its subject issued before a cut-off).
+    Revoked,
 }
 
 impl Reason {
@@ -123,6 +126,7 @@ impl Reason {
             Reason::IssuerNotAccepted => "issuer_not_accepted",
             Reason::RequestBinding => "request_binding",
             Reason::Replayed => "replayed",
+            Reason::Revoked => "revoked",
         }
     }
 }

@@ -78,7 +78,10 @@ pub use identity::{
 pub use jws::DEFAULT_MAX_TOKEN_BYTES;
 pub use key::{KeyRejection, MIN_RSA_BITS, VerifyingKey};
 pub use keyset::JwksError;
-pub use mint::{INTERNAL_TOKEN_TYP, InternalSigner, MintError, Minted, SignerConfig};
+pub use mint::{
+    INTERNAL_TOKEN_TYP, InternalSigner, MintError, Minted, ScheduledKey, SharedRingState,
+    SignerConfig, generate_pkcs8,
+};
 pub use percent::{
     hex_digit_value, is_unreserved, percent_decode, percent_decode_lenient, percent_encode,
     percent_escape, percent_escaped_byte,

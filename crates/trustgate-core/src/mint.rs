@@ -63,6 +63,10 @@ pub enum MintError {
     /// The crypto library refused (should not happen).
     #[error("key generation or signing failed")]
     Crypto,
+    /// A shared key ring has no key that may sign now: the ring was never received, or this
+    /// replica lost its store past the current key's end of life (fail closed).
+    #[error("no internal signing key may sign now")]
+    NoSigningKey,
 }
 
 enum Pair {
@@ -164,11 +168,18 @@ impl SigningKey {
 
 #[derive(Debug)]
 struct KeyRing {
-    active: Arc<SigningKey>,
+    /// The key that signs, for a ring this process owns; `None` for a shared ring, whose
+    /// `scheduled` keys say which one signs when.
+    active: Option<Arc<SigningKey>>,
     /// Published but not yet signing; `None` for operator-managed (loaded) keys.
     next: Option<Arc<SigningKey>>,
     /// Keys that stopped signing, with the time (ms) until which they stay published.
     retired: Vec<(Arc<SigningKey>, i64)>,
+    /// A shared ring's keys with their signing windows (see [`ScheduledKey`]).
+    scheduled: Vec<ScheduledKey>,
+    /// A shared ring signs nothing at or after this instant (ms): how far a replica may go on
+    /// with the ring it has when it cannot reach the store.
+    sign_limit_ms: i64,
     jwks: Bytes,
 }
 
@@ -185,12 +196,126 @@ impl KeyRing {
         keys.extend(extra_published.iter().map(|k| k.jwk.clone()));
         let jwks = Bytes::from(json!({ "keys": keys }).to_string());
         Self {
-            active,
+            active: Some(active),
             next,
             retired,
+            scheduled: Vec::new(),
+            sign_limit_ms: i64::MAX,
             jwks,
         }
     }
+
+    /// A shared ring: every key published until its `published_until_ms` (as of `now`), the one
+    /// whose window holds the moment of a mint signing it.
+    fn shared(scheduled: Vec<ScheduledKey>, sign_limit_ms: i64, now: i64) -> Self {
+        let keys: Vec<Value> = scheduled
+            .iter()
+            .filter(|k| k.published_until_ms > now)
+            .map(|k| k.key.jwk.clone())
+            .collect();
+        let jwks = Bytes::from(json!({ "keys": keys }).to_string());
+        Self {
+            active: None,
+            next: None,
+            retired: Vec::new(),
+            scheduled,
+            sign_limit_ms,
+            jwks,
+        }
+    }
+
+    /// The key that signs at `now`, if any may.
+    fn signing_key(&self, now: i64) -> Option<&Arc<SigningKey>> {
+        if let Some(active) = &self.active {
+            return Some(active);
+        }
+        if now >= self.sign_limit_ms {
+            return None;
+        }
+        self.scheduled
+            .iter()
+            .find(|k| k.signs_from_ms <= now && now < k.signs_until_ms)
+            .map(|k| &k.key)
+    }
+}
+
+/// A key of a ring shared by a fleet of gateways, with the window in which it signs. Every
+/// replica holds the same schedule, so all of them switch keys at the same instants without
+/// talking to each other at that moment; the store only has to deliver each key before its
+/// window opens.
+#[derive(Debug, Clone)]
+pub struct ScheduledKey {
+    key: Arc<SigningKey>,
+    signs_from_ms: i64,
+    signs_until_ms: i64,
+    published_until_ms: i64,
+}
+
+impl ScheduledKey {
+    /// A key from its PKCS#8 DER, signing in `[signs_from_ms, signs_until_ms)` and published
+    /// until `published_until_ms` (milliseconds since the epoch).
+    ///
+    /// # Errors
+    /// [`MintError::BadKey`] if the bytes are not a PKCS#8 key for `alg`.
+    pub fn from_pkcs8(
+        alg: Algorithm,
+        pkcs8: &[u8],
+        signs_from_ms: i64,
+        signs_until_ms: i64,
+        published_until_ms: i64,
+    ) -> Result<Self, MintError> {
+        Ok(Self {
+            key: Arc::new(SigningKey::from_pkcs8(alg, pkcs8, 0)?),
+            signs_from_ms,
+            signs_until_ms,
+            published_until_ms,
+        })
+    }
+
+    /// The key id: a digest of the public key, the same on every replica.
+    pub fn kid(&self) -> &str {
+        &self.key.kid
+    }
+
+    /// The start of the signing window (ms).
+    pub fn signs_from_ms(&self) -> i64 {
+        self.signs_from_ms
+    }
+
+    /// The end of the signing window (ms, exclusive).
+    pub fn signs_until_ms(&self) -> i64 {
+        self.signs_until_ms
+    }
+}
+
+/// A fresh private key for `alg` (EdDSA or ES256) as PKCS#8 DER, for a caller that stores it
+/// (encrypted) before anything signs with it. The caller should zeroize the bytes once sealed.
+///
+/// # Errors
+/// [`MintError::UnsupportedAlgorithm`] for other algorithms; [`MintError::Crypto`] if the
+/// crypto library fails.
+pub fn generate_pkcs8(alg: Algorithm) -> Result<Vec<u8>, MintError> {
+    let rng = SystemRandom::new();
+    let document = match alg {
+        Algorithm::EdDSA => Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| MintError::Crypto)?,
+        Algorithm::ES256 => {
+            EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                .map_err(|_| MintError::Crypto)?
+        }
+        other => return Err(MintError::UnsupportedAlgorithm(other)),
+    };
+    Ok(document.as_ref().to_vec())
+}
+
+/// What a signer with a shared ring can do now, for readiness and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedRingState {
+    /// The key that signs now, if any may.
+    pub signing_kid: Option<String>,
+    /// Keys in the ring (published or scheduled).
+    pub keys: usize,
+    /// The instant (ms) after which this replica refuses to mint unless the ring is refreshed.
+    pub sign_limit_ms: i64,
 }
 
 /// A token fresh from the signer.
@@ -219,7 +344,7 @@ impl std::fmt::Debug for InternalSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InternalSigner")
             .field("issuer", &self.config.issuer)
-            .field("active_kid", &self.ring.load().active.kid)
+            .field("active_kid", &self.active_kid())
             .finish_non_exhaustive()
     }
 }
@@ -308,9 +433,54 @@ impl InternalSigner {
         self.ring.load().jwks.clone()
     }
 
-    /// The kid that signs now.
+    /// The kid that signs now (empty when no key may sign).
     pub fn active_kid(&self) -> String {
-        self.ring.load().active.kid.clone()
+        let now = self.clock.now_millis();
+        self.ring
+            .load()
+            .signing_key(now)
+            .map(|k| k.kid.clone())
+            .unwrap_or_default()
+    }
+
+    /// A signer whose keys come from a ring shared by a fleet ([`InternalSigner::install`]).
+    /// It refuses to mint ([`MintError::NoSigningKey`]) until a ring is installed.
+    pub fn shared(config: SignerConfig, clock: SharedClock) -> Self {
+        Self {
+            ring: ArcSwap::from_pointee(KeyRing::shared(Vec::new(), i64::MIN, 0)),
+            next_rotation_ms: AtomicI64::new(i64::MAX),
+            rotating: Mutex::new(()),
+            extra_published: Vec::new(),
+            rng: SystemRandom::new(),
+            config,
+            clock,
+        }
+    }
+
+    /// Replaces a shared signer's ring: `keys` with their windows, and the instant after which
+    /// none may sign (`sign_limit_ms`). The JWK Set is rebuilt from the keys still published.
+    /// Ignored by a signer that owns its keys.
+    pub fn install(&self, keys: Vec<ScheduledKey>, sign_limit_ms: i64) {
+        if self.ring.load().active.is_some() {
+            return;
+        }
+        let now = self.clock.now_millis();
+        self.ring
+            .store(Arc::new(KeyRing::shared(keys, sign_limit_ms, now)));
+    }
+
+    /// A shared signer's state; `None` for a signer that owns its keys.
+    pub fn shared_state(&self) -> Option<SharedRingState> {
+        let ring = self.ring.load();
+        if ring.active.is_some() {
+            return None;
+        }
+        let now = self.clock.now_millis();
+        Some(SharedRingState {
+            signing_kid: ring.signing_key(now).map(|k| k.kid.clone()),
+            keys: ring.scheduled.len(),
+            sign_limit_ms: ring.sign_limit_ms,
+        })
     }
 
     /// The OIDC discovery document for the internal issuer.
@@ -339,7 +509,7 @@ impl InternalSigner {
             return;
         }
         let ring = self.ring.load_full();
-        let Some(next) = ring.next.clone() else {
+        let (Some(active), Some(next)) = (ring.active.clone(), ring.next.clone()) else {
             return;
         };
         let Ok(fresh) = SigningKey::generate(self.config.algorithm) else {
@@ -354,8 +524,8 @@ impl InternalSigner {
             .filter(|(_, until)| *until > now)
             .cloned()
             .collect();
-        retired.push((Arc::clone(&ring.active), keep_until));
-        tracing::info!(old = %ring.active.kid, new = %next.kid, "rotated internal signing key");
+        tracing::info!(old = %active.kid, new = %next.kid, "rotated internal signing key");
+        retired.push((active, keep_until));
         self.ring.store(Arc::new(KeyRing::new(
             next,
             Some(Arc::new(fresh)),
@@ -416,7 +586,7 @@ impl InternalSigner {
         claims.insert("exp".into(), json!(exp));
         claims.insert("jti".into(), json!(b64(jti)));
         let ring = self.ring.load();
-        let key = &ring.active;
+        let key = ring.signing_key(now_ms).ok_or(MintError::NoSigningKey)?;
         let header = json!({"alg": key.alg.name(), "kid": key.kid, "typ": typ});
         let signing_input = format!(
             "{}.{}",
@@ -551,11 +721,62 @@ mod tests {
         );
     }
 
+    /// A shared ring signs with the key whose window holds the moment, publishes every key
+    /// still published, and signs nothing past its limit or before it has a ring.
+    #[tokio::test]
+    async fn a_shared_ring_signs_by_schedule_and_stops_at_its_limit() {
+        let clock = ManualClock::at_secs(1_700_000_000);
+        let config = SignerConfig {
+            issuer: "https://trustgate.internal".into(),
+            algorithm: Algorithm::EdDSA,
+            rotation_interval: Duration::from_secs(60),
+            max_token_ttl: Duration::from_secs(300),
+        };
+        let signer = InternalSigner::shared(config, Arc::new(clock.clone()));
+        let mint = |s: &InternalSigner| {
+            s.mint(
+                INTERNAL_TOKEN_TYP,
+                "users",
+                Duration::from_secs(30),
+                Map::new(),
+            )
+        };
+        assert_eq!(mint(&signer).err(), Some(MintError::NoSigningKey));
+        let t0 = 1_700_000_000_000;
+        let key = |from: i64| {
+            let der = generate_pkcs8(Algorithm::EdDSA).unwrap();
+            ScheduledKey::from_pkcs8(Algorithm::EdDSA, &der, from, from + 60_000, from + 420_000)
+                .unwrap()
+        };
+        let (a, b) = (key(t0), key(t0 + 60_000));
+        let (kid_a, kid_b) = (a.kid().to_owned(), b.kid().to_owned());
+        signer.install(vec![a, b], t0 + 120_000);
+        let jwks = signer.jwks();
+        let v = validator(&jwks, &clock, "users");
+        let first = mint(&signer).unwrap();
+        assert_eq!(
+            v.validate(&first.token).await.unwrap().key_id(),
+            Some(&*kid_a)
+        );
+        clock.advance_secs(60);
+        let second = mint(&signer).unwrap();
+        let v = validator(&jwks, &clock, "users");
+        assert_eq!(
+            v.validate(&second.token).await.unwrap().key_id(),
+            Some(&*kid_b)
+        );
+        assert_eq!(signer.shared_state().unwrap().signing_kid, Some(kid_b));
+        clock.advance_secs(60);
+        assert_eq!(mint(&signer).err(), Some(MintError::NoSigningKey));
+        assert_eq!(signer.shared_state().unwrap().signing_kid, None);
+    }
+
     #[test]
     fn debug_never_shows_private_keys() {
         let clock = ManualClock::at_secs(0);
         let signer = signer(&clock);
         let text = format!("{signer:?} {:?}", signer.ring.load().active);
+        assert!(text.contains(&signer.active_kid()));
         assert!(text.contains("[redacted]"));
         assert!(!text.contains("\"d\""));
     }

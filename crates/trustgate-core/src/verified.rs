@@ -91,6 +91,17 @@ impl VerifiedToken {
         self.0.times.exp_ms.map(|ms| ms.div_euclid(1000))
     }
 
+    /// `iat` in whole seconds, if present. Revocation by subject compares it with a cut-off.
+    pub fn issued_at(&self) -> Option<i64> {
+        self.0.times.iat_ms.map(|ms| ms.div_euclid(1000))
+    }
+
+    /// The `jti`, if it is a string. Read through [`VerifiedToken::claims`], so the claims map is
+    /// built once per verified token (and kept with it in the cache), never per request.
+    pub fn token_id(&self) -> Option<&str> {
+        self.claims().get("jti").and_then(Value::as_str)
+    }
+
     /// The `kid` of the key that verified the signature.
     pub fn key_id(&self) -> Option<&str> {
         self.0.key.kid()

@@ -6,6 +6,57 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use trustgate_core::{AuthError, GrpcCode, grpc_refusal};
 
+/// A caller's rate limit as the response states it (RFC 6585 and
+/// draft-ietf-httpapi-ratelimit-headers-10): the policy's quota `q` per window `w`, what remains
+/// `r`, the seconds `t` until the quota is whole again, and on a refusal `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitState {
+    /// Requests allowed per window (`q`).
+    pub quota: u64,
+    /// The window in seconds (`w`).
+    pub window_secs: u64,
+    /// Requests left now (`r`).
+    pub remaining: u64,
+    /// Seconds until the quota is whole again (`t`).
+    pub reset_secs: u64,
+    /// Seconds until the next request may pass (`Retry-After` on a 429).
+    pub retry_after_secs: u64,
+}
+
+impl RateLimitState {
+    /// The policy's name in both fields.
+    pub const POLICY: &'static str = "caller";
+
+    /// Adds `RateLimit-Policy` and `RateLimit` (and `Retry-After` when `limited`).
+    pub fn write_headers(&self, headers: &mut http::HeaderMap, limited: bool) {
+        let policy = format!(
+            "\"{}\";q={};w={}",
+            Self::POLICY,
+            self.quota,
+            self.window_secs
+        );
+        let state = format!(
+            "\"{}\";r={};t={}",
+            Self::POLICY,
+            self.remaining,
+            self.reset_secs
+        );
+        // Digits, quotes and a fixed name: always a valid header value.
+        if let Ok(value) = HeaderValue::from_str(&policy) {
+            headers.insert(http::HeaderName::from_static("ratelimit-policy"), value);
+        }
+        if let Ok(value) = HeaderValue::from_str(&state) {
+            headers.insert(http::HeaderName::from_static("ratelimit"), value);
+        }
+        if limited {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(self.retry_after_secs),
+            );
+        }
+    }
+}
+
 /// Why the gateway answered a request itself instead of forwarding it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GatewayError {
@@ -23,6 +74,14 @@ pub enum GatewayError {
     UpstreamTimeout,
     /// The gateway could not sign an internal token or assertion.
     Internal,
+    /// The shared key ring is out of date past the current key's end of life: this replica
+    /// refuses to mint until it reaches the store again (fail closed).
+    SigningUnavailable,
+    /// The route checks revocations and this replica's copy of the revocation list is older than
+    /// the staleness bound (fail closed).
+    RevocationStale,
+    /// The caller exceeded the route's rate limit.
+    RateLimited(RateLimitState),
 }
 
 impl GatewayError {
@@ -39,7 +98,10 @@ impl GatewayError {
             GatewayError::UpstreamUnavailable | GatewayError::UpstreamTimeout => {
                 Outcome::UpstreamError
             }
-            GatewayError::Internal => Outcome::Unavailable,
+            GatewayError::Internal
+            | GatewayError::SigningUnavailable
+            | GatewayError::RevocationStale => Outcome::Unavailable,
+            GatewayError::RateLimited(_) => Outcome::RateLimited,
         }
     }
 
@@ -52,6 +114,9 @@ impl GatewayError {
             GatewayError::UpstreamUnavailable => "upstream_unavailable",
             GatewayError::UpstreamTimeout => "upstream_timeout",
             GatewayError::Internal => "internal_error",
+            GatewayError::SigningUnavailable => "signing_unavailable",
+            GatewayError::RevocationStale => "revocation_stale",
+            GatewayError::RateLimited(_) => "rate_limited",
         }
     }
 
@@ -74,6 +139,14 @@ impl GatewayError {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 r#"{"error":"internal_error"}"#,
             ),
+            GatewayError::SigningUnavailable | GatewayError::RevocationStale => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"error":"temporarily_unavailable"}"#,
+            ),
+            GatewayError::RateLimited(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                r#"{"error":"too_many_requests"}"#,
+            ),
         };
         let mut response = Response::new(Bytes::from_static(body.as_bytes()));
         *response.status_mut() = status;
@@ -85,6 +158,14 @@ impl GatewayError {
         if matches!(self, GatewayError::Framing(_)) {
             // The rest of the connection's bytes cannot be trusted to be framed as we think.
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        match self {
+            GatewayError::RateLimited(state) => state.write_headers(headers, true),
+            // The store is usually back within seconds; a client may retry soon.
+            GatewayError::SigningUnavailable | GatewayError::RevocationStale => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
         }
         response
     }
@@ -105,6 +186,10 @@ impl GatewayError {
             GatewayError::UpstreamUnavailable => (GrpcCode::Unavailable, "upstream_unavailable"),
             GatewayError::UpstreamTimeout => (GrpcCode::DeadlineExceeded, "deadline_exceeded"),
             GatewayError::Internal => (GrpcCode::Internal, "internal_error"),
+            GatewayError::SigningUnavailable | GatewayError::RevocationStale => {
+                (GrpcCode::Unavailable, "temporarily_unavailable")
+            }
+            GatewayError::RateLimited(_) => (GrpcCode::ResourceExhausted, "rate_limited"),
         };
         grpc_refusal(self.to_response(), code, message)
     }
@@ -131,6 +216,8 @@ pub enum Outcome {
     Unavailable,
     /// 502 or 504.
     UpstreamError,
+    /// 429: the caller's rate limit.
+    RateLimited,
 }
 
 impl Outcome {
@@ -143,6 +230,7 @@ impl Outcome {
             Outcome::BadRequest => "bad_request",
             Outcome::Unavailable => "unavailable",
             Outcome::UpstreamError => "upstream_error",
+            Outcome::RateLimited => "rate_limited",
         }
     }
 }
@@ -151,6 +239,40 @@ impl Outcome {
 mod tests {
     use super::*;
     use trustgate_core::Reason;
+
+    const STATE: RateLimitState = RateLimitState {
+        quota: 100,
+        window_secs: 60,
+        remaining: 0,
+        reset_secs: 60,
+        retry_after_secs: 1,
+    };
+
+    #[test]
+    fn new_refusals_have_their_statuses_and_headers() {
+        let revoked = GatewayError::Auth(AuthError::InvalidToken(Reason::Revoked)).to_response();
+        assert_eq!(revoked.status(), StatusCode::UNAUTHORIZED);
+        assert!(
+            revoked.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .contains("invalid_token")
+        );
+        let stale = GatewayError::RevocationStale.to_response();
+        assert_eq!(stale.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(stale.headers()["retry-after"], "1");
+        let limited = GatewayError::RateLimited(STATE).to_response();
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(limited.headers()["retry-after"], "1");
+        assert_eq!(
+            limited.headers()["ratelimit-policy"],
+            "\"caller\";q=100;w=60"
+        );
+        assert_eq!(limited.headers()["ratelimit"], "\"caller\";r=0;t=60");
+        assert_eq!(limited.body().as_ref(), br#"{"error":"too_many_requests"}"#);
+        let grpc = GatewayError::RateLimited(STATE).to_grpc_response();
+        assert_eq!(grpc.headers()["retry-after"], "1");
+    }
 
     #[test]
     fn grpc_codes_for_gateway_errors() {
@@ -165,6 +287,9 @@ mod tests {
             (GatewayError::UpstreamTimeout, "4"),
             (GatewayError::Framing("bad_body"), "13"),
             (GatewayError::Internal, "13"),
+            (GatewayError::SigningUnavailable, "14"),
+            (GatewayError::RevocationStale, "14"),
+            (GatewayError::RateLimited(STATE), "8"),
         ] {
             let response = err.to_grpc_response();
             assert_eq!(response.status(), StatusCode::OK, "{err:?}");

@@ -24,7 +24,9 @@ pub mod router;
 pub mod token;
 pub mod trust;
 
-pub use decision::{Decision, Engine, Refusal, RequestHead, SanitizeMode, Step};
-pub use error::{GatewayError, Outcome};
+pub use decision::{
+    Decision, Engine, Refusal, RequestHead, RevocationCheck, Revoked, SanitizeMode, Step,
+};
+pub use error::{GatewayError, Outcome, RateLimitState};
 pub use route::Route;
 pub use trust::Trust;

@@ -119,6 +119,7 @@ impl MintCache {
 fn mint_refusal(err: MintError) -> GatewayError {
     match err {
         MintError::TooShort => AuthError::InvalidToken(Reason::Expired).into(),
+        MintError::NoSigningKey => GatewayError::SigningUnavailable,
         _ => GatewayError::Internal,
     }
 }

@@ -4,7 +4,11 @@
 use axum::extract::OriginalUri;
 use http::request::Parts;
 use serde_json::Value;
-use trustgate_core::{AuthError, BoundRequest, Reason, Validator, check_assertion_binding};
+use std::time::Duration;
+
+use trustgate_core::{
+    ASSERTION_LEEWAY, AuthError, BoundRequest, Reason, Validator, check_assertion_binding,
+};
 
 use crate::caller::Caller;
 use crate::headers::{HeaderIdentity, HeaderMapping};
@@ -97,9 +101,21 @@ impl Authenticator {
                     );
                     return Err(Reason::RequestBinding.into());
                 };
-                if !seen.first_use(jti) {
-                    tracing::debug!(mode = mode.as_str(), "gateway assertion replayed");
-                    return Err(Reason::Replayed.into());
+                // Kept until the assertion can no longer pass: its `exp` plus the leeway.
+                let ttl = verified.expires_at().map_or(ASSERTION_LEEWAY * 7, |exp| {
+                    let left = exp.saturating_sub(now_secs()).max(0);
+                    Duration::from_secs(u64::try_from(left).unwrap_or(0)) + ASSERTION_LEEWAY
+                });
+                match seen.first_use_anywhere(jti, ttl).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::debug!(mode = mode.as_str(), "gateway assertion replayed");
+                        return Err(Reason::Replayed.into());
+                    }
+                    Err(err) => {
+                        tracing::warn!(mode = mode.as_str(), error = %err, "assertion replay store unavailable; refused");
+                        return Err(AuthError::KeysUnavailable);
+                    }
                 }
                 Ok(Caller::verified(*mode, verified))
             }
@@ -109,4 +125,9 @@ impl Authenticator {
             }
         }
     }
+}
+
+fn now_secs() -> i64 {
+    use trustgate_core::Clock as _;
+    trustgate_core::SystemClock.now_millis().div_euclid(1000)
 }

@@ -162,6 +162,7 @@ pub struct Builder {
     options: ValidatorOptions,
     require_keys_at_start: bool,
     remembered_assertions: usize,
+    shared_replay_store: Option<Arc<dyn crate::replay::ReplayStore>>,
 }
 
 impl std::fmt::Debug for Builder {
@@ -188,6 +189,7 @@ impl Builder {
             options: ValidatorOptions::default(),
             require_keys_at_start: true,
             remembered_assertions: crate::replay::DEFAULT_CAPACITY,
+            shared_replay_store: None,
         }
     }
 
@@ -269,6 +271,16 @@ impl Builder {
         self
     }
 
+    /// Shares the assertion ids this layer accepted with the other replicas of the service
+    /// (with the `redis` feature, [`RedisReplayStore`](crate::RedisReplayStore)), so that an
+    /// assertion accepted by one replica is refused by every other. The process's own memory
+    /// stays the first level. When the store cannot answer, the request is refused (503): single
+    /// use cannot be shown. Only the assertion modes use it.
+    pub fn shared_replay_store(mut self, store: Arc<dyn crate::replay::ReplayStore>) -> Self {
+        self.shared_replay_store = Some(store);
+        self
+    }
+
     /// Validates the configuration, fetches the issuer's keys once and starts their background
     /// refresh. Must be called within a Tokio runtime.
     ///
@@ -331,7 +343,7 @@ impl Builder {
                 mode,
                 validator,
                 require_headers: mode == Mode::IdentityHeaders,
-                seen: SeenAssertions::new(self.remembered_assertions),
+                seen: SeenAssertions::new(self.remembered_assertions, self.shared_replay_store),
             },
             _ => Authenticator::Bearer { mode, validator },
         };

@@ -35,6 +35,7 @@
 //! - **Safe by default.** The only way to skip the gateway's proof has `danger` in its name.
 //!
 //! ## Features
+//! - `redis`: [`RedisReplayStore`], the assertion replay store replicas share.
 //! - `axum` (default): the [`Caller`] extractor, `IntoResponse` for [`Rejection`], and the
 //!   `OriginalUri` a nested axum router leaves. Without it the crate is a plain tower layer; a
 //!   handler reads the [`Caller`] from the request extensions.
@@ -108,4 +109,7 @@ pub use caller::{Caller, Rejection};
 pub use headers::HeaderMapping;
 pub use layer::{Builder, SetupError, TrustgateLayer};
 pub use mode::Mode;
+#[cfg(feature = "redis")]
+pub use replay::RedisReplayStore;
+pub use replay::{ReplayStore, ReplayStoreError};
 pub use service::{ResponseFuture, TrustgateService};

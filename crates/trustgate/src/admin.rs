@@ -24,9 +24,16 @@ pub(crate) async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
         };
         let gateway = Arc::clone(&gateway);
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
+            let service = service_fn(move |req: Request<Incoming>| {
                 let gateway = Arc::clone(&gateway);
-                async move { Ok::<_, Infallible>(respond(&gateway, &req)) }
+                async move {
+                    if req.uri().path() == "/revocations" {
+                        return Ok::<_, Infallible>(
+                            crate::fleet::admin::handle(gateway, req).await,
+                        );
+                    }
+                    Ok::<_, Infallible>(respond(&gateway, &req))
+                }
             });
             let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
@@ -64,7 +71,9 @@ fn respond(gateway: &Gateway, req: &Request<Incoming>) -> Response<Full<Bytes>> 
                     issuer.keys
                 ));
             }
-            if status.iter().all(|i| i.usable) {
+            let (fleet_ready, fleet_text) = gateway.fleet.readiness();
+            body.push_str(&fleet_text);
+            if fleet_ready && status.iter().all(|i| i.usable) {
                 text(StatusCode::OK, "text/plain", format!("ready\n{body}"))
             } else {
                 text(

@@ -63,6 +63,19 @@ pub(crate) enum Command {
     },
     /// Print the manual page (roff): `trustgate man | man -l -`.
     Man,
+    /// Add or list revocations through a gateway's admin API (`[revocation]` and
+    /// `admin.token_file`); with a Redis store every replica enforces them. Exits 0 when the
+    /// API accepted the request.
+    Revoke {
+        /// The admin listener of any replica.
+        #[arg(long, default_value = "http://127.0.0.1:9901")]
+        admin: String,
+        /// The file holding the admin API token (`admin.token_file`).
+        #[arg(long)]
+        token_file: PathBuf,
+        #[command(subcommand)]
+        what: crate::fleet::revoke_cli::What,
+    },
     /// Show, step by step, what the gateway would do with a request. Exits 0 when it would be
     /// forwarded, 1 when refused.
     Explain {

@@ -137,7 +137,13 @@ pub(crate) async fn decide(rt: &Runtime, described: &Described, peer: IpAddr) ->
         headers: &described.headers,
         peer,
     };
-    match rt.engine.decide(head, None).await {
+    let decided = match rt.engine.decide(head, None).await {
+        Ok(decision) => crate::fleet::admit(&rt.limiters, &decision, &mut None)
+            .await
+            .map(|_| decision),
+        Err(refusal) => Err(refusal),
+    };
+    match decided {
         Ok(decision) => {
             if let Some(route_rt) = rt.route(&decision.route) {
                 route_rt.metrics.record(Outcome::Allowed);

@@ -15,6 +15,8 @@ pub(crate) struct Gateway {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) signer: Option<Arc<trustgate_core::InternalSigner>>,
     pub(crate) config_path: Option<PathBuf>,
+    /// What replicas share (`[store]`); made once per process.
+    pub(crate) fleet: Arc<crate::fleet::Fleet>,
 }
 
 impl Gateway {
@@ -41,7 +43,17 @@ impl Gateway {
                     "[internal_issuer] changed; restart the gateway to apply it (its keys live for the whole process)".into(),
                 ));
             }
-            let runtime = Runtime::build(config, Arc::clone(&self.metrics), self.signer.clone())?;
+            if self.fleet.differs(&config) {
+                return Err(ConfigError(
+                    "[store] or [revocation] changed; restart the gateway to apply them (the store connection and the revocation list live for the whole process)".into(),
+                ));
+            }
+            let runtime = Runtime::build(
+                config,
+                Arc::clone(&self.metrics),
+                self.signer.clone(),
+                &self.fleet,
+            )?;
             if !runtime.start().await {
                 return Err(ConfigError(
                     "new configuration refused: not every issuer has usable keys".into(),

@@ -27,7 +27,7 @@ pub(crate) async fn check(path: &Path, json: bool) -> Result<bool, ConfigError> 
     let config = config::load(path)?;
     let ids = config::issuer_ids(&config);
     let signer = signer_for(&config)?;
-    let runtime = Runtime::build(config, Metrics::new(), signer.clone())?;
+    let runtime = runtime_for(config, signer.clone(), crate::fleet::Mode::Offline).await?;
     let ready = runtime.start().await;
     let summary = summary(path, &runtime, &ids, signer.as_deref(), ready);
     if json {
@@ -268,6 +268,19 @@ fn text(summary: &Value) -> String {
     out
 }
 
+/// A runtime for an operator tool, its fleet state made as `mode` says (no background tasks).
+async fn runtime_for(
+    config: config::Config,
+    signer: Option<Arc<trustgate_core::InternalSigner>>,
+    mode: crate::fleet::Mode,
+) -> Result<Runtime, ConfigError> {
+    let metrics = Metrics::new();
+    let fleet =
+        crate::fleet::Fleet::start(&config, Arc::clone(&metrics.fleet), signer.as_ref(), mode)
+            .await?;
+    Runtime::build(config, metrics, signer, &fleet)
+}
+
 fn signer_for(
     config: &config::Config,
 ) -> Result<Option<Arc<trustgate_core::InternalSigner>>, ConfigError> {
@@ -298,7 +311,9 @@ pub(crate) async fn explain(
 ) -> Result<bool, ConfigError> {
     let config = config::load(path)?;
     let signer = signer_for(&config)?;
-    let runtime = Arc::new(Runtime::build(config, Metrics::new(), signer)?);
+    // With a Redis store, explain reads the revocation list once, so it shows a revocation hit
+    // as every replica would.
+    let runtime = Arc::new(runtime_for(config, signer, crate::fleet::Mode::Once).await?);
     runtime.start().await;
     let mut builder = Request::builder().method(method).uri(target);
     builder = builder.header("host", host.unwrap_or("localhost"));

@@ -9,6 +9,7 @@ mod config;
 #[cfg(feature = "demo")]
 mod demo;
 mod ext_authz;
+mod fleet;
 mod forward_auth;
 mod gateway;
 mod inspect;
@@ -202,6 +203,18 @@ fn main() -> ExitCode {
                     }
                 }
             }
+            Command::Revoke {
+                admin,
+                token_file,
+                what,
+            } => match fleet::revoke_cli::run(&admin, &token_file, what).await {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(err) => {
+                    eprintln!("trustgate revoke: {err}");
+                    ExitCode::from(EX_USAGE)
+                }
+            },
             Command::Explain {
                 config: path,
                 path: target,

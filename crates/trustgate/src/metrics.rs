@@ -36,19 +36,20 @@ struct RouteLabel {
 }
 
 /// Every outcome, in the order of a route's counters.
-const OUTCOMES: [Outcome; 6] = [
+const OUTCOMES: [Outcome; 7] = [
     Outcome::Allowed,
     Outcome::Unauthorized,
     Outcome::Forbidden,
     Outcome::BadRequest,
     Outcome::Unavailable,
     Outcome::UpstreamError,
+    Outcome::RateLimited,
 ];
 
 /// Counters and a latency histogram for one route, created once per configuration.
 #[derive(Debug, Clone)]
 pub(crate) struct RouteMetrics {
-    outcomes: [Counter; 6],
+    outcomes: [Counter; 7],
     pub(crate) upstream_seconds: Histogram,
 }
 
@@ -68,6 +69,8 @@ pub(crate) struct Metrics {
     upstream_seconds: Family<RouteLabel, Histogram>,
     reloads: Family<ResultLabel, Counter>,
     validator: Arc<ArcSwapOption<Validator>>,
+    /// The fleet's store, revocation, rate-limit and key-ring metrics.
+    pub(crate) fleet: Arc<crate::fleet::metrics::FleetMetrics>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -120,6 +123,7 @@ impl Metrics {
         registry.register_collector(Box::new(ValidatorCollector {
             validator: Arc::clone(&validator),
         }));
+        let fleet = crate::fleet::metrics::FleetMetrics::register(&mut registry);
         Arc::new(Self {
             registry,
             requests,
@@ -128,6 +132,7 @@ impl Metrics {
             upstream_seconds,
             reloads,
             validator,
+            fleet,
         })
     }
 

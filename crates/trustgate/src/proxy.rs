@@ -51,6 +51,8 @@ pub(crate) struct ConnInfo {
 pub(crate) struct Prepared {
     pub(crate) decision: Decision,
     pub(crate) upgrade: Option<HeaderValue>,
+    /// The caller's rate limit on a route that has one, stated on the response.
+    pub(crate) rate_limit: Option<trustgate_edge::RateLimitState>,
 }
 
 /// The request head through the gateway: framing, the decision engine, then the decision and
@@ -69,6 +71,7 @@ pub(crate) async fn prepare(
         peer: conn.peer,
     };
     let decision = rt.engine.decide(head, trace.as_deref_mut()).await?;
+    let rate_limit = crate::fleet::admit(&rt.limiters, &decision, &mut trace).await?;
     let hop = headers::remove_hop_by_hop(&mut parts.headers, Message::Request);
     if let Some(trace) = trace.as_mut() {
         trace.push("hop-by-hop: removed Connection and the headers it names".to_owned());
@@ -101,6 +104,7 @@ pub(crate) async fn prepare(
     Ok(Prepared {
         decision,
         upgrade: hop.upgrade,
+        rate_limit,
     })
 }
 
@@ -265,6 +269,9 @@ pub(crate) async fn handle(
         });
     } else {
         strip_response_hop_by_hop(response.headers_mut());
+    }
+    if let Some(state) = &prepared.rate_limit {
+        state.write_headers(response.headers_mut(), false);
     }
     route_rt.metrics.record(Outcome::Allowed);
     access_log(

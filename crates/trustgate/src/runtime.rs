@@ -27,6 +27,8 @@ pub(crate) struct RouteRuntime {
 /// The request-serving state for one configuration.
 pub(crate) struct Runtime {
     pub(crate) config: Config,
+    /// Each route's rate limiter, by route index.
+    pub(crate) limiters: Vec<Option<crate::fleet::ratelimit::RouteLimiter>>,
     /// The decision engine: routes, sanitization, validation and the patterns' edits.
     pub(crate) engine: Engine,
     /// Per route, by `Route::index`.
@@ -49,6 +51,7 @@ impl Runtime {
         config: Config,
         metrics: Arc<Metrics>,
         signer: Option<Arc<InternalSigner>>,
+        fleet: &crate::fleet::Fleet,
     ) -> Result<Self, ConfigError> {
         if let Some(signer) = &signer
             && config
@@ -105,6 +108,7 @@ impl Runtime {
             double_slash: config.server.double_slash,
             validator,
             signer,
+            revocations: fleet.route_revocations(&config),
             minted: MintCache::new(
                 config.validator.cache.max_entries.max(16),
                 config
@@ -114,6 +118,7 @@ impl Runtime {
             ),
         };
         Ok(Self {
+            limiters: fleet.limiters(&config),
             engine,
             routes,
             metrics,

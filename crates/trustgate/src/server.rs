@@ -126,7 +126,14 @@ pub(crate) async fn run(
         Some(addr) => Some(bind("forward_auth.grpc_listen", addr).await?),
         None => None,
     };
-    let runtime = Runtime::build(config, Arc::clone(&metrics), signer.clone())?;
+    let fleet = crate::fleet::Fleet::start(
+        &config,
+        Arc::clone(&metrics.fleet),
+        signer.as_ref(),
+        crate::fleet::Mode::Serve,
+    )
+    .await?;
+    let runtime = Runtime::build(config, Arc::clone(&metrics), signer.clone(), &fleet)?;
     let server = runtime.config.server.clone();
     let proxy_listener = bind("server.listen", server.listen).await?;
     let bound = Bound {
@@ -146,6 +153,7 @@ pub(crate) async fn run(
         metrics,
         signer,
         config_path,
+        fleet,
     });
     tokio::spawn(admin::serve(admin_listener, Arc::clone(&gateway)));
     if let Some(listener) = decisions_listener {

@@ -30,6 +30,10 @@ pub(crate) fn build_signer(
         max_token_ttl: config.max_ttl,
     };
     let clock = Arc::new(SystemClock);
+    // A fleet's shared ring: keys arrive from the store (`fleet::keyring`).
+    if config.kek.is_some() {
+        return Ok(Arc::new(InternalSigner::shared(signer_config, clock)));
+    }
     let signer = if config.key_files.is_empty() {
         InternalSigner::generate(signer_config, clock)
     } else {

@@ -63,6 +63,53 @@ pub struct Engine {
     pub signer: Option<Arc<InternalSigner>>,
     /// Minted internal tokens, reused until shortly before they expire.
     pub minted: MintCache,
+    /// Revoked tokens, checked after validation on every request (cache hits included), if
+    /// revocation is configured.
+    pub revocations: Option<Arc<dyn RevocationCheck>>,
+}
+
+/// The revocation list as the engine asks it: a local, in-memory answer, never a round trip to
+/// a store, since it runs on every request of every route that checks revocations.
+pub trait RevocationCheck: Send + Sync {
+    /// Whether `token`, just validated for `route`, may pass.
+    ///
+    /// # Errors
+    /// [`Revoked`] when an entry covers the token; [`Revoked::Stale`] when the route checks
+    /// revocations and the list is older than its staleness bound.
+    fn check(&self, route: &Route, token: &VerifiedToken) -> Result<(), Revoked>;
+}
+
+/// Why [`RevocationCheck::check`] refused a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoked {
+    /// Its `jti` is on the list.
+    ByTokenId,
+    /// Its subject was revoked, and it was issued at or before the cut-off.
+    BySubject,
+    /// The list is too old to say (fail closed).
+    Stale,
+}
+
+impl Revoked {
+    /// For `explain` and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Revoked::ByTokenId => "revoked by jti",
+            Revoked::BySubject => "revoked by subject (issued before the cut-off)",
+            Revoked::Stale => "revocation list older than its staleness bound",
+        }
+    }
+}
+
+impl From<Revoked> for GatewayError {
+    fn from(revoked: Revoked) -> Self {
+        match revoked {
+            Revoked::ByTokenId | Revoked::BySubject => {
+                AuthError::InvalidToken(Reason::Revoked).into()
+            }
+            Revoked::Stale => GatewayError::RevocationStale,
+        }
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -106,6 +153,8 @@ pub enum Step {
     Validate,
     /// A valid token from an issuer this route does not accept.
     Issuer,
+    /// The token is revoked, or the revocation list is too old to say.
+    Revocation,
     /// The route's requirements are not met.
     Authorize,
     /// The internal token or assertion could not be signed.
@@ -438,6 +487,15 @@ impl Engine {
                 Step::Issuer,
                 AuthError::InvalidToken(Reason::IssuerNotAccepted),
             ));
+        }
+        if let Some(revocations) = &self.revocations {
+            match revocations.check(route, &verified) {
+                Ok(()) => note!(trace, "revocation: not revoked"),
+                Err(revoked) => {
+                    note!(trace, "revocation: refused ({})", revoked.as_str());
+                    return Err(refuse(Some(route), Step::Revocation, revoked));
+                }
+            }
         }
         if let Err(err) = validation.require.check(&verified) {
             note!(trace, "authorize: route requirements not met");

@@ -36,6 +36,9 @@ pub(crate) struct FileConfig {
     pub(crate) routes: Vec<FileRoute>,
     pub(crate) internal_issuer: Option<FileInternalIssuer>,
     pub(crate) forward_auth: Option<FileForwardAuth>,
+    #[serde(default)]
+    pub(crate) store: super::fleet::FileStore,
+    pub(crate) revocation: Option<super::fleet::FileRevocation>,
 }
 
 /// `[forward_auth]`: the decision endpoint for a proxy in front (nginx `auth_request`, Traefik,
@@ -86,6 +89,9 @@ pub(crate) struct FileInternalIssuer {
     pub(crate) cache_minted_tokens: bool,
     #[serde(default)]
     pub(crate) danger_fast_rotation: bool,
+    /// The shared key ring's key-encryption key (`[store] backend = "redis"`).
+    pub(crate) kek_file: Option<PathBuf>,
+    pub(crate) kek_env: Option<String>,
 }
 
 fn default_internal_alg() -> Algorithm {
@@ -145,12 +151,15 @@ pub(crate) struct FileTls {
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct FileAdmin {
     pub(crate) listen: String,
+    /// The bearer token of the admin API (`/revocations`); without it the API is off.
+    pub(crate) token_file: Option<PathBuf>,
 }
 
 impl Default for FileAdmin {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:9901".into(),
+            token_file: None,
         }
     }
 }
@@ -437,6 +446,8 @@ pub(crate) struct FileRoute {
     pub(crate) internal_claims: Option<Vec<InternalClaim>>,
     #[serde(default)]
     pub(crate) assertion: bool,
+    pub(crate) rate_limit: Option<super::fleet::FileRateLimit>,
+    pub(crate) check_revocation: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -10,6 +10,7 @@
 
 mod duration;
 mod file;
+mod fleet;
 mod issuer;
 mod route;
 mod text;
@@ -29,6 +30,10 @@ use trustgate_edge::path::DoubleSlash;
 use trustgate_edge::{Route, SanitizeMode};
 
 pub(crate) use file::{FileTls, LogFormat, UpstreamProtocol};
+pub(crate) use fleet::{
+    Backend, Kek, RateKey, RateLimit, RedisConfig, RevocationConfig, RouteFleet, Secret,
+    StoreConfig, Topology,
+};
 
 /// A configuration problem, with a message that says how to fix it.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +59,14 @@ pub(crate) struct Config {
     pub(crate) routes: Vec<Route>,
     pub(crate) internal: Option<InternalIssuerConfig>,
     pub(crate) forward_auth: Option<ForwardAuthConfig>,
+    /// Where replicas share state (`[store]`); memory by default.
+    pub(crate) store: StoreConfig,
+    /// Revocation checks (`[revocation]`), if on.
+    pub(crate) revocation: Option<RevocationConfig>,
+    /// The admin API's bearer token (`admin.token_file`).
+    pub(crate) admin_token: Option<Secret>,
+    /// Each route's rate limit and revocation check, by route index.
+    pub(crate) route_fleet: Vec<RouteFleet>,
 }
 
 /// The decision endpoint: trustgate's decisions for the proxy in front.
@@ -81,6 +94,9 @@ pub(crate) struct InternalIssuerConfig {
     /// Reuse a minted internal token for the same external token and route until shortly before
     /// it expires (default). Off: sign on every request.
     pub(crate) cache_minted_tokens: bool,
+    /// With a Redis store and no `key_files`: the key ring is shared, its private keys sealed
+    /// with this key.
+    pub(crate) kek: Option<Kek>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -178,7 +194,7 @@ pub(crate) fn parse(
         .try_into()
         .map_err(|err| ConfigError::new(text::with_suggestion(format!("config file: {err}"))))?;
     // Step 3.
-    validate(file, base)
+    validate(file, base, env)
 }
 
 fn socket_addr(text: &str, field: &str) -> Result<SocketAddr, ConfigError> {
@@ -197,7 +213,17 @@ fn resolve(base: &Path, path: &Path) -> PathBuf {
     }
 }
 
-fn validate(file: file::FileConfig, base: &Path) -> Result<Config, ConfigError> {
+fn validate(
+    file: file::FileConfig,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let store = fleet::store_config(file.store, base, env)?;
+    let revocation = file
+        .revocation
+        .map(|r| fleet::revocation_config(r, &store))
+        .transpose()?;
+    let admin_token = fleet::admin_token(file.admin.token_file.as_deref(), base)?;
     let server = file.server;
     if server.max_connections == 0 {
         return Err(ConfigError::new(
@@ -338,7 +364,31 @@ fn validate(file: file::FileConfig, base: &Path) -> Result<Config, ConfigError> 
                     crate::internal_issuer::INTERNAL_JWKS_MAX_AGE
                 )));
             }
+            let kek = fleet::kek(
+                internal.kek_file.as_deref(),
+                internal.kek_env.as_deref(),
+                base,
+                env,
+            )?;
+            match (
+                store.is_redis(),
+                internal.key_files.is_empty(),
+                kek.is_some(),
+            ) {
+                (true, true, false) => {
+                    return Err(ConfigError::new(
+                        "internal_issuer: with backend = \"redis\" the replicas share one key ring, whose private keys are stored encrypted; set internal_issuer.kek_file or kek_env to a 32-byte key (`openssl rand -base64 32`), the same on every replica",
+                    ));
+                }
+                (true, false, true) | (false, _, true) => {
+                    return Err(ConfigError::new(
+                        "internal_issuer.kek_file/kek_env only apply to a shared key ring: [store] backend = \"redis\" without key_files",
+                    ));
+                }
+                _ => {}
+            }
             Some(InternalIssuerConfig {
+                kek,
                 issuer: internal.issuer,
                 algorithm: internal.algorithm,
                 rotation_interval: internal.rotation_interval.0,
@@ -356,7 +406,9 @@ fn validate(file: file::FileConfig, base: &Path) -> Result<Config, ConfigError> 
 
     let mut injected_names = Vec::new();
     let mut routes: Vec<Route> = Vec::new();
+    let mut route_fleet = Vec::new();
     for (index, route) in file.routes.into_iter().enumerate() {
+        route_fleet.push(route_fleet_of(&route, &issuers, revocation.as_ref())?);
         let route = route::route(index, route, &issuers, &upstreams, internal.as_ref())?;
         if routes
             .iter()
@@ -405,6 +457,10 @@ fn validate(file: file::FileConfig, base: &Path) -> Result<Config, ConfigError> 
 
     let forward_auth = file.forward_auth.map(forward_auth_config).transpose()?;
     Ok(Config {
+        store,
+        revocation,
+        admin_token,
+        route_fleet,
         forward_auth,
         server: server_config,
         admin_listen,
@@ -423,6 +479,41 @@ fn validate(file: file::FileConfig, base: &Path) -> Result<Config, ConfigError> 
         routes,
         internal,
     })
+}
+
+/// A route's rate limit and revocation check; a `claim:<name>` key must be a name one of the
+/// route's issuers maps under `[issuer.claims.extra]`.
+fn route_fleet_of(
+    route: &file::FileRoute,
+    issuers: &[IssuerEntry],
+    revocation: Option<&RevocationConfig>,
+) -> Result<RouteFleet, ConfigError> {
+    let validates = matches!(
+        route.pattern,
+        file::FilePattern::ForwardToken
+            | file::FilePattern::IdentityHeaders
+            | file::FilePattern::InternalToken
+    );
+    let route_issuers = |entry: &&IssuerEntry| {
+        route
+            .issuers
+            .as_ref()
+            .is_none_or(|ids| ids.contains(&entry.id))
+    };
+    let maps = |claim: &str| {
+        issuers
+            .iter()
+            .filter(route_issuers)
+            .any(|i| i.config.mapping.extra.iter().any(|(n, _)| n == claim))
+    };
+    fleet::route_fleet(
+        &route.name,
+        validates,
+        route.rate_limit.as_ref(),
+        route.check_revocation,
+        revocation,
+        &maps,
+    )
 }
 
 fn claim_path(text: &str, field: &str) -> Result<ClaimPath, ConfigError> {

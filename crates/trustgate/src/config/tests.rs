@@ -317,3 +317,59 @@ fn forward_auth_grpc_listen_is_optional_and_an_address() {
     let err = error(&format!("{BASE}{section}grpc_listen = \"9903\"\n"));
     assert!(err.contains("forward_auth.grpc_listen"), "{err}");
 }
+
+/// The fleet's settings: the default is memory; Redis needs a namespace, one topology and no
+/// credentials in the URL; a shared ring needs a key-encryption key; limits and revocation
+/// checks only on validating routes.
+#[test]
+fn fleet_settings_are_checked_before_anything_connects() {
+    let config = parse_text(BASE).unwrap();
+    assert!(!config.store.is_redis());
+    assert!(config.revocation.is_none());
+    assert!(!config.route_fleet[0].check_revocation);
+
+    let err = |extra: &str| parse_text(&format!("{extra}\n{BASE}")).unwrap_err().0;
+    assert!(err("[store]\nbackend = \"redis\"\nurl = \"redis://r:6379\"").contains("namespace"));
+    assert!(
+        err("[store]\nbackend = \"redis\"\nnamespace = \"a\"\nurl = \"redis://u:p@r:6379\"")
+            .contains("password_env")
+    );
+    assert!(
+        err("[store]\nbackend = \"redis\"\nnamespace = \"a\"\nurl = \"redis://r\"\ncluster_nodes = [\"redis://r\"]")
+            .contains("exactly one")
+    );
+    assert!(err("[store]\nurl = \"redis://r:6379\"").contains("only apply"));
+    assert!(
+        err("[store]\nbackend = \"redis\"\nnamespace = \"a\"\nurl = \"redis://r\"\n[internal_issuer]\nissuer = \"https://i\"")
+            .contains("kek_file")
+    );
+    assert!(
+        err("[store]\npoll_interval = \"1s\"\n[revocation]\nstaleness_bound = \"1s\"")
+            .contains("twice")
+    );
+
+    let redis = "[store]\nbackend = \"redis\"\nnamespace = \"prod-eu\"\nurl = \"redis://r:6379\"\n[revocation]\n";
+    let config = parse_text(&format!("{redis}{BASE}")).unwrap();
+    assert!(config.store.is_redis());
+    assert!(config.route_fleet[0].check_revocation);
+
+    let route = |extra: &str| {
+        format!(
+            "{BASE}\n[[route]]\nname = \"pub\"\nprefix = \"/pub\"\nupstream = \"users\"\npattern = \"public\"\n{extra}"
+        )
+    };
+    let public_limited =
+        parse_text(&route("rate_limit = { requests = 10, per = \"1s\" }")).unwrap_err();
+    assert!(public_limited.0.contains("validates"), "{public_limited}");
+    let limited = parse_text(&format!(
+        "{BASE}rate_limit = {{ by = \"client\", requests = 10, per = \"1s\" }}\n"
+    ))
+    .unwrap();
+    let limit = limited.route_fleet[0].rate_limit.as_ref().unwrap();
+    assert_eq!((limit.by.clone(), limit.burst), (RateKey::Client, 10));
+    let unknown_claim = parse_text(&format!(
+        "{BASE}rate_limit = {{ by = \"claim:team\", requests = 10, per = \"1s\" }}\n"
+    ))
+    .unwrap_err();
+    assert!(unknown_claim.0.contains("claims.extra"), "{unknown_claim}");
+}

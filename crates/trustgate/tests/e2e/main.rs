@@ -11,6 +11,7 @@ mod cli;
 #[cfg(feature = "demo")]
 mod demo;
 mod ext_authz;
+mod fleet;
 mod forward_auth;
 mod grpc;
 mod http2_upstream;

@@ -1,0 +1,530 @@
+//! The internal key ring shared by a fleet (pattern 4 and assertions).
+//!
+//! The ring is one JSON document in the store: every key with its signing window
+//! `[signs_from, signs_until)` and the time until which it stays published. Replicas read it
+//! every `store.poll_interval` and install it in their `InternalSigner`, which signs with the key
+//! whose window holds the moment, so every replica switches at the same instant without talking
+//! to the others then, and every replica serves the same JWK Set.
+//!
+//! - **One writer.** A change (the first ring, a new next key, pruning) is made by the replica
+//!   holding a short `SET NX PX` lock, and written with compare-and-set, so exactly one replica
+//!   generates each key.
+//! - **Published before it signs.** A new key is appended when the last one starts signing, with
+//!   its window starting where that one's ends: it is in the JWK Set a whole rotation interval
+//!   before it signs. A key stays published `max_ttl` + 60 s after its window.
+//! - **Sealed.** Private keys are stored as AES-256-GCM ciphertext under the key-encryption key,
+//!   with a random nonce per key and the namespace, kid and window as associated data, so a
+//!   ciphertext cannot be moved to another deployment, key id or window. A dump of Redis holds
+//!   no usable private key.
+//! - **Fail closed.** A replica that cannot reach the store keeps the ring it has and signs
+//!   until the end of the window of the key current at its last sync (or of the next key, when
+//!   it synced in the last two poll intervals of that window); after that it refuses to mint.
+//! - **Survives a store that lost it.** A replica that finds no ring but holds one writes its
+//!   copy back (the same ciphertexts) before anything else would create a new one.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use serde::{Deserialize, Serialize};
+use trustgate_core::{Algorithm, InternalSigner, ScheduledKey};
+use zeroize::Zeroizing;
+
+use super::store::{RedisStore, StoreError, wall_ms};
+use crate::config::{InternalIssuerConfig, Kek};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct StoredKey {
+    kid: String,
+    signs_from: i64,
+    signs_until: i64,
+    published_until: i64,
+    /// base64url(nonce || ciphertext || tag)
+    sealed: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct RingDoc {
+    alg: String,
+    /// Which key-encryption key sealed the keys (a digest of it): a replica with another one
+    /// says so instead of failing to decrypt.
+    kek_id: String,
+    keys: Vec<StoredKey>,
+}
+
+// Compare-and-set of the ring: written only if it is still what the writer read ('' = absent).
+const CAS: &str = r"
+local current = redis.call('GET', KEYS[1])
+if (current == false and ARGV[1] == '') or current == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+";
+
+const UNLOCK: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
+/// Keeps this replica's signer in step with the shared ring.
+pub(crate) struct KeyRingSync {
+    store: Arc<RedisStore>,
+    signer: Arc<InternalSigner>,
+    kek: LessSafeKey,
+    kek_id: String,
+    namespace: String,
+    alg: Algorithm,
+    rotation: i64,
+    retire_after: i64,
+    poll: Duration,
+    /// The wall time (ms) of the last successful sync.
+    last_sync: AtomicI64,
+    cas: redis::Script,
+    unlock: redis::Script,
+}
+
+impl std::fmt::Debug for KeyRingSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRingSync")
+            .field("kek", &"[redacted]")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The key-encryption key's public name: the first 8 bytes of SHA-256 over a label and the key.
+fn kek_id(kek: &Kek) -> String {
+    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    context.update(b"trustgate kek id\0");
+    context.update(kek.bytes());
+    let digest = context.finish();
+    digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The associated data of a sealed key: what it may be used as.
+fn aad(namespace: &str, kid: &str, signs_from: i64, signs_until: i64) -> Vec<u8> {
+    format!("trustgate keyring v1\0{namespace}\0{kid}\0{signs_from}\0{signs_until}").into_bytes()
+}
+
+/// What a sync of the ring came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Synced {
+    Installed,
+    /// The store is unreachable or the ring unusable: the installed ring stays.
+    Kept,
+}
+
+impl KeyRingSync {
+    pub(crate) fn new(
+        store: Arc<RedisStore>,
+        signer: Arc<InternalSigner>,
+        kek: &Kek,
+        namespace: &str,
+        internal: &InternalIssuerConfig,
+        poll: Duration,
+    ) -> Result<Arc<Self>, StoreError> {
+        let key = UnboundKey::new(&AES_256_GCM, kek.bytes())
+            .map_err(|_| StoreError::Data("the key-encryption key is unusable".into()))?;
+        Ok(Arc::new(Self {
+            store,
+            signer,
+            kek: LessSafeKey::new(key),
+            kek_id: kek_id(kek),
+            namespace: namespace.to_owned(),
+            alg: internal.algorithm,
+            rotation: millis(internal.rotation_interval),
+            retire_after: millis(internal.max_ttl).saturating_add(60_000),
+            poll,
+            last_sync: AtomicI64::new(0),
+            cas: redis::Script::new(CAS),
+            unlock: redis::Script::new(UNLOCK),
+        }))
+    }
+
+    /// The wall time (ms) of the last successful sync, 0 if none.
+    pub(crate) fn last_sync_ms(&self) -> i64 {
+        self.last_sync.load(Ordering::Relaxed)
+    }
+
+    fn seal(&self, pkcs8: &[u8], kid: &str, from: i64, until: i64) -> Result<String, StoreError> {
+        seal(&self.kek, &self.namespace, pkcs8, kid, from, until)
+    }
+
+    fn open(&self, stored: &StoredKey) -> Result<ScheduledKey, StoreError> {
+        open(&self.kek, &self.namespace, self.alg, stored)
+    }
+
+    fn new_key(&self, from: i64) -> Result<StoredKey, StoreError> {
+        let pkcs8 = Zeroizing::new(
+            trustgate_core::generate_pkcs8(self.alg)
+                .map_err(|err| StoreError::Data(err.to_string()))?,
+        );
+        let until = from.saturating_add(self.rotation);
+        let probe = ScheduledKey::from_pkcs8(self.alg, &pkcs8, from, until, 0)
+            .map_err(|err| StoreError::Data(err.to_string()))?;
+        let kid = probe.kid().to_owned();
+        Ok(StoredKey {
+            sealed: self.seal(&pkcs8, &kid, from, until)?,
+            kid,
+            signs_from: from,
+            signs_until: until,
+            published_until: until.saturating_add(self.retire_after),
+        })
+    }
+
+    /// The ring as it should be at `now`: a key signing now, one published to sign next, and
+    /// nothing past its publication. `None` when `doc` needs no change.
+    fn maintained(&self, doc: Option<&RingDoc>, now: i64) -> Result<Option<RingDoc>, StoreError> {
+        let mut keys: Vec<StoredKey> = doc.map(|d| d.keys.clone()).unwrap_or_default();
+        let before = keys.len();
+        keys.retain(|k| k.published_until > now);
+        let mut changed = keys.len() != before || doc.is_none();
+        if !keys
+            .iter()
+            .any(|k| k.signs_from <= now && now < k.signs_until)
+        {
+            // Nothing signs now (a new ring, or a whole fleet down for two intervals): a key
+            // from now. Services learn it on their first unknown kid.
+            keys.push(self.new_key(now)?);
+            changed = true;
+        }
+        if !keys.iter().any(|k| k.signs_from > now) {
+            let last_end = keys.iter().map(|k| k.signs_until).max().unwrap_or(now);
+            keys.push(self.new_key(last_end.max(now))?);
+            changed = true;
+        }
+        if !changed {
+            return Ok(None);
+        }
+        keys.sort_by_key(|k| k.signs_from);
+        Ok(Some(RingDoc {
+            alg: self.alg.name().to_owned(),
+            kek_id: self.kek_id.clone(),
+            keys,
+        }))
+    }
+
+    fn parse(&self, text: &str) -> Result<RingDoc, StoreError> {
+        let doc: RingDoc = serde_json::from_str(text)
+            .map_err(|err| StoreError::Data(format!("the key ring is not readable: {err}")))?;
+        if doc.kek_id != self.kek_id {
+            return Err(StoreError::Data(format!(
+                "the key ring was sealed with another key-encryption key (id {}, this replica's is {}); every replica of a namespace needs the same internal_issuer.kek_file/kek_env",
+                doc.kek_id, self.kek_id
+            )));
+        }
+        if doc.alg != self.alg.name() {
+            return Err(StoreError::Data(format!(
+                "the key ring holds {} keys and this replica is configured for {}",
+                doc.alg,
+                self.alg.name()
+            )));
+        }
+        Ok(doc)
+    }
+
+    /// Writes `next` over `current` (its text, '' if absent) under the rotation lock.
+    async fn write(&self, current: &str, next: &RingDoc) -> Result<bool, StoreError> {
+        let ring_key = self.store.key("keyring");
+        let lock_key = self.store.key("keyring:lock");
+        let token = {
+            let mut bytes = [0u8; 12];
+            let _ = SystemRandom::new().fill(&mut bytes);
+            base64_simd::URL_SAFE_NO_PAD.encode_to_string(bytes)
+        };
+        let locked: Option<String> = self
+            .store
+            .query(
+                "keyring_lock",
+                redis::cmd("SET")
+                    .arg(&lock_key)
+                    .arg(&token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(5000),
+            )
+            .await?;
+        if locked.is_none() {
+            // Another replica is writing; its ring arrives on the next sync.
+            return Ok(false);
+        }
+        let text = serde_json::to_string(next).map_err(|err| StoreError::Data(err.to_string()))?;
+        let written: Result<i64, StoreError> = self
+            .store
+            .script("keyring_write", &self.cas, &[&ring_key], &[current, &text])
+            .await;
+        let _: Result<i64, StoreError> = self
+            .store
+            .script("keyring_unlock", &self.unlock, &[&lock_key], &[&token])
+            .await;
+        Ok(written? == 1)
+    }
+
+    /// One sync: read, maintain (under the lock), install. `held` is the last ring read and the
+    /// keys opened from it, kept by the task.
+    async fn sync(&self, held: &mut Held) -> Result<Synced, StoreError> {
+        let ring_key = self.store.key("keyring");
+        let text: Option<String> = self
+            .store
+            .query("keyring_read", redis::cmd("GET").arg(&ring_key))
+            .await?;
+        let now = wall_ms();
+        let doc = match &text {
+            Some(text) => Some(self.parse(text)?),
+            None => None,
+        };
+        let doc = match (doc, &held.doc) {
+            (None, Some(copy)) => {
+                // The store lost the ring: write back ours (same ciphertexts), then maintain.
+                tracing::warn!("the store has no key ring; writing back this replica's copy");
+                let _ = self.write("", copy).await?;
+                return Ok(Synced::Kept);
+            }
+            (doc, _) => doc,
+        };
+        let current_text = text.unwrap_or_default();
+        let doc = match self.maintained(doc.as_ref(), now)? {
+            Some(next) => {
+                if self.write(&current_text, &next).await? {
+                    tracing::info!(keys = next.keys.len(), "internal key ring updated");
+                    next
+                } else {
+                    // Someone else changed it first: install what is there now, if anything.
+                    match doc {
+                        Some(doc) => doc,
+                        None => return Ok(Synced::Kept),
+                    }
+                }
+            }
+            None => match doc {
+                Some(doc) => doc,
+                None => return Ok(Synced::Kept),
+            },
+        };
+        self.install(&doc, held, now)?;
+        Ok(Synced::Installed)
+    }
+
+    fn install(&self, doc: &RingDoc, held: &mut Held, now: i64) -> Result<(), StoreError> {
+        let mut keys = Vec::with_capacity(doc.keys.len());
+        let mut opened = HashMap::new();
+        for stored in &doc.keys {
+            let key = match held.opened.remove(&stored.kid) {
+                Some(key) => key,
+                None => self.open(stored)?,
+            };
+            opened.insert(stored.kid.clone(), key.clone());
+            keys.push(key);
+        }
+        let limit = sign_limit(&doc.keys, now, millis(self.poll) * 2);
+        self.signer.install(keys, limit);
+        held.opened = opened;
+        held.doc = Some(doc.clone());
+        self.last_sync.store(now, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The first sync, bounded, before the gateway serves; then one per poll interval.
+    pub(crate) async fn start(self: &Arc<Self>) {
+        let mut held = Held::default();
+        match self.sync(&mut held).await {
+            Ok(Synced::Installed) => {}
+            Ok(Synced::Kept) => {
+                // A concurrent replica wrote first; read its ring.
+                let _ = self.sync(&mut held).await;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the shared key ring; internal tokens are refused until it is read");
+            }
+        }
+        let sync = Arc::clone(self);
+        let tick = self.poll.min(Duration::from_millis(
+            u64::try_from(self.rotation / 4).unwrap_or(1000).max(50),
+        ));
+        tokio::spawn(async move {
+            let mut failing = false;
+            loop {
+                tokio::time::sleep(tick).await;
+                match sync.sync(&mut held).await {
+                    Ok(_) if failing => {
+                        tracing::info!("shared key ring read again");
+                        failing = false;
+                    }
+                    Ok(_) => {}
+                    Err(err) if !failing => {
+                        tracing::warn!(error = %err, "cannot sync the shared key ring; signing goes on with the ring held until its current key's end of life");
+                        failing = true;
+                    }
+                    Err(_) => {}
+                }
+            }
+        });
+    }
+}
+
+/// Seals a PKCS#8 key: base64url(nonce || AES-256-GCM(key) || tag), with the namespace, kid and
+/// window as associated data.
+fn seal(
+    kek: &LessSafeKey,
+    namespace: &str,
+    pkcs8: &[u8],
+    kid: &str,
+    from: i64,
+    until: i64,
+) -> Result<String, StoreError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    SystemRandom::new()
+        .fill(&mut nonce)
+        .map_err(|_| StoreError::Data("no randomness".into()))?;
+    let mut buffer = Zeroizing::new(pkcs8.to_vec());
+    kek.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(aad(namespace, kid, from, until)),
+        &mut *buffer,
+    )
+    .map_err(|_| StoreError::Data("sealing failed".into()))?;
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&buffer);
+    Ok(base64_simd::URL_SAFE_NO_PAD.encode_to_string(out))
+}
+
+/// Opens a sealed key; fails unless the key-encryption key, namespace, kid and window all match.
+fn open(
+    kek: &LessSafeKey,
+    namespace: &str,
+    alg: Algorithm,
+    stored: &StoredKey,
+) -> Result<ScheduledKey, StoreError> {
+    let bad = || StoreError::Data(format!("key {} does not open", stored.kid));
+    let bytes = base64_simd::URL_SAFE_NO_PAD
+        .decode_to_vec(&stored.sealed)
+        .map_err(|_| bad())?;
+    if bytes.len() < NONCE_LEN + 16 {
+        return Err(bad());
+    }
+    let (nonce, sealed) = bytes.split_at(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| bad())?;
+    let mut buffer = Zeroizing::new(sealed.to_vec());
+    let plain = kek
+        .open_in_place(
+            nonce,
+            Aad::from(aad(
+                namespace,
+                &stored.kid,
+                stored.signs_from,
+                stored.signs_until,
+            )),
+            &mut buffer,
+        )
+        .map_err(|_| bad())?;
+    let key = ScheduledKey::from_pkcs8(
+        alg,
+        plain,
+        stored.signs_from,
+        stored.signs_until,
+        stored.published_until,
+    )
+    .map_err(|_| bad())?;
+    // The kid is a digest of the public key: a stored kid that does not match is not ours.
+    if key.kid() != stored.kid {
+        return Err(bad());
+    }
+    Ok(key)
+}
+
+#[derive(Default)]
+struct Held {
+    doc: Option<RingDoc>,
+    opened: HashMap<String, ScheduledKey>,
+}
+
+/// Until when a replica may sign with `keys` without another sync at `now`: the end of the
+/// current key's window, or of the next key's when the current one ends within `margin` (a
+/// replica that synced just before the switch keeps signing across it).
+fn sign_limit(keys: &[StoredKey], now: i64, margin: i64) -> i64 {
+    let Some(current) = keys
+        .iter()
+        .find(|k| k.signs_from <= now && now < k.signs_until)
+    else {
+        return now;
+    };
+    if current.signs_until - now > margin {
+        return current.signs_until;
+    }
+    keys.iter()
+        .find(|k| k.signs_from == current.signs_until)
+        .map_or(current.signs_until, |next| next.signs_until)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn stored(from: i64, until: i64) -> StoredKey {
+        StoredKey {
+            kid: format!("k{from}"),
+            signs_from: from,
+            signs_until: until,
+            published_until: until + 1000,
+            sealed: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_sign_limit_is_the_current_keys_end_or_the_next_ones_near_the_switch() {
+        let keys = [stored(0, 100), stored(100, 200)];
+        assert_eq!(sign_limit(&keys, 10, 20), 100);
+        assert_eq!(sign_limit(&keys, 85, 20), 200);
+        assert_eq!(sign_limit(&keys, 150, 20), 200);
+        assert_eq!(sign_limit(&keys, 250, 20), 250);
+        assert_eq!(sign_limit(&[stored(0, 100)], 90, 20), 100);
+    }
+
+    #[test]
+    fn a_sealed_key_opens_only_with_its_kek_namespace_kid_and_window() {
+        let kek = |byte: u8| LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[byte; 32]).unwrap());
+        let pkcs8 = trustgate_core::generate_pkcs8(Algorithm::EdDSA).unwrap();
+        let probe = ScheduledKey::from_pkcs8(Algorithm::EdDSA, &pkcs8, 0, 100, 200).unwrap();
+        let sealed = seal(&kek(1), "ns", &pkcs8, probe.kid(), 0, 100).unwrap();
+        let stored = StoredKey {
+            kid: probe.kid().to_owned(),
+            signs_from: 0,
+            signs_until: 100,
+            published_until: 200,
+            sealed,
+        };
+        let opened = open(&kek(1), "ns", Algorithm::EdDSA, &stored).unwrap();
+        assert_eq!(opened.kid(), probe.kid());
+        // The stored text holds no PKCS#8 in clear.
+        let raw = base64_simd::URL_SAFE_NO_PAD
+            .decode_to_vec(&stored.sealed)
+            .unwrap();
+        assert!(!raw.windows(16).any(|w| pkcs8.windows(16).any(|p| p == w)));
+        assert!(open(&kek(2), "ns", Algorithm::EdDSA, &stored).is_err());
+        assert!(open(&kek(1), "other", Algorithm::EdDSA, &stored).is_err());
+        let moved = StoredKey {
+            signs_until: 1000,
+            ..stored.clone()
+        };
+        assert!(open(&kek(1), "ns", Algorithm::EdDSA, &moved).is_err());
+    }
+
+    #[test]
+    fn the_aad_binds_namespace_kid_and_window() {
+        assert_ne!(aad("a", "k", 0, 1), aad("b", "k", 0, 1));
+        assert_ne!(aad("a", "k", 0, 1), aad("a", "j", 0, 1));
+        assert_ne!(aad("a", "k", 0, 1), aad("a", "k", 0, 2));
+    }
+}

@@ -1,0 +1,206 @@
+//! Per-caller rate limits: GCRA (the generic cell rate algorithm) in Redis, one EVALSHA per
+//! request on the routes that have a limit, and `governor`'s GCRA in this process while Redis
+//! cannot be reached.
+//!
+//! A caller is the token's subject, client id or a mapped claim. Its key is a digest (no
+//! subject is stored in clear, and every key has the same size); the digest is the key's Cluster
+//! hash tag, so callers spread over the slots. The script reads the server's clock (`TIME`), so
+//! replicas with skewed clocks still share one schedule.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use governor::{Quota, RateLimiter, clock::Clock as _};
+use prometheus_client::metrics::counter::Counter;
+use trustgate_core::VerifiedToken;
+use trustgate_edge::RateLimitState;
+
+use super::metrics::FleetMetrics;
+use super::store::RedisStore;
+use crate::config::{RateKey, RateLimit};
+
+// KEYS[1] the caller's theoretical arrival time (µs); ARGV[1] emission interval T (µs),
+// ARGV[2] burst B. Allowed while the new TAT is at most T·B ahead of now.
+const GCRA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tolerance = interval * tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local ahead = tat + interval - now
+if ahead > tolerance then
+  return {0, 0, math.ceil(ahead - tolerance), math.ceil(tat - now)}
+end
+redis.call('SET', KEYS[1], string.format('%.0f', tat + interval), 'PX', math.ceil(ahead / 1000) + 1000)
+return {1, math.floor((tolerance - ahead) / interval), 0, math.ceil(ahead)}
+";
+
+type Local = RateLimiter<
+    [u8; 16],
+    governor::state::keyed::DefaultKeyedStateStore<[u8; 16]>,
+    governor::clock::DefaultClock,
+    governor::middleware::StateInformationMiddleware,
+>;
+
+/// One route's limiter.
+pub(crate) struct RouteLimiter {
+    limit: RateLimit,
+    /// `trustgate:<namespace>:rl:<route>:`
+    key_prefix: String,
+    store: Option<Arc<RedisStore>>,
+    script: redis::Script,
+    local: Local,
+    interval_us: u64,
+    burst: String,
+    interval: String,
+    checks: AtomicU64,
+    counters: [Counter; 4],
+}
+
+impl std::fmt::Debug for RouteLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteLimiter")
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a check came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Allowed(RateLimitState),
+    Limited(RateLimitState),
+}
+
+fn secs_up(us: u64) -> u64 {
+    us.div_ceil(1_000_000)
+}
+
+impl RouteLimiter {
+    pub(crate) fn new(
+        route: &str,
+        namespace: &str,
+        limit: RateLimit,
+        store: Option<Arc<RedisStore>>,
+        metrics: &FleetMetrics,
+    ) -> Self {
+        let per_us = u64::try_from(limit.per.as_micros()).unwrap_or(u64::MAX);
+        let interval_us = (per_us / limit.requests).max(1);
+        let burst = NonZeroU32::new(u32::try_from(limit.burst).unwrap_or(u32::MAX))
+            .unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::with_period(Duration::from_micros(interval_us))
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(burst);
+        let counter = |decision, source| metrics.rate_limit_counter(route, decision, source);
+        Self {
+            key_prefix: format!("trustgate:{namespace}:rl:{route}:"),
+            store,
+            script: redis::Script::new(GCRA),
+            local: RateLimiter::keyed(quota).with_middleware(),
+            interval_us,
+            burst: limit.burst.to_string(),
+            interval: interval_us.to_string(),
+            checks: AtomicU64::new(0),
+            counters: [
+                counter("allowed", "redis"),
+                counter("limited", "redis"),
+                counter("allowed", "local"),
+                counter("limited", "local"),
+            ],
+            limit,
+        }
+    }
+
+    /// The caller's key: a digest of the key claim (or of nothing, for callers without one, who
+    /// then share one bucket).
+    fn caller(&self, token: Option<&VerifiedToken>) -> [u8; 16] {
+        let identity = token.map(VerifiedToken::identity);
+        let value = match &self.limit.by {
+            RateKey::Subject => identity.and_then(|i| i.subject()),
+            RateKey::Client => identity.and_then(|i| i.client()),
+            RateKey::Claim(name) => identity.and_then(|i| i.claim(name)),
+        };
+        let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        context.update(token.map_or("", VerifiedToken::issuer).as_bytes());
+        context.update(b"\0");
+        context.update(value.unwrap_or("").as_bytes());
+        let digest = context.finish();
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&digest.as_ref()[..16]);
+        key
+    }
+
+    fn state(&self, remaining: u64, retry_us: u64, reset_us: u64) -> RateLimitState {
+        RateLimitState {
+            quota: self.limit.requests,
+            window_secs: self.limit.per.as_secs().max(1),
+            remaining,
+            reset_secs: secs_up(reset_us),
+            retry_after_secs: secs_up(retry_us).max(u64::from(retry_us > 0)),
+        }
+    }
+
+    /// Checks one request: Redis when it is reachable, else this process's limiter.
+    pub(crate) async fn check(&self, token: Option<&VerifiedToken>) -> Verdict {
+        let caller = self.caller(token);
+        if let Some(store) = &self.store
+            && store.worth_trying()
+        {
+            let mut key = String::with_capacity(self.key_prefix.len() + 34);
+            key.push_str(&self.key_prefix);
+            key.push('{');
+            for byte in caller {
+                key.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
+                key.push(char::from(b"0123456789abcdef"[usize::from(byte & 15)]));
+            }
+            key.push('}');
+            let result: Result<(u8, u64, u64, u64), _> = store
+                .script(
+                    "rate_limit",
+                    &self.script,
+                    &[&key],
+                    &[&self.interval, &self.burst],
+                )
+                .await;
+            match result {
+                Ok((1, remaining, _, reset)) => {
+                    self.counters[0].inc();
+                    return Verdict::Allowed(self.state(remaining, 0, reset));
+                }
+                Ok((_, _, retry, reset)) => {
+                    self.counters[1].inc();
+                    return Verdict::Limited(self.state(0, retry, reset));
+                }
+                Err(err) => {
+                    tracing::debug!(error = %err, "rate limit store call failed; limiting in this process");
+                }
+            }
+        }
+        self.check_local(caller)
+    }
+
+    fn check_local(&self, caller: [u8; 16]) -> Verdict {
+        // Forget idle callers now and then, so the map does not grow without bound.
+        if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
+            self.local.retain_recent();
+        }
+        match self.local.check_key(&caller) {
+            Ok(snapshot) => {
+                self.counters[2].inc();
+                let remaining = u64::from(snapshot.remaining_burst_capacity());
+                let used = self.limit.burst.saturating_sub(remaining);
+                Verdict::Allowed(self.state(remaining, 0, used * self.interval_us))
+            }
+            Err(not_until) => {
+                self.counters[3].inc();
+                let clock = governor::clock::DefaultClock::default();
+                let wait = not_until.wait_time_from(clock.now());
+                let wait_us = u64::try_from(wait.as_micros()).unwrap_or(u64::MAX).max(1);
+                Verdict::Limited(self.state(0, wait_us, wait_us))
+            }
+        }
+    }
+}
