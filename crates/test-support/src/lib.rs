@@ -8,16 +8,16 @@ pub mod echo;
 pub mod h2echo;
 pub mod issuer;
 pub mod keys;
-pub mod service;
 pub mod redis;
+pub mod service;
 
 pub use certs::TestCerts;
 pub use echo::{EchoUpstream, RecordedRequest};
 pub use h2echo::{DataThenTrailers, H2Echo, H2Request};
 pub use issuer::{Behavior, TestIssuer};
 pub use keys::{TestKey, b64, claims, now_secs, token_with_header};
-pub use service::{Issuers, alice_headers};
 pub use redis::{RedisCluster, RedisServer};
+pub use service::{Issuers, alice_headers};
 
 /// A header map with `pairs` appended in order, so a name may repeat.
 pub fn header_map(pairs: &[(&str, &str)]) -> http::HeaderMap {
