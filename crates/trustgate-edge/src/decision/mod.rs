@@ -22,6 +22,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use tracing::field::Empty;
 use trustgate_core::{
     AuthError, InternalSigner, Reason, RequestProblem, Validator, VerifiedToken,
     query_has_access_token,
@@ -112,6 +113,24 @@ pub enum Step {
     Sign,
 }
 
+impl Step {
+    /// A stable label, for the audit log and spans.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Framing => "framing",
+            Step::Sanitize => "sanitize",
+            Step::Path => "path",
+            Step::Host => "host",
+            Step::Route => "route",
+            Step::Token => "token",
+            Step::Validate => "validate",
+            Step::Issuer => "issuer",
+            Step::Authorize => "authorize",
+            Step::Sign => "sign",
+        }
+    }
+}
+
 /// A refusal: the error to answer with, the step, and the route if one had been chosen.
 #[derive(Debug)]
 pub struct Refusal {
@@ -196,8 +215,13 @@ impl Engine {
         mut trace: Trace<'_>,
     ) -> Result<Decision, Refusal> {
         // 1. Sanitization: decided before routing, so no route and no error path is spared.
+        // Each step has a span (for OpenTelemetry, `trustgate telemetry`): reason codes, route
+        // and pattern, never a token or a claim value. Without a layer that wants them, each is a
+        // disabled callsite.
+        let span = tracing::info_span!("sanitize", trustgate.reason = Empty);
         if self.sanitize == SanitizeMode::Reject && self.identity_headers.contains_any(head.headers)
         {
+            span.record("trustgate.reason", "client_identity_header");
             tracing::warn!(
                 target: "trustgate::audit",
                 peer = %head.peer,
@@ -213,6 +237,7 @@ impl Engine {
                 AuthError::InvalidRequest(RequestProblem::ClientIdentityHeader),
             ));
         }
+        drop(span);
         if trace.is_some() {
             let (identity, overrides) = self.count_removals(head.headers);
             note!(
@@ -249,10 +274,16 @@ impl Engine {
                 else {
                     return Err(refuse(Some(&route), Step::Sign, GatewayError::Internal));
                 };
-                let value = self
-                    .minted
-                    .authorization(signer, text, route.index, pattern, verified)
-                    .map_err(|err| refuse(Some(&route), Step::Sign, err))?;
+                let span = tracing::info_span!("mint", trustgate.reason = Empty);
+                let value = span
+                    .in_scope(|| {
+                        self.minted
+                            .authorization(signer, text, route.index, pattern, verified)
+                    })
+                    .map_err(|err| {
+                        span.record("trustgate.reason", err.label());
+                        refuse(Some(&route), Step::Sign, err)
+                    })?;
                 note!(
                     trace,
                     "internal token: for audience {:?}, ttl {:?}",
@@ -277,15 +308,22 @@ impl Engine {
                     Trust::IdentityHeaders(pattern) => Some(pattern),
                     _ => None,
                 };
-                let value = mint::assertion(
-                    signer,
-                    &assertion.service,
-                    head.method,
-                    path_and_query,
-                    injected,
-                    token.as_ref(),
-                )
-                .map_err(|err| refuse(Some(&route), Step::Sign, err))?;
+                let span = tracing::info_span!("assertion", trustgate.reason = Empty);
+                let value = span
+                    .in_scope(|| {
+                        mint::assertion(
+                            signer,
+                            &assertion.service,
+                            head.method,
+                            path_and_query,
+                            injected,
+                            token.as_ref(),
+                        )
+                    })
+                    .map_err(|err| {
+                        span.record("trustgate.reason", err.label());
+                        refuse(Some(&route), Step::Sign, err)
+                    })?;
                 note!(
                     trace,
                     "assertion: signed for audience {:?}, binding method, path and identity headers",
@@ -304,9 +342,36 @@ impl Engine {
         })
     }
 
-    /// Step 2: the route for the normalized path and the request's host.
+    /// Step 2, in its span: the route and pattern chosen, or the reason there is none.
     #[allow(clippy::type_complexity)]
     fn route(
+        &self,
+        head: RequestHead<'_>,
+        trace: &mut Trace<'_>,
+    ) -> Result<(Arc<Route>, path::NormalizedPath, Option<HeaderValue>), Refusal> {
+        let span = tracing::info_span!(
+            "route",
+            trustgate.route = Empty,
+            trustgate.pattern = Empty,
+            trustgate.reason = Empty,
+        );
+        let _entered = span.enter();
+        let routed = self.select_route(head, trace);
+        match &routed {
+            Ok((route, ..)) => {
+                span.record("trustgate.route", route.name.as_str());
+                span.record("trustgate.pattern", route.trust.name());
+            }
+            Err(refusal) => {
+                span.record("trustgate.reason", refusal.error.label());
+            }
+        }
+        routed
+    }
+
+    /// Step 2: the route for the normalized path and the request's host.
+    #[allow(clippy::type_complexity)]
+    fn select_route(
         &self,
         head: RequestHead<'_>,
         trace: &mut Trace<'_>,
@@ -390,25 +455,42 @@ impl Engine {
             );
             return Ok((None, None, false));
         };
+        let span = tracing::info_span!(
+            "token",
+            trustgate.token.source = Empty,
+            trustgate.reason = Empty,
+        );
+        let entered = span.enter();
+        let refused = |refusal: Refusal| {
+            span.record("trustgate.reason", refusal.error.label());
+            refusal
+        };
         // A token in the URL is never taken and never forwarded (RFC 6750 §2.3 is off).
         if head.uri.query().is_some_and(query_has_access_token) {
             note!(trace, "token: an access_token query parameter; refused");
-            return Err(refuse(
+            return Err(refused(refuse(
                 Some(route),
                 Step::Token,
                 AuthError::InvalidRequest(RequestProblem::TokenInQuery),
-            ));
+            )));
         }
         let found = extract_token(head.headers, validation.token_cookie.as_deref())
-            .map_err(|err| refuse(Some(route), Step::Token, err))?;
+            .map_err(|err| refused(refuse(Some(route), Step::Token, err)))?;
         let Some((text, source)) = found else {
+            span.record("trustgate.token.source", "none");
             if route.trust.allows_anonymous() {
                 note!(trace, "token: none; anonymous access allowed on this route");
                 return Ok((None, None, false));
             }
             note!(trace, "token: none; refused");
-            return Err(refuse(Some(route), Step::Token, AuthError::MissingToken));
+            return Err(refused(refuse(
+                Some(route),
+                Step::Token,
+                AuthError::MissingToken,
+            )));
         };
+        span.record("trustgate.token.source", source.as_str());
+        drop(entered);
         note!(trace, "token: found in {source} ({} bytes)", text.len());
         let verified = self.validator.validate(text).await.map_err(|err| {
             note!(trace, "validate: failed ({})", err.label());
@@ -423,11 +505,14 @@ impl Engine {
                 .map_or("(none)".to_owned(), |kid| format!("{kid:?}")),
             verified.algorithm()
         );
+        let span = tracing::info_span!("require", trustgate.reason = Empty);
+        let _entered = span.enter();
         if !validation
             .issuers
             .iter()
             .any(|iss| iss == verified.issuer())
         {
+            span.record("trustgate.reason", "issuer_not_accepted");
             note!(
                 trace,
                 "issuer: {:?} is not accepted on this route",
@@ -440,6 +525,7 @@ impl Engine {
             ));
         }
         if let Err(err) = validation.require.check(&verified) {
+            span.record("trustgate.reason", err.label());
             note!(trace, "authorize: route requirements not met");
             return Err(refuse(Some(route), Step::Authorize, err));
         }
