@@ -59,6 +59,8 @@ mod mode;
 mod replay;
 mod request;
 mod service;
+#[cfg(feature = "opentelemetry")]
+mod trace;
 
 pub use caller::{Caller, Rejection};
 pub use headers::HeaderMapping;
