@@ -7,7 +7,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::{self, Config, ConfigError};
 use crate::metrics::Metrics;
-use crate::runtime::Runtime;
+use crate::runtime::{Observers, Runtime};
 
 /// The running gateway: the current runtime, swapped on reload.
 pub(crate) struct Gateway {
@@ -15,6 +15,7 @@ pub(crate) struct Gateway {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) signer: Option<Arc<trustgate_core::InternalSigner>>,
     pub(crate) config_path: Option<PathBuf>,
+    pub(crate) observers: Observers,
 }
 
 impl Gateway {
@@ -41,7 +42,12 @@ impl Gateway {
                     "[internal_issuer] changed; restart the gateway to apply it (its keys live for the whole process)".into(),
                 ));
             }
-            let runtime = Runtime::build(config, Arc::clone(&self.metrics), self.signer.clone())?;
+            let runtime = Runtime::build(
+                config,
+                Arc::clone(&self.metrics),
+                self.signer.clone(),
+                &self.observers,
+            )?;
             if !runtime.start().await {
                 return Err(ConfigError(
                     "new configuration refused: not every issuer has usable keys".into(),
@@ -49,7 +55,7 @@ impl Gateway {
             }
             if config_needs_restart(&current.config, &runtime.config) {
                 tracing::warn!(
-                    "[server] or [log] settings changed; restart to apply them (routes, issuers, upstreams and sanitization are applied now)"
+                    "[server], [log], [telemetry] or [audit] settings changed; restart to apply them (routes, issuers, upstreams and sanitization are applied now)"
                 );
             }
             runtime.publish_metrics();
@@ -70,5 +76,8 @@ impl Gateway {
 
 /// Settings that are read once, when listeners and the runtime start.
 fn config_needs_restart(old: &Config, new: &Config) -> bool {
-    old.server != new.server || old.log != new.log
+    old.server != new.server
+        || old.log != new.log
+        || old.telemetry != new.telemetry
+        || old.audit != new.audit
 }

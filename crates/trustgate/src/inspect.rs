@@ -27,7 +27,7 @@ pub(crate) async fn check(path: &Path, json: bool) -> Result<bool, ConfigError> 
     let config = config::load(path)?;
     let ids = config::issuer_ids(&config);
     let signer = signer_for(&config)?;
-    let runtime = Runtime::build(config, Metrics::new(), signer.clone())?;
+    let runtime = Runtime::build(config, Metrics::new(), signer.clone(), &Default::default())?;
     let ready = runtime.start().await;
     let summary = summary(path, &runtime, &ids, signer.as_deref(), ready);
     if json {
@@ -298,7 +298,12 @@ pub(crate) async fn explain(
 ) -> Result<bool, ConfigError> {
     let config = config::load(path)?;
     let signer = signer_for(&config)?;
-    let runtime = Arc::new(Runtime::build(config, Metrics::new(), signer)?);
+    let runtime = Arc::new(Runtime::build(
+        config,
+        Metrics::new(),
+        signer,
+        &Default::default(),
+    )?);
     runtime.start().await;
     let mut builder = Request::builder().method(method).uri(target);
     builder = builder.header("host", host.unwrap_or("localhost"));

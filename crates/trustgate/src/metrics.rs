@@ -67,6 +67,7 @@ pub(crate) struct Metrics {
     failures: Family<ReasonLabel, Counter>,
     upstream_seconds: Family<RouteLabel, Histogram>,
     reloads: Family<ResultLabel, Counter>,
+    audit_dropped: Counter,
     validator: Arc<ArcSwapOption<Validator>>,
 }
 
@@ -116,6 +117,12 @@ impl Metrics {
             "Configuration reload attempts by result",
             reloads.clone(),
         );
+        let audit_dropped = Counter::default();
+        registry.register(
+            "audit_dropped",
+            "Audit events dropped because the audit queue was full",
+            audit_dropped.clone(),
+        );
         let validator = Arc::new(ArcSwapOption::empty());
         registry.register_collector(Box::new(ValidatorCollector {
             validator: Arc::clone(&validator),
@@ -127,6 +134,7 @@ impl Metrics {
             failures,
             upstream_seconds,
             reloads,
+            audit_dropped,
             validator,
         })
     }
@@ -159,6 +167,11 @@ impl Metrics {
 
     pub(crate) fn validation_failure(&self, reason: &'static str) {
         self.failures.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// The counter of audit events dropped on a full queue (`trustgate_audit_dropped_total`).
+    pub(crate) fn audit_dropped(&self) -> Counter {
+        self.audit_dropped.clone()
     }
 
     pub(crate) fn reload(&self, ok: bool) {

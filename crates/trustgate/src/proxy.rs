@@ -24,13 +24,16 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
-use trustgate_core::{AuthError, VerifiedToken};
+use tracing::{Instrument, Span};
+use trustgate_core::VerifiedToken;
 use trustgate_edge::decision::Trace;
 use trustgate_edge::framing::{self, FramingError};
 use trustgate_edge::headers::{self, Message};
 use trustgate_edge::{Decision, GatewayError, Outcome, Refusal, RequestHead, Route, Step};
 
+use crate::record::{self, Door, Origin};
 use crate::runtime::{RouteRuntime, Runtime};
+use crate::telemetry::RequestTrace;
 use crate::upstream::{RequestBody, TrailerFilter, UpstreamBody};
 
 /// The response body: streamed from the upstream, or a small fixed body made here.
@@ -170,9 +173,36 @@ fn fixed(response: Response<Bytes>) -> Response<Body> {
 /// for an upgrade: an upgraded tunnel holds it until the tunnel closes.
 pub(crate) async fn handle(
     rt: Arc<Runtime>,
+    req: Request<Incoming>,
+    conn: ConnInfo,
+    tunnel_slot: Option<Arc<OwnedSemaphorePermit>>,
+) -> Response<Body> {
+    // Telemetry off (the default): no trace, no span, nothing allocated for either.
+    let Some(tracing) = rt.tracing.as_ref() else {
+        return exchange(rt, req, conn, tunnel_slot, None).await;
+    };
+    let trace = tracing.begin(
+        Door::Proxy,
+        req.method(),
+        req.headers(),
+        conn.peer,
+        &rt.config.server.trusted_proxies,
+    );
+    let span = trace.span.clone();
+    let response = exchange(Arc::clone(&rt), req, conn, tunnel_slot, Some(&trace))
+        .instrument(span)
+        .await;
+    record::status(Some(&trace), response.status());
+    response
+}
+
+/// [`handle`] within the request's trace, if any.
+async fn exchange(
+    rt: Arc<Runtime>,
     mut req: Request<Incoming>,
     conn: ConnInfo,
     tunnel_slot: Option<Arc<OwnedSemaphorePermit>>,
+    trace: Option<&RequestTrace>,
 ) -> Response<Body> {
     // Read only for the access log: with it off, a clock read per request is spared.
     let started = rt.config.log.access.then(Instant::now);
@@ -190,14 +220,21 @@ pub(crate) async fn handle(
     // A gRPC client reads refusals from `grpc-status`; its deadline bounds the wait upstream.
     let exchange = Exchange::new(&req, started);
     let (mut parts, body) = req.into_parts();
+    let origin = Origin {
+        door: Door::Proxy,
+        peer: conn.peer,
+        method: Some(&exchange.method),
+        trace,
+    };
     let prepared = match prepare(&rt, &mut parts, conn, None).await {
         Ok(prepared) => prepared,
-        Err(refusal) => return refused(&rt, &refusal, &exchange),
+        Err(refusal) => return refused(&rt, &refusal, &exchange, &origin),
     };
+    record::allowed(&rt, &origin, &prepared.decision);
     let route = &prepared.decision.route;
     let token = &prepared.decision.token;
     let Some(route_rt) = rt.route(route) else {
-        return refused(&rt, &internal_refusal(route), &exchange);
+        return refused(&rt, &internal_refusal(route), &exchange, &origin);
     };
     let upstream = &route_rt.upstream;
     // An HTTP/1 chunked body's first frame is read before any upstream connection is used: a
@@ -218,6 +255,15 @@ pub(crate) async fn handle(
         }
     };
     let body_failed = body.failure_flag();
+    // The upstream exchange's span, and the trace handed on in `traceparent`.
+    let upstream_span = match trace {
+        Some(trace) => {
+            let span = trace.upstream_span(&upstream.config.id);
+            trace.inject(&span, &mut parts.headers);
+            span
+        }
+        None => Span::none(),
+    };
     let request = Request::from_parts(parts, body);
     // One clock read serves the latency histogram and the idle list's timeout check.
     let sent = Instant::now();
@@ -229,13 +275,17 @@ pub(crate) async fn handle(
         wait,
         upstream.send(request, prepared.upgrade.is_some(), sent),
     )
+    .instrument(upstream_span.clone())
     .await;
     route_rt
         .metrics
         .upstream_seconds
         .observe(sent.elapsed().as_secs_f64());
     let mut response = match result {
-        Ok(Ok(response)) => response,
+        Ok(Ok(response)) => {
+            upstream_span.record("http.response.status_code", response.status().as_u16());
+            response
+        }
         Ok(Err(err)) => {
             tracing::debug!(route = %route.name, error = %err, "upstream request failed");
             // The client's malformed body, not the upstream, ended the exchange.
@@ -244,10 +294,12 @@ pub(crate) async fn handle(
             } else {
                 GatewayError::UpstreamUnavailable
             };
+            upstream_span.record("trustgate.reason", error.label());
             return upstream_error(&rt, route, route_rt, token, error, &exchange);
         }
         Err(_) => {
             let error = GatewayError::UpstreamTimeout;
+            upstream_span.record("trustgate.reason", error.label());
             return upstream_error(&rt, route, route_rt, token, error, &exchange);
         }
     };
@@ -286,21 +338,6 @@ fn internal_endpoint_on_edge(rt: &Runtime, req: &Request<Incoming>) -> Option<Re
     }
     let signer = rt.engine.signer.as_deref()?;
     crate::internal_issuer::internal_issuer_document(signer, req.uri().path())
-}
-
-/// Counts a refusal: per route (or unrouted), and a failed validation by its reason. Every front
-/// door counts the same way.
-pub(crate) fn count_refusal(rt: &Runtime, refusal: &Refusal) {
-    let outcome = refusal.error.outcome();
-    match refusal.route.as_deref().and_then(|route| rt.route(route)) {
-        Some(route_rt) => route_rt.metrics.record(outcome),
-        None => rt.metrics.unrouted(refusal.error.label()),
-    }
-    if matches!(refusal.step, Step::Validate | Step::Issuer)
-        && let GatewayError::Auth(AuthError::InvalidToken(reason)) = refusal.error
-    {
-        rt.metrics.validation_failure(reason.as_str());
-    }
 }
 
 /// What the gateway needs to answer a request itself and log it: the method, whether it is a
@@ -348,9 +385,14 @@ impl TrailerFilter for Runtime {
     }
 }
 
-/// The answer to a refused request, counted and logged.
-fn refused(rt: &Runtime, refusal: &Refusal, exchange: &Exchange) -> Response<Body> {
-    count_refusal(rt, refusal);
+/// The answer to a refused request, counted, audited and logged.
+fn refused(
+    rt: &Runtime,
+    refusal: &Refusal,
+    exchange: &Exchange,
+    origin: &Origin<'_>,
+) -> Response<Body> {
+    record::refused(rt, origin, refusal);
     let response = exchange.response(refusal.error);
     access_log(
         rt,

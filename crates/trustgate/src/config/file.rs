@@ -36,6 +36,10 @@ pub(crate) struct FileConfig {
     pub(crate) routes: Vec<FileRoute>,
     pub(crate) internal_issuer: Option<FileInternalIssuer>,
     pub(crate) forward_auth: Option<FileForwardAuth>,
+    #[serde(default)]
+    pub(crate) telemetry: super::observe::FileTelemetry,
+    #[serde(default)]
+    pub(crate) audit: super::observe::FileAudit,
 }
 
 /// `[forward_auth]`: the decision endpoint for a proxy in front (nginx `auth_request`, Traefik,

@@ -11,6 +11,7 @@
 mod duration;
 mod file;
 mod issuer;
+mod observe;
 mod route;
 mod text;
 mod upstream;
@@ -29,6 +30,9 @@ use trustgate_edge::path::DoubleSlash;
 use trustgate_edge::{Route, SanitizeMode};
 
 pub(crate) use file::{FileTls, LogFormat, UpstreamProtocol};
+pub(crate) use observe::{
+    AuditConfig, AuditPath, OtlpProtocol, SubjectMode, TelemetryConfig, TrustIncoming,
+};
 
 /// A configuration problem, with a message that says how to fix it.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +58,10 @@ pub(crate) struct Config {
     pub(crate) routes: Vec<Route>,
     pub(crate) internal: Option<InternalIssuerConfig>,
     pub(crate) forward_auth: Option<ForwardAuthConfig>,
+    /// OpenTelemetry traces, when on.
+    pub(crate) telemetry: Option<TelemetryConfig>,
+    /// The audit log, when on.
+    pub(crate) audit: Option<AuditConfig>,
 }
 
 /// The decision endpoint: trustgate's decisions for the proxy in front.
@@ -178,7 +186,7 @@ pub(crate) fn parse(
         .try_into()
         .map_err(|err| ConfigError::new(text::with_suggestion(format!("config file: {err}"))))?;
     // Step 3.
-    validate(file, base)
+    validate(file, base, env)
 }
 
 fn socket_addr(text: &str, field: &str) -> Result<SocketAddr, ConfigError> {
@@ -197,7 +205,11 @@ fn resolve(base: &Path, path: &Path) -> PathBuf {
     }
 }
 
-fn validate(file: file::FileConfig, base: &Path) -> Result<Config, ConfigError> {
+fn validate(
+    file: file::FileConfig,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
     let server = file.server;
     if server.max_connections == 0 {
         return Err(ConfigError::new(
@@ -404,8 +416,12 @@ fn validate(file: file::FileConfig, base: &Path) -> Result<Config, ConfigError> 
         .map_err(|err| ConfigError::new(format!("sanitize: {err}")))?;
 
     let forward_auth = file.forward_auth.map(forward_auth_config).transpose()?;
+    let telemetry = observe::telemetry(file.telemetry, env)?;
+    let audit = observe::audit(file.audit, base)?;
     Ok(Config {
         forward_auth,
+        telemetry,
+        audit,
         server: server_config,
         admin_listen,
         sanitize: SanitizeConfig {
