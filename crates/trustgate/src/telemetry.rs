@@ -505,3 +505,102 @@ impl opentelemetry_http::HttpClient for OtlpHttpClient {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn tracing(ratio: f64, trust: TrustIncoming) -> RequestTracing {
+        RequestTracing::new(&TelemetryConfig {
+            endpoint: "http://localhost:4317".into(),
+            protocol: OtlpProtocol::Grpc,
+            sample_ratio: ratio,
+            trust_incoming: trust,
+            service_name: "t".into(),
+            span_claims: Vec::new(),
+        })
+    }
+
+    fn sampled(trace: &RequestTrace) -> bool {
+        matches!(trace.propagate, Propagate::FromSpan { .. })
+    }
+
+    const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn fresh_traces_are_sampled_by_ratio() {
+        let peer = IpAddr::from([192, 0, 2, 1]);
+        let nobody = TrustedProxies::new(&[]).unwrap();
+        for (ratio, low, high) in [(0.0, 0, 0), (0.25, 2200, 2800), (1.0, 10_000, 10_000)] {
+            let tracing = tracing(ratio, TrustIncoming::TrustedProxies);
+            let count = (0..10_000)
+                .filter(|_| {
+                    let trace =
+                        tracing.begin(Door::Proxy, &Method::GET, &HeaderMap::new(), peer, &nobody);
+                    sampled(&trace)
+                })
+                .count();
+            assert!((low..=high).contains(&count), "{ratio}: {count}");
+        }
+    }
+
+    #[test]
+    fn a_traceparent_is_believed_per_trust_incoming() {
+        let mut headers = HeaderMap::new();
+        headers.insert(TRACEPARENT, HeaderValue::from_static(PARENT));
+        let proxy = IpAddr::from([10, 0, 0, 1]);
+        let client = IpAddr::from([192, 0, 2, 1]);
+        let proxies = TrustedProxies::new(&["10.0.0.0/8".to_owned()]).unwrap();
+        let parent = TraceParent::parse(PARENT.as_bytes()).unwrap().trace_id;
+        // Ratio 0: only a believed sampled parent can make a request sampled.
+        for (trust, peer, believed) in [
+            (TrustIncoming::TrustedProxies, proxy, true),
+            (TrustIncoming::TrustedProxies, client, false),
+            (TrustIncoming::Never, proxy, false),
+            (TrustIncoming::Always, client, true),
+        ] {
+            let trace =
+                tracing(0.0, trust).begin(Door::Proxy, &Method::GET, &headers, peer, &proxies);
+            assert_eq!(trace.trace_id() == parent, believed, "{trust:?} {peer}");
+            assert_eq!(sampled(&trace), believed, "{trust:?} {peer}");
+        }
+        // A believed unsampled parent is passed on as it came.
+        headers.insert(
+            TRACEPARENT,
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"),
+        );
+        let trace = tracing(1.0, TrustIncoming::Always).begin(
+            Door::Proxy,
+            &Method::GET,
+            &headers,
+            client,
+            &proxies,
+        );
+        assert!(matches!(trace.propagate, Propagate::AsReceived));
+        let mut upstream = headers.clone();
+        trace.inject(&Span::none(), &mut upstream);
+        assert_eq!(upstream, headers);
+    }
+
+    #[test]
+    fn an_unsampled_fresh_trace_replaces_the_clients_headers() {
+        let mut headers = HeaderMap::new();
+        headers.insert(TRACEPARENT, HeaderValue::from_static(PARENT));
+        headers.insert(TRACESTATE, HeaderValue::from_static("vendor=x"));
+        let nobody = TrustedProxies::new(&[]).unwrap();
+        let trace = tracing(0.0, TrustIncoming::TrustedProxies).begin(
+            Door::Proxy,
+            &Method::GET,
+            &headers,
+            IpAddr::from([192, 0, 2, 1]),
+            &nobody,
+        );
+        trace.inject(&Span::none(), &mut headers);
+        let sent = TraceParent::parse(headers[TRACEPARENT].as_bytes()).unwrap();
+        assert!(!sent.sampled());
+        assert_eq!(sent.trace_id, trace.trace_id());
+        assert_ne!(headers[TRACEPARENT], PARENT);
+        assert!(headers.get(TRACESTATE).is_none());
+    }
+}
