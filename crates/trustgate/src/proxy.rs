@@ -177,7 +177,23 @@ pub(crate) async fn handle(
     conn: ConnInfo,
     tunnel_slot: Option<Arc<OwnedSemaphorePermit>>,
 ) -> Response<Body> {
-    // Telemetry off (the default): no trace, no span, nothing allocated for either.
+    // Telemetry off (the default): no trace, no span, nothing allocated for either, and the
+    // request future is the exchange's own. On, the traced exchange is boxed: its trace and
+    // span would otherwise enlarge every request's future, which hyper moves (callgrind).
+    if rt.tracing.is_none() {
+        exchange(rt, req, conn, tunnel_slot, None).await
+    } else {
+        Box::pin(traced(rt, req, conn, tunnel_slot)).await
+    }
+}
+
+/// [`exchange`] in the request's trace.
+async fn traced(
+    rt: Arc<Runtime>,
+    req: Request<Incoming>,
+    conn: ConnInfo,
+    tunnel_slot: Option<Arc<OwnedSemaphorePermit>>,
+) -> Response<Body> {
     let Some(tracing) = rt.tracing.as_ref() else {
         return exchange(rt, req, conn, tunnel_slot, None).await;
     };
@@ -220,22 +236,29 @@ async fn exchange(
     // A gRPC client reads refusals from `grpc-status`; its deadline bounds the wait upstream.
     let exchange = Exchange::new(&req, started);
     let (mut parts, body) = req.into_parts();
-    let origin = Origin {
-        door: Door::Proxy,
-        peer: conn.peer,
-        method: Some(&exchange.method),
-        trace,
+    let prepared = prepare(&rt, &mut parts, conn, None).await;
+    // The decision recorded, in a scope of its own that ends before the next await: what it
+    // needs is then not kept in the request's future.
+    let (prepared, route_rt) = {
+        let origin = Origin {
+            door: Door::Proxy,
+            peer: conn.peer,
+            method: Some(&exchange.method),
+            trace,
+        };
+        let prepared = match prepared {
+            Ok(prepared) => prepared,
+            Err(refusal) => return refused(&rt, &refusal, &exchange, &origin),
+        };
+        record::allowed(&rt, &origin, &prepared.decision);
+        let Some(route_rt) = rt.route(&prepared.decision.route) else {
+            let refusal = internal_refusal(&prepared.decision.route);
+            return refused(&rt, &refusal, &exchange, &origin);
+        };
+        (prepared, route_rt)
     };
-    let prepared = match prepare(&rt, &mut parts, conn, None).await {
-        Ok(prepared) => prepared,
-        Err(refusal) => return refused(&rt, &refusal, &exchange, &origin),
-    };
-    record::allowed(&rt, &origin, &prepared.decision);
     let route = &prepared.decision.route;
     let token = &prepared.decision.token;
-    let Some(route_rt) = rt.route(route) else {
-        return refused(&rt, &internal_refusal(route), &exchange, &origin);
-    };
     let upstream = &route_rt.upstream;
     // An HTTP/1 chunked body's first frame is read before any upstream connection is used: a
     // malformed chunk is the client's error (400), not the upstream's (502). HTTP/2 has no chunk
@@ -256,14 +279,11 @@ async fn exchange(
     };
     let body_failed = body.failure_flag();
     // The upstream exchange's span, and the trace handed on in `traceparent`.
-    let upstream_span = match trace {
-        Some(trace) => {
-            let span = trace.upstream_span(&upstream.config.id);
-            trace.inject(&span, &mut parts.headers);
-            span
-        }
-        None => Span::none(),
-    };
+    let upstream_span = trace.map(|trace| {
+        let span = trace.upstream_span(&upstream.config.id);
+        trace.inject(&span, &mut parts.headers);
+        span
+    });
     let request = Request::from_parts(parts, body);
     // One clock read serves the latency histogram and the idle list's timeout check.
     let sent = Instant::now();
@@ -271,12 +291,16 @@ async fn exchange(
         Some(deadline) => deadline.min(upstream.config.response_timeout),
         None => upstream.config.response_timeout,
     };
-    let result = tokio::time::timeout(
+    let send = tokio::time::timeout(
         wait,
         upstream.send(request, prepared.upgrade.is_some(), sent),
-    )
-    .instrument(upstream_span.clone())
-    .await;
+    );
+    // Wrapped only when traced: the wrapper moves the (large) send future.
+    let result = match &upstream_span {
+        Some(span) => send.instrument(span.clone()).await,
+        None => send.await,
+    };
+    let upstream_span = upstream_span.unwrap_or_else(Span::none);
     route_rt
         .metrics
         .upstream_seconds

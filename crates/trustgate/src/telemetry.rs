@@ -14,7 +14,7 @@
 //! parent-based, then by ratio. A `traceparent` is believed only per `trust_incoming` (by default
 //! from `server.trusted_proxies`), and its sampled flag decides; otherwise the request starts a
 //! trace of its own and is sampled with probability `sample_ratio`. An unsampled request creates
-//! no span at all: the OpenTelemetry layer's filter ([`Traced`]) lets a step's span through only
+//! no span at all: a global filter ([`UnderSampledRequests`]) lets a step's span exist only
 //! under a sampled request's root. Every forwarded request gets a `traceparent` (unsampled ones
 //! too, with the sampled flag clear, so the services agree), and a client's own `traceparent`
 //! and `tracestate` never reach the upstream unless believed.
@@ -50,7 +50,7 @@ use trustgate_edge::headers::TrustedProxies;
 use crate::config::{OtlpProtocol, TelemetryConfig, TrustIncoming};
 use crate::record::Door;
 
-/// The root span of a request at any front door; the one span [`Traced`] admits without a parent.
+/// The root span of a request at any front door; the one span [`UnderSampledRequests`] admits without a parent.
 const ROOT_SPAN: &str = "trustgate.request";
 
 /// How long one export may take.
@@ -104,10 +104,13 @@ pub(crate) fn init(
         .with_target(false)
         .with_tracked_inactivity(false)
         .with_context_activation(false)
-        .with_filter(Traced);
+        .with_filter(Ours);
+    // The gate is the outermost layer: it is asked first, and its "no" stops a span before the
+    // registry allocates anything for it.
     let _ = tracing_subscriber::registry()
         .with(log)
         .with(spans)
+        .with(UnderSampledRequests)
         .try_init();
     Ok(Some(Exporter { provider }))
 }
@@ -184,24 +187,47 @@ impl<S> Filter<S> for NotOurSpans {
     }
 }
 
-/// The OpenTelemetry layer's filter: trustgate's spans, and of those only a request's root (made
-/// only for a sampled request) and the spans under it.
-struct Traced;
+/// The OpenTelemetry layer's filter: trustgate's spans only (whatever `log.level` lets the log
+/// layer see, another crate's spans are never exported).
+struct Ours;
 
-impl<S> Filter<S> for Traced
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    fn enabled(&self, meta: &Metadata<'_>, cx: &Context<'_, S>) -> bool {
-        is_our_span(meta) && (meta.name() == ROOT_SPAN || cx.current_span().id().is_some())
+impl<S> Filter<S> for Ours {
+    fn enabled(&self, meta: &Metadata<'_>, _: &Context<'_, S>) -> bool {
+        is_our_span(meta)
     }
 
     fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
         if is_our_span(meta) {
-            Interest::sometimes()
+            Interest::always()
         } else {
             Interest::never()
         }
+    }
+}
+
+/// A global filter: trustgate's spans exist only as a sampled request's root (made only for a
+/// sampled request) and under it; anything else it leaves to the layers' own filters.
+///
+/// Global, not per-layer: a span that every per-layer filter refuses is still created by the
+/// registry (tracing-subscriber 0.3 skips it only when all 64 filter slots refused it), which
+/// cost each unsampled request six span allocations (callgrind); a layer's `enabled` returning
+/// `false` stops it first.
+struct UnderSampledRequests;
+
+impl<S> Layer<S> for UnderSampledRequests
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
+        if is_our_span(meta) && meta.name() != ROOT_SPAN {
+            Interest::sometimes()
+        } else {
+            Interest::always()
+        }
+    }
+
+    fn enabled(&self, meta: &Metadata<'_>, cx: Context<'_, S>) -> bool {
+        !is_our_span(meta) || meta.name() == ROOT_SPAN || cx.current_span().id().is_some()
     }
 }
 
@@ -602,5 +628,47 @@ mod tests {
         assert_eq!(sent.trace_id, trace.trace_id());
         assert_ne!(headers[TRACEPARENT], PARENT);
         assert!(headers.get(TRACESTATE).is_none());
+    }
+}
+
+#[cfg(test)]
+mod filter_tests {
+    #![allow(clippy::unwrap_used)]
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::FilterExt;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::{NotOurSpans, Ours, UnderSampledRequests};
+
+    /// The subscriber `init` installs, with a tracer that keeps nothing.
+    fn subscriber() -> impl tracing::Subscriber + Send + Sync {
+        let log = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::sink)
+            .with_filter(tracing_subscriber::EnvFilter::new("error").and(NotOurSpans));
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let spans = tracing_opentelemetry::layer()
+            .with_tracer(opentelemetry::trace::TracerProvider::tracer(&provider, "t"))
+            .with_filter(Ours);
+        tracing_subscriber::registry()
+            .with(log)
+            .with(spans)
+            .with(UnderSampledRequests)
+    }
+
+    #[test]
+    fn a_step_span_exists_only_under_a_request_span() {
+        tracing::subscriber::with_default(subscriber(), || {
+            let step = tracing::info_span!(target: "trustgate_edge::decision", "route");
+            assert!(step.is_disabled(), "a step's span without a request span");
+            let root = tracing::info_span!("trustgate.request");
+            assert!(!root.is_disabled());
+            let entered = root.enter();
+            let step = tracing::info_span!(target: "trustgate_edge::decision", "route");
+            assert!(!step.is_disabled(), "a step's span under a request span");
+            drop(entered);
+            // Another crate's span that the log level lets through is left to the log layer.
+            let other = tracing::error_span!(target: "hyper", "conn");
+            assert!(!other.is_disabled(), "the log layer still sees other spans");
+        });
     }
 }

@@ -284,25 +284,18 @@ impl Validator {
         // is one of the issuer's published ones): never token text or a claim value. Without a
         // tracing layer that wants them these are disabled callsites, a load and a branch each.
         let span = tracing::info_span!("validate", trustgate.reason = tracing::field::Empty);
-        let result = match span.in_scope(|| self.validate_now(token)) {
+        match span.in_scope(|| self.validate_now(token)) {
             Ok(verified) => Ok(verified),
-            Err(Undecided::Refused(error)) => Err(error),
-            // Boxed: the refetch wait is large and rare, and this future lives inside every
-            // request future of the gateway.
-            Err(Undecided::UnknownKid { keys, kid }) => {
-                let refetch = self.validate_after_refetch(token, keys, kid);
-                let refetch = tracing::Instrument::instrument(refetch, span.clone());
-                let result = Box::pin(refetch).await;
-                if let (Ok(verified), Some(cache)) = (&result, &self.inner.cache) {
-                    cache.insert(token, verified.clone());
-                }
-                result
+            Err(Undecided::Refused(error)) => {
+                span.record("trustgate.reason", error.label());
+                Err(error)
             }
-        };
-        if let Err(error) = &result {
-            span.record("trustgate.reason", error.label());
+            // Boxed, with the span moved in: the refetch wait is large and rare, and this
+            // future lives inside every request future of the gateway.
+            Err(Undecided::UnknownKid { keys, kid }) => {
+                Box::pin(self.validate_after_refetch(token, keys, kid, span)).await
+            }
         }
-        result
     }
 
     /// Validation without waiting: the cache, then the published keys. Only a `kid` the issuer
@@ -350,15 +343,30 @@ impl Validator {
         token: &str,
         keys: Arc<IssuerKeys>,
         kid: String,
+        span: tracing::Span,
     ) -> Result<VerifiedToken, AuthError> {
-        if !keys.await_unknown_kid(&kid).await {
-            return Err(Reason::UnknownKey.into());
+        let found =
+            tracing::Instrument::instrument(keys.await_unknown_kid(&kid), span.clone()).await;
+        let result = if found {
+            match span.in_scope(|| self.validate_with_published_keys(token, Refetch::Done)) {
+                Ok(verified) => Ok(verified),
+                Err(Undecided::Refused(error)) => Err(error),
+                Err(Undecided::UnknownKid { .. }) => Err(Reason::UnknownKey.into()),
+            }
+        } else {
+            Err(Reason::UnknownKey.into())
+        };
+        match &result {
+            Ok(verified) => {
+                if let Some(cache) = &self.inner.cache {
+                    cache.insert(token, verified.clone());
+                }
+            }
+            Err(error) => {
+                span.record("trustgate.reason", error.label());
+            }
         }
-        match self.validate_with_published_keys(token, Refetch::Done) {
-            Ok(verified) => Ok(verified),
-            Err(Undecided::Refused(error)) => Err(error),
-            Err(Undecided::UnknownKid { .. }) => Err(Reason::UnknownKey.into()),
-        }
+        result
     }
 
     /// Everything validation does, without waiting: against the keys published now. Only a `kid`

@@ -35,7 +35,7 @@ use crate::path::{self, DoubleSlash};
 use crate::route::Route;
 use crate::router::{Router, host_without_port, request_host};
 use crate::token::{TokenSource, extract_token};
-use crate::trust::{ForwardToken, Trust};
+use crate::trust::{ForwardToken, Trust, Validation};
 
 /// What the gateway does with a client identity header (`sanitize.mode`).
 #[derive(Debug, serde::Deserialize, Clone, Copy, PartialEq, Eq, Default)]
@@ -455,43 +455,11 @@ impl Engine {
             );
             return Ok((None, None, false));
         };
-        let span = tracing::info_span!(
-            "token",
-            trustgate.token.source = Empty,
-            trustgate.reason = Empty,
-        );
-        let entered = span.enter();
-        let refused = |refusal: Refusal| {
-            span.record("trustgate.reason", refusal.error.label());
-            refusal
+        // The steps before and after the await are functions of their own: their spans then
+        // never live across it, and the request's future stays as small as it was.
+        let Some((text, source)) = find_token(head, route, validation, trace)? else {
+            return Ok((None, None, false));
         };
-        // A token in the URL is never taken and never forwarded (RFC 6750 §2.3 is off).
-        if head.uri.query().is_some_and(query_has_access_token) {
-            note!(trace, "token: an access_token query parameter; refused");
-            return Err(refused(refuse(
-                Some(route),
-                Step::Token,
-                AuthError::InvalidRequest(RequestProblem::TokenInQuery),
-            )));
-        }
-        let found = extract_token(head.headers, validation.token_cookie.as_deref())
-            .map_err(|err| refused(refuse(Some(route), Step::Token, err)))?;
-        let Some((text, source)) = found else {
-            span.record("trustgate.token.source", "none");
-            if route.trust.allows_anonymous() {
-                note!(trace, "token: none; anonymous access allowed on this route");
-                return Ok((None, None, false));
-            }
-            note!(trace, "token: none; refused");
-            return Err(refused(refuse(
-                Some(route),
-                Step::Token,
-                AuthError::MissingToken,
-            )));
-        };
-        span.record("trustgate.token.source", source.as_str());
-        drop(entered);
-        note!(trace, "token: found in {source} ({} bytes)", text.len());
         let verified = self.validator.validate(text).await.map_err(|err| {
             note!(trace, "validate: failed ({})", err.label());
             refuse(Some(route), Step::Validate, err)
@@ -505,31 +473,7 @@ impl Engine {
                 .map_or("(none)".to_owned(), |kid| format!("{kid:?}")),
             verified.algorithm()
         );
-        let span = tracing::info_span!("require", trustgate.reason = Empty);
-        let _entered = span.enter();
-        if !validation
-            .issuers
-            .iter()
-            .any(|iss| iss == verified.issuer())
-        {
-            span.record("trustgate.reason", "issuer_not_accepted");
-            note!(
-                trace,
-                "issuer: {:?} is not accepted on this route",
-                verified.issuer()
-            );
-            return Err(refuse(
-                Some(route),
-                Step::Issuer,
-                AuthError::InvalidToken(Reason::IssuerNotAccepted),
-            ));
-        }
-        if let Err(err) = validation.require.check(&verified) {
-            span.record("trustgate.reason", err.label());
-            note!(trace, "authorize: route requirements not met");
-            return Err(refuse(Some(route), Step::Authorize, err));
-        }
-        note!(trace, "authorize: ok");
+        require(route, validation, &verified, trace)?;
         Ok((Some(verified), Some(text), source == TokenSource::Header))
     }
 
@@ -557,6 +501,88 @@ impl Engine {
             .keys()
             .filter(|name| self.identity_headers.is_identity_header(name) || is_uri_override(name))
     }
+}
+
+/// Step 3: the route's token, in RFC 6750's form, or none when the route allows anonymous
+/// callers.
+fn find_token<'h>(
+    head: RequestHead<'h>,
+    route: &Arc<Route>,
+    validation: &Validation,
+    trace: &mut Trace<'_>,
+) -> Result<Option<(&'h str, TokenSource)>, Refusal> {
+    let span = tracing::info_span!(
+        "token",
+        trustgate.token.source = Empty,
+        trustgate.reason = Empty,
+    );
+    let _entered = span.enter();
+    let refused = |refusal: Refusal| {
+        span.record("trustgate.reason", refusal.error.label());
+        refusal
+    };
+    // A token in the URL is never taken and never forwarded (RFC 6750 §2.3 is off).
+    if head.uri.query().is_some_and(query_has_access_token) {
+        note!(trace, "token: an access_token query parameter; refused");
+        return Err(refused(refuse(
+            Some(route),
+            Step::Token,
+            AuthError::InvalidRequest(RequestProblem::TokenInQuery),
+        )));
+    }
+    let found = extract_token(head.headers, validation.token_cookie.as_deref())
+        .map_err(|err| refused(refuse(Some(route), Step::Token, err)))?;
+    let Some((text, source)) = found else {
+        span.record("trustgate.token.source", "none");
+        if route.trust.allows_anonymous() {
+            note!(trace, "token: none; anonymous access allowed on this route");
+            return Ok(None);
+        }
+        note!(trace, "token: none; refused");
+        return Err(refused(refuse(
+            Some(route),
+            Step::Token,
+            AuthError::MissingToken,
+        )));
+    };
+    span.record("trustgate.token.source", source.as_str());
+    note!(trace, "token: found in {source} ({} bytes)", text.len());
+    Ok(Some((text, source)))
+}
+
+/// Step 4, after validation: the route accepts the token's issuer, and its requirements hold.
+fn require(
+    route: &Arc<Route>,
+    validation: &Validation,
+    verified: &VerifiedToken,
+    trace: &mut Trace<'_>,
+) -> Result<(), Refusal> {
+    let span = tracing::info_span!("require", trustgate.reason = Empty);
+    let _entered = span.enter();
+    if !validation
+        .issuers
+        .iter()
+        .any(|iss| iss == verified.issuer())
+    {
+        span.record("trustgate.reason", "issuer_not_accepted");
+        note!(
+            trace,
+            "issuer: {:?} is not accepted on this route",
+            verified.issuer()
+        );
+        return Err(refuse(
+            Some(route),
+            Step::Issuer,
+            AuthError::InvalidToken(Reason::IssuerNotAccepted),
+        ));
+    }
+    if let Err(err) = validation.require.check(verified) {
+        span.record("trustgate.reason", err.label());
+        note!(trace, "authorize: route requirements not met");
+        return Err(refuse(Some(route), Step::Authorize, err));
+    }
+    note!(trace, "authorize: ok");
+    Ok(())
 }
 
 /// The forwarded path and query when it differs from the request target's. Usually the client's
