@@ -471,8 +471,36 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 # --tracing: telemetry off, 1 % and 100 % against a build without it, same token, interleaved
+# callgrind_ipr SYSTEM: instructions per request, deterministic where wall-clock figures are not
+# on a shared machine: the gateway under callgrind, 500 and then 2,500 same-token requests on
+# one keep-alive connection, the difference of the totals divided by 2,000 (start-up cancels).
+declare -A IPR
+callgrind_ipr() {
+  local file n total=() out
+  file=$(config "$1" RS256)
+  for n in 500 2500; do
+    out="$work/callgrind.$1.$n"
+    taskset -c "$gw_cpu" valgrind --tool=callgrind --callgrind-out-file="$out" \
+      "$(tg_bin "$1")" serve -c "$file" >"$file.cg.log" 2>&1 &
+    gw_pid=$!
+    wait_port "${PORT[$1]}" "$gw_pid" || { cat "$file.cg.log" >&2; die "${NAME[$1]} under callgrind did not start"; }
+    curl -s -o /dev/null -H "Authorization: Bearer $(head -1 "$work/RS256/tokens.txt")" \
+      "http://127.0.0.1:${PORT[$1]}/?[1-$n]"
+    sleep 1
+    stop_system
+    total+=("$(awk '/^summary:/ {print $2}' "$out")")
+  done
+  IPR[$1]=$(( (total[1] - total[0]) / 2000 ))
+  log "${NAME[$1]}: ${IPR[$1]} instructions per request (callgrind)"
+}
+
 if [ "$mode" = tracing ]; then
   start_upstream
+  if command -v valgrind >/dev/null; then
+    for s in tgb tg tgt1 tgt100; do callgrind_ipr "$s"; done
+  else
+    log "valgrind is not installed: no instruction counts (apt-get install valgrind)"
+  fi
   order="tgb tg tgt1 tgt100"
   for round in $(seq 1 "$rounds"); do
     log "round $round of $rounds"
@@ -486,6 +514,14 @@ if [ "$mode" = tracing ]; then
     done
     order=$(reversed "$order")
   done
+  instructions=$(
+    [ -n "${IPR[tgb]:-}" ] || exit 0
+    printf '| system | instructions per request | ratio to the baseline |\n|---|---:|---:|\n'
+    for s in tgb tg tgt1 tgt100; do
+      printf '| %s | %d | %.3f |\n' "${NAME[$s]}" "${IPR[$s]}" \
+        "$(awk -v a="${IPR[$s]}" -v b="${IPR[tgb]}" 'BEGIN {print b / a}')"
+    done
+  )
   table=$(
   printf '| system | same token, req/s (median of %s rounds) | per round | ratio to the baseline (medians) | per-round ratios |\n|---|---:|---|---:|---|\n' "$rounds"
   tgb_rps=$(median "${RPS_ROUNDS[tgb.same.RS256]}")
@@ -498,7 +534,7 @@ if [ "$mode" = tracing ]; then
       "$(awk -v a="$m" -v b="$tgb_rps" 'BEGIN {print a / b}')" "$(words "$per")"
   done
   )
-  printf '\n%s\n' "$table"
+  printf '\n%s\n\n%s\n' "$instructions" "$table"
   [ -n "${BENCH_NO_DOCS:-}" ] && exit 0
   commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
   [ -z "$(git -C "$root" status --porcelain -- . ':!docs/benchmarks.md' 2>/dev/null)" ] ||
@@ -521,7 +557,15 @@ builds or configurations taking turns in every round (in reverse order every oth
 baseline build; this tree with \`[telemetry]\` off; on with \`sample_ratio = 0.01\`; on with
 \`sample_ratio = 1.0\`. With telemetry on, spans are exported over OTLP/HTTP to the nginx
 upstream's \`/v1/traces\`, which answers 200 and discards them (nginx runs on the load core).
-Ratios are to the baseline, from the medians and round by round.
+**Instructions per request (callgrind).** Deterministic, so it holds on a shared machine: each
+system under \`valgrind --tool=callgrind\`, 500 and then 2,500 same-token requests on one
+keep-alive connection (curl), the difference of the totals divided by 2,000 (start-up cancels).
+The ratio is the baseline's count over the system's, so that, like a throughput ratio, below 1
+is slower. It counts every thread, the span exporter's included.
+
+$instructions
+
+**Throughput (wrk).** Ratios are to the baseline, from the medians and round by round.
 
 $table
 

@@ -40,7 +40,7 @@ use tracing::subscriber::Interest;
 use tracing::{Metadata, Span, Subscriber};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::Layer;
-use tracing_subscriber::filter::FilterExt;
+use tracing_subscriber::filter::{FilterExt, LevelFilter};
 use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -178,6 +178,13 @@ impl<S> Filter<S> for NotOurSpans {
         !is_our_span(meta)
     }
 
+    // A hint, so that `log.level` stays the process's maximum level: without one, every
+    // `debug!` and `trace!` in hyper and tokio would pass the static level check on each call
+    // and fall through to its callsite's cached interest (callgrind).
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::TRACE)
+    }
+
     fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
         if is_our_span(meta) {
             Interest::never()
@@ -194,6 +201,11 @@ struct Ours;
 impl<S> Filter<S> for Ours {
     fn enabled(&self, meta: &Metadata<'_>, _: &Context<'_, S>) -> bool {
         is_our_span(meta)
+    }
+
+    /// trustgate's spans are all at INFO.
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::INFO)
     }
 
     fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
@@ -228,6 +240,11 @@ where
 
     fn enabled(&self, meta: &Metadata<'_>, cx: Context<'_, S>) -> bool {
         !is_our_span(meta) || meta.name() == ROOT_SPAN || cx.current_span().id().is_some()
+    }
+
+    /// It only refuses; what is enabled, and so the maximum level, is the other layers' to say.
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::OFF)
     }
 }
 
@@ -404,14 +421,17 @@ impl RequestTrace {
         if self.span.is_none() {
             return Span::none();
         }
-        tracing::info_span!(
-            parent: &self.span,
-            "upstream",
-            otel.kind = "client",
-            trustgate.upstream = upstream,
-            http.response.status_code = Empty,
-            trustgate.reason = Empty,
-        )
+        // Made inside the request's span (contextual parent), which is what the gate
+        // (`UnderSampledRequests`) admits.
+        self.span.in_scope(|| {
+            tracing::info_span!(
+                "upstream",
+                otel.kind = "client",
+                trustgate.upstream = upstream,
+                http.response.status_code = Empty,
+                trustgate.reason = Empty,
+            )
+        })
     }
 
     /// Sets the upstream request's `traceparent` (and `tracestate`) for this trace: the upstream
@@ -670,5 +690,10 @@ mod filter_tests {
             let other = tracing::error_span!(target: "hyper", "conn");
             assert!(!other.is_disabled(), "the log layer still sees other spans");
         });
+        // The process's maximum level is the log's (ERROR) or our spans' (INFO), never more.
+        assert_eq!(
+            tracing::Subscriber::max_level_hint(&subscriber()),
+            Some(tracing::level_filters::LevelFilter::INFO)
+        );
     }
 }
