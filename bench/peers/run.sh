@@ -442,11 +442,10 @@ rss_run() { # SYSTEM: hold BENCH_RSS_CONNS keep-alive connections under light lo
   log "${NAME[$1]}: ${RSS[$1]} MiB with $held connections"
 }
 
-# ---------------------------------------------------------------------------------------------
-# --compare: this tree's trustgate against an older build, same token, interleaved rounds
-if [ "$mode" = compare ]; then
-  start_upstream
-  order="tgb tg hp"
+# same_token_rounds SYSTEM...: the same-token workload, the systems taking turns in each round
+# (in reverse order every other round); each is checked once, in the first round.
+same_token_rounds() {
+  local order="$*" round s
   for round in $(seq 1 "$rounds"); do
     log "round $round of $rounds"
     for s in $order; do
@@ -459,6 +458,13 @@ if [ "$mode" = compare ]; then
     done
     order=$(reversed "$order")
   done
+}
+
+# ---------------------------------------------------------------------------------------------
+# --compare: this tree's trustgate against an older build, same token, interleaved rounds
+if [ "$mode" = compare ]; then
+  start_upstream
+  same_token_rounds tgb tg hp
   printf '\n| system | same token, req/s (median of %s rounds) | per round | ratio to plain HAProxy |\n|---|---:|---|---:|\n' "$rounds"
   hp_rps=$(median "${RPS_ROUNDS[hp.same.RS256]}")
   for s in tgb tg hp; do
@@ -501,19 +507,7 @@ if [ "$mode" = tracing ]; then
   else
     log "valgrind is not installed: no instruction counts (apt-get install valgrind)"
   fi
-  order="tgb tg tgt1 tgt100"
-  for round in $(seq 1 "$rounds"); do
-    log "round $round of $rounds"
-    for s in $order; do
-      start_system "$s" RS256
-      if [ "$round" = 1 ]; then
-        check_system "$s" RS256 || die "functional check failed: ${NAME[$s]}: not benchmarked"
-      fi
-      wrk_run "$s" same RS256
-      stop_system
-    done
-    order=$(reversed "$order")
-  done
+  same_token_rounds tgb tg tgt1 tgt100
   instructions=$(
     [ -n "${IPR[tgb]:-}" ] || exit 0
     printf '| system | instructions per request | ratio to the baseline |\n|---|---:|---:|\n'
@@ -557,6 +551,7 @@ builds or configurations taking turns in every round (in reverse order every oth
 baseline build; this tree with \`[telemetry]\` off; on with \`sample_ratio = 0.01\`; on with
 \`sample_ratio = 1.0\`. With telemetry on, spans are exported over OTLP/HTTP to the nginx
 upstream's \`/v1/traces\`, which answers 200 and discards them (nginx runs on the load core).
+
 **Instructions per request (callgrind).** Deterministic, so it holds on a shared machine: each
 system under \`valgrind --tool=callgrind\`, 500 and then 2,500 same-token requests on one
 keep-alive connection (curl), the difference of the totals divided by 2,000 (start-up cancels).
