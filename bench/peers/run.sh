@@ -18,6 +18,13 @@
 #                                 [store] backend = "redis" and [revocation] (a local
 #                                 redis-server) against the default memory store, interleaved;
 #                                 writes docs/benchmarks-fleet.md
+#   bench/peers/run.sh --tracing BIN
+#                                 tracing overhead: the same-token workload on this tree's
+#                                 trustgate with [telemetry] off, on at 1 % and on at 100 %
+#                                 sampling (OTLP/HTTP to the nginx upstream, which answers 200 and
+#                                 discards), interleaved with the trustgate binary BIN built
+#                                 without telemetry (the baseline); prints the ratios, writes no
+#                                 docs
 #
 # Environment (full run):
 #   BENCH_ROUNDS=3         rounds of the wrk workloads and of the fixed-rate runs; the systems
@@ -41,14 +48,14 @@ case "${1:-}" in
   --check) mode=check ;;
   --grpc) exec "$(dirname "$0")/../grpc/run.sh" ;;
   --store) mode=store ;;
-  --compare)
-    mode=compare
+  --compare | --tracing)
+    mode=${1#--}
     baseline_bin=${2:-}
-    [ -x "$baseline_bin" ] || { echo "--compare needs the path of a trustgate binary" >&2; exit 64; }
+    [ -x "$baseline_bin" ] || { echo "$1 needs the path of a trustgate binary" >&2; exit 64; }
     baseline_bin=$(cd "$(dirname "$baseline_bin")" && pwd)/$(basename "$baseline_bin")
     ;;
   -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-  *) echo "unknown argument: $1 (use --check, --compare BIN, --store or nothing)" >&2; exit 64 ;;
+  *) echo "unknown argument: $1 (use --check, --compare BIN, --tracing BIN, --store, --grpc or nothing)" >&2; exit 64 ;;
 esac
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -75,6 +82,9 @@ iss=https://idp.bench
 aud=bench-api
 
 log() { printf '== %s\n' "$*" >&2; }
+# The markers around the section `--tracing` writes into docs/benchmarks.md.
+tracing_begin='<!-- tracing overhead: begin -->'
+tracing_end='<!-- tracing overhead: end -->'
 die() { printf 'bench/peers: %s\n' "$*" >&2; exit 1; }
 
 if [ "$(nproc)" -lt 2 ]; then
@@ -189,9 +199,10 @@ systems_all="hj ap tg tgnc hp"
 declare -A NAME=(
   [hj]="HAProxy + jwt_verify" [ap]="Apache + mod_auth_openidc" [tg]="trustgate"
   [tgnc]="trustgate, cache off" [hp]="HAProxy, no JWT" [tgb]="trustgate (baseline build)"
-  [tgr]="trustgate, Redis store + revocation checks")
+  [tgr]="trustgate, Redis store + revocation checks"
+  [tgt1]="trustgate, tracing 1 %" [tgt100]="trustgate, tracing 100 %")
 declare -A PORT=([hj]=$((base + 1)) [ap]=$((base + 2)) [tg]=$((base + 3)) [tgnc]=$((base + 4))
-  [hp]=$((base + 5)) [tgb]=$((base + 6)) [tgr]=$((base + 7)))
+  [hp]=$((base + 5)) [tgb]=$((base + 6)) [tgr]=$((base + 7)) [tgt1]=$((base + 8)) [tgt100]=$((base + 9)))
 redis_port=$((base + 21))
 # The binary each trustgate system runs: this tree's, or for --compare's baseline, the one given.
 tg_bin() { if [ "$1" = tgb ]; then echo "$baseline_bin"; else echo "$bin/trustgate"; fi; }
@@ -230,6 +241,13 @@ config() {
         "$redis_port" >>"$dir/trustgate.toml"
       echo "$dir/trustgate.toml"
       ;;
+    tgt1 | tgt100)
+      render trustgate.toml.in "$dir/trustgate.toml" "$1" "$2"
+      # Spans go to the nginx upstream's /v1/traces, which answers 200 and discards them.
+      printf '\n[telemetry]\nenabled = true\nprotocol = "http"\nendpoint = "http://127.0.0.1:%s"\nsample_ratio = %s\n' \
+        "$upstream_port" "$([ "$1" = tgt1 ] && echo 0.01 || echo 1.0)" >>"$dir/trustgate.toml"
+      echo "$dir/trustgate.toml"
+      ;;
   esac
 }
 
@@ -238,7 +256,7 @@ validate() { # SYSTEM FILE
     hj | hp) haproxy -c -q -f "$2" ;;
     ap) apache2 -t -f "$2" 2>&1 | grep -v -e 'Syntax OK' -e 'deprecated' >&2 || true
       apache2 -t -f "$2" >/dev/null 2>&1 ;;
-    tg | tgnc | tgb | tgr) "$(tg_bin "$1")" check -c "$2" >/dev/null ;;
+    tg | tgnc | tgb | tgr | tgt1 | tgt100) "$(tg_bin "$1")" check -c "$2" >/dev/null ;;
   esac
 }
 
@@ -277,7 +295,7 @@ start_system() { # SYSTEM ALG
   case "$1" in
     hj | hp) taskset -c "$gw_cpu" haproxy -db -f "$file" >"$file.log" 2>&1 & ;;
     ap) taskset -c "$gw_cpu" apache2 -f "$file" -DFOREGROUND >"$file.log" 2>&1 & ;;
-    tg | tgnc | tgb | tgr) taskset -c "$gw_cpu" "$(tg_bin "$1")" serve -c "$file" >"$file.log" 2>&1 & ;;
+    tg | tgnc | tgb | tgr | tgt1 | tgt100) taskset -c "$gw_cpu" "$(tg_bin "$1")" serve -c "$file" >"$file.log" 2>&1 & ;;
   esac
   gw_pid=$!
   wait_port "$port" "$gw_pid" || { cat "$file.log" >&2; die "${NAME[$1]} ($2) did not start"; }
@@ -442,10 +460,10 @@ rss_run() { # SYSTEM: hold BENCH_RSS_CONNS keep-alive connections under light lo
   log "${NAME[$1]}: ${RSS[$1]} MiB with $held connections"
 }
 
-# same_token_rounds SYSTEMS: the same-token workload, the systems taking turns in $rounds rounds
-# (every other round in reverse order); checked functionally in the first round.
+# same_token_rounds SYSTEM...: the same-token workload, the systems taking turns in each round
+# (in reverse order every other round); each is checked once, in the first round.
 same_token_rounds() {
-  local order=$1 round s
+  local order="$*" round s
   for round in $(seq 1 "$rounds"); do
     log "round $round of $rounds"
     for s in $order; do
@@ -464,7 +482,7 @@ same_token_rounds() {
 # --compare: this tree's trustgate against an older build, same token, interleaved rounds
 if [ "$mode" = compare ]; then
   start_upstream
-  same_token_rounds "tgb tg hp"
+  same_token_rounds tgb tg hp
   printf '\n| system | same token, req/s (median of %s rounds) | per round | ratio to plain HAProxy |\n|---|---:|---|---:|\n' "$rounds"
   hp_rps=$(median "${RPS_ROUNDS[hp.same.RS256]}")
   for s in tgb tg hp; do
@@ -491,7 +509,7 @@ if [ "$mode" = store ]; then
     sleep 0.1
   done
   start_upstream
-  same_token_rounds "tg tgr"
+  same_token_rounds tg tgr
   tg_rps=$(median "${RPS_ROUNDS[tg.same.RS256]}")
   tgr_rps=$(median "${RPS_ROUNDS[tgr.same.RS256]}")
   ratio_store=$(awk -v a="$tgr_rps" -v b="$tg_rps" 'BEGIN {printf "%.3f", a / b}')
@@ -532,6 +550,117 @@ MD
   log "wrote docs/benchmarks-fleet.md"
   exit 0
 fi
+
+# ---------------------------------------------------------------------------------------------
+# --tracing: telemetry off, 1 % and 100 % against a build without it, same token, interleaved
+# callgrind_ipr SYSTEM: instructions per request, deterministic where wall-clock figures are not
+# on a shared machine: the gateway under callgrind, 500 and then 2,500 same-token requests on
+# one keep-alive connection, the difference of the totals divided by 2,000 (start-up cancels).
+declare -A IPR
+callgrind_ipr() {
+  local file n total=() out
+  file=$(config "$1" RS256)
+  for n in 500 2500; do
+    out="$work/callgrind.$1.$n"
+    taskset -c "$gw_cpu" valgrind --tool=callgrind --callgrind-out-file="$out" \
+      "$(tg_bin "$1")" serve -c "$file" >"$file.cg.log" 2>&1 &
+    gw_pid=$!
+    wait_port "${PORT[$1]}" "$gw_pid" || { cat "$file.cg.log" >&2; die "${NAME[$1]} under callgrind did not start"; }
+    curl -s -o /dev/null -H "Authorization: Bearer $(head -1 "$work/RS256/tokens.txt")" \
+      "http://127.0.0.1:${PORT[$1]}/?[1-$n]"
+    sleep 1
+    stop_system
+    total+=("$(awk '/^summary:/ {print $2}' "$out")")
+  done
+  IPR[$1]=$(( (total[1] - total[0]) / 2000 ))
+  log "${NAME[$1]}: ${IPR[$1]} instructions per request (callgrind)"
+}
+
+if [ "$mode" = tracing ]; then
+  start_upstream
+  if command -v valgrind >/dev/null; then
+    for s in tgb tg tgt1 tgt100; do callgrind_ipr "$s"; done
+  else
+    log "valgrind is not installed: no instruction counts (apt-get install valgrind)"
+  fi
+  same_token_rounds tgb tg tgt1 tgt100
+  instructions=$(
+    [ -n "${IPR[tgb]:-}" ] || exit 0
+    printf '| system | instructions per request | ratio to the baseline |\n|---|---:|---:|\n'
+    for s in tgb tg tgt1 tgt100; do
+      printf '| %s | %d | %.3f |\n' "${NAME[$s]}" "${IPR[$s]}" \
+        "$(awk -v a="${IPR[$s]}" -v b="${IPR[tgb]}" 'BEGIN {print b / a}')"
+    done
+  )
+  table=$(
+  printf '| system | same token, req/s (median of %s rounds) | per round | ratio to the baseline (medians) | per-round ratios |\n|---|---:|---|---:|---|\n' "$rounds"
+  tgb_rps=$(median "${RPS_ROUNDS[tgb.same.RS256]}")
+  for s in tgb tg tgt1 tgt100; do
+    m=$(median "${RPS_ROUNDS[$s.same.RS256]}")
+    per=$(paste -d' ' <(tr -s ' ' '\n' <<<"${RPS_ROUNDS[$s.same.RS256]}" | sed '/^$/d') \
+      <(tr -s ' ' '\n' <<<"${RPS_ROUNDS[tgb.same.RS256]}" | sed '/^$/d') |
+      awk '{printf "%.3f ", $1 / $2}')
+    printf '| %s | %d | %s | %.3f | %s |\n' "${NAME[$s]}" "$m" "$(words "${RPS_ROUNDS[$s.same.RS256]}")" \
+      "$(awk -v a="$m" -v b="$tgb_rps" 'BEGIN {print a / b}')" "$(words "$per")"
+  done
+  )
+  printf '\n%s\n\n%s\n' "$instructions" "$table"
+  [ -n "${BENCH_NO_DOCS:-}" ] && exit 0
+  commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  [ -z "$(git -C "$root" status --porcelain -- . ':!docs/benchmarks.md' 2>/dev/null)" ] ||
+    commit="$commit, with uncommitted changes"
+  section=$(cat <<MD
+$tracing_begin
+## Tracing overhead
+
+Generated by \`bench/peers/run.sh --tracing BASELINE\` (this section only; a full run keeps it).
+
+- **Date:** $(date -u '+%Y-%m-%d %H:%M UTC')
+- **Command:** \`BENCH_ROUNDS=$rounds bench/peers/run.sh --tracing BASELINE\`, BASELINE being
+  trustgate built from the commit before \`[telemetry]\` existed
+- **Commit:** $commit (release build)
+- **Machine:** $(nproc) CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), Linux $(uname -r)
+
+The same-token workload of the table above (wrk, $conns connections, $rounds rounds of ${secs} s
+after ${warm} s of warm-up, the gateway alone on core $gw_cpu with one worker thread), on four
+builds or configurations taking turns in every round (in reverse order every other round): the
+baseline build; this tree with \`[telemetry]\` off; on with \`sample_ratio = 0.01\`; on with
+\`sample_ratio = 1.0\`. With telemetry on, spans are exported over OTLP/HTTP to the nginx
+upstream's \`/v1/traces\`, which answers 200 and discards them (nginx runs on the load core).
+
+**Instructions per request (callgrind).** Deterministic, so it holds on a shared machine: each
+system under \`valgrind --tool=callgrind\`, 500 and then 2,500 same-token requests on one
+keep-alive connection (curl), the difference of the totals divided by 2,000 (start-up cancels).
+The ratio is the baseline's count over the system's, so that, like a throughput ratio, below 1
+is slower. It counts every thread, the span exporter's included.
+
+$instructions
+
+**Throughput (wrk).** Ratios are to the baseline, from the medians and round by round.
+
+$table
+
+Targets (issue 22): off ≥ 0.99× the baseline, 1 % ≥ 0.95×.
+$tracing_end
+MD
+)
+  python3 - "$root/docs/benchmarks.md" "$section" <<'PY'
+import sys
+path, section = sys.argv[1], sys.argv[2]
+text = open(path).read()
+begin, end = section.splitlines()[0], section.splitlines()[-1]
+if begin in text and end in text:
+    head, rest = text.split(begin, 1)
+    text = head + section + rest.split(end, 1)[1]
+else:
+    text = text.rstrip("\n") + "\n\n" + section + "\n"
+open(path, "w").write(text)
+PY
+  log "wrote the tracing overhead section of docs/benchmarks.md"
+  exit 0
+fi
+
+# ---------------------------------------------------------------------------------------------
 start_upstream
 # The machine's speed drifts (other tenants, frequency), by more than the differences measured
 # here: one long run per system, one after the other, can hand one system a slow minute. So the
@@ -732,6 +861,8 @@ for v in BENCH_ROUNDS BENCH_SECS BENCH_WARMUP BENCH_CONNS BENCH_RATE BENCH_RATE_
   [ -n "${!v:-}" ] && cmd="$v=${!v} $cmd"
 done
 
+# The --tracing section is its own run's: kept as it is.
+kept_tracing=$(sed -n "/^$tracing_begin\$/,/^$tracing_end\$/p" "$root/docs/benchmarks.md" 2>/dev/null || true)
 cat >"$root/docs/benchmarks.md" <<MD
 # Benchmarks: trustgate side by side with HAProxy and Apache mod_auth_openidc
 
@@ -811,4 +942,5 @@ $out_targets
 run-to-run spread can be as large as some margins: rerun before quoting a target near its
 threshold.
 MD
+[ -z "$kept_tracing" ] || printf '\n%s\n' "$kept_tracing" >>"$root/docs/benchmarks.md"
 log "wrote docs/benchmarks.md and docs/benchmarks.png"

@@ -56,6 +56,7 @@ mod mint;
 mod percent;
 mod source;
 mod swar;
+mod traceparent;
 mod validator;
 mod verified;
 
@@ -87,5 +88,6 @@ pub use percent::{
     percent_escape, percent_escaped_byte,
 };
 pub use source::{KeySource, PemKey, RefreshError, RefreshPolicy, StaticKeyError};
+pub use traceparent::{TRACEPARENT, TRACESTATE, TraceParent};
 pub use validator::{ConfigError, IssuerConfig, IssuerStatus, Validator, ValidatorOptions};
 pub use verified::VerifiedToken;

@@ -29,6 +29,16 @@ impl std::fmt::Display for TokenSource {
     }
 }
 
+impl TokenSource {
+    /// A short name, for spans and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenSource::Header => "header",
+            TokenSource::Cookie => "cookie",
+        }
+    }
+}
+
 /// Finds the request's token, if any.
 pub fn extract_token<'a>(
     headers: &'a HeaderMap,

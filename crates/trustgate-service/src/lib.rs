@@ -103,6 +103,8 @@ mod mode;
 mod replay;
 mod request;
 mod service;
+#[cfg(feature = "opentelemetry")]
+mod trace;
 
 pub use body::RefusalBody;
 pub use caller::{Caller, Rejection};

@@ -72,33 +72,59 @@ where
         let ready = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, ready);
         let auth = Arc::clone(&self.auth);
+        // The service side of a trace: which mode decided, and on a refusal why. Reason codes,
+        // the issuer and the key id only, never the token or a claim value.
+        let span = tracing::info_span!(
+            "trustgate.service",
+            otel.kind = "server",
+            trustgate.mode = auth.mode().as_str(),
+            trustgate.outcome = tracing::field::Empty,
+            trustgate.reason = tracing::field::Empty,
+            trustgate.issuer = tracing::field::Empty,
+            trustgate.kid = tracing::field::Empty,
+        );
+        #[cfg(feature = "opentelemetry")]
+        crate::trace::continue_trace(&span, request.headers());
+        let recorded = span.clone();
         ResponseFuture {
-            inner: Box::pin(async move {
-                let (mut parts, body) = request.into_parts();
-                match auth.authenticate(&parts).await {
-                    Ok(caller) => {
-                        parts.extensions.insert(caller);
-                        inner.call(Request::from_parts(parts, body)).await
+            inner: Box::pin(tracing::Instrument::instrument(
+                async move {
+                    let (mut parts, body) = request.into_parts();
+                    match auth.authenticate(&parts).await {
+                        Ok(caller) => {
+                            recorded.record("trustgate.outcome", "allowed");
+                            if let Some(token) = caller.token() {
+                                recorded.record("trustgate.issuer", token.issuer());
+                                if let Some(kid) = token.key_id() {
+                                    recorded.record("trustgate.kid", kid);
+                                }
+                            }
+                            parts.extensions.insert(caller);
+                            inner.call(Request::from_parts(parts, body)).await
+                        }
+                        Err(error) => {
+                            recorded.record("trustgate.outcome", "refused");
+                            recorded.record("trustgate.reason", error.label());
+                            // A gRPC client reads `grpc-status`, not the HTTP status.
+                            let grpc = is_grpc(&parts.headers);
+                            tracing::debug!(
+                                mode = auth.mode().as_str(),
+                                error = error.label(),
+                                status = error.status().as_u16(),
+                                grpc,
+                                "request refused"
+                            );
+                            let response = if grpc {
+                                error.to_grpc_response()
+                            } else {
+                                error.to_response()
+                            };
+                            Ok(response.map(ResBody::from_refusal))
+                        }
                     }
-                    Err(error) => {
-                        // A gRPC client reads `grpc-status`, not the HTTP status.
-                        let grpc = is_grpc(&parts.headers);
-                        tracing::debug!(
-                            mode = auth.mode().as_str(),
-                            error = error.label(),
-                            status = error.status().as_u16(),
-                            grpc,
-                            "request refused"
-                        );
-                        let response = if grpc {
-                            error.to_grpc_response()
-                        } else {
-                            error.to_response()
-                        };
-                        Ok(response.map(ResBody::from_refusal))
-                    }
-                }
-            }),
+                },
+                span,
+            )),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The command line: `serve`, `check`, `explain`, `snippet` and `demo`.
+//! The command line: `serve`, `check`, `explain`, `snippet`, `audit` and `demo`.
 
 use std::path::PathBuf;
 
@@ -56,6 +56,11 @@ pub(crate) enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Work with the audit log (`[audit]`).
+    Audit {
+        #[command(subcommand)]
+        action: AuditCommand,
+    },
     /// Print a shell completion script: `trustgate completions bash > /etc/bash_completion.d/trustgate`.
     Completions {
         /// The shell.
@@ -97,5 +102,16 @@ pub(crate) enum Command {
         /// Extra request headers, `Name: value`; repeatable.
         #[arg(long = "header", short = 'H')]
         headers: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Check a chained audit log (`audit.chain = true`): every event's hash against its content
+    /// and every `prev` against the event before. Exits 0 and prints the count when intact, 1
+    /// naming the first broken line otherwise, 66 when the file cannot be read.
+    Verify {
+        /// The audit log file.
+        file: PathBuf,
     },
 }

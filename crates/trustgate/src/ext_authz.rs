@@ -33,11 +33,15 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tonic::Code;
-use trustgate_edge::GatewayError;
+use tracing::Instrument;
 use trustgate_edge::forward_auth::{DescribeError, Described, Edits, describe_attributes};
+use trustgate_edge::{GatewayError, Outcome};
 
-use crate::forward_auth::{Door, Verdict, decide, undescribed};
+use crate::forward_auth::{Verdict, decide, undescribed};
 use crate::gateway::Gateway;
+use crate::record::{self, Door, Origin};
+use crate::runtime::Runtime;
+use crate::telemetry::RequestTrace;
 
 /// The largest `CheckRequest` read. Envoy sends the request head (its own limit is 60 KiB by
 /// default, `max_request_headers_kb`) and a body only with `with_request_body`, which trustgate
@@ -98,14 +102,40 @@ impl Authorization for Check {
         &self,
         request: tonic::Request<CheckRequest>,
     ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
-        let response = answer(&self.gateway, &request.into_inner(), self.peer).await;
+        let rt = self.gateway.runtime.load_full();
+        let (metadata, _, request) = request.into_parts();
+        let Some(tracing) = rt.tracing.as_ref() else {
+            let response = answer(&rt, &request, self.peer, None).await;
+            return Ok(tonic::Response::new(response));
+        };
+        // The trace Envoy propagates on the check call itself, not the one its client sent.
+        let trace = tracing.begin(
+            Door::ExtAuthz,
+            &http::Method::POST,
+            &metadata.into_headers(),
+            self.peer,
+            &rt.config.server.trusted_proxies,
+        );
+        let response = answer(&rt, &request, self.peer, Some(&trace))
+            .instrument(trace.span.clone())
+            .await;
         Ok(tonic::Response::new(response))
     }
 }
 
 /// One check: describe, decide, answer.
-async fn answer(gateway: &Gateway, request: &CheckRequest, peer: IpAddr) -> CheckResponse {
-    let rt = gateway.runtime.load_full();
+async fn answer(
+    rt: &Runtime,
+    request: &CheckRequest,
+    peer: IpAddr,
+    trace: Option<&RequestTrace>,
+) -> CheckResponse {
+    let origin = Origin {
+        door: Door::ExtAuthz,
+        peer,
+        method: None,
+        trace,
+    };
     let Some(settings) = rt.config.forward_auth.as_ref() else {
         // A reload removed `[forward_auth]`; the listener stays bound until restart.
         return denied(&GatewayError::NoRoute.to_response());
@@ -116,9 +146,13 @@ async fn answer(gateway: &Gateway, request: &CheckRequest, peer: IpAddr) -> Chec
         // An untrusted peer gets a 403 `DeniedHttpResponse` like any refusal, not a gRPC error
         // status: an Envoy that is not ours may still run with `failure_mode_allow`, and this
         // way it refuses the request it asked about instead of letting it through.
-        Err(err) => return denied(&undescribed(&rt, err, peer, Door::Grpc)),
+        Err(err) => return denied(&undescribed(rt, err, &origin)),
     };
-    match decide(&rt, &described, peer).await {
+    let origin = Origin {
+        method: Some(&described.method),
+        ..origin
+    };
+    match decide(rt, &described, &origin).await {
         Verdict::Allowed(edits) => match ok(edits) {
             Some(response) => response,
             None => {
@@ -126,6 +160,7 @@ async fn answer(gateway: &Gateway, request: &CheckRequest, peer: IpAddr) -> Chec
                     "an identity header value is not UTF-8 and cannot be sent to Envoy; refused"
                 );
                 rt.metrics.unrouted("unencodable_edit");
+                record::refused_unread(rt, &origin, "unencodable_edit", Outcome::Unavailable);
                 denied(&GatewayError::Internal.to_response())
             }
         },

@@ -26,6 +26,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 use trustgate_core::{AuthError, RequestProblem};
 use trustgate_edge::forward_auth::{
     Convention, DescribeError, Described, Edits, HEADERS_TO_REMOVE, describe, joined,
@@ -33,8 +34,9 @@ use trustgate_edge::forward_auth::{
 use trustgate_edge::{GatewayError, Outcome, RequestHead};
 
 use crate::gateway::Gateway;
-use crate::proxy;
+use crate::record::{self, Door, Origin};
 use crate::runtime::Runtime;
+use crate::telemetry::RequestTrace;
 
 /// Serves the decision endpoint until the process ends.
 ///
@@ -71,13 +73,43 @@ pub(crate) async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
     }
 }
 
-/// One check: describe, decide, answer.
+/// One check, in its trace when `[telemetry]` is on.
 async fn answer(gateway: &Gateway, req: Request<Incoming>, peer: IpAddr) -> Response<Full<Bytes>> {
     let rt = gateway.runtime.load_full();
+    let (parts, _body) = req.into_parts();
+    let Some(tracing) = rt.tracing.as_ref() else {
+        return check(&rt, &parts, peer, None).await;
+    };
+    let trace = tracing.begin(
+        Door::ForwardAuth,
+        &parts.method,
+        &parts.headers,
+        peer,
+        &rt.config.server.trusted_proxies,
+    );
+    let response = check(&rt, &parts, peer, Some(&trace))
+        .instrument(trace.span.clone())
+        .await;
+    record::status(Some(&trace), response.status());
+    response
+}
+
+/// One check: describe, decide, answer.
+async fn check(
+    rt: &Runtime,
+    parts: &http::request::Parts,
+    peer: IpAddr,
+    trace: Option<&RequestTrace>,
+) -> Response<Full<Bytes>> {
     let Some(settings) = rt.config.forward_auth.as_ref() else {
         return status_only(StatusCode::NOT_FOUND);
     };
-    let (parts, _body) = req.into_parts();
+    let origin = Origin {
+        door: Door::ForwardAuth,
+        peer,
+        method: None,
+        trace,
+    };
     let trusted = settings.trusted_proxies.contains(peer);
     let described = match describe(
         &parts.method,
@@ -88,35 +120,21 @@ async fn answer(gateway: &Gateway, req: Request<Incoming>, peer: IpAddr) -> Resp
         &settings.envoy_path_prefix,
     ) {
         Ok(described) => described,
-        Err(err) => return undescribed(&rt, err, peer, Door::Http).map(Full::new),
+        Err(err) => return undescribed(rt, err, &origin).map(Full::new),
     };
-    if let Some(refused) = unremovable_identity_header(&rt, &described) {
+    let origin = Origin {
+        method: Some(&described.method),
+        ..origin
+    };
+    if let Some(refused) = unremovable_identity_header(rt, &described, &origin) {
         return refused.map(Full::new);
     }
-    match decide(&rt, &described, peer).await {
+    match decide(rt, &described, &origin).await {
         Verdict::Allowed(mut edits) => {
             state_kept_credentials(&mut edits, &described);
             allowed(edits)
         }
         Verdict::Refused(response) => response.map(Full::new),
-    }
-}
-
-/// The front door a check came through, for the audit log.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Door {
-    /// The HTTP decision endpoint (`forward_auth.listen`).
-    Http,
-    /// Envoy's gRPC ext_authz (`forward_auth.grpc_listen`).
-    Grpc,
-}
-
-impl Door {
-    fn as_str(self) -> &'static str {
-        match self {
-            Door::Http => "http",
-            Door::Grpc => "grpc",
-        }
     }
 }
 
@@ -128,14 +146,14 @@ pub(crate) enum Verdict {
     Refused(Response<Bytes>),
 }
 
-/// Decides a described request with the engine, and counts the outcome as the reverse proxy
-/// does. Every door asks here, so there is one set of rules.
-pub(crate) async fn decide(rt: &Runtime, described: &Described, peer: IpAddr) -> Verdict {
+/// Decides a described request with the engine, and records the outcome as the reverse proxy
+/// does (`record`). Every door asks here, so there is one set of rules.
+pub(crate) async fn decide(rt: &Runtime, described: &Described, origin: &Origin<'_>) -> Verdict {
     let head = RequestHead {
         method: &described.method,
         uri: &described.uri,
         headers: &described.headers,
-        peer,
+        peer: origin.peer,
     };
     let decided = match rt.engine.decide(head, None).await {
         Ok(decision) => crate::fleet::admit(&rt.limiters, &decision, &mut None)
@@ -148,10 +166,11 @@ pub(crate) async fn decide(rt: &Runtime, described: &Described, peer: IpAddr) ->
             if let Some(route_rt) = rt.route(&decision.route) {
                 route_rt.metrics.record(Outcome::Allowed);
             }
+            record::allowed(rt, origin, &decision);
             Verdict::Allowed(Edits::of(&rt.engine, &decision, &described.headers))
         }
         Err(refusal) => {
-            proxy::count_refusal(rt, &refusal);
+            record::refused(rt, origin, &refusal);
             Verdict::Refused(refusal.error.to_response())
         }
     }
@@ -162,16 +181,16 @@ pub(crate) async fn decide(rt: &Runtime, described: &Described, peer: IpAddr) ->
 pub(crate) fn undescribed(
     rt: &Runtime,
     err: DescribeError,
-    peer: IpAddr,
-    door: Door,
+    origin: &Origin<'_>,
 ) -> Response<Bytes> {
-    let label = match err {
-        DescribeError::UntrustedPeer => "untrusted_forwarder",
-        DescribeError::Ambiguous => "ambiguous_description",
-        DescribeError::Malformed => "malformed_description",
+    let (label, outcome) = match err {
+        DescribeError::UntrustedPeer => ("untrusted_forwarder", Outcome::Forbidden),
+        DescribeError::Ambiguous => ("ambiguous_description", Outcome::BadRequest),
+        DescribeError::Malformed => ("malformed_description", Outcome::BadRequest),
     };
-    tracing::warn!(target: "trustgate::audit", %peer, reason = label, door = door.as_str(), "decision endpoint refused a check");
+    tracing::warn!(target: "trustgate::audit", peer = %origin.peer, reason = label, door = origin.door.as_str(), "decision endpoint refused a check");
     rt.metrics.unrouted(label);
+    record::refused_unread(rt, origin, label, outcome);
     match err {
         DescribeError::UntrustedPeer => {
             let mut response = Response::new(Bytes::from_static(br#"{"error":"forbidden"}"#));
@@ -197,7 +216,11 @@ pub(crate) fn undescribed(
 /// rule is refused too. The forwarded-headers proxies remove the prefixes: Caddy's snippet
 /// lists them, and Traefik is configured with them (docs/forward-auth/traefik.md). Envoy
 /// removes whatever it is told.
-fn unremovable_identity_header(rt: &Runtime, described: &Described) -> Option<Response<Bytes>> {
+fn unremovable_identity_header(
+    rt: &Runtime,
+    described: &Described,
+    origin: &Origin<'_>,
+) -> Option<Response<Bytes>> {
     let prefixes_removable = match described.convention {
         Convention::Envoy => return None,
         Convention::Nginx => false,
@@ -221,6 +244,7 @@ fn unremovable_identity_header(rt: &Runtime, described: &Described) -> Option<Re
         "client sent an identity header the proxy cannot remove by name; refused"
     );
     rt.metrics.unrouted("client_identity_header");
+    record::refused_unread(rt, origin, "client_identity_header", Outcome::BadRequest);
     Some(
         GatewayError::Auth(AuthError::InvalidRequest(
             RequestProblem::ClientIdentityHeader,

@@ -7,7 +7,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::{self, Config, ConfigError};
 use crate::metrics::Metrics;
-use crate::runtime::Runtime;
+use crate::runtime::{Observers, Runtime};
 
 /// The running gateway: the current runtime, swapped on reload.
 pub(crate) struct Gateway {
@@ -17,6 +17,8 @@ pub(crate) struct Gateway {
     pub(crate) config_path: Option<PathBuf>,
     /// What replicas share (`[store]`); made once per process.
     pub(crate) fleet: Arc<crate::fleet::Fleet>,
+    /// Traces and the audit log; made once per process.
+    pub(crate) observers: Observers,
 }
 
 impl Gateway {
@@ -53,6 +55,7 @@ impl Gateway {
                 Arc::clone(&self.metrics),
                 self.signer.clone(),
                 &self.fleet,
+                &self.observers,
             )?;
             if !runtime.start().await {
                 return Err(ConfigError(
@@ -61,7 +64,7 @@ impl Gateway {
             }
             if config_needs_restart(&current.config, &runtime.config) {
                 tracing::warn!(
-                    "[server] or [log] settings changed; restart to apply them (routes, issuers, upstreams and sanitization are applied now)"
+                    "[server], [log], [telemetry] or [audit] settings changed; restart to apply them (routes, issuers, upstreams and sanitization are applied now)"
                 );
             }
             runtime.publish_metrics();
@@ -82,5 +85,8 @@ impl Gateway {
 
 /// Settings that are read once, when listeners and the runtime start.
 fn config_needs_restart(old: &Config, new: &Config) -> bool {
-    old.server != new.server || old.log != new.log
+    old.server != new.server
+        || old.log != new.log
+        || old.telemetry != new.telemetry
+        || old.audit != new.audit
 }

@@ -278,7 +278,7 @@ async fn runtime_for(
     let fleet =
         crate::fleet::Fleet::start(&config, Arc::clone(&metrics.fleet), signer.as_ref(), mode)
             .await?;
-    Runtime::build(config, metrics, signer, &fleet)
+    Runtime::build(config, metrics, signer, &fleet, &Default::default())
 }
 
 fn signer_for(

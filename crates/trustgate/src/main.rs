@@ -4,6 +4,7 @@
 #![allow(clippy::print_stderr)]
 
 mod admin;
+mod audit;
 mod cli;
 mod config;
 #[cfg(feature = "demo")]
@@ -17,10 +18,12 @@ mod internal_issuer;
 mod limits;
 mod metrics;
 mod proxy;
+mod record;
 mod runtime;
 mod server;
 mod signer;
 mod snippet;
+mod telemetry;
 mod upstream;
 
 use std::process::ExitCode;
@@ -33,19 +36,12 @@ const EX_USAGE: u8 = 64;
 /// A port that cannot be bound is not the file's fault (sysexits' EX_UNAVAILABLE): a supervisor
 /// may retry it, where a configuration error needs a person.
 const EX_UNAVAILABLE: u8 = 69;
+/// A file to read that cannot be (sysexits' EX_NOINPUT).
+const EX_NOINPUT: u8 = 66;
 
+/// The log on standard error, for the commands that only log.
 fn init_logging(level: &str, json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(colour_on_stderr())
-        .with_writer(std::io::stderr);
-    if json {
-        let _ = builder.json().flatten_event(true).try_init();
-    } else {
-        let _ = builder.try_init();
-    }
+    let _ = telemetry::init(level, json, colour_on_stderr(), None);
 }
 
 /// ANSI colour only for a person at a terminal: never into a file, a pipe or a log collector,
@@ -125,11 +121,25 @@ fn main() -> ExitCode {
                 let Some(config) = loaded else {
                     return ExitCode::FAILURE;
                 };
-                init_logging(
+                // The log as `[log]` says, and with `[telemetry]` the span exporter (built in the
+                // runtime: its gRPC channel and HTTP client run on it).
+                let exporter = match telemetry::init(
                     &config.log.level,
                     config.log.format == config::LogFormat::Json,
-                );
-                match server::run(config, Some(path), |_| {}, shutdown_signal()).await {
+                    colour_on_stderr(),
+                    config.telemetry.as_ref(),
+                ) {
+                    Ok(exporter) => exporter,
+                    Err(err) => {
+                        eprintln!("trustgate: {err}");
+                        return ExitCode::from(EX_USAGE);
+                    }
+                };
+                let served = server::run(config, Some(path), |_| {}, shutdown_signal()).await;
+                if let Some(exporter) = exporter {
+                    exporter.shutdown().await;
+                }
+                match served {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(err @ (server::StartError::Bind { .. } | server::StartError::Tls(_))) => {
                         eprintln!("trustgate: {err}");
@@ -177,6 +187,35 @@ fn main() -> ExitCode {
                     }
                 }
             }
+            Command::Audit {
+                action: cli::AuditCommand::Verify { file },
+            } => match audit::verify(&file) {
+                Ok(verified) => {
+                    #[allow(clippy::print_stdout)]
+                    {
+                        println!(
+                            "{}: {} events, chain intact (first prev {})",
+                            file.display(),
+                            verified.events,
+                            verified.starts_from
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(Ok(broken)) => {
+                    eprintln!(
+                        "trustgate audit verify: {}: line {}: {}",
+                        file.display(),
+                        broken.line,
+                        broken.problem
+                    );
+                    ExitCode::FAILURE
+                }
+                Err(Err(err)) => {
+                    eprintln!("trustgate audit verify: {}: {err}", file.display());
+                    ExitCode::from(EX_NOINPUT)
+                }
+            },
             Command::Completions { shell } => {
                 let mut command = <Cli as clap::CommandFactory>::command();
                 clap_complete::generate(shell, &mut command, "trustgate", &mut std::io::stdout());

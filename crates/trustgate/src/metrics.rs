@@ -68,6 +68,7 @@ pub(crate) struct Metrics {
     failures: Family<ReasonLabel, Counter>,
     upstream_seconds: Family<RouteLabel, Histogram>,
     reloads: Family<ResultLabel, Counter>,
+    audit_dropped: Counter,
     validator: Arc<ArcSwapOption<Validator>>,
     /// The fleet's store, revocation, rate-limit and key-ring metrics.
     pub(crate) fleet: Arc<crate::fleet::metrics::FleetMetrics>,
@@ -119,6 +120,12 @@ impl Metrics {
             "Configuration reload attempts by result",
             reloads.clone(),
         );
+        let audit_dropped = Counter::default();
+        registry.register(
+            "audit_dropped",
+            "Audit events dropped because the audit queue was full",
+            audit_dropped.clone(),
+        );
         let validator = Arc::new(ArcSwapOption::empty());
         registry.register_collector(Box::new(ValidatorCollector {
             validator: Arc::clone(&validator),
@@ -131,6 +138,7 @@ impl Metrics {
             failures,
             upstream_seconds,
             reloads,
+            audit_dropped,
             validator,
             fleet,
         })
@@ -164,6 +172,11 @@ impl Metrics {
 
     pub(crate) fn validation_failure(&self, reason: &'static str) {
         self.failures.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// The counter of audit events dropped on a full queue (`trustgate_audit_dropped_total`).
+    pub(crate) fn audit_dropped(&self) -> Counter {
+        self.audit_dropped.clone()
     }
 
     pub(crate) fn reload(&self, ok: bool) {

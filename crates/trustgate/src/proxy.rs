@@ -24,13 +24,16 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
-use trustgate_core::{AuthError, VerifiedToken};
+use tracing::{Instrument, Span};
+use trustgate_core::VerifiedToken;
 use trustgate_edge::decision::Trace;
 use trustgate_edge::framing::{self, FramingError};
 use trustgate_edge::headers::{self, Message};
 use trustgate_edge::{Decision, GatewayError, Outcome, Refusal, RequestHead, Route, Step};
 
+use crate::record::{self, Door, Origin};
 use crate::runtime::{RouteRuntime, Runtime};
+use crate::telemetry::RequestTrace;
 use crate::upstream::{RequestBody, TrailerFilter, UpstreamBody};
 
 /// The response body: streamed from the upstream, or a small fixed body made here.
@@ -172,12 +175,28 @@ fn fixed(response: Response<Bytes>) -> Response<Body> {
 ///
 /// `tunnel_slot` is the connection's slot under `max_connections`, given with requests that ask
 /// for an upgrade: an upgraded tunnel holds it until the tunnel closes.
+///
+/// With `[telemetry]`, the request's trace is begun here and kept in this future; only the
+/// decision (`prepare`) and the upstream exchange run inside spans, each wrapped only when the
+/// request is sampled. One function, not a traced wrapper around an untraced one: hyper moves
+/// each request's future, and a nested or boxed copy of it cost thousands of instructions per
+/// request (callgrind).
 pub(crate) async fn handle(
     rt: Arc<Runtime>,
     mut req: Request<Incoming>,
     conn: ConnInfo,
     tunnel_slot: Option<Arc<OwnedSemaphorePermit>>,
 ) -> Response<Body> {
+    let trace = rt.tracing.as_ref().map(|tracing| {
+        tracing.begin(
+            Door::Proxy,
+            req.method(),
+            req.headers(),
+            conn.peer,
+            &rt.config.server.trusted_proxies,
+        )
+    });
+    let trace = trace.as_ref();
     // Read only for the access log: with it off, a clock read per request is spared.
     let started = rt.config.log.access.then(Instant::now);
     // Not before the raw framing verdict: a refused head is answered by `prepare` (400, close).
@@ -194,15 +213,36 @@ pub(crate) async fn handle(
     // A gRPC client reads refusals from `grpc-status`; its deadline bounds the wait upstream.
     let exchange = Exchange::new(&req, started);
     let (mut parts, body) = req.into_parts();
-    let prepared = match prepare(&rt, &mut parts, conn, None).await {
-        Ok(prepared) => prepared,
-        Err(refusal) => return refused(&rt, &refusal, &exchange),
+    let prepared = match trace.filter(|trace| !trace.span.is_none()) {
+        Some(trace) => {
+            prepare(&rt, &mut parts, conn, None)
+                .instrument(trace.span.clone())
+                .await
+        }
+        None => prepare(&rt, &mut parts, conn, None).await,
+    };
+    // The decision recorded, in a scope of its own that ends before the next await: what it
+    // needs is then not kept in the request's future.
+    let (prepared, route_rt) = {
+        let origin = Origin {
+            door: Door::Proxy,
+            peer: conn.peer,
+            method: Some(&exchange.method),
+            trace,
+        };
+        let prepared = match prepared {
+            Ok(prepared) => prepared,
+            Err(refusal) => return refused(&rt, &refusal, &exchange, &origin),
+        };
+        record::allowed(&rt, &origin, &prepared.decision);
+        let Some(route_rt) = rt.route(&prepared.decision.route) else {
+            let refusal = internal_refusal(&prepared.decision.route);
+            return refused(&rt, &refusal, &exchange, &origin);
+        };
+        (prepared, route_rt)
     };
     let route = &prepared.decision.route;
     let token = &prepared.decision.token;
-    let Some(route_rt) = rt.route(route) else {
-        return refused(&rt, &internal_refusal(route), &exchange);
-    };
     let upstream = &route_rt.upstream;
     // An HTTP/1 chunked body's first frame is read before any upstream connection is used: a
     // malformed chunk is the client's error (400), not the upstream's (502). HTTP/2 has no chunk
@@ -218,10 +258,16 @@ pub(crate) async fn handle(
         Err(err) => {
             tracing::debug!(route = %route.name, error = %err, "request body refused");
             let error = GatewayError::Framing("bad_body");
-            return upstream_error(&rt, route, route_rt, token, error, &exchange);
+            return upstream_error(&rt, route, route_rt, token, error, &exchange, trace);
         }
     };
     let body_failed = body.failure_flag();
+    // The upstream exchange's span, and the trace handed on in `traceparent`.
+    let upstream_span = trace.map(|trace| {
+        let span = trace.upstream_span(&upstream.config.id);
+        trace.inject(&span, &mut parts.headers);
+        span
+    });
     let request = Request::from_parts(parts, body);
     // One clock read serves the latency histogram and the idle list's timeout check.
     let sent = Instant::now();
@@ -229,17 +275,25 @@ pub(crate) async fn handle(
         Some(deadline) => deadline.min(upstream.config.response_timeout),
         None => upstream.config.response_timeout,
     };
-    let result = tokio::time::timeout(
+    let send = tokio::time::timeout(
         wait,
         upstream.send(request, prepared.upgrade.is_some(), sent),
-    )
-    .await;
+    );
+    // Wrapped only when traced: the wrapper moves the (large) send future.
+    let result = match &upstream_span {
+        Some(span) => send.instrument(span.clone()).await,
+        None => send.await,
+    };
+    let upstream_span = upstream_span.unwrap_or_else(Span::none);
     route_rt
         .metrics
         .upstream_seconds
         .observe(sent.elapsed().as_secs_f64());
     let mut response = match result {
-        Ok(Ok(response)) => response,
+        Ok(Ok(response)) => {
+            upstream_span.record("http.response.status_code", response.status().as_u16());
+            response
+        }
         Ok(Err(err)) => {
             tracing::debug!(route = %route.name, error = %err, "upstream request failed");
             // The client's malformed body, not the upstream, ended the exchange.
@@ -248,11 +302,13 @@ pub(crate) async fn handle(
             } else {
                 GatewayError::UpstreamUnavailable
             };
-            return upstream_error(&rt, route, route_rt, token, error, &exchange);
+            upstream_span.record("trustgate.reason", error.label());
+            return upstream_error(&rt, route, route_rt, token, error, &exchange, trace);
         }
         Err(_) => {
             let error = GatewayError::UpstreamTimeout;
-            return upstream_error(&rt, route, route_rt, token, error, &exchange);
+            upstream_span.record("trustgate.reason", error.label());
+            return upstream_error(&rt, route, route_rt, token, error, &exchange, trace);
         }
     };
     if response.status() == StatusCode::SWITCHING_PROTOCOLS
@@ -282,6 +338,7 @@ pub(crate) async fn handle(
         token.as_ref(),
         "allowed",
     );
+    record::status(trace, response.status());
     response.map(Either::Left)
 }
 
@@ -293,21 +350,6 @@ fn internal_endpoint_on_edge(rt: &Runtime, req: &Request<Incoming>) -> Option<Re
     }
     let signer = rt.engine.signer.as_deref()?;
     crate::internal_issuer::internal_issuer_document(signer, req.uri().path())
-}
-
-/// Counts a refusal: per route (or unrouted), and a failed validation by its reason. Every front
-/// door counts the same way.
-pub(crate) fn count_refusal(rt: &Runtime, refusal: &Refusal) {
-    let outcome = refusal.error.outcome();
-    match refusal.route.as_deref().and_then(|route| rt.route(route)) {
-        Some(route_rt) => route_rt.metrics.record(outcome),
-        None => rt.metrics.unrouted(refusal.error.label()),
-    }
-    if matches!(refusal.step, Step::Validate | Step::Issuer)
-        && let GatewayError::Auth(AuthError::InvalidToken(reason)) = refusal.error
-    {
-        rt.metrics.validation_failure(reason.as_str());
-    }
 }
 
 /// What the gateway needs to answer a request itself and log it: the method, whether it is a
@@ -355,10 +397,16 @@ impl TrailerFilter for Runtime {
     }
 }
 
-/// The answer to a refused request, counted and logged.
-fn refused(rt: &Runtime, refusal: &Refusal, exchange: &Exchange) -> Response<Body> {
-    count_refusal(rt, refusal);
+/// The answer to a refused request, counted, audited and logged.
+fn refused(
+    rt: &Runtime,
+    refusal: &Refusal,
+    exchange: &Exchange,
+    origin: &Origin<'_>,
+) -> Response<Body> {
+    record::refused(rt, origin, refusal);
     let response = exchange.response(refusal.error);
+    record::status(origin.trace, response.status());
     access_log(
         rt,
         refusal.route.as_deref(),
@@ -377,9 +425,11 @@ fn upstream_error(
     token: &Option<VerifiedToken>,
     error: GatewayError,
     exchange: &Exchange,
+    trace: Option<&RequestTrace>,
 ) -> Response<Body> {
     route_rt.metrics.record(error.outcome());
     let response = exchange.response(error);
+    record::status(trace, response.status());
     access_log(
         rt,
         Some(route),

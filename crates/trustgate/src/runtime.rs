@@ -12,9 +12,20 @@ use trustgate_edge::Engine;
 use trustgate_edge::mint::MintCache;
 use trustgate_edge::router::Router;
 
+use crate::audit;
 use crate::config::{Config, ConfigError};
 use crate::metrics::{Metrics, RouteMetrics};
+use crate::telemetry::RequestTracing;
 use crate::upstream::Upstream;
+
+/// The process's observers of decisions, made once at start and shared by every runtime:
+/// `[telemetry]`'s sampling and propagation, and `[audit]`'s queue. Changing either needs a
+/// restart (the subscriber and the writer live as long as the process).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Observers {
+    pub(crate) tracing: Option<Arc<RequestTracing>>,
+    pub(crate) audit: Option<audit::Sink>,
+}
 
 /// What the proxy keeps per route besides the route itself: its upstream and its metrics, at the
 /// route's `index`.
@@ -34,6 +45,10 @@ pub(crate) struct Runtime {
     /// Per route, by `Route::index`.
     pub(crate) routes: Vec<RouteRuntime>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Request traces, with `[telemetry]`.
+    pub(crate) tracing: Option<Arc<RequestTracing>>,
+    /// The audit log, with `[audit]`.
+    pub(crate) audit: Option<audit::Sink>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -52,6 +67,7 @@ impl Runtime {
         metrics: Arc<Metrics>,
         signer: Option<Arc<InternalSigner>>,
         fleet: &crate::fleet::Fleet,
+        observers: &Observers,
     ) -> Result<Self, ConfigError> {
         if let Some(signer) = &signer
             && config
@@ -123,6 +139,8 @@ impl Runtime {
             routes,
             metrics,
             config,
+            tracing: observers.tracing.clone(),
+            audit: observers.audit.clone(),
         })
     }
 

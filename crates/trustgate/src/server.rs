@@ -27,7 +27,8 @@ use crate::config::{self, Config, ConfigError};
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::proxy::{self, ConnInfo};
-use crate::runtime::Runtime;
+use crate::runtime::{Observers, Runtime};
+use crate::telemetry::RequestTracing;
 use trustgate_edge::framing::h1 as h1_framing;
 
 /// Listener addresses actually bound (useful with port 0).
@@ -133,7 +134,24 @@ pub(crate) async fn run(
         crate::fleet::Mode::Serve,
     )
     .await?;
-    let runtime = Runtime::build(config, Arc::clone(&metrics), signer.clone(), &fleet)?;
+    let observers = Observers {
+        tracing: config
+            .telemetry
+            .as_ref()
+            .map(|telemetry| Arc::new(RequestTracing::new(telemetry))),
+        audit: config
+            .audit
+            .as_ref()
+            .map(|audit| crate::audit::Sink::start(audit, metrics.audit_dropped()))
+            .transpose()?,
+    };
+    let runtime = Runtime::build(
+        config,
+        Arc::clone(&metrics),
+        signer.clone(),
+        &fleet,
+        &observers,
+    )?;
     let server = runtime.config.server.clone();
     let proxy_listener = bind("server.listen", server.listen).await?;
     let bound = Bound {
@@ -154,6 +172,7 @@ pub(crate) async fn run(
         signer,
         config_path,
         fleet,
+        observers,
     });
     tokio::spawn(admin::serve(admin_listener, Arc::clone(&gateway)));
     if let Some(listener) = decisions_listener {
@@ -248,6 +267,9 @@ pub(crate) async fn run(
     )
     .await
     .is_ok();
+    if let Some(audit) = &gateway.observers.audit {
+        audit.flush(Duration::from_secs(5)).await;
+    }
     tracing::info!(drained, "shutdown complete");
     Ok(())
 }

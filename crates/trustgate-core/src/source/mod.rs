@@ -353,6 +353,18 @@ impl IssuerKeys {
         if !self.is_remote() || self.is_negative(kid) {
             return false;
         }
+        let span = tracing::info_span!(
+            "jwks_fetch",
+            trustgate.issuer = &*self.issuer,
+            trustgate.jwks.outcome = tracing::field::Empty,
+        );
+        let found = tracing::Instrument::instrument(self.refetch_for(kid), span.clone()).await;
+        span.record("trustgate.jwks.outcome", found.as_str());
+        found == Refetched::Found
+    }
+
+    /// [`IssuerKeys::await_unknown_kid`] after its cheap checks.
+    async fn refetch_for(self: &Arc<Self>, kid: &str) -> Refetched {
         let mut finished = self.finished.subscribe();
         // Refreshes numbered up to `arrived` may have started before this request.
         let arrived = self.started.load(Ordering::SeqCst);
@@ -364,9 +376,14 @@ impl IssuerKeys {
                 .is_ok();
             if runner_idle {
                 let this = Arc::clone(self);
-                tokio::spawn(async move {
-                    let _ = this.run_refreshes().await;
-                });
+                // The fetch runs in a task of its own; its span hangs under the request's.
+                let span = tracing::info_span!("jwks_refresh");
+                tokio::spawn(tracing::Instrument::instrument(
+                    async move {
+                        let _ = this.run_refreshes().await;
+                    },
+                    span,
+                ));
             }
             // With a refresh in flight, ours runs after it.
             (arrived + 1, if runner_idle { 1 } else { 2 })
@@ -375,7 +392,7 @@ impl IssuerKeys {
             (arrived, 1)
         } else {
             self.add_negative(kid);
-            return false;
+            return Refetched::Cooldown;
         };
         let timeout = self
             .remote
@@ -389,10 +406,14 @@ impl IssuerKeys {
             .await
             .is_ok_and(|seen| seen.is_ok());
         if done && self.load().keys.pool(Some(kid)).is_some() {
-            return true;
+            return Refetched::Found;
         }
         self.add_negative(kid);
-        false
+        if done {
+            Refetched::NotFound
+        } else {
+            Refetched::TimedOut
+        }
     }
 
     /// Claims this cooldown window's on-demand refetch. Returns whether this caller got it.
@@ -440,6 +461,30 @@ impl IssuerKeys {
     fn clear_negative_kids(&self) {
         if let Ok(mut negative) = self.negative_kids.lock() {
             negative.clear();
+        }
+    }
+}
+
+/// What waiting for a key set refetch came to, for its span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refetched {
+    /// The new key set has the `kid`.
+    Found,
+    /// The refetch ended without it.
+    NotFound,
+    /// The wait ended before the refetch did.
+    TimedOut,
+    /// No refetch was allowed within the cooldown.
+    Cooldown,
+}
+
+impl Refetched {
+    fn as_str(self) -> &'static str {
+        match self {
+            Refetched::Found => "found",
+            Refetched::NotFound => "not_found",
+            Refetched::TimedOut => "timed_out",
+            Refetched::Cooldown => "cooldown",
         }
     }
 }

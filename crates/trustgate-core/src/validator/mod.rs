@@ -280,30 +280,54 @@ impl Validator {
     /// # Errors
     /// [`AuthError::InvalidToken`] with the reason, or [`AuthError::KeysUnavailable`].
     pub async fn validate(&self, token: &str) -> Result<VerifiedToken, AuthError> {
+        // Spans carry reason codes, the issuer (once it is one of ours) and the key id (once it
+        // is one of the issuer's published ones): never token text or a claim value. Without a
+        // tracing layer that wants them these are disabled callsites, a load and a branch each.
+        let span = tracing::info_span!("validate", trustgate.reason = tracing::field::Empty);
+        match span.in_scope(|| self.validate_now(token)) {
+            Ok(verified) => Ok(verified),
+            Err(Undecided::Refused(error)) => {
+                span.record("trustgate.reason", error.label());
+                Err(error)
+            }
+            // Boxed, with the span moved in: the refetch wait is large and rare, and this
+            // future lives inside every request future of the gateway.
+            Err(Undecided::UnknownKid { keys, kid }) => {
+                Box::pin(self.validate_after_refetch(token, keys, kid, span)).await
+            }
+        }
+    }
+
+    /// Validation without waiting: the cache, then the published keys. Only a `kid` the issuer
+    /// has not published is left undecided.
+    fn validate_now(&self, token: &str) -> Result<VerifiedToken, Undecided> {
         if token.len() > self.inner.max_token_bytes {
-            return Err(Reason::TooLarge.into());
+            return Err(AuthError::from(Reason::TooLarge).into());
         }
         if let Some(cache) = &self.inner.cache {
-            match cache.lookup(token, self.inner.clock.now_millis()) {
+            let span = tracing::info_span!("cache", trustgate.cache = tracing::field::Empty);
+            let _entered = span.enter();
+            let lookup = cache.lookup(token, self.inner.clock.now_millis());
+            span.record(
+                "trustgate.cache",
+                match &lookup {
+                    Lookup::Hit(_) => "hit",
+                    Lookup::Refused(_) => "refused",
+                    Lookup::Miss => "miss",
+                },
+            );
+            match lookup {
                 // Trust in a cached token ends with trust in its issuer's keys: past the maximum
                 // staleness, uncached tokens get KeysUnavailable, and so must cached ones.
                 Lookup::Hit(verified) if !verified.issuer_keys_usable_now() => {
-                    return Err(AuthError::KeysUnavailable);
+                    return Err(AuthError::KeysUnavailable.into());
                 }
                 Lookup::Hit(verified) => return Ok(verified),
-                Lookup::Refused(reason) => return Err(reason.into()),
+                Lookup::Refused(reason) => return Err(AuthError::from(reason).into()),
                 Lookup::Miss => {}
             }
         }
-        let verified = match self.validate_with_published_keys(token, Refetch::Allowed) {
-            Ok(verified) => verified,
-            Err(Undecided::Refused(error)) => return Err(error),
-            // Boxed: the refetch wait is large and rare, and this future lives inside every
-            // request future of the gateway.
-            Err(Undecided::UnknownKid { keys, kid }) => {
-                Box::pin(self.validate_after_refetch(token, keys, kid)).await?
-            }
-        };
+        let verified = self.validate_with_published_keys(token, Refetch::Allowed)?;
         if let Some(cache) = &self.inner.cache {
             cache.insert(token, verified.clone());
         }
@@ -319,15 +343,30 @@ impl Validator {
         token: &str,
         keys: Arc<IssuerKeys>,
         kid: String,
+        span: tracing::Span,
     ) -> Result<VerifiedToken, AuthError> {
-        if !keys.await_unknown_kid(&kid).await {
-            return Err(Reason::UnknownKey.into());
+        let found =
+            tracing::Instrument::instrument(keys.await_unknown_kid(&kid), span.clone()).await;
+        let result = if found {
+            match span.in_scope(|| self.validate_with_published_keys(token, Refetch::Done)) {
+                Ok(verified) => Ok(verified),
+                Err(Undecided::Refused(error)) => Err(error),
+                Err(Undecided::UnknownKid { .. }) => Err(Reason::UnknownKey.into()),
+            }
+        } else {
+            Err(Reason::UnknownKey.into())
+        };
+        match &result {
+            Ok(verified) => {
+                if let Some(cache) = &self.inner.cache {
+                    cache.insert(token, verified.clone());
+                }
+            }
+            Err(error) => {
+                span.record("trustgate.reason", error.label());
+            }
         }
-        match self.validate_with_published_keys(token, Refetch::Done) {
-            Ok(verified) => Ok(verified),
-            Err(Undecided::Refused(error)) => Err(error),
-            Err(Undecided::UnknownKid { .. }) => Err(Reason::UnknownKey.into()),
-        }
+        result
     }
 
     /// Everything validation does, without waiting: against the keys published now. Only a `kid`
@@ -337,50 +376,81 @@ impl Validator {
         token: &str,
         refetch: Refetch,
     ) -> Result<VerifiedToken, Undecided> {
-        let jws = jws::parse_compact(token, self.inner.max_token_bytes)?;
-        let signature = jws.signature()?;
-        let claims = json::parse_borrowed(&jws.payload)?;
+        let span = tracing::info_span!(
+            "signature",
+            trustgate.issuer = tracing::field::Empty,
+            trustgate.kid = tracing::field::Empty,
+            trustgate.alg = tracing::field::Empty,
+            trustgate.reason = tracing::field::Empty,
+        );
+        let entered = span.enter();
+        let refused = |error: Undecided| {
+            if let Undecided::Refused(error) = &error {
+                span.record("trustgate.reason", error.label());
+            }
+            error
+        };
+        let jws =
+            jws::parse_compact(token, self.inner.max_token_bytes).map_err(|e| refused(e.into()))?;
+        let signature = jws.signature().map_err(|e| refused(e.into()))?;
+        let claims = json::parse_borrowed(&jws.payload).map_err(|e| refused(e.into()))?;
         let entry = claims
             .get("iss")
             .and_then(Json::as_str)
             .and_then(|iss| self.inner.issuer(iss))
-            .ok_or(Reason::UnknownIssuer)?;
+            .ok_or_else(|| refused(Reason::UnknownIssuer.into()))?;
+        // The issuer's configured name, not the token's bytes: recorded only once it is ours.
+        span.record("trustgate.issuer", &*entry.name);
+        span.record("trustgate.alg", jws.header.alg.name());
         if !entry.algorithms.contains(&jws.header.alg) {
-            return Err(Reason::AlgorithmNotAllowed.into());
+            return Err(refused(Reason::AlgorithmNotAllowed.into()));
         }
         let key = {
             let state = entry.keys.load();
             if !entry.keys.usable(&state) {
-                return Err(AuthError::KeysUnavailable.into());
+                return Err(refused(AuthError::KeysUnavailable.into()));
             }
             let kid = jws.header.kid.as_deref();
             match state.keys.pool(kid) {
-                Some(pool) => {
-                    verify_with(pool, kid.is_none(), &jws, &signature, entry.max_kidless)?
-                }
+                Some(pool) => verify_with(pool, kid.is_none(), &jws, &signature, entry.max_kidless)
+                    .map_err(|e| refused(e.into()))?,
                 // No key carries the token's `kid` (a token without one gets every key).
                 None => {
-                    return Err(match refetch {
+                    return Err(refused(match refetch {
                         Refetch::Allowed => Undecided::UnknownKid {
                             keys: Arc::clone(&entry.keys),
                             kid: kid.unwrap_or_default().to_owned(),
                         },
                         Refetch::Done => Reason::UnknownKey.into(),
-                    });
+                    }));
                 }
             }
+        };
+        // The key's own id, which the issuer published (a token's `kid` that matched nothing is
+        // the client's text, and is not recorded).
+        if let Some(kid) = key.kid() {
+            span.record("trustgate.kid", kid);
+        }
+        drop(entered);
+        let span = tracing::info_span!("claims", trustgate.reason = tracing::field::Empty);
+        let _entered = span.enter();
+        let refused = |error: AuthError| {
+            span.record("trustgate.reason", error.label());
+            Undecided::Refused(error)
         };
         // Read after the signature, as late as it can be.
         let now_ms = self.inner.clock.now_millis();
         let times = entry
             .claims
-            .check(jws.header.typ.as_deref(), &claims, now_ms)?;
+            .check(jws.header.typ.as_deref(), &claims, now_ms)
+            .map_err(|e| refused(e.into()))?;
         let identity = Identity::from_claims(
             Arc::clone(&entry.name),
             entry.name_header.clone(),
             &claims,
             &entry.mapping,
-        )?;
+        )
+        .map_err(|e| refused(e.into()))?;
         drop(claims);
         Ok(VerifiedToken::new(
             Arc::clone(&entry.name),

@@ -22,6 +22,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use tracing::field::Empty;
 use trustgate_core::{
     AuthError, InternalSigner, Reason, RequestProblem, Validator, VerifiedToken,
     query_has_access_token,
@@ -34,7 +35,7 @@ use crate::path::{self, DoubleSlash};
 use crate::route::Route;
 use crate::router::{Router, host_without_port, request_host};
 use crate::token::{TokenSource, extract_token};
-use crate::trust::{ForwardToken, Trust};
+use crate::trust::{ForwardToken, Trust, Validation};
 
 /// What the gateway does with a client identity header (`sanitize.mode`).
 #[derive(Debug, serde::Deserialize, Clone, Copy, PartialEq, Eq, Default)]
@@ -161,6 +162,25 @@ pub enum Step {
     Sign,
 }
 
+impl Step {
+    /// A stable label, for the audit log and spans.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Framing => "framing",
+            Step::Sanitize => "sanitize",
+            Step::Path => "path",
+            Step::Host => "host",
+            Step::Route => "route",
+            Step::Token => "token",
+            Step::Validate => "validate",
+            Step::Issuer => "issuer",
+            Step::Revocation => "revocation",
+            Step::Authorize => "authorize",
+            Step::Sign => "sign",
+        }
+    }
+}
+
 /// A refusal: the error to answer with, the step, and the route if one had been chosen.
 #[derive(Debug)]
 pub struct Refusal {
@@ -245,8 +265,13 @@ impl Engine {
         mut trace: Trace<'_>,
     ) -> Result<Decision, Refusal> {
         // 1. Sanitization: decided before routing, so no route and no error path is spared.
+        // Each step has a span (for OpenTelemetry, `trustgate telemetry`): reason codes, route
+        // and pattern, never a token or a claim value. Without a layer that wants them, each is a
+        // disabled callsite.
+        let span = tracing::info_span!("sanitize", trustgate.reason = Empty);
         if self.sanitize == SanitizeMode::Reject && self.identity_headers.contains_any(head.headers)
         {
+            span.record("trustgate.reason", "client_identity_header");
             tracing::warn!(
                 target: "trustgate::audit",
                 peer = %head.peer,
@@ -262,6 +287,7 @@ impl Engine {
                 AuthError::InvalidRequest(RequestProblem::ClientIdentityHeader),
             ));
         }
+        drop(span);
         if trace.is_some() {
             let (identity, overrides) = self.count_removals(head.headers);
             note!(
@@ -298,10 +324,16 @@ impl Engine {
                 else {
                     return Err(refuse(Some(&route), Step::Sign, GatewayError::Internal));
                 };
-                let value = self
-                    .minted
-                    .authorization(signer, text, route.index, pattern, verified)
-                    .map_err(|err| refuse(Some(&route), Step::Sign, err))?;
+                let span = tracing::info_span!("mint", trustgate.reason = Empty);
+                let value = span
+                    .in_scope(|| {
+                        self.minted
+                            .authorization(signer, text, route.index, pattern, verified)
+                    })
+                    .map_err(|err| {
+                        span.record("trustgate.reason", err.label());
+                        refuse(Some(&route), Step::Sign, err)
+                    })?;
                 note!(
                     trace,
                     "internal token: for audience {:?}, ttl {:?}",
@@ -326,15 +358,22 @@ impl Engine {
                     Trust::IdentityHeaders(pattern) => Some(pattern),
                     _ => None,
                 };
-                let value = mint::assertion(
-                    signer,
-                    &assertion.service,
-                    head.method,
-                    path_and_query,
-                    injected,
-                    token.as_ref(),
-                )
-                .map_err(|err| refuse(Some(&route), Step::Sign, err))?;
+                let span = tracing::info_span!("assertion", trustgate.reason = Empty);
+                let value = span
+                    .in_scope(|| {
+                        mint::assertion(
+                            signer,
+                            &assertion.service,
+                            head.method,
+                            path_and_query,
+                            injected,
+                            token.as_ref(),
+                        )
+                    })
+                    .map_err(|err| {
+                        span.record("trustgate.reason", err.label());
+                        refuse(Some(&route), Step::Sign, err)
+                    })?;
                 note!(
                     trace,
                     "assertion: signed for audience {:?}, binding method, path and identity headers",
@@ -353,9 +392,36 @@ impl Engine {
         })
     }
 
-    /// Step 2: the route for the normalized path and the request's host.
+    /// Step 2, in its span: the route and pattern chosen, or the reason there is none.
     #[allow(clippy::type_complexity)]
     fn route(
+        &self,
+        head: RequestHead<'_>,
+        trace: &mut Trace<'_>,
+    ) -> Result<(Arc<Route>, path::NormalizedPath, Option<HeaderValue>), Refusal> {
+        let span = tracing::info_span!(
+            "route",
+            trustgate.route = Empty,
+            trustgate.pattern = Empty,
+            trustgate.reason = Empty,
+        );
+        let _entered = span.enter();
+        let routed = self.select_route(head, trace);
+        match &routed {
+            Ok((route, ..)) => {
+                span.record("trustgate.route", route.name.as_str());
+                span.record("trustgate.pattern", route.trust.name());
+            }
+            Err(refusal) => {
+                span.record("trustgate.reason", refusal.error.label());
+            }
+        }
+        routed
+    }
+
+    /// Step 2: the route for the normalized path and the request's host.
+    #[allow(clippy::type_complexity)]
+    fn select_route(
         &self,
         head: RequestHead<'_>,
         trace: &mut Trace<'_>,
@@ -439,26 +505,11 @@ impl Engine {
             );
             return Ok((None, None, false));
         };
-        // A token in the URL is never taken and never forwarded (RFC 6750 §2.3 is off).
-        if head.uri.query().is_some_and(query_has_access_token) {
-            note!(trace, "token: an access_token query parameter; refused");
-            return Err(refuse(
-                Some(route),
-                Step::Token,
-                AuthError::InvalidRequest(RequestProblem::TokenInQuery),
-            ));
-        }
-        let found = extract_token(head.headers, validation.token_cookie.as_deref())
-            .map_err(|err| refuse(Some(route), Step::Token, err))?;
-        let Some((text, source)) = found else {
-            if route.trust.allows_anonymous() {
-                note!(trace, "token: none; anonymous access allowed on this route");
-                return Ok((None, None, false));
-            }
-            note!(trace, "token: none; refused");
-            return Err(refuse(Some(route), Step::Token, AuthError::MissingToken));
+        // The steps before and after the await are functions of their own: their spans then
+        // never live across it, and the request's future stays as small as it was.
+        let Some((text, source)) = find_token(head, route, validation, trace)? else {
+            return Ok((None, None, false));
         };
-        note!(trace, "token: found in {source} ({} bytes)", text.len());
         let verified = self.validator.validate(text).await.map_err(|err| {
             note!(trace, "validate: failed ({})", err.label());
             refuse(Some(route), Step::Validate, err)
@@ -472,36 +523,13 @@ impl Engine {
                 .map_or("(none)".to_owned(), |kid| format!("{kid:?}")),
             verified.algorithm()
         );
-        if !validation
-            .issuers
-            .iter()
-            .any(|iss| iss == verified.issuer())
-        {
-            note!(
-                trace,
-                "issuer: {:?} is not accepted on this route",
-                verified.issuer()
-            );
-            return Err(refuse(
-                Some(route),
-                Step::Issuer,
-                AuthError::InvalidToken(Reason::IssuerNotAccepted),
-            ));
-        }
-        if let Some(revocations) = &self.revocations {
-            match revocations.check(route, &verified) {
-                Ok(()) => note!(trace, "revocation: not revoked"),
-                Err(revoked) => {
-                    note!(trace, "revocation: refused ({})", revoked.as_str());
-                    return Err(refuse(Some(route), Step::Revocation, revoked));
-                }
-            }
-        }
-        if let Err(err) = validation.require.check(&verified) {
-            note!(trace, "authorize: route requirements not met");
-            return Err(refuse(Some(route), Step::Authorize, err));
-        }
-        note!(trace, "authorize: ok");
+        require(
+            route,
+            validation,
+            self.revocations.as_deref(),
+            &verified,
+            trace,
+        )?;
         Ok((Some(verified), Some(text), source == TokenSource::Header))
     }
 
@@ -529,6 +557,99 @@ impl Engine {
             .keys()
             .filter(|name| self.identity_headers.is_identity_header(name) || is_uri_override(name))
     }
+}
+
+/// Step 3: the route's token, in RFC 6750's form, or none when the route allows anonymous
+/// callers.
+fn find_token<'h>(
+    head: RequestHead<'h>,
+    route: &Arc<Route>,
+    validation: &Validation,
+    trace: &mut Trace<'_>,
+) -> Result<Option<(&'h str, TokenSource)>, Refusal> {
+    let span = tracing::info_span!(
+        "token",
+        trustgate.token.source = Empty,
+        trustgate.reason = Empty,
+    );
+    let _entered = span.enter();
+    let refused = |refusal: Refusal| {
+        span.record("trustgate.reason", refusal.error.label());
+        refusal
+    };
+    // A token in the URL is never taken and never forwarded (RFC 6750 §2.3 is off).
+    if head.uri.query().is_some_and(query_has_access_token) {
+        note!(trace, "token: an access_token query parameter; refused");
+        return Err(refused(refuse(
+            Some(route),
+            Step::Token,
+            AuthError::InvalidRequest(RequestProblem::TokenInQuery),
+        )));
+    }
+    let found = extract_token(head.headers, validation.token_cookie.as_deref())
+        .map_err(|err| refused(refuse(Some(route), Step::Token, err)))?;
+    let Some((text, source)) = found else {
+        span.record("trustgate.token.source", "none");
+        if route.trust.allows_anonymous() {
+            note!(trace, "token: none; anonymous access allowed on this route");
+            return Ok(None);
+        }
+        note!(trace, "token: none; refused");
+        return Err(refused(refuse(
+            Some(route),
+            Step::Token,
+            AuthError::MissingToken,
+        )));
+    };
+    span.record("trustgate.token.source", source.as_str());
+    note!(trace, "token: found in {source} ({} bytes)", text.len());
+    Ok(Some((text, source)))
+}
+
+/// Step 4, after validation: the route accepts the token's issuer, and its requirements hold.
+fn require(
+    route: &Arc<Route>,
+    validation: &Validation,
+    revocations: Option<&dyn RevocationCheck>,
+    verified: &VerifiedToken,
+    trace: &mut Trace<'_>,
+) -> Result<(), Refusal> {
+    let span = tracing::info_span!("require", trustgate.reason = Empty);
+    let _entered = span.enter();
+    if !validation
+        .issuers
+        .iter()
+        .any(|iss| iss == verified.issuer())
+    {
+        span.record("trustgate.reason", "issuer_not_accepted");
+        note!(
+            trace,
+            "issuer: {:?} is not accepted on this route",
+            verified.issuer()
+        );
+        return Err(refuse(
+            Some(route),
+            Step::Issuer,
+            AuthError::InvalidToken(Reason::IssuerNotAccepted),
+        ));
+    }
+    if let Some(revocations) = revocations {
+        match revocations.check(route, verified) {
+            Ok(()) => note!(trace, "revocation: not revoked"),
+            Err(revoked) => {
+                span.record("trustgate.reason", revoked.as_str());
+                note!(trace, "revocation: refused ({})", revoked.as_str());
+                return Err(refuse(Some(route), Step::Revocation, revoked));
+            }
+        }
+    }
+    if let Err(err) = validation.require.check(verified) {
+        span.record("trustgate.reason", err.label());
+        note!(trace, "authorize: route requirements not met");
+        return Err(refuse(Some(route), Step::Authorize, err));
+    }
+    note!(trace, "authorize: ok");
+    Ok(())
 }
 
 /// The forwarded path and query when it differs from the request target's. Usually the client's

@@ -39,6 +39,10 @@ pub(crate) struct FileConfig {
     #[serde(default)]
     pub(crate) store: super::fleet::FileStore,
     pub(crate) revocation: Option<super::fleet::FileRevocation>,
+    #[serde(default)]
+    pub(crate) telemetry: super::observe::FileTelemetry,
+    #[serde(default)]
+    pub(crate) audit: super::observe::FileAudit,
 }
 
 /// `[forward_auth]`: the decision endpoint for a proxy in front (nginx `auth_request`, Traefik,

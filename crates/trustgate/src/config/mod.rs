@@ -12,6 +12,7 @@ mod duration;
 mod file;
 mod fleet;
 mod issuer;
+mod observe;
 mod route;
 mod text;
 mod upstream;
@@ -33,6 +34,9 @@ pub(crate) use file::{FileTls, LogFormat, UpstreamProtocol};
 pub(crate) use fleet::{
     Backend, Kek, RateKey, RateLimit, RedisConfig, RevocationConfig, RouteFleet, Secret,
     StoreConfig, Topology,
+};
+pub(crate) use observe::{
+    AuditConfig, AuditPath, OtlpProtocol, SubjectMode, TelemetryConfig, TrustIncoming,
 };
 
 /// A configuration problem, with a message that says how to fix it.
@@ -67,6 +71,10 @@ pub(crate) struct Config {
     pub(crate) admin_token: Option<Secret>,
     /// Each route's rate limit and revocation check, by route index.
     pub(crate) route_fleet: Vec<RouteFleet>,
+    /// OpenTelemetry traces, when on.
+    pub(crate) telemetry: Option<TelemetryConfig>,
+    /// The audit log, when on.
+    pub(crate) audit: Option<AuditConfig>,
 }
 
 /// The decision endpoint: trustgate's decisions for the proxy in front.
@@ -456,12 +464,16 @@ fn validate(
         .map_err(|err| ConfigError::new(format!("sanitize: {err}")))?;
 
     let forward_auth = file.forward_auth.map(forward_auth_config).transpose()?;
+    let telemetry = observe::telemetry(file.telemetry, env)?;
+    let audit = observe::audit(file.audit, base)?;
     Ok(Config {
         store,
         revocation,
         admin_token,
         route_fleet,
         forward_auth,
+        telemetry,
+        audit,
         server: server_config,
         admin_listen,
         sanitize: SanitizeConfig {

@@ -373,3 +373,133 @@ fn fleet_settings_are_checked_before_anything_connects() {
     .unwrap_err();
     assert!(unknown_claim.0.contains("claims.extra"), "{unknown_claim}");
 }
+
+fn parse_with_env(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    parse(text, Path::new("/etc/trustgate"), &move |name| {
+        vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    })
+}
+
+#[test]
+fn telemetry_and_audit_are_off_by_default() {
+    let config = parse_with_env(BASE, &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317")]).unwrap();
+    assert_eq!(config.telemetry, None);
+    assert_eq!(config.audit, None);
+}
+
+#[test]
+fn telemetry_defaults_and_the_otel_variables() {
+    let on = format!("{BASE}\n[telemetry]\nenabled = true\n");
+    let config = parse_with_env(&on, &[]).unwrap();
+    assert_eq!(
+        config.telemetry,
+        Some(TelemetryConfig {
+            endpoint: "http://localhost:4317".into(),
+            protocol: OtlpProtocol::Grpc,
+            sample_ratio: 1.0,
+            trust_incoming: TrustIncoming::TrustedProxies,
+            service_name: "trustgate".into(),
+            span_claims: Vec::new(),
+        })
+    );
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+        ("OTEL_SERVICE_NAME", "edge"),
+    ];
+    let telemetry = parse_with_env(&on, &env).unwrap().telemetry.unwrap();
+    assert_eq!(telemetry.endpoint, "http://collector:4318/v1/traces");
+    assert_eq!(telemetry.protocol, OtlpProtocol::Http);
+    assert_eq!(telemetry.sample_ratio, 0.25);
+    assert_eq!(telemetry.service_name, "edge");
+    // The signal's own variable is used as it is.
+    let traces = [(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "https://c.example/otlp/traces",
+    )];
+    let telemetry = parse_with_env(&on, &traces).unwrap().telemetry.unwrap();
+    assert_eq!(telemetry.endpoint, "https://c.example/otlp/traces");
+    // The file wins over the environment.
+    let file = format!(
+        "{BASE}\n[telemetry]\nenabled = true\nprotocol = \"grpc\"\nendpoint = \"http://file:4317\"\nsample_ratio = 0.01\nservice_name = \"gw\"\ntrust_incoming = \"never\"\n"
+    );
+    let telemetry = parse_with_env(&file, &env).unwrap().telemetry.unwrap();
+    assert_eq!(telemetry.endpoint, "http://file:4317");
+    assert_eq!(telemetry.protocol, OtlpProtocol::Grpc);
+    assert_eq!(telemetry.sample_ratio, 0.01);
+    assert_eq!(telemetry.service_name, "gw");
+    assert_eq!(telemetry.trust_incoming, TrustIncoming::Never);
+    // OTEL_SDK_DISABLED turns it off.
+    let off = parse_with_env(&on, &[("OTEL_SDK_DISABLED", "true")]).unwrap();
+    assert_eq!(off.telemetry, None);
+}
+
+#[test]
+fn telemetry_errors_say_what_to_write() {
+    let on = format!("{BASE}\n[telemetry]\nenabled = true\n");
+    for (text, env, expected) in [
+        (
+            format!("{on}sample_ratio = 1.5\n"),
+            vec![],
+            "telemetry.sample_ratio = 1.5 must be between 0 and 1",
+        ),
+        (
+            on.clone(),
+            vec![("OTEL_TRACES_SAMPLER_ARG", "lots")],
+            "OTEL_TRACES_SAMPLER_ARG = \"lots\" is not a number",
+        ),
+        (
+            on.clone(),
+            vec![("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")],
+            "\"http/json\" is not supported",
+        ),
+        (
+            format!("{on}endpoint = \"ftp://c\"\n"),
+            vec![],
+            "must be an http:// or https:// URL",
+        ),
+        (
+            format!("{on}spans = true\n"),
+            vec![],
+            "unknown field `spans`",
+        ),
+    ] {
+        let err = parse_with_env(&text, &env).unwrap_err().0;
+        assert!(err.contains(expected), "{err}");
+    }
+}
+
+#[test]
+fn audit_defaults_paths_and_errors() {
+    let on = format!("{BASE}\n[audit]\nenabled = true\n");
+    assert_eq!(
+        parse_with_env(&on, &[]).unwrap().audit,
+        Some(AuditConfig {
+            path: AuditPath::Stdout,
+            subject: SubjectMode::Hash,
+            chain: true,
+            queue: 8192,
+        })
+    );
+    let file = format!("{on}path = \"log/audit.jsonl\"\nsubject = \"clear\"\nchain = false\n");
+    let audit = parse_with_env(&file, &[]).unwrap().audit.unwrap();
+    assert_eq!(
+        audit.path,
+        AuditPath::File(PathBuf::from("/etc/trustgate/log/audit.jsonl"))
+    );
+    assert_eq!(audit.subject, SubjectMode::Clear);
+    assert!(!audit.chain);
+    let err = parse_with_env(&format!("{on}queue = 0\n"), &[])
+        .unwrap_err()
+        .0;
+    assert!(err.contains("audit.queue must be at least 1"), "{err}");
+    let err = parse_with_env(&format!("{on}subject = \"hidden\"\n"), &[])
+        .unwrap_err()
+        .0;
+    assert!(err.contains("unknown variant `hidden`"), "{err}");
+}

@@ -7,6 +7,7 @@
 mod common;
 
 mod attacks;
+mod audit;
 mod cli;
 #[cfg(feature = "demo")]
 mod demo;
@@ -27,6 +28,7 @@ mod patterns;
 mod proxying;
 mod sanitize;
 mod smuggling;
+mod telemetry;
 mod trust_patterns;
 mod upstream_tls;
 

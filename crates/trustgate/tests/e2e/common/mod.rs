@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod config;
+pub mod otlp;
 
 pub use config::{Config, Issuer, Pattern, Route, Upstream};
 

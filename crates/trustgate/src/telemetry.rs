@@ -1,0 +1,699 @@
+//! OpenTelemetry traces (`[telemetry]`, off by default) and the process's log subscriber.
+//!
+//! The request path and the decision steps are `tracing` spans (`trustgate.request`, then
+//! `sanitize`, `route`, `token`, `validate` with `cache`, `jwks_fetch`, `signature` and `claims`,
+//! `require`, `mint`, `assertion`, `upstream`), in trustgate-edge and trustgate-core. They carry
+//! reason codes, the route and pattern, the issuer and the key id: never a token, and a claim
+//! value only when `telemetry.span_claims` names the claim.
+//!
+//! **Off costs nothing measurable.** The log layer's filter refuses these spans at their
+//! callsites, so with no OpenTelemetry layer each is a disabled callsite (a load and a branch),
+//! and no request allocates for tracing.
+//!
+//! **On, sampling is decided once, at the front door** ([`RequestTracing::begin`]):
+//! parent-based, then by ratio. A `traceparent` is believed only per `trust_incoming` (by default
+//! from `server.trusted_proxies`), and its sampled flag decides; otherwise the request starts a
+//! trace of its own and is sampled with probability `sample_ratio`. An unsampled request creates
+//! no span at all: a global filter ([`UnderSampledRequests`]) lets a step's span exist only
+//! under a sampled request's root. Every forwarded request gets a `traceparent` (unsampled ones
+//! too, with the sampled flag clear, so the services agree), and a client's own `traceparent`
+//! and `tracestate` never reach the upstream unless believed.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use opentelemetry::trace::{TraceContextExt, TraceId, TracerProvider};
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, Sampler, SdkTracerProvider};
+use tracing::field::Empty;
+use tracing::subscriber::Interest;
+use tracing::{Metadata, Span, Subscriber};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{FilterExt, LevelFilter};
+use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use trustgate_core::{TRACEPARENT, TRACESTATE, TraceParent, VerifiedToken};
+use trustgate_edge::headers::TrustedProxies;
+
+use crate::config::{OtlpProtocol, TelemetryConfig, TrustIncoming};
+use crate::record::Door;
+
+/// The root span of a request at any front door; the one span [`UnderSampledRequests`] admits without a parent.
+const ROOT_SPAN: &str = "trustgate.request";
+
+/// How long one export may take.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Spans from trustgate's crates (trustgate, trustgate_core, trustgate_edge, trustgate_service).
+fn is_our_span(meta: &Metadata<'_>) -> bool {
+    meta.is_span() && meta.target().starts_with("trustgate")
+}
+
+/// Installs the process's subscriber: the log as `[log]` says (JSON or text; colour only at a
+/// terminal) and, with `[telemetry]`, the OpenTelemetry layer. Returns the span exporter to shut
+/// down at exit, which sends what is still queued.
+///
+/// # Errors
+/// The exporter could not be built (an endpoint tonic or hyper refuses); the message is for the
+/// operator.
+pub(crate) fn init(
+    level: &str,
+    json: bool,
+    colour: bool,
+    telemetry: Option<&TelemetryConfig>,
+) -> Result<Option<Exporter>, String> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let log = tracing_subscriber::fmt::layer()
+        .with_ansi(colour)
+        .with_writer(std::io::stderr);
+    // The steps' spans are for traces, not for the log: refused at the callsite, so that with
+    // telemetry off they are never even built.
+    let log = if json {
+        log.json()
+            .flatten_event(true)
+            .with_filter(filter.and(NotOurSpans))
+            .boxed()
+    } else {
+        log.with_filter(filter.and(NotOurSpans)).boxed()
+    };
+    let Some(telemetry) = telemetry else {
+        let _ = tracing_subscriber::registry().with(log).try_init();
+        return Ok(None);
+    };
+    let provider = provider(telemetry)?;
+    let tracer = provider.tracer("trustgate");
+    let spans = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        // Only what the spans say: no source locations, threads, targets or busy/idle timings
+        // (cost per span, and nothing an operator diagnosing a refusal needs).
+        .with_location(false)
+        .with_threads(false)
+        .with_target(false)
+        .with_tracked_inactivity(false)
+        .with_context_activation(false)
+        .with_filter(Ours);
+    // The gate is the outermost layer: it is asked first, and its "no" stops a span before the
+    // registry allocates anything for it.
+    let _ = tracing_subscriber::registry()
+        .with(log)
+        .with(spans)
+        .with(UnderSampledRequests)
+        .try_init();
+    Ok(Some(Exporter { provider }))
+}
+
+/// The OpenTelemetry pipeline: the OTLP exporter, behind the SDK's batch processor (its own
+/// thread, queue and schedule; `OTEL_BSP_*` tune it).
+fn provider(telemetry: &TelemetryConfig) -> Result<SdkTracerProvider, String> {
+    let https = telemetry.endpoint.starts_with("https://");
+    let exporter = match telemetry.protocol {
+        OtlpProtocol::Grpc => {
+            let builder = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(telemetry.endpoint.clone())
+                .with_timeout(EXPORT_TIMEOUT);
+            let builder = if https {
+                builder.with_tls_config(
+                    opentelemetry_otlp::tonic_types::transport::ClientTlsConfig::new()
+                        .with_webpki_roots(),
+                )
+            } else {
+                builder
+            };
+            builder.build()
+        }
+        OtlpProtocol::Http => opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_endpoint(telemetry.endpoint.clone())
+            .with_timeout(EXPORT_TIMEOUT)
+            .with_http_client(OtlpHttpClient::new()?)
+            .build(),
+    }
+    .map_err(|err| format!("telemetry: cannot build the OTLP exporter: {err}"))?;
+    let resource = opentelemetry_sdk::Resource::builder_empty()
+        .with_service_name(telemetry.service_name.clone())
+        .build();
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        // The front door has sampled already (`RequestTracing::begin`): a span that exists is
+        // exported, and a request it did not sample has none.
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
+        .with_resource(resource)
+        .build())
+}
+
+/// The span exporter, to shut down when the gateway stops.
+pub(crate) struct Exporter {
+    provider: SdkTracerProvider,
+}
+
+impl Exporter {
+    /// Sends what is queued, then stops. The SDK blocks while it does; on a blocking thread, so
+    /// that the runtime (which drives the gRPC channel and the HTTP client) keeps running.
+    pub(crate) async fn shutdown(self) {
+        let provider = self.provider;
+        let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+    }
+}
+
+/// The log layer's filter beside `log.level`: never trustgate's spans.
+struct NotOurSpans;
+
+impl<S> Filter<S> for NotOurSpans {
+    fn enabled(&self, meta: &Metadata<'_>, _: &Context<'_, S>) -> bool {
+        !is_our_span(meta)
+    }
+
+    // A hint, so that `log.level` stays the process's maximum level: without one, every
+    // `debug!` and `trace!` in hyper and tokio would pass the static level check on each call
+    // and fall through to its callsite's cached interest (callgrind).
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::TRACE)
+    }
+
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
+        if is_our_span(meta) {
+            Interest::never()
+        } else {
+            Interest::always()
+        }
+    }
+}
+
+/// The OpenTelemetry layer's filter: trustgate's spans only (whatever `log.level` lets the log
+/// layer see, another crate's spans are never exported).
+struct Ours;
+
+impl<S> Filter<S> for Ours {
+    fn enabled(&self, meta: &Metadata<'_>, _: &Context<'_, S>) -> bool {
+        is_our_span(meta)
+    }
+
+    /// trustgate's spans are all at INFO.
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::INFO)
+    }
+
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
+        if is_our_span(meta) {
+            Interest::always()
+        } else {
+            Interest::never()
+        }
+    }
+}
+
+/// A global filter: trustgate's spans exist only as a sampled request's root (made only for a
+/// sampled request) and under it; anything else it leaves to the layers' own filters.
+///
+/// Global, not per-layer: a span that every per-layer filter refuses is still created by the
+/// registry (tracing-subscriber 0.3 skips it only when all 64 filter slots refused it), which
+/// cost each unsampled request six span allocations (callgrind); a layer's `enabled` returning
+/// `false` stops it first.
+struct UnderSampledRequests;
+
+impl<S> Layer<S> for UnderSampledRequests
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
+        if is_our_span(meta) && meta.name() != ROOT_SPAN {
+            Interest::sometimes()
+        } else {
+            Interest::always()
+        }
+    }
+
+    fn enabled(&self, meta: &Metadata<'_>, cx: Context<'_, S>) -> bool {
+        !is_our_span(meta) || meta.name() == ROOT_SPAN || cx.current_span().id().is_some()
+    }
+
+    /// It only refuses; what is enabled, and so the maximum level, is the other layers' to say.
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::OFF)
+    }
+}
+
+/// The per-request side of `[telemetry]`: sampling and propagation. Lives as long as the process
+/// (the subscriber is installed once), like the exporter.
+pub(crate) struct RequestTracing {
+    /// A fresh trace is sampled when its draw is below this; `None` samples every one.
+    threshold: Option<u64>,
+    trust: TrustIncoming,
+    span_claims: Box<[String]>,
+    ids: RandomIdGenerator,
+}
+
+impl std::fmt::Debug for RequestTracing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestTracing")
+            .field("threshold", &self.threshold)
+            .field("trust", &self.trust)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How this request's trace reaches the upstream.
+#[derive(Debug, Clone, Copy)]
+enum Propagate {
+    /// A believed `traceparent` we do not sample: passed on as it came, with its `tracestate`.
+    AsReceived,
+    /// A trace of our own we do not sample: this `traceparent`, sampled flag clear.
+    Unsampled(TraceParent),
+    /// Sampled: the upstream span's own context; `tracestate` kept only if believed.
+    FromSpan { believed: bool },
+}
+
+/// One request's trace: its root span (disabled when not sampled) and how to propagate it.
+#[derive(Debug)]
+pub(crate) struct RequestTrace {
+    pub(crate) span: Span,
+    trace_id: [u8; 16],
+    propagate: Propagate,
+}
+
+impl RequestTracing {
+    pub(crate) fn new(config: &TelemetryConfig) -> Self {
+        // The ratio as a bound on a uniform 64-bit draw; 1.0 samples all (no bound).
+        let threshold = (config.sample_ratio < 1.0).then(|| {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let bound = (config.sample_ratio * 18_446_744_073_709_551_616.0) as u64;
+            bound
+        });
+        Self {
+            threshold,
+            trust: config.trust_incoming,
+            span_claims: config.span_claims.clone().into_boxed_slice(),
+            ids: RandomIdGenerator::default(),
+        }
+    }
+
+    /// Starts a request's trace: continues a believed `traceparent`, or starts one and samples it
+    /// by ratio. The root span exists only when sampled.
+    pub(crate) fn begin(
+        &self,
+        door: Door,
+        method: &Method,
+        headers: &HeaderMap,
+        peer: IpAddr,
+        trusted_proxies: &TrustedProxies,
+    ) -> RequestTrace {
+        let believe = match self.trust {
+            TrustIncoming::Never => false,
+            TrustIncoming::Always => true,
+            TrustIncoming::TrustedProxies => trusted_proxies.contains(peer),
+        };
+        let believed = believe
+            .then(|| headers.get(TRACEPARENT))
+            .flatten()
+            .and_then(|value| TraceParent::parse(value.as_bytes()));
+        let (sampled, trace_id) = match &believed {
+            Some(parent) => (parent.sampled(), parent.trace_id),
+            None => {
+                let trace_id = self.ids.new_trace_id().to_bytes();
+                let mut low = [0u8; 8];
+                low.copy_from_slice(&trace_id[8..]);
+                let draw = u64::from_be_bytes(low);
+                (self.threshold.is_none_or(|bound| draw < bound), trace_id)
+            }
+        };
+        if !sampled {
+            let propagate = match believed {
+                Some(_) => Propagate::AsReceived,
+                None => Propagate::Unsampled(TraceParent {
+                    trace_id,
+                    parent_id: self.ids.new_span_id().to_bytes(),
+                    flags: 0,
+                }),
+            };
+            return RequestTrace {
+                span: Span::none(),
+                trace_id,
+                propagate,
+            };
+        }
+        let span = tracing::info_span!(
+            "trustgate.request",
+            otel.kind = "server",
+            otel.status_code = Empty,
+            http.request.method = %method,
+            http.response.status_code = Empty,
+            trustgate.door = door.as_str(),
+            trustgate.route = Empty,
+            trustgate.pattern = Empty,
+            trustgate.outcome = Empty,
+            trustgate.step = Empty,
+            trustgate.reason = Empty,
+            trustgate.issuer = Empty,
+            trustgate.kid = Empty,
+        );
+        let trace_id = match believed {
+            Some(parent) => {
+                let _ = span.set_parent(parent.remote_context());
+                parent.trace_id
+            }
+            None => {
+                let context = span.context();
+                let ours = context.span().span_context().trace_id();
+                // The SDK made the trace id; without a layer (never here) keep the drawn one.
+                if ours == TraceId::INVALID {
+                    trace_id
+                } else {
+                    ours.to_bytes()
+                }
+            }
+        };
+        RequestTrace {
+            span,
+            trace_id,
+            propagate: Propagate::FromSpan {
+                believed: believed.is_some(),
+            },
+        }
+    }
+
+    /// The claims `telemetry.span_claims` names, as attributes of the request's span.
+    pub(crate) fn record_claims(&self, trace: &RequestTrace, token: &VerifiedToken) {
+        if self.span_claims.is_empty() || trace.span.is_none() {
+            return;
+        }
+        let claims = token.claims();
+        for name in &self.span_claims {
+            let key = format!("trustgate.claim.{name}");
+            match claims.get(name) {
+                Some(serde_json::Value::String(text)) => {
+                    trace.span.set_attribute(key, text.clone());
+                }
+                Some(serde_json::Value::Bool(flag)) => trace.span.set_attribute(key, *flag),
+                Some(serde_json::Value::Number(number)) => {
+                    if let Some(int) = number.as_i64() {
+                        trace.span.set_attribute(key, int);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+impl RequestTrace {
+    /// The trace id, for the audit log (also when not sampled: the services see the same one).
+    pub(crate) fn trace_id(&self) -> [u8; 16] {
+        self.trace_id
+    }
+
+    /// The span of the upstream exchange, under the request's.
+    pub(crate) fn upstream_span(&self, upstream: &str) -> Span {
+        if self.span.is_none() {
+            return Span::none();
+        }
+        // Made inside the request's span (contextual parent), which is what the gate
+        // (`UnderSampledRequests`) admits.
+        self.span.in_scope(|| {
+            tracing::info_span!(
+                "upstream",
+                otel.kind = "client",
+                trustgate.upstream = upstream,
+                http.response.status_code = Empty,
+                trustgate.reason = Empty,
+            )
+        })
+    }
+
+    /// Sets the upstream request's `traceparent` (and `tracestate`) for this trace: the upstream
+    /// span's context when sampled, a fresh unsampled one otherwise, or the believed ones as
+    /// they came. A client's own values are replaced unless they were believed.
+    pub(crate) fn inject(&self, upstream_span: &Span, headers: &mut HeaderMap) {
+        let traceparent = HeaderName::from_static(TRACEPARENT);
+        let tracestate = HeaderName::from_static(TRACESTATE);
+        match self.propagate {
+            Propagate::AsReceived => {}
+            Propagate::Unsampled(parent) => {
+                headers.insert(traceparent, parent.to_header());
+                headers.remove(tracestate);
+            }
+            Propagate::FromSpan { believed } => {
+                let context = upstream_span.context();
+                let span_context = context.span().span_context().clone();
+                let value = if span_context.is_valid() {
+                    TraceParent {
+                        trace_id: span_context.trace_id().to_bytes(),
+                        parent_id: span_context.span_id().to_bytes(),
+                        flags: 1,
+                    }
+                    .to_header()
+                } else {
+                    HeaderValue::from_static("")
+                };
+                if value.is_empty() {
+                    headers.remove(&traceparent);
+                } else {
+                    headers.insert(traceparent, value);
+                }
+                if !believed {
+                    headers.remove(tracestate);
+                }
+            }
+        }
+    }
+}
+
+/// The OTLP/HTTP exporter's client: hyper-util's, with rustls on aws-lc-rs and the web PKI roots,
+/// as the JWKS fetcher uses. The SDK exports from its own thread, outside the runtime, so each
+/// request runs as a task on the runtime it was made in.
+struct OtlpHttpClient {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for OtlpHttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtlpHttpClient").finish_non_exhaustive()
+    }
+}
+
+/// The largest collector response read (it is a small protobuf message).
+const MAX_EXPORT_RESPONSE_BYTES: usize = 64 * 1024;
+
+impl OtlpHttpClient {
+    fn new() -> Result<Self, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|err| format!("telemetry: TLS: {err}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(EXPORT_TIMEOUT));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| "telemetry: the HTTP exporter needs the async runtime".to_owned())?;
+        Ok(Self {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+            runtime,
+        })
+    }
+}
+
+type Exported = Result<http::Response<Bytes>, opentelemetry_http::HttpError>;
+
+impl opentelemetry_http::HttpClient for OtlpHttpClient {
+    fn send_bytes<'life0, 'async_trait>(
+        &'life0 self,
+        request: http::Request<Bytes>,
+    ) -> Pin<Box<dyn Future<Output = Exported> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        let client = self.client.clone();
+        // The timeout runs in the task too: the SDK's thread has no timer of its own.
+        // (Made inside the task: a timer made on the SDK's thread would find no runtime.)
+        let task = self.runtime.spawn(async move {
+            let exchange = async move {
+                let response = client.request(request.map(Full::new)).await?;
+                let (parts, body) = response.into_parts();
+                let body = Limited::new(body, MAX_EXPORT_RESPONSE_BYTES)
+                    .collect()
+                    .await?
+                    .to_bytes();
+                Ok::<_, opentelemetry_http::HttpError>(http::Response::from_parts(parts, body))
+            };
+            tokio::time::timeout(EXPORT_TIMEOUT, exchange).await
+        });
+        Box::pin(async move {
+            match task.await {
+                Ok(Ok(result)) => result,
+                Ok(Err(elapsed)) => Err(elapsed.into()),
+                Err(join) => Err(join.into()),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn tracing(ratio: f64, trust: TrustIncoming) -> RequestTracing {
+        RequestTracing::new(&TelemetryConfig {
+            endpoint: "http://localhost:4317".into(),
+            protocol: OtlpProtocol::Grpc,
+            sample_ratio: ratio,
+            trust_incoming: trust,
+            service_name: "t".into(),
+            span_claims: Vec::new(),
+        })
+    }
+
+    fn sampled(trace: &RequestTrace) -> bool {
+        matches!(trace.propagate, Propagate::FromSpan { .. })
+    }
+
+    const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn fresh_traces_are_sampled_by_ratio() {
+        let peer = IpAddr::from([192, 0, 2, 1]);
+        let nobody = TrustedProxies::new(&[]).unwrap();
+        for (ratio, low, high) in [(0.0, 0, 0), (0.25, 2200, 2800), (1.0, 10_000, 10_000)] {
+            let tracing = tracing(ratio, TrustIncoming::TrustedProxies);
+            let count = (0..10_000)
+                .filter(|_| {
+                    let trace =
+                        tracing.begin(Door::Proxy, &Method::GET, &HeaderMap::new(), peer, &nobody);
+                    sampled(&trace)
+                })
+                .count();
+            assert!((low..=high).contains(&count), "{ratio}: {count}");
+        }
+    }
+
+    #[test]
+    fn a_traceparent_is_believed_per_trust_incoming() {
+        let mut headers = HeaderMap::new();
+        headers.insert(TRACEPARENT, HeaderValue::from_static(PARENT));
+        let proxy = IpAddr::from([10, 0, 0, 1]);
+        let client = IpAddr::from([192, 0, 2, 1]);
+        let proxies = TrustedProxies::new(&["10.0.0.0/8".to_owned()]).unwrap();
+        let parent = TraceParent::parse(PARENT.as_bytes()).unwrap().trace_id;
+        // Ratio 0: only a believed sampled parent can make a request sampled.
+        for (trust, peer, believed) in [
+            (TrustIncoming::TrustedProxies, proxy, true),
+            (TrustIncoming::TrustedProxies, client, false),
+            (TrustIncoming::Never, proxy, false),
+            (TrustIncoming::Always, client, true),
+        ] {
+            let trace =
+                tracing(0.0, trust).begin(Door::Proxy, &Method::GET, &headers, peer, &proxies);
+            assert_eq!(trace.trace_id() == parent, believed, "{trust:?} {peer}");
+            assert_eq!(sampled(&trace), believed, "{trust:?} {peer}");
+        }
+        // A believed unsampled parent is passed on as it came.
+        headers.insert(
+            TRACEPARENT,
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"),
+        );
+        let trace = tracing(1.0, TrustIncoming::Always).begin(
+            Door::Proxy,
+            &Method::GET,
+            &headers,
+            client,
+            &proxies,
+        );
+        assert!(matches!(trace.propagate, Propagate::AsReceived));
+        let mut upstream = headers.clone();
+        trace.inject(&Span::none(), &mut upstream);
+        assert_eq!(upstream, headers);
+    }
+
+    #[test]
+    fn an_unsampled_fresh_trace_replaces_the_clients_headers() {
+        let mut headers = HeaderMap::new();
+        headers.insert(TRACEPARENT, HeaderValue::from_static(PARENT));
+        headers.insert(TRACESTATE, HeaderValue::from_static("vendor=x"));
+        let nobody = TrustedProxies::new(&[]).unwrap();
+        let trace = tracing(0.0, TrustIncoming::TrustedProxies).begin(
+            Door::Proxy,
+            &Method::GET,
+            &headers,
+            IpAddr::from([192, 0, 2, 1]),
+            &nobody,
+        );
+        trace.inject(&Span::none(), &mut headers);
+        let sent = TraceParent::parse(headers[TRACEPARENT].as_bytes()).unwrap();
+        assert!(!sent.sampled());
+        assert_eq!(sent.trace_id, trace.trace_id());
+        assert_ne!(headers[TRACEPARENT], PARENT);
+        assert!(headers.get(TRACESTATE).is_none());
+    }
+}
+
+#[cfg(test)]
+mod filter_tests {
+    #![allow(clippy::unwrap_used)]
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::FilterExt;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::{NotOurSpans, Ours, UnderSampledRequests};
+
+    /// The subscriber `init` installs, with a tracer that keeps nothing.
+    fn subscriber() -> impl tracing::Subscriber + Send + Sync {
+        let log = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::sink)
+            .with_filter(tracing_subscriber::EnvFilter::new("error").and(NotOurSpans));
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let spans = tracing_opentelemetry::layer()
+            .with_tracer(opentelemetry::trace::TracerProvider::tracer(&provider, "t"))
+            .with_filter(Ours);
+        tracing_subscriber::registry()
+            .with(log)
+            .with(spans)
+            .with(UnderSampledRequests)
+    }
+
+    #[test]
+    fn a_step_span_exists_only_under_a_request_span() {
+        tracing::subscriber::with_default(subscriber(), || {
+            let step = tracing::info_span!(target: "trustgate_edge::decision", "route");
+            assert!(step.is_disabled(), "a step's span without a request span");
+            let root = tracing::info_span!("trustgate.request");
+            assert!(!root.is_disabled());
+            let entered = root.enter();
+            let step = tracing::info_span!(target: "trustgate_edge::decision", "route");
+            assert!(!step.is_disabled(), "a step's span under a request span");
+            drop(entered);
+            // Another crate's span that the log level lets through is left to the log layer.
+            let other = tracing::error_span!(target: "hyper", "conn");
+            assert!(!other.is_disabled(), "the log layer still sees other spans");
+        });
+        // The process's maximum level is the log's (ERROR) or our spans' (INFO), never more.
+        assert_eq!(
+            tracing::Subscriber::max_level_hint(&subscriber()),
+            Some(tracing::level_filters::LevelFilter::INFO)
+        );
+    }
+}
