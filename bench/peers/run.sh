@@ -23,8 +23,13 @@
 #                                 trustgate with [telemetry] off, on at 1 % and on at 100 %
 #                                 sampling (OTLP/HTTP to the nginx upstream, which answers 200 and
 #                                 discards), interleaved with the trustgate binary BIN built
-#                                 without telemetry (the baseline); prints the ratios, writes no
-#                                 docs
+#                                 without telemetry (the baseline), with instructions per request
+#                                 counted by callgrind; prints the ratios and writes its section
+#                                 of docs/benchmarks.md (BENCH_NO_DOCS=1: prints only)
+#
+# Environment (--tracing):
+#   BENCH_CALLGRIND_ONLY=1 instructions per request only (callgrind), no wrk rounds, no docs
+#   BENCH_CALLGRIND_DIR=   keep the callgrind profiles there (callgrind_annotate reads them)
 #
 # Environment (full run):
 #   BENCH_ROUNDS=3         rounds of the wrk workloads and of the fixed-rate runs; the systems
@@ -571,6 +576,7 @@ callgrind_ipr() {
     sleep 1
     stop_system
     total+=("$(awk '/^summary:/ {print $2}' "$out")")
+    [ -z "${BENCH_CALLGRIND_DIR:-}" ] || cp "$out" "$BENCH_CALLGRIND_DIR/"
   done
   IPR[$1]=$(( (total[1] - total[0]) / 2000 ))
   log "${NAME[$1]}: ${IPR[$1]} instructions per request (callgrind)"
@@ -583,7 +589,6 @@ if [ "$mode" = tracing ]; then
   else
     log "valgrind is not installed: no instruction counts (apt-get install valgrind)"
   fi
-  same_token_rounds tgb tg tgt1 tgt100
   instructions=$(
     [ -n "${IPR[tgb]:-}" ] || exit 0
     printf '| system | instructions per request | ratio to the baseline |\n|---|---:|---:|\n'
@@ -592,6 +597,11 @@ if [ "$mode" = tracing ]; then
         "$(awk -v a="${IPR[$s]}" -v b="${IPR[tgb]}" 'BEGIN {print b / a}')"
     done
   )
+  if [ -n "${BENCH_CALLGRIND_ONLY:-}" ]; then
+    printf '\n%s\n' "$instructions"
+    exit 0
+  fi
+  same_token_rounds tgb tg tgt1 tgt100
   table=$(
   printf '| system | same token, req/s (median of %s rounds) | per round | ratio to the baseline (medians) | per-round ratios |\n|---|---:|---|---:|---|\n' "$rounds"
   tgb_rps=$(median "${RPS_ROUNDS[tgb.same.RS256]}")

@@ -55,6 +55,7 @@ mod keyset;
 mod mint;
 mod percent;
 mod source;
+pub mod steps;
 mod swar;
 mod traceparent;
 mod validator;

@@ -116,8 +116,8 @@ impl Authorization for Check {
             self.peer,
             &rt.config.server.trusted_proxies,
         );
-        let response = answer(&rt, &request, self.peer, Some(&trace))
-            .instrument(trace.span.clone())
+        let response = trace
+            .run(answer(&rt, &request, self.peer, Some(&trace)))
             .await;
         Ok(tonic::Response::new(response))
     }

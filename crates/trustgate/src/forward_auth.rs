@@ -87,9 +87,7 @@ async fn answer(gateway: &Gateway, req: Request<Incoming>, peer: IpAddr) -> Resp
         peer,
         &rt.config.server.trusted_proxies,
     );
-    let response = check(&rt, &parts, peer, Some(&trace))
-        .instrument(trace.span.clone())
-        .await;
+    let response = trace.run(check(&rt, &parts, peer, Some(&trace))).await;
     record::status(Some(&trace), response.status());
     response
 }

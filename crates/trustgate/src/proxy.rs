@@ -24,7 +24,6 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
-use tracing::{Instrument, Span};
 use trustgate_core::VerifiedToken;
 use trustgate_edge::decision::Trace;
 use trustgate_edge::framing::{self, FramingError};
@@ -187,16 +186,17 @@ pub(crate) async fn handle(
     conn: ConnInfo,
     tunnel_slot: Option<Arc<OwnedSemaphorePermit>>,
 ) -> Response<Body> {
-    let trace = rt.tracing.as_ref().map(|tracing| {
-        tracing.begin(
+    // Boxed: the trace lives as long as the request's future, which hyper moves, and without
+    // telemetry an empty box is a pointer, not the trace's hundred bytes.
+    let mut trace = rt.tracing.as_ref().map(|tracing| {
+        Box::new(tracing.begin(
             Door::Proxy,
             req.method(),
             req.headers(),
             conn.peer,
             &rt.config.server.trusted_proxies,
-        )
+        ))
     });
-    let trace = trace.as_ref();
     // Read only for the access log: with it off, a clock read per request is spared.
     let started = rt.config.log.access.then(Instant::now);
     // Not before the raw framing verdict: a refused head is answered by `prepare` (400, close).
@@ -213,33 +213,32 @@ pub(crate) async fn handle(
     // A gRPC client reads refusals from `grpc-status`; its deadline bounds the wait upstream.
     let exchange = Exchange::new(&req, started);
     let (mut parts, body) = req.into_parts();
-    let prepared = match trace.filter(|trace| !trace.span.is_none()) {
+    // A sampled request's decision runs in its span, with the steps' spans made, boxed so that
+    // the sampled arm does not widen every request's future. The result is matched at once: a
+    // named result would be kept in the request's future across the awaits below, as would a
+    // local `Origin` (they are made where they are used).
+    let prepared = match match trace.as_deref().filter(|trace| trace.sampled()) {
         Some(trace) => {
-            prepare(&rt, &mut parts, conn, None)
-                .instrument(trace.span.clone())
-                .await
+            let mut decision = Box::pin(prepare(&rt, &mut parts, conn, None));
+            trustgate_core::steps::traced(&trace.span, decision.as_mut()).await
         }
         None => prepare(&rt, &mut parts, conn, None).await,
-    };
-    // The decision recorded, in a scope of its own that ends before the next await: what it
-    // needs is then not kept in the request's future.
-    let (prepared, route_rt) = {
-        let origin = Origin {
-            door: Door::Proxy,
-            peer: conn.peer,
-            method: Some(&exchange.method),
-            trace,
-        };
-        let prepared = match prepared {
-            Ok(prepared) => prepared,
-            Err(refusal) => return refused(&rt, &refusal, &exchange, &origin),
-        };
-        record::allowed(&rt, &origin, &prepared.decision);
-        let Some(route_rt) = rt.route(&prepared.decision.route) else {
-            let refusal = internal_refusal(&prepared.decision.route);
+    } {
+        Ok(prepared) => prepared,
+        Err(refusal) => {
+            let origin = proxy_origin(conn.peer, &exchange, trace.as_deref());
             return refused(&rt, &refusal, &exchange, &origin);
-        };
-        (prepared, route_rt)
+        }
+    };
+    record::allowed(
+        &rt,
+        &proxy_origin(conn.peer, &exchange, trace.as_deref()),
+        &prepared.decision,
+    );
+    let Some(route_rt) = rt.route(&prepared.decision.route) else {
+        let refusal = internal_refusal(&prepared.decision.route);
+        let origin = proxy_origin(conn.peer, &exchange, trace.as_deref());
+        return refused(&rt, &refusal, &exchange, &origin);
     };
     let route = &prepared.decision.route;
     let token = &prepared.decision.token;
@@ -258,16 +257,23 @@ pub(crate) async fn handle(
         Err(err) => {
             tracing::debug!(route = %route.name, error = %err, "request body refused");
             let error = GatewayError::Framing("bad_body");
-            return upstream_error(&rt, route, route_rt, token, error, &exchange, trace);
+            return upstream_error(
+                &rt,
+                route,
+                route_rt,
+                token,
+                error,
+                &exchange,
+                trace.as_deref(),
+            );
         }
     };
     let body_failed = body.failure_flag();
-    // The upstream exchange's span, and the trace handed on in `traceparent`.
-    let upstream_span = trace.map(|trace| {
-        let span = trace.upstream_span(&upstream.config.id);
-        trace.inject(&span, &mut parts.headers);
-        span
-    });
+    // The upstream exchange's span (sampled requests only), kept in the trace, and the trace
+    // handed on in `traceparent`.
+    if let Some(trace) = trace.as_deref_mut() {
+        trace.begin_upstream(&upstream.config.id, &mut parts.headers);
+    }
     let request = Request::from_parts(parts, body);
     // One clock read serves the latency histogram and the idle list's timeout check.
     let sent = Instant::now();
@@ -279,19 +285,17 @@ pub(crate) async fn handle(
         wait,
         upstream.send(request, prepared.upgrade.is_some(), sent),
     );
-    // Wrapped only when traced: the wrapper moves the (large) send future.
-    let result = match &upstream_span {
-        Some(span) => send.instrument(span.clone()).await,
-        None => send.await,
-    };
-    let upstream_span = upstream_span.unwrap_or_else(Span::none);
+    // Not entered while it runs: the upstream span's start and end are its duration, and
+    // nothing below makes spans of ours (a wrapper would also grow every request's future).
+    let result = send.await;
+    let trace = trace.as_deref();
     route_rt
         .metrics
         .upstream_seconds
         .observe(sent.elapsed().as_secs_f64());
     let mut response = match result {
         Ok(Ok(response)) => {
-            upstream_span.record("http.response.status_code", response.status().as_u16());
+            record::upstream(trace, Ok(response.status()));
             response
         }
         Ok(Err(err)) => {
@@ -302,12 +306,12 @@ pub(crate) async fn handle(
             } else {
                 GatewayError::UpstreamUnavailable
             };
-            upstream_span.record("trustgate.reason", error.label());
+            record::upstream(trace, Err(error.label()));
             return upstream_error(&rt, route, route_rt, token, error, &exchange, trace);
         }
         Err(_) => {
             let error = GatewayError::UpstreamTimeout;
-            upstream_span.record("trustgate.reason", error.label());
+            record::upstream(trace, Err(error.label()));
             return upstream_error(&rt, route, route_rt, token, error, &exchange, trace);
         }
     };
@@ -340,6 +344,20 @@ pub(crate) async fn handle(
     );
     record::status(trace, response.status());
     response.map(Either::Left)
+}
+
+/// Who asked, for the decision's record.
+fn proxy_origin<'a>(
+    peer: std::net::IpAddr,
+    exchange: &'a Exchange,
+    trace: Option<&'a RequestTrace>,
+) -> Origin<'a> {
+    Origin {
+        door: Door::Proxy,
+        peer,
+        method: Some(&exchange.method),
+        trace,
+    }
 }
 
 /// The internal issuer's discovery and JWKS, on the public listener only when configured.

@@ -47,9 +47,16 @@ pub(crate) struct Origin<'a> {
 
 /// An allowed decision: its audit event and span attributes. (The proxy counts it as allowed
 /// only once the upstream has answered; the decision doors count it at once.)
+#[inline]
 pub(crate) fn allowed(rt: &Runtime, origin: &Origin<'_>, decision: &Decision) {
+    // Every allowed request passes here: with neither a sampled trace nor an audit log, nothing
+    // more to do.
+    let sampled = origin.trace.filter(|trace| trace.sampled());
+    if sampled.is_none() && rt.audit.is_none() {
+        return;
+    }
     let token = decision.token.as_ref();
-    if let Some(trace) = origin.trace.filter(|trace| !trace.span.is_none()) {
+    if let Some(trace) = sampled {
         let span = &trace.span;
         span.record("trustgate.outcome", Outcome::Allowed.as_str());
         record_route(trace, Some(&decision.route));
@@ -109,6 +116,19 @@ pub(crate) fn refused_unread(
     outcome: Outcome,
 ) {
     audit(rt, origin, None, outcome, Some((reason, None)), None);
+}
+
+/// How the upstream exchange ended, on its span: the response's status, or why there is none.
+pub(crate) fn upstream(
+    trace: Option<&RequestTrace>,
+    ended: Result<http::StatusCode, &'static str>,
+) {
+    if let Some(span) = trace.and_then(RequestTrace::upstream_span) {
+        match ended {
+            Ok(status) => span.record("http.response.status_code", status.as_u16()),
+            Err(reason) => span.record("trustgate.reason", reason),
+        };
+    }
 }
 
 /// The response status, on the request's span (an error status for a 5xx).

@@ -6,16 +6,20 @@
 //! reason codes, the route and pattern, the issuer and the key id: never a token, and a claim
 //! value only when `telemetry.span_claims` names the claim.
 //!
-//! **Off costs nothing measurable.** The log layer's filter refuses these spans at their
-//! callsites, so with no OpenTelemetry layer each is a disabled callsite (a load and a branch),
-//! and no request allocates for tracing.
+//! **Off costs next to nothing.** The steps' spans are made with `trustgate_core::step_span!`,
+//! which without telemetry makes none (`StepSpans::Never`: one relaxed load per step, the
+//! subscriber never asked); the log layer's filter refuses them too. No request allocates for
+//! tracing, and what a traced request needs beyond that (its trace, the span wrappers) is boxed,
+//! so that the request's future, which hyper moves, does not grow.
 //!
 //! **On, sampling is decided once, at the front door** ([`RequestTracing::begin`]):
 //! parent-based, then by ratio. A `traceparent` is believed only per `trust_incoming` (by default
 //! from `server.trusted_proxies`), and its sampled flag decides; otherwise the request starts a
 //! trace of its own and is sampled with probability `sample_ratio`. An unsampled request creates
-//! no span at all: a global filter ([`UnderSampledRequests`]) lets a step's span exist only
-//! under a sampled request's root. Every forwarded request gets a `traceparent` (unsampled ones
+//! no span and asks the subscriber nothing: the steps' spans are made only while a sampled
+//! request's decision is polled (`StepSpans::InTracedScopes`, [`RequestTrace::run`]), and a
+//! global filter ([`UnderSampledRequests`]) still lets a step's span exist only under a sampled
+//! request's root. Every forwarded request gets a `traceparent` (unsampled ones
 //! too, with the sampled flag clear, so the services agree), and a client's own `traceparent`
 //! and `tracestate` never reach the upstream unless believed.
 
@@ -44,6 +48,7 @@ use tracing_subscriber::filter::{FilterExt, LevelFilter};
 use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
+use trustgate_core::steps::StepSpans;
 use trustgate_core::{TRACEPARENT, TRACESTATE, TraceParent, VerifiedToken};
 use trustgate_edge::headers::TrustedProxies;
 
@@ -89,6 +94,14 @@ pub(crate) fn init(
     } else {
         log.with_filter(filter.and(NotOurSpans)).boxed()
     };
+    // The decision steps' spans are made only for a sampled request (see `RequestTrace::run`),
+    // and never without telemetry: an unsampled request then never asks the subscriber about
+    // them.
+    trustgate_core::steps::set_step_spans(if telemetry.is_some() {
+        StepSpans::InTracedScopes
+    } else {
+        StepSpans::Never
+    });
     let Some(telemetry) = telemetry else {
         let _ = tracing_subscriber::registry().with(log).try_init();
         return Ok(None);
@@ -282,6 +295,8 @@ enum Propagate {
 #[derive(Debug)]
 pub(crate) struct RequestTrace {
     pub(crate) span: Span,
+    /// The upstream exchange's span, once begun (sampled requests only).
+    upstream: Option<Span>,
     trace_id: [u8; 16],
     propagate: Propagate,
 }
@@ -342,6 +357,7 @@ impl RequestTracing {
             };
             return RequestTrace {
                 span: Span::none(),
+                upstream: None,
                 trace_id,
                 propagate,
             };
@@ -379,6 +395,7 @@ impl RequestTracing {
         };
         RequestTrace {
             span,
+            upstream: None,
             trace_id,
             propagate: Propagate::FromSpan {
                 believed: believed.is_some(),
@@ -411,35 +428,60 @@ impl RequestTracing {
 }
 
 impl RequestTrace {
+    /// Runs `future` (a decision) in this trace: when sampled, inside the request's span and with
+    /// the decision steps' spans made (`trustgate_core::steps`); as it is otherwise.
+    pub(crate) async fn run<F: Future>(&self, future: F) -> F::Output {
+        if self.sampled() {
+            let mut future = Box::pin(future);
+            trustgate_core::steps::traced(&self.span, future.as_mut()).await
+        } else {
+            future.await
+        }
+    }
+
+    /// Whether this request is sampled (its spans exist).
+    pub(crate) fn sampled(&self) -> bool {
+        !self.span.is_none()
+    }
+
     /// The trace id, for the audit log (also when not sampled: the services see the same one).
     pub(crate) fn trace_id(&self) -> [u8; 16] {
         self.trace_id
     }
 
-    /// The span of the upstream exchange, under the request's.
-    pub(crate) fn upstream_span(&self, upstream: &str) -> Span {
-        if self.span.is_none() {
-            return Span::none();
+    /// Begins the upstream exchange: its span, under the request's (when sampled), and the
+    /// upstream request's `traceparent` ([`RequestTrace::inject`]).
+    pub(crate) fn begin_upstream(&mut self, upstream: &str, headers: &mut HeaderMap) {
+        if self.sampled() {
+            // Made inside the request's span (contextual parent), which is what the gate
+            // (`UnderSampledRequests`) admits.
+            self.upstream = Some(self.span.in_scope(|| {
+                tracing::info_span!(
+                    "upstream",
+                    otel.kind = "client",
+                    trustgate.upstream = upstream,
+                    http.response.status_code = Empty,
+                    trustgate.reason = Empty,
+                )
+            }));
         }
-        // Made inside the request's span (contextual parent), which is what the gate
-        // (`UnderSampledRequests`) admits.
-        self.span.in_scope(|| {
-            tracing::info_span!(
-                "upstream",
-                otel.kind = "client",
-                trustgate.upstream = upstream,
-                http.response.status_code = Empty,
-                trustgate.reason = Empty,
-            )
-        })
+        self.inject(self.upstream.as_ref(), headers);
+    }
+
+    /// The upstream exchange's span, once begun for a sampled request.
+    pub(crate) fn upstream_span(&self) -> Option<&Span> {
+        self.upstream.as_ref()
     }
 
     /// Sets the upstream request's `traceparent` (and `tracestate`) for this trace: the upstream
     /// span's context when sampled, a fresh unsampled one otherwise, or the believed ones as
     /// they came. A client's own values are replaced unless they were believed.
-    pub(crate) fn inject(&self, upstream_span: &Span, headers: &mut HeaderMap) {
-        let traceparent = HeaderName::from_static(TRACEPARENT);
-        let tracestate = HeaderName::from_static(TRACESTATE);
+    pub(crate) fn inject(&self, upstream_span: Option<&Span>, headers: &mut HeaderMap) {
+        // Constants: `from_static` at run time would check the names' bytes on every request.
+        const TRACEPARENT_NAME: HeaderName = HeaderName::from_static(TRACEPARENT);
+        const TRACESTATE_NAME: HeaderName = HeaderName::from_static(TRACESTATE);
+        let traceparent = TRACEPARENT_NAME;
+        let tracestate = TRACESTATE_NAME;
         match self.propagate {
             Propagate::AsReceived => {}
             Propagate::Unsampled(parent) => {
@@ -447,22 +489,27 @@ impl RequestTrace {
                 headers.remove(tracestate);
             }
             Propagate::FromSpan { believed } => {
-                let context = upstream_span.context();
-                let span_context = context.span().span_context().clone();
-                let value = if span_context.is_valid() {
-                    TraceParent {
-                        trace_id: span_context.trace_id().to_bytes(),
-                        parent_id: span_context.span_id().to_bytes(),
-                        flags: 1,
+                // Without a span context (none here, or not valid) no `traceparent` at all:
+                // never the client's.
+                let value = upstream_span.and_then(|span| {
+                    let context = span.context();
+                    let span_context = context.span().span_context().clone();
+                    span_context.is_valid().then(|| {
+                        TraceParent {
+                            trace_id: span_context.trace_id().to_bytes(),
+                            parent_id: span_context.span_id().to_bytes(),
+                            flags: 1,
+                        }
+                        .to_header()
+                    })
+                });
+                match value {
+                    Some(value) => {
+                        headers.insert(traceparent, value);
                     }
-                    .to_header()
-                } else {
-                    HeaderValue::from_static("")
-                };
-                if value.is_empty() {
-                    headers.remove(&traceparent);
-                } else {
-                    headers.insert(traceparent, value);
+                    None => {
+                        headers.remove(&traceparent);
+                    }
                 }
                 if !believed {
                     headers.remove(tracestate);
@@ -625,7 +672,7 @@ mod tests {
         );
         assert!(matches!(trace.propagate, Propagate::AsReceived));
         let mut upstream = headers.clone();
-        trace.inject(&Span::none(), &mut upstream);
+        trace.inject(None, &mut upstream);
         assert_eq!(upstream, headers);
     }
 
@@ -642,7 +689,7 @@ mod tests {
             IpAddr::from([192, 0, 2, 1]),
             &nobody,
         );
-        trace.inject(&Span::none(), &mut headers);
+        trace.inject(None, &mut headers);
         let sent = TraceParent::parse(headers[TRACEPARENT].as_bytes()).unwrap();
         assert!(!sent.sampled());
         assert_eq!(sent.trace_id, trace.trace_id());

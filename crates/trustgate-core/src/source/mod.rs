@@ -353,7 +353,7 @@ impl IssuerKeys {
         if !self.is_remote() || self.is_negative(kid) {
             return false;
         }
-        let span = tracing::info_span!(
+        let span = crate::step_span!(
             "jwks_fetch",
             trustgate.issuer = &*self.issuer,
             trustgate.jwks.outcome = tracing::field::Empty,
@@ -377,7 +377,7 @@ impl IssuerKeys {
             if runner_idle {
                 let this = Arc::clone(self);
                 // The fetch runs in a task of its own; its span hangs under the request's.
-                let span = tracing::info_span!("jwks_refresh");
+                let span = crate::step_span!("jwks_refresh");
                 tokio::spawn(tracing::Instrument::instrument(
                     async move {
                         let _ = this.run_refreshes().await;

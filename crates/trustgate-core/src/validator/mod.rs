@@ -15,6 +15,8 @@ mod settings;
 pub use settings::{ConfigError, IssuerConfig, ValidatorOptions};
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use http::HeaderValue;
@@ -280,21 +282,38 @@ impl Validator {
     /// # Errors
     /// [`AuthError::InvalidToken`] with the reason, or [`AuthError::KeysUnavailable`].
     pub async fn validate(&self, token: &str) -> Result<VerifiedToken, AuthError> {
+        // Decided without an await when it can be: only the rare refetch is a future, boxed, and
+        // nothing else is kept across its await (this future lives inside every request future
+        // of the gateway, which hyper moves).
+        let refetch = match self.validate_or_refetch(token) {
+            Ok(decided) => return decided,
+            Err(refetch) => refetch,
+        };
+        refetch.await
+    }
+
+    /// [`Validator::validate`] up to its one await: the decision, or the refetch to wait for.
+    #[allow(clippy::type_complexity)]
+    fn validate_or_refetch<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> Result<
+        Result<VerifiedToken, AuthError>,
+        Pin<Box<impl Future<Output = Result<VerifiedToken, AuthError>> + 'a>>,
+    > {
         // Spans carry reason codes, the issuer (once it is one of ours) and the key id (once it
-        // is one of the issuer's published ones): never token text or a claim value. Without a
-        // tracing layer that wants them these are disabled callsites, a load and a branch each.
-        let span = tracing::info_span!("validate", trustgate.reason = tracing::field::Empty);
+        // is one of the issuer's published ones): never token text or a claim value. Made only
+        // when wanted (`crate::steps`).
+        let span = crate::step_span!("validate", trustgate.reason = tracing::field::Empty);
         match span.in_scope(|| self.validate_now(token)) {
-            Ok(verified) => Ok(verified),
+            Ok(verified) => Ok(Ok(verified)),
             Err(Undecided::Refused(error)) => {
                 span.record("trustgate.reason", error.label());
-                Err(error)
+                Ok(Err(error))
             }
-            // Boxed, with the span moved in: the refetch wait is large and rare, and this
-            // future lives inside every request future of the gateway.
-            Err(Undecided::UnknownKid { keys, kid }) => {
-                Box::pin(self.validate_after_refetch(token, keys, kid, span)).await
-            }
+            Err(Undecided::UnknownKid { keys, kid }) => Err(Box::pin(
+                self.validate_after_refetch(token, keys, kid, span),
+            )),
         }
     }
 
@@ -305,7 +324,7 @@ impl Validator {
             return Err(AuthError::from(Reason::TooLarge).into());
         }
         if let Some(cache) = &self.inner.cache {
-            let span = tracing::info_span!("cache", trustgate.cache = tracing::field::Empty);
+            let span = crate::step_span!("cache", trustgate.cache = tracing::field::Empty);
             let _entered = span.enter();
             let lookup = cache.lookup(token, self.inner.clock.now_millis());
             span.record(
@@ -376,7 +395,7 @@ impl Validator {
         token: &str,
         refetch: Refetch,
     ) -> Result<VerifiedToken, Undecided> {
-        let span = tracing::info_span!(
+        let span = crate::step_span!(
             "signature",
             trustgate.issuer = tracing::field::Empty,
             trustgate.kid = tracing::field::Empty,
@@ -432,7 +451,7 @@ impl Validator {
             span.record("trustgate.kid", kid);
         }
         drop(entered);
-        let span = tracing::info_span!("claims", trustgate.reason = tracing::field::Empty);
+        let span = crate::step_span!("claims", trustgate.reason = tracing::field::Empty);
         let _entered = span.enter();
         let refused = |error: AuthError| {
             span.record("trustgate.reason", error.label());

@@ -268,7 +268,7 @@ impl Engine {
         // Each step has a span (for OpenTelemetry, `trustgate telemetry`): reason codes, route
         // and pattern, never a token or a claim value. Without a layer that wants them, each is a
         // disabled callsite.
-        let span = tracing::info_span!("sanitize", trustgate.reason = Empty);
+        let span = trustgate_core::step_span!("sanitize", trustgate.reason = Empty);
         if self.sanitize == SanitizeMode::Reject && self.identity_headers.contains_any(head.headers)
         {
             span.record("trustgate.reason", "client_identity_header");
@@ -324,7 +324,7 @@ impl Engine {
                 else {
                     return Err(refuse(Some(&route), Step::Sign, GatewayError::Internal));
                 };
-                let span = tracing::info_span!("mint", trustgate.reason = Empty);
+                let span = trustgate_core::step_span!("mint", trustgate.reason = Empty);
                 let value = span
                     .in_scope(|| {
                         self.minted
@@ -358,7 +358,7 @@ impl Engine {
                     Trust::IdentityHeaders(pattern) => Some(pattern),
                     _ => None,
                 };
-                let span = tracing::info_span!("assertion", trustgate.reason = Empty);
+                let span = trustgate_core::step_span!("assertion", trustgate.reason = Empty);
                 let value = span
                     .in_scope(|| {
                         mint::assertion(
@@ -399,7 +399,7 @@ impl Engine {
         head: RequestHead<'_>,
         trace: &mut Trace<'_>,
     ) -> Result<(Arc<Route>, path::NormalizedPath, Option<HeaderValue>), Refusal> {
-        let span = tracing::info_span!(
+        let span = trustgate_core::step_span!(
             "route",
             trustgate.route = Empty,
             trustgate.pattern = Empty,
@@ -567,7 +567,7 @@ fn find_token<'h>(
     validation: &Validation,
     trace: &mut Trace<'_>,
 ) -> Result<Option<(&'h str, TokenSource)>, Refusal> {
-    let span = tracing::info_span!(
+    let span = trustgate_core::step_span!(
         "token",
         trustgate.token.source = Empty,
         trustgate.reason = Empty,
@@ -614,7 +614,7 @@ fn require(
     verified: &VerifiedToken,
     trace: &mut Trace<'_>,
 ) -> Result<(), Refusal> {
-    let span = tracing::info_span!("require", trustgate.reason = Empty);
+    let span = trustgate_core::step_span!("require", trustgate.reason = Empty);
     let _entered = span.enter();
     if !validation
         .issuers
