@@ -33,7 +33,6 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tonic::Code;
-use tracing::Instrument;
 use trustgate_edge::forward_auth::{DescribeError, Described, Edits, describe_attributes};
 use trustgate_edge::{GatewayError, Outcome};
 

@@ -26,7 +26,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tracing::Instrument;
 use trustgate_core::{AuthError, RequestProblem};
 use trustgate_edge::forward_auth::{
     Convention, DescribeError, Described, Edits, HEADERS_TO_REMOVE, describe, joined,

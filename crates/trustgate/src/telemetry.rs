@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http::{HeaderMap, HeaderName, Method};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -603,6 +603,7 @@ impl opentelemetry_http::HttpClient for OtlpHttpClient {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use http::HeaderValue;
 
     fn tracing(ratio: f64, trust: TrustIncoming) -> RequestTracing {
         RequestTracing::new(&TelemetryConfig {
