@@ -175,9 +175,9 @@ fn fixed(response: Response<Bytes>) -> Response<Body> {
 /// `tunnel_slot` is the connection's slot under `max_connections`, given with requests that ask
 /// for an upgrade: an upgraded tunnel holds it until the tunnel closes.
 ///
-/// With `[telemetry]`, the request's trace is begun here and kept in this future; only the
-/// decision (`prepare`) and the upstream exchange run inside spans, each wrapped only when the
-/// request is sampled. One function, not a traced wrapper around an untraced one: hyper moves
+/// With `[telemetry]`, the request's trace is begun here and kept (boxed) in this future; only a
+/// sampled request's decision (`prepare`) runs inside its span, and its upstream span is begun
+/// and ended around the exchange without wrapping it. One function, not a traced wrapper around an untraced one: hyper moves
 /// each request's future, and a nested or boxed copy of it cost thousands of instructions per
 /// request (callgrind).
 pub(crate) async fn handle(
