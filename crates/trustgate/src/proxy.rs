@@ -175,27 +175,26 @@ fn fixed(response: Response<Bytes>) -> Response<Body> {
 /// `tunnel_slot` is the connection's slot under `max_connections`, given with requests that ask
 /// for an upgrade: an upgraded tunnel holds it until the tunnel closes.
 ///
-/// With `[telemetry]`, the request's trace is begun here and kept (boxed) in this future; only a
-/// sampled request's decision (`prepare`) runs inside its span, and its upstream span is begun
-/// and ended around the exchange without wrapping it. One function, not a traced wrapper around an untraced one: hyper moves
-/// each request's future, and a nested or boxed copy of it cost thousands of instructions per
-/// request (callgrind).
+/// With `[telemetry]`, the request's trace is begun here and kept in this future (its spans
+/// boxed); only a sampled request's decision (`prepare`) runs inside its span, and its upstream
+/// span is begun and ended around the exchange without wrapping it. One function, not a traced
+/// wrapper around an untraced one: hyper moves each request's future, and a nested or boxed copy
+/// of it cost thousands of instructions per request (callgrind).
 pub(crate) async fn handle(
     rt: Arc<Runtime>,
     mut req: Request<Incoming>,
     conn: ConnInfo,
     tunnel_slot: Option<Arc<OwnedSemaphorePermit>>,
 ) -> Response<Body> {
-    // Boxed: the trace lives as long as the request's future, which hyper moves, and without
-    // telemetry an empty box is a pointer, not the trace's hundred bytes.
+    // Kept in the request's future (which hyper moves): a few bytes, its spans boxed when sampled.
     let mut trace = rt.tracing.as_ref().map(|tracing| {
-        Box::new(tracing.begin(
+        tracing.begin(
             Door::Proxy,
             req.method(),
             req.headers(),
             conn.peer,
             &rt.config.server.trusted_proxies,
-        ))
+        )
     });
     // Read only for the access log: with it off, a clock read per request is spared.
     let started = rt.config.log.access.then(Instant::now);
@@ -217,27 +216,27 @@ pub(crate) async fn handle(
     // the sampled arm does not widen every request's future. The result is matched at once: a
     // named result would be kept in the request's future across the awaits below, as would a
     // local `Origin` (they are made where they are used).
-    let prepared = match match trace.as_deref().filter(|trace| trace.sampled()) {
+    let prepared = match match trace.as_ref().filter(|trace| trace.sampled()) {
         Some(trace) => {
             let mut decision = Box::pin(prepare(&rt, &mut parts, conn, None));
-            trustgate_core::steps::traced(&trace.span, decision.as_mut()).await
+            trustgate_core::steps::traced(trace.span(), decision.as_mut()).await
         }
         None => prepare(&rt, &mut parts, conn, None).await,
     } {
         Ok(prepared) => prepared,
         Err(refusal) => {
-            let origin = proxy_origin(conn.peer, &exchange, trace.as_deref());
+            let origin = proxy_origin(conn.peer, &exchange, trace.as_ref());
             return refused(&rt, &refusal, &exchange, &origin);
         }
     };
     record::allowed(
         &rt,
-        &proxy_origin(conn.peer, &exchange, trace.as_deref()),
+        &proxy_origin(conn.peer, &exchange, trace.as_ref()),
         &prepared.decision,
     );
     let Some(route_rt) = rt.route(&prepared.decision.route) else {
         let refusal = internal_refusal(&prepared.decision.route);
-        let origin = proxy_origin(conn.peer, &exchange, trace.as_deref());
+        let origin = proxy_origin(conn.peer, &exchange, trace.as_ref());
         return refused(&rt, &refusal, &exchange, &origin);
     };
     let route = &prepared.decision.route;
@@ -264,14 +263,14 @@ pub(crate) async fn handle(
                 token,
                 error,
                 &exchange,
-                trace.as_deref(),
+                trace.as_ref(),
             );
         }
     };
     let body_failed = body.failure_flag();
     // The upstream exchange's span (sampled requests only), kept in the trace, and the trace
     // handed on in `traceparent`.
-    if let Some(trace) = trace.as_deref_mut() {
+    if let Some(trace) = trace.as_mut() {
         trace.begin_upstream(&upstream.config.id, &mut parts.headers);
     }
     let request = Request::from_parts(parts, body);
@@ -288,7 +287,7 @@ pub(crate) async fn handle(
     // Not entered while it runs: the upstream span's start and end are its duration, and
     // nothing below makes spans of ours (a wrapper would also grow every request's future).
     let result = send.await;
-    let trace = trace.as_deref();
+    let trace = trace.as_ref();
     route_rt
         .metrics
         .upstream_seconds

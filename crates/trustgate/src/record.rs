@@ -57,7 +57,7 @@ pub(crate) fn allowed(rt: &Runtime, origin: &Origin<'_>, decision: &Decision) {
     }
     let token = decision.token.as_ref();
     if let Some(trace) = sampled {
-        let span = &trace.span;
+        let span = trace.span();
         span.record("trustgate.outcome", Outcome::Allowed.as_str());
         record_route(trace, Some(&decision.route));
         if let Some(token) = token {
@@ -95,7 +95,7 @@ pub(crate) fn refused(rt: &Runtime, origin: &Origin<'_>, refusal: &Refusal) {
     }
     if let Some(trace) = origin.trace {
         record_route(trace, refusal.route.as_ref());
-        trace.span.record("trustgate.step", refusal.step.as_str());
+        trace.span().record("trustgate.step", refusal.step.as_str());
     }
     audit(
         rt,
@@ -135,18 +135,18 @@ pub(crate) fn upstream(
 pub(crate) fn status(trace: Option<&RequestTrace>, status: http::StatusCode) {
     if let Some(trace) = trace {
         trace
-            .span
+            .span()
             .record("http.response.status_code", status.as_u16());
         if status.is_server_error() {
-            trace.span.record("otel.status_code", "ERROR");
+            trace.span().record("otel.status_code", "ERROR");
         }
     }
 }
 
 fn record_route(trace: &RequestTrace, route: Option<&std::sync::Arc<Route>>) {
     if let Some(route) = route {
-        trace.span.record("trustgate.route", route.name.as_str());
-        trace.span.record("trustgate.pattern", route.trust.name());
+        trace.span().record("trustgate.route", route.name.as_str());
+        trace.span().record("trustgate.pattern", route.trust.name());
     }
 }
 
@@ -159,8 +159,8 @@ fn audit(
     token: Option<&VerifiedToken>,
 ) {
     if let (Some(trace), Some((reason, _))) = (origin.trace, refusal) {
-        trace.span.record("trustgate.outcome", outcome.as_str());
-        trace.span.record("trustgate.reason", reason);
+        trace.span().record("trustgate.outcome", outcome.as_str());
+        trace.span().record("trustgate.reason", reason);
     }
     let Some(sink) = &rt.audit else {
         return;

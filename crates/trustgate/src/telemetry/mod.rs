@@ -38,7 +38,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use opentelemetry::trace::{TraceContextExt, TraceId, TracerProvider};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
-use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, Sampler, SdkTracerProvider};
+use opentelemetry_sdk::trace::{
+    IdGenerator, RandomIdGenerator, Sampler, SdkTracerProvider, SpanExporter as _,
+};
 use tracing::field::Empty;
 use tracing::subscriber::Interest;
 use tracing::{Metadata, Span, Subscriber};
@@ -54,6 +56,8 @@ use trustgate_edge::headers::TrustedProxies;
 
 use crate::config::{OtlpProtocol, TelemetryConfig, TrustIncoming};
 use crate::record::Door;
+
+mod batch;
 
 /// The root span of a request at any front door; the one span [`UnderSampledRequests`] admits without a parent.
 const ROOT_SPAN: &str = "trustgate.request";
@@ -128,11 +132,12 @@ pub(crate) fn init(
     Ok(Some(Exporter { provider }))
 }
 
-/// The OpenTelemetry pipeline: the OTLP exporter, behind the SDK's batch processor (its own
-/// thread, queue and schedule; `OTEL_BSP_*` tune it).
+/// The OpenTelemetry pipeline: the OTLP exporter, behind a batch processor that runs as a task on
+/// the gateway's runtime ([`batch`]; `OTEL_BSP_*` tune it). Built inside the runtime (`init` runs
+/// there).
 fn provider(telemetry: &TelemetryConfig) -> Result<SdkTracerProvider, String> {
     let https = telemetry.endpoint.starts_with("https://");
-    let exporter = match telemetry.protocol {
+    let mut exporter = match telemetry.protocol {
         OtlpProtocol::Grpc => {
             let builder = opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
@@ -160,8 +165,13 @@ fn provider(telemetry: &TelemetryConfig) -> Result<SdkTracerProvider, String> {
     let resource = opentelemetry_sdk::Resource::builder_empty()
         .with_service_name(telemetry.service_name.clone())
         .build();
+    exporter.set_resource(&resource);
+    let processor = batch::Batcher::start(
+        exporter,
+        batch::Limits::from_env(|name| std::env::var(name).ok()),
+    );
     Ok(SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
+        .with_span_processor(processor)
         // The front door has sampled already (`RequestTracing::begin`): a span that exists is
         // exported, and a request it did not sample has none.
         .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
@@ -285,21 +295,33 @@ impl std::fmt::Debug for RequestTracing {
 enum Propagate {
     /// A believed `traceparent` we do not sample: passed on as it came, with its `tracestate`.
     AsReceived,
-    /// A trace of our own we do not sample: this `traceparent`, sampled flag clear.
-    Unsampled(TraceParent),
+    /// A trace of our own we do not sample: the trace id and this parent id, sampled flag clear.
+    Unsampled { parent_id: [u8; 8] },
     /// Sampled: the upstream span's own context; `tracestate` kept only if believed.
     FromSpan { believed: bool },
 }
 
-/// One request's trace: its root span (disabled when not sampled) and how to propagate it.
+/// One request's trace: its id, how to propagate it and, when sampled, its spans.
+///
+/// Kept in every traced request's future: an unsampled request's trace is these few bytes, with
+/// no allocation; the spans of a sampled one are boxed.
 #[derive(Debug)]
 pub(crate) struct RequestTrace {
-    pub(crate) span: Span,
-    /// The upstream exchange's span, once begun (sampled requests only).
-    upstream: Option<Span>,
     trace_id: [u8; 16],
     propagate: Propagate,
+    spans: Option<Box<SampledSpans>>,
 }
+
+/// A sampled request's spans.
+#[derive(Debug)]
+struct SampledSpans {
+    request: Span,
+    /// The upstream exchange's span, once begun.
+    upstream: Option<Span>,
+}
+
+/// What an unsampled request's span is: disabled, so that recording on it does nothing.
+static NO_SPAN: Span = Span::none();
 
 impl RequestTracing {
     pub(crate) fn new(config: &TelemetryConfig) -> Self {
@@ -349,17 +371,14 @@ impl RequestTracing {
         if !sampled {
             let propagate = match believed {
                 Some(_) => Propagate::AsReceived,
-                None => Propagate::Unsampled(TraceParent {
-                    trace_id,
+                None => Propagate::Unsampled {
                     parent_id: self.ids.new_span_id().to_bytes(),
-                    flags: 0,
-                }),
+                },
             };
             return RequestTrace {
-                span: Span::none(),
-                upstream: None,
                 trace_id,
                 propagate,
+                spans: None,
             };
         }
         let span = tracing::info_span!(
@@ -394,31 +413,37 @@ impl RequestTracing {
             }
         };
         RequestTrace {
-            span,
-            upstream: None,
             trace_id,
             propagate: Propagate::FromSpan {
                 believed: believed.is_some(),
             },
+            spans: Some(Box::new(SampledSpans {
+                request: span,
+                upstream: None,
+            })),
         }
     }
 
     /// The claims `telemetry.span_claims` names, as attributes of the request's span.
     pub(crate) fn record_claims(&self, trace: &RequestTrace, token: &VerifiedToken) {
-        if self.span_claims.is_empty() || trace.span.is_none() {
+        let Some(spans) = trace.spans.as_deref() else {
+            return;
+        };
+        if self.span_claims.is_empty() {
             return;
         }
+        let span = &spans.request;
         let claims = token.claims();
         for name in &self.span_claims {
             let key = format!("trustgate.claim.{name}");
             match claims.get(name) {
                 Some(serde_json::Value::String(text)) => {
-                    trace.span.set_attribute(key, text.clone());
+                    span.set_attribute(key, text.clone());
                 }
-                Some(serde_json::Value::Bool(flag)) => trace.span.set_attribute(key, *flag),
+                Some(serde_json::Value::Bool(flag)) => span.set_attribute(key, *flag),
                 Some(serde_json::Value::Number(number)) => {
                     if let Some(int) = number.as_i64() {
-                        trace.span.set_attribute(key, int);
+                        span.set_attribute(key, int);
                     }
                 }
                 _ => {}
@@ -431,9 +456,9 @@ impl RequestTrace {
     /// Runs `future` (a decision) in this trace: when sampled, inside the request's span and with
     /// the decision steps' spans made (`trustgate_core::steps`); as it is otherwise.
     pub(crate) async fn run<F: Future>(&self, future: F) -> F::Output {
-        if self.sampled() {
+        if let Some(spans) = self.spans.as_deref() {
             let mut future = Box::pin(future);
-            trustgate_core::steps::traced(&self.span, future.as_mut()).await
+            trustgate_core::steps::traced(&spans.request, future.as_mut()).await
         } else {
             future.await
         }
@@ -441,7 +466,14 @@ impl RequestTrace {
 
     /// Whether this request is sampled (its spans exist).
     pub(crate) fn sampled(&self) -> bool {
-        !self.span.is_none()
+        self.spans.is_some()
+    }
+
+    /// The request's span: disabled when not sampled.
+    pub(crate) fn span(&self) -> &Span {
+        self.spans
+            .as_deref()
+            .map_or(&NO_SPAN, |spans| &spans.request)
     }
 
     /// The trace id, for the audit log (also when not sampled: the services see the same one).
@@ -452,10 +484,10 @@ impl RequestTrace {
     /// Begins the upstream exchange: its span, under the request's (when sampled), and the
     /// upstream request's `traceparent` ([`RequestTrace::inject`]).
     pub(crate) fn begin_upstream(&mut self, upstream: &str, headers: &mut HeaderMap) {
-        if self.sampled() {
+        if let Some(spans) = self.spans.as_deref_mut() {
             // Made inside the request's span (contextual parent), which is what the gate
             // (`UnderSampledRequests`) admits.
-            self.upstream = Some(self.span.in_scope(|| {
+            spans.upstream = Some(spans.request.in_scope(|| {
                 tracing::info_span!(
                     "upstream",
                     otel.kind = "client",
@@ -465,18 +497,18 @@ impl RequestTrace {
                 )
             }));
         }
-        self.inject(self.upstream.as_ref(), headers);
+        self.inject(headers);
     }
 
     /// The upstream exchange's span, once begun for a sampled request.
     pub(crate) fn upstream_span(&self) -> Option<&Span> {
-        self.upstream.as_ref()
+        self.spans.as_deref()?.upstream.as_ref()
     }
 
     /// Sets the upstream request's `traceparent` (and `tracestate`) for this trace: the upstream
     /// span's context when sampled, a fresh unsampled one otherwise, or the believed ones as
     /// they came. A client's own values are replaced unless they were believed.
-    pub(crate) fn inject(&self, upstream_span: Option<&Span>, headers: &mut HeaderMap) {
+    fn inject(&self, headers: &mut HeaderMap) {
         // Constants: `from_static` at run time would check the names' bytes on every request.
         const TRACEPARENT_NAME: HeaderName = HeaderName::from_static(TRACEPARENT);
         const TRACESTATE_NAME: HeaderName = HeaderName::from_static(TRACESTATE);
@@ -484,14 +516,19 @@ impl RequestTrace {
         let tracestate = TRACESTATE_NAME;
         match self.propagate {
             Propagate::AsReceived => {}
-            Propagate::Unsampled(parent) => {
+            Propagate::Unsampled { parent_id } => {
+                let parent = TraceParent {
+                    trace_id: self.trace_id,
+                    parent_id,
+                    flags: 0,
+                };
                 headers.insert(traceparent, parent.to_header());
                 headers.remove(tracestate);
             }
             Propagate::FromSpan { believed } => {
                 // Without a span context (none here, or not valid) no `traceparent` at all:
                 // never the client's.
-                let value = upstream_span.and_then(|span| {
+                let value = self.upstream_span().and_then(|span| {
                     let context = span.context();
                     let span_context = context.span().span_context().clone();
                     span_context.is_valid().then(|| {
@@ -520,11 +557,9 @@ impl RequestTrace {
 }
 
 /// The OTLP/HTTP exporter's client: hyper-util's, with rustls on aws-lc-rs and the web PKI roots,
-/// as the JWKS fetcher uses. The SDK exports from its own thread, outside the runtime, so each
-/// request runs as a task on the runtime it was made in.
+/// as the JWKS fetcher uses. Exports run in the batch processor's task, on the gateway's runtime.
 struct OtlpHttpClient {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
-    runtime: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for OtlpHttpClient {
@@ -554,11 +589,8 @@ impl OtlpHttpClient {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|_| "telemetry: the HTTP exporter needs the async runtime".to_owned())?;
         Ok(Self {
             client: Client::builder(TokioExecutor::new()).build(connector),
-            runtime,
         })
     }
 }
@@ -575,9 +607,7 @@ impl opentelemetry_http::HttpClient for OtlpHttpClient {
         Self: 'async_trait,
     {
         let client = self.client.clone();
-        // The timeout runs in the task too: the SDK's thread has no timer of its own.
-        // (Made inside the task: a timer made on the SDK's thread would find no runtime.)
-        let task = self.runtime.spawn(async move {
+        Box::pin(async move {
             let exchange = async move {
                 let response = client.request(request.map(Full::new)).await?;
                 let (parts, body) = response.into_parts();
@@ -587,13 +617,9 @@ impl opentelemetry_http::HttpClient for OtlpHttpClient {
                     .to_bytes();
                 Ok::<_, opentelemetry_http::HttpError>(http::Response::from_parts(parts, body))
             };
-            tokio::time::timeout(EXPORT_TIMEOUT, exchange).await
-        });
-        Box::pin(async move {
-            match task.await {
-                Ok(Ok(result)) => result,
-                Ok(Err(elapsed)) => Err(elapsed.into()),
-                Err(join) => Err(join.into()),
+            match tokio::time::timeout(EXPORT_TIMEOUT, exchange).await {
+                Ok(result) => result,
+                Err(elapsed) => Err(elapsed.into()),
             }
         })
     }
@@ -673,7 +699,7 @@ mod tests {
         );
         assert!(matches!(trace.propagate, Propagate::AsReceived));
         let mut upstream = headers.clone();
-        trace.inject(None, &mut upstream);
+        trace.inject(&mut upstream);
         assert_eq!(upstream, headers);
     }
 
@@ -690,7 +716,7 @@ mod tests {
             IpAddr::from([192, 0, 2, 1]),
             &nobody,
         );
-        trace.inject(None, &mut headers);
+        trace.inject(&mut headers);
         let sent = TraceParent::parse(headers[TRACEPARENT].as_bytes()).unwrap();
         assert!(!sent.sampled());
         assert_eq!(sent.trace_id, trace.trace_id());
