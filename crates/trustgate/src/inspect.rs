@@ -340,7 +340,7 @@ pub(crate) async fn explain(
         proto: "http",
         raw_framing: Ok(()),
     };
-    let result = proxy::prepare(&runtime, &mut parts, conn, Some(&mut trace)).await;
+    let result = proxy::prepare(&runtime, &mut parts, conn, false, Some(&mut trace)).await;
     println!("\nsteps:");
     for (n, step) in trace.iter().enumerate() {
         println!("  {}. {step}", n + 1);

@@ -24,7 +24,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
-use trustgate_core::VerifiedToken;
+use trustgate_core::{TRACEPARENT, TRACESTATE, VerifiedToken};
 use trustgate_edge::decision::Trace;
 use trustgate_edge::framing::{self, FramingError};
 use trustgate_edge::headers::{self, Message};
@@ -59,10 +59,14 @@ pub(crate) struct Prepared {
 
 /// The request head through the gateway: framing, the decision engine, then the decision and
 /// this hop's own headers applied. On success `parts` is the request the upstream will receive.
+///
+/// `drop_trace_context`: the client's `traceparent` and `tracestate` are not believed
+/// ([`RequestTrace::replaces_client_context`]) and go with the identity headers.
 pub(crate) async fn prepare(
     rt: &Runtime,
     parts: &mut Parts,
     conn: ConnInfo,
+    drop_trace_context: bool,
     mut trace: Trace<'_>,
 ) -> Result<Prepared, Refusal> {
     check_framing(parts, conn, &mut trace)?;
@@ -78,7 +82,9 @@ pub(crate) async fn prepare(
     if let Some(trace) = trace.as_mut() {
         trace.push("hop-by-hop: removed Connection and the headers it names".to_owned());
     }
-    decision.apply(&rt.engine, &mut parts.headers);
+    decision.apply_removing(&rt.engine, &mut parts.headers, |name| {
+        drop_trace_context && (name == TRACEPARENT.as_bytes() || name == TRACESTATE.as_bytes())
+    });
     headers::set_forwarding_headers(
         &mut parts.headers,
         conn.peer,
@@ -216,12 +222,15 @@ pub(crate) async fn handle(
     // the sampled arm does not widen every request's future. The result is matched at once: a
     // named result would be kept in the request's future across the awaits below, as would a
     // local `Origin` (they are made where they are used).
+    let drop_trace_context = trace
+        .as_ref()
+        .is_some_and(RequestTrace::replaces_client_context);
     let prepared = match match trace.as_ref().filter(|trace| trace.sampled()) {
         Some(trace) => {
-            let mut decision = Box::pin(prepare(&rt, &mut parts, conn, None));
+            let mut decision = Box::pin(prepare(&rt, &mut parts, conn, drop_trace_context, None));
             trustgate_core::steps::traced(trace.span(), decision.as_mut()).await
         }
-        None => prepare(&rt, &mut parts, conn, None).await,
+        None => prepare(&rt, &mut parts, conn, drop_trace_context, None).await,
     } {
         Ok(prepared) => prepared,
         Err(refusal) => {

@@ -15,13 +15,27 @@ impl Decision {
     /// and URI-override headers out, the credentials as the pattern says, the identity in, the
     /// assertion on. Transport headers (hop-by-hop, X-Forwarded-*, Host) are the front door's.
     pub fn apply(&self, engine: &Engine, headers: &mut HeaderMap) {
+        self.apply_removing(engine, headers, |_| false);
+    }
+
+    /// [`Decision::apply`], removing in the same pass the client headers whose (lower-case) names
+    /// `front_door_removes` picks: the proxy's own, a `traceparent` and `tracestate` it does not
+    /// believe, cost a hash lookup each when removed one by one.
+    pub fn apply_removing(
+        &self,
+        engine: &Engine,
+        headers: &mut HeaderMap,
+        front_door_removes: impl Fn(&[u8]) -> bool,
+    ) {
         // One pass, each name's text read once: this runs on every forwarded request.
         let stripped = crate::headers::remove_where(headers, |name| {
             let name = name.as_str().as_bytes();
-            engine.identity_headers.is_identity_name(name) || is_uri_override_name(name)
+            engine.identity_headers.is_identity_name(name)
+                || is_uri_override_name(name)
+                || front_door_removes(name)
         });
         if stripped > 0 {
-            tracing::debug!(target: "trustgate::audit", stripped, "removed client identity and URI-override headers");
+            tracing::debug!(target: "trustgate::audit", stripped, "removed client identity, URI-override and front-door headers");
         }
         let cookie = self
             .route

@@ -488,12 +488,19 @@ fn a_traceparent_is_believed_only_from_a_trusted_proxy() {
     let before = collector.spans().len();
     assert_eq!(
         gateway
-            .get("/pub/y", &[("traceparent", unsampled.as_str())])
+            .get(
+                "/pub/y",
+                &[
+                    ("traceparent", unsampled.as_str()),
+                    ("tracestate", "vendor=y")
+                ]
+            )
             .status,
         200
     );
     let forwarded = f.upstream.last().unwrap();
     assert_eq!(forwarded.header("traceparent"), Some(unsampled.as_str()));
+    assert_eq!(forwarded.header("tracestate"), Some("vendor=y"));
     std::thread::sleep(Duration::from_millis(500));
     drop(gateway);
     assert_eq!(
@@ -565,6 +572,52 @@ fn an_unsampled_request_exports_nothing_and_still_propagates_its_trace() {
     assert!(
         spans.iter().all(|s| s.trace_id == CLIENT_TRACE),
         "an unsampled request exported spans: {spans:#?}"
+    );
+}
+
+#[test]
+fn an_unsampled_untrusted_clients_trace_context_never_reaches_the_upstream() {
+    let f = Fixture::new();
+    let collector = Collector::start();
+    let config = with_telemetry(
+        f.config()
+            .route(Route::new("pub", "/pub", "echo", Pattern::Public)),
+        &collector,
+        "http",
+    )
+    .section("telemetry", "sample_ratio", 0.0);
+    let gateway = Gateway::start_with_env(&config, FAST_EXPORT);
+    let sent = traceparent("01");
+    // Each spelling and duplicate of the names: all are the same header to HTTP.
+    let response = gateway.get(
+        "/pub/x",
+        &[
+            ("TraceParent", sent.as_str()),
+            ("traceparent", sent.as_str()),
+            ("TRACESTATE", "vendor=x"),
+            ("tracestate", "other=y"),
+        ],
+    );
+    assert_eq!(response.status, 200);
+    let forwarded = f.upstream.last().unwrap();
+    let values: Vec<&str> = forwarded
+        .headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("traceparent"))
+        .map(|(_, value)| value.as_str())
+        .collect();
+    assert_eq!(values.len(), 1, "{values:?}");
+    let ours = values[0];
+    assert!(!ours.contains(CLIENT_TRACE), "{ours}");
+    assert!(ours.starts_with("00-") && ours.ends_with("-00"), "{ours}");
+    assert_eq!(ours.len(), 55, "{ours}");
+    assert!(
+        forwarded
+            .headers
+            .iter()
+            .all(|(name, _)| !name.eq_ignore_ascii_case("tracestate")),
+        "{:?}",
+        forwarded.headers
     );
 }
 
