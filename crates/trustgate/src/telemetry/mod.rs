@@ -25,19 +25,18 @@
 
 use std::future::Future;
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, Method};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use opentelemetry::trace::{TraceContextExt, TraceId, TracerProvider};
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
 use opentelemetry_sdk::trace::{
     IdGenerator, RandomIdGenerator, Sampler, SdkTracerProvider, SpanExporter as _,
 };
@@ -58,6 +57,7 @@ use crate::config::{OtlpProtocol, TelemetryConfig, TrustIncoming};
 use crate::record::Door;
 
 mod batch;
+mod otlp;
 
 /// The root span of a request at any front door; the one span [`UnderSampledRequests`] admits without a parent.
 const ROOT_SPAN: &str = "trustgate.request";
@@ -132,18 +132,21 @@ pub(crate) fn init(
     Ok(Some(Exporter { provider }))
 }
 
-/// The OpenTelemetry pipeline: the OTLP exporter, behind a batch processor that runs as a task on
-/// the gateway's runtime ([`batch`]; `OTEL_BSP_*` tune it). Built inside the runtime (`init` runs
-/// there).
+/// The OpenTelemetry pipeline: the OTLP exporter (gRPC: `opentelemetry-otlp`'s; HTTP: [`otlp`]),
+/// behind a batch processor that runs as a task on the gateway's runtime ([`batch`]; `OTEL_BSP_*`
+/// tune it). Built inside the runtime (`init` runs there).
 fn provider(telemetry: &TelemetryConfig) -> Result<SdkTracerProvider, String> {
-    let https = telemetry.endpoint.starts_with("https://");
-    let mut exporter = match telemetry.protocol {
+    let resource = opentelemetry_sdk::Resource::builder_empty()
+        .with_service_name(telemetry.service_name.clone())
+        .build();
+    let limits = batch::Limits::from_env(|name| std::env::var(name).ok());
+    let processor = match telemetry.protocol {
         OtlpProtocol::Grpc => {
             let builder = opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
                 .with_endpoint(telemetry.endpoint.clone())
                 .with_timeout(EXPORT_TIMEOUT);
-            let builder = if https {
+            let builder = if telemetry.endpoint.starts_with("https://") {
                 builder.with_tls_config(
                     opentelemetry_otlp::tonic_types::transport::ClientTlsConfig::new()
                         .with_webpki_roots(),
@@ -151,25 +154,26 @@ fn provider(telemetry: &TelemetryConfig) -> Result<SdkTracerProvider, String> {
             } else {
                 builder
             };
-            builder.build()
+            let mut exporter = builder
+                .build()
+                .map_err(|err| format!("telemetry: cannot build the OTLP exporter: {err}"))?;
+            exporter.set_resource(&resource);
+            batch::Batcher::start(exporter, limits)
         }
-        OtlpProtocol::Http => opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-            .with_endpoint(telemetry.endpoint.clone())
-            .with_timeout(EXPORT_TIMEOUT)
-            .with_http_client(OtlpHttpClient::new()?)
-            .build(),
-    }
-    .map_err(|err| format!("telemetry: cannot build the OTLP exporter: {err}"))?;
-    let resource = opentelemetry_sdk::Resource::builder_empty()
-        .with_service_name(telemetry.service_name.clone())
-        .build();
-    exporter.set_resource(&resource);
-    let processor = batch::Batcher::start(
-        exporter,
-        batch::Limits::from_env(|name| std::env::var(name).ok()),
-    );
+        OtlpProtocol::Http => {
+            let headers = std::env::var("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+                .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_HEADERS"))
+                .ok();
+            let mut exporter = otlp::HttpExporter::new(
+                http_client()?,
+                &telemetry.endpoint,
+                headers,
+                EXPORT_TIMEOUT,
+            )?;
+            exporter.set_resource(&resource);
+            batch::Batcher::start(exporter, limits)
+        }
+    };
     Ok(SdkTracerProvider::builder()
         .with_span_processor(processor)
         // The front door has sampled already (`RequestTracing::begin`): a span that exists is
@@ -568,72 +572,25 @@ impl RequestTrace {
 }
 
 /// The OTLP/HTTP exporter's client: hyper-util's, with rustls on aws-lc-rs and the web PKI roots,
-/// as the JWKS fetcher uses. Exports run in the batch processor's task, on the gateway's runtime.
-struct OtlpHttpClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
-}
-
-impl std::fmt::Debug for OtlpHttpClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OtlpHttpClient").finish_non_exhaustive()
-    }
-}
-
-/// The largest collector response read (it is a small protobuf message).
-const MAX_EXPORT_RESPONSE_BYTES: usize = 64 * 1024;
-
-impl OtlpHttpClient {
-    fn new() -> Result<Self, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|err| format!("telemetry: TLS: {err}"))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(EXPORT_TIMEOUT));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        Ok(Self {
-            client: Client::builder(TokioExecutor::new()).build(connector),
-        })
-    }
-}
-
-type Exported = Result<http::Response<Bytes>, opentelemetry_http::HttpError>;
-
-impl opentelemetry_http::HttpClient for OtlpHttpClient {
-    fn send_bytes<'life0, 'async_trait>(
-        &'life0 self,
-        request: http::Request<Bytes>,
-    ) -> Pin<Box<dyn Future<Output = Exported> + Send + 'async_trait>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        let client = self.client.clone();
-        Box::pin(async move {
-            let exchange = async move {
-                let response = client.request(request.map(Full::new)).await?;
-                let (parts, body) = response.into_parts();
-                let body = Limited::new(body, MAX_EXPORT_RESPONSE_BYTES)
-                    .collect()
-                    .await?
-                    .to_bytes();
-                Ok::<_, opentelemetry_http::HttpError>(http::Response::from_parts(parts, body))
-            };
-            match tokio::time::timeout(EXPORT_TIMEOUT, exchange).await {
-                Ok(result) => result,
-                Err(elapsed) => Err(elapsed.into()),
-            }
-        })
-    }
+/// as the JWKS fetcher uses.
+fn http_client() -> Result<Client<HttpsConnector<HttpConnector>, Full<Bytes>>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|err| format!("telemetry: TLS: {err}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(EXPORT_TIMEOUT));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
 }
 
 #[cfg(test)]
