@@ -622,6 +622,53 @@ fn an_unsampled_untrusted_clients_trace_context_never_reaches_the_upstream() {
 }
 
 #[test]
+fn otlp_http_export_sends_the_otel_headers_and_retries_an_unavailable_collector() {
+    let f = Fixture::new();
+    let collector = Collector::start();
+    let config = with_telemetry(
+        f.config()
+            .route(Route::new("pub", "/pub", "echo", Pattern::Public)),
+        &collector,
+        "http",
+    );
+    // The traces-specific list wins over the general one.
+    let env = [
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "x-general=ignored"),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+            "x-collector-key=k%3D1, x-tenant=acme",
+        ),
+    ];
+    collector.refuse_next(2);
+    let gateway = Gateway::start_with_env(&config, &env);
+    assert_eq!(gateway.get("/pub/x", &[]).status, 200);
+    // Two 503s, then the same batch again: its spans arrive once.
+    let spans = collector.trace_with("trustgate.request", |_| true);
+    assert_eq!(collector.refused(), 2);
+    assert_eq!(
+        spans
+            .iter()
+            .filter(|span| span.name == "trustgate.request")
+            .count(),
+        1,
+        "{spans:#?}"
+    );
+    let headers = collector.http_headers();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .filter(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(header("content-type"), ["application/x-protobuf"]);
+    assert_eq!(header("x-collector-key"), ["k=1"]);
+    assert_eq!(header("x-tenant"), ["acme"]);
+    assert!(header("x-general").is_empty(), "{headers:?}");
+}
+
+#[test]
 fn with_telemetry_off_a_traceparent_passes_as_any_header() {
     let f = Fixture::new();
     let gateway =

@@ -56,6 +56,11 @@ impl Span {
 #[derive(Default)]
 struct State {
     spans: Vec<Span>,
+    /// The headers of the last OTLP/HTTP export request.
+    http_headers: Vec<(String, String)>,
+    /// OTLP/HTTP export requests still to answer 503 (with `Retry-After: 0`), then counted.
+    unavailable: usize,
+    refused: usize,
     /// Every export request's protobuf bytes, as received (HTTP) or re-encoded (gRPC).
     raw: Vec<u8>,
 }
@@ -87,6 +92,30 @@ impl Collector {
                     let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                         let state = Arc::clone(&state);
                         async move {
+                            {
+                                let mut state = state.lock().unwrap();
+                                state.http_headers = req
+                                    .headers()
+                                    .iter()
+                                    .map(|(name, value)| {
+                                        (
+                                            name.to_string(),
+                                            String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                                        )
+                                    })
+                                    .collect();
+                                if state.unavailable > 0 {
+                                    state.unavailable -= 1;
+                                    state.refused += 1;
+                                    let mut response = http::Response::new(Full::new(Bytes::new()));
+                                    *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                                    response.headers_mut().insert(
+                                        http::header::RETRY_AFTER,
+                                        http::HeaderValue::from_static("0"),
+                                    );
+                                    return Ok::<_, Infallible>(response);
+                                }
+                            }
                             let ok = req.method() == http::Method::POST
                                 && req.uri().path() == "/v1/traces";
                             let body = req.into_body().collect().await.unwrap().to_bytes();
@@ -134,6 +163,21 @@ impl Collector {
             grpc: addrs.1,
             state,
         }
+    }
+
+    /// The headers of the last OTLP/HTTP export request, as received.
+    pub fn http_headers(&self) -> Vec<(String, String)> {
+        self.state.lock().unwrap().http_headers.clone()
+    }
+
+    /// Answers the next `count` OTLP/HTTP exports 503 (`Retry-After: 0`).
+    pub fn refuse_next(&self, count: usize) {
+        self.state.lock().unwrap().unavailable = count;
+    }
+
+    /// How many exports were answered 503.
+    pub fn refused(&self) -> usize {
+        self.state.lock().unwrap().refused
     }
 
     /// The base URL for `protocol` ("http" or "grpc").
