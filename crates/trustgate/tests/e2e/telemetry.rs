@@ -40,6 +40,16 @@ fn traced(config: Config, protocol: &str) -> (Collector, Gateway) {
 }
 
 /// The fixture's issuer and echo upstream, with a forward-token route at `/fwd`.
+/// One public route (no token), traced to `collector` over `protocol`.
+fn public_route(f: &Fixture, collector: &Collector, protocol: &str) -> Config {
+    with_telemetry(
+        f.config()
+            .route(Route::new("pub", "/pub", "echo", Pattern::Public)),
+        collector,
+        protocol,
+    )
+}
+
 fn forward_token(f: &Fixture) -> Config {
     f.config()
         .route(Route::new("fwd", "/fwd", "echo", Pattern::ForwardToken))
@@ -438,12 +448,7 @@ fn traceparent(flags: &str) -> String {
 fn a_traceparent_is_believed_only_from_a_trusted_proxy() {
     let f = Fixture::new();
     let collector = Collector::start();
-    let base = with_telemetry(
-        f.config()
-            .route(Route::new("pub", "/pub", "echo", Pattern::Public)),
-        &collector,
-        "grpc",
-    );
+    let base = public_route(&f, &collector, "grpc");
     let sent = traceparent("01");
     let headers = [("traceparent", sent.as_str()), ("tracestate", "vendor=x")];
 
@@ -527,14 +532,9 @@ fn a_traceparent_is_believed_only_from_a_trusted_proxy() {
 fn an_unsampled_request_exports_nothing_and_still_propagates_its_trace() {
     let f = Fixture::new();
     let collector = Collector::start();
-    let config = with_telemetry(
-        f.config()
-            .route(Route::new("pub", "/pub", "echo", Pattern::Public)),
-        &collector,
-        "http",
-    )
-    .server("trusted_proxies", json!(["127.0.0.1"]))
-    .section("telemetry", "sample_ratio", 0.0);
+    let config = public_route(&f, &collector, "http")
+        .server("trusted_proxies", json!(["127.0.0.1"]))
+        .section("telemetry", "sample_ratio", 0.0);
     let gateway = Gateway::start_with_env(&config, FAST_EXPORT);
     let mut seen = Vec::new();
     for _ in 0..5 {
@@ -579,13 +579,7 @@ fn an_unsampled_request_exports_nothing_and_still_propagates_its_trace() {
 fn an_unsampled_untrusted_clients_trace_context_never_reaches_the_upstream() {
     let f = Fixture::new();
     let collector = Collector::start();
-    let config = with_telemetry(
-        f.config()
-            .route(Route::new("pub", "/pub", "echo", Pattern::Public)),
-        &collector,
-        "http",
-    )
-    .section("telemetry", "sample_ratio", 0.0);
+    let config = public_route(&f, &collector, "http").section("telemetry", "sample_ratio", 0.0);
     let gateway = Gateway::start_with_env(&config, FAST_EXPORT);
     let sent = traceparent("01");
     // Each spelling and duplicate of the names: all are the same header to HTTP.
@@ -625,12 +619,7 @@ fn an_unsampled_untrusted_clients_trace_context_never_reaches_the_upstream() {
 fn otlp_http_export_sends_the_otel_headers_and_retries_an_unavailable_collector() {
     let f = Fixture::new();
     let collector = Collector::start();
-    let config = with_telemetry(
-        f.config()
-            .route(Route::new("pub", "/pub", "echo", Pattern::Public)),
-        &collector,
-        "http",
-    );
+    let config = public_route(&f, &collector, "http");
     // The traces-specific list wins over the general one.
     let env = [
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
