@@ -118,12 +118,9 @@ impl SpanProcessor for Batcher {
         let mut spans = queue.spans.lock().unwrap_or_else(PoisonError::into_inner);
         if spans.len() >= queue.limits.max_queue {
             drop(spans);
-            if queue.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
-                tracing::warn!(
-                    max_queue = queue.limits.max_queue,
-                    "telemetry: the span queue is full; spans are dropped until it drains"
-                );
-            }
+            // Counted here, logged by the task: an event from inside the subscriber's
+            // callback (this runs in a span's close) would be dropped as re-entrant.
+            queue.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
         spans.push(span);
@@ -140,13 +137,6 @@ impl SpanProcessor for Batcher {
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        let dropped = self.queue.dropped.load(Ordering::Relaxed);
-        if dropped > 0 {
-            tracing::warn!(
-                dropped,
-                "telemetry: spans were dropped, the queue being full"
-            );
-        }
         self.ask(Control::Shutdown, timeout)
     }
 
@@ -167,7 +157,9 @@ async fn run<E: SpanExporter>(
     // The first tick is at once.
     schedule.tick().await;
     let mut failing = false;
+    let mut reported_drops = 0;
     loop {
+        report_drops(&queue, &mut reported_drops);
         let (request, whole) = tokio::select! {
             _ = schedule.tick() => (None, true),
             // Full batches only: the spans that end while one is exported wait for their own
@@ -179,6 +171,7 @@ async fn run<E: SpanExporter>(
                     // The processor is gone without a shutdown: what is queued still goes.
                     let _ = export_queued(&queue, &exporter, true, &mut failing).await;
                     let _ = exporter.shutdown();
+                    report_drops(&queue, &mut reported_drops);
                     return;
                 }
             },
@@ -191,10 +184,26 @@ async fn run<E: SpanExporter>(
             }
             Some(Control::Shutdown(answer)) => {
                 let result = result.and(exporter.shutdown());
+                report_drops(&queue, &mut reported_drops);
                 let _ = answer.send(result);
                 return;
             }
         }
+    }
+}
+
+/// Logs the spans dropped (queue full) since the last report: at most once a wake of the task,
+/// so at most every `OTEL_BSP_SCHEDULE_DELAY` while the queue stays full.
+fn report_drops(queue: &Queue, reported: &mut u64) {
+    let dropped = queue.dropped.load(Ordering::Relaxed);
+    if dropped > *reported {
+        tracing::warn!(
+            dropped = dropped - *reported,
+            total = dropped,
+            max_queue = queue.limits.max_queue,
+            "telemetry: the span queue was full; spans were dropped"
+        );
+        *reported = dropped;
     }
 }
 

@@ -33,15 +33,28 @@ const FIXED64: u32 = 1;
 const LEN: u32 = 2;
 const FIXED32: u32 = 5;
 
-fn varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
+/// A varint's bytes (at most ten for a u64) and how many there are.
+fn varint_bytes(mut value: u64) -> ([u8; 10], usize) {
+    let mut bytes = [0u8; 10];
+    let mut len = 0;
+    for byte in &mut bytes {
         // Truncation intended: the low seven bits, with the continuation bit.
         #[allow(clippy::cast_possible_truncation)]
-        out.push((value as u8) | 0x80);
+        let low = value as u8 & 0x7f;
         value >>= 7;
+        len += 1;
+        if value == 0 {
+            *byte = low;
+            break;
+        }
+        *byte = low | 0x80;
     }
-    #[allow(clippy::cast_possible_truncation)]
-    out.push(value as u8);
+    (bytes, len)
+}
+
+fn varint(out: &mut Vec<u8>, value: u64) {
+    let (bytes, len) = varint_bytes(value);
+    out.extend_from_slice(&bytes[..len]);
 }
 
 fn key(out: &mut Vec<u8>, field: u32, wire: u32) {
@@ -96,9 +109,8 @@ fn message(out: &mut Vec<u8>, field: u32, write: impl FnOnce(&mut Vec<u8>)) {
     {
         out[at] = short;
     } else {
-        let mut prefix = Vec::with_capacity(4);
-        varint(&mut prefix, len as u64);
-        out.splice(at..=at, prefix);
+        let (prefix, prefix_len) = varint_bytes(len as u64);
+        out.splice(at..=at, prefix[..prefix_len].iter().copied());
     }
 }
 
@@ -327,8 +339,10 @@ pub(crate) struct HttpExporter {
 impl std::fmt::Debug for HttpExporter {
     // The headers are left out: they often carry the collector's credentials.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Nor the endpoint's user information, if it has any: the host and path only.
         f.debug_struct("HttpExporter")
-            .field("endpoint", &self.endpoint)
+            .field("host", &self.endpoint.host())
+            .field("path", &self.endpoint.path())
             .finish_non_exhaustive()
     }
 }
