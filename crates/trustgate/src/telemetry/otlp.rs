@@ -52,7 +52,16 @@ fn varint_bytes(mut value: u64) -> ([u8; 10], usize) {
     (bytes, len)
 }
 
+#[inline]
 fn varint(out: &mut Vec<u8>, value: u64) {
+    // Field keys, small counts and most lengths: one byte (callgrind: the general path for
+    // every varint cost a batch of eight-span requests 14,000 instructions a request more).
+    if let Ok(byte) = u8::try_from(value)
+        && byte < 0x80
+    {
+        out.push(byte);
+        return;
+    }
     let (bytes, len) = varint_bytes(value);
     out.extend_from_slice(&bytes[..len]);
 }
