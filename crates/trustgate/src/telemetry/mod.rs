@@ -161,6 +161,7 @@ fn provider(telemetry: &TelemetryConfig) -> Result<SdkTracerProvider, String> {
             batch::Batcher::start(exporter, limits)
         }
         OtlpProtocol::Http => {
+            otlp::refuse_compression(|name| std::env::var(name).ok())?;
             let headers = std::env::var("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
                 .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_HEADERS"))
                 .ok();

@@ -469,6 +469,28 @@ impl SpanExporter for HttpExporter {
     }
 }
 
+/// Bodies are sent uncompressed: a compression asked for by `OTEL_EXPORTER_OTLP_TRACES_COMPRESSION`
+/// (else `OTEL_EXPORTER_OTLP_COMPRESSION`) is refused at start rather than silently not done.
+///
+/// # Errors
+/// The variable names a compression other than `none`.
+pub(crate) fn refuse_compression(var: impl Fn(&str) -> Option<String>) -> Result<(), String> {
+    let Some((name, value)) = [
+        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+        "OTEL_EXPORTER_OTLP_COMPRESSION",
+    ]
+    .into_iter()
+    .find_map(|name| var(name).map(|value| (name, value))) else {
+        return Ok(());
+    };
+    match value.trim() {
+        "" | "none" => Ok(()),
+        other => Err(format!(
+            "telemetry: {name} = {other:?} is not supported over OTLP/HTTP (bodies are sent uncompressed); unset it or set \"none\""
+        )),
+    }
+}
+
 /// `OTEL_EXPORTER_OTLP_HEADERS`: `name=value` pairs separated by commas, values
 /// percent-encoded (W3C baggage's format).
 fn parse_headers(list: &str) -> Result<HeaderMap, String> {
@@ -650,6 +672,33 @@ mod tests {
     fn an_empty_batch_is_an_empty_request() {
         let resource = Resource::builder_empty().build();
         assert!(export_request(&EncodedResource::new(&resource), &[]).is_empty());
+    }
+
+    #[test]
+    fn a_compression_other_than_none_is_refused() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(key, _)| *key == name)
+                    .map(|(_, value)| (*value).to_owned())
+            }
+        };
+        assert!(refuse_compression(env(&[])).is_ok());
+        assert!(refuse_compression(env(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "none")])).is_ok());
+        let err =
+            refuse_compression(env(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")])).unwrap_err();
+        assert!(
+            err.contains("OTEL_EXPORTER_OTLP_COMPRESSION = \"gzip\""),
+            "{err}"
+        );
+        // The traces-specific variable is read first.
+        let err = refuse_compression(env(&[
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "zstd"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"),
+        ]))
+        .unwrap_err();
+        assert!(err.contains("TRACES_COMPRESSION = \"zstd\""), "{err}");
     }
 
     #[test]
