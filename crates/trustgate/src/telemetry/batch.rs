@@ -257,6 +257,7 @@ async fn export_queued<E: SpanExporter>(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::telemetry::test_env;
     use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceState};
     use opentelemetry::{InstrumentationScope, trace::TraceId};
     use std::time::SystemTime;
@@ -383,16 +384,8 @@ mod tests {
 
     #[test]
     fn the_limits_come_from_otel_bsp_variables() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                pairs
-                    .iter()
-                    .find(|(key, _)| *key == name)
-                    .map(|(_, value)| (*value).to_owned())
-            }
-        };
         assert_eq!(
-            Limits::from_env(env(&[])),
+            Limits::from_env(test_env(&[])),
             Limits {
                 delay: Duration::from_millis(5_000),
                 max_queue: 2_048,
@@ -401,7 +394,7 @@ mod tests {
             }
         );
         assert_eq!(
-            Limits::from_env(env(&[
+            Limits::from_env(test_env(&[
                 ("OTEL_BSP_SCHEDULE_DELAY", "250"),
                 ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
                 ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1000"),

@@ -594,6 +594,17 @@ fn http_client() -> Result<Client<HttpsConnector<HttpConnector>, Full<Bytes>>, S
     Ok(Client::builder(TokioExecutor::new()).build(connector))
 }
 
+/// An environment holding only `pairs`, for the `var` functions the setup takes (tests).
+#[cfg(test)]
+fn test_env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+    move |name| {
+        pairs
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| (*value).to_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

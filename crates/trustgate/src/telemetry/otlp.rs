@@ -486,7 +486,8 @@ pub(crate) fn refuse_compression(var: impl Fn(&str) -> Option<String>) -> Result
     match value.trim() {
         "" | "none" => Ok(()),
         other => Err(format!(
-            "telemetry: {name} = {other:?} is not supported over OTLP/HTTP (bodies are sent uncompressed); unset it or set \"none\""
+            "telemetry: {name} = {other:?} is not supported over OTLP/HTTP (bodies are sent \
+             uncompressed); unset it or set \"none\""
         )),
     }
 }
@@ -514,7 +515,10 @@ fn parse_headers(list: &str) -> Result<HeaderMap, String> {
         })?;
         let value = trustgate_core::percent_decode_lenient(value.trim().as_bytes());
         let value = HeaderValue::from_bytes(&value).map_err(|_| {
-            format!("telemetry: OTEL_EXPORTER_OTLP_HEADERS: the value of {name} is not a valid header value")
+            format!(
+                "telemetry: OTEL_EXPORTER_OTLP_HEADERS: the value of {name} is not a valid \
+                 header value"
+            )
         })?;
         headers.append(name, value);
     }
@@ -525,6 +529,7 @@ fn parse_headers(list: &str) -> Result<HeaderMap, String> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::telemetry::test_env;
     use opentelemetry::trace::{Event, Link, SpanContext, SpanId, TraceFlags, TraceId, TraceState};
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
@@ -676,24 +681,18 @@ mod tests {
 
     #[test]
     fn a_compression_other_than_none_is_refused() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                pairs
-                    .iter()
-                    .find(|(key, _)| *key == name)
-                    .map(|(_, value)| (*value).to_owned())
-            }
-        };
-        assert!(refuse_compression(env(&[])).is_ok());
-        assert!(refuse_compression(env(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "none")])).is_ok());
-        let err =
-            refuse_compression(env(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")])).unwrap_err();
+        assert!(refuse_compression(test_env(&[])).is_ok());
+        assert!(
+            refuse_compression(test_env(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "none")])).is_ok()
+        );
+        let err = refuse_compression(test_env(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")]))
+            .unwrap_err();
         assert!(
             err.contains("OTEL_EXPORTER_OTLP_COMPRESSION = \"gzip\""),
             "{err}"
         );
         // The traces-specific variable is read first.
-        let err = refuse_compression(env(&[
+        let err = refuse_compression(test_env(&[
             ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "zstd"),
             ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"),
         ]))
