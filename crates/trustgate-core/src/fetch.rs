@@ -17,6 +17,38 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rustls_pki_types::CertificateDer;
 
+/// The connector of trustgate's own outbound HTTP/1 calls (key sets here; span export in the
+/// gateway): `http` or `https`, rustls on aws-lc-rs trusting the web PKI roots and
+/// `extra_roots`, connections bounded by `connect_timeout`. Which URLs may be plain `http` is the
+/// caller's to check ([`check_key_url`] for keys).
+///
+/// # Errors
+/// An extra root rustls refuses, or no safe protocol version (neither happens with the bundled
+/// provider and roots).
+pub fn https_connector(
+    connect_timeout: Duration,
+    extra_roots: &[CertificateDer<'static>],
+) -> Result<HttpsConnector<HttpConnector>, rustls::Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for cert in extra_roots {
+        roots.add(cert.clone())?;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(connect_timeout));
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http))
+}
+
 /// Limits and trust anchors for fetching keys.
 #[derive(Clone)]
 pub struct FetchOptions {
@@ -101,24 +133,7 @@ const MAX_REDIRECTS: usize = 3;
 
 impl Fetcher {
     pub(crate) fn new(options: FetchOptions) -> Result<Self, rustls::Error> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        for cert in &options.extra_roots {
-            roots.add(cert.clone())?;
-        }
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(options.timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let connector = https_connector(options.timeout, &options.extra_roots)?;
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);

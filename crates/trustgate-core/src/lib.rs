@@ -72,7 +72,7 @@ pub use cache::{CacheOptions, CacheStats};
 pub use claims::{AudiencePolicy, ClaimsPolicy, ExpiryPolicy};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error::{AuthError, Reason, RequestProblem};
-pub use fetch::{FetchError, FetchOptions, check_key_url};
+pub use fetch::{FetchError, FetchOptions, check_key_url, https_connector};
 pub use grpc::{GrpcCode, grpc_refusal, grpc_timeout, is_grpc};
 pub use identity::{
     ClaimMapping, ClaimPath, Identity, IdentityField, NumericClaims, encode_header,

@@ -138,10 +138,10 @@ fn hex_byte(high: u8, low: u8) -> Option<u8> {
 
 /// Appends `bytes` as lower-case hex.
 pub(crate) fn push_hex(text: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for byte in bytes {
-        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+        let [high, low] = HEX_PAIRS[usize::from(*byte)];
+        text.push(char::from(high));
+        text.push(char::from(low));
     }
 }
 

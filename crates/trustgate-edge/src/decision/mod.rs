@@ -266,8 +266,8 @@ impl Engine {
     ) -> Result<Decision, Refusal> {
         // 1. Sanitization: decided before routing, so no route and no error path is spared.
         // Each step has a span (for OpenTelemetry, `trustgate telemetry`): reason codes, route
-        // and pattern, never a token or a claim value. Without a layer that wants them, each is a
-        // disabled callsite.
+        // and pattern, never a token or a claim value. Made only when wanted
+        // (`trustgate_core::steps`): without telemetry, or for an unsampled request, none is.
         let span = trustgate_core::step_span!("sanitize", trustgate.reason = Empty);
         if self.sanitize == SanitizeMode::Reject && self.identity_headers.contains_any(head.headers)
         {

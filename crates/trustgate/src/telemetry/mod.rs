@@ -9,8 +9,8 @@
 //! **Off costs next to nothing.** The steps' spans are made with `trustgate_core::step_span!`,
 //! which without telemetry makes none (`StepSpans::Never`: one relaxed load per step, the
 //! subscriber never asked); the log layer's filter refuses them too. No request allocates for
-//! tracing, and what a traced request needs beyond that (its trace, the span wrappers) is boxed,
-//! so that the request's future, which hyper moves, does not grow.
+//! tracing. On, an unsampled request's trace is a few bytes in its future (which hyper moves),
+//! and only a sampled one's spans and decision are boxed.
 //!
 //! **On, sampling is decided once, at the front door** ([`RequestTracing::begin`]):
 //! parent-based, then by ratio. A `traceparent` is believed only per `trust_incoming` (by default
@@ -25,7 +25,6 @@
 
 use std::future::Future;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -93,10 +92,10 @@ pub(crate) fn init(
     let log = if json {
         log.json()
             .flatten_event(true)
-            .with_filter(filter.and(NotOurSpans))
+            .with_filter(filter.and(OurSpans::Refused))
             .boxed()
     } else {
-        log.with_filter(filter.and(NotOurSpans)).boxed()
+        log.with_filter(filter.and(OurSpans::Refused)).boxed()
     };
     // The decision steps' spans are made only for a sampled request (see `RequestTrace::run`),
     // and never without telemetry: an unsampled request then never asks the subscriber about
@@ -121,7 +120,7 @@ pub(crate) fn init(
         .with_target(false)
         .with_tracked_inactivity(false)
         .with_context_activation(false)
-        .with_filter(Ours);
+        .with_filter(OurSpans::Only);
     // The gate is the outermost layer: it is asked first, and its "no" stops a span before the
     // registry allocates anything for it.
     let _ = tracing_subscriber::registry()
@@ -198,46 +197,39 @@ impl Exporter {
     }
 }
 
-/// The log layer's filter beside `log.level`: never trustgate's spans.
-struct NotOurSpans;
+/// A per-layer filter on whether a span is trustgate's: the log layer takes none of them
+/// ([`OurSpans::Refused`], beside `log.level`), the OpenTelemetry layer nothing else
+/// ([`OurSpans::Only`]: whatever `log.level` lets the log see, another crate's spans are never
+/// exported).
+enum OurSpans {
+    Refused,
+    Only,
+}
 
-impl<S> Filter<S> for NotOurSpans {
-    fn enabled(&self, meta: &Metadata<'_>, _: &Context<'_, S>) -> bool {
-        !is_our_span(meta)
-    }
-
-    // A hint, so that `log.level` stays the process's maximum level: without one, every
-    // `debug!` and `trace!` in hyper and tokio would pass the static level check on each call
-    // and fall through to its callsite's cached interest (callgrind).
-    fn max_level_hint(&self) -> Option<LevelFilter> {
-        Some(LevelFilter::TRACE)
-    }
-
-    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
-        if is_our_span(meta) {
-            Interest::never()
-        } else {
-            Interest::always()
-        }
+impl OurSpans {
+    fn admits(&self, meta: &Metadata<'_>) -> bool {
+        is_our_span(meta) == matches!(self, Self::Only)
     }
 }
 
-/// The OpenTelemetry layer's filter: trustgate's spans only (whatever `log.level` lets the log
-/// layer see, another crate's spans are never exported).
-struct Ours;
-
-impl<S> Filter<S> for Ours {
+impl<S> Filter<S> for OurSpans {
     fn enabled(&self, meta: &Metadata<'_>, _: &Context<'_, S>) -> bool {
-        is_our_span(meta)
+        self.admits(meta)
     }
 
-    /// trustgate's spans are all at INFO.
     fn max_level_hint(&self) -> Option<LevelFilter> {
-        Some(LevelFilter::INFO)
+        match self {
+            // A hint, so that `log.level` stays the process's maximum level: without one, every
+            // `debug!` and `trace!` in hyper and tokio would pass the static level check on
+            // each call and fall through to its callsite's cached interest (callgrind).
+            Self::Refused => Some(LevelFilter::TRACE),
+            // trustgate's spans are all at INFO.
+            Self::Only => Some(LevelFilter::INFO),
+        }
     }
 
     fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
-        if is_our_span(meta) {
+        if self.admits(meta) {
             Interest::always()
         } else {
             Interest::never()
@@ -572,25 +564,11 @@ impl RequestTrace {
     }
 }
 
-/// The OTLP/HTTP exporter's client: hyper-util's, with rustls on aws-lc-rs and the web PKI roots,
-/// as the JWKS fetcher uses.
+/// The OTLP/HTTP exporter's client: hyper-util's, on the connector the JWKS fetcher uses
+/// (rustls on aws-lc-rs, the web PKI roots).
 fn http_client() -> Result<Client<HttpsConnector<HttpConnector>, Full<Bytes>>, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|err| format!("telemetry: TLS: {err}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(EXPORT_TIMEOUT));
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
+    let connector = trustgate_core::https_connector(EXPORT_TIMEOUT, &[])
+        .map_err(|err| format!("telemetry: TLS: {err}"))?;
     Ok(Client::builder(TokioExecutor::new()).build(connector))
 }
 
@@ -714,17 +692,17 @@ mod filter_tests {
     use tracing_subscriber::filter::FilterExt;
     use tracing_subscriber::layer::SubscriberExt;
 
-    use super::{NotOurSpans, Ours, UnderSampledRequests};
+    use super::{OurSpans, UnderSampledRequests};
 
     /// The subscriber `init` installs, with a tracer that keeps nothing.
     fn subscriber() -> impl tracing::Subscriber + Send + Sync {
         let log = tracing_subscriber::fmt::layer()
             .with_writer(std::io::sink)
-            .with_filter(tracing_subscriber::EnvFilter::new("error").and(NotOurSpans));
+            .with_filter(tracing_subscriber::EnvFilter::new("error").and(OurSpans::Refused));
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
         let spans = tracing_opentelemetry::layer()
             .with_tracer(opentelemetry::trace::TracerProvider::tracer(&provider, "t"))
-            .with_filter(Ours);
+            .with_filter(OurSpans::Only);
         tracing_subscriber::registry()
             .with(log)
             .with(spans)
