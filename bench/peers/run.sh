@@ -2,7 +2,10 @@
 # Side-by-side load benchmark of trustgate against HAProxy (jwt_verify), Apache httpd with
 # mod_auth_openidc, and a plain HAProxy proxy, every one doing "pattern 3": strip client identity
 # headers, verify the bearer token (alg pinned, iss, aud, exp required, nbf), inject X-User-Id
-# from `sub`, drop Authorization. See docs/benchmarks.md for the method and the last results.
+# from `sub`, drop Authorization. Then the edge over TLS: trustgate terminating TLS (rustls)
+# against HAProxy terminating TLS (OpenSSL) and proxying plainly, with HTTPS keep-alive (wrk), HTTP/2
+# (h2load) and new connections per second (full and resumed handshakes, test-support's
+# `tls-connections`). See docs/benchmarks.md for the method and the last results.
 #
 # Usage:
 #   bench/peers/run.sh            full run: writes docs/benchmarks.md and docs/benchmarks.png
@@ -112,6 +115,7 @@ install_deps() {
   command -v openssl >/dev/null || need+=(openssl)
   command -v taskset >/dev/null || need+=(util-linux)
   command -v ss >/dev/null || need+=(iproute2)
+  command -v h2load >/dev/null || need+=(nghttp2-client)
   if [ "$mode" != check ]; then
     command -v wrk >/dev/null || need+=(wrk)
     command -v gnuplot >/dev/null || need+=(gnuplot-nox)
@@ -165,8 +169,8 @@ else
   bin="$target/debug"
 fi
 rm -f "$build_log"
-if ! [ -x "$bin/trustgate" ] || ! [ -x "$bin/forge-tokens" ]; then
-  die "no trustgate/forge-tokens in $bin"
+if ! [ -x "$bin/trustgate" ] || ! [ -x "$bin/forge-tokens" ] || ! [ -x "$bin/tls-connections" ]; then
+  die "no trustgate/forge-tokens/tls-connections in $bin"
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/trustgate-peers.XXXXXX")
@@ -192,27 +196,46 @@ for alg in RS256 ES256; do
   "$bin/forge-tokens" --alg "$alg" --count "$ntokens" --iss "$iss" --aud "$aud" \
     --out "$work/$alg" --cases >/dev/null
 done
+# The edge's certificate, as a small deployment has it: ECDSA P-256, signed by a private CA.
+tls="$work/tls"
+mkdir -p "$tls"
+{
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj /CN=bench-ca -keyout "$tls/ca.key" -out "$tls/ca.pem" &&
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
+      -keyout "$tls/key.pem" -out "$tls/leaf.csr" &&
+    printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n' >"$tls/leaf.ext" &&
+    openssl x509 -req -in "$tls/leaf.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+      -days 2 -extfile "$tls/leaf.ext" -out "$tls/cert.pem" &&
+    cat "$tls/cert.pem" "$tls/key.pem" >"$tls/combined.pem"
+} >/dev/null 2>&1 || die "openssl could not make the edge's certificate"
 chmod -R a+rX "$work"
 
 kid_of() { case "$1" in RS256) echo bench-rsa ;; ES256) echo bench-es256 ;; esac; }
 
 # ---------------------------------------------------------------------------------------------
 # Systems. Keys of the tables below: hj (HAProxy + jwt_verify), ap (Apache + mod_auth_openidc),
-# tg (trustgate), tgnc (trustgate with its verified-token cache off), hp (plain HAProxy).
+# tg (trustgate), tgnc (trustgate with its verified-token cache off), hp (plain HAProxy);
+# at the TLS edge, tgs (trustgate) and hps (plain HAProxy).
 systems_jwt="hj ap tg tgnc"
 systems_all="hj ap tg tgnc hp"
+systems_tls="tgs hps"
 declare -A NAME=(
   [hj]="HAProxy + jwt_verify" [ap]="Apache + mod_auth_openidc" [tg]="trustgate"
   [tgnc]="trustgate, cache off" [hp]="HAProxy, no JWT" [tgb]="trustgate (baseline build)"
   [tgr]="trustgate, Redis store + revocation checks"
   [tgt0]="trustgate, tracing on, nothing sampled" [tgt1]="trustgate, tracing 1 %"
-  [tgt100]="trustgate, tracing 100 %")
+  [tgt100]="trustgate, tracing 100 %" [tgs]="trustgate, TLS (rustls)"
+  [hps]="HAProxy with TLS (OpenSSL), no JWT")
 declare -A PORT=([hj]=$((base + 1)) [ap]=$((base + 2)) [tg]=$((base + 3)) [tgnc]=$((base + 4))
   [hp]=$((base + 5)) [tgb]=$((base + 6)) [tgr]=$((base + 7)) [tgt1]=$((base + 8)) [tgt100]=$((base + 9))
-  [tgt0]=$((base + 11)))
+  [tgt0]=$((base + 11)) [tgs]=$((base + 12)) [hps]=$((base + 13)))
 redis_port=$((base + 21))
 # The binary each trustgate system runs: this tree's, or for --compare's baseline, the one given.
 tg_bin() { if [ "$1" = tgb ]; then echo "$baseline_bin"; else echo "$bin/trustgate"; fi; }
+# The address of a system's listener, https for the TLS ones; curl trusts the bench CA for them.
+base_url() { case "$1" in tgs | hps) echo "https://127.0.0.1:${PORT[$1]}" ;; *) echo "http://127.0.0.1:${PORT[$1]}" ;; esac; }
+curl_tls=(--cacert "$tls/ca.pem")
 
 modver=$(dpkg-query -W -f '${Version}' libapache2-mod-auth-openidc 2>/dev/null || echo unknown)
 
@@ -235,6 +258,18 @@ config() {
   case "$1" in
     hj) render haproxy-jwt.cfg.in "$dir/haproxy.cfg" "$1" "$2"; echo "$dir/haproxy.cfg" ;;
     hp) render haproxy-plain.cfg.in "$dir/haproxy.cfg" "$1" "$2"; echo "$dir/haproxy.cfg" ;;
+    hps)
+      render haproxy-plain.cfg.in "$dir/haproxy.cfg" "$1" "$2"
+      sed -i "s|^\(    bind 127.0.0.1:[0-9]*\)\$|\1 ssl crt $tls/combined.pem alpn h2,http/1.1|" "$dir/haproxy.cfg"
+      grep -q ' ssl crt ' "$dir/haproxy.cfg" || die "no TLS bind line in $dir/haproxy.cfg"
+      echo "$dir/haproxy.cfg"
+      ;;
+    tgs)
+      render trustgate.toml.in "$dir/trustgate.toml" "$1" "$2"
+      sed -i "s|^worker_threads = 1\$|&\ntls = { cert = \"$tls/cert.pem\", key = \"$tls/key.pem\" }|" "$dir/trustgate.toml"
+      grep -q '^tls = ' "$dir/trustgate.toml" || die "no tls line in $dir/trustgate.toml"
+      echo "$dir/trustgate.toml"
+      ;;
     ap)
       render apache-oidc.conf.in "$dir/apache.conf" "$1" "$2"
       render apache-claims.lua.in "$dir/apache-claims.lua" "$1" "$2"
@@ -260,20 +295,20 @@ config() {
 
 validate() { # SYSTEM FILE
   case "$1" in
-    hj | hp) haproxy -c -q -f "$2" ;;
+    hj | hp | hps) haproxy -c -q -f "$2" ;;
     ap) apache2 -t -f "$2" 2>&1 | grep -v -e 'Syntax OK' -e 'deprecated' >&2 || true
       apache2 -t -f "$2" >/dev/null 2>&1 ;;
-    tg | tgnc | tgb | tgr | tgt0 | tgt1 | tgt100) "$(tg_bin "$1")" check -c "$2" >/dev/null ;;
+    tg | tgnc | tgb | tgr | tgt0 | tgt1 | tgt100 | tgs) "$(tg_bin "$1")" check -c "$2" >/dev/null ;;
   esac
 }
 
 port_free() { ! ss -ltnH "sport = :$1" | grep -q .; }
 
-wait_port() { # PORT PID
+wait_port() { # PORT PID [URL]
   local _
   for _ in $(seq 1 100); do
     kill -0 "$2" 2>/dev/null || return 1
-    curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$1/" && return 0
+    curl -s -o /dev/null --max-time 1 "${curl_tls[@]}" "${3:-http://127.0.0.1:$1}/" && return 0
     sleep 0.1
   done
   return 1
@@ -300,12 +335,12 @@ start_system() { # SYSTEM ALG
   validate "$1" "$file" || die "${NAME[$1]} ($2): config invalid: $file"
   port_free "$port" || die "port $port is taken (set BENCH_PORT_BASE)"
   case "$1" in
-    hj | hp) taskset -c "$gw_cpu" haproxy -db -f "$file" >"$file.log" 2>&1 & ;;
+    hj | hp | hps) taskset -c "$gw_cpu" haproxy -db -f "$file" >"$file.log" 2>&1 & ;;
     ap) taskset -c "$gw_cpu" apache2 -f "$file" -DFOREGROUND >"$file.log" 2>&1 & ;;
-    tg | tgnc | tgb | tgr | tgt0 | tgt1 | tgt100) taskset -c "$gw_cpu" "$(tg_bin "$1")" serve -c "$file" >"$file.log" 2>&1 & ;;
+    tg | tgnc | tgb | tgr | tgt0 | tgt1 | tgt100 | tgs) taskset -c "$gw_cpu" "$(tg_bin "$1")" serve -c "$file" >"$file.log" 2>&1 & ;;
   esac
   gw_pid=$!
-  wait_port "$port" "$gw_pid" || { cat "$file.log" >&2; die "${NAME[$1]} ($2) did not start"; }
+  wait_port "$port" "$gw_pid" "$(base_url "$1")" || { cat "$file.log" >&2; die "${NAME[$1]} ($2) did not start"; }
 }
 
 stop_system() {
@@ -319,10 +354,22 @@ stop_system() {
 # Functional checks: a valid token passes with the identity of `sub` (a forged X-User-Id is
 # dropped, Authorization is removed); every bad token and a missing one get 401.
 check_system() { # SYSTEM ALG
-  local url="http://127.0.0.1:${PORT[$1]}/echo" cases="$work/$2/cases" out code c fail=0 want
-  out=$(curl -sS --max-time 5 -w '|%{http_code}' -H "Authorization: Bearer $(cat "$cases/valid.jwt")" \
+  local url cases="$work/$2/cases" out code c fail=0 want
+  url="$(base_url "$1")/echo"
+  out=$(curl -sS --max-time 5 "${curl_tls[@]}" -w '|%{http_code}' -H "Authorization: Bearer $(cat "$cases/valid.jwt")" \
     -H 'X-User-Id: forged' -H 'x-user-id: forged2' "$url") || out="curl failed|000"
-  if [ "$1" = hp ]; then
+  case "$1" in tgs | hps)
+    # The edge negotiates HTTP/2 by ALPN, and the same answer comes back over it.
+    code=$(curl -sS --max-time 5 "${curl_tls[@]}" --http2 -o "$work/h2.out" -w '%{http_version} %{http_code}' \
+      -H "Authorization: Bearer $(cat "$cases/valid.jwt")" -H 'X-User-Id: forged' "$url") || code="curl failed"
+    [ "$code" = "2 200" ] || { echo "  ${NAME[$1]}: HTTP/2 -> $code, want '2 200'" >&2; fail=1; }
+    if [ "$1" = tgs ] && [ "$(tr -d '\n' <"$work/h2.out")" != "uid=case-user auth=" ]; then
+      echo "  ${NAME[$1]}: HTTP/2 -> '$(cat "$work/h2.out")', want 'uid=case-user auth='" >&2
+      fail=1
+    fi
+    ;;
+  esac
+  if [ "$1" = hp ] || [ "$1" = hps ]; then
     [ "${out##*|}" = 200 ] || { echo "  ${NAME[$1]}: valid token -> $out" >&2; fail=1; }
     return $fail
   fi
@@ -331,18 +378,68 @@ check_system() { # SYSTEM ALG
     echo "  ${NAME[$1]} ($2): valid token -> '${out%|*}' ${out##*|}, want '$want' 200" >&2
     fail=1
   fi
-  code=$(curl -s -o /dev/null --max-time 5 -w '%{http_code}' \
+  code=$(curl -s -o /dev/null --max-time 5 "${curl_tls[@]}" -w '%{http_code}' \
     -H "Authorization: Bearer $(cat "$cases/valid-aud-array.jwt")" "$url")
   [ "$code" = 200 ] || { echo "  ${NAME[$1]} ($2): aud array -> $code, want 200" >&2; fail=1; }
-  code=$(curl -s -o /dev/null --max-time 5 -w '%{http_code}' "$url")
+  code=$(curl -s -o /dev/null --max-time 5 "${curl_tls[@]}" -w '%{http_code}' "$url")
   [ "$code" = 401 ] || { echo "  ${NAME[$1]} ($2): no token -> $code, want 401" >&2; fail=1; }
   for c in "$cases"/*.jwt; do
     case "$(basename "$c")" in valid*) continue ;; esac
-    code=$(curl -s -o /dev/null --max-time 5 -w '%{http_code}' \
+    code=$(curl -s -o /dev/null --max-time 5 "${curl_tls[@]}" -w '%{http_code}' \
       -H "Authorization: Bearer $(cat "$c")" -H 'X-User-Id: forged' "$url")
     [ "$code" = 401 ] || { echo "  ${NAME[$1]} ($2): $(basename "$c" .jwt) -> $code, want 401" >&2; fail=1; }
   done
   return $fail
+}
+
+# ---------------------------------------------------------------------------------------------
+# TLS edge workloads. Figures land in RPS_ROUNDS like wrk's, under SYSTEM.h2 and SYSTEM.conns-full
+# or SYSTEM.conns-resumed; CPU_ROUNDS holds the gateway's CPU time per new connection (µs), read
+# from /proc around the run, which says what a handshake costs the server whether or not the
+# one-core client saturated it.
+declare -A RPS_ROUNDS CPU_ROUNDS RESUMED_SHARE
+
+# h2_run SYSTEM: h2load, HTTP/2 over TLS (ALPN), $conns connections × 16 streams, same token.
+h2_run() {
+  local url out rps ok total
+  url="$(base_url "$1")/"
+  out=$(taskset -c "$load_cpu" h2load -c "$conns" -m 16 -D "$secs" --warm-up-time "$warm" \
+    -H "authorization: Bearer $(head -1 "$work/RS256/tokens.txt")" "$url" 2>&1) ||
+    { echo "$out" >&2; die "${NAME[$1]}: h2load failed"; }
+  grep -q '^Application protocol: h2$' <<<"$out" || { echo "$out" >&2; die "${NAME[$1]}: h2load did not negotiate h2"; }
+  rps=$(awk '/^finished in/ {gsub(/,/, "", $4); printf "%d", $4}' <<<"$out")
+  read -r total ok < <(awk '/^requests:/ {t = $2} /^status codes:/ {o = $3} END {print t + 0, o + 0}' <<<"$out")
+  if [ -z "$rps" ] || [ "$total" = 0 ] || [ "$ok" != "$total" ]; then
+    echo "$out" >&2
+    die "${NAME[$1]}: h2load: $ok of $total requests answered 2xx"
+  fi
+  RPS_ROUNDS[$1.h2]="${RPS_ROUNDS[$1.h2]:-} $rps"
+  log "${NAME[$1]} HTTP/2: $rps req/s"
+}
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime of PID, in clock ticks
+
+# tls_conns_run SYSTEM full|resumed: new TLS connections per second, one request each.
+tls_conns_run() {
+  local flags=() out t0 t1 n rps resumed failed cpu
+  [ "$2" = resumed ] && flags=(--resume)
+  t0=$(cpu_ticks "$gw_pid")
+  out=$(taskset -c "$load_cpu" "$bin/tls-connections" --addr "127.0.0.1:${PORT[$1]}" --ca "$tls/ca.pem" \
+    --secs "$secs" --warmup 1 --conns "$conns" "${flags[@]}" \
+    --header "Authorization: Bearer $(head -1 "$work/RS256/tokens.txt")" 2>&1) ||
+    { echo "$out" >&2; die "${NAME[$1]}: tls-connections failed"; }
+  t1=$(cpu_ticks "$gw_pid")
+  read -r n rps resumed failed < <(sed -n 's/.*connections=\([0-9]*\) .*per_sec=\([0-9]*\) resumed=\([0-9]*\) failed=\([0-9]*\).*/\1 \2 \3 \4/p' <<<"$out")
+  [ -n "${n:-}" ] && [ "$n" -gt 0 ] || { echo "$out" >&2; die "${NAME[$1]}: tls-connections made no connection"; }
+  [ "$failed" = 0 ] || { echo "$out" >&2; die "${NAME[$1]}: $failed connections failed"; }
+  # The CPU time covers the warm-up second as well: per connection, it is spread over the
+  # connections of both (the rate is the same in both).
+  cpu=$(awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" -v n="$n" -v s="$secs" \
+    'BEGIN {printf "%d", t / hz * 1e6 / (n * (s + 1) / s)}')
+  RPS_ROUNDS[$1.conns-$2]="${RPS_ROUNDS[$1.conns-$2]:-} $rps"
+  CPU_ROUNDS[$1.conns-$2]="${CPU_ROUNDS[$1.conns-$2]:-} $cpu"
+  RESUMED_SHARE[$1]=$((100 * resumed / n))
+  log "${NAME[$1]} new TLS connections ($2): $rps/s, ${cpu} µs of gateway CPU each, $resumed of $n resumed"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -358,6 +455,17 @@ if [ "$mode" = check ]; then
       log "ok: ${NAME[$s]} ($alg)"
     done
   done
+  for s in $systems_tls; do
+    start_system "$s" RS256
+    check_system "$s" RS256 || { stop_system; die "functional check failed: ${NAME[$s]}"; }
+    # One short run of each TLS load tool, parsed as the full run parses it (figures not judged).
+    secs=1 warm=0 conns=4 h2_run "$s" >/dev/null
+    secs=1 conns=4 tls_conns_run "$s" full >/dev/null
+    secs=1 conns=4 tls_conns_run "$s" resumed >/dev/null
+    [ "${RESUMED_SHARE[$s]}" = 100 ] || die "${NAME[$s]}: ${RESUMED_SHARE[$s]} % of the offered sessions resumed, want 100"
+    stop_system
+    log "ok: ${NAME[$s]} (HTTPS, HTTP/2, full and resumed handshakes)"
+  done
   log "bench/peers --check: every config valid, every system passed the functional checks"
   stop_system
   "$root/bench/grpc/run.sh" --check
@@ -369,7 +477,7 @@ fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 # RPS and P99 hold the median over the rounds; RPS_ROUNDS and P99_ROUNDS each round's figure.
 # Q50, Q99 and Q999 (oha at the fixed rate) likewise, with Q*_ROUNDS.
-declare -A RPS P99 RPS_ROUNDS P99_ROUNDS Q50 Q99 Q999 Q50_ROUNDS Q99_ROUNDS Q999_ROUNDS RSS HELD
+declare -A RPS P99 P99_ROUNDS Q50 Q99 Q999 Q50_ROUNDS Q99_ROUNDS Q999_ROUNDS RSS HELD
 
 to_ms() { # wrk latency like 812.00us, 1.23ms, 2.01s -> ms
   awk -v v="$1" 'BEGIN {
@@ -380,7 +488,8 @@ to_ms() { # wrk latency like 812.00us, 1.23ms, 2.01s -> ms
 
 # wrk_run SYSTEM WORKLOAD ALG: WORKLOAD is same, distinct.
 wrk_run() {
-  local url="http://127.0.0.1:${PORT[$1]}/" args out non2xx
+  local url args out non2xx
+  url="$(base_url "$1")/"
   if [ "$2" = same ]; then
     args=(-H "Authorization: Bearer $(head -1 "$work/$3/tokens.txt")" "$url")
   else
@@ -467,22 +576,34 @@ rss_run() { # SYSTEM: hold BENCH_RSS_CONNS keep-alive connections under light lo
   log "${NAME[$1]}: ${RSS[$1]} MiB with $held connections"
 }
 
-# same_token_rounds SYSTEM...: the same-token workload, the systems taking turns in each round
-# (in reverse order every other round); each is checked once, in the first round.
-same_token_rounds() {
-  local order="$*" round s
+# in_rounds WHAT WORKLOAD SYSTEM...: WORKLOAD SYSTEM (a function) for each system, the systems
+# taking turns in each round (in reverse order every other round); each is checked once, in the
+# first round.
+in_rounds() {
+  local what=$1 workload=$2 round s
+  shift 2
+  local order="$*"
   for round in $(seq 1 "$rounds"); do
-    log "round $round of $rounds"
+    log "$what: round $round of $rounds"
     for s in $order; do
       start_system "$s" RS256
       if [ "$round" = 1 ]; then
         check_system "$s" RS256 || die "functional check failed: ${NAME[$s]}: not benchmarked"
       fi
-      wrk_run "$s" same RS256
+      "$workload" "$s"
       stop_system
     done
     order=$(reversed "$order")
   done
+}
+same_token() { wrk_run "$1" same RS256; }
+same_token_rounds() { in_rounds "same token" same_token "$@"; }
+# The TLS edge: HTTPS keep-alive (wrk), HTTP/2 (h2load), new connections (full, resumed).
+tls_edge() {
+  wrk_run "$1" same RS256
+  h2_run "$1"
+  tls_conns_run "$1" full
+  tls_conns_run "$1" resumed
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -737,6 +858,18 @@ for round in $(seq 1 "$rounds"); do
   done
   order=$(reversed "$order")
 done
+# The TLS edge, in rounds as well.
+# shellcheck disable=SC2086 # a list of systems
+in_rounds "TLS edge" tls_edge $systems_tls
+declare -A CPU
+for key in "${!RPS_ROUNDS[@]}"; do
+  RPS[$key]=$(median "${RPS_ROUNDS[$key]}" | awk '{printf "%d", $1}')
+  [ -z "${P99_ROUNDS[$key]:-}" ] || P99[$key]=$(median "${P99_ROUNDS[$key]}")
+done
+for key in "${!CPU_ROUNDS[@]}"; do
+  CPU[$key]=$(median "${CPU_ROUNDS[$key]}" | awk '{printf "%d", $1}')
+done
+
 for s in $systems_all; do
   Q50[$s]=$(median "${Q50_ROUNDS[$s]}")
   Q99[$s]=$(median "${Q99_ROUNDS[$s]}")
@@ -806,20 +939,56 @@ tables() {
   for s in $systems_all; do
     printf '| %s | %s | %s |\n' "${NAME[$s]}" "${HELD[$s]}" "${RSS[$s]}"
   done
+  echo
+  echo "### The TLS edge (same token, median of $rounds rounds of ${secs} s)"
+  echo
+  echo "| system | HTTPS keep-alive req/s (wrk -c$conns) | p99 ms | HTTP/2 req/s (h2load, $conns connections × 16 streams) | new connections/s, full handshakes | gateway CPU µs per connection | new connections/s, resumed | gateway CPU µs per connection |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+  for s in $systems_tls; do
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "${NAME[$s]}" \
+      "$(val "${RPS[$s.same.RS256]:-}")" "$(val "${P99[$s.same.RS256]:-}")" "$(val "${RPS[$s.h2]:-}")" \
+      "$(val "${RPS[$s.conns-full]:-}")" "$(val "${CPU[$s.conns-full]:-}")" \
+      "$(val "${RPS[$s.conns-resumed]:-}")" "$(val "${CPU[$s.conns-resumed]:-}")"
+  done
+  echo
+  echo "trustgate relative to HAProxy with TLS: HTTPS keep-alive $(ratio "${RPS[tgs.same.RS256]}" "${RPS[hps.same.RS256]}")" \
+    "($(per_round tgs.same.RS256 hps.same.RS256) by round); HTTP/2 $(ratio "${RPS[tgs.h2]}" "${RPS[hps.h2]}")" \
+    "($(per_round tgs.h2 hps.h2)); new connections, full handshakes $(ratio "${RPS[tgs.conns-full]}" "${RPS[hps.conns-full]}")" \
+    "($(per_round tgs.conns-full hps.conns-full)); resumed $(ratio "${RPS[tgs.conns-resumed]}" "${RPS[hps.conns-resumed]}")" \
+    "($(per_round tgs.conns-resumed hps.conns-resumed))."
+}
+
+# ratio_row TARGET A B MIN: a row of a targets table, met when A / B ≥ MIN.
+ratio_row() {
+  local r
+  r=$(num "$2" "$3")
+  echo "| $1 | ${r}× | $(metmiss "$r" "$4") |"
+}
+
+targets_now() {
+  local r
+  echo "| target | measured | result |"
+  echo "|---|---:|---|"
+  r=$(num "${RPS[tg.same.RS256]}" "${RPS[hp.same.RS256]}")
+  echo "| same token: req/s ≥ 1.0× plain HAProxy | ${r}× ($(per_round tg.same.RS256 hp.same.RS256) by round) | $(metmiss "$r" 1.0) |"
+  ratio_row "cache off, 2,000 RS256 tokens: req/s ≥ 1.9× HAProxy + jwt_verify" "${RPS[tgnc.distinct.RS256]}" "${RPS[hj.distinct.RS256]}" 1.9
+  echo "| p99 at $rate req/s ≤ plain HAProxy's | ${Q99[tg]} ms vs ${Q99[hp]} ms | $(metmiss "${Q99[hp]}" "${Q99[tg]}") |"
+  ratio_row "TLS edge, HTTPS keep-alive: req/s ≥ 1.0× HAProxy with TLS" "${RPS[tgs.same.RS256]}" "${RPS[hps.same.RS256]}" 1.0
+  ratio_row "TLS edge, new connections/s (full handshakes, ECDSA P-256) ≥ HAProxy's" "${RPS[tgs.conns-full]}" "${RPS[hps.conns-full]}" 1.0
+  ratio_row "HTTP/2 edge ($conns × 16 streams, TLS): req/s ≥ 1.0× HAProxy's h2 frontend" "${RPS[tgs.h2]}" "${RPS[hps.h2]}" 1.0
+  r=$(num "${RSS[tg]}" "${RSS[hp]}")
+  echo "| RSS with $rss_conns keep-alive connections ≤ 2× plain HAProxy's | ${RSS[tg]} MiB vs ${RSS[hp]} MiB (${r}×) | $(metmiss 2 "$r") |"
+  echo "| Pattern 1 in a service (criterion) | not measured by this script | see [benchmarks-service.md](benchmarks-service.md) (\`bench/service.sh\`) |"
 }
 
 targets() {
   local r
   echo "| target | measured | result |"
   echo "|---|---:|---|"
-  r=$(num "${RPS[tg.same.RS256]}" "${RPS[hj.same.RS256]}")
-  echo "| same-token req/s ≥ 2.0× HAProxy + jwt_verify | ${r}× | $(metmiss "$r" 2.0) |"
-  r=$(num "${RPS[tg.same.RS256]}" "${RPS[hp.same.RS256]}")
-  echo "| same-token req/s ≥ 0.8× plain HAProxy | ${r}× | $(metmiss "$r" 0.8) |"
-  r=$(num "${RPS[tg.distinct.RS256]}" "${RPS[hj.distinct.RS256]}")
-  echo "| 2,000 RS256 tokens req/s ≥ 1.5× HAProxy + jwt_verify | ${r}× | $(metmiss "$r" 1.5) |"
-  r=$(num "${RPS[tg.distinct.ES256]}" "${RPS[hj.distinct.ES256]}")
-  echo "| 2,000 ES256 tokens req/s ≥ 1.5× HAProxy + jwt_verify | ${r}× | $(metmiss "$r" 1.5) |"
+  ratio_row "same-token req/s ≥ 2.0× HAProxy + jwt_verify" "${RPS[tg.same.RS256]}" "${RPS[hj.same.RS256]}" 2.0
+  ratio_row "same-token req/s ≥ 0.8× plain HAProxy" "${RPS[tg.same.RS256]}" "${RPS[hp.same.RS256]}" 0.8
+  ratio_row "2,000 RS256 tokens req/s ≥ 1.5× HAProxy + jwt_verify" "${RPS[tg.distinct.RS256]}" "${RPS[hj.distinct.RS256]}" 1.5
+  ratio_row "2,000 ES256 tokens req/s ≥ 1.5× HAProxy + jwt_verify" "${RPS[tg.distinct.ES256]}" "${RPS[hj.distinct.ES256]}" 1.5
   echo "| p99 at $rate req/s ≤ HAProxy + jwt_verify's | ${Q99[tg]} ms vs ${Q99[hj]} ms | $(metmiss "${Q99[hj]}" "${Q99[tg]}") |"
   echo "| RSS ≤ 50 MiB with $rss_conns keep-alive connections | ${RSS[tg]} MiB (${HELD[tg]} held) | $(metmiss 50 "${RSS[tg]}") |"
   echo "| Criterion: a cache hit ≤ 1 µs | not measured by this script | see [microbenchmarks.md](microbenchmarks.md) (\`bench/validate.sh\`) |"
@@ -828,7 +997,8 @@ targets() {
 
 out_tables=$(tables)
 out_targets=$(targets)
-printf '\n%s\n\n### Targets (issue 6)\n\n%s\n' "$out_tables" "$out_targets"
+out_targets_now=$(targets_now)
+printf '\n%s\n\n### Targets (issue 24)\n\n%s\n\n### Targets (issue 6)\n\n%s\n' "$out_tables" "$out_targets_now" "$out_targets"
 # The gRPC workload, after the HTTP/1 systems have stopped; its table goes into the same page.
 stop_system
 out_grpc=$(BENCH_NO_DOCS=1 "$root/bench/grpc/run.sh")
@@ -941,6 +1111,19 @@ These runs take turns in $rounds rounds too, and each percentile is the median o
 With latency correction, latency counts from when a request should have been sent, so a stall
 is not hidden by the load generator waiting (coordinated omission).
 
+**The TLS edge.** trustgate terminating TLS itself (\`[server] tls\`, rustls on aws-lc-rs, session
+tickets on) against HAProxy terminating TLS (\`bind … ssl crt … alpn h2,http/1.1\`, OpenSSL, its
+default session cache and tickets) and proxying plainly, both on the gateway core, both with the
+same certificate: ECDSA P-256, issued by a private CA (made by the script with openssl). The
+same-token request in three shapes: *HTTPS keep-alive*, wrk over TLS ($conns connections, HTTP/1.1);
+*HTTP/2*, \`h2load -c $conns -m 16\` (ALPN h2, ${secs} s after ${warm} s of warm-up; h2load's HPACK
+encoder, like nghttp2's, never indexes \`authorization\`, so the token is sent, and decoded,
+on every request); *new connections*, test-support's \`tls-connections\` ($conns clients on one
+thread, rustls on aws-lc-rs, each connection one request with \`Connection: close\`), with full
+handshakes (no session kept) and with resumed ones (each client keeps its sessions and offers
+them again). Beside the rate, the gateway's own CPU time per new connection (from /proc), which
+says what a connection costs the server whether or not the one-core client saturated it.
+
 **Memory.** oha holds $rss_conns keep-alive connections open for ${secs} s under light load (the
 fixed rate above, same token); the gateway's VmRSS
 (summed over Apache's processes) is sampled every second from /proc, and the maximum is kept.
@@ -954,6 +1137,10 @@ $out_tables
 ## gRPC
 
 $out_grpc
+
+## Targets (issue 24)
+
+$out_targets_now
 
 ## Targets (issue 6)
 

@@ -652,28 +652,97 @@ fn make_certs(dir: &TempDir) -> bool {
         )
 }
 
-#[test]
-fn tls_termination_negotiates_h2_with_alpn() {
-    let f = Fixture::new();
+/// A gateway terminating TLS with a certificate from a test CA, and that CA as a root store.
+fn start_tls(f: &Fixture) -> (Gateway, rustls::RootCertStore) {
+    use rustls_pki_types::pem::PemObject;
     let dir = TempDir::new();
     // scripts/install-test-deps.sh installs openssl; a missing peer is a failure, never a skip.
     assert!(
         make_certs(&dir),
         "the openssl CLI is needed to make a test certificate (run scripts/install-test-deps.sh)"
     );
-    let ca_pem = dir.0.join("ca.pem");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(dir.0.join("ca.pem")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
     let gateway = Gateway::start_in(
         dir,
-        &with_timeouts(config(&f)).server("tls", json!({"cert": "leaf.pem", "key": "leaf.key"})),
+        &with_timeouts(config(f)).server("tls", json!({"cert": "leaf.pem", "key": "leaf.key"})),
         &[],
     );
+    (gateway, roots)
+}
+
+/// Returning clients resume: the gateway issues session tickets, so every connection after a
+/// client's first skips the full handshake (certificate signature included), however many
+/// clients came between (tickets are stateless, not entries of a bounded cache).
+#[test]
+fn tls_sessions_resume_with_tickets() {
+    let f = Fixture::new();
+    let (gateway, roots) = start_tls(&f);
+    let addr = gateway.proxy;
+    let kinds = rt().block_on(async move {
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = |resumption| {
+            let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots.clone())
+                .with_no_client_auth();
+            tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+            tls.resumption = resumption;
+            tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
+        };
+        let returning = config(rustls::client::Resumption::in_memory_sessions(16));
+        // More one-off clients than rustls' default session cache holds (256) come in between.
+        let one_off = config(rustls::client::Resumption::disabled());
+        let mut kinds = Vec::new();
+        for round in 0..3 {
+            if round == 1 {
+                for _ in 0..300 {
+                    connect_and_get(&one_off, addr).await;
+                }
+            }
+            kinds.push(connect_and_get(&returning, addr).await);
+        }
+        kinds
+    });
+    use rustls::HandshakeKind::{Full, Resumed};
+    assert_eq!(kinds, [Some(Full), Some(Resumed), Some(Resumed)]);
+    assert_eq!(f.upstream.count(), 303);
+}
+
+/// One TLS connection making one HTTP/1.1 request to `/tls/x`; the answer is read to the end,
+/// which also takes in the session tickets sent after the handshake. Returns how the handshake
+/// went.
+async fn connect_and_get(
+    connector: &tokio_rustls::TlsConnector,
+    addr: std::net::SocketAddr,
+) -> Option<rustls::HandshakeKind> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut stream = connector.connect(name, tcp).await.unwrap();
+    stream
+        .write_all(b"GET /tls/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200 "),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    stream.get_ref().1.handshake_kind()
+}
+
+#[test]
+fn tls_termination_negotiates_h2_with_alpn() {
+    let f = Fixture::new();
+    let (gateway, roots) = start_tls(&f);
     let addr = gateway.proxy;
     let (alpn, status, version, plain) = rt().block_on(async move {
-        use rustls_pki_types::pem::PemObject;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pki_types::CertificateDer::pem_file_iter(&ca_pem).unwrap() {
-            roots.add(cert.unwrap()).unwrap();
-        }
         let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
