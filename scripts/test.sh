@@ -45,6 +45,12 @@ bash bench/peers/run.sh --check
 echo "== bench/validate: one interleaved run per algorithm (figures not judged)"
 bash bench/validate.sh --check
 
+# The service-layer comparison (a package of its own, outside the workspace: its peers bring
+# crates trustgate does not use): the equivalence tests, and the bench binary once, untimed. It
+# shares the workspace's target directory, so the crates both resolve alike are built once.
+echo "== bench/service: every layer configured alike (equivalence tests, no timing)"
+CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" bash bench/service.sh --check 2>&1 | tee -a "$log"
+
 echo "== fuzz smoke run (cargo-fuzz on nightly when available, stable replay always)"
 bash scripts/fuzz-smoke.sh 2>&1 | tee -a "$log"
 
