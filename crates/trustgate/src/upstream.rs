@@ -15,6 +15,7 @@
 //! Protocol upgrades go through hyper-util's pooled client instead: their upstream connection
 //! becomes the tunnel and never returns to a list.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -154,7 +155,7 @@ impl Upstream {
             .build()
             .map_err(|e| err(e.to_string()))?;
         let idle = Arc::new(IdleConnections {
-            list: Mutex::new(Vec::new()),
+            list: Mutex::new(VecDeque::new()),
             max: config.pool_max_idle_per_host,
             timeout: config.pool_idle_timeout,
             reaping: AtomicBool::new(false),
@@ -493,7 +494,9 @@ impl Body for RequestBody {
 
 /// An upstream's idle HTTP/1 connections, most recently used last.
 struct IdleConnections {
-    list: Mutex<Vec<Idle>>,
+    /// A deque: requests take from the back (the warmest connection) and a full list drops from
+    /// the front (the coldest) in constant time, where a vector shifted every entry.
+    list: Mutex<VecDeque<Idle>>,
     max: usize,
     timeout: Duration,
     /// Whether the task that closes connections idle past `timeout` is running.
@@ -510,7 +513,7 @@ impl IdleConnections {
     fn take(&self, now: Instant) -> Option<http1::SendRequest<RequestBody>> {
         // A poisoned list only means that no connection is reused.
         let mut list = self.list.lock().ok()?;
-        while let Some(idle) = list.pop() {
+        while let Some(idle) = list.pop_back() {
             if !idle.sender.is_closed() && now.saturating_duration_since(idle.since) < self.timeout
             {
                 return Some(idle.sender);
@@ -531,20 +534,20 @@ impl IdleConnections {
             return;
         };
         if list.len() >= self.max {
-            self.prune(&mut list);
-            // Still full: the least recently used one makes room.
-            if list.len() >= self.max {
-                list.remove(0);
-            }
+            // The least recently used makes room: the oldest on the list, so also the first to
+            // be closed or idle past `timeout` if any is. Not a prune of the whole list, which
+            // read the clock once per entry on every request while the list stayed full (a
+            // burst of more concurrent requests than `max`); the reaping task prunes.
+            list.pop_front();
         }
-        list.push(Idle {
+        list.push_back(Idle {
             sender,
             since: Instant::now(),
         });
     }
 
     /// Drops (and so closes) the connections idle past `timeout` or closed by the upstream.
-    fn prune(&self, list: &mut Vec<Idle>) {
+    fn prune(&self, list: &mut VecDeque<Idle>) {
         list.retain(|idle| !idle.sender.is_closed() && idle.since.elapsed() < self.timeout);
     }
 

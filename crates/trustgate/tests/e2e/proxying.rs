@@ -385,6 +385,50 @@ fn with_no_idle_connections_kept_every_request_connects_anew() {
     assert_eq!(distinct.len(), 3, "connections used: {seen:?}");
 }
 
+/// A full idle list makes room by closing its least recently used connection; the others stay,
+/// and the next request takes the most recently used.
+#[test]
+fn a_full_idle_list_closes_its_least_recently_used_connection() {
+    let f = Fixture::new();
+    let gateway = Gateway::start(&public_route_with(&f, "pool_max_idle_per_host", 2));
+    // Three requests at once, so three upstream connections, answered 100, 400 and 700 ms
+    // later: given back in that order to a list that holds two.
+    let mut clients: Vec<TcpStream> = (0..3).map(|_| gateway.connect()).collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        let request = format!(
+            "GET /burst{i} HTTP/1.1\r\nHost: gw.test\r\nx-echo-delay-ms: {}\r\n\r\n",
+            100 + 300 * i
+        );
+        client.write_all(request.as_bytes()).unwrap();
+    }
+    for client in &mut clients {
+        assert_eq!(crate::common::read_response(client).status, 200);
+    }
+    let connection_of = |target: &str| {
+        let requests = f.upstream.requests();
+        let request = requests.iter().find(|r| r.target == target).unwrap();
+        request.connection
+    };
+    let (first, second, third) = (
+        connection_of("/burst0"),
+        connection_of("/burst1"),
+        connection_of("/burst2"),
+    );
+    assert_eq!(f.upstream.connections(), 3);
+    assert!(
+        wait_until(Duration::from_secs(2), || f
+            .upstream
+            .connection_ended(first)),
+        "the least recently used connection stayed open"
+    );
+    assert!(!f.upstream.connection_ended(second));
+    assert!(!f.upstream.connection_ended(third));
+    let mut stream = gateway.connect();
+    assert_eq!(get_on(&mut stream, &f, "/after", ""), (200, third));
+    assert_eq!(get_on(&mut stream, &f, "/after2", ""), (200, third));
+    assert_eq!(f.upstream.connections(), 3);
+}
+
 /// An idle upstream connection is closed once `pool_idle_timeout` has passed, even when no other
 /// request comes to notice it.
 #[test]
