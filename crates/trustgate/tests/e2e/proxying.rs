@@ -62,6 +62,35 @@ fn try_get(gateway: &Gateway, path: &str) -> Option<RawResponse> {
     })
 }
 
+/// Without TLS the gateway tells HTTP/2 (prior knowledge) from HTTP/1 by the first bytes, even
+/// when they come in pieces: a lone `P` may start either `POST` or the HTTP/2 preface.
+#[test]
+fn the_protocol_is_told_even_when_the_first_bytes_come_apart() {
+    let f = Fixture::new();
+    let gateway = start(&f);
+
+    let mut h1 = gateway.connect();
+    h1.write_all(b"P").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    h1.write_all(b"OST /apart HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 0\r\n\r\n")
+        .unwrap();
+    assert_eq!(crate::common::read_response(&mut h1).status, 200);
+    assert_eq!(f.upstream.last().unwrap().target, "/apart");
+
+    let mut h2 = gateway.connect();
+    h2.write_all(b"PRI * HTTP/2.0\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    // The rest of the preface, then an empty SETTINGS frame.
+    h2.write_all(b"\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .unwrap();
+    h2.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut frame_head = [0u8; 9];
+    h2.read_exact(&mut frame_head).unwrap();
+    // The server's first frame is its SETTINGS (type 4) on stream 0: it speaks HTTP/2.
+    assert_eq!(frame_head[3], 4, "{frame_head:?}");
+    assert_eq!(&frame_head[5..], [0, 0, 0, 0]);
+}
+
 #[test]
 fn http2_prior_knowledge_is_proxied_as_http1() {
     let f = Fixture::new();
