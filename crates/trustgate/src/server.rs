@@ -327,7 +327,15 @@ async fn serve_connection<S>(
             .contains_key(http::header::UPGRADE)
             .then(|| Arc::clone(&slot));
         let runtime = gateway.runtime.load_full();
-        async move { Ok::<_, Infallible>(proxy::handle(runtime, req, conn, tunnel_slot).await) }
+        // Boxed: the request's future carries the whole exchange (the request, the decision, the
+        // upstream call), about 3.4 KiB. hyper keeps a slot of the service future's size in every
+        // HTTP/1 connection, idle or not, and copies the future into a task of its own for every
+        // HTTP/2 stream. Boxed, the slot is a pointer (1,000 idle keep-alive connections hold
+        // 3 MiB less) and each stream's copies are a pointer's (HTTP/2: 3.3 % fewer instructions
+        // per request), for one allocation per request (HTTP/1: unchanged, 47,140 instructions
+        // against 47,260, within what glibc malloc's state moves the count between builds).
+        let exchange = Box::pin(proxy::handle(runtime, req, conn, tunnel_slot));
+        async move { Ok::<_, Infallible>(exchange.await) }
     });
     let connection = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
