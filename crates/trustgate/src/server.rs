@@ -486,10 +486,10 @@ fn tls_acceptor(tls: &config::FileTls) -> Result<TlsAcceptor, ConfigError> {
         .map_err(|e| ConfigError(format!("server.tls: {e}")))?;
     server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     // Resumption by stateless tickets (AES-256 + HMAC-SHA256, keys made at start and rotated
-    // every 6 hours, never written anywhere): a returning client skips the certificate signature,
-    // which is most of a full handshake's cost, and no per-session state grows with the number
-    // of clients. rustls' default is a 256-entry session cache, which a load of a few hundred
-    // clients already evicts (a measured 16 % of resumptions then fell back to full handshakes).
+    // every 6 hours, never written anywhere): a returning client skips the certificate and its
+    // signature, and no per-session state grows with the number of clients. rustls' default is
+    // a 256-entry session cache, which a few hundred clients in between evict (two tickets per
+    // connection are stored), so the returning client starts over with a full handshake.
     // TLS 1.3 resumption still runs an ECDHE exchange (rustls offers only psk_dhe_ke), so
     // resumed sessions keep forward secrecy; 0-RTT stays off (`max_early_data_size` 0).
     server.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
