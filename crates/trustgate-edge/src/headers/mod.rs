@@ -103,19 +103,20 @@ impl FoldedNames {
 /// Removes every header whose name satisfies `doomed`, with all its values,
 /// and returns how many values were removed.
 ///
-/// Looks again from the start after each removal instead of collecting the
-/// names first: a match is usual (every upstream response names
-/// `Connection`), a collected list would allocate for it, and the rescans are
-/// bounded by `max_headers`.
+/// One pass over the map, whatever it removes: `doomed` is asked once per
+/// value (so it must answer the same for every value of a name), and a name
+/// goes once its last value has. Every forwarded request and every response
+/// runs this, and most responses name `Connection`.
 pub(crate) fn remove_where(
     headers: &mut HeaderMap,
     mut doomed: impl FnMut(&HeaderName) -> bool,
 ) -> usize {
     let mut removed = 0;
-    while let Some(name) = headers.keys().find(|name| doomed(name)).cloned() {
-        removed += headers.get_all(&name).iter().count();
-        headers.remove(&name);
-    }
+    headers.retain(|name, _| {
+        let remove = doomed(name);
+        removed += usize::from(remove);
+        !remove
+    });
     removed
 }
 

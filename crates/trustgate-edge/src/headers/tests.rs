@@ -952,6 +952,37 @@ proptest! {
         }
     }
 
+    /// `remove_where` (one `HeaderMap::retain` pass) against the obvious definition: the
+    /// values whose names are doomed go, every other value stays in its order, and the count is
+    /// right. Up to 40 names, so the map grows and removals shift entries around.
+    #[test]
+    fn remove_where_agrees_with_filtering_the_fields(
+        fields in prop::collection::vec("[a-f]{1,2}", 0..80),
+        doomed in prop::collection::vec("[a-f]{1,2}", 0..12),
+    ) {
+        let mut headers = HeaderMap::new();
+        // Each value its field's position, so that order is checked too.
+        for (position, n) in (0u32..).zip(&fields) {
+            headers.append(name(n), HeaderValue::from(position));
+        }
+        let is_doomed = |n: &HeaderName| doomed.iter().any(|d| d == n.as_str());
+        let values_of = |map: &HeaderMap, n: &HeaderName| -> Vec<HeaderValue> {
+            map.get_all(n).iter().cloned().collect()
+        };
+        let before = headers.clone();
+        let removed = remove_where(&mut headers, is_doomed);
+        let expected_removed = fields.iter().filter(|n| doomed.contains(n)).count();
+        prop_assert_eq!(removed, expected_removed);
+        prop_assert_eq!(headers.len(), fields.len() - expected_removed);
+        for n in before.keys() {
+            if is_doomed(n) {
+                prop_assert!(!headers.contains_key(n), "{}", n);
+            } else {
+                prop_assert_eq!(values_of(&headers, n), values_of(&before, n), "{}", n);
+            }
+        }
+    }
+
     #[test]
     fn framing_matches_the_rules(
         content_lengths in prop::collection::vec(
