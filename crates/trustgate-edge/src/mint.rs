@@ -99,8 +99,7 @@ impl MintCache {
                 claims,
             )
             .map_err(mint_refusal)?;
-        let value = HeaderValue::from_str(&format!("Bearer {}", minted.token))
-            .map_err(|_| GatewayError::Internal)?;
+        let value = credential_value(&format!("Bearer {}", minted.token))?;
         if let Some(entries) = &self.entries {
             entries.insert(
                 MintKey {
@@ -196,7 +195,18 @@ pub fn assertion(
             verified.and_then(VerifiedToken::expires_at),
         )
         .map_err(mint_refusal)?;
-    HeaderValue::from_str(&minted.token).map_err(|_| GatewayError::Internal)
+    credential_value(&minted.token)
+}
+
+/// A header value that carries a credential the gateway minted. Marked sensitive, so that an
+/// HTTP/2 upstream connection, which every client's requests share, never puts it in its HPACK
+/// table but sends it as "never indexed" (RFC 7541 §7.1.3): a compression context shared with
+/// other clients' headers is how compression attacks recover secrets, and the marking also tells
+/// intermediaries further on not to index it. `Debug` prints it as `Sensitive`.
+fn credential_value(text: &str) -> Result<HeaderValue, GatewayError> {
+    let mut value = HeaderValue::from_str(text).map_err(|_| GatewayError::Internal)?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// The assertion header name.

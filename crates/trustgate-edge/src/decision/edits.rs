@@ -2,7 +2,7 @@
 //! door that answers instead of forwarding.
 
 use http::HeaderMap;
-use http::header::AUTHORIZATION;
+use http::header::{AUTHORIZATION, Entry};
 
 use super::{Credentials, Decision, Engine, HeaderEdit};
 use crate::headers::is_uri_override_name;
@@ -43,7 +43,15 @@ impl Decision {
             .validation()
             .and_then(|v| v.token_cookie.as_deref());
         match &self.credentials {
-            Credentials::Keep => {}
+            Credentials::Keep => {
+                // The client's own token goes on: never indexed over HTTP/2, like the ones the
+                // gateway mints (see `mint::credential_value`).
+                if let Entry::Occupied(mut tokens) = headers.entry(AUTHORIZATION) {
+                    tokens
+                        .iter_mut()
+                        .for_each(|token| token.set_sensitive(true));
+                }
+            }
             Credentials::DropAuthorization => {
                 headers.remove(AUTHORIZATION);
             }

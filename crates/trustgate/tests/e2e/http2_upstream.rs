@@ -384,3 +384,229 @@ fn http2_over_tls_with_alpn_and_a_custom_ca() {
     assert_eq!(seen.header_values("x-user-id"), ["alice"]);
     assert!(seen.trailer_values("x-user-id").is_empty());
 }
+
+/// How an HPACK field representation asks the decoder to treat the field (RFC 7541 §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Indexing {
+    /// The whole field from a table.
+    Indexed,
+    /// A literal the decoder adds to its dynamic table.
+    Incremental,
+    /// A literal not added.
+    Without,
+    /// A literal not added, here or by any intermediary further on.
+    Never,
+}
+
+/// One field of a header block, as it crossed the wire.
+#[derive(Debug, Clone, Copy)]
+struct WireField {
+    indexing: Indexing,
+    /// The name's index in the tables, 0 for a literal name.
+    name_index: usize,
+    /// The value's encoded length (0 for an indexed field).
+    value_len: usize,
+}
+
+/// An HPACK integer with an `prefix`-bit prefix (RFC 7541 §5.1).
+fn hpack_int(block: &[u8], at: &mut usize, prefix: u32) -> usize {
+    let max = (1usize << prefix) - 1;
+    let mut value = usize::from(block[*at]) & max;
+    *at += 1;
+    if value == max {
+        let mut shift = 0;
+        loop {
+            let byte = block[*at];
+            *at += 1;
+            value += usize::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+    }
+    value
+}
+
+/// Skips an HPACK string literal, returning its encoded length.
+fn hpack_skip_string(block: &[u8], at: &mut usize) -> usize {
+    let len = hpack_int(block, at, 7);
+    *at += len;
+    len
+}
+
+/// Each field's representation in a header block, without decoding names or values.
+fn wire_fields(block: &[u8]) -> Vec<WireField> {
+    let mut fields = Vec::new();
+    let mut at = 0;
+    while at < block.len() {
+        let first = block[at];
+        let (indexing, prefix) = match first {
+            _ if first & 0x80 != 0 => (Indexing::Indexed, 7),
+            _ if first & 0xc0 == 0x40 => (Indexing::Incremental, 6),
+            _ if first & 0xe0 == 0x20 => {
+                hpack_int(block, &mut at, 5); // a dynamic table size update
+                continue;
+            }
+            _ if first & 0x10 != 0 => (Indexing::Never, 4),
+            _ => (Indexing::Without, 4),
+        };
+        let name_index = hpack_int(block, &mut at, prefix);
+        let value_len = if indexing == Indexing::Indexed {
+            0
+        } else {
+            if name_index == 0 {
+                hpack_skip_string(block, &mut at);
+            }
+            hpack_skip_string(block, &mut at)
+        };
+        fields.push(WireField {
+            indexing,
+            name_index,
+            value_len,
+        });
+    }
+    fields
+}
+
+/// An h2c upstream written at the frame level, because the h2 crate does not tell which fields
+/// came never-indexed: it answers every request `200` with no body and keeps each request's
+/// header block as it came.
+struct RawH2Upstream {
+    addr: SocketAddr,
+    blocks: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+}
+
+impl RawH2Upstream {
+    fn start() -> Self {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let blocks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = std::sync::Arc::clone(&blocks);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let kept = std::sync::Arc::clone(&kept);
+                std::thread::spawn(move || {
+                    let mut preface = [0u8; 24];
+                    stream.read_exact(&mut preface)?;
+                    assert_eq!(&preface[..], b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+                    stream.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0])?; // our SETTINGS, empty
+                    let mut block = Vec::new();
+                    loop {
+                        let mut head = [0u8; 9];
+                        stream.read_exact(&mut head)?;
+                        let len = usize::from(head[0]) << 16
+                            | usize::from(head[1]) << 8
+                            | usize::from(head[2]);
+                        let (kind, flags) = (head[3], head[4]);
+                        let stream_id = [head[5] & 0x7f, head[6], head[7], head[8]];
+                        let mut payload = vec![0u8; len];
+                        stream.read_exact(&mut payload)?;
+                        match kind {
+                            // SETTINGS, not an acknowledgement: acknowledge it.
+                            4 if flags & 1 == 0 => {
+                                stream.write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0])?
+                            }
+                            // HEADERS (no padding or priority from h2's client), CONTINUATION.
+                            1 | 9 => {
+                                block.extend_from_slice(&payload);
+                                if flags & 4 != 0 {
+                                    kept.lock().unwrap().push(std::mem::take(&mut block));
+                                    // HEADERS `:status: 200` (static index 8), END_STREAM and
+                                    // END_HEADERS.
+                                    let mut answer = vec![0, 0, 1, 1, 5];
+                                    answer.extend_from_slice(&stream_id);
+                                    answer.push(0x88);
+                                    stream.write_all(&answer)?;
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    #[allow(unreachable_code)]
+                    Ok::<(), std::io::Error>(())
+                });
+            }
+        });
+        Self { addr, blocks }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn blocks(&self) -> Vec<Vec<u8>> {
+        self.blocks.lock().unwrap().clone()
+    }
+}
+
+/// RFC 7541 §7.1.3: on the one HTTP/2 connection that carries every client's requests to an
+/// upstream, a credential must not enter the HPACK table, where a compression attack could
+/// recover it; and "never indexed" tells intermediaries further on the same. The internal token
+/// (pattern 4), the gateway's assertion, and a forwarded client token (pattern 2) all go as
+/// never-indexed literals, on every request.
+#[test]
+fn credentials_cross_to_an_http2_upstream_never_indexed() {
+    const AUTHORIZATION_NAME: usize = 23; // HPACK's static table
+    let f = Fixture::new();
+    let upstream = RawH2Upstream::start();
+    let config = f
+        .config()
+        .section("internal_issuer", "rotation_interval", "1h")
+        .upstream(h2_upstream("svc", &upstream.url()))
+        .route(Route::new(
+            "internal",
+            "/internal",
+            "svc",
+            Pattern::InternalToken,
+        ))
+        .route(Route::new("asserted", "/asserted", "svc", Pattern::IdentityHeaders).assertion())
+        .route(Route::new(
+            "forwarded",
+            "/forwarded",
+            "svc",
+            Pattern::ForwardToken,
+        ));
+    let gateway = Gateway::start(&config);
+    let token = bearer(&f.token("alice"));
+    let paths = ["/internal", "/asserted", "/forwarded"];
+    for _round in 0..2 {
+        for path in paths {
+            let response = gateway.get(path, &[("authorization", &token)]);
+            assert_eq!(response.status, 200, "{path}");
+        }
+    }
+
+    let blocks = upstream.blocks();
+    assert_eq!(blocks.len(), 2 * paths.len());
+    for (request, block) in blocks.iter().enumerate() {
+        let path = paths[request % paths.len()];
+        let fields = wire_fields(block);
+        // A token or an assertion is hundreds of bytes; nothing else in these requests is.
+        let credentials: Vec<&WireField> = fields.iter().filter(|f| f.value_len > 100).collect();
+        assert_eq!(credentials.len(), 1, "{path}: {fields:?}");
+        let credential = credentials[0];
+        assert_eq!(credential.indexing, Indexing::Never, "{path}: {fields:?}");
+        if path == "/asserted" {
+            // The assertion's name is a literal; the client's token did not cross.
+            assert_eq!(credential.name_index, 0, "{path}: {fields:?}");
+            assert!(
+                fields.iter().all(|f| f.name_index != AUTHORIZATION_NAME),
+                "{path}"
+            );
+        } else {
+            assert_eq!(
+                credential.name_index, AUTHORIZATION_NAME,
+                "{path}: {fields:?}"
+            );
+        }
+        assert!(
+            fields
+                .iter()
+                .all(|f| f.indexing != Indexing::Incremental || f.value_len < 100),
+            "{path}: {fields:?}"
+        );
+    }
+}
