@@ -45,8 +45,11 @@ impl Decision {
         match &self.credentials {
             Credentials::Keep => {
                 // The client's own token goes on: never indexed over HTTP/2, like the ones the
-                // gateway mints (see `mint::credential_value`).
-                if let Entry::Occupied(mut tokens) = headers.entry(AUTHORIZATION) {
+                // gateway mints (see `mint::credential_value`). `entry` would make room for an
+                // insertion, so it is asked only when there is a token.
+                if headers.contains_key(AUTHORIZATION)
+                    && let Entry::Occupied(mut tokens) = headers.entry(AUTHORIZATION)
+                {
                     tokens
                         .iter_mut()
                         .for_each(|token| token.set_sensitive(true));
