@@ -488,7 +488,8 @@ impl RawH2Upstream {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { return };
                 let kept = std::sync::Arc::clone(&kept);
-                std::thread::spawn(move || {
+                // Ends with the first read error: the gateway closed the connection.
+                std::thread::spawn(move || -> std::io::Result<()> {
                     let mut preface = [0u8; 24];
                     stream.read_exact(&mut preface)?;
                     assert_eq!(&preface[..], b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
@@ -525,8 +526,6 @@ impl RawH2Upstream {
                             _ => {}
                         }
                     }
-                    #[allow(unreachable_code)]
-                    Ok::<(), std::io::Error>(())
                 });
             }
         });
