@@ -355,16 +355,14 @@ impl<'a> Parser<'a> {
                 return Err(Reason::BadJson);
             }
         }
-        if integer {
-            if let Some(magnitude) = magnitude {
-                if !negative {
-                    return Ok(Number::from(magnitude));
-                }
-                if magnitude != 0
-                    && let Some(value) = 0i64.checked_sub_unsigned(magnitude)
-                {
-                    return Ok(Number::from(value));
-                }
+        if integer && let Some(magnitude) = magnitude {
+            if !negative {
+                return Ok(Number::from(magnitude));
+            }
+            if magnitude != 0
+                && let Some(value) = 0i64.checked_sub_unsigned(magnitude)
+            {
+                return Ok(Number::from(value));
             }
         }
         let value: f64 = self

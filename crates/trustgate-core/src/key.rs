@@ -371,7 +371,10 @@ fn has_roca_fingerprint(n: &[u8]) -> bool {
 }
 
 fn is_small_prime(r: u32) -> bool {
-    r >= 2 && (2..r).take_while(|d| d * d <= r).all(|d| r % d != 0)
+    r >= 2
+        && (2..r)
+            .take_while(|d| d * d <= r)
+            .all(|d| !r.is_multiple_of(d))
 }
 
 /// Whether `residue` is a power of 65537 modulo the prime `r`.

@@ -252,11 +252,11 @@ async fn base64url_is_strict() {
         let hdr = json!({"alg":"ES256","kid":"k1","x":"y".repeat(pad)}).to_string();
         let t = sign_bytes(&key, hdr.as_bytes(), claims().to_string().as_bytes());
         let tp: Vec<&str> = t.split('.').collect();
-        if tp[0].len() % 4 != 0 {
+        if !tp[0].len().is_multiple_of(4) {
             bad.push(join(&non_canonical(tp[0]), tp[1], tp[2]));
             assert_eq!(check(&v, &t).await, Ok(()));
         }
-        if tp[1].len() % 4 != 0 {
+        if !tp[1].len().is_multiple_of(4) {
             bad.push(join(tp[0], &non_canonical(tp[1]), tp[2]));
         }
     }

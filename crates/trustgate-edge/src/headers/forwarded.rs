@@ -242,10 +242,10 @@ pub fn set_forwarding_headers(
             headers.insert(X_FORWARDED_PROTO, value);
         }
     }
-    if !(trust && headers.contains_key(&X_FORWARDED_HOST)) {
-        if let Some(host) = host {
-            headers.insert(X_FORWARDED_HOST, host.clone());
-        }
+    if !(trust && headers.contains_key(&X_FORWARDED_HOST))
+        && let Some(host) = host
+    {
+        headers.insert(X_FORWARDED_HOST, host.clone());
     }
 }
 
