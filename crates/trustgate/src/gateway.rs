@@ -1,5 +1,6 @@
 //! The running gateway: the runtime in force, swapped whole on reload.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -33,9 +34,7 @@ impl Gateway {
         let result = async {
             let config = config::load(path)?;
             let current = self.runtime.load();
-            if config.server.listen != current.config.server.listen
-                || config.admin_listen != current.config.admin_listen
-            {
+            if listen_addresses(&config) != listen_addresses(&current.config) {
                 tracing::warn!(
                     "listen addresses changed; restart to apply them (the rest is applied now)"
                 );
@@ -81,6 +80,26 @@ impl Gateway {
         }
         result
     }
+}
+
+/// The proxy's, the admin API's, and the decision endpoints' (HTTP, gRPC) addresses.
+type ListenAddresses = (
+    SocketAddr,
+    SocketAddr,
+    Option<(SocketAddr, Option<SocketAddr>)>,
+);
+
+/// Every address the gateway listens on, bound once at start: the proxy, the admin API and the
+/// decision endpoints (`[forward_auth]` added or removed counts as a change too).
+fn listen_addresses(config: &Config) -> ListenAddresses {
+    (
+        config.server.listen,
+        config.admin_listen,
+        config
+            .forward_auth
+            .as_ref()
+            .map(|decisions| (decisions.listen, decisions.grpc_listen)),
+    )
 }
 
 /// Settings that are read once, when listeners and the runtime start.

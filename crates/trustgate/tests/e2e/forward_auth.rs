@@ -504,6 +504,54 @@ fn a_description_from_an_untrusted_peer_is_refused() {
     assert!(gateway.wait_for_log("untrusted_forwarder", Duration::from_secs(5)));
 }
 
+/// A reload applies the endpoint's settings to the listener bound at start, and says that a new
+/// address needs a restart instead of quietly keeping the old one.
+#[test]
+fn a_reload_applies_the_endpoint_settings_and_warns_that_a_new_address_needs_a_restart() {
+    let f = Fixture::new();
+    let gateway = Gateway::start(&config(&f));
+    let decisions = gateway.decisions.unwrap();
+    let public = [
+        ("X-Forwarded-Method", "GET"),
+        ("X-Forwarded-Uri", "/public/x"),
+        ("X-Forwarded-Host", "api.example"),
+    ];
+    assert_eq!(send(decisions, "GET", "/auth", &public).status, 200);
+
+    let moved = closed_port();
+    gateway.rewrite_config(
+        &config(&f)
+            .section("forward_auth", "listen", moved.to_string())
+            .section("forward_auth", "trusted_proxies", json!(["127.0.0.2"])),
+    );
+    gateway.sighup();
+    assert!(
+        gateway.wait_for_log("configuration reloaded", Duration::from_secs(5)),
+        "{}",
+        gateway.log_text()
+    );
+    assert_eq!(
+        gateway.log_lines("restart to apply").len(),
+        1,
+        "{}",
+        gateway.log_text()
+    );
+    assert!(
+        gateway.log_lines("restart to apply")[0].contains("listen addresses changed"),
+        "{}",
+        gateway.log_text()
+    );
+    // The listener bound at start serves on, with the new trusted proxies: loopback is no
+    // longer one of them.
+    let r = send(decisions, "GET", "/auth", &public);
+    assert_eq!(r.status, 403);
+    assert_eq!(r.body_text(), r#"{"error":"forbidden"}"#);
+    assert!(
+        TcpStream::connect(moved).is_err(),
+        "the new address was bound without a restart"
+    );
+}
+
 /// The endpoint's answer lists exactly the edits: identity headers to set, and the client's
 /// identity headers, URI overrides and external token to remove.
 #[test]
