@@ -1,6 +1,7 @@
 //! End-to-end: the process lifecycle. Reload under traffic (SIGHUP after the file changes), a
 //! refused reload, and graceful drain on SIGTERM.
 
+use std::io::Write as _;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -201,6 +202,41 @@ fn sigterm_drains_the_request_in_flight_then_exits_zero() {
             .iter()
             .any(|l| l.contains("\"drained\":true")),
         "{log}"
+    );
+    assert_eq!(f.upstream.count(), 1);
+}
+
+/// An idle keep-alive connection is closed as soon as the gateway stops, not held open until
+/// `shutdown_grace` runs out: each connection watches the stop signal even when nothing else
+/// happens on it.
+#[test]
+fn sigterm_closes_an_idle_keep_alive_connection_at_once() {
+    let f = Fixture::new();
+    let mut gateway = Gateway::start(&routes(&f, false).server("shutdown_grace", "20s"));
+    let mut idle = TcpStream::connect(gateway.proxy).unwrap();
+    idle.write_all(b"GET /a/x HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        .unwrap();
+    let r = crate::common::read_response(&mut idle);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("connection"), None, "keep-alive expected");
+
+    let stopped = Instant::now();
+    gateway.sigterm();
+    let (data, closed) = crate::common::read_until_closed(&mut idle, Duration::from_secs(5));
+    assert!(closed, "the idle connection stayed open after SIGTERM");
+    assert!(data.is_empty(), "{:?}", String::from_utf8_lossy(&data));
+    let status = gateway
+        .wait_exit(Duration::from_secs(5))
+        .expect("did not exit");
+    assert_eq!(status.code(), Some(0), "{}", gateway.log_text());
+    assert!(stopped.elapsed() < Duration::from_secs(5));
+    assert!(
+        gateway
+            .log_lines("shutdown complete")
+            .iter()
+            .any(|l| l.contains("\"drained\":true")),
+        "{}",
+        gateway.log_text()
     );
     assert_eq!(f.upstream.count(), 1);
 }
