@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -357,7 +357,7 @@ async fn serve_connection<S>(
     // notifier and a poll of the interval's timer (about 700 instructions of an HTTP/1
     // request's 46,000, callgrind).
     let watchdog = Arc::new(WatchdogWake::new());
-    let watchdog_waker = std::task::Waker::from(Arc::clone(&watchdog));
+    let watchdog_waker = Waker::from(Arc::clone(&watchdog));
     let result = std::future::poll_fn(|cx| {
         // Registered before the flag is read, so a wake between the two is not lost.
         watchdog.task.register(cx.waker());
@@ -398,7 +398,7 @@ async fn stopping(mut stop: watch::Receiver<bool>) {
 /// that one of them is ready, then wakes the task.
 struct WatchdogWake {
     /// Set by a wake, cleared when the stop signal and the idle check are polled.
-    woken: std::sync::atomic::AtomicBool,
+    woken: AtomicBool,
     task: futures_util::task::AtomicWaker,
 }
 
@@ -406,13 +406,13 @@ impl WatchdogWake {
     /// Starts woken, so the first poll registers the stop signal and the idle check.
     fn new() -> Self {
         Self {
-            woken: std::sync::atomic::AtomicBool::new(true),
+            woken: AtomicBool::new(true),
             task: futures_util::task::AtomicWaker::new(),
         }
     }
 }
 
-impl std::task::Wake for WatchdogWake {
+impl Wake for WatchdogWake {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
