@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::config::{self, Config, ConfigError};
+use crate::config::{self, Config, ConfigError, ServerConfig};
 use crate::metrics::Metrics;
 use crate::runtime::{Observers, Runtime};
 
@@ -102,10 +102,41 @@ fn listen_addresses(config: &Config) -> ListenAddresses {
     )
 }
 
-/// Settings that are read once, when listeners and the runtime start.
+/// Settings that are read once, when listeners and the runtime start. The listen addresses have
+/// a warning of their own ([`listen_addresses`]).
 fn config_needs_restart(old: &Config, new: &Config) -> bool {
-    old.server != new.server
+    server_settings_read_at_start(&old.server) != server_settings_read_at_start(&new.server)
         || old.log != new.log
         || old.telemetry != new.telemetry
         || old.audit != new.audit
+}
+
+/// The `[server]` settings a reload cannot apply. Written out field by field, without `..`, so
+/// that a new setting has to be sorted into one side or the other.
+fn server_settings_read_at_start(server: &ServerConfig) -> impl PartialEq + '_ {
+    let ServerConfig {
+        // Warned about by `listen_addresses`.
+        listen: _,
+        tls,
+        max_connections,
+        header_read_timeout,
+        idle_timeout,
+        max_header_bytes,
+        max_headers,
+        // Read per request from the runtime, so a reload applies them.
+        trusted_proxies: _,
+        double_slash: _,
+        shutdown_grace,
+        worker_threads,
+    } = server;
+    (
+        tls,
+        max_connections,
+        header_read_timeout,
+        idle_timeout,
+        max_header_bytes,
+        max_headers,
+        shutdown_grace,
+        worker_threads,
+    )
 }

@@ -109,6 +109,59 @@ fn reload_under_traffic_loses_no_request_and_applies_the_new_route() {
     assert!(gateway.log_text().contains("configuration reloaded"));
 }
 
+/// A reload warns about exactly the settings it cannot apply, once each: a moved proxy address
+/// (the old one serves on), and another `[server]` setting read at start. `trusted_proxies`, read
+/// per request, is applied without a warning.
+#[test]
+fn a_reload_warns_once_about_each_setting_it_cannot_apply() {
+    let f = Fixture::new();
+    let gateway = Gateway::start(&routes(&f, false));
+    let reloads = |n: usize| {
+        assert!(
+            wait_until(Duration::from_secs(5), || gateway
+                .log_lines("configuration reloaded")
+                .len()
+                == n),
+            "{}",
+            gateway.log_text()
+        );
+    };
+    let warnings = || gateway.log_lines("restart to apply");
+
+    let moved = crate::common::closed_port();
+    let config = routes(&f, false).server("listen", moved.to_string());
+    gateway.rewrite_config(&config);
+    gateway.sighup();
+    reloads(1);
+    assert_eq!(warnings().len(), 1, "{}", gateway.log_text());
+    assert!(
+        warnings()[0].contains("listen addresses changed"),
+        "{}",
+        gateway.log_text()
+    );
+    assert_eq!(status_of(gateway.proxy, "/a/x"), 200);
+    assert!(
+        TcpStream::connect(moved).is_err(),
+        "the new address was bound without a restart"
+    );
+
+    let config = config.server("trusted_proxies", vec!["10.0.0.0/8"]);
+    gateway.rewrite_config(&config);
+    gateway.sighup();
+    reloads(2);
+    assert_eq!(warnings().len(), 1, "{}", gateway.log_text());
+
+    gateway.rewrite_config(&config.server("idle_timeout", "7s"));
+    gateway.sighup();
+    reloads(3);
+    assert_eq!(warnings().len(), 2, "{}", gateway.log_text());
+    assert!(
+        warnings()[1].contains("[server], [log], [telemetry] or [audit] settings changed"),
+        "{}",
+        gateway.log_text()
+    );
+}
+
 #[test]
 fn an_invalid_reload_is_refused_and_the_old_routes_keep_working() {
     let f = Fixture::new();
