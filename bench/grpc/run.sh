@@ -210,7 +210,15 @@ done
 
 rps() { printf '%s' "${RUNS[$1.$2.rps]}" | median; }
 p99() { printf '%s' "${RUNS[$1.$2.p99]}" | median; }
-ratio() { python3 -c 'import sys; print(f"{float(sys.argv[1])/float(sys.argv[2]):.2f}×")' "$1" "$2"; }
+# A ratio pairs the two figures round by round and takes the median of those ratios, as the
+# HTTP/1 tables do: each system's median may come from a different round, and the machine's
+# speed drifts between rounds.
+ratio() { # WORKLOAD SYSTEM BASE_WORKLOAD BASE_SYSTEM
+  python3 -c '
+import statistics, sys
+a, b = ([float(x) for x in s.split()] for s in sys.argv[1:3])
+print(f"{statistics.median(x / y for x, y in zip(a, b)):.2f}×")' "${RUNS[$1.$2.rps]}" "${RUNS[$3.$4.rps]}"
+}
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 table=$(
   echo "<!-- grpc:begin (written by bench/grpc/run.sh) -->"
@@ -222,20 +230,21 @@ table=$(
   echo "|---|---|---:|---:|---:|---:|"
   for s in direct tg tgnc hp hj; do
     r=$(rps same "$s")
-    echo "| same token | ${NAME[$s]} | ${r%.*} | $(p99 same "$s") | $(ratio "$r" "$(rps same direct)") | $(ratio "$r" "$(rps same hp)") |"
+    echo "| same token | ${NAME[$s]} | ${r%.*} | $(p99 same "$s") | $(ratio same "$s" same direct) | $(ratio same "$s" same hp) |"
   done
   for s in tg tgnc hj; do
     r=$(rps many "$s")
-    echo "| $ntokens tokens | ${NAME[$s]} | ${r%.*} | $(p99 many "$s") | $(ratio "$r" "$(rps same direct)") | $(ratio "$r" "$(rps same hp)") |"
+    echo "| $ntokens tokens | ${NAME[$s]} | ${r%.*} | $(p99 many "$s") | $(ratio many "$s" same direct) | $(ratio many "$s" same hp) |"
   done
   echo
-  echo "trustgate vs HAProxy + jwt_verify: same token $(ratio "$(rps same tg)" "$(rps same hj)"), $ntokens tokens with trustgate's cache off $(ratio "$(rps many tgnc)" "$(rps many hj)")."
+  echo "trustgate vs HAProxy + jwt_verify: same token $(ratio same tg same hj), $ntokens tokens with trustgate's cache off $(ratio many tgnc many hj)."
   echo
   echo "**Method.** \`bench/grpc-load\` (tonic, one Tokio thread) sends \`Echo/Unary\` calls with a"
   echo "10-byte message to examples/grpc-echo; a call that is not OK fails the run. trustgate runs"
   echo "pattern 3 (\`X-User-Id\` from \`sub\`, token removed) towards an h2c upstream; HAProxy has"
   echo "\`proto h2\` on its listener and its server line and the HTTP/1 table's \`jwt_verify\` rules."
-  echo "The systems take turns in every round. *Direct* is the echo server without a gateway hop,"
+  echo "The systems take turns in every round; calls/s and p99 are medians of the rounds, and each"
+  echo "ratio the median of the round-by-round ratios. *Direct* is the echo server without a gateway hop,"
   echo "sharing its core with the load generator: the ceiling of this setup, not a like-for-like peer."
   echo "<!-- grpc:end -->"
 )
