@@ -3,7 +3,8 @@
 # cached and uncached, against the axum JWT crates that do the same job, in one criterion run
 # (bench/service-peers, a standalone package with its own Cargo.lock). Targets:
 #   cached:   every peer's time / trustgate's time >= 2.0
-#   uncached: trustgate's time <= 1.10 x a raw aws-lc-rs RSA verify on a pre-parsed key
+#   uncached: trustgate's time <= 1.10 x a raw aws-lc-rs RSA verify on a pre-parsed key, judged
+#             on the median of BENCH_PAIRS back-to-back runs of just those two benchmarks
 #
 # Usage:
 #   bench/service.sh            release build, the criterion run pinned to one core, then
@@ -13,7 +14,8 @@
 #                               the bench binary once in criterion's test mode; no timing
 #
 # Environment: CARGO_TARGET_DIR (default: cargo's, bench/service-peers/target), BENCH_CPU=1 (the
-# core the run is pinned to with taskset, when taskset exists and the core does).
+# core the run is pinned to with taskset, when taskset exists and the core does), BENCH_PAIRS=7
+# (back-to-back runs of the uncached pair).
 set -euo pipefail
 
 mode=full
@@ -69,6 +71,32 @@ cargo bench --manifest-path "$manifest" --locked --bench layers --no-run
 load_before=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || true)
 # Only this run's figures: criterion keeps old ids' directories.
 rm -rf "$target/criterion/service"
+
+# The uncached target is a ratio of two benchmarks. In one criterion run they are measured a
+# minute apart, and a virtual machine's speed drifts by more than the target's margin in that
+# time. So the pair is also measured back to back, PAIRS times, and the target is judged on the
+# median of those paired ratios. First, so that the full run below leaves the tables' estimates.
+pairs=${BENCH_PAIRS:-7}
+pair_ratios=""
+slope() { # FUNCTION_ID: criterion's slope estimate (ns) of service/FUNCTION_ID, from its last run
+  python3 -c '
+import json, pathlib, sys
+for bench in pathlib.Path(sys.argv[1]).rglob("new/benchmark.json"):
+    if json.loads(bench.read_text()).get("function_id") == sys.argv[2]:
+        est = json.loads((bench.parent / "estimates.json").read_text())
+        print((est.get("slope") or est["mean"])["point_estimate"])
+        break
+else:
+    sys.exit("bench/service: no estimate for service/" + sys.argv[2])' "$target/criterion/service" "$1"
+}
+for i in $(seq 1 "$pairs"); do
+  "${pin[@]}" cargo bench --manifest-path "$manifest" --locked --bench layers -- --noplot \
+    '^service/(uncached/trustgate-service|raw_verify)$' >/dev/null
+  pair=$(awk -v a="$(slope uncached/trustgate-service)" -v b="$(slope raw_verify)" 'BEGIN {printf "%.4f", a / b}')
+  echo "bench/service: pair $i of $pairs: uncached / raw verify = $pair" >&2
+  pair_ratios="$pair_ratios $pair"
+done
+
 "${pin[@]}" cargo bench --manifest-path "$manifest" --locked --bench layers -- --noplot
 
 commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -81,9 +109,9 @@ machine="$(nproc) CPUs${cpu_model:+, $cpu_model}, $(uname -sr)${cpu:+, run pinne
 CRITERION_DIR="$target/criterion" \
 LOCK="$root/bench/service-peers/Cargo.lock" \
 OUT="$root/docs/benchmarks-service.md" \
-COMMIT="$commit" MACHINE="$machine" RUSTC="$(rustc -V)" \
+COMMIT="$commit" MACHINE="$machine" RUSTC="$(rustc -V)" PAIR_RATIOS="$pair_ratios" \
 python3 - <<'PY'
-import datetime, json, os, pathlib, sys
+import datetime, json, os, pathlib, statistics, sys
 
 crit = pathlib.Path(os.environ["CRITERION_DIR"])
 figures = {}
@@ -131,8 +159,13 @@ targets = []
 for p in PEERS:
     r = figures[f"cached/{p}"]["ns"] / tg_c
     targets.append((f"cached: {p} / trustgate-service ≥ 2.00×", f"{r:.2f}×", r >= 2.0))
-r = tg_u / raw
-targets.append(("uncached: trustgate-service / raw verify ≤ 1.10×", f"{r:.3f}×", r <= 1.10))
+pair_ratios = [float(x) for x in os.environ["PAIR_RATIOS"].split()]
+r = statistics.median(pair_ratios)
+targets.append((
+    "uncached: trustgate-service / raw verify ≤ 1.10× (median of the back-to-back pairs)",
+    f"{r:.3f}× ({', '.join(f'{x:.3f}' for x in pair_ratios)})",
+    r <= 1.10,
+))
 
 now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 out = []
@@ -246,9 +279,11 @@ w("- **Readiness:** tower-oauth2-resource-server's `build()` returns before its 
 w("- No tracing subscriber is installed (none of the systems logs on the accepted path). axum-jwt-auth "
   "enables tracing's `log` feature, which cargo unifies for every crate of the binary, trustgate-service's "
   "spans included; with no logger installed that costs a level check per span.")
-w("- Each benchmark: 2 s warm-up, 5 s measurement, 100 samples. The uncached/raw ratio compares two "
-  "criterion benchmarks of one process, measured one after the other; a virtual machine's speed can "
-  "drift between them by a few per cent.")
+w("- Each benchmark: 2 s warm-up, 5 s measurement, 100 samples. In the full run, uncached trustgate-service "
+  "and the raw verify are measured about a minute apart, and a virtual machine's speed can drift by a "
+  "few per cent in that time, so the \"× raw verify\" column is approximate. The uncached target is "
+  f"judged on {len(pair_ratios)} more runs of just those two benchmarks, back to back (before the full "
+  "run): the median of their ratios, each pair's ratio listed in the targets table.")
 pathlib.Path(os.environ["OUT"]).write_text("\n".join(out) + "\n")
 for name, value, ok in targets:
     print(f"{name}: {value} {'met' if ok else 'missed'}")
