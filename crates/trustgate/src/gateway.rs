@@ -20,6 +20,11 @@ pub(crate) struct Gateway {
     pub(crate) fleet: Arc<crate::fleet::Fleet>,
     /// Traces and the audit log; made once per process.
     pub(crate) observers: Observers,
+    /// Held for the whole of a reload. SIGHUP and the file watcher reload on their own tasks, and
+    /// a rewrite of the file often sets off both: run side by side, each would compare against
+    /// the same old configuration (and both warn), and the one that read the file first could
+    /// store its runtime last, leaving an older configuration in force.
+    pub(crate) reloading: tokio::sync::Mutex<()>,
 }
 
 impl Gateway {
@@ -31,6 +36,7 @@ impl Gateway {
                 "this gateway was not started from a file".into(),
             ));
         };
+        let _one_at_a_time = self.reloading.lock().await;
         let result = async {
             let config = config::load(path)?;
             let current = self.runtime.load();

@@ -173,6 +173,7 @@ pub(crate) async fn run(
         config_path,
         fleet,
         observers,
+        reloading: tokio::sync::Mutex::new(()),
     });
     tokio::spawn(admin::serve(admin_listener, Arc::clone(&gateway)));
     if let Some(listener) = decisions_listener {
