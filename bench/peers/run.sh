@@ -603,12 +603,41 @@ in_rounds() {
 }
 same_token() { wrk_run "$1" same RS256; }
 same_token_rounds() { in_rounds "same token" same_token "$@"; }
-# The TLS edge: HTTPS keep-alive (wrk), HTTP/2 (h2load), new connections (full, resumed).
-tls_edge() {
-  wrk_run "$1" same RS256
-  h2_run "$1"
-  tls_conns_run "$1" full
-  tls_conns_run "$1" resumed
+
+# in_steps WHAT STEP...: each STEP is SYSTEM:ALG:WORKLOAD, run in $rounds rounds, the whole
+# sequence reversed every other round (so a pair of neighbouring steps is measured in both orders).
+# A system is started when a step's system or algorithm differs from the step before's, and
+# checked the first time. WORKLOAD: same or distinct (wrk; over TLS for tgs and hps, same is
+# HTTPS keep-alive), h2 (h2load), full or resumed (new TLS connections).
+in_steps() {
+  local what=$1 round step s alg workload current
+  shift
+  local order="$*"
+  local -A checked=()
+  for round in $(seq 1 "$rounds"); do
+    log "$what: round $round of $rounds"
+    current=
+    for step in $order; do
+      IFS=: read -r s alg workload <<<"$step"
+      if [ "$current" != "$s:$alg" ]; then
+        stop_system
+        start_system "$s" "$alg"
+        current=$s:$alg
+        if [ -z "${checked[$current]:-}" ]; then
+          check_system "$s" "$alg" || die "functional check failed: ${NAME[$s]} ($alg): not benchmarked"
+          checked[$current]=1
+        fi
+      fi
+      case "$workload" in
+        same | distinct) wrk_run "$s" "$workload" "$alg" ;;
+        h2) h2_run "$s" ;;
+        full | resumed) tls_conns_run "$s" "$workload" ;;
+        *) die "in_steps: unknown workload $workload" ;;
+      esac
+    done
+    stop_system
+    order=$(reversed "$order")
+  done
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -811,29 +840,16 @@ fi
 start_upstream
 # The machine's speed drifts (other tenants, frequency), by more than the differences measured
 # here: one long run per system, one after the other, can hand one system a slow minute. So the
-# systems take turns, in several short rounds (every other round in reverse order), and each
-# figure is the median of its rounds.
-order=$systems_all
-for round in $(seq 1 "$rounds"); do
-  log "round $round of $rounds"
-  for s in $order; do
-    for alg in RS256 ES256; do
-      [ "$s" = hp ] && [ "$alg" = ES256 ] && continue
-      start_system "$s" "$alg"
-      if [ "$round" = 1 ]; then
-        check_system "$s" "$alg" || die "functional check failed: ${NAME[$s]} ($alg): not benchmarked"
-      fi
-      if [ "$alg" = RS256 ]; then
-        wrk_run "$s" same RS256
-        [ "$s" = hp ] || wrk_run "$s" distinct RS256
-      else
-        wrk_run "$s" distinct ES256
-      fi
-      stop_system
-    done
-  done
-  order=$(reversed "$order")
-done
+# systems take turns, in several short rounds (the whole sequence reversed every other round), and
+# each figure is the median of its rounds. The two runs each target compares are next to each
+# other in the sequence, seconds apart rather than a minute: trustgate's same token and plain
+# HAProxy's; trustgate with its cache off and HAProxy + jwt_verify, 2,000 RS256 tokens.
+in_steps "wrk" \
+  ap:RS256:same ap:RS256:distinct ap:ES256:distinct \
+  hj:ES256:distinct hj:RS256:same hj:RS256:distinct \
+  tgnc:RS256:distinct tgnc:RS256:same tgnc:ES256:distinct \
+  tg:ES256:distinct tg:RS256:distinct tg:RS256:same \
+  hp:RS256:same
 for key in "${!RPS_ROUNDS[@]}"; do
   RPS[$key]=$(median "${RPS_ROUNDS[$key]}" | awk '{printf "%d", $1}')
   P99[$key]=$(median "${P99_ROUNDS[$key]}")
@@ -851,8 +867,8 @@ log "fixed rate for oha: $rate req/s"
 
 # Tail latency suffers from the same drift (a stalled vCPU shows up as a p99 of milliseconds
 # even for plain HAProxy), so the fixed-rate runs take turns in rounds as well. Memory is read
-# once, in the first round.
-order=$systems_all
+# once, in the first round. trustgate's runs are next to plain HAProxy's, whose p99 is its target.
+order="ap hj tgnc tg hp"
 for round in $(seq 1 "$rounds"); do
   log "fixed rate, round $round of $rounds"
   for s in $order; do
@@ -863,9 +879,10 @@ for round in $(seq 1 "$rounds"); do
   done
   order=$(reversed "$order")
 done
-# The TLS edge, in rounds as well.
-# shellcheck disable=SC2086 # a list of systems
-in_rounds "TLS edge" tls_edge $systems_tls
+# The TLS edge, in rounds as well: HTTP/2 runs next to each other, keep-alive one run apart.
+in_steps "TLS edge" \
+  tgs:RS256:full tgs:RS256:resumed tgs:RS256:same tgs:RS256:h2 \
+  hps:RS256:h2 hps:RS256:same hps:RS256:full hps:RS256:resumed
 declare -A CPU
 for key in "${!RPS_ROUNDS[@]}"; do
   RPS[$key]=$(median "${RPS_ROUNDS[$key]}" | awk '{printf "%d", $1}')
@@ -1134,10 +1151,14 @@ serves them from the cache, as it would a population of $ntokens active users; H
 have no such cache. The "cache off" row shows trustgate verifying every request.
 
 **Rounds.** Each workload runs in $rounds rounds of ${secs} s. The systems take turns in every round
-(in reverse order every other round), so that a slow stretch of the machine falls on all of them,
-and each figure is the median of its rounds. A ratio of two systems is the median of their
-round-by-round ratios (the two figures of one round were measured a minute apart; two medians
-may come from different rounds), and a target set for "every round" is judged on the worst one.
+(the whole sequence reversed every other round), so that a slow stretch of the machine falls on
+all of them, and each figure is the median of its rounds. A ratio of two systems is the median of
+their round-by-round ratios (two medians may come from different rounds), and a target set for
+"every round" is judged on the worst one. The two runs a target compares follow each other,
+seconds apart, one first in one round and second in the next: trustgate's same token and plain
+HAProxy's (throughput and fixed-rate latency); trustgate with its cache off and HAProxy +
+jwt_verify on 2,000 RS256 tokens; over TLS, the two HTTP/2 runs (the two keep-alive runs are one
+run apart).
 
 **Fixed rate.** \`oha -q $rate --latency-correction\`, the same rate for every system: by default
 $rate_fraction of the slowest JWT system's same-token throughput, so that every system sustains it.
