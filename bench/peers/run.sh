@@ -525,9 +525,40 @@ median() { # numbers as words
     if (NR == 0) exit
     if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
+median_int() { median "$1" | awk '{printf "%d", $1}'; } # for a %d: an even count's median is x.5
 
 oha_json_flag=--json
 oha --help 2>&1 | grep -q -- '--output-format' && oha_json_flag="--output-format json"
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "–"; else printf "%.2f×", a / b }'; }
+cmp_ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 >= b + 0) }'; }
+metmiss() { if cmp_ge "$1" "$2"; then echo met; else echo missed; fi; }
+num() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print 0; else printf "%.2f", a / b }'; }
+val() { if [ -n "${1:-}" ]; then echo "$1"; else echo "–"; fi; }
+# Ratios of two systems pair their figures round by round: the two figures of one round were
+# measured seconds apart, while each system's median may come from a different round, and the
+# machine's speed drifts between rounds by more than some margins measured here.
+round_ratios() { # KEY BASE_KEY: each round's ratio of KEY to BASE_KEY, as words
+  paste -d' ' <(tr -s ' ' '\n' <<<"${RPS_ROUNDS[$1]:-}" | sed '/^$/d') \
+    <(tr -s ' ' '\n' <<<"${RPS_ROUNDS[$2]:-}" | sed '/^$/d') |
+    awk 'NF == 2 && $2 + 0 > 0 {printf "%.4f ", $1 / $2}'
+}
+per_round() { # KEY BASE_KEY: each round's ratio, for reading
+  round_ratios "$1" "$2" | tr -s ' ' '\n' | sed '/^$/d' | awk '{printf "%s%.2f×", (NR > 1 ? ", " : ""), $1}'
+}
+paired() { # KEY BASE_KEY: the median of the round-by-round ratios (two decimals), or nothing
+  local m
+  m=$(median "$(round_ratios "$1" "$2")")
+  [ -z "$m" ] || awk -v m="$m" 'BEGIN {printf "%.2f", m}'
+}
+paired_ratio() { # KEY BASE_KEY: paired, as a table cell
+  local r
+  r=$(paired "$1" "$2")
+  if [ -n "$r" ]; then echo "${r}×"; else echo "–"; fi
+}
+worst_round() { # KEY BASE_KEY: the lowest round-by-round ratio (two decimals)
+  round_ratios "$1" "$2" | tr -s ' ' '\n' | sed '/^$/d' | sort -g | head -1 | awk '{printf "%.2f", $1}'
+}
 
 oha_run() { # SYSTEM
   local url="http://127.0.0.1:${PORT[$1]}/" json
@@ -645,13 +676,14 @@ in_steps() {
 if [ "$mode" = compare ]; then
   start_upstream
   same_token_rounds tgb tg hp
-  printf '\n| system | same token, req/s (median of %s rounds) | per round | ratio to plain HAProxy |\n|---|---:|---|---:|\n' "$rounds"
-  hp_rps=$(median "${RPS_ROUNDS[hp.same.RS256]}")
+  printf '\n| system | same token, req/s (median of %s rounds) | per round | ratio to plain HAProxy (median of the rounds) | per round |\n|---|---:|---|---:|---|\n' "$rounds"
   for s in tgb tg hp; do
-    m=$(median "${RPS_ROUNDS[$s.same.RS256]}")
-    printf '| %s | %d | %s | %.2f |\n' "${NAME[$s]}" "$m" "$(words "${RPS_ROUNDS[$s.same.RS256]}")" \
-      "$(awk -v a="$m" -v b="$hp_rps" 'BEGIN {print a / b}')"
+    printf '| %s | %d | %s | %s | %s |\n' "${NAME[$s]}" "$(median_int "${RPS_ROUNDS[$s.same.RS256]}")" \
+      "$(words "${RPS_ROUNDS[$s.same.RS256]}")" "$(paired_ratio "$s.same.RS256" hp.same.RS256)" \
+      "$(per_round "$s.same.RS256" hp.same.RS256)"
   done
+  printf '\nthis tree / the baseline: %s (%s by round)\n' "$(paired_ratio tg.same.RS256 tgb.same.RS256)" \
+    "$(per_round tg.same.RS256 tgb.same.RS256)"
   exit 0
 fi
 
@@ -672,13 +704,12 @@ if [ "$mode" = store ]; then
   done
   start_upstream
   same_token_rounds tg tgr
-  tg_rps=$(median "${RPS_ROUNDS[tg.same.RS256]}")
-  tgr_rps=$(median "${RPS_ROUNDS[tgr.same.RS256]}")
-  ratio_store=$(awk -v a="$tgr_rps" -v b="$tg_rps" 'BEGIN {printf "%.3f", a / b}')
+  # The median of the round-by-round ratios, and the rounds' ratios.
+  ratio_store="$(paired_ratio tgr.same.RS256 tg.same.RS256) ($(per_round tgr.same.RS256 tg.same.RS256) by round)"
   table=$(
     printf '| system | same token, req/s (median of %s rounds) | per round | p99 ms (median) |\n|---|---:|---|---:|\n' "$rounds"
     for s in tg tgr; do
-      printf '| %s | %d | %s | %s |\n' "${NAME[$s]}" "$(median "${RPS_ROUNDS[$s.same.RS256]}")" \
+      printf '| %s | %d | %s | %s |\n' "${NAME[$s]}" "$(median_int "${RPS_ROUNDS[$s.same.RS256]}")" \
         "$(words "${RPS_ROUNDS[$s.same.RS256]}")" "$(median "${P99_ROUNDS[$s.same.RS256]}")"
     done
   )
@@ -697,7 +728,8 @@ of [benchmarks.md](benchmarks.md) (pattern 3, RS256, one gateway core, \`wrk -c$
 after ${warm} s of warm-up), run by this tree's trustgate twice: with the default memory store,
 and with \`[store] backend = "redis"\` (a local \`redis-server\`, no persistence) and
 \`[revocation]\`, so every request checks the revocation list. The two take turns in $rounds
-rounds (every other round in reverse order); each figure is the median of its rounds.
+rounds (every other round in reverse order); each figure is the median of its rounds, and the
+ratio the median of the round-by-round ratios.
 
 - **Date:** $(date -u '+%Y-%m-%d %H:%M UTC')
 - **Commit:** $commit$dirty
@@ -771,7 +803,7 @@ if [ "$mode" = tracing ]; then
   printf '| system | same token, req/s (median of %s rounds) | per round | ratio to the baseline (medians) | per-round ratios |\n|---|---:|---|---:|---|\n' "$rounds"
   tgb_rps=$(median "${RPS_ROUNDS[tgb.same.RS256]}")
   for s in tgb tg tgt1 tgt100; do
-    m=$(median "${RPS_ROUNDS[$s.same.RS256]}")
+    m=$(median_int "${RPS_ROUNDS[$s.same.RS256]}")
     per=$(paste -d' ' <(tr -s ' ' '\n' <<<"${RPS_ROUNDS[$s.same.RS256]}" | sed '/^$/d') \
       <(tr -s ' ' '\n' <<<"${RPS_ROUNDS[tgb.same.RS256]}" | sed '/^$/d') |
       awk '{printf "%.3f ", $1 / $2}')
@@ -851,7 +883,7 @@ in_steps "wrk" \
   tg:ES256:distinct tg:RS256:distinct tg:RS256:same \
   hp:RS256:same
 for key in "${!RPS_ROUNDS[@]}"; do
-  RPS[$key]=$(median "${RPS_ROUNDS[$key]}" | awk '{printf "%d", $1}')
+  RPS[$key]=$(median_int "${RPS_ROUNDS[$key]}")
   P99[$key]=$(median "${P99_ROUNDS[$key]}")
 done
 
@@ -885,7 +917,7 @@ in_steps "TLS edge" \
   hps:RS256:h2 hps:RS256:same hps:RS256:full hps:RS256:resumed
 declare -A CPU
 for key in "${!RPS_ROUNDS[@]}"; do
-  RPS[$key]=$(median "${RPS_ROUNDS[$key]}" | awk '{printf "%d", $1}')
+  RPS[$key]=$(median_int "${RPS_ROUNDS[$key]}")
   [ -z "${P99_ROUNDS[$key]:-}" ] || P99[$key]=$(median "${P99_ROUNDS[$key]}")
 done
 for key in "${!CPU_ROUNDS[@]}"; do
@@ -900,36 +932,6 @@ done
 
 # ---------------------------------------------------------------------------------------------
 # Report
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "–"; else printf "%.2f×", a / b }'; }
-cmp_ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 >= b + 0) }'; }
-metmiss() { if cmp_ge "$1" "$2"; then echo met; else echo missed; fi; }
-num() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print 0; else printf "%.2f", a / b }'; }
-val() { if [ -n "${1:-}" ]; then echo "$1"; else echo "–"; fi; }
-# Ratios of two systems pair their figures round by round: the two figures of one round were
-# measured a minute apart, while each system's median may come from a different round, and the
-# machine's speed drifts between rounds by more than some margins measured here.
-round_ratios() { # KEY BASE_KEY: each round's ratio of KEY to BASE_KEY, as words
-  paste -d' ' <(tr -s ' ' '\n' <<<"${RPS_ROUNDS[$1]:-}" | sed '/^$/d') \
-    <(tr -s ' ' '\n' <<<"${RPS_ROUNDS[$2]:-}" | sed '/^$/d') |
-    awk 'NF == 2 && $2 + 0 > 0 {printf "%.4f ", $1 / $2}'
-}
-per_round() { # KEY BASE_KEY: each round's ratio, for reading
-  round_ratios "$1" "$2" | tr -s ' ' '\n' | sed '/^$/d' | awk '{printf "%s%.2f×", (NR > 1 ? ", " : ""), $1}'
-}
-paired() { # KEY BASE_KEY: the median of the round-by-round ratios (two decimals), or nothing
-  local m
-  m=$(median "$(round_ratios "$1" "$2")")
-  [ -z "$m" ] || awk -v m="$m" 'BEGIN {printf "%.2f", m}'
-}
-paired_ratio() { # KEY BASE_KEY: paired, as a table cell
-  local r
-  r=$(paired "$1" "$2")
-  if [ -n "$r" ]; then echo "${r}×"; else echo "–"; fi
-}
-worst_round() { # KEY BASE_KEY: the lowest round-by-round ratio (two decimals)
-  round_ratios "$1" "$2" | tr -s ' ' '\n' | sed '/^$/d' | sort -g | head -1 | awk '{printf "%.2f", $1}'
-}
-
 tables() {
   echo "### Throughput (wrk, $conns connections, median of $rounds rounds of ${secs} s, each after ${warm} s warm-up)"
   echo
