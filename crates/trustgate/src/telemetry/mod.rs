@@ -139,12 +139,19 @@ fn provider(telemetry: &TelemetryConfig) -> Result<SdkTracerProvider, String> {
         .with_service_name(telemetry.service_name.clone())
         .build();
     let limits = batch::Limits::from_env(|name| std::env::var(name).ok());
+    let compression = otlp::compression(|name| std::env::var(name).ok())?;
     let processor = match telemetry.protocol {
         OtlpProtocol::Grpc => {
             let builder = opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
                 .with_endpoint(telemetry.endpoint.clone())
                 .with_timeout(EXPORT_TIMEOUT);
+            let builder = match compression {
+                otlp::Compression::Gzip => {
+                    builder.with_compression(opentelemetry_otlp::Compression::Gzip)
+                }
+                otlp::Compression::None => builder,
+            };
             let builder = if telemetry.endpoint.starts_with("https://") {
                 builder.with_tls_config(
                     opentelemetry_otlp::tonic_types::transport::ClientTlsConfig::new()
@@ -160,7 +167,6 @@ fn provider(telemetry: &TelemetryConfig) -> Result<SdkTracerProvider, String> {
             batch::Batcher::start(exporter, limits)
         }
         OtlpProtocol::Http => {
-            otlp::refuse_compression(|name| std::env::var(name).ok())?;
             let headers = std::env::var("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
                 .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_HEADERS"))
                 .ok();
@@ -169,6 +175,7 @@ fn provider(telemetry: &TelemetryConfig) -> Result<SdkTracerProvider, String> {
                 &telemetry.endpoint,
                 headers,
                 EXPORT_TIMEOUT,
+                compression,
             )?;
             exporter.set_resource(&resource);
             batch::Batcher::start(exporter, limits)

@@ -657,6 +657,89 @@ fn otlp_http_export_sends_the_otel_headers_and_retries_an_unavailable_collector(
     assert!(header("x-general").is_empty(), "{headers:?}");
 }
 
+/// `OTEL_EXPORTER_OTLP_COMPRESSION=gzip`, the variable a platform sets for every workload, is
+/// done over both protocols: the receiver decodes the bodies it is sent (a collector refuses an
+/// unknown coding) and sees which coding each export came in.
+#[test]
+fn otlp_export_gzips_its_bodies_when_asked_over_http_and_grpc() {
+    for protocol in ["http", "grpc"] {
+        let f = Fixture::new();
+        let collector = Collector::start();
+        let config = public_route(&f, &collector, protocol);
+        let env = [
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+        ];
+        let gateway = Gateway::start_with_env(&config, &env);
+        assert_eq!(gateway.get("/pub/x", &[]).status, 200);
+        let spans = collector.trace_with("trustgate.request", |_| true);
+        assert!(
+            spans.iter().all(|span| span.via == protocol),
+            "{protocol}: {spans:#?}"
+        );
+        let encodings = collector.encodings();
+        assert!(!encodings.is_empty(), "{protocol}");
+        for (via, coding) in &encodings {
+            assert_eq!((*via, coding.as_str()), (protocol, "gzip"), "{encodings:?}");
+        }
+        if protocol == "http" {
+            let headers = collector.http_headers();
+            let coding: Vec<_> = headers
+                .iter()
+                .filter(|(name, _)| name == "content-encoding")
+                .map(|(_, value)| value.as_str())
+                .collect();
+            assert_eq!(coding, ["gzip"], "{headers:?}");
+        }
+    }
+}
+
+/// Without the variable the bodies go uncompressed, and a compression neither protocol does here
+/// stops the start with a message naming the variable, rather than being ignored.
+#[test]
+fn otlp_export_is_uncompressed_by_default_and_an_unknown_compression_stops_the_start() {
+    let f = Fixture::new();
+    let (collector, gateway) = traced(
+        f.config()
+            .route(Route::new("pub", "/pub", "echo", Pattern::Public)),
+        "http",
+    );
+    assert_eq!(gateway.get("/pub/x", &[]).status, 200);
+    collector.trace_with("trustgate.request", |_| true);
+    let encodings = collector.encodings();
+    assert!(!encodings.is_empty());
+    assert!(
+        encodings
+            .iter()
+            .all(|(via, coding)| *via == "http" && coding == "identity"),
+        "{encodings:?}"
+    );
+    drop(gateway);
+
+    let dir = crate::common::TempDir::new();
+    for protocol in ["http", "grpc"] {
+        let file = dir.write(
+            &format!("{protocol}.toml"),
+            &public_route(&f, &collector, protocol).to_toml(),
+        );
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_trustgate"))
+            .args(["serve", "-c", file.to_str().unwrap()])
+            .env_remove("RUST_LOG")
+            .env("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "zstd")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{protocol}: {stderr}");
+        assert!(
+            stderr.contains(
+                "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION = \"zstd\" is not supported; \
+                 set \"gzip\" or \"none\""
+            ),
+            "{protocol}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn with_telemetry_off_a_traceparent_passes_as_any_header() {
     let f = Fixture::new();

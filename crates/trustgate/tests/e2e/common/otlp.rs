@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::io::Read as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -61,8 +62,12 @@ struct State {
     /// OTLP/HTTP export requests still to answer 503 (with `Retry-After: 0`), then counted.
     unavailable: usize,
     refused: usize,
-    /// Every export request's protobuf bytes, as received (HTTP) or re-encoded (gRPC).
+    /// Every export request's protobuf bytes, as received (HTTP, decompressed) or re-encoded
+    /// (gRPC).
     raw: Vec<u8>,
+    /// Each export's transport and its body's coding as received: `Content-Encoding` (HTTP) or
+    /// `grpc-encoding` (gRPC), "identity" when there is none.
+    encodings: Vec<(&'static str, String)>,
 }
 
 /// The running receiver.
@@ -118,8 +123,31 @@ impl Collector {
                             }
                             let ok = req.method() == http::Method::POST
                                 && req.uri().path() == "/v1/traces";
-                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let coding = req
+                                .headers()
+                                .get(http::header::CONTENT_ENCODING)
+                                .map_or("identity".to_owned(), |value| {
+                                    String::from_utf8_lossy(value.as_bytes()).into_owned()
+                                });
+                            let received = req.into_body().collect().await.unwrap().to_bytes();
+                            // As a collector does: gzip is decoded, any other coding refused.
+                            let body = match coding.as_str() {
+                                "identity" => Some(received),
+                                "gzip" => {
+                                    let mut plain = Vec::new();
+                                    flate2::read::GzDecoder::new(&received[..])
+                                        .read_to_end(&mut plain)
+                                        .ok()
+                                        .map(|_| Bytes::from(plain))
+                                }
+                                _ => None,
+                            };
                             let mut response = http::Response::new(Full::new(Bytes::new()));
+                            let Some(body) = body else {
+                                *response.status_mut() = http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
+                                return Ok::<_, Infallible>(response);
+                            };
+                            state.lock().unwrap().encodings.push(("http", coding));
                             match ExportTraceServiceRequest::decode(body.clone()) {
                                 Ok(export) if ok => {
                                     keep(&state, &export, &body, "http");
@@ -150,7 +178,8 @@ impl Collector {
                 };
                 let service = TraceServiceServer::new(Grpc {
                     state: Arc::clone(&shared),
-                });
+                })
+                .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
                 tokio::spawn(async move {
                     let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
@@ -190,6 +219,11 @@ impl Collector {
 
     pub fn spans(&self) -> Vec<Span> {
         self.state.lock().unwrap().spans.clone()
+    }
+
+    /// Each export so far: its transport ("http" or "grpc") and its body's coding as received.
+    pub fn encodings(&self) -> Vec<(&'static str, String)> {
+        self.state.lock().unwrap().encodings.clone()
     }
 
     /// Every exported byte so far.
@@ -233,6 +267,13 @@ impl TraceService for Grpc {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let coding = request
+            .metadata()
+            .get("grpc-encoding")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("identity")
+            .to_owned();
+        self.state.lock().unwrap().encodings.push(("grpc", coding));
         let export = request.into_inner();
         let bytes = export.encode_to_vec();
         keep(&self.state, &export, &bytes, "grpc");
