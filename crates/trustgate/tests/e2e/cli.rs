@@ -167,7 +167,7 @@ fn completions_and_the_manual_page_cover_every_command() {
 fn check_with_an_unreachable_issuer_is_not_ready() {
     let f = Fixture::new();
     let dir = TempDir::new();
-    let down = format!("http://{}", crate::common::closed_port());
+    let down = format!("http://{}", crate::common::refused_addr());
     let file = dir.write(
         "gw.toml",
         &config(&f)

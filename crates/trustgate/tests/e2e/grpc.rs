@@ -14,7 +14,9 @@ use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use trustgate_service::TrustgateLayer;
 
-use crate::common::{Config, Fixture, Gateway, Pattern, Route, TempDir, Upstream, closed_port, rt};
+use crate::common::{
+    Config, Fixture, Gateway, Pattern, Route, TempDir, Upstream, refused_addr, rt,
+};
 
 /// The gRPC service's path prefix.
 const SERVICE: &str = "/trustgate.echo.v1.Echo";
@@ -330,7 +332,7 @@ fn unreachable_upstream_and_a_passed_deadline() {
     let (listener, addr) = bind();
     let config = identity_config(&f, addr, |u| u.set("response_timeout", "300ms"))
         .upstream(
-            Upstream::new("down", &format!("http://{}", closed_port())).set("protocol", "http2"),
+            Upstream::new("down", &format!("http://{}", refused_addr())).set("protocol", "http2"),
         )
         .route(Route::new(
             "down",

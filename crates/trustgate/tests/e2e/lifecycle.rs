@@ -197,7 +197,7 @@ fn an_invalid_reload_is_refused_and_the_old_routes_keep_working() {
     assert_eq!(gateway.get("/a/x", &[]).status, 200);
 
     // An issuer that cannot be reached: refused too (a config without keys is not applied).
-    let down = crate::common::closed_port();
+    let down = crate::common::refused_addr();
     let unreachable =
         routes(&f, true).edit_issuer("idp", |i| i.set("issuer", format!("http://{down}")));
     gateway.rewrite_config(&unreachable);

@@ -20,7 +20,7 @@ fn config(f: &Fixture) -> Config {
     f.config()
         .edit_upstream("echo", |u| u.set("response_timeout", "500ms"))
         .upstream(
-            Upstream::new("down", &format!("http://{}", crate::common::closed_port()))
+            Upstream::new("down", &format!("http://{}", crate::common::refused_addr()))
                 .set("connect_timeout", "500ms"),
         )
         .route(Route::new("root", "/", "echo", Pattern::Public))

@@ -284,7 +284,15 @@ pub fn cli(args: &[&str]) -> std::process::Output {
         .expect("run trustgate")
 }
 
-/// A local port with nothing listening on it.
+/// An address whose connects are refused, for an upstream or issuer that is down: port 1
+/// (tcpmux), which nothing here listens on and which lies below the ephemeral range every other
+/// test's listener is given. A port from [`closed_port`] could be taken by a test running
+/// alongside between its release and the connect (one was: a JWKS server answered 404).
+pub fn refused_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 1))
+}
+
+/// A local port with nothing listening on it, free to listen on.
 pub fn closed_port() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap()
