@@ -29,6 +29,8 @@ pub struct H2Request {
     /// `None` when the request ended without trailers.
     pub trailers: Option<Vec<(String, String)>>,
     pub body_len: usize,
+    /// Which connection it came on: 1 for the first accepted, 2 for the next, and so on.
+    pub connection: usize,
 }
 
 impl H2Request {
@@ -119,13 +121,15 @@ impl H2Echo {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                shared.connections.fetch_add(1, Ordering::SeqCst);
+                let connection = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
                 let state = Arc::clone(&shared);
                 let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
                         let state = Arc::clone(&state);
-                        async move { Ok::<_, std::convert::Infallible>(answer(state, req).await) }
+                        async move {
+                            Ok::<_, std::convert::Infallible>(answer(state, req, connection).await)
+                        }
                     });
                     let builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
                     match tls {
@@ -207,7 +211,11 @@ impl http_body::Body for DataThenTrailers {
     }
 }
 
-async fn answer(state: Arc<State>, req: Request<Incoming>) -> Response<DataThenTrailers> {
+async fn answer(
+    state: Arc<State>,
+    req: Request<Incoming>,
+    connection: usize,
+) -> Response<DataThenTrailers> {
     let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     state.max_in_flight.fetch_max(now, Ordering::SeqCst);
     let (parts, mut body) = req.into_parts();
@@ -243,6 +251,7 @@ async fn answer(state: Arc<State>, req: Request<Incoming>) -> Response<DataThenT
         headers: pairs(&parts.headers),
         trailers,
         body_len: data.len(),
+        connection,
     });
     state.in_flight.fetch_sub(1, Ordering::SeqCst);
     let mut end = HeaderMap::new();

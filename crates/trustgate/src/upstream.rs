@@ -7,17 +7,19 @@
 //! where a general-purpose pool (hyper-util's) costs a hashed pool key, a checkout future and a
 //! spawned task per request.
 //!
-//! An HTTP/2 upstream (`protocol = "http2"`, gRPC's) has one multiplexed connection instead
-//! ([`Multiplexed`]), made when first needed and again when the upstream closes it; a semaphore
-//! bounds the requests in flight on it (`max_concurrent_streams`), and h2 does flow control, so a
-//! stream is never buffered whole.
+//! An HTTP/2 upstream (`protocol = "http2"`, gRPC's) has multiplexed connections instead
+//! ([`Multiplexed`]): one by default, or `http2_connections` taken in turn, each made when first
+//! needed and again when the upstream closes it. Several let an L4 balancer in front of the
+//! upstream (a Kubernetes Service) spread the requests over its replicas, since it places each
+//! connection once. A semaphore bounds the requests in flight to the upstream
+//! (`max_concurrent_streams`), and h2 does flow control, so a stream is never buffered whole.
 //!
 //! Protocol upgrades go through hyper-util's pooled client instead: their upstream connection
 //! becomes the tunnel and never returns to a list.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
@@ -54,18 +56,26 @@ pub(crate) struct Upstream {
     connect_to: Uri,
     /// HTTP/1 upstreams' connections.
     idle: Arc<IdleConnections>,
-    /// HTTP/2 upstreams' connection.
+    /// HTTP/2 upstreams' connections.
     multiplexed: Option<Multiplexed>,
 }
 
-/// An HTTP/2 upstream's one connection, shared by every request to it.
+/// An HTTP/2 upstream's connections, shared by every request to it.
 struct Multiplexed {
+    /// `http2_connections` of them, at least one; each request takes the next in turn.
+    slots: Box<[Slot]>,
+    next: AtomicUsize,
+    /// One permit per request in flight, held until its response body ends.
+    streams: Arc<Semaphore>,
+}
+
+/// One of an HTTP/2 upstream's connections, and its replacement when the upstream closes it.
+#[derive(Default)]
+struct Slot {
     current: ArcSwapOption<http2::SendRequest<RequestBody>>,
     /// Held while a connection is being made, so that requests arriving meanwhile wait for it
     /// instead of each opening one. Never held while a request is sent.
     connecting: tokio::sync::Mutex<()>,
-    /// One permit per request in flight, held until its response body ends.
-    streams: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -136,8 +146,10 @@ impl Upstream {
                     .enable_http2()
                     .wrap_connector(http);
                 let multiplexed = Multiplexed {
-                    current: ArcSwapOption::empty(),
-                    connecting: tokio::sync::Mutex::new(()),
+                    slots: (0..config.http2_connections.max(1))
+                        .map(|_| Slot::default())
+                        .collect(),
+                    next: AtomicUsize::new(0),
                     streams: Arc::new(Semaphore::new(config.max_concurrent_streams)),
                 };
                 (connector, Some(multiplexed))
@@ -215,9 +227,10 @@ impl Upstream {
         target.scheme = Some(self.config.scheme.clone());
         *request.uri_mut() = Uri::from_parts(target)?;
         *request.version_mut() = Version::HTTP_2;
+        let slot = multiplexed.next_slot();
         let mut retried = false;
         loop {
-            let mut sender = self.multiplexed_sender(multiplexed).await?;
+            let mut sender = self.multiplexed_sender(slot).await?;
             match sender.try_send_request(request).await {
                 Ok(response) => {
                     return Ok(response.map(|body| UpstreamBody {
@@ -231,7 +244,7 @@ impl Upstream {
                     Some(unsent) if !retried => {
                         retried = true;
                         request = unsent;
-                        multiplexed.forget_closed();
+                        slot.forget_closed();
                     }
                     _ => return Err(err.into_error().into()),
                 },
@@ -239,17 +252,17 @@ impl Upstream {
         }
     }
 
-    /// The open HTTP/2 connection, made first if there is none.
+    /// The slot's open HTTP/2 connection, made first if there is none.
     async fn multiplexed_sender(
         &self,
-        multiplexed: &Multiplexed,
+        slot: &Slot,
     ) -> Result<http2::SendRequest<RequestBody>, ExchangeError> {
-        if let Some(open) = multiplexed.open() {
+        if let Some(open) = slot.open() {
             return Ok(open);
         }
-        let _connecting = multiplexed.connecting.lock().await;
+        let _connecting = slot.connecting.lock().await;
         // Another request may have connected while this one waited.
-        if let Some(open) = multiplexed.open() {
+        if let Some(open) = slot.open() {
             return Ok(open);
         }
         let io = self.connector.clone().call(self.connect_to.clone()).await?;
@@ -266,7 +279,7 @@ impl Upstream {
                 tracing::debug!(%upstream, error = %err, "upstream HTTP/2 connection ended with an error");
             }
         });
-        multiplexed.current.store(Some(Arc::new(sender.clone())));
+        slot.current.store(Some(Arc::new(sender.clone())));
         Ok(sender)
     }
 
@@ -330,6 +343,16 @@ impl Upstream {
 }
 
 impl Multiplexed {
+    /// The connection slot for the next request: each in turn.
+    fn next_slot(&self) -> &Slot {
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        // Invariant: `slots` holds at least one (`Upstream::new` makes
+        // `http2_connections.max(1)`), so the remainder is an index into it.
+        &self.slots[turn % self.slots.len()]
+    }
+}
+
+impl Slot {
     fn open(&self) -> Option<http2::SendRequest<RequestBody>> {
         self.current
             .load()

@@ -367,6 +367,8 @@ pub(crate) struct FileUpstream {
     pub(crate) protocol: UpstreamProtocol,
     #[serde(default = "default_max_concurrent_streams")]
     pub(crate) max_concurrent_streams: usize,
+    #[serde(default = "default_http2_connections")]
+    pub(crate) http2_connections: usize,
 }
 
 /// How the gateway talks to an upstream.
@@ -405,6 +407,10 @@ fn default_pool_max_idle() -> usize {
 
 fn default_max_concurrent_streams() -> usize {
     256
+}
+
+fn default_http2_connections() -> usize {
+    1
 }
 
 fn default_true() -> bool {

@@ -162,6 +162,8 @@ pub(crate) struct UpstreamConfig {
     pub(crate) protocol: UpstreamProtocol,
     /// HTTP/2 only: the most requests in flight to this upstream at once; more wait for a slot.
     pub(crate) max_concurrent_streams: usize,
+    /// HTTP/2 only: the connections its requests are spread over, in turn.
+    pub(crate) http2_connections: usize,
 }
 
 /// Reads, substitutes and validates the file at `path`.

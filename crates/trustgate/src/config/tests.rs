@@ -76,6 +76,35 @@ fn unknown_fields_are_errors_with_a_location() {
 }
 
 #[test]
+fn http2_connections_is_one_by_default_and_only_for_http2_upstreams() {
+    let config = parse_text(BASE).unwrap();
+    assert_eq!(config.upstreams[0].http2_connections, 1);
+    let h2 = |extra: &str| {
+        BASE.replace(
+            "url = \"http://127.0.0.1:9001\"",
+            &format!("url = \"http://127.0.0.1:9001\"\nprotocol = \"http2\"\n{extra}"),
+        )
+    };
+    let config = parse_text(&h2("http2_connections = 4")).unwrap();
+    assert_eq!(config.upstreams[0].http2_connections, 4);
+    for bad in ["http2_connections = 0", "http2_connections = 65"] {
+        let err = error(&h2(bad));
+        assert!(
+            err.contains("upstream \"users\": http2_connections must be from 1 to 64"),
+            "{bad}: {err}"
+        );
+    }
+    let err = error(&BASE.replace(
+        "url = \"http://127.0.0.1:9001\"",
+        "url = \"http://127.0.0.1:9001\"\nhttp2_connections = 2",
+    ));
+    assert!(
+        err.contains("upstream \"users\": http2_connections needs protocol = \"http2\""),
+        "{err}"
+    );
+}
+
+#[test]
 fn env_substitution_is_by_value_and_strict() {
     let text = BASE.replace("127.0.0.1:9001", "127.0.0.1:${UPSTREAM_PORT}");
     let config = parse_text(&text).unwrap();

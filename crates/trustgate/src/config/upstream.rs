@@ -5,7 +5,11 @@ use std::path::Path;
 use http::Uri;
 
 use super::file;
-use super::{ConfigError, UpstreamConfig, resolve};
+use super::{ConfigError, UpstreamConfig, UpstreamProtocol, resolve};
+
+/// The most `http2_connections`: enough to reach every replica behind a balancer that a
+/// gateway should be spreading over, and each connection costs a socket and its buffers.
+const MAX_HTTP2_CONNECTIONS: usize = 64;
 
 pub(super) fn upstream_config(
     upstream: file::FileUpstream,
@@ -54,6 +58,19 @@ pub(super) fn upstream_config(
             "upstream {id:?}: max_concurrent_streams must be at least 1"
         )));
     }
+    if !(1..=MAX_HTTP2_CONNECTIONS).contains(&upstream.http2_connections) {
+        return Err(ConfigError::new(format!(
+            "upstream {id:?}: http2_connections must be from 1 to {MAX_HTTP2_CONNECTIONS}"
+        )));
+    }
+    // Said rather than ignored: an HTTP/1 upstream has a pool of its own, and whoever set this
+    // expected its requests spread over that many connections.
+    if upstream.http2_connections > 1 && upstream.protocol != UpstreamProtocol::Http2 {
+        return Err(ConfigError::new(format!(
+            "upstream {id:?}: http2_connections needs protocol = \"http2\" (an HTTP/1 \
+             upstream already uses a connection per request in flight)"
+        )));
+    }
     let host_header = http::HeaderValue::from_str(authority.as_str()).map_err(|_| {
         ConfigError::new(format!(
             "upstream {id:?}: the url's host cannot be sent as a Host header"
@@ -74,5 +91,6 @@ pub(super) fn upstream_config(
         pool_max_idle_per_host: upstream.pool_max_idle_per_host,
         protocol: upstream.protocol,
         max_concurrent_streams: upstream.max_concurrent_streams,
+        http2_connections: upstream.http2_connections,
     })
 }

@@ -15,7 +15,7 @@ use serde_json::json;
 use test_support::{DataThenTrailers, H2Echo, header_map};
 
 use crate::common::{
-    Config, Fixture, Gateway, Pattern, Route, TempDir, Upstream, bearer, closed_port, rt,
+    Config, Fixture, Gateway, Pattern, Route, TempDir, Upstream, bearer, refused_addr, rt,
 };
 
 /// What came back over HTTP/2.
@@ -235,7 +235,7 @@ fn grpc_deadline_and_an_unreachable_upstream() {
     let f = Fixture::new();
     let upstream = rt().block_on(H2Echo::start());
     let config = config(&f, &upstream.url())
-        .upstream(h2_upstream("down", &format!("http://{}", closed_port())))
+        .upstream(h2_upstream("down", &format!("http://{}", refused_addr())))
         .route(Route::new(
             "down",
             "/down.Service",
@@ -315,6 +315,41 @@ fn requests_in_flight_to_an_http2_upstream_are_bounded_on_one_connection() {
     assert_eq!(upstream.requests().len(), 6);
     assert_eq!(upstream.max_in_flight(), 2, "max_concurrent_streams = 2");
     assert_eq!(upstream.connections(), 1, "one multiplexed connection");
+}
+
+/// `http2_connections = 3`: the requests take the three connections in turn, so an L4 balancer
+/// in front of the upstream can place each on another replica. One connection carries them all
+/// by default (the test above).
+#[test]
+fn http2_connections_spreads_requests_over_that_many_connections_in_turn() {
+    let f = Fixture::new();
+    let upstream = rt().block_on(H2Echo::start());
+    let config = f
+        .config()
+        .upstream(h2_upstream("grpc", &upstream.url()).set("http2_connections", 3))
+        .route(Route::new("svc", "/svc.Echo", "grpc", Pattern::Public));
+    let gateway = Gateway::start(&config);
+    let proxy = gateway.proxy;
+    let statuses = rt().block_on(async {
+        let mut statuses = Vec::new();
+        for _ in 0..9 {
+            let request = Request::post("http://api.example/svc.Echo/Say")
+                .body(DataThenTrailers::new(Bytes::from_static(b"x"), None))
+                .unwrap();
+            statuses.push(h2_send(proxy, request).await.status);
+        }
+        statuses
+    });
+    assert_eq!(statuses, [200; 9]);
+    assert_eq!(upstream.connections(), 3);
+    let mut per_connection = std::collections::BTreeMap::new();
+    for request in upstream.requests() {
+        *per_connection.entry(request.connection).or_insert(0) += 1;
+    }
+    assert_eq!(
+        per_connection.into_iter().collect::<Vec<_>>(),
+        [(1, 3), (2, 3), (3, 3)]
+    );
 }
 
 #[test]
