@@ -187,9 +187,11 @@ pub(crate) async fn run(
     // Optional fields are logged only when bound: the e2e harness reads them from this line.
     let decisions = bound.decisions.map(tracing::field::display);
     let grpc = bound.grpc.map(tracing::field::display);
+    // Before the gateway says it listens: whoever waits for that line (a supervisor, the e2e
+    // harness) may send SIGHUP or rewrite the file at once.
+    spawn_reload_triggers(&gateway);
     tracing::info!(proxy = %bound.proxy, admin = %bound.admin, decisions, grpc, ready, "trustgate listening");
     on_bound(bound);
-    spawn_reload_triggers(&gateway);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let limit = Arc::new(Semaphore::new(server.max_connections));
@@ -543,30 +545,30 @@ fn tls_acceptor(tls: &config::FileTls) -> Result<TlsAcceptor, ConfigError> {
     Ok(TlsAcceptor::from(Arc::new(server)))
 }
 
-/// Reload on SIGHUP and when the configuration file changes.
+/// Reload on SIGHUP and when the configuration file changes. The SIGHUP handler and the file's
+/// first stamp are in place when this returns, not when the spawned tasks first run: until the
+/// handler is installed a SIGHUP ends the process (its default action), and a file rewritten
+/// before the first stamp would look unchanged.
 fn spawn_reload_triggers(gateway: &Arc<Gateway>) {
     let Some(path) = gateway.config_path.clone() else {
         return;
     };
     #[cfg(unix)]
-    {
-        let gateway = Arc::clone(gateway);
-        tokio::spawn(async move {
-            let Ok(mut hup) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            else {
-                tracing::warn!("cannot listen for SIGHUP; reload on file change only");
-                return;
-            };
-            while hup.recv().await.is_some() {
-                tracing::info!("SIGHUP: reloading configuration");
-                let _ = gateway.reload().await;
-            }
-        });
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hup) => {
+            let gateway = Arc::clone(gateway);
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP: reloading configuration");
+                    let _ = gateway.reload().await;
+                }
+            });
+        }
+        Err(_) => tracing::warn!("cannot listen for SIGHUP; reload on file change only"),
     }
     let weak = Arc::downgrade(gateway);
+    let mut last = file_stamp(&path);
     tokio::spawn(async move {
-        let mut last = file_stamp(&path);
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
             let Some(gateway) = weak.upgrade() else { break };
