@@ -536,8 +536,9 @@ metmiss() { if cmp_ge "$1" "$2"; then echo met; else echo missed; fi; }
 num() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print 0; else printf "%.2f", a / b }'; }
 val() { if [ -n "${1:-}" ]; then echo "$1"; else echo "–"; fi; }
 # Ratios of two systems pair their figures round by round: the two figures of one round were
-# measured seconds apart, while each system's median may come from a different round, and the
-# machine's speed drifts between rounds by more than some margins measured here.
+# measured at most a minute apart (seconds, for the pairs a target compares), while each system's
+# median may come from a different round, and the machine's speed drifts between rounds by more
+# than some margins measured here.
 round_ratios() { # KEY BASE_KEY: each round's ratio of KEY to BASE_KEY, as words
   paste -d' ' <(tr -s ' ' '\n' <<<"${RPS_ROUNDS[$1]:-}" | sed '/^$/d') \
     <(tr -s ' ' '\n' <<<"${RPS_ROUNDS[$2]:-}" | sed '/^$/d') |
