@@ -412,7 +412,7 @@ pub fn headers(data: &[u8]) {
         http::header::COOKIE,
     ]
     .map(|name| (keep(&name), name));
-    let _ = sanitize::remove_hop_by_hop(&mut headers, sanitize::Message::Request);
+    let hop = sanitize::remove_hop_by_hop(&mut headers, sanitize::Message::Request);
     for (values, name) in &protected_before {
         let after: Vec<HeaderValue> = headers.get_all(name).iter().cloned().collect();
         assert_eq!(&after, values, "{name} changed through Connection");
@@ -428,6 +428,23 @@ pub fn headers(data: &[u8]) {
         "proxy-authorization",
     ] {
         assert!(!headers.contains_key(name), "hop-by-hop {name} survived");
+    }
+    // The restated `Trailer` declares only fields the trailer filter lets through.
+    let mut restated = HeaderMap::new();
+    sanitize::restate_request_trailers(&policy, &mut restated, &hop.trailer_names);
+    if let Some(declared) = restated.get(http::header::TRAILER) {
+        let Ok(declared) = declared.to_str() else {
+            panic!("a restated Trailer is not text: {declared:?}");
+        };
+        for field in declared.split(", ") {
+            let Ok(field) = HeaderName::from_bytes(field.as_bytes()) else {
+                panic!("a restated Trailer names a non-field {field:?}");
+            };
+            let mut one = HeaderMap::new();
+            one.insert(field.clone(), HeaderValue::from_static("x"));
+            let removed = trustgate_edge::headers::sanitize_request_trailers(&policy, &mut one);
+            assert_eq!(removed, 0, "the restated Trailer names {field}, which the filter removes");
+        }
     }
 
     let peer = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));

@@ -9,7 +9,9 @@
 //! - `x-echo-hangup: 1` answers as if the connection stayed open, then closes it;
 //! - `x-echo-stall-body: 1` sends the head and half the body, then nothing more;
 //! - `x-echo-no-upgrade: 1` answers a request with `Upgrade` like any other (200, no `101`), and
-//!   the connection stays HTTP.
+//!   the connection stays HTTP;
+//! - `x-echo-trailers: 1` answers with a chunked body, declares `Trailer: X-Echo-Trailer,
+//!   Keep-Alive` and sends both trailer fields after it.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -29,6 +31,8 @@ pub struct RecordedRequest {
     /// Header names as sent (original case), in order.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The trailer fields of a chunked body, names as sent, in order.
+    pub trailers: Vec<(String, String)>,
     /// Which TCP connection it came on: connections are numbered from 1 in the order accepted.
     pub connection: u64,
 }
@@ -185,6 +189,7 @@ async fn serve(
                 .map(|(_, v)| v.clone())
         };
         let mut body = Vec::new();
+        let mut trailers = Vec::new();
         if get("transfer-encoding").is_some_and(|te| te.eq_ignore_ascii_case("chunked")) {
             loop {
                 let line_end = read_until(&mut stream, &mut buffer, b"\r\n").await?;
@@ -194,8 +199,18 @@ async fn serve(
                     usize::from_str_radix(size_text.trim().split(';').next().unwrap_or("0"), 16)
                         .unwrap_or(0);
                 if size == 0 {
-                    let end = read_until(&mut stream, &mut buffer, b"\r\n").await?;
-                    buffer.drain(..end);
+                    // Trailer lines up to the blank line that ends the body.
+                    loop {
+                        let end = read_until(&mut stream, &mut buffer, b"\r\n").await?;
+                        let line: Vec<u8> = buffer.drain(..end).collect();
+                        let line = String::from_utf8_lossy(&line[..end - 2]).into_owned();
+                        if line.is_empty() {
+                            break;
+                        }
+                        if let Some((name, value)) = line.split_once(':') {
+                            trailers.push((name.to_owned(), value.trim().to_owned()));
+                        }
+                    }
                     break;
                 }
                 fill(&mut stream, &mut buffer, size + 2).await?;
@@ -212,6 +227,7 @@ async fn serve(
             target: target.clone(),
             headers: headers.clone(),
             body: body.clone(),
+            trailers,
             connection,
         };
         sink.lock().unwrap().push(record);
@@ -242,6 +258,16 @@ async fn serve(
                 .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf.")
                 .await?;
             std::future::pending::<()>().await;
+        }
+        if get("x-echo-trailers").is_some() {
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\
+                 Trailer: X-Echo-Trailer, Keep-Alive\r\n\r\n{:x}\r\n{description}\r\n0\r\n\
+                 X-Echo-Trailer: yes\r\nKeep-Alive: timeout=5\r\n\r\n",
+                description.len(),
+            );
+            stream.write_all(response.as_bytes()).await?;
+            continue;
         }
         let close = get("x-echo-close").is_some();
         let response = format!(

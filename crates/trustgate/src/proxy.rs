@@ -100,6 +100,12 @@ pub(crate) async fn prepare(
             .headers
             .insert(http::header::TE, HeaderValue::from_static("trailers"));
     }
+    // `Trailer` too: the declared fields that the trailer filter lets through.
+    headers::restate_request_trailers(
+        &rt.engine.identity_headers,
+        &mut parts.headers,
+        &hop.trailer_names,
+    );
     if let Some(protocol) = &hop.upgrade {
         parts
             .headers
@@ -468,7 +474,8 @@ fn upstream_error(
 }
 
 fn strip_response_hop_by_hop(headers: &mut HeaderMap) {
-    let _ = headers::remove_hop_by_hop(headers, Message::Response);
+    let hop = headers::remove_hop_by_hop(headers, Message::Response);
+    headers::restate_response_trailers(headers, &hop.trailer_names);
 }
 
 fn access_log(

@@ -55,6 +55,14 @@ pub struct HopByHop {
     pub upgrade: Option<HeaderValue>,
     /// Whether the client sent `TE: trailers` (gRPC needs it upstream).
     pub te_trailers: bool,
+    /// The field names a `Trailer` header declared, lower case, once each. Like `TE`, the
+    /// declaration is restated for the next hop ([`restate_request_trailers`],
+    /// [`restate_response_trailers`]) with only the names the trailer sanitizer lets through:
+    /// hyper sends an HTTP/1 trailer field only when the message's head declares it.
+    ///
+    /// [`restate_request_trailers`]: super::restate_request_trailers
+    /// [`restate_response_trailers`]: super::restate_response_trailers
+    pub trailer_names: Vec<HeaderName>,
 }
 
 /// Hop-by-hop processing per RFC 9110 §7.6.1. Must run before the gateway
@@ -74,8 +82,9 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, message: Message) -> HopByHop 
     let mut listed: Vec<HeaderName> = Vec::new();
     let mut upgrade_listed = false;
     let mut te_trailers = false;
+    let mut trailer_names: Vec<HeaderName> = Vec::new();
     let mut any_hop_by_hop = false;
-    // One pass finds `Connection`, `TE` and whether there is anything to remove at all: most
+    // One pass finds `Connection`, `TE`, `Trailer` and whether there is anything to remove at all: most
     // requests have no hop-by-hop header, and most responses only `Connection`.
     for (name, value) in headers.iter() {
         if !HOP_BY_HOP.contains_name(name) {
@@ -108,6 +117,16 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, message: Message) -> HopByHop 
                 let coding = element.split(|&b| b == b';').next().unwrap_or_default();
                 trim_ows(coding).eq_ignore_ascii_case(b"trailers")
             });
+        } else if name == header::TRAILER {
+            for token in value.as_bytes().split(|&b| b == b',').map(trim_ows) {
+                // Not a field name (empty, or with bytes a token cannot hold): not restated.
+                let Ok(name) = HeaderName::from_bytes(token) else {
+                    continue;
+                };
+                if !trailer_names.contains(&name) {
+                    trailer_names.push(name);
+                }
+            }
         }
     }
 
@@ -130,5 +149,6 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, message: Message) -> HopByHop 
     HopByHop {
         upgrade,
         te_trailers,
+        trailer_names,
     }
 }

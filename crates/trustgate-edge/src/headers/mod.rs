@@ -146,7 +146,10 @@ pub use forwarded::{
 };
 pub use hop_by_hop::{HopByHop, Message, remove_hop_by_hop};
 pub use identity::IdentityHeaderPolicy;
-pub use trailers::{sanitize_request_trailers, sanitize_response_trailers};
+pub use trailers::{
+    restate_request_trailers, restate_response_trailers, sanitize_request_trailers,
+    sanitize_response_trailers,
+};
 
 #[cfg(test)]
 mod tests;

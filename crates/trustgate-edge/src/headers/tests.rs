@@ -278,8 +278,14 @@ fn fixed_hop_by_hop_headers_are_removed() {
     let hop = remove_hop_by_hop(&mut headers, Message::Response);
     assert_eq!(headers.len(), 1, "{headers:?}");
     assert_eq!(values(&headers, "accept"), ["*/*"]);
-    // No `upgrade` token in Connection: not a genuine upgrade.
-    assert_eq!(hop, HopByHop::default());
+    // No `upgrade` token in Connection: not a genuine upgrade. `TE: gzip` is not `trailers`.
+    assert_eq!(
+        hop,
+        HopByHop {
+            trailer_names: vec![name("x-checksum")],
+            ..HopByHop::default()
+        }
+    );
 }
 
 #[test]
@@ -1132,4 +1138,54 @@ fn response_trailers_lose_hop_by_hop_fields_only() {
     let mut left: Vec<_> = trailers.keys().map(|k| k.as_str().to_owned()).collect();
     left.sort();
     assert_eq!(left, strings(&["grpc-message", "grpc-status", "x-user-id"]));
+}
+
+#[test]
+fn a_request_trailer_declaration_is_restated_with_the_fields_that_pass() {
+    let mut headers = map(&[
+        ("trailer", "X-Checksum, X_User_Id,authorization"),
+        (
+            "trailer",
+            " grpc-status ,x-checksum,, bad name ,Content-Length",
+        ),
+        ("accept", "*/*"),
+    ]);
+    let hop = remove_hop_by_hop(&mut headers, Message::Request);
+    // Lower case, once each, in order; what is not a field name is dropped.
+    assert_eq!(
+        hop.trailer_names,
+        [
+            "x-checksum",
+            "x_user_id",
+            "authorization",
+            "grpc-status",
+            "content-length"
+        ]
+        .map(name)
+    );
+    assert!(headers.get(header::TRAILER).is_none());
+    restate_request_trailers(&defaults(), &mut headers, &hop.trailer_names);
+    assert_eq!(values(&headers, "trailer"), ["x-checksum, grpc-status"]);
+    assert_eq!(values(&headers, "accept"), ["*/*"]);
+}
+
+#[test]
+fn a_declaration_with_nothing_that_passes_is_not_restated() {
+    let mut headers = map(&[("trailer", "X-User-Id, Cookie")]);
+    let hop = remove_hop_by_hop(&mut headers, Message::Request);
+    restate_request_trailers(&defaults(), &mut headers, &hop.trailer_names);
+    assert!(headers.is_empty(), "{headers:?}");
+
+    let mut headers = HeaderMap::new();
+    restate_request_trailers(&defaults(), &mut headers, &[]);
+    restate_response_trailers(&mut headers, &[]);
+    assert!(headers.is_empty(), "{headers:?}");
+}
+
+#[test]
+fn a_response_trailer_declaration_loses_hop_by_hop_names_only() {
+    let mut headers = map(&[("trailer", "grpc-status, Keep-Alive, x-user-id, TE")]);
+    let hop = remove_hop_by_hop(&mut headers, Message::Response);
+    restate_response_trailers(&mut headers, &hop.trailer_names);
+    assert_eq!(values(&headers, "trailer"), ["grpc-status, x-user-id"]);
 }

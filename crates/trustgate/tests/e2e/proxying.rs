@@ -169,6 +169,64 @@ fn a_chunked_upload_of_2_mib_streams_through_intact() {
 }
 
 /// Opens a WebSocket through the gateway and reads the `101` head, asserting it.
+/// hyper writes an HTTP/1 trailer field only when the head declares it in `Trailer`, which is
+/// hop-by-hop here and restated: the upstream gets the declared fields that pass the trailer
+/// filter, and never a client's identity, in the head or after the body.
+#[test]
+fn http1_request_trailers_reach_an_http1_upstream_without_client_identity() {
+    let f = Fixture::new();
+    let gateway = start(&f);
+    let token = f.token("alice");
+    let request = format!(
+        "POST /ids HTTP/1.1\r\nHost: gw.test\r\nAuthorization: Bearer {token}\r\n\
+         Trailer: X-Checksum, X-User-Id, X_User_Id\r\nTransfer-Encoding: chunked\r\n\r\n\
+         5\r\nhello\r\n0\r\nX-Checksum: abc\r\nX-User-Id: admin\r\nX_User_Id: admin\r\n\r\n"
+    );
+    let response = gateway.raw(request.as_bytes());
+    assert_eq!(response.status, 200, "{}", response.body_text());
+    let seen = f.upstream.last().unwrap();
+    assert_eq!(seen.body, b"hello");
+    assert_eq!(seen.header_values("trailer"), ["x-checksum"]);
+    assert_eq!(seen.header_values("x-user-id"), ["alice"]);
+    assert_eq!(seen.trailers, [("x-checksum".to_owned(), "abc".to_owned())]);
+}
+
+/// Response trailers reach an HTTP/1 client that sent `TE: trailers`, without hop-by-hop fields,
+/// and the restated declaration names only what is sent.
+#[test]
+fn http1_response_trailers_reach_a_client_that_accepts_them() {
+    let f = Fixture::new();
+    let gateway = start(&f);
+    let exchange = |te: &str| {
+        let mut stream = gateway.connect();
+        let request = format!(
+            "GET / HTTP/1.1\r\nHost: gw.test\r\nx-echo-trailers: 1\r\n{te}Connection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        let (data, _) = read_until_closed(&mut stream, Duration::from_secs(5));
+        String::from_utf8(data).unwrap()
+    };
+
+    let accepted = exchange("TE: trailers\r\n");
+    let (head, body) = accepted.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 "), "{accepted}");
+    let declared: Vec<&str> = head
+        .lines()
+        .filter_map(|line| line.split_once(": "))
+        .filter(|(name, _)| name.eq_ignore_ascii_case("trailer"))
+        .map(|(_, value)| value)
+        .collect();
+    assert_eq!(declared, ["x-echo-trailer"], "{accepted}");
+    assert!(
+        body.ends_with("\r\n0\r\nx-echo-trailer: yes\r\n\r\n"),
+        "{accepted}"
+    );
+
+    // Without `TE: trailers` hyper sends none.
+    let refused = exchange("");
+    assert!(refused.ends_with("\r\n0\r\n\r\n"), "{refused}");
+}
+
 fn open_websocket(gateway: &Gateway) -> TcpStream {
     let mut stream = gateway.connect();
     stream
