@@ -741,6 +741,10 @@ $table
 **Redis store with revocation checks / memory store: $ratio_store.** The request path makes no
 Redis call for revocation (a local copy of the list, an atomic freshness check); only routes with
 \`rate_limit\` make one call per request, and this workload has none.
+
+For scale: two identical builds, measured the same way on this 2-CPU VM, differ by 0.87× to 1.24×
+round by round ([profile.md](profile.md#how-much-of-a-round-is-noise)). A ratio and rounds
+within that spread show no cost of the store, and no gain either.
 MD
   log "wrote docs/benchmarks-fleet.md"
   exit 0
