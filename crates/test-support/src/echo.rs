@@ -11,7 +11,10 @@
 //! - `x-echo-no-upgrade: 1` answers a request with `Upgrade` like any other (200, no `101`), and
 //!   the connection stays HTTP;
 //! - `x-echo-trailers: 1` answers with a chunked body, declares `Trailer: X-Echo-Trailer,
-//!   Keep-Alive` and sends both trailer fields after it.
+//!   Keep-Alive` and sends both trailer fields after it;
+//! - `x-echo-framing: double-length` answers with its `Content-Length` field twice (equal values),
+//!   `x-echo-framing: length-list` with one field `N, N`, and `x-echo-framing: chunked-and-length`
+//!   with a chunked body and a `Content-Length: 1` that disagrees with it.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -266,6 +269,23 @@ async fn serve(
                  X-Echo-Trailer: yes\r\nKeep-Alive: timeout=5\r\n\r\n",
                 description.len(),
             );
+            stream.write_all(response.as_bytes()).await?;
+            continue;
+        }
+        if let Some(framing) = get("x-echo-framing") {
+            let n = description.len();
+            let head = match framing.as_str() {
+                "double-length" => format!("Content-Length: {n}\r\nContent-Length: {n}\r\n"),
+                "length-list" => format!("Content-Length: {n}, {n}\r\n"),
+                _ => "Transfer-Encoding: chunked\r\nContent-Length: 1\r\n".to_owned(),
+            };
+            let body = if framing == "chunked-and-length" {
+                format!("{n:x}\r\n{description}\r\n0\r\n\r\n")
+            } else {
+                description
+            };
+            let response =
+                format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{head}\r\n{body}");
             stream.write_all(response.as_bytes()).await?;
             continue;
         }

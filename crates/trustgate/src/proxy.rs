@@ -18,9 +18,9 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{CONNECTION, HOST, UPGRADE};
+use http::header::{CONNECTION, CONTENT_LENGTH, HOST, UPGRADE};
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
@@ -30,6 +30,7 @@ use trustgate_edge::framing::{self, FramingError};
 use trustgate_edge::headers::{self, Message};
 use trustgate_edge::{Decision, GatewayError, Outcome, Refusal, RequestHead, Route, Step};
 
+use crate::config::UpstreamProtocol;
 use crate::record::{self, Door, Origin};
 use crate::runtime::{RouteRuntime, Runtime};
 use crate::telemetry::RequestTrace;
@@ -92,10 +93,12 @@ pub(crate) async fn prepare(
         decision.host.as_ref(),
         &rt.config.server.trusted_proxies,
     );
-    retarget(rt, parts, &decision)?;
+    let protocol = retarget(rt, parts, &decision)?;
+    // `TE` is hop-by-hop: the client's willingness to accept trailers is restated for the next
+    // hop, and `trailers` is the only TE value ever forwarded. Its sender also names it in
+    // `Connection` (RFC 9110 §10.1.4), which HTTP/2 does not have.
+    let te_option = hop.te_trailers && protocol == UpstreamProtocol::Http1;
     if hop.te_trailers {
-        // `TE` is hop-by-hop: the client's willingness to accept trailers is restated for the next
-        // hop, and `trailers` is the only TE value ever forwarded.
         parts
             .headers
             .insert(http::header::TE, HeaderValue::from_static("trailers"));
@@ -107,10 +110,15 @@ pub(crate) async fn prepare(
         &hop.trailer_names,
     );
     if let Some(protocol) = &hop.upgrade {
+        let options = if te_option { "upgrade, te" } else { "upgrade" };
         parts
             .headers
-            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            .insert(CONNECTION, HeaderValue::from_static(options));
         parts.headers.insert(UPGRADE, protocol.clone());
+    } else if te_option {
+        parts
+            .headers
+            .insert(CONNECTION, HeaderValue::from_static("te"));
     }
     if let Some(trace) = trace.as_mut() {
         trace.push(format!("forward: {} {}", parts.method, parts.uri));
@@ -142,8 +150,12 @@ fn check_framing(parts: &Parts, conn: ConnInfo, trace: &mut Trace<'_>) -> Result
 }
 
 /// Points the request at the route's upstream: its target (the normalized or rewritten path), its
-/// Host and HTTP/1.1.
-fn retarget(rt: &Runtime, parts: &mut Parts, decision: &Decision) -> Result<(), Refusal> {
+/// Host and HTTP/1.1. Returns the upstream's protocol.
+fn retarget(
+    rt: &Runtime,
+    parts: &mut Parts,
+    decision: &Decision,
+) -> Result<UpstreamProtocol, Refusal> {
     let Some(upstream) = rt.route(&decision.route).map(|r| &r.upstream.config) else {
         return Err(internal_refusal(&decision.route));
     };
@@ -166,8 +178,13 @@ fn retarget(rt: &Runtime, parts: &mut Parts, decision: &Decision) -> Result<(), 
         _ => upstream.host_header.clone(),
     };
     parts.headers.insert(HOST, host);
+    // An HTTP/2 request going into an HTTP/1.1 connection has one `Cookie` field (RFC 9113
+    // §8.2.3).
+    if parts.version == Version::HTTP_2 && upstream.protocol == UpstreamProtocol::Http1 {
+        headers::join_cookie_fields(&mut parts.headers);
+    }
     parts.version = Version::HTTP_11;
-    Ok(())
+    Ok(upstream.protocol)
 }
 
 fn internal_refusal(route: &Arc<Route>) -> Refusal {
@@ -257,6 +274,20 @@ pub(crate) async fn handle(
     let route = &prepared.decision.route;
     let token = &prepared.decision.token;
     let upstream = &route_rt.upstream;
+    // An HTTP/2 request whose stream ended with its head has no body, and hyper would send it to
+    // an HTTP/1.1 upstream with neither `Content-Length` nor `Transfer-Encoding`. A method that
+    // defines content gets `Content-Length: 0`, as RFC 9110 §8.6 asks of a sender (servers that
+    // insist on a length answer 411 without it).
+    if !downstream_h1
+        && http_body::Body::is_end_stream(&body)
+        && upstream.config.protocol == UpstreamProtocol::Http1
+        && matches!(parts.method, Method::POST | Method::PUT | Method::PATCH)
+        && !parts.headers.contains_key(CONTENT_LENGTH)
+    {
+        parts
+            .headers
+            .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+    }
     // An HTTP/1 chunked body's first frame is read before any upstream connection is used: a
     // malformed chunk is the client's error (400), not the upstream's (502). HTTP/2 has no chunk
     // syntax to get wrong, and a stream may wait for the response before it sends anything.
@@ -341,8 +372,13 @@ pub(crate) async fn handle(
                 let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
             }
         });
-    } else {
-        strip_response_hop_by_hop(response.headers_mut());
+    } else if let Err(err) = forwardable_response_head(response.headers_mut()) {
+        // The upstream's response cannot be framed for the client; its connection goes with the
+        // dropped body.
+        tracing::debug!(route = %route.name, error = %err, "upstream response refused");
+        let error = GatewayError::UpstreamUnavailable;
+        record::upstream(trace, Err(error.label()));
+        return upstream_error(&rt, route, route_rt, token, error, &exchange, trace);
     }
     if let Some(state) = &prepared.rate_limit {
         state.write_headers(response.headers_mut(), false);
@@ -473,9 +509,13 @@ fn upstream_error(
     fixed(response)
 }
 
-fn strip_response_hop_by_hop(headers: &mut HeaderMap) {
+/// An upstream response's head as the client gets it: hop-by-hop headers out (and the
+/// `Content-Length` of a response framed by `Transfer-Encoding`), the trailer declaration
+/// restated, and one `Content-Length` value.
+fn forwardable_response_head(headers: &mut HeaderMap) -> Result<(), FramingError> {
     let hop = headers::remove_hop_by_hop(headers, Message::Response);
     headers::restate_response_trailers(headers, &hop.trailer_names);
+    framing::single_content_length(headers)
 }
 
 fn access_log(

@@ -5,8 +5,9 @@ pub mod h1;
 use std::fmt;
 
 use http::HeaderMap;
+use http::header::{CONTENT_LENGTH, HeaderValue};
 
-use crate::headers::folded_eq;
+use crate::headers::{folded_eq, trim_ows};
 
 // === framing ===
 
@@ -143,5 +144,51 @@ pub fn check_framing_fields<'a>(
             return Err(FramingError::ObfuscatedTransferEncoding);
         }
     }
+    Ok(())
+}
+
+/// Makes an upstream response's `Content-Length` one field with one value.
+///
+/// hyper reads a response whose `Content-Length` fields or list elements all agree (`2, 2`, or
+/// the field twice) and keeps them as they came. Forwarded like that, an HTTP/1 client gets a
+/// field it may read differently from the gateway, and an HTTP/2 client's stack refuses the
+/// response as malformed. So equal values become one, as RFC 9110 §8.6 allows a recipient to
+/// do. The common case, one field without a comma, is left untouched.
+///
+/// # Errors
+///
+/// [`FramingError::DuplicateContentLength`] for values that disagree and
+/// [`FramingError::InvalidContentLength`] for one that is not 1 to 19 digits. hyper refuses such
+/// a response itself, so this is the fail-closed end of a case it already handles.
+pub fn single_content_length(headers: &mut HeaderMap) -> Result<(), FramingError> {
+    let mut fields = headers.get_all(CONTENT_LENGTH).iter();
+    match (fields.next(), fields.next()) {
+        (None, _) => return Ok(()),
+        (Some(only), None) if !only.as_bytes().contains(&b',') => return Ok(()),
+        _ => {}
+    }
+    let mut agreed: Option<u64> = None;
+    for field in headers.get_all(CONTENT_LENGTH) {
+        for element in field.as_bytes().split(|&b| b == b',').map(trim_ows) {
+            if element.is_empty()
+                || element.len() > MAX_CONTENT_LENGTH_DIGITS
+                || !element.iter().all(u8::is_ascii_digit)
+            {
+                return Err(FramingError::InvalidContentLength);
+            }
+            // Digits only and at most 19 of them: always a `u64`.
+            let length = element
+                .iter()
+                .fold(0u64, |n, &digit| n * 10 + u64::from(digit - b'0'));
+            if agreed.is_some_and(|agreed| agreed != length) {
+                return Err(FramingError::DuplicateContentLength);
+            }
+            agreed = Some(length);
+        }
+    }
+    let Some(length) = agreed else {
+        return Err(FramingError::InvalidContentLength);
+    };
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
     Ok(())
 }

@@ -73,7 +73,8 @@ pub struct HopByHop {
 /// `content-length`, `authorization`, and in requests `cookie` and
 /// `content-type`): those tokens are ignored, so a client cannot make the
 /// gateway drop a header it relies on (`Connection: close, Authorization`).
-/// Tokens that are not valid header names are ignored too.
+/// Tokens that are not valid header names are ignored too. A message that had
+/// `Transfer-Encoding` also loses its `Content-Length` (RFC 9112 §6.3).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, message: Message) -> HopByHop {
     let protected = match message {
         Message::Request => &PROTECTED_IN_REQUESTS,
@@ -83,6 +84,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, message: Message) -> HopByHop 
     let mut upgrade_listed = false;
     let mut te_trailers = false;
     let mut trailer_names: Vec<HeaderName> = Vec::new();
+    let mut transfer_encoding = false;
     let mut any_hop_by_hop = false;
     // One pass finds `Connection`, `TE`, `Trailer` and whether there is anything to remove at all: most
     // requests have no hop-by-hop header, and most responses only `Connection`.
@@ -117,6 +119,8 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, message: Message) -> HopByHop 
                 let coding = element.split(|&b| b == b';').next().unwrap_or_default();
                 trim_ows(coding).eq_ignore_ascii_case(b"trailers")
             });
+        } else if name == header::TRANSFER_ENCODING {
+            transfer_encoding = true;
         } else if name == header::TRAILER {
             for token in value.as_bytes().split(|&b| b == b',').map(trim_ows) {
                 // Not a field name (empty, or with bytes a token cannot hold): not restated.
@@ -145,6 +149,14 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, message: Message) -> HopByHop 
     }
     if any_hop_by_hop {
         remove_where(headers, |name| HOP_BY_HOP.contains_name(name));
+    }
+    // A message with `Transfer-Encoding` was framed by it, whatever its `Content-Length` says, and
+    // a proxy must drop that `Content-Length` before forwarding (RFC 9112 §6.3). hyper reads an
+    // upstream response with both as chunked but keeps the field, which would then frame the
+    // response to the client with the wrong length. (A request with both never gets here: the
+    // framing check refuses it.)
+    if transfer_encoding {
+        headers.remove(header::CONTENT_LENGTH);
     }
     HopByHop {
         upgrade,

@@ -135,6 +135,33 @@ pub fn trim_ows(bytes: &[u8]) -> &[u8] {
     bytes.get(start..end).unwrap_or_default()
 }
 
+/// Joins a request's `Cookie` fields into one, the values separated by `; `, for an HTTP/1.1
+/// upstream. HTTP/2 lets a client split the cookies over several fields to compress them better,
+/// and says they must be joined before the request goes into an HTTP/1.1 connection
+/// (RFC 9113 §8.2.3): a server reading HTTP/1.1 expects one `Cookie` line, and many read only the
+/// first of several. The joined value is sensitive if any part was (it is never HPACK-indexed).
+pub fn join_cookie_fields(headers: &mut HeaderMap) {
+    let mut fields = headers.get_all(http::header::COOKIE).iter();
+    let (Some(_), Some(_)) = (fields.next(), fields.next()) else {
+        return;
+    };
+    let mut joined = Vec::new();
+    let mut sensitive = false;
+    for field in headers.get_all(http::header::COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(field.as_bytes());
+        sensitive |= field.is_sensitive();
+    }
+    // Valid field values joined by "; " are a valid field value; were it not, the fields would
+    // stay as they came.
+    if let Ok(mut value) = http::HeaderValue::from_bytes(&joined) {
+        value.set_sensitive(sensitive);
+        headers.insert(http::header::COOKIE, value);
+    }
+}
+
 mod forwarded;
 mod hop_by_hop;
 mod identity;

@@ -1189,3 +1189,105 @@ fn a_response_trailer_declaration_loses_hop_by_hop_names_only() {
     restate_response_trailers(&mut headers, &hop.trailer_names);
     assert_eq!(values(&headers, "trailer"), ["grpc-status, x-user-id"]);
 }
+
+#[test]
+fn a_message_framed_by_transfer_encoding_loses_its_content_length() {
+    let mut headers = map(&[
+        ("transfer-encoding", "chunked"),
+        ("content-length", "1"),
+        ("content-type", "text/plain"),
+    ]);
+    remove_hop_by_hop(&mut headers, Message::Response);
+    assert_eq!(headers.len(), 1, "{headers:?}");
+    assert_eq!(values(&headers, "content-type"), ["text/plain"]);
+
+    // Without Transfer-Encoding, Content-Length is the framing and stays.
+    let mut headers = map(&[("content-length", "12"), ("connection", "keep-alive")]);
+    remove_hop_by_hop(&mut headers, Message::Response);
+    assert_eq!(values(&headers, "content-length"), ["12"]);
+}
+
+#[test]
+fn equal_content_lengths_of_a_response_become_one() {
+    for fields in [
+        &[("content-length", "42"), ("content-length", "42")][..],
+        &[("content-length", "42, 42")],
+        &[("content-length", "42 ,42"), ("content-length", "042")],
+    ] {
+        let mut headers = map(fields);
+        headers.append("x-other", HeaderValue::from_static("1"));
+        assert_eq!(single_content_length(&mut headers), Ok(()), "{fields:?}");
+        assert_eq!(values(&headers, "content-length"), ["42"], "{fields:?}");
+        assert_eq!(values(&headers, "x-other"), ["1"]);
+    }
+    // One plain field, or none, is left as it is.
+    let mut headers = map(&[("content-length", "7")]);
+    assert_eq!(single_content_length(&mut headers), Ok(()));
+    assert_eq!(values(&headers, "content-length"), ["7"]);
+    let mut headers = HeaderMap::new();
+    assert_eq!(single_content_length(&mut headers), Ok(()));
+    assert!(headers.is_empty());
+}
+
+#[test]
+fn disagreeing_or_malformed_content_lengths_of_a_response_are_refused() {
+    for (fields, expected) in [
+        (
+            &[("content-length", "42"), ("content-length", "43")][..],
+            FramingError::DuplicateContentLength,
+        ),
+        (
+            &[("content-length", "1, 2")],
+            FramingError::DuplicateContentLength,
+        ),
+        (
+            &[("content-length", "1, ")],
+            FramingError::InvalidContentLength,
+        ),
+        (
+            &[("content-length", "1, +1")],
+            FramingError::InvalidContentLength,
+        ),
+        (
+            &[("content-length", "1"), ("content-length", "0x1")],
+            FramingError::InvalidContentLength,
+        ),
+        (
+            &[("content-length", "12345678901234567890, 1")],
+            FramingError::InvalidContentLength,
+        ),
+    ] {
+        let mut headers = map(fields);
+        assert_eq!(
+            single_content_length(&mut headers),
+            Err(expected),
+            "{fields:?}"
+        );
+    }
+}
+
+#[test]
+fn cookie_fields_are_joined_into_one() {
+    let mut headers = map(&[
+        ("cookie", "a=1"),
+        ("accept", "*/*"),
+        ("cookie", "b=2; c=3"),
+        ("cookie", "d=4"),
+    ]);
+    join_cookie_fields(&mut headers);
+    assert_eq!(values(&headers, "cookie"), ["a=1; b=2; c=3; d=4"]);
+    assert_eq!(values(&headers, "accept"), ["*/*"]);
+    assert!(!headers.get("cookie").unwrap().is_sensitive());
+
+    let mut headers = map(&[("cookie", "a=1"), ("cookie", "b=2")]);
+    if let http::header::Entry::Occupied(mut entry) = headers.entry("cookie") {
+        entry.iter_mut().nth(1).unwrap().set_sensitive(true);
+    }
+    join_cookie_fields(&mut headers);
+    assert_eq!(values(&headers, "cookie"), ["a=1; b=2"]);
+    assert!(headers.get("cookie").unwrap().is_sensitive());
+
+    let mut headers = map(&[("cookie", "a=1; b=2")]);
+    join_cookie_fields(&mut headers);
+    assert_eq!(values(&headers, "cookie"), ["a=1; b=2"]);
+}

@@ -227,6 +227,115 @@ fn http1_response_trailers_reach_a_client_that_accepts_them() {
     assert!(refused.ends_with("\r\n0\r\n\r\n"), "{refused}");
 }
 
+/// Sends `request` over HTTP/2 with prior knowledge; returns the status and the body.
+fn h2_exchange(request: http::Request<Full<Bytes>>) -> (http::StatusCode, Bytes) {
+    rt().block_on(async {
+        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build_http::<Full<Bytes>>();
+        let response = client.request(request).await.unwrap();
+        let status = response.status();
+        (
+            status,
+            response.into_body().collect().await.unwrap().to_bytes(),
+        )
+    })
+}
+
+/// An HTTP/2 request reaches an HTTP/1.1 upstream as an HTTP/1.1 client would have sent it: one
+/// `Cookie` line (RFC 9113 §8.2.3), `Content-Length: 0` on a POST without a body (RFC 9110
+/// §8.6), and `TE: trailers` named in `Connection` (RFC 9110 §10.1.4).
+#[test]
+fn an_http2_request_reaches_an_http1_upstream_as_http1_carries_it() {
+    let f = Fixture::new();
+    let gateway = start(&f);
+    let url = format!("http://{}/h2", gateway.proxy);
+    let (status, _) = h2_exchange(
+        http::Request::post(&url)
+            .header("cookie", "a=1")
+            .header("cookie", "b=2; c=3")
+            .header("te", "trailers")
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    );
+    assert_eq!(status, 200);
+    let seen = f.upstream.last().unwrap();
+    assert_eq!(seen.method, "POST");
+    assert_eq!(seen.header_values("cookie"), ["a=1; b=2; c=3"]);
+    assert_eq!(seen.header_values("content-length"), ["0"]);
+    assert!(seen.header_values("transfer-encoding").is_empty());
+    assert_eq!(seen.header_values("te"), ["trailers"]);
+    assert_eq!(seen.header_values("connection"), ["te"]);
+
+    // A GET without a body gets no length, and one cookie field stays as it is.
+    let (status, _) = h2_exchange(
+        http::Request::get(&url)
+            .header("cookie", "a=1")
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    );
+    assert_eq!(status, 200);
+    let seen = f.upstream.last().unwrap();
+    assert_eq!(seen.method, "GET");
+    assert_eq!(seen.header_values("cookie"), ["a=1"]);
+    assert!(seen.header_values("content-length").is_empty());
+    assert!(seen.header_values("connection").is_empty());
+}
+
+/// An upstream response with equal `Content-Length` values, or with `Transfer-Encoding` and a
+/// `Content-Length` that disagrees with it, reaches the client with one unambiguous length, and
+/// the keep-alive connection stays in step.
+#[test]
+fn an_upstream_response_reaches_the_client_with_one_unambiguous_length() {
+    let f = Fixture::new();
+    let gateway = start(&f);
+    let mut stream = gateway.connect();
+    let mut ask = |framing: &str| {
+        let request = format!(
+            "GET /{framing} HTTP/1.1\r\nHost: gw.test\r\nx-echo-framing: {framing}\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        let response = crate::common::read_response(&mut stream);
+        assert_eq!(response.status, 200, "{framing}: {response:?}");
+        assert_eq!(response.json()["target"], format!("/{framing}"));
+        let lengths: Vec<&str> = response
+            .headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+            .map(|(_, value)| value.as_str())
+            .collect();
+        (
+            lengths.join("|"),
+            response.body.len(),
+            response.header("transfer-encoding").map(str::to_owned),
+        )
+    };
+    for framing in ["double-length", "length-list"] {
+        let (lengths, body, chunked) = ask(framing);
+        assert_eq!(lengths, body.to_string(), "{framing}");
+        assert_eq!(chunked, None, "{framing}");
+    }
+    let (lengths, _, chunked) = ask("chunked-and-length");
+    assert_eq!(lengths, "");
+    assert_eq!(chunked.as_deref(), Some("chunked"));
+    // Still in step: the next response on the connection is read whole.
+    let (lengths, body, _) = ask("double-length");
+    assert_eq!(lengths, body.to_string());
+
+    // An HTTP/2 client gets the response, not a stream error.
+    for framing in ["double-length", "length-list", "chunked-and-length"] {
+        let (status, body) = h2_exchange(
+            http::Request::get(format!("http://{}/{framing}", gateway.proxy))
+                .header("x-echo-framing", framing)
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        );
+        assert_eq!(status, 200, "{framing}");
+        let described: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(described["target"], format!("/{framing}"));
+    }
+}
+
 fn open_websocket(gateway: &Gateway) -> TcpStream {
     let mut stream = gateway.connect();
     stream
