@@ -278,10 +278,10 @@ pub(crate) async fn handle(
     // an HTTP/1.1 upstream with neither `Content-Length` nor `Transfer-Encoding`. A method that
     // defines content gets `Content-Length: 0`, as RFC 9110 §8.6 asks of a sender (servers that
     // insist on a length answer 411 without it).
-    if !downstream_h1
-        && http_body::Body::is_end_stream(&body)
+    if matches!(parts.method, Method::POST | Method::PUT | Method::PATCH)
+        && !downstream_h1
         && upstream.config.protocol == UpstreamProtocol::Http1
-        && matches!(parts.method, Method::POST | Method::PUT | Method::PATCH)
+        && http_body::Body::is_end_stream(&body)
         && !parts.headers.contains_key(CONTENT_LENGTH)
     {
         parts
@@ -515,7 +515,10 @@ fn upstream_error(
 fn forwardable_response_head(headers: &mut HeaderMap) -> Result<(), FramingError> {
     let hop = headers::remove_hop_by_hop(headers, Message::Response);
     headers::restate_response_trailers(headers, &hop.trailer_names);
-    framing::single_content_length(headers)
+    if hop.content_length_repeated {
+        framing::single_content_length(headers)?;
+    }
+    Ok(())
 }
 
 fn access_log(

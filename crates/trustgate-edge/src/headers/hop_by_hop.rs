@@ -63,6 +63,11 @@ pub struct HopByHop {
     /// [`restate_request_trailers`]: super::restate_request_trailers
     /// [`restate_response_trailers`]: super::restate_response_trailers
     pub trailer_names: Vec<HeaderName>,
+    /// Whether `Content-Length` is left more than once, or as a list (`2, 2`), so that a
+    /// response needs
+    /// [`single_content_length`](crate::framing::single_content_length). Found in this pass over
+    /// the headers, so the common response costs no lookup of its own.
+    pub content_length_repeated: bool,
 }
 
 /// Hop-by-hop processing per RFC 9110 §7.6.1. Must run before the gateway
@@ -85,11 +90,19 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, message: Message) -> HopByHop 
     let mut te_trailers = false;
     let mut trailer_names: Vec<HeaderName> = Vec::new();
     let mut transfer_encoding = false;
+    let (mut lengths, mut length_list) = (0usize, false);
     let mut any_hop_by_hop = false;
-    // One pass finds `Connection`, `TE`, `Trailer` and whether there is anything to remove at all: most
-    // requests have no hop-by-hop header, and most responses only `Connection`.
+    // One pass finds `Connection`, `TE`, `Trailer`, the `Content-Length` fields and
+    // whether there is anything to remove at all: most requests have no hop-by-hop header, and
+    // most responses only `Connection`.
     for (name, value) in headers.iter() {
         if !HOP_BY_HOP.contains_name(name) {
+            // Counted in requests too, where a second one never gets here (the framing check
+            // refuses it): testing the message kind in the loop cost more than the count.
+            if name == header::CONTENT_LENGTH {
+                lengths += 1;
+                length_list |= value.as_bytes().contains(&b',');
+            }
             continue;
         }
         any_hop_by_hop = true;
@@ -162,5 +175,6 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, message: Message) -> HopByHop 
         upgrade,
         te_trailers,
         trailer_names,
+        content_length_repeated: !transfer_encoding && (lengths > 1 || length_list),
     }
 }

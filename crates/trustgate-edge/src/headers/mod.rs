@@ -141,6 +141,10 @@ pub fn trim_ows(bytes: &[u8]) -> &[u8] {
 /// (RFC 9113 §8.2.3): a server reading HTTP/1.1 expects one `Cookie` line, and many read only the
 /// first of several. The joined value is sensitive if any part was (it is never HPACK-indexed).
 pub fn join_cookie_fields(headers: &mut HeaderMap) {
+    // No name with a second value: nothing to join, known without hashing `cookie`.
+    if headers.len() == headers.keys_len() {
+        return;
+    }
     let mut fields = headers.get_all(http::header::COOKIE).iter();
     let (Some(_), Some(_)) = (fields.next(), fields.next()) else {
         return;

@@ -1291,3 +1291,23 @@ fn cookie_fields_are_joined_into_one() {
     join_cookie_fields(&mut headers);
     assert_eq!(values(&headers, "cookie"), ["a=1; b=2"]);
 }
+
+#[test]
+fn the_hop_by_hop_pass_tells_when_content_length_needs_collapsing() {
+    let repeated = |fields: &[(&str, &str)]| {
+        let mut headers = map(fields);
+        remove_hop_by_hop(&mut headers, Message::Response).content_length_repeated
+    };
+    assert!(!repeated(&[("content-length", "2")]));
+    assert!(!repeated(&[("accept", "*/*")]));
+    assert!(repeated(&[
+        ("content-length", "2"),
+        ("content-length", "2")
+    ]));
+    assert!(repeated(&[("content-length", "2, 2")]));
+    // Framed by Transfer-Encoding: the Content-Length is gone, nothing to collapse.
+    assert!(!repeated(&[
+        ("transfer-encoding", "chunked"),
+        ("content-length", "2, 2")
+    ]));
+}
