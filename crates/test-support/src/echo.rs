@@ -272,20 +272,19 @@ async fn serve(
             stream.write_all(response.as_bytes()).await?;
             continue;
         }
-        if let Some(framing) = get("x-echo-framing") {
-            let n = description.len();
-            let head = match framing.as_str() {
-                "double-length" => format!("Content-Length: {n}\r\nContent-Length: {n}\r\n"),
-                "length-list" => format!("Content-Length: {n}, {n}\r\n"),
-                _ => "Transfer-Encoding: chunked\r\nContent-Length: 1\r\n".to_owned(),
-            };
-            let body = if framing == "chunked-and-length" {
-                format!("{n:x}\r\n{description}\r\n0\r\n\r\n")
-            } else {
-                description
-            };
-            let response =
-                format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{head}\r\n{body}");
+        let n = description.len();
+        let framed = match get("x-echo-framing").as_deref() {
+            Some("double-length") => Some(format!(
+                "Content-Length: {n}\r\nContent-Length: {n}\r\n\r\n{description}"
+            )),
+            Some("length-list") => Some(format!("Content-Length: {n}, {n}\r\n\r\n{description}")),
+            Some("chunked-and-length") => Some(format!(
+                "Transfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n{n:x}\r\n{description}\r\n0\r\n\r\n"
+            )),
+            _ => None,
+        };
+        if let Some(framed) = framed {
+            let response = format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{framed}");
             stream.write_all(response.as_bytes()).await?;
             continue;
         }
