@@ -17,8 +17,8 @@ use crate::token::remove_cookie;
 /// How the calling proxy describes the original request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Convention {
-    /// nginx `auth_request`: `X-Original-Method`, `X-Original-URI` (and `X-Original-Host`, or the
-    /// subrequest's own Host), as the nginx configuration sets them.
+    /// nginx `auth_request`: `X-Original-Method`, `X-Original-URI` and `X-Original-Host` (nginx's
+    /// `$host`, the host it routed on), as the nginx configuration sets them.
     Nginx,
     /// Traefik ForwardAuth and Caddy `forward_auth`: `X-Forwarded-Method`, `-Uri`, `-Host`.
     ForwardedHeaders,
@@ -121,10 +121,10 @@ pub fn describe(
         Convention::Nginx => (
             single(headers, &X_ORIGINAL_METHOD)?,
             single(headers, &X_ORIGINAL_URI)?,
-            match single(headers, &X_ORIGINAL_HOST)? {
-                Some(host) => Some(host),
-                None => single(headers, &HOST)?,
-            },
+            // Required: the check's own Host names trustgate's upstream in nginx, not the host
+            // nginx routed the request on, and judging that one let a host-bound route be
+            // bypassed (a request without Host, or whose target's host differs from it).
+            Some(single(headers, &X_ORIGINAL_HOST)?.ok_or(DescribeError::Malformed)?),
         ),
         Convention::ForwardedHeaders => (
             single(headers, &X_FORWARDED_METHOD)?,
@@ -521,6 +521,21 @@ mod tests {
                 proptest::prop_assert!(d.headers.keys().all(|n| !n.as_str().starts_with(':')));
             }
         }
+    }
+
+    #[test]
+    fn an_nginx_description_without_its_host_is_refused() {
+        let (m, u) = get();
+        // The check's own Host is trustgate's upstream name in nginx, never the client's host.
+        let hostless = headers(&[
+            ("x-original-method", "GET"),
+            ("x-original-uri", "/admin"),
+            ("host", "trustgate_decisions"),
+        ]);
+        assert_eq!(
+            describe(&m, &u, &hostless, true, Convention::Nginx, "").unwrap_err(),
+            DescribeError::Malformed
+        );
     }
 
     #[test]

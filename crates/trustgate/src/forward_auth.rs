@@ -30,6 +30,7 @@ use trustgate_core::{AuthError, RequestProblem};
 use trustgate_edge::forward_auth::{
     Convention, DescribeError, Described, Edits, HEADERS_TO_REMOVE, describe, joined,
 };
+use trustgate_edge::headers;
 use trustgate_edge::{GatewayError, Outcome, RequestHead};
 
 use crate::gateway::Gateway;
@@ -212,7 +213,9 @@ pub(crate) fn undescribed(
 /// removes only exact names (the snippet lists them), so for it a name matched only by a prefix
 /// rule is refused too. The forwarded-headers proxies remove the prefixes: Caddy's snippet
 /// lists them, and Traefik is configured with them (docs/forward-auth/traefik.md). Envoy
-/// removes whatever it is told.
+/// removes whatever it is told. The same holds for the URI-override and forwarding headers the
+/// snippets remove by name: their `_` spellings (`X_Original_Url`, `X_Forwarded_For`), which
+/// CGI-style upstreams read as the real thing, are refused too.
 fn unremovable_identity_header(
     rt: &Runtime,
     described: &Described,
@@ -225,10 +228,15 @@ fn unremovable_identity_header(
     };
     let policy = &rt.engine.identity_headers;
     let unremovable = described.headers.keys().any(|name| {
-        policy.is_identity_header(name)
-            && (name.as_str().contains('_')
-                // nginx's snippet sets the exact names and the assertion header from the answer.
-                || !(prefixes_removable
+        let bytes = name.as_str().as_bytes();
+        let underscore = name.as_str().contains('_');
+        let identity = policy.is_identity_header(name);
+        let gateway_only =
+            headers::is_uri_override_name(bytes) || headers::is_forwarding_header_name(bytes);
+        (underscore && (identity || gateway_only))
+            // nginx's snippet sets the exact names and the assertion header from the answer.
+            || (identity
+                && !(prefixes_removable
                     || policy.is_exact_identity_header(name)
                     || name.as_str() == trustgate_core::ASSERTION_HEADER))
     });

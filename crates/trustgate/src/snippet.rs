@@ -99,7 +99,8 @@ pub(crate) fn nginx(config: &Config) -> Result<(String, String, String), ConfigE
          \x20   proxy_set_header Content-Length \"\";\n\
          \x20   proxy_set_header X-Original-Method $request_method;\n\
          \x20   proxy_set_header X-Original-URI $request_uri;\n\
-         \x20   proxy_set_header X-Original-Host $http_host;\n\
+         \x20   # The host nginx chose this server on ($host), which trustgate routes on too.\n\
+         \x20   proxy_set_header X-Original-Host $host;\n\
          \x20   # The other convention's description, if the client sent one: not ambiguous.\n\
          \x20   proxy_set_header X-Forwarded-Method \"\";\n\
          \x20   proxy_set_header X-Forwarded-Uri \"\";\n\

@@ -168,6 +168,13 @@ pub fn is_uri_override_name(name: &[u8]) -> bool {
     URI_OVERRIDE_HEADERS.contains(name)
 }
 
+/// Whether `name` is a forwarding header (see [`forwarding_header_names`]) in any case and
+/// `_`/`-` spelling.
+#[inline]
+pub fn is_forwarding_header_name(name: &[u8]) -> bool {
+    FORWARDING_HEADERS.contains(name)
+}
+
 // Constants, so that these names are not parsed again on every request.
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");

@@ -172,8 +172,8 @@ mod identity;
 mod trailers;
 
 pub use forwarded::{
-    TrustedProxies, forwarding_header_names, is_uri_override, is_uri_override_name,
-    set_forwarding_headers, uri_override_names,
+    TrustedProxies, forwarding_header_names, is_forwarding_header_name, is_uri_override,
+    is_uri_override_name, set_forwarding_headers, uri_override_names,
 };
 pub use hop_by_hop::{HopByHop, Message, remove_hop_by_hop};
 pub use identity::IdentityHeaderPolicy;

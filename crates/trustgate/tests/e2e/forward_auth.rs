@@ -346,6 +346,32 @@ fn nginx_keeps_a_forward_token_routes_checked_token_and_a_public_routes_headers(
     keeps_what_the_route_keeps(&nginx, &f);
 }
 
+/// nginx picks the server on the host of an absolute-form target before `Host`; the check
+/// states that host (`$host`), so a host-bound route is judged where nginx routed the request.
+/// With `$http_host`, a request for `admin.example` that said `Host: api.example` was judged by
+/// the host-less public route and reached the upstream without a token.
+#[test]
+fn nginx_checks_the_host_it_routed_on() {
+    let f = Fixture::new();
+    let gateway = Gateway::start(
+        &config(&f)
+            .section("forward_auth", "convention", "nginx")
+            .route(
+                Route::new("admin", "/admin", "echo", Pattern::IdentityHeaders)
+                    .set("host", "admin.example"),
+            )
+            .route(Route::new("open", "/admin", "echo", Pattern::Public)),
+    );
+    let nginx = Front::nginx(&gateway, &f);
+    let r = nginx.request("http://admin.example/admin", &[]);
+    assert_eq!(r.status, 401, "{}", nginx.log());
+    assert_eq!(f.upstream.count(), 0);
+    // The same path for the host the request names: the host-less public route.
+    let r = nginx.request("/admin", &[]);
+    assert_eq!(r.status, 200, "{}", nginx.log());
+    assert_eq!(f.upstream.count(), 1);
+}
+
 #[test]
 fn nginx_answers_refusals_the_rfc6750_way() {
     let (f, _gateway, nginx) = behind(Front::nginx, "nginx");
@@ -379,10 +405,18 @@ fn caddy_forwards_the_verified_identity_and_never_the_clients() {
         assert!(seen.header_values(name).is_empty(), "{:?}", seen.headers);
     }
     // Caddy cannot remove `_` spellings (`-X-User-*` leaves `X_user_id`), so the decision
-    // endpoint refuses them, with trustgate's answer.
+    // endpoint refuses them, with trustgate's answer; so too the URI-override and forwarding
+    // headers' `_` spellings, which CGI-style upstreams read as the real thing.
     f.upstream.clear();
     let auth = bearer(&f.token("alice"));
-    for name in ["X_User_Id", "x_user-email"] {
+    for name in [
+        "X_User_Id",
+        "x_user-email",
+        "X_Original_Url",
+        "X_Http_Method_Override",
+        "X_Forwarded_For",
+        "X_Real_Ip",
+    ] {
         let r = caddy.request("/users/1", &[("Authorization", &auth), (name, "mallory")]);
         let challenge = r#"Bearer error="invalid_request""#;
         assert_refused(
