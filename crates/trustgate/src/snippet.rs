@@ -105,12 +105,14 @@ pub(crate) fn nginx(config: &Config) -> Result<(String, String, String), ConfigE
          \x20   proxy_set_header X-Forwarded-Method \"\";\n\
          \x20   proxy_set_header X-Forwarded-Uri \"\";\n\
          }}\n\
-         # trustgate's refusals, with its WWW-Authenticate (RFC 6750), to the client.\n\
+         # trustgate's refusals, with its WWW-Authenticate (RFC 6750), to the client: auth_request\n\
+         # passes a 401's own, so only the 403 adds it.\n\
          location @trustgate_401 {{\n\
-         \x20   add_header WWW-Authenticate $trustgate_www_authenticate always;\n\
+         \x20   default_type application/json;\n\
          \x20   return 401 '{{\"error\":\"unauthorized\"}}';\n\
          }}\n\
          location @trustgate_403 {{\n\
+         \x20   default_type application/json;\n\
          \x20   add_header WWW-Authenticate $trustgate_www_authenticate always;\n\
          \x20   return 403 '{{\"error\":\"forbidden\"}}';\n\
          }}"

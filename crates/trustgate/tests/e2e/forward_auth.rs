@@ -294,9 +294,20 @@ fn assert_refused(
     body: &str,
 ) {
     assert_eq!(r.status, status, "{}", front.log());
-    assert_eq!(r.header("www-authenticate"), Some(challenge));
+    // Exactly one challenge: nginx's auth_request copies a 401's own, so its snippet adds one to
+    // 403s only.
+    let challenges: Vec<&str> = r
+        .headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("www-authenticate"))
+        .map(|(_, value)| value.as_str())
+        .collect();
+    assert_eq!(challenges, [challenge]);
     if front.relays_body {
         assert_eq!(r.body_text(), body);
+    } else {
+        // nginx's own fixed body is JSON, and says so.
+        assert_eq!(r.header("content-type"), Some("application/json"));
     }
     assert_eq!(
         f.upstream.count(),
@@ -370,6 +381,33 @@ fn nginx_checks_the_host_it_routed_on() {
     let r = nginx.request("/admin", &[]);
     assert_eq!(r.status, 200, "{}", nginx.log());
     assert_eq!(f.upstream.count(), 1);
+}
+
+/// A 403 through nginx carries trustgate's challenge once (the snippet adds it: auth_request
+/// passes only a 401's own) and a JSON body.
+#[test]
+fn nginx_answers_a_missing_role_with_403_and_the_challenge() {
+    let f = Fixture::new();
+    let gateway = Gateway::start(
+        &config(&f)
+            .section("forward_auth", "convention", "nginx")
+            .route(
+                Route::new("ops", "/ops", "echo", Pattern::IdentityHeaders)
+                    .require(json!({"roles": ["admin"]})),
+            ),
+    );
+    let nginx = Front::nginx(&gateway, &f);
+    let auth = bearer(&f.token_with("alice", json!({"roles": ["reader"]})));
+    let r = nginx.request("/ops", &[("Authorization", &auth)]);
+    assert_refused(
+        &nginx,
+        &f,
+        &r,
+        403,
+        r#"Bearer error="insufficient_scope""#,
+        "",
+    );
+    assert_eq!(r.body_text(), r#"{"error":"forbidden"}"#);
 }
 
 #[test]
