@@ -296,13 +296,7 @@ fn assert_refused(
     assert_eq!(r.status, status, "{}", front.log());
     // Exactly one challenge: nginx's auth_request copies a 401's own, so its snippet adds one to
     // 403s only.
-    let challenges: Vec<&str> = r
-        .headers
-        .iter()
-        .filter(|(name, _)| name.eq_ignore_ascii_case("www-authenticate"))
-        .map(|(_, value)| value.as_str())
-        .collect();
-    assert_eq!(challenges, [challenge]);
+    assert_eq!(r.header_values("www-authenticate"), [challenge]);
     if front.relays_body {
         assert_eq!(r.body_text(), body);
     } else {

@@ -298,14 +298,8 @@ fn an_upstream_response_reaches_the_client_with_one_unambiguous_length() {
         let response = crate::common::read_response(&mut stream);
         assert_eq!(response.status, 200, "{framing}: {response:?}");
         assert_eq!(response.json()["target"], format!("/{framing}"));
-        let lengths: Vec<&str> = response
-            .headers
-            .iter()
-            .filter(|(name, _)| name.eq_ignore_ascii_case("content-length"))
-            .map(|(_, value)| value.as_str())
-            .collect();
         (
-            lengths.join("|"),
+            response.header_values("content-length").join("|"),
             response.body.len(),
             response.header("transfer-encoding").map(str::to_owned),
         )

@@ -594,12 +594,7 @@ fn an_unsampled_untrusted_clients_trace_context_never_reaches_the_upstream() {
     );
     assert_eq!(response.status, 200);
     let forwarded = f.upstream.last().unwrap();
-    let values: Vec<&str> = forwarded
-        .headers
-        .iter()
-        .filter(|(name, _)| name.eq_ignore_ascii_case("traceparent"))
-        .map(|(_, value)| value.as_str())
-        .collect();
+    let values = forwarded.header_values("traceparent");
     assert_eq!(values.len(), 1, "{values:?}");
     let ours = values[0];
     assert!(!ours.contains(CLIENT_TRACE), "{ours}");
