@@ -40,14 +40,20 @@ pub struct RecordedRequest {
     pub connection: u64,
 }
 
+/// Every value of the header `name` among `headers` (names as sent), compared
+/// case-insensitively, in order.
+pub fn values_of<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
 impl RecordedRequest {
     /// Every value of the header `name`, compared case-insensitively.
     pub fn header_values(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        values_of(&self.headers, name)
     }
 
     /// The only value of `name`; panics if it appears more than once.

@@ -319,11 +319,7 @@ pub struct RawResponse {
 impl RawResponse {
     /// Every value of the header `name`, compared case-insensitively, in order.
     pub fn header_values(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        test_support::echo::values_of(&self.headers, name)
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
