@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Fuzz smoke run: each cargo-fuzz target (fuzz/fuzz_targets: token, jwks, headers, framing) for a short
-# time when a nightly toolchain is available, then the stable replay of the seeds plus a few
-# thousand random inputs (fuzz/tests/replay.rs), which always runs. Fails on any crash or panic.
+# Fuzz smoke run: each cargo-fuzz target (fuzz/fuzz_targets: token, jwks, headers, framing,
+# decision) for a short time when a nightly toolchain is available, then rustfmt and clippy over
+# the fuzz crate, and the stable replay of the seeds plus a few thousand random inputs
+# (fuzz/tests/replay.rs), which always run. Fails on any crash, panic or lint.
 #
 #   FUZZ_SECONDS=30          seconds per target (nightly only)
 #   FUZZ_SEED=1              libFuzzer's seed: fixed, so that a CI failure reproduces; set another
@@ -45,6 +46,11 @@ else
 !!
 EOF
 fi
+
+# Its own workspace, so the main rustfmt and clippy runs never see it; it had drifted before.
+echo "== rustfmt and clippy on the fuzz crate (targets included, warnings are errors)"
+cargo fmt -- --check
+cargo clippy --locked --all-targets -- -D warnings
 
 echo "== fuzz replay on stable (seeds, corpus, random and mutated inputs)"
 cargo test --locked --no-default-features
