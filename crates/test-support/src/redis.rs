@@ -124,6 +124,29 @@ impl RedisServer {
     /// Starts it again on the same port, empty.
     pub fn restart(&mut self) {
         self.kill();
+        let _ = std::fs::remove_file(self.dir.join("dump.rdb"));
+        self.spawn();
+    }
+
+    /// Takes an RDB snapshot now (`SAVE`), for [`RedisServer::restart_from_last_save`].
+    pub fn save(&self) {
+        assert_eq!(
+            self.cli(&["SAVE"]).trim(),
+            "OK",
+            "SAVE on port {}",
+            self.port
+        );
+    }
+
+    /// Kills the server and starts it again from its last [`RedisServer::save`]: what a Redis
+    /// with RDB persistence (or an `everysec` AOF, or a failover onto a replica that lagged)
+    /// comes back with, the same data as some time ago, without what was written since.
+    pub fn restart_from_last_save(&mut self) {
+        assert!(
+            self.dir.join("dump.rdb").exists(),
+            "no snapshot to restart from"
+        );
+        self.kill();
         self.spawn();
     }
 }

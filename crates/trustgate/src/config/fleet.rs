@@ -241,6 +241,23 @@ fn redis_url(url: &str, field: &str) -> Result<String, ConfigError> {
     Ok(url.to_owned())
 }
 
+/// `urls` of one topology, each checked by [`redis_url`], all with one scheme: TLS is a property
+/// of the deployment, and a list that mixes `redis://` and `rediss://` would send credentials in
+/// clear to some nodes.
+fn redis_urls(urls: &[String], field: &str) -> Result<Vec<String>, ConfigError> {
+    let urls = urls
+        .iter()
+        .map(|u| redis_url(u, field))
+        .collect::<Result<Vec<_>, _>>()?;
+    let tls = urls.iter().filter(|u| u.starts_with("rediss://")).count();
+    if tls != 0 && tls != urls.len() {
+        return Err(ConfigError::new(format!(
+            "{field} mixes redis:// and rediss:// URLs; use rediss:// for every node or for none"
+        )));
+    }
+    Ok(urls)
+}
+
 pub(crate) fn store_config(
     file: FileStore,
     base: &Path,
@@ -284,23 +301,16 @@ pub(crate) fn store_config(
                 (Some(url), true, true) => {
                     Topology::Standalone(redis_url(url, "store.url")?)
                 }
-                (None, false, true) => Topology::Cluster(
-                    file.cluster_nodes
-                        .iter()
-                        .map(|u| redis_url(u, "store.cluster_nodes"))
-                        .collect::<Result<_, _>>()?,
-                ),
+                (None, false, true) => {
+                    Topology::Cluster(redis_urls(&file.cluster_nodes, "store.cluster_nodes")?)
+                }
                 (None, true, false) => Topology::Sentinel {
                     master: file.sentinel_master.clone().ok_or_else(|| {
                         ConfigError::new(
                             "store.sentinel_nodes needs store.sentinel_master, the name the sentinels know the master by",
                         )
                     })?,
-                    nodes: file
-                        .sentinel_nodes
-                        .iter()
-                        .map(|u| redis_url(u, "store.sentinel_nodes"))
-                        .collect::<Result<_, _>>()?,
+                    nodes: redis_urls(&file.sentinel_nodes, "store.sentinel_nodes")?,
                 },
                 _ => {
                     return Err(ConfigError::new(
@@ -549,6 +559,15 @@ mod tests {
         assert!(!err.0.contains("secret"), "{err}");
         assert!(redis_url("http://host", "f").is_err());
         assert!(redis_url("redis://", "f").is_err());
+    }
+
+    #[test]
+    fn the_nodes_of_a_topology_share_one_scheme() {
+        let urls = |list: &[&str]| list.iter().map(|u| (*u).to_owned()).collect::<Vec<_>>();
+        assert!(redis_urls(&urls(&["redis://a:1", "redis://b:1"]), "f").is_ok());
+        assert!(redis_urls(&urls(&["rediss://a:1", "rediss://b:1"]), "f").is_ok());
+        let err = redis_urls(&urls(&["rediss://a:1", "redis://b:1"]), "f").unwrap_err();
+        assert!(err.0.contains("mixes redis:// and rediss://"), "{err}");
     }
 
     #[test]

@@ -20,7 +20,11 @@
 //!   until the end of the window of the key current at its last sync (or of the next key, when
 //!   it synced in the last two poll intervals of that window); after that it refuses to mint.
 //! - **Survives a store that lost it.** A replica that finds no ring but holds one writes its
-//!   copy back (the same ciphertexts) before anything else would create a new one.
+//!   copy back (the same ciphertexts) before anything else would create a new one. A ring that
+//!   lacks keys the replica holds, still published, came back from an older copy (an RDB
+//!   snapshot, an `everysec` AOF, a failover onto a replica that lagged): the replica adds them
+//!   back, so that the key signing now and every key whose tokens are still valid stay in the
+//!   JWK Set, and the ring does not start over with a key that was never published.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -144,7 +148,7 @@ impl KeyRingSync {
             namespace: namespace.to_owned(),
             alg: internal.algorithm,
             rotation: millis(internal.rotation_interval),
-            retire_after: millis(internal.max_ttl).saturating_add(60_000),
+            retire_after: millis(internal.max_ttl).saturating_add(RETIRE_MARGIN_MS),
             poll,
             last_sync: AtomicI64::new(0),
             cas: redis::Script::new(CAS),
@@ -284,6 +288,7 @@ impl KeyRingSync {
             Some(text) => Some(self.parse(text)?),
             None => None,
         };
+        let current_text = text.unwrap_or_default();
         let doc = match (doc, &held.doc) {
             (None, Some(copy)) => {
                 // The store lost the ring: write back ours (same ciphertexts), then maintain.
@@ -291,9 +296,19 @@ impl KeyRingSync {
                 let _ = self.write("", copy).await?;
                 return Ok(Synced::Kept);
             }
-            (doc, _) => doc,
+            (Some(doc), Some(copy)) => {
+                if let Some(restored) = restored(&doc, copy, now) {
+                    tracing::warn!(
+                        keys = restored.keys.len() - doc.keys.len(),
+                        "the store's key ring lacks published keys this replica holds (it came back from an older copy); writing them back"
+                    );
+                    let _ = self.write(&current_text, &restored).await?;
+                    return Ok(Synced::Kept);
+                }
+                Some(doc)
+            }
+            (doc, None) => doc,
         };
-        let current_text = text.unwrap_or_default();
         let doc = match self.maintained(doc.as_ref(), now)? {
             Some(next) => {
                 if self.write(&current_text, &next).await? {
@@ -443,6 +458,37 @@ fn open(
     Ok(key)
 }
 
+/// How long before the end of its publication a key lacking from the store is no longer written
+/// back: the margin kept after its last token's expiry (`retire_after`), which also covers the
+/// clock skew between replicas, so that a replica whose clock is behind does not put back a key
+/// that another has just retired.
+const RETIRE_MARGIN_MS: i64 = 60_000;
+
+/// `stored` with the keys of `held` it lacks that are still published at `now`, or `None` when it
+/// lacks none. Keys are the same ciphertexts either way: the union of two copies of one ring.
+/// Where a window then overlaps another, the signer takes the key whose window starts first,
+/// which is the one that was published before it signed.
+fn restored(stored: &RingDoc, held: &RingDoc, now: i64) -> Option<RingDoc> {
+    let lost: Vec<&StoredKey> = held
+        .keys
+        .iter()
+        .filter(|k| {
+            k.published_until > now.saturating_add(RETIRE_MARGIN_MS)
+                && !stored.keys.iter().any(|s| s.kid == k.kid)
+        })
+        .collect();
+    if lost.is_empty() {
+        return None;
+    }
+    let mut keys = stored.keys.clone();
+    keys.extend(lost.into_iter().cloned());
+    keys.sort_by_key(|k| k.signs_from);
+    Some(RingDoc {
+        keys,
+        ..stored.clone()
+    })
+}
+
 #[derive(Default)]
 struct Held {
     doc: Option<RingDoc>,
@@ -490,6 +536,31 @@ mod tests {
         assert_eq!(sign_limit(&keys, 150, 20), 200);
         assert_eq!(sign_limit(&keys, 250, 20), 250);
         assert_eq!(sign_limit(&[stored(0, 100)], 90, 20), 100);
+    }
+
+    #[test]
+    fn a_ring_from_an_older_copy_gets_back_the_published_keys_it_lacks() {
+        let doc = |keys: Vec<StoredKey>| RingDoc {
+            alg: "EdDSA".into(),
+            kek_id: "kek".into(),
+            keys,
+        };
+        let held = doc(vec![stored(0, 100), stored(100, 200), stored(200, 300)]);
+        // The store went back to the ring of time 50: the keys of 100 and 200 are gone.
+        let older = doc(vec![stored(-100, 0), stored(0, 100)]);
+        let now = 150 - RETIRE_MARGIN_MS;
+        let ring = restored(&older, &held, now).unwrap();
+        let kids: Vec<&str> = ring.keys.iter().map(|k| k.kid.as_str()).collect();
+        assert_eq!(kids, ["k-100", "k0", "k100", "k200"]);
+        // Nothing is missing from a ring that holds every key, or that lacks only keys no
+        // longer published.
+        assert_eq!(restored(&held, &held, now), None);
+        let mut retired = held.clone();
+        retired.keys[0].published_until = 120;
+        assert_eq!(
+            restored(&doc(retired.keys[1..].to_vec()), &retired, now),
+            None
+        );
     }
 
     #[test]

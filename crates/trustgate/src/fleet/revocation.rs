@@ -11,11 +11,16 @@
 //!   equal means confirmed, different means a full snapshot.
 //!
 //! Each confirmation moves the list's freshness deadline to now + `staleness_bound`; past it, a
-//! route that checks revocations answers 503 (unless `danger_serve_when_stale`). The *epoch* is
-//! a random id the store keeps beside the version: a store that lost its data comes back with
-//! another (or none), and then replicas write back the entries they still hold before taking
-//! the store's list, so a revocation survives a Redis restart without persistence as long as
-//! one replica is running.
+//! route that checks revocations answers 503 (unless `danger_serve_when_stale`).
+//!
+//! A revocation is never withdrawn, only forgotten once every token it covers has expired, so a
+//! replica's list only grows: what it holds and the store lacks, the store lost. That happens to
+//! a Redis restarted without persistence (it comes back empty, with a new *epoch*, the random id
+//! kept beside the version), but also to one restarted from an RDB snapshot or an `everysec` AOF
+//! older than its last writes, and to a failover onto a replica that lagged: same epoch, older
+//! version, fewer entries. Every snapshot therefore writes back the live entries the replica
+//! holds that the store lacks, and the replica keeps the union. A revocation survives any of
+//! these as long as one replica that held it is running.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -154,14 +159,16 @@ local members = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf')
 return {redis.call('GET', KEYS[3]), tonumber(redis.call('GET', KEYS[2]) or '0'), members}
 ";
 
-// Writing back what a replica holds after the store lost it; ZADD of the same member is a no-op.
+// Writing back what a replica holds and the store lost (ZADD of a member already there is a
+// no-op), then the snapshot that follows, in the same atomic step.
 const RESEED: &str = r"
 redis.call('SET', KEYS[3], ARGV[1], 'NX')
-for i = 2, #ARGV, 2 do
+for i = 3, #ARGV, 2 do
   redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1])
 end
-redis.call('INCR', KEYS[2])
-return redis.call('GET', KEYS[3])
+local version = redis.call('INCR', KEYS[2])
+local members = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[2], '+inf')
+return {redis.call('GET', KEYS[3]), version, members}
 ";
 
 struct Keys {
@@ -307,15 +314,23 @@ impl Revocations {
         Ok(())
     }
 
-    /// Applies an entry numbered `version`; out of order means a snapshot.
+    /// Applies an entry numbered `version`. The next version is applied and confirms the list.
+    /// Anything else (a gap, another epoch, a version this replica has passed) is added all the
+    /// same, since revocations only accumulate, and a snapshot settles the version. The one
+    /// exception is the echo of this replica's own [`Revocations::add`], already held.
     fn apply(&self, epoch: &str, version: u64, entry: Entry) {
         let list = self.list.load();
         if list.epoch == epoch && version == list.version + 1 {
             self.list.store(Arc::new(list.with(entry, version)));
             self.confirm();
-        } else if list.epoch != epoch || version > list.version {
-            self.resync.notify_one();
+            return;
         }
+        if list.epoch == epoch && version <= list.version && list.entries.contains(&entry) {
+            return;
+        }
+        // Kept at the version held: the poll sees that the store's differs.
+        self.list.store(Arc::new(list.with(entry, list.version)));
+        self.resync.notify_one();
     }
 
     /// One message from the channel: `epoch \t version \t published_ms \t entry`.
@@ -342,38 +357,34 @@ impl Revocations {
         self.apply(epoch, version, entry);
     }
 
-    /// Reads the store's whole list and makes it this replica's (writing back first what the
-    /// store lost, if its epoch changed).
+    /// Reads the store's whole list and makes it this replica's, together with what this replica
+    /// holds: entries the store lacks are written back first (see the module's documentation).
     pub(crate) async fn snapshot(&self) -> Result<(), StoreError> {
         let (Some(store), Some(keys)) = (&self.store, &self.keys) else {
             return Ok(());
         };
-        let now = wall_ms().to_string();
-        let (epoch, version, members): (Option<String>, u64, Vec<String>) = store
+        let now = wall_ms();
+        let (mut epoch, mut version, mut members): (Option<String>, u64, Vec<String>) = store
             .script(
                 "revocation_snapshot",
                 &self.scripts.1,
                 &[&keys.set, &keys.version, &keys.epoch],
-                &[&now, &random_id()],
+                &[&now.to_string(), &random_id()],
             )
             .await?;
-        let epoch = epoch.unwrap_or_default();
-        let held = self.list.load_full();
-        if !held.epoch.is_empty() && held.epoch != epoch && !held.entries.is_empty() {
+        let lost = lost_entries(&self.list.load(), &members, now / 1000)?;
+        if !lost.is_empty() {
             tracing::warn!(
-                entries = held.entries.len(),
-                "the store lost its revocation list (new epoch); writing back the entries this replica holds"
+                entries = lost.len(),
+                "the store lacks revocations this replica holds (it lost data, or came back from an older copy); writing them back"
             );
-            let mut args = vec![epoch.clone()];
-            for entry in &held.entries {
-                args.push(entry.expires_at.saturating_mul(1000).to_string());
-                args.push(
-                    serde_json::to_string(entry)
-                        .map_err(|err| StoreError::Data(err.to_string()))?,
-                );
+            let mut args = vec![random_id(), now.to_string()];
+            for (score, member) in lost {
+                args.push(score);
+                args.push(member);
             }
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let _: Option<String> = store
+            (epoch, version, members) = store
                 .script(
                     "revocation_reseed",
                     &self.scripts.2,
@@ -381,28 +392,21 @@ impl Revocations {
                     &args,
                 )
                 .await?;
-            return Box::pin(self.snapshot_after_reseed()).await;
         }
-        let entries = members
+        let epoch = epoch.unwrap_or_default();
+        let stored: Vec<Entry> = members
             .iter()
             .filter_map(|m| serde_json::from_str::<Entry>(m).ok())
             .collect();
-        self.list
-            .store(Arc::new(List::build(epoch, version, entries)));
+        // The union with the list as it is now, not as it was before the round trips: an entry
+        // applied from the channel meanwhile stays.
+        self.list.rcu(|current| {
+            let mut entries = stored.clone();
+            entries.extend(current.entries.iter().cloned());
+            List::build(epoch.clone(), version, entries)
+        });
         self.confirm();
         Ok(())
-    }
-
-    /// A snapshot that takes the store's list as it is (after a write-back).
-    async fn snapshot_after_reseed(&self) -> Result<(), StoreError> {
-        let held = self.list.load_full();
-        // Forget the old epoch so that the next snapshot adopts the store's.
-        self.list.store(Arc::new(List::build(
-            String::new(),
-            held.version,
-            held.entries.clone(),
-        )));
-        self.snapshot().await
     }
 
     /// Confirms the list with one MGET, or takes a snapshot when it differs.
@@ -483,6 +487,25 @@ impl Revocations {
             }
         });
     }
+}
+
+/// The live entries of `held` that are not among the store's `members`, as (score, member) for
+/// the write-back. Members are compared as the text [`Revocations::add`] stores.
+fn lost_entries(
+    held: &List,
+    members: &[String],
+    now_s: i64,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let stored: std::collections::HashSet<&str> = members.iter().map(String::as_str).collect();
+    let mut lost = Vec::new();
+    for entry in held.entries.iter().filter(|e| e.expires_at > now_s) {
+        let member =
+            serde_json::to_string(entry).map_err(|err| StoreError::Data(err.to_string()))?;
+        if !stored.contains(member.as_str()) {
+            lost.push((entry.expires_at.saturating_mul(1000).to_string(), member));
+        }
+    }
+    Ok(lost)
 }
 
 /// The engine's view for one configuration: which routes check, over the process's list.

@@ -205,6 +205,23 @@ impl RedisStore {
                 if let Some(password) = &config.password {
                     builder = builder.set_client_to_redis_password(password.expose());
                 }
+                // `rediss://` sentinels mean TLS to the master too: the address the sentinels
+                // give carries no scheme, and without this the master connection, with the
+                // password on it, would be plaintext. (The configuration refuses mixed schemes.)
+                if nodes.iter().any(|n| n.starts_with("rediss://")) {
+                    builder = builder
+                        .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure)
+                        .set_client_to_redis_tls_mode(redis::TlsMode::Secure);
+                    if let Some(pem) = &config.ca_pem {
+                        let certificates = || redis::TlsCertificates {
+                            client_tls: None,
+                            root_cert: Some(pem.clone()),
+                        };
+                        builder = builder
+                            .set_client_to_sentinel_certificates(certificates())
+                            .set_client_to_redis_certificates(certificates());
+                    }
+                }
                 let sentinel = Arc::new(SentinelConn {
                     client: tokio::sync::Mutex::new(builder.build()?),
                     current: ArcSwapOption::empty(),

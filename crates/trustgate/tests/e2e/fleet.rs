@@ -79,6 +79,32 @@ fn get(gw: &Gateway, path: &str, token: &str) -> RawResponse {
     gw.get(path, &[("Authorization", &bearer(token))])
 }
 
+/// The `kid` of a token's header.
+fn kid_of(token: &str) -> String {
+    let header: Value = serde_json::from_slice(
+        &base64_simd::URL_SAFE_NO_PAD
+            .decode_to_vec(token.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+/// The key ids of a JWK Set.
+fn kids_of_set(set: &Value) -> BTreeSet<String> {
+    set["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The key ids of a replica's internal JWK Set.
+fn published_kids(gw: &Gateway) -> BTreeSet<String> {
+    kids_of_set(&serde_json::from_str(&gw.admin_get("/.well-known/jwks.json").1).unwrap())
+}
+
 fn percentile(values: &mut [f64], p: f64) -> f64 {
     values.sort_by(f64::total_cmp);
     let index = ((values.len() as f64 - 1.0) * p).round() as usize;
@@ -377,18 +403,7 @@ fn keys_rotate_under_load_for_a_minute_and_every_token_verifies_on_every_replica
         .filter_map(|r| r.header("authorization").map(|v| v[7..].to_owned()))
         .collect();
     assert_eq!(tokens.len(), samples.len());
-    let kids: BTreeSet<String> = tokens
-        .iter()
-        .map(|t| {
-            let header: Value = serde_json::from_slice(
-                &base64_simd::URL_SAFE_NO_PAD
-                    .decode_to_vec(t.split('.').next().unwrap())
-                    .unwrap(),
-            )
-            .unwrap();
-            header["kid"].as_str().unwrap().to_owned()
-        })
-        .collect();
+    let kids: BTreeSet<String> = tokens.iter().map(|t| kid_of(t)).collect();
     eprintln!("signing keys seen: {}", kids.len());
     assert!(kids.len() >= 15, "keys did not rotate: {kids:?}");
 
@@ -437,15 +452,8 @@ fn keys_rotate_under_load_for_a_minute_and_every_token_verifies_on_every_replica
     let differing = snapshots
         .iter()
         .filter(|(_, sets)| {
-            let kids = |set: &Value| -> BTreeSet<String> {
-                set["keys"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|k| k["kid"].as_str().unwrap().to_owned())
-                    .collect()
-            };
-            kids(&sets[0]) != kids(&sets[1]) || kids(&sets[1]) != kids(&sets[2])
+            kids_of_set(&sets[0]) != kids_of_set(&sets[1])
+                || kids_of_set(&sets[1]) != kids_of_set(&sets[2])
         })
         .count();
     eprintln!(
@@ -548,6 +556,78 @@ fn redis_killed_and_restarted_mid_load_fails_closed_in_bounds_and_recovers() {
         assert_eq!(get(gw, "/int/x", &token).status, 200);
     }
     assert_eq!(redis.cli(&["ZCARD", "{trustgate:outage}:rev"]).trim(), "1");
+}
+
+/// Redis back from an older copy of its data: an RDB snapshot here, the same as an `everysec`
+/// AOF or a failover onto a replica that lagged. The epoch is the one the replicas know, the
+/// version older, a revocation and two keys of the ring missing. The replicas write them back:
+/// the revoked token stays refused, the key that signed stays published, and what signs next
+/// was published before.
+#[test]
+fn redis_back_from_an_older_snapshot_loses_no_revocation_and_no_published_key() {
+    let mut redis = RedisServer::start();
+    let fx = Fixture::new();
+    let dir = TempDir::new();
+    let config = fleet_config(&fx, &dir, standalone(&redis, "older"), "3s");
+    let fleet = start_fleet(&config, 2);
+    let revoke = |jti: &str| {
+        let (status, body) = admin(
+            &fleet[0],
+            "POST",
+            Some(json!({"jti": jti, "issuer": "idp"})),
+            ADMIN_TOKEN,
+        );
+        assert_eq!(status, 201, "{body}");
+    };
+    revoke("before-save");
+    redis.save();
+    let ring_saved = redis.cli(&["GET", "{trustgate:older}:keyring"]);
+    revoke("after-save");
+    let revoked = fx.token_with("erin", json!({"jti": "after-save"}));
+    for gw in &fleet {
+        assert!(wait_until(Duration::from_secs(2), || get(
+            gw, "/rev/x", &revoked
+        )
+        .status
+            == 401));
+    }
+    // Two rotations after the snapshot: a key the snapshot does not hold signs.
+    std::thread::sleep(Duration::from_millis(6500));
+    let token = fx.token("frank");
+    // The `kid` of the internal token `gw` mints for `token`, as the upstream received it.
+    let minted_kid = |gw: &Gateway| {
+        assert_eq!(get(gw, "/int/x", &token).status, 200);
+        let requests = fx.upstream.requests();
+        kid_of(&requests.last().unwrap().header("authorization").unwrap()[7..])
+    };
+    let signing = minted_kid(&fleet[0]);
+    let published_before = published_kids(&fleet[0]);
+    assert!(published_before.contains(&signing));
+    assert!(!ring_saved.contains(&signing), "{ring_saved}");
+
+    // The replicas poll every 250 ms: they write back within a few polls.
+    redis.restart_from_last_save();
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            redis.cli(&["ZCARD", "{trustgate:older}:rev"]).trim() == "2"
+                && redis
+                    .cli(&["GET", "{trustgate:older}:keyring"])
+                    .contains(&signing)
+        }),
+        "not written back: {}",
+        redis.cli(&["GET", "{trustgate:older}:keyring"])
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    for gw in &fleet {
+        assert_eq!(get(gw, "/rev/x", &revoked).status, 401);
+        let (_, list) = admin(gw, "GET", None, ADMIN_TOKEN);
+        assert_eq!(list["entries"].as_array().unwrap().len(), 2, "{list}");
+        assert!(published_kids(gw).contains(&signing));
+        assert!(
+            published_before.contains(&minted_kid(gw)),
+            "signs with a key that was not published before it signed"
+        );
+    }
 }
 
 #[test]
