@@ -355,9 +355,11 @@ fn validate(
                     "internal_issuer.issuer is not set and admin.listen is {admin_listen}, which services cannot reach; set internal_issuer.issuer to the URL services use to fetch the gateway's JWKS"
                 )));
             }
-            if internal.max_ttl.0 < Duration::from_secs(1) {
+            // `exp` is whole seconds from the second the token is minted in, and a token is
+            // minted only with a second left: a 1 s lifetime would leave less, nearly always.
+            if internal.max_ttl.0 < MIN_INTERNAL_TTL {
                 return Err(ConfigError::new(
-                    "internal_issuer.max_ttl must be at least 1s",
+                    "internal_issuer.max_ttl must be at least 2s",
                 ));
             }
             if internal.rotation_interval.0.is_zero() {
@@ -533,6 +535,9 @@ fn route_fleet_of(
 fn claim_path(text: &str, field: &str) -> Result<ClaimPath, ConfigError> {
     ClaimPath::parse(text).map_err(|err| ConfigError::new(format!("{field}: {err}")))
 }
+
+/// The shortest lifetime of a minted token (`internal_ttl`, `internal_issuer.max_ttl`).
+pub(crate) const MIN_INTERNAL_TTL: Duration = Duration::from_secs(2);
 
 /// The shortest `rotation_interval` without `danger_fast_rotation`: the internal JWKS's cache
 /// lifetime, plus 30 s for a service's refetch to complete.

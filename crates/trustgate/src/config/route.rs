@@ -313,10 +313,10 @@ fn internal_ttl(
 ) -> Result<Duration, ConfigError> {
     let name = &route.name;
     if let Some(ttl) = route.internal_ttl
-        && ttl.0 < Duration::from_secs(1)
+        && ttl.0 < super::MIN_INTERNAL_TTL
     {
         return Err(ConfigError::new(format!(
-            "route {name:?}: internal_ttl must be at least 1s"
+            "route {name:?}: internal_ttl must be at least 2s"
         )));
     }
     let ttl = route.internal_ttl.map_or_else(

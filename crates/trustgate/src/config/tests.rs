@@ -267,13 +267,13 @@ fn internal_lifetimes_and_rotation_have_floors() {
         ))
         .is_ok()
     );
-    assert!(error(&internal("max_ttl = \"999ms\"")).contains("max_ttl"));
+    assert!(error(&internal("max_ttl = \"1999ms\"")).contains("max_ttl must be at least 2s"));
     let route = BASE.replace(
         "pattern = \"identity-headers\"",
-        "pattern = \"internal-token\"\ninternal_ttl = \"999ms\"",
+        "pattern = \"internal-token\"\ninternal_ttl = \"1s\"",
     );
     assert!(
-        error(&format!("[internal_issuer]\n{route}")).contains("internal_ttl must be at least 1s")
+        error(&format!("[internal_issuer]\n{route}")).contains("internal_ttl must be at least 2s")
     );
 }
 
