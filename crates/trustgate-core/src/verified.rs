@@ -74,11 +74,14 @@ impl VerifiedToken {
 
     /// All verified claims. Built on first use and kept with the token (and so in the cache).
     pub fn claims(&self) -> &Map<String, Value> {
-        // The payload already parsed strictly as an object when the token was verified, so this
-        // parse of the same bytes succeeds; the empty map is unreachable.
-        self.0
-            .claims
-            .get_or_init(|| json::parse_object(&self.0.payload).unwrap_or_default())
+        // The same parser as the checks, over the same bytes, which it accepted when the token was
+        // verified: this parse succeeds and gives the values the checks saw (the empty map is
+        // unreachable). serde_json would refuse some numbers this parser reads.
+        self.0.claims.get_or_init(|| {
+            json::parse_borrowed(&self.0.payload)
+                .map(|claims| claims.to_map())
+                .unwrap_or_default()
+        })
     }
 
     /// The identity built from the claims.

@@ -324,7 +324,8 @@ fn joined(items: &[Json<'_>], separator: char, numbers: NumericClaims) -> Result
 }
 
 /// Appends one list item, refusing an item that is empty, contains the separator (it would read
-/// as two) or has a control byte.
+/// as two), starts or ends with a space (a reader splitting the list trims it, and would read
+/// another item than the one checked here) or has a control byte.
 fn push_item(out: &mut String, item: &str, separator: char) -> Result<(), Reason> {
     check_item(item, separator)?;
     if !out.is_empty() {
@@ -337,14 +338,16 @@ fn push_item(out: &mut String, item: &str, separator: char) -> Result<(), Reason
 fn check_item(item: &str, separator: char) -> Result<(), Reason> {
     // One pass for both byte rules. The separators are ASCII, so comparing bytes is exact.
     let refused = |b: u8| b < 0x20 || b == 0x7f || u32::from(b) == u32::from(separator);
-    if item.is_empty() || item.bytes().any(refused) {
+    if item.is_empty() || item.starts_with(' ') || item.ends_with(' ') || item.bytes().any(refused)
+    {
         return Err(Reason::UnsafeClaimValue);
     }
     Ok(())
 }
 
 /// Encodes `text` for a header value: control bytes are refused, non-ASCII and `%` are
-/// percent-encoded, printable ASCII passes unchanged.
+/// percent-encoded, and so is a space at either end (HTTP drops it from a field value, RFC 9110
+/// §5.5, so the receiver would read another value); other printable ASCII passes unchanged.
 pub fn encode_header(text: &str) -> Result<HeaderValue, Reason> {
     encoded(text).map(|(header, _)| header)
 }
@@ -370,12 +373,14 @@ fn percent_encoded(text: &str) -> Result<Option<String>, Reason> {
     if control {
         return Err(Reason::UnsafeClaimValue);
     }
-    if !needs_encoding {
+    let edge_space = text.starts_with(' ') || text.ends_with(' ');
+    if !needs_encoding && !edge_space {
         return Ok(None);
     }
+    let last = bytes.len().saturating_sub(1);
     let mut encoded = String::with_capacity(text.len() + 16);
-    for &b in bytes {
-        if b >= 0x80 || b == b'%' {
+    for (i, &b) in bytes.iter().enumerate() {
+        if b >= 0x80 || b == b'%' || (b == b' ' && (i == 0 || i == last)) {
             percent_escape(&mut encoded, b);
         } else {
             encoded.push(char::from(b));
@@ -525,6 +530,26 @@ mod tests {
             identity(json!({"sub":{"id":1}}), &mapping).err(),
             Some(Reason::UnsafeClaimValue)
         );
+        // A reader splitting `X-User-Roles` trims each item: " admin" would read as "admin",
+        // which the gateway's own role checks do not see.
+        for roles in [
+            json!([" admin"]),
+            json!(["user", "admin "]),
+            json!(" admin"),
+        ] {
+            assert_eq!(
+                identity(json!({"roles": roles}), &mapping).err(),
+                Some(Reason::UnsafeClaimValue),
+                "{roles}"
+            );
+        }
+        // A single value keeps its spaces, encoded where HTTP would drop them.
+        let id = identity(json!({"sub":" alice "}), &mapping).unwrap();
+        assert_eq!(id.subject(), Some(" alice "));
+        assert_eq!(
+            id.header_value(&IdentityField::Subject).unwrap(),
+            "%20alice%20"
+        );
     }
 
     /// A number never reads as the string of its digits unless the operator opts in, and then
@@ -623,6 +648,11 @@ mod tests {
         assert_eq!(encode_header("José").unwrap(), "Jos%C3%A9");
         assert_eq!(encode_header("50%").unwrap(), "50%25");
         assert_eq!(encode_header("plain value").unwrap(), "plain value");
+        // HTTP trims a field value: a space at either end is encoded, so it reaches the
+        // receiver, and only there.
+        assert_eq!(encode_header(" alice ").unwrap(), "%20alice%20");
+        assert_eq!(encode_header("  a b  ").unwrap(), "%20 a b %20");
+        assert_eq!(encode_header(" ").unwrap(), "%20");
         // The identity keeps the text as the token had it, and the header encoded.
         let id = identity(
             json!({"sub":"José","tenant_id":"t-1"}),

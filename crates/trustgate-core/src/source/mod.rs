@@ -270,9 +270,12 @@ impl IssuerKeys {
     /// How long to wait before the next background refresh.
     fn next_delay(&self, outcome: &Result<Option<Duration>, RefreshError>) -> Duration {
         match outcome {
+            // Not `clamp`, which panics on inverted bounds (`Validator::new` refuses them, and
+            // this task must not die if it ever met them): the upper bound wins.
             Ok(max_age) => max_age
                 .unwrap_or(self.policy.default_interval)
-                .clamp(self.policy.min_interval, self.policy.max_interval),
+                .max(self.policy.min_interval)
+                .min(self.policy.max_interval),
             Err(_) => {
                 let failures = self.failures_in_row.load(Ordering::Relaxed).min(16);
                 let backoff = self

@@ -162,6 +162,9 @@ impl Validator {
             if config.max_kidless_candidates == 0 {
                 return Err(ConfigError::ZeroKidlessCandidates(config.issuer));
             }
+            if config.refresh.min_interval > config.refresh.max_interval {
+                return Err(ConfigError::InvertedRefreshBounds(config.issuer));
+            }
             if matches!(config.source, KeySource::Discovery)
                 && !(config.issuer.starts_with("https://") || config.issuer.starts_with("http://"))
             {

@@ -99,4 +99,7 @@ pub enum ConfigError {
     /// A zero cap on kid-less candidates would make every kid-less token fail.
     #[error("issuer {0:?}: max_kidless_candidates must be at least 1")]
     ZeroKidlessCandidates(String),
+    /// A refresh policy whose lower bound is above its upper bound.
+    #[error("issuer {0:?}: refresh min_interval is longer than max_interval")]
+    InvertedRefreshBounds(String),
 }

@@ -363,6 +363,28 @@ async fn duplicate_member_names_are_refused_in_header_and_payload() {
     }
 }
 
+/// What a caller reads from a verified token (`claims()`, `token_id()`: revocation by `jti`) is
+/// what the checks read, even for a number serde_json's own parser calls out of range.
+#[tokio::test]
+async fn verified_claims_are_the_claims_the_checks_read() {
+    let (v, key, _clock) = es256_fixture();
+    let h = header(&key).to_string();
+    for big in ["1.7976931348623158e308", "-1.7976931348623157081e308"] {
+        let payload = format!(
+            r#"{{"iss":"{ISS}","aud":"{AUD}","sub":"alice","exp":{},"jti":"revoked-1","n":{big}}}"#,
+            NOW + 600
+        );
+        let t = sign_bytes(&key, h.as_bytes(), payload.as_bytes());
+        let verified = v.validate(&t).await.unwrap();
+        assert_eq!(verified.token_id(), Some("revoked-1"), "{big}");
+        assert_eq!(verified.claims()["sub"], "alice");
+        assert_eq!(
+            verified.claims()["n"].as_f64().map(f64::abs),
+            Some(f64::MAX)
+        );
+    }
+}
+
 #[tokio::test]
 async fn crit_is_refused() {
     let (v, key, _) = es256_fixture();
@@ -723,6 +745,30 @@ async fn kidless_tokens_are_tried_against_at_most_n_keys() {
     assert!(
         matches!(err, ConfigError::ZeroKidlessCandidates(_)),
         "{err}"
+    );
+}
+
+/// Inverted refresh bounds are refused when the validator is built: the background refresh
+/// would otherwise meet them later, with nobody to tell.
+#[test]
+fn inverted_refresh_bounds_are_a_configuration_error() {
+    let key = TestKey::es256("k1");
+    let mut config = issuer(ISS, &[&key]);
+    config.refresh.min_interval = std::time::Duration::from_millis(200);
+    config.refresh.max_interval = std::time::Duration::from_millis(20);
+    let err = Validator::new(
+        vec![config],
+        ValidatorOptions::default(),
+        std::sync::Arc::new(clock()),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, ConfigError::InvertedRefreshBounds(_)),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("issuer {ISS:?}: refresh min_interval is longer than max_interval")
     );
 }
 
