@@ -191,7 +191,16 @@ impl GatewayError {
             }
             GatewayError::RateLimited(_) => (GrpcCode::ResourceExhausted, "rate_limited"),
         };
-        grpc_refusal(self.to_response(), code, message)
+        let framing = matches!(self, GatewayError::Framing(_));
+        let mut response = grpc_refusal(self.to_response(), code, message);
+        if framing {
+            // A claimed gRPC content type changes the answer, not the connection's fate: its
+            // remaining bytes cannot be trusted (framing refusals are HTTP/1 only).
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
     }
 }
 

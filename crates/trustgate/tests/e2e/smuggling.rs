@@ -94,6 +94,56 @@ fn cl_te_and_te_cl_are_refused_with_connection_close() {
     assert_refused(&f, &gateway, "TE.CL", head, chunk.as_bytes());
 }
 
+/// A request that says it is gRPC gets its refusal the gRPC way (HTTP 200, `grpc-status`), but
+/// the connection closes all the same: the content type is the client's word, and the bytes
+/// after a framing refusal are not read as a request.
+#[test]
+fn a_framing_refusal_closes_the_connection_for_a_grpc_request_too() {
+    let f = Fixture::new();
+    let gateway = start(&f);
+    let chunk = format!("{:x}\r\n{HIDDEN}\r\n0\r\n\r\n", HIDDEN.len());
+    let variants = [
+        (
+            "underscore TE",
+            "Transfer_Encoding: chunked\r\n".to_owned(),
+            chunk.clone(),
+        ),
+        (
+            "underscore CL",
+            format!("Content_Length: {}\r\n", HIDDEN.len()),
+            HIDDEN.to_owned(),
+        ),
+        (
+            "TE.CL",
+            "Transfer-Encoding: chunked\r\nContent-Length: 4\r\n".to_owned(),
+            chunk.clone(),
+        ),
+    ];
+    for (name, framing, body) in &variants {
+        let head = format!(
+            "POST /x HTTP/1.1\r\nHost: gw.test\r\nContent-Type: application/grpc\r\nTE: trailers\r\n{framing}\r\n"
+        );
+        let (status, text, closed) = send_keep_alive(&gateway, &head, body.as_bytes());
+        let lower = text.to_ascii_lowercase();
+        assert_eq!(status, 200, "{name}: {text:?}");
+        assert!(
+            lower.contains("\r\ngrpc-status: 13\r\n"),
+            "{name}: {text:?}"
+        );
+        assert!(
+            lower.contains("\r\nconnection: close\r\n"),
+            "{name}: {text:?}"
+        );
+        assert!(closed, "{name}: the connection stayed open: {text:?}");
+        assert_eq!(
+            text.matches("HTTP/1.1 ").count(),
+            1,
+            "{name}: a second response was sent: {text:?}"
+        );
+    }
+    assert_eq!(f.upstream.count(), 0);
+}
+
 #[test]
 fn obfuscated_transfer_encodings_are_refused() {
     let f = Fixture::new();
