@@ -9,10 +9,16 @@
 //! Every answer is a `CheckResponse`, never a gRPC error status: Envoy treats a failed call as
 //! the authorization service being down, and with `failure_mode_allow: true` lets the request
 //! through. A refusal carried in the response is enforced whatever that setting says, so it
-//! fails closed.
+//! fails closed. That holds for calls tonic refuses before the handler runs, too (a
+//! `CheckRequest` over [`MAX_CHECK_BYTES`], one that does not decode): [`FailClosed`] answers
+//! them with a denial.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction;
@@ -77,16 +83,105 @@ pub(crate) async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
             gateway: Arc::clone(&gateway),
             peer: peer.ip(),
         };
+        let service = FailClosed {
+            inner: AuthorizationServer::new(check).max_decoding_message_size(MAX_CHECK_BYTES),
+            gateway: Arc::clone(&gateway),
+            peer: peer.ip(),
+        };
         let http2 = Arc::clone(&http2);
         tokio::spawn(async move {
             let _permit = permit;
-            let service =
-                AuthorizationServer::new(check).max_decoding_message_size(MAX_CHECK_BYTES);
             let _ = http2
                 .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
                 .await;
         });
     }
+}
+
+/// The path of the one method Envoy calls.
+const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
+
+/// The ext_authz service, with any gRPC error status tonic answers a `Check` call with before
+/// the handler runs (the handler itself never returns one) turned into a `CheckResponse` that
+/// denies: 400 `bad_request`, as for a check that does not describe a request.
+#[derive(Clone)]
+struct FailClosed<S> {
+    inner: S,
+    gateway: Arc<Gateway>,
+    peer: IpAddr,
+}
+
+impl<S, B> tower_service::Service<http::Request<B>> for FailClosed<S>
+where
+    S: tower_service::Service<
+            http::Request<B>,
+            Response = Response<tonic::body::Body>,
+            Error = Infallible,
+        >,
+    S::Future: Send + 'static,
+{
+    type Response = Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let check = request.uri().path() == CHECK_PATH;
+        let answered = self.inner.call(request);
+        let gateway = Arc::clone(&self.gateway);
+        let peer = self.peer;
+        Box::pin(async move {
+            let response = answered.await?;
+            // A handler's answer carries its status in the trailers; one in the head is tonic's
+            // trailers-only error.
+            let error_status = response
+                .headers()
+                .get("grpc-status")
+                .is_some_and(|status| status != "0");
+            if !(check && error_status) {
+                return Ok(response);
+            }
+            let rt = gateway.runtime.load_full();
+            let origin = Origin {
+                door: Door::ExtAuthz,
+                peer,
+                method: None,
+                trace: None,
+            };
+            let denial = denied(&undescribed(&rt, DescribeError::Malformed, &origin));
+            Ok(grpc_ok(&denial))
+        })
+    }
+}
+
+/// `message` as a whole gRPC response: its one length-prefixed message, then `grpc-status: 0`.
+fn grpc_ok(message: &CheckResponse) -> Response<tonic::body::Body> {
+    use prost::Message as _;
+    let encoded = message.encode_to_vec();
+    let mut framed = Vec::with_capacity(5 + encoded.len());
+    framed.push(0); // not compressed
+    framed.extend_from_slice(
+        &u32::try_from(encoded.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    framed.extend_from_slice(&encoded);
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    let frames = [
+        Ok::<_, Infallible>(http_body::Frame::data(Bytes::from(framed))),
+        Ok(http_body::Frame::trailers(trailers)),
+    ];
+    let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
+    let mut response = Response::new(tonic::body::Body::new(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    response
 }
 
 /// The service on one connection: the peer is the Envoy that asks.

@@ -274,6 +274,43 @@ fn a_check_from_an_untrusted_peer_is_refused() {
     assert!(gateway.wait_for_log("untrusted_forwarder", std::time::Duration::from_secs(5)));
 }
 
+/// A check over the gateway's 1 MiB limit (Envoy's `max_request_headers_kb` goes up to 8 MiB,
+/// and `with_request_body` adds the body) is refused by tonic before the handler runs. It still
+/// gets a `CheckResponse` that denies, not a gRPC error status, which an Envoy with
+/// `failure_mode_allow: true` would take for "authorization down" and let through with the
+/// forged identity header.
+#[test]
+fn an_oversized_check_gets_a_denial_not_an_error_status() {
+    let f = Fixture::new();
+    let gateway = Gateway::start(&config(&f));
+    let grpc = gateway.grpc.unwrap();
+    let padding = "a".repeat(1_100_000);
+    let request = check_request(
+        "GET",
+        "/users/1",
+        &[("x-user-id", "admin"), ("x-padding", &padding)],
+    );
+    let r = rt().block_on(async {
+        let channel = Endpoint::from_shared(format!("http://{grpc}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        AuthorizationClient::new(channel)
+            .max_encoding_message_size(usize::MAX)
+            .check(request)
+            .await
+            .expect("a CheckResponse, not a gRPC error status")
+            .into_inner()
+    });
+    let denied = denied_response(&r, INVALID_ARGUMENT, 400);
+    assert_eq!(denied.body, r#"{"error":"bad_request"}"#);
+    assert!(gateway.wait_for_log("malformed_description", std::time::Duration::from_secs(5)));
+    // The connection and the door still answer ordinary checks.
+    let r = send(grpc, None, check_request("GET", "/public/p", &[]));
+    ok_response(&r);
+}
+
 /// With `encode_raw_headers`, Envoy sends `header_map` (raw bytes, repeated names apart) instead
 /// of `headers`; both at once is ambiguous and refused.
 #[test]
