@@ -45,10 +45,13 @@ enum Refetch {
 /// A token the published keys did not decide.
 enum Undecided {
     Refused(AuthError),
-    /// Its `kid` is not in the issuer's published key set; one refetch may bring it.
+    /// Its `kid` is not in the issuer's published key set, or no key under it verifies (an issuer
+    /// that keeps a fixed `kid` replaces the key under it); one refetch may bring the key. Without
+    /// it, the token is refused for `reason`.
     UnknownKid {
         keys: Arc<IssuerKeys>,
         kid: String,
+        reason: Reason,
     },
 }
 
@@ -280,7 +283,8 @@ impl Validator {
     /// Validates a token: signature, issuer, claims and identity mapping.
     ///
     /// A cache hit returns without awaiting. A miss may await one single-flight key refetch when
-    /// the `kid` is unknown, bounded by the fetch timeout.
+    /// the `kid` is unknown, or when no key under it verifies (an issuer may replace the key
+    /// under a fixed `kid`), bounded by the fetch timeout and rate-limited per issuer.
     ///
     /// # Errors
     /// [`AuthError::InvalidToken`] with the reason, or [`AuthError::KeysUnavailable`].
@@ -314,8 +318,8 @@ impl Validator {
                 span.record("trustgate.reason", error.label());
                 Ok(Err(error))
             }
-            Err(Undecided::UnknownKid { keys, kid }) => Err(Box::pin(
-                self.validate_after_refetch(token, keys, kid, span),
+            Err(Undecided::UnknownKid { keys, kid, reason }) => Err(Box::pin(
+                self.validate_after_refetch(token, keys, kid, reason, span),
             )),
         }
     }
@@ -365,6 +369,7 @@ impl Validator {
         token: &str,
         keys: Arc<IssuerKeys>,
         kid: String,
+        reason: Reason,
         span: tracing::Span,
     ) -> Result<VerifiedToken, AuthError> {
         let found =
@@ -373,10 +378,10 @@ impl Validator {
             match span.in_scope(|| self.validate_with_published_keys(token, Refetch::Done)) {
                 Ok(verified) => Ok(verified),
                 Err(Undecided::Refused(error)) => Err(error),
-                Err(Undecided::UnknownKid { .. }) => Err(Reason::UnknownKey.into()),
+                Err(Undecided::UnknownKid { reason, .. }) => Err(reason.into()),
             }
         } else {
-            Err(Reason::UnknownKey.into())
+            Err(reason.into())
         };
         match &result {
             Ok(verified) => {
@@ -434,14 +439,33 @@ impl Validator {
             }
             let kid = jws.header.kid.as_deref();
             match state.keys.pool(kid) {
-                Some(pool) => verify_with(pool, kid.is_none(), &jws, &signature, entry.max_kidless)
-                    .map_err(|e| refused(e.into()))?,
+                Some(pool) => {
+                    match verify_with(pool, kid.is_none(), &jws, &signature, entry.max_kidless) {
+                        Ok(key) => key,
+                        // The key under this `kid` may have been replaced under the same `kid`: the
+                        // same rate-limited refetch as for an unknown one (a forged signature costs
+                        // no more than a made-up `kid`).
+                        Err(AuthError::InvalidToken(
+                            reason @ (Reason::BadSignature | Reason::NoMatchingKey),
+                        )) if matches!(refetch, Refetch::Allowed)
+                            && let Some(kid) = kid =>
+                        {
+                            return Err(Undecided::UnknownKid {
+                                keys: Arc::clone(&entry.keys),
+                                kid: kid.to_owned(),
+                                reason,
+                            });
+                        }
+                        Err(error) => return Err(refused(error.into())),
+                    }
+                }
                 // No key carries the token's `kid` (a token without one gets every key).
                 None => {
                     return Err(refused(match refetch {
                         Refetch::Allowed => Undecided::UnknownKid {
                             keys: Arc::clone(&entry.keys),
                             kid: kid.unwrap_or_default().to_owned(),
+                            reason: Reason::UnknownKey,
                         },
                         Refetch::Done => Reason::UnknownKey.into(),
                     }));

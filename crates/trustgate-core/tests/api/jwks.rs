@@ -259,6 +259,49 @@ async fn rotation_new_kid_refetches_once_and_removed_keys_drop_cached_tokens() {
     assert_eq!(issuer.jwks_fetches(), 3);
 }
 
+/// An issuer that keeps a fixed `kid` ("1", "default") and replaces the key under it: the first
+/// token signed with the new key does not verify with the cached one, causes one refetch, and
+/// validates. A forged signature under a known `kid` costs no more than a made-up `kid`: at most
+/// one fetch per cooldown, and it is still refused as a bad signature.
+#[tokio::test]
+async fn a_key_replaced_under_the_same_kid_refetches_once_per_cooldown() {
+    let issuer = TestIssuer::start().await;
+    let old = TestKey::es256("fixed");
+    let new = TestKey::es256("fixed");
+    issuer.set_keys(&[&old]);
+    let clock = clock();
+    let v = jwks_url_validator(&issuer, &clock);
+    assert!(v.start().await);
+    assert_eq!(check(&v, &fresh(&old, &issuer, "a")).await, Ok(()));
+    assert_eq!(issuer.jwks_fetches(), 1);
+
+    issuer.set_keys(&[&new]);
+    assert_eq!(check(&v, &fresh(&new, &issuer, "b")).await, Ok(()));
+    assert_eq!(issuer.jwks_fetches(), 2);
+    assert_eq!(check(&v, &fresh(&new, &issuer, "c")).await, Ok(()));
+    assert_eq!(issuer.jwks_fetches(), 2);
+
+    // Forged signatures under the known kid, within the cooldown: no fetch, a bad signature.
+    let forger = TestKey::es256("fixed");
+    for i in 0..20 {
+        assert_eq!(
+            check(&v, &fresh(&forger, &issuer, &format!("f{i}"))).await,
+            invalid(Reason::BadSignature)
+        );
+    }
+    assert_eq!(issuer.jwks_fetches(), 2);
+    // In a new cooldown window, the first forgery costs one fetch, the rest none.
+    clock.advance_secs(COOLDOWN.as_secs() as i64 + 1);
+    for i in 0..20 {
+        assert_eq!(
+            check(&v, &fresh(&forger, &issuer, &format!("g{i}"))).await,
+            invalid(Reason::BadSignature)
+        );
+    }
+    assert_eq!(issuer.jwks_fetches(), 3);
+    assert_eq!(check(&v, &fresh(&new, &issuer, "d")).await, Ok(()));
+}
+
 /// A background refresh in flight when a new kid's first token arrives may have read the key set
 /// before the issuer added that key. It does not count as the token's refetch: the token gets a
 /// fetch that starts after it, instead of a negative cache entry that would refuse the new key
