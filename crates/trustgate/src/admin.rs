@@ -10,20 +10,27 @@ use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::gateway::Gateway;
 use crate::internal_issuer::internal_issuer_document;
 
+/// Serves the admin listener until the process ends, with the public listener's limits
+/// (`[server]`: `max_connections`, `header_read_timeout`, `max_header_bytes`, `max_headers`),
+/// read once at start: whoever reaches the port (a scraper, a service fetching the internal
+/// JWKS) must not hold a connection, and its descriptor, with a head it never finishes.
 pub(crate) async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
+    let server = gateway.runtime.load().config.server.clone();
+    let limit = Arc::new(Semaphore::new(server.max_connections));
+    let builder = Arc::new(crate::limits::limited_builder(&server));
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
+        let (stream, _, permit) = crate::limits::accept_within(&listener, &limit, "admin").await;
         let gateway = Arc::clone(&gateway);
+        let builder = Arc::clone(&builder);
         tokio::spawn(async move {
+            let _permit = permit;
             let service = service_fn(move |req: Request<Incoming>| {
                 let gateway = Arc::clone(&gateway);
                 async move {
@@ -35,7 +42,7 @@ pub(crate) async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
                     Ok::<_, Infallible>(respond(&gateway, &req))
                 }
             });
-            let _ = auto::Builder::new(TokioExecutor::new())
+            let _ = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });

@@ -70,15 +70,8 @@ pub(crate) async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
         .keep_alive_interval(Some(server.idle_timeout / 2));
     let http2 = Arc::new(http2);
     loop {
-        let Ok((stream, peer)) = listener.accept().await else {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            continue;
-        };
-        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
-            tracing::debug!(%peer, "ext_authz connection limit reached; closing");
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
+        let (stream, peer, permit) =
+            crate::limits::accept_within(&listener, &limit, "ext_authz").await;
         let check = Check {
             gateway: Arc::clone(&gateway),
             peer: peer.ip(),

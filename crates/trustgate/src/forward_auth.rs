@@ -49,15 +49,8 @@ pub(crate) async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
     let limit = Arc::new(Semaphore::new(server.max_connections));
     let builder = Arc::new(crate::limits::limited_builder(&server));
     loop {
-        let Ok((stream, peer)) = listener.accept().await else {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            continue;
-        };
-        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
-            tracing::debug!(%peer, "decision endpoint connection limit reached; closing");
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
+        let (stream, peer, permit) =
+            crate::limits::accept_within(&listener, &limit, "decision endpoint").await;
         let gateway = Arc::clone(&gateway);
         let builder = Arc::clone(&builder);
         tokio::spawn(async move {

@@ -1,9 +1,38 @@
 //! The limits every listener facing the network puts on a peer before it is answered.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config;
+
+/// The next connection of a side listener (the admin listener, the decision endpoint, the gRPC
+/// ext_authz door) within `limit` (`server.max_connections`), with the permit it holds while
+/// open. A connection over the limit is closed at once; an accept error (out of descriptors)
+/// waits 20 ms instead of spinning on the error.
+pub(crate) async fn accept_within(
+    listener: &TcpListener,
+    limit: &Arc<Semaphore>,
+    door: &'static str,
+) -> (TcpStream, SocketAddr, OwnedSemaphorePermit) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        let Ok(permit) = Arc::clone(limit).try_acquire_owned() else {
+            tracing::debug!(%peer, door, "connection limit reached; closing");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        return (stream, peer, permit);
+    }
+}
 
 /// A connection builder with `[server]`'s limits on what a peer may send before it is answered:
 /// header bytes and count, and the time to send them. Every listener that faces the network

@@ -87,6 +87,52 @@ fn metrics_count_outcomes_failures_keys_and_cache_hits() {
     assert!(!body.contains(&t), "a token in the metrics");
 }
 
+/// The admin listener takes `[server]`'s limits too: a head sent too slowly is cut off at
+/// `header_read_timeout`, and connections over `max_connections` are closed at once (a scraper or
+/// any peer reaching the port cannot hold descriptors).
+#[test]
+fn the_admin_listener_cuts_off_slow_heads_and_caps_connections() {
+    use std::io::Write as _;
+    let f = Fixture::new();
+    let gateway = Gateway::start(
+        &routes(&f)
+            .server("header_read_timeout", "1s")
+            .server("max_connections", 2),
+    );
+    let mut slow = std::net::TcpStream::connect(gateway.admin).unwrap();
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: admin\r\nX-Slow: ")
+        .unwrap();
+    let (_, closed) = crate::common::read_until_closed(&mut slow, Duration::from_secs(5));
+    assert!(
+        closed,
+        "the admin listener kept a half-sent head open for 5 s"
+    );
+
+    // Kept-alive connections, each after one answered request; then one over the limit.
+    let healthz = || {
+        let mut stream = std::net::TcpStream::connect(gateway.admin).unwrap();
+        let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: admin\r\n\r\n");
+        let mut first = [0u8; 12];
+        let answered =
+            std::io::Read::read_exact(&mut stream, &mut first).is_ok() && &first == b"HTTP/1.1 200";
+        (stream, answered)
+    };
+    let held: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| {
+            let (stream, answered) = healthz();
+            assert!(answered);
+            stream
+        })
+        .collect();
+    let (mut over, answered) = healthz();
+    assert!(!answered);
+    let (rest, closed) = crate::common::read_until_closed(&mut over, Duration::from_secs(5));
+    assert!(closed && rest.is_empty(), "{rest:?}");
+    // Closing them frees their places.
+    drop(held);
+    assert!(wait_until(Duration::from_secs(5), || healthz().1));
+}
+
 #[test]
 fn readyz_is_200_with_keys() {
     let f = Fixture::new();
