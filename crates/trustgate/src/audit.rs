@@ -332,14 +332,20 @@ fn last_hash(path: &Path) -> std::io::Result<String> {
         Err(err) => return Err(err),
     };
     let mut file = std::fs::File::open(path)?;
-    // The last line is within the last 64 KiB: events are a few hundred bytes.
+    // The last line is within the last 64 KiB: events are a few hundred bytes. Read as bytes:
+    // the cut may fall inside a character of an earlier line (values are written as UTF-8), and
+    // only the last line is decoded.
     file.seek(SeekFrom::Start(length.saturating_sub(64 * 1024)))?;
-    let mut tail = String::new();
-    file.read_to_string(&mut tail)?;
-    let Some(last) = tail.lines().rev().find(|line| !line.trim().is_empty()) else {
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail)?;
+    let Some(last) = tail
+        .split(|&b| b == b'\n')
+        .rev()
+        .find(|line| !line.trim_ascii().is_empty())
+    else {
         return Ok(GENESIS.to_owned());
     };
-    match serde_json::from_str::<Value>(last)
+    match serde_json::from_slice::<Value>(last)
         .ok()
         .as_ref()
         .and_then(|event| event.get("hash"))
@@ -424,6 +430,29 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
+
+    /// The tail read to continue the chain may start inside a multi-byte character of an earlier
+    /// line; the last line is found all the same.
+    #[test]
+    fn the_last_hash_is_found_when_the_tail_starts_inside_a_character() {
+        let dir = std::env::temp_dir().join(format!("trustgate-audit-tail-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.jsonl");
+        let hash = "ab".repeat(32);
+        let last = format!("{{\"hash\":\"{hash}\"}}\n");
+        for offset in 0..2 {
+            // 2-byte characters up to the last line: one of the two offsets puts the 64 KiB cut
+            // on a character's second byte.
+            let mut text = String::from("{\"subject\":\"");
+            text.push_str(&"é".repeat(40_000));
+            text.push_str(&" ".repeat(offset));
+            text.push_str("\"}\n");
+            text.push_str(&last);
+            std::fs::write(&path, &text).unwrap();
+            assert_eq!(last_hash(&path).unwrap(), hash, "offset {offset}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn times_are_rfc3339_utc() {
