@@ -542,21 +542,24 @@ fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
 /// percent-encoded (W3C baggage's format).
 fn parse_headers(list: &str) -> Result<HeaderMap, String> {
     let mut headers = HeaderMap::new();
-    for pair in list
+    // Errors name an entry by its place, never by its text: a malformed entry (`Authorization:
+    // Bearer …`, a token with `=` in it) holds the credential wherever it was cut.
+    for (place, pair) in list
         .split(',')
         .map(str::trim)
         .filter(|pair| !pair.is_empty())
+        .enumerate()
     {
+        let entry = place + 1;
         let Some((name, value)) = pair.split_once('=') else {
             return Err(format!(
-                "telemetry: OTEL_EXPORTER_OTLP_HEADERS: {:?} is not name=value",
-                pair.split('=').next().unwrap_or_default()
+                "telemetry: OTEL_EXPORTER_OTLP_HEADERS: entry {entry} is not name=value"
             ));
         };
         let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
             format!(
-                "telemetry: OTEL_EXPORTER_OTLP_HEADERS: {:?} is not a header name",
-                name.trim()
+                "telemetry: OTEL_EXPORTER_OTLP_HEADERS: entry {entry} does not start with a \
+                 header name"
             )
         })?;
         let value = trustgate_core::percent_decode_lenient(value.trim().as_bytes());
@@ -792,11 +795,20 @@ mod tests {
         assert_eq!(headers["x-tenant"], "acme");
         let multi: Vec<_> = headers.get_all("x-multi").iter().collect();
         assert_eq!(multi, ["a", "b"]);
+        // Errors name the entry by its place: its text may be the credential.
         let err = parse_headers("authorization=Bearer%20secret,bad header=x").unwrap_err();
-        assert!(err.contains("\"bad header\""), "{err}");
-        assert!(!err.contains("secret"), "{err}");
-        let err = parse_headers("novalue").unwrap_err();
-        assert!(err.contains("name=value"), "{err}");
+        assert_eq!(
+            err,
+            "telemetry: OTEL_EXPORTER_OTLP_HEADERS: entry 2 does not start with a header name"
+        );
+        for malformed in [
+            "authorization:Bearer s3cr3t-key",
+            "authorization: Bearer s3cr3t-key=",
+        ] {
+            let err = parse_headers(&format!("x-tenant=acme, {malformed}")).unwrap_err();
+            assert!(err.contains("entry 2"), "{err}");
+            assert!(!err.contains("s3cr3t"), "{err}");
+        }
         // A `%` that starts no escape stays as it is.
         assert_eq!(parse_headers("x-odd=5%zz%4").unwrap()["x-odd"], "5%zz%4");
     }
