@@ -89,6 +89,6 @@ pub use percent::{
     percent_escape, percent_escaped_byte,
 };
 pub use source::{KeySource, PemKey, RefreshError, RefreshPolicy, StaticKeyError};
-pub use traceparent::{TRACEPARENT, TRACESTATE, TraceParent};
+pub use traceparent::{BAGGAGE, TRACEPARENT, TRACESTATE, TraceParent};
 pub use validator::{ConfigError, IssuerConfig, IssuerStatus, Validator, ValidatorOptions};
 pub use verified::VerifiedToken;

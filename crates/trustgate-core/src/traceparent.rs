@@ -12,6 +12,9 @@ use http::HeaderValue;
 pub const TRACEPARENT: &str = "traceparent";
 /// The vendor-specific companion header, forwarded only with a `traceparent` that was believed.
 pub const TRACESTATE: &str = "tracestate";
+/// W3C Baggage: the context entries OpenTelemetry's default propagators extract along with the
+/// trace (`user.id=…`). A client's is forwarded only with a `traceparent` that was believed.
+pub const BAGGAGE: &str = "baggage";
 
 /// The `sampled` bit of `trace-flags`.
 const SAMPLED: u8 = 0x01;

@@ -24,7 +24,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, V
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
-use trustgate_core::{TRACEPARENT, TRACESTATE, VerifiedToken};
+use trustgate_core::{BAGGAGE, TRACEPARENT, TRACESTATE, VerifiedToken};
 use trustgate_edge::decision::Trace;
 use trustgate_edge::framing::{self, FramingError};
 use trustgate_edge::headers::{self, Message};
@@ -62,7 +62,8 @@ pub(crate) struct Prepared {
 /// this hop's own headers applied. On success `parts` is the request the upstream will receive.
 ///
 /// `drop_trace_context`: the client's `traceparent` and `tracestate` are not believed
-/// ([`RequestTrace::replaces_client_context`]) and go with the identity headers.
+/// ([`RequestTrace::replaces_client_context`]) and go with the identity headers, and so does its
+/// `baggage`: services' propagators read it with the trace, and act on or record its entries.
 pub(crate) async fn prepare(
     rt: &Runtime,
     parts: &mut Parts,
@@ -84,7 +85,10 @@ pub(crate) async fn prepare(
         trace.push("hop-by-hop: removed Connection and the headers it names".to_owned());
     }
     decision.apply_removing(&rt.engine, &mut parts.headers, |name| {
-        drop_trace_context && (name == TRACEPARENT.as_bytes() || name == TRACESTATE.as_bytes())
+        drop_trace_context
+            && (name == TRACEPARENT.as_bytes()
+                || name == TRACESTATE.as_bytes()
+                || name == BAGGAGE.as_bytes())
     });
     headers::set_forwarding_headers(
         &mut parts.headers,

@@ -20,8 +20,8 @@
 //! request's decision is polled (`StepSpans::InTracedScopes`, [`RequestTrace::run`]), and a
 //! global filter ([`UnderSampledRequests`]) still lets a step's span exist only under a sampled
 //! request's root. Every forwarded request gets a `traceparent` (unsampled ones
-//! too, with the sampled flag clear, so the services agree), and a client's own `traceparent`
-//! and `tracestate` never reach the upstream unless believed.
+//! too, with the sampled flag clear, so the services agree), and a client's own `traceparent`,
+//! `tracestate` and `baggage` never reach the upstream unless believed.
 
 use std::future::Future;
 use std::net::IpAddr;

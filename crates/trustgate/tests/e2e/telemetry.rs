@@ -450,9 +450,14 @@ fn a_traceparent_is_believed_only_from_a_trusted_proxy() {
     let collector = Collector::start();
     let base = public_route(&f, &collector, "grpc");
     let sent = traceparent("01");
-    let headers = [("traceparent", sent.as_str()), ("tracestate", "vendor=x")];
+    let headers = [
+        ("traceparent", sent.as_str()),
+        ("tracestate", "vendor=x"),
+        ("baggage", "user.id=admin,tenant=acme"),
+    ];
 
-    // From an untrusted client: a trace of the gateway's own, the client's values replaced.
+    // From an untrusted client: a trace of the gateway's own, the client's values replaced, and
+    // its baggage (entries a service's propagator would take as context) gone.
     let gateway = Gateway::start_with_env(&base, FAST_EXPORT);
     assert_eq!(gateway.get("/pub/x", &headers).status, 200);
     let forwarded = f.upstream.last().unwrap();
@@ -460,6 +465,7 @@ fn a_traceparent_is_believed_only_from_a_trusted_proxy() {
     assert!(!value.contains(CLIENT_TRACE), "{value}");
     assert!(value.ends_with("-01"), "sampled: {value}");
     assert_eq!(forwarded.header("tracestate"), None);
+    assert!(forwarded.header_values("baggage").is_empty());
     let spans = collector.trace_with("trustgate.request", |_| true);
     let root = named(&spans, "trustgate.request");
     assert_eq!(root.parent, "");
@@ -487,6 +493,10 @@ fn a_traceparent_is_believed_only_from_a_trusted_proxy() {
         Some(format!("00-{CLIENT_TRACE}-{}-01", named(&spans, "upstream").span_id).as_str())
     );
     assert_eq!(forwarded.header("tracestate"), Some("vendor=x"));
+    assert_eq!(
+        forwarded.header("baggage"),
+        Some("user.id=admin,tenant=acme")
+    );
 
     // An unsampled trace from a trusted proxy: no span, and its values passed on as they came.
     let unsampled = traceparent("00");
