@@ -39,7 +39,7 @@ pub(crate) struct RouteRuntime {
 pub(crate) struct Runtime {
     pub(crate) config: Config,
     /// Each route's rate limiter, by route index.
-    pub(crate) limiters: Vec<Option<crate::fleet::ratelimit::RouteLimiter>>,
+    pub(crate) limiters: Vec<Option<Arc<crate::fleet::ratelimit::RouteLimiter>>>,
     /// The decision engine: routes, sanitization, validation and the patterns' edits.
     pub(crate) engine: Engine,
     /// Per route, by `Route::index`.

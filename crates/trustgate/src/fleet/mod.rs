@@ -25,7 +25,7 @@ use self::metrics::{FleetGauges, FleetMetrics};
 use self::ratelimit::{RouteLimiter, Verdict};
 use self::revocation::{Revocations, RouteRevocations};
 use self::store::{RedisStore, wall_ms};
-use crate::config::{Backend, Config, ConfigError, RevocationConfig, StoreConfig};
+use crate::config::{Backend, Config, ConfigError, RateLimit, RevocationConfig, StoreConfig};
 
 /// The shared state of this process.
 pub(crate) struct Fleet {
@@ -36,6 +36,9 @@ pub(crate) struct Fleet {
     pub(crate) keyring: Option<Arc<KeyRingSync>>,
     pub(crate) signer: Option<Arc<InternalSigner>>,
     pub(crate) metrics: Arc<FleetMetrics>,
+    /// The rate limiters of the configuration in force, by route name and limit: a reload keeps
+    /// a route's limiter (and so every caller's bucket in this process) when neither changed.
+    limiters: std::sync::Mutex<Vec<(String, RateLimit, Arc<RouteLimiter>)>>,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -128,6 +131,7 @@ impl Fleet {
             keyring,
             signer: signer.cloned(),
             metrics: Arc::clone(&metrics),
+            limiters: std::sync::Mutex::new(Vec::new()),
         });
         metrics.set_gauges(Box::new(Gauges(Arc::clone(&fleet))));
         Ok(fleet)
@@ -152,23 +156,51 @@ impl Fleet {
     }
 
     /// Each route's rate limiter, by route index.
-    pub(crate) fn limiters(&self, config: &Config) -> Vec<Option<RouteLimiter>> {
-        config
+    pub(crate) fn limiters(&self, config: &Config) -> Vec<Option<Arc<RouteLimiter>>> {
+        // Building a runtime is not on the request path; a poisoned lock only loses the reuse.
+        let mut kept = self
+            .limiters
+            .lock()
+            .map(|mut kept| std::mem::take(&mut *kept))
+            .unwrap_or_default();
+        let limiters: Vec<Option<Arc<RouteLimiter>>> = config
             .routes
             .iter()
             .zip(&config.route_fleet)
             .map(|(route, fleet)| {
-                fleet.rate_limit.clone().map(|limit| {
-                    RouteLimiter::new(
+                let limit = fleet.rate_limit.clone()?;
+                let reused = kept
+                    .iter()
+                    .position(|(name, old, _)| *name == route.name && *old == limit)
+                    .map(|at| kept.swap_remove(at).2);
+                Some(reused.unwrap_or_else(|| {
+                    Arc::new(RouteLimiter::new(
                         &route.name,
                         &config.store.namespace,
                         limit,
                         self.store.clone(),
                         &self.metrics,
-                    )
-                })
+                    ))
+                }))
             })
-            .collect()
+            .collect();
+        let current = config
+            .routes
+            .iter()
+            .zip(&config.route_fleet)
+            .zip(&limiters)
+            .filter_map(|((route, fleet), limiter)| {
+                Some((
+                    route.name.clone(),
+                    fleet.rate_limit.clone()?,
+                    Arc::clone(limiter.as_ref()?),
+                ))
+            })
+            .collect();
+        if let Ok(mut kept) = self.limiters.lock() {
+            *kept = current;
+        }
+        limiters
     }
 
     /// Lines for `/readyz`, and whether this replica is ready as far as the fleet goes.
@@ -249,7 +281,7 @@ impl FleetGauges for Gauges {
 /// The rate limit of the decided route, after the decision: `Ok` with the state to report (if
 /// the route has a limit), or the 429 refusal.
 pub(crate) async fn admit(
-    limiters: &[Option<RouteLimiter>],
+    limiters: &[Option<Arc<RouteLimiter>>],
     decision: &Decision,
     trace: &mut Trace<'_>,
 ) -> Result<Option<RateLimitState>, Refusal> {

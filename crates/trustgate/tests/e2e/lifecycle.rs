@@ -109,6 +109,42 @@ fn reload_under_traffic_loses_no_request_and_applies_the_new_route() {
     assert!(gateway.log_text().contains("configuration reloaded"));
 }
 
+/// A reload keeps a route's rate limiter when neither the route's name nor its limit changed:
+/// a caller who used up the burst stays limited across an unrelated reload (without Redis, the
+/// process's limiter is the only one). A changed limit starts afresh.
+#[test]
+fn a_reload_keeps_unchanged_rate_limits() {
+    let f = Fixture::new();
+    let limited = |requests: u64, with_b: bool| {
+        routes(&f, with_b).route(Route::new("rl", "/rl", "echo", Pattern::ForwardToken).set(
+            "rate_limit",
+            serde_json::json!({"by": "sub", "requests": requests, "per": "1h", "burst": requests}),
+        ))
+    };
+    let gateway = Gateway::start(&limited(3, false));
+    let t = f.token("alice");
+    let auth = crate::common::bearer(&t);
+    let status = || gateway.get("/rl/x", &[("Authorization", &auth)]).status;
+    assert_eq!(
+        [status(), status(), status(), status()],
+        [200, 200, 200, 429]
+    );
+
+    // An unrelated change: route b appears, alice is still limited.
+    gateway.rewrite_config(&limited(3, true));
+    gateway.sighup();
+    assert!(wait_until(Duration::from_secs(5), || gateway
+        .get("/b/x", &[("Authorization", &auth)])
+        .status
+        == 200));
+    assert_eq!(status(), 429);
+
+    // A new limit: a new bucket.
+    gateway.rewrite_config(&limited(5, true));
+    gateway.sighup();
+    assert!(wait_until(Duration::from_secs(5), || status() == 200));
+}
+
 /// A reload warns about exactly the settings it cannot apply, once each: a moved proxy address
 /// (the old one serves on), and another `[server]` setting read at start. `trusted_proxies`, read
 /// per request, is applied without a warning. Each rewrite sets off two reloads, SIGHUP's and the
