@@ -64,6 +64,9 @@ pub enum GatewayError {
     Auth(AuthError),
     /// Ambiguous or invalid message framing (a smuggling attempt). The connection is closed.
     Framing(&'static str),
+    /// The client sent a request head promising a body, then did not send it in time. The
+    /// connection is closed.
+    RequestTimeout,
     /// The path cannot be normalized safely.
     BadPath(&'static str),
     /// No route matches.
@@ -92,9 +95,10 @@ impl GatewayError {
             GatewayError::Auth(AuthError::InvalidRequest(_)) => Outcome::BadRequest,
             GatewayError::Auth(AuthError::KeysUnavailable) => Outcome::Unavailable,
             GatewayError::Auth(_) => Outcome::Unauthorized,
-            GatewayError::Framing(_) | GatewayError::BadPath(_) | GatewayError::NoRoute => {
-                Outcome::BadRequest
-            }
+            GatewayError::Framing(_)
+            | GatewayError::RequestTimeout
+            | GatewayError::BadPath(_)
+            | GatewayError::NoRoute => Outcome::BadRequest,
             GatewayError::UpstreamUnavailable | GatewayError::UpstreamTimeout => {
                 Outcome::UpstreamError
             }
@@ -110,6 +114,7 @@ impl GatewayError {
         match self {
             GatewayError::Auth(err) => err.label(),
             GatewayError::Framing(what) | GatewayError::BadPath(what) => what,
+            GatewayError::RequestTimeout => "request_timeout",
             GatewayError::NoRoute => "no_route",
             GatewayError::UpstreamUnavailable => "upstream_unavailable",
             GatewayError::UpstreamTimeout => "upstream_timeout",
@@ -127,6 +132,10 @@ impl GatewayError {
             GatewayError::Framing(_) | GatewayError::BadPath(_) => {
                 (StatusCode::BAD_REQUEST, r#"{"error":"bad_request"}"#)
             }
+            GatewayError::RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                r#"{"error":"request_timeout"}"#,
+            ),
             GatewayError::NoRoute => (StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#),
             GatewayError::UpstreamUnavailable => {
                 (StatusCode::BAD_GATEWAY, r#"{"error":"bad_gateway"}"#)
@@ -155,8 +164,12 @@ impl GatewayError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if matches!(self, GatewayError::Framing(_)) {
-            // The rest of the connection's bytes cannot be trusted to be framed as we think.
+        if matches!(
+            self,
+            GatewayError::Framing(_) | GatewayError::RequestTimeout
+        ) {
+            // The rest of the connection's bytes cannot be trusted to be framed as we think (or
+            // the body they owe is abandoned, unread).
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         match self {
@@ -182,6 +195,7 @@ impl GatewayError {
             GatewayError::Framing(_) | GatewayError::BadPath(_) => {
                 (GrpcCode::Internal, "bad_request")
             }
+            GatewayError::RequestTimeout => (GrpcCode::Internal, "request_timeout"),
             GatewayError::NoRoute => (GrpcCode::Unimplemented, "not_found"),
             GatewayError::UpstreamUnavailable => (GrpcCode::Unavailable, "upstream_unavailable"),
             GatewayError::UpstreamTimeout => (GrpcCode::DeadlineExceeded, "deadline_exceeded"),
@@ -191,7 +205,10 @@ impl GatewayError {
             }
             GatewayError::RateLimited(_) => (GrpcCode::ResourceExhausted, "rate_limited"),
         };
-        let framing = matches!(self, GatewayError::Framing(_));
+        let framing = matches!(
+            self,
+            GatewayError::Framing(_) | GatewayError::RequestTimeout
+        );
         let mut response = grpc_refusal(self.to_response(), code, message);
         if framing {
             // A claimed gRPC content type changes the answer, not the connection's fate: its

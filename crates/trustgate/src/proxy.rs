@@ -295,17 +295,16 @@ pub(crate) async fn handle(
     // An HTTP/1 chunked body's first frame is read before any upstream connection is used: a
     // malformed chunk is the client's error (400), not the upstream's (502). HTTP/2 has no chunk
     // syntax to get wrong, and a stream may wait for the response before it sends anything.
+    // The wait for that first frame is bounded like the head's (`header_read_timeout`).
     let body = RequestBody::new(body, || Arc::clone(&rt) as Arc<dyn TrailerFilter>);
     let body = if downstream_h1 {
-        body.read_ahead().await
+        body.read_ahead(rt.config.server.header_read_timeout).await
     } else {
         Ok(body)
     };
     let body = match body {
         Ok(body) => body,
-        Err(err) => {
-            tracing::debug!(route = %route.name, error = %err, "request body refused");
-            let error = GatewayError::Framing("bad_body");
+        Err(error) => {
             return upstream_error(
                 &rt,
                 route,

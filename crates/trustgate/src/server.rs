@@ -205,10 +205,10 @@ pub(crate) async fn run(
         // large body pays one extra memory copy per byte, which is cheap next to the socket.
         .writev(false)
         .keep_alive(true);
-    builder
-        .http2()
-        .max_concurrent_streams(256)
-        .keep_alive_interval(Some(server.idle_timeout / 2));
+    // No keep-alive pings of our own: the idle timeout counts bytes, and a ping and its
+    // acknowledgement every half timeout would keep an idle HTTP/2 connection open for ever. A
+    // dead peer is found by the idle timeout instead (see `serve_connection`).
+    builder.http2().max_concurrent_streams(256);
     let builder = Arc::new(builder);
 
     tokio::pin!(shutdown);
@@ -353,8 +353,14 @@ async fn serve_connection<S>(
     // The activity count as last seen, and when it was first seen at that value: the connection
     // has been idle at least that long. Activity is noticed one check late at most, so an idle
     // connection closes between one and one and a half idle timeouts after its last byte.
+    //
+    // That close is graceful: a request in flight may finish. One that makes no progress either
+    // (an upstream stalled mid-body, a client that never reads its response or never sends the
+    // body it announced) would hold the connection, its slot and its upstream stream for ever,
+    // so after one more idle timeout without a byte the connection is dropped.
     let mut seen = (activity.events(), Instant::now());
     let mut closing = false;
+    let mut idle_closed = false;
     // The stop signal and the idle check are polled only when one of them woke the task. Polled
     // on every wake, as `select!` does, they cost each request a lock in the stop signal's
     // notifier and a poll of the interval's timer (about 700 instructions of an HTTP/1
@@ -364,22 +370,29 @@ async fn serve_connection<S>(
     let result = std::future::poll_fn(|cx| {
         // Registered before the flag is read, so a wake between the two is not lost.
         watchdog.task.register(cx.waker());
-        if !closing && watchdog.woken.swap(false, Ordering::AcqRel) {
+        if watchdog.woken.swap(false, Ordering::AcqRel) {
             let mut watchdog_cx = Context::from_waker(&watchdog_waker);
-            if stopping.as_mut().poll(&mut watchdog_cx).is_ready() {
+            let was_closing = closing;
+            if !closing && stopping.as_mut().poll(&mut watchdog_cx).is_ready() {
                 closing = true;
             }
-            while !closing && check.poll_tick(&mut watchdog_cx).is_ready() {
+            while check.poll_tick(&mut watchdog_cx).is_ready() {
                 let events = activity.events();
                 if events != seen.0 {
                     seen = (events, Instant::now());
                 } else if seen.1.elapsed() >= idle_timeout {
+                    if idle_closed {
+                        // Idle through a whole timeout since the graceful close: dropped.
+                        return Poll::Ready(Ok(()));
+                    }
                     // Graceful: a request in flight still completes; an idle keep-alive
                     // connection closes now.
                     closing = true;
+                    idle_closed = true;
+                    seen.1 = Instant::now();
                 }
             }
-            if closing {
+            if closing && !was_closing {
                 connection.as_mut().graceful_shutdown();
             }
         }

@@ -39,6 +39,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_service::Service as _;
+use trustgate_edge::GatewayError;
 use trustgate_edge::headers::sanitize_response_trailers;
 
 use crate::config::{ConfigError, UpstreamConfig, UpstreamProtocol};
@@ -429,14 +430,27 @@ impl RequestBody {
     /// left alone: hyper frames it by counting, there is nothing to be malformed.
     ///
     /// # Errors
-    /// The body's own error: its framing is malformed, or the client went away.
-    pub(crate) async fn read_ahead(mut self) -> Result<Self, hyper::Error> {
+    /// `Framing("bad_body")` for the body's own error (its framing is malformed, or the client
+    /// went away); `RequestTimeout` when its first frame did not come within `first_within`.
+    pub(crate) async fn read_ahead(mut self, first_within: Duration) -> Result<Self, GatewayError> {
         if self.rest.is_end_stream() || self.rest.size_hint().exact().is_some() {
             return Ok(self);
         }
+        let refused = |err: hyper::Error| {
+            tracing::debug!(error = %err, "request body refused");
+            GatewayError::Framing("bad_body")
+        };
         self.failed = Some(Arc::new(AtomicBool::new(false)));
-        let first = std::future::poll_fn(|cx| Pin::new(&mut self.rest).poll_frame(cx)).await;
-        let Some(first) = first.transpose()? else {
+        // A head promising a chunked body that never comes must not hold the connection, and
+        // its `max_connections` slot, past every timeout: the first frame is owed within
+        // `first_within`. (Only here, where a timer is needed: not on every request.)
+        let first = tokio::time::timeout(
+            first_within,
+            std::future::poll_fn(|cx| Pin::new(&mut self.rest).poll_frame(cx)),
+        )
+        .await
+        .map_err(|_| GatewayError::RequestTimeout)?;
+        let Some(first) = first.transpose().map_err(refused)? else {
             return Ok(self);
         };
         let mut buffered = first.data_ref().map_or(0, Bytes::len);
@@ -452,7 +466,7 @@ impl RequestBody {
             };
             match polled {
                 Poll::Ready(Some(frame)) => {
-                    let frame = frame?;
+                    let frame = frame.map_err(refused)?;
                     buffered += frame.data_ref().map_or(0, Bytes::len);
                     self.ahead.push_back(frame);
                 }

@@ -500,6 +500,98 @@ fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     );
 }
 
+/// A head that promises a chunked body and then sends nothing is answered 408 with the connection
+/// closed once `header_read_timeout` has passed; nothing reaches the upstream.
+#[test]
+fn a_chunked_head_whose_body_never_comes_gets_408_at_the_header_read_timeout() {
+    let f = Fixture::new();
+    let gateway = Gateway::start(
+        &config(&f)
+            .server("header_read_timeout", "1s")
+            .server("idle_timeout", "30s"),
+    );
+    let mut stream = gateway.connect();
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .unwrap();
+    let started = Instant::now();
+    let (data, closed) = read_until_closed(&mut stream, Duration::from_secs(5));
+    let elapsed = started.elapsed();
+    let text = String::from_utf8_lossy(&data);
+    assert!(closed, "{text:?}");
+    assert!(text.starts_with("HTTP/1.1 408 "), "{text:?}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "{text:?}"
+    );
+    assert!(text.ends_with(r#"{"error":"request_timeout"}"#), "{text:?}");
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_millis(3000),
+        "{elapsed:?}"
+    );
+    assert_eq!(f.upstream.count(), 0);
+}
+
+/// A request in flight that makes no progress (here an upstream that stops mid-body) does not
+/// hold the connection for ever: the idle close waits for it one more idle timeout, then drops
+/// the connection.
+#[test]
+fn a_stalled_exchange_is_dropped_one_idle_timeout_after_the_idle_close() {
+    let f = Fixture::new();
+    let gateway = Gateway::start(
+        &config(&f)
+            .server("header_read_timeout", "30s")
+            .server("idle_timeout", "1s"),
+    );
+    let mut stream = gateway.connect();
+    stream
+        .write_all(b"GET /stall HTTP/1.1\r\nHost: gw.test\r\nx-echo-stall-body: 1\r\n\r\n")
+        .unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let stalled_from = Instant::now();
+    let (_, closed) = read_until_closed(&mut stream, Duration::from_secs(8));
+    let elapsed = stalled_from.elapsed();
+    assert!(closed, "a connection without a byte for 8 s is still open");
+    assert!(
+        elapsed >= Duration::from_millis(1800) && elapsed < Duration::from_millis(4000),
+        "{elapsed:?}"
+    );
+}
+
+/// An idle HTTP/2 connection closes at the idle timeout like an HTTP/1 one: nothing of the
+/// gateway's own (no keep-alive ping) counts as activity.
+#[test]
+fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
+    let f = Fixture::new();
+    let gateway = Gateway::start(&config(&f).server("idle_timeout", "1s"));
+    let addr = gateway.proxy;
+    let (status, idle_for) = rt().block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+                .await
+                .unwrap();
+        let conn = tokio::spawn(conn);
+        let request = http::Request::get(format!("http://{addr}/a"))
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let status = response.status();
+        let _ = response.into_body().collect().await;
+        let idle_from = Instant::now();
+        let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+        (status, idle_from.elapsed())
+    });
+    assert_eq!(status, 200);
+    assert!(
+        idle_for >= Duration::from_millis(900) && idle_for < Duration::from_millis(2500),
+        "{idle_for:?}"
+    );
+}
+
 /// Sends `GET target` with `extra` header lines on `stream`, kept alive, and returns the status
 /// and the number of the upstream connection that carried it.
 fn get_on(stream: &mut TcpStream, f: &Fixture, target: &str, extra: &str) -> (u16, u64) {
