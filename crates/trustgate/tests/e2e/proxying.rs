@@ -473,19 +473,29 @@ fn slowloris_half_a_header_block_is_cut_off() {
     assert_eq!(f.upstream.count(), 0);
 }
 
+/// A gateway with these timeouts, and a connection to it on which `head` has been sent.
+fn sent_with_timeouts(
+    f: &Fixture,
+    header_read_timeout: &str,
+    idle_timeout: &str,
+    head: &[u8],
+) -> (Gateway, TcpStream) {
+    let gateway = Gateway::start(
+        &config(f)
+            .server("header_read_timeout", header_read_timeout)
+            .server("idle_timeout", idle_timeout),
+    );
+    let mut stream = gateway.connect();
+    stream.write_all(head).unwrap();
+    (gateway, stream)
+}
+
 #[test]
 fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     let f = Fixture::new();
     // A long header-read timeout, so only the idle timeout can end this connection.
-    let gateway = Gateway::start(
-        &config(&f)
-            .server("header_read_timeout", "30s")
-            .server("idle_timeout", "1s"),
-    );
-    let mut stream = gateway.connect();
-    stream
-        .write_all(b"GET /a HTTP/1.1\r\nHost: gw.test\r\n\r\n")
-        .unwrap();
+    let (_gateway, mut stream) =
+        sent_with_timeouts(&f, "30s", "1s", b"GET /a HTTP/1.1\r\nHost: gw.test\r\n\r\n");
     let r = crate::common::read_response(&mut stream);
     assert_eq!(r.status, 200);
     assert_eq!(r.header("connection"), None, "keep-alive expected");
@@ -505,15 +515,12 @@ fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
 #[test]
 fn a_chunked_head_whose_body_never_comes_gets_408_at_the_header_read_timeout() {
     let f = Fixture::new();
-    let gateway = Gateway::start(
-        &config(&f)
-            .server("header_read_timeout", "1s")
-            .server("idle_timeout", "30s"),
+    let (_gateway, mut stream) = sent_with_timeouts(
+        &f,
+        "1s",
+        "30s",
+        b"POST /upload HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n",
     );
-    let mut stream = gateway.connect();
-    stream
-        .write_all(b"POST /upload HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n")
-        .unwrap();
     let started = Instant::now();
     let (data, closed) = read_until_closed(&mut stream, Duration::from_secs(5));
     let elapsed = started.elapsed();
@@ -539,15 +546,12 @@ fn a_chunked_head_whose_body_never_comes_gets_408_at_the_header_read_timeout() {
 #[test]
 fn a_stalled_exchange_is_dropped_one_idle_timeout_after_the_idle_close() {
     let f = Fixture::new();
-    let gateway = Gateway::start(
-        &config(&f)
-            .server("header_read_timeout", "30s")
-            .server("idle_timeout", "1s"),
+    let (_gateway, mut stream) = sent_with_timeouts(
+        &f,
+        "30s",
+        "1s",
+        b"GET /stall HTTP/1.1\r\nHost: gw.test\r\nx-echo-stall-body: 1\r\n\r\n",
     );
-    let mut stream = gateway.connect();
-    stream
-        .write_all(b"GET /stall HTTP/1.1\r\nHost: gw.test\r\nx-echo-stall-body: 1\r\n\r\n")
-        .unwrap();
     let mut head = [0u8; 12];
     stream.read_exact(&mut head).unwrap();
     assert_eq!(&head, b"HTTP/1.1 200");
