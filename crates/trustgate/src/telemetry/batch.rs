@@ -320,13 +320,16 @@ mod tests {
         }
     }
 
-    /// Lets the task run until `done` holds (the test's runtime has one thread).
+    /// Lets the task run until `done` holds, for 5 s at most (the test's runtime has one
+    /// thread). Sleeps rather than only yields: a thousand yields were once not enough on a
+    /// loaded machine (CI), and a millisecond's sleep is far below the 1 h export schedule.
     async fn until(done: impl Fn() -> bool) {
-        for _ in 0..1_000 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
             if done() {
                 return;
             }
-            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         panic!("the export task did not get there");
     }
