@@ -56,7 +56,8 @@ pub(crate) struct IssuerKeys {
     /// Set by an on-demand request; the running task fetches once more before it lets go, so a
     /// request that arrives during a fetch always gets a fetch that started after it.
     rerun: AtomicBool,
-    last_on_demand_ms: AtomicI64,
+    /// When each kind of on-demand refetch last claimed its window ([`OnDemand`]).
+    last_on_demand_ms: [AtomicI64; 2],
     failures_in_row: AtomicU64,
     /// The number of the latest refresh to start; refreshes run one at a time, in order.
     started: AtomicU64,
@@ -126,7 +127,7 @@ impl IssuerKeys {
             }),
             in_flight: AtomicBool::new(false),
             rerun: AtomicBool::new(false),
-            last_on_demand_ms: AtomicI64::new(i64::MIN / 2),
+            last_on_demand_ms: [AtomicI64::new(i64::MIN / 2), AtomicI64::new(i64::MIN / 2)],
             failures_in_row: AtomicU64::new(0),
             started: AtomicU64::new(0),
             finished,
@@ -351,8 +352,8 @@ impl IssuerKeys {
     /// fetch, which the cooldown allows at most once per window as ever.
     ///
     /// Returns `true` if the kid is in the key set published while waiting (the caller looks
-    /// again).
-    pub(crate) async fn await_unknown_kid(self: &Arc<Self>, kid: &str) -> bool {
+    /// again). `why` says which window of refetches the request may use.
+    pub(crate) async fn await_unknown_kid(self: &Arc<Self>, kid: &str, why: OnDemand) -> bool {
         if !self.is_remote() || self.is_negative(kid) {
             return false;
         }
@@ -361,17 +362,17 @@ impl IssuerKeys {
             trustgate.issuer = &*self.issuer,
             trustgate.jwks.outcome = tracing::field::Empty,
         );
-        let found = tracing::Instrument::instrument(self.refetch_for(kid), span.clone()).await;
+        let found = tracing::Instrument::instrument(self.refetch_for(kid, why), span.clone()).await;
         span.record("trustgate.jwks.outcome", found.as_str());
         found == Refetched::Found
     }
 
     /// [`IssuerKeys::await_unknown_kid`] after its cheap checks.
-    async fn refetch_for(self: &Arc<Self>, kid: &str) -> Refetched {
+    async fn refetch_for(self: &Arc<Self>, kid: &str, why: OnDemand) -> Refetched {
         let mut finished = self.finished.subscribe();
         // Refreshes numbered up to `arrived` may have started before this request.
         let arrived = self.started.load(Ordering::SeqCst);
-        let (wait_for, fetches) = if self.claim_on_demand_window() {
+        let (wait_for, fetches) = if self.claim_on_demand_window(why) {
             self.rerun.store(true, Ordering::SeqCst);
             let runner_idle = self
                 .in_flight
@@ -419,14 +420,15 @@ impl IssuerKeys {
         }
     }
 
-    /// Claims this cooldown window's on-demand refetch. Returns whether this caller got it.
-    fn claim_on_demand_window(&self) -> bool {
+    /// Claims this cooldown window's on-demand refetch of kind `why`. Returns whether this
+    /// caller got it.
+    fn claim_on_demand_window(&self, why: OnDemand) -> bool {
         let now = self.clock.now_millis();
         let cooldown = duration_millis(self.policy.unknown_kid_cooldown);
-        let last = self.last_on_demand_ms.load(Ordering::Acquire);
+        let window = &self.last_on_demand_ms[why as usize];
+        let last = window.load(Ordering::Acquire);
         now.saturating_sub(last) >= cooldown
-            && self
-                .last_on_demand_ms
+            && window
                 .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
     }
@@ -466,6 +468,19 @@ impl IssuerKeys {
             negative.clear();
         }
     }
+}
+
+/// Why a request asks for an on-demand refetch. Each kind has its own window of one refetch per
+/// `unknown_kid_cooldown`: tokens whose signature fails under a known `kid` (forgeries, another
+/// environment's tokens, or a key replaced under the same `kid`) cannot use up the refetch a new
+/// `kid` needs at a rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub(crate) enum OnDemand {
+    /// No key carries the token's `kid`.
+    UnknownKid = 0,
+    /// A key carries it, and does not verify the signature.
+    ReplacedKey = 1,
 }
 
 /// What waiting for a key set refetch came to, for its span.

@@ -31,7 +31,7 @@ use crate::identity::{ClaimMapping, Identity};
 use crate::json::{self, Json};
 use crate::jws::{self, UnverifiedJws};
 use crate::key::VerifyingKey;
-use crate::source::{IssuerKeys, KeySource};
+use crate::source::{IssuerKeys, KeySource, OnDemand};
 use crate::verified::VerifiedToken;
 
 /// Whether validation may still wait for a refetch of an unknown `kid`.
@@ -372,8 +372,13 @@ impl Validator {
         reason: Reason,
         span: tracing::Span,
     ) -> Result<VerifiedToken, AuthError> {
+        let why = if reason == Reason::UnknownKey {
+            OnDemand::UnknownKid
+        } else {
+            OnDemand::ReplacedKey
+        };
         let found =
-            tracing::Instrument::instrument(keys.await_unknown_kid(&kid), span.clone()).await;
+            tracing::Instrument::instrument(keys.await_unknown_kid(&kid, why), span.clone()).await;
         let result = if found {
             match span.in_scope(|| self.validate_with_published_keys(token, Refetch::Done)) {
                 Ok(verified) => Ok(verified),

@@ -262,7 +262,8 @@ async fn rotation_new_kid_refetches_once_and_removed_keys_drop_cached_tokens() {
 /// An issuer that keeps a fixed `kid` ("1", "default") and replaces the key under it: the first
 /// token signed with the new key does not verify with the cached one, causes one refetch, and
 /// validates. A forged signature under a known `kid` costs no more than a made-up `kid`: at most
-/// one fetch per cooldown, and it is still refused as a bad signature.
+/// one fetch per cooldown, and it is still refused as a bad signature. Its window is its own, so
+/// forgeries never delay the refetch a new `kid` needs.
 #[tokio::test]
 async fn a_key_replaced_under_the_same_kid_refetches_once_per_cooldown() {
     let issuer = TestIssuer::start().await;
@@ -300,6 +301,11 @@ async fn a_key_replaced_under_the_same_kid_refetches_once_per_cooldown() {
     }
     assert_eq!(issuer.jwks_fetches(), 3);
     assert_eq!(check(&v, &fresh(&new, &issuer, "d")).await, Ok(()));
+    // Those forgeries used their own window: a new kid published now still gets its refetch.
+    let next = TestKey::es256("next");
+    issuer.set_keys(&[&new, &next]);
+    assert_eq!(check(&v, &fresh(&next, &issuer, "e")).await, Ok(()));
+    assert_eq!(issuer.jwks_fetches(), 4);
 }
 
 /// A background refresh in flight when a new kid's first token arrives may have read the key set
