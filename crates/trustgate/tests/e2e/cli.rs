@@ -342,17 +342,17 @@ fn settings_that_weaken_a_check_exit_64_naming_the_field_and_the_switch() {
             )),
         ),
         (
-            "internal_ttl under 1s",
+            "internal_ttl under 2s",
             good.clone()
                 .empty_section("internal_issuer")
                 .route(internal_route().internal_ttl("500ms")),
-            &["internal_ttl", "at least 1s"],
+            &["internal_ttl", "at least 2s"],
             None,
         ),
         (
-            "max_ttl under 1s",
+            "max_ttl under 2s",
             internal(&[("max_ttl", "500ms")]),
-            &["max_ttl", "at least 1s"],
+            &["max_ttl", "at least 2s"],
             None,
         ),
     ];

@@ -117,13 +117,17 @@ fn the_admin_listener_cuts_off_slow_heads_and_caps_connections() {
             std::io::Read::read_exact(&mut stream, &mut first).is_ok() && &first == b"HTTP/1.1 200";
         (stream, answered)
     };
-    let held: Vec<std::net::TcpStream> = (0..2)
-        .map(|_| {
+    // The slow connection's slot is given back when its task ends, just after the close.
+    let mut held: Vec<std::net::TcpStream> = Vec::new();
+    for _ in 0..2 {
+        assert!(wait_until(Duration::from_secs(5), || {
             let (stream, answered) = healthz();
-            assert!(answered);
-            stream
-        })
-        .collect();
+            if answered {
+                held.push(stream);
+            }
+            answered
+        }));
+    }
     let (mut over, answered) = healthz();
     assert!(!answered);
     let (rest, closed) = crate::common::read_until_closed(&mut over, Duration::from_secs(5));
