@@ -536,8 +536,13 @@ fn tls_acceptor(tls: &config::FileTls) -> Result<TlsAcceptor, ConfigError> {
         .map_err(|e| ConfigError(format!("server.tls.cert {}: {e}", tls.cert.display())))?
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ConfigError(format!("server.tls.cert {}: {e}", tls.cert.display())))?;
-    let key = PrivateKeyDer::from_pem_file(&tls.key)
-        .map_err(|e| ConfigError(format!("server.tls.key {}: {e}", tls.key.display())))?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| {
+        ConfigError(format!(
+            "server.tls.key {}: {}",
+            tls.key.display(),
+            config::pem_key_error(&e)
+        ))
+    })?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut server = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

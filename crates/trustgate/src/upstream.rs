@@ -119,8 +119,13 @@ impl Upstream {
                     .map_err(|e| err(format!("cannot read client_cert {}: {e}", cert.display())))?
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| err(format!("client_cert {}: {e}", cert.display())))?;
-                let key = PrivateKeyDer::from_pem_file(key)
-                    .map_err(|e| err(format!("cannot read client_key {}: {e}", key.display())))?;
+                let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+                    err(format!(
+                        "cannot read client_key {}: {}",
+                        key.display(),
+                        crate::config::pem_key_error(&e)
+                    ))
+                })?;
                 builder
                     .with_client_auth_cert(chain, key)
                     .map_err(|e| err(format!("client certificate: {e}")))?

@@ -13,6 +13,9 @@ use trustgate_core::{
 use super::file;
 use super::{ConfigError, claim_path, resolve};
 
+/// The shortest refresh interval, cooldown and retry delay an issuer may be given.
+const MIN_REFRESH_STEP: Duration = Duration::from_millis(100);
+
 /// The most clock skew an issuer may be given without `danger_allow_long_leeway`: a token stays
 /// usable this long past its `exp`, so a larger value quietly extends every stolen token's life.
 const MAX_LEEWAY: Duration = Duration::from_secs(5 * 60);
@@ -182,6 +185,20 @@ pub(super) fn issuer_config(
         return Err(ConfigError::new(format!(
             "issuer {id:?}: refresh.unknown_kid_wait must be between 1ms and 30s (default \"1s\"): it is how long a request with a new kid may wait for the key set"
         )));
+    }
+    // Zero (or next to it) would turn off what bounds the fetches: the unknown-kid flood limit,
+    // the back-off from a failing issuer, the floor under a `max-age=0`.
+    for (name, value) in [
+        ("default_interval", config.refresh.default_interval),
+        ("min_interval", config.refresh.min_interval),
+        ("unknown_kid_cooldown", config.refresh.unknown_kid_cooldown),
+        ("retry_base", config.refresh.retry_base),
+    ] {
+        if value < MIN_REFRESH_STEP {
+            return Err(ConfigError::new(format!(
+                "issuer {id:?}: refresh.{name} must be at least 100ms: it bounds how often the issuer is fetched"
+            )));
+        }
     }
     if config.refresh.min_interval > config.refresh.max_interval {
         return Err(ConfigError::new(format!(

@@ -235,9 +235,11 @@ fn validate(
         .transpose()?;
     let admin_token = fleet::admin_token(file.admin.token_file.as_deref(), base)?;
     let server = file.server;
-    if server.max_connections == 0 {
+    // The upper bound keeps the count within what a semaphore holds (larger would panic at
+    // start), far above what a process can open.
+    if server.max_connections == 0 || server.max_connections > MAX_COUNT {
         return Err(ConfigError::new(
-            "server.max_connections must be at least 1",
+            "server.max_connections must be between 1 and 1000000000",
         ));
     }
     if server.max_headers == 0 || server.max_header_bytes < 1024 {
@@ -535,6 +537,22 @@ fn route_fleet_of(
 fn claim_path(text: &str, field: &str) -> Result<ClaimPath, ConfigError> {
     ClaimPath::parse(text).map_err(|err| ConfigError::new(format!("{field}: {err}")))
 }
+
+/// A PEM error about a private key file, without what the parser quotes from the file: for a key
+/// whose line breaks were lost (flattened by a secret store), that is the key itself, in decimal.
+pub(crate) fn pem_key_error(err: &rustls_pki_types::pem::Error) -> String {
+    use rustls_pki_types::pem::Error;
+    match err {
+        Error::Io(io) => io.to_string(),
+        Error::NoItemsFound => "no private key in it".to_owned(),
+        Error::SectionTooLarge => "a PEM section is too large".to_owned(),
+        _ => "not a well-formed PEM private key (are its line breaks intact?)".to_owned(),
+    }
+}
+
+/// The largest count a connection, stream or queue limit may be given: semaphores and channels
+/// panic above about 2^61, and no process gets near this.
+pub(crate) const MAX_COUNT: usize = 1_000_000_000;
 
 /// The shortest lifetime of a minted token (`internal_ttl`, `internal_issuer.max_ttl`).
 pub(crate) const MIN_INTERNAL_TTL: Duration = Duration::from_secs(2);

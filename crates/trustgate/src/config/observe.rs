@@ -222,9 +222,9 @@ pub(crate) fn audit(file: FileAudit, base: &Path) -> Result<Option<AuditConfig>,
     if !file.enabled {
         return Ok(None);
     }
-    if file.queue == 0 {
+    if file.queue == 0 || file.queue > super::MAX_COUNT {
         return Err(ConfigError::new(
-            "audit.queue must be at least 1 (events waiting for the writer; the default is 8192)",
+            "audit.queue must be between 1 and 1000000000 (events waiting for the writer; the default is 8192)",
         ));
     }
     let path = match file.path.as_str() {

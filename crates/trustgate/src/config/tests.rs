@@ -526,9 +526,91 @@ fn audit_defaults_paths_and_errors() {
     let err = parse_with_env(&format!("{on}queue = 0\n"), &[])
         .unwrap_err()
         .0;
-    assert!(err.contains("audit.queue must be at least 1"), "{err}");
+    assert!(err.contains("audit.queue must be between 1 and"), "{err}");
+    // A count a channel cannot hold is refused at load, not a panic at start.
+    let err = parse_with_env(&format!("{on}queue = 4611686018427387904\n"), &[])
+        .unwrap_err()
+        .0;
+    assert!(err.contains("audit.queue must be between 1 and"), "{err}");
     let err = parse_with_env(&format!("{on}subject = \"hidden\"\n"), &[])
         .unwrap_err()
         .0;
     assert!(err.contains("unknown variant `hidden`"), "{err}");
+}
+
+/// A refresh step of zero would turn off what bounds the fetches of an issuer: the unknown-kid
+/// flood limit, the back-off from a failing issuer, the floor under `max-age=0`.
+#[test]
+fn refresh_steps_are_at_least_100ms() {
+    for name in [
+        "default_interval",
+        "min_interval",
+        "unknown_kid_cooldown",
+        "retry_base",
+    ] {
+        let config = BASE.replace(
+            "jwks_url = \"https://idp.example/jwks\"",
+            &format!("jwks_url = \"https://idp.example/jwks\"\nrefresh = {{ {name} = \"0s\" }}"),
+        );
+        let err = error(&config);
+        assert!(
+            err.contains(&format!("refresh.{name} must be at least 100ms")),
+            "{name}: {err}"
+        );
+        let config = config.replace("\"0s\"", "\"100ms\"");
+        assert!(parse_text(&config).is_ok(), "{name}");
+    }
+}
+
+/// A private key whose line breaks were lost makes the PEM parser quote the line, key included;
+/// the error the operator sees names the problem only.
+#[test]
+fn a_malformed_key_file_error_never_quotes_the_key() {
+    let dir = std::env::temp_dir().join(format!("trustgate-pem-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("one-line.key");
+    let secret = "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgSECRETSECRET";
+    std::fs::write(
+        &path,
+        format!("-----BEGIN PRIVATE KEY----- {secret} -----END PRIVATE KEY-----\n"),
+    )
+    .unwrap();
+    let err = rustls_pki_types::PrivateKeyDer::from_pem_file(&path).unwrap_err();
+    let _ = std::fs::remove_dir_all(&dir);
+    let raw = err.to_string();
+    // What the parser says quotes the key's bytes (in decimal)...
+    let quoted = secret
+        .bytes()
+        .take(8)
+        .map(|b| b.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    assert!(raw.contains(&quoted), "{raw}");
+    // ...and what the operator sees does not.
+    let shown = pem_key_error(&err);
+    assert_eq!(
+        shown,
+        "not a well-formed PEM private key (are its line breaks intact?)"
+    );
+}
+
+/// Counts a semaphore cannot hold are refused at load: `serve` would panic at start with them.
+#[test]
+fn counts_beyond_what_a_semaphore_holds_are_refused() {
+    let huge = "4611686018427387904";
+    let err = error(&format!("[server]\nmax_connections = {huge}\n{BASE}"));
+    assert!(
+        err.contains("server.max_connections must be between 1 and 1000000000"),
+        "{err}"
+    );
+    let err = error(&BASE.replace(
+        "url = \"http://127.0.0.1:9001\"",
+        &format!(
+            "url = \"http://127.0.0.1:9001\"\nprotocol = \"http2\"\nmax_concurrent_streams = {huge}"
+        ),
+    ));
+    assert!(
+        err.contains("max_concurrent_streams must be between 1 and 1000000000"),
+        "{err}"
+    );
 }

@@ -53,9 +53,9 @@ pub(super) fn upstream_config(
             "upstream {id:?}: ca_file/client_cert need an https:// url"
         )));
     }
-    if upstream.max_concurrent_streams == 0 {
+    if upstream.max_concurrent_streams == 0 || upstream.max_concurrent_streams > super::MAX_COUNT {
         return Err(ConfigError::new(format!(
-            "upstream {id:?}: max_concurrent_streams must be at least 1"
+            "upstream {id:?}: max_concurrent_streams must be between 1 and 1000000000"
         )));
     }
     if !(1..=MAX_HTTP2_CONNECTIONS).contains(&upstream.http2_connections) {
