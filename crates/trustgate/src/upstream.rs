@@ -106,6 +106,14 @@ impl Upstream {
                         .add(cert)
                         .map_err(|e| err(format!("ca_file {}: {e}", ca.display())))?;
                 }
+                // No certificate at all (a DER file, a key): every connection would fail, so the
+                // mistake is said at load rather than as 502s.
+                if roots.is_empty() {
+                    return Err(err(format!(
+                        "ca_file {} holds no PEM certificate",
+                        ca.display()
+                    )));
+                }
             }
             None => roots.extend(webpki_roots_certs()),
         }

@@ -614,3 +614,14 @@ fn counts_beyond_what_a_semaphore_holds_are_refused() {
         "{err}"
     );
 }
+
+/// Credentials in an upstream URL would be sent as its Host and printed in logs: refused.
+#[test]
+fn upstream_urls_never_carry_credentials() {
+    let err = error(&BASE.replace(
+        "url = \"http://127.0.0.1:9001\"",
+        "url = \"https://svc:s3cret@127.0.0.1:9443\"",
+    ));
+    assert!(err.contains("url carries credentials"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+}

@@ -36,6 +36,12 @@ pub(super) fn upstream_config(
         .authority()
         .cloned()
         .ok_or_else(|| ConfigError::new(format!("upstream {id:?}: url needs a host")))?;
+    // Userinfo would become the upstream's Host (and HTTP/2 :authority) and print in logs.
+    if authority.as_str().contains('@') {
+        return Err(ConfigError::new(format!(
+            "upstream {id:?}: url carries credentials (user@ or user:password@); remove them"
+        )));
+    }
     if uri.path() != "/" && !uri.path().is_empty() {
         return Err(ConfigError::new(format!(
             "upstream {id:?}: url must not have a path; use the route's rewrite_prefix instead"

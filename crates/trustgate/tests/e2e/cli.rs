@@ -271,6 +271,27 @@ fn a_bad_config_exits_64_with_a_helpful_message() {
     assert_eq!(r.code, Some(64), "{}", r.stderr);
     assert!(r.stderr.contains(r#"write "60s""#), "{}", r.stderr);
 
+    // An upstream ca_file without a PEM certificate (here DER bytes) would trust nothing, and
+    // every request would get 502: refused at load.
+    let der = dir.write("ca.der", "\u{30}\u{0}");
+    let file = dir.write(
+        "ca.toml",
+        &good
+            .clone()
+            .edit_upstream("echo", |u| {
+                u.set("url", "https://127.0.0.1:9443")
+                    .set("ca_file", path_str(&der))
+            })
+            .to_toml(),
+    );
+    let r = run(&["check", "-c", path_str(&file)]);
+    assert_eq!(r.code, Some(64), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("holds no PEM certificate"),
+        "{}",
+        r.stderr
+    );
+
     // A missing file.
     let r = run(&["check", "-c", path_str(&dir.0.join("absent.toml"))]);
     assert_eq!(r.code, Some(64));
