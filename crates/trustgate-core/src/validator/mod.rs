@@ -447,9 +447,9 @@ impl Validator {
                 Some(pool) => {
                     match verify_with(pool, kid.is_none(), &jws, &signature, entry.max_kidless) {
                         Ok(key) => key,
-                        // The key under this `kid` may have been replaced under the same `kid`: the
-                        // same rate-limited refetch as for an unknown one (a forged signature costs
-                        // no more than a made-up `kid`).
+                        // The key under this `kid` may have been replaced under the same `kid`: a
+                        // rate-limited refetch as for an unknown one, in a window of its own
+                        // (`OnDemand`), so that forgeries cannot use up a rotation's.
                         Err(AuthError::InvalidToken(
                             reason @ (Reason::BadSignature | Reason::NoMatchingKey),
                         )) if matches!(refetch, Refetch::Allowed)

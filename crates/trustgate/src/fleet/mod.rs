@@ -157,7 +157,8 @@ impl Fleet {
 
     /// Each route's rate limiter, by route index.
     pub(crate) fn limiters(&self, config: &Config) -> Vec<Option<Arc<RouteLimiter>>> {
-        // Building a runtime is not on the request path; a poisoned lock only loses the reuse.
+        // Building a runtime is not on the request path. A poisoned lock only loses the reuse, as
+        // does a reload refused after this point (the next one starts from its limiters).
         let mut kept = self
             .limiters
             .lock()
