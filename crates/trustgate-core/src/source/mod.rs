@@ -425,6 +425,7 @@ impl IssuerKeys {
     fn claim_on_demand_window(&self, why: OnDemand) -> bool {
         let now = self.clock.now_millis();
         let cooldown = duration_millis(self.policy.unknown_kid_cooldown);
+        // Invariant: `OnDemand`'s discriminants are 0 and 1, the array's two indices.
         let window = &self.last_on_demand_ms[why as usize];
         let last = window.load(Ordering::Acquire);
         now.saturating_sub(last) >= cooldown
