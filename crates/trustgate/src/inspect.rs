@@ -25,10 +25,19 @@ use crate::runtime::Runtime;
 /// well.
 pub(crate) async fn check(path: &Path, json: bool) -> Result<bool, ConfigError> {
     let config = config::load(path)?;
+    // The certificate and key `serve` would load: one it could not read (not yet issued, say)
+    // makes `serve` exit 69, so `check` says so and is not ready, rather than passing.
+    let tls_usable = match config.server.tls.as_ref().map(crate::server::tls_acceptor) {
+        Some(Err(err)) => {
+            eprintln!("trustgate: {err}");
+            false
+        }
+        _ => true,
+    };
     let ids = config::issuer_ids(&config);
     let signer = signer_for(&config)?;
     let runtime = runtime_for(config, signer.clone(), crate::fleet::Mode::Offline).await?;
-    let ready = runtime.start().await;
+    let ready = runtime.start().await && tls_usable;
     let summary = summary(path, &runtime, &ids, signer.as_deref(), ready);
     if json {
         println!(

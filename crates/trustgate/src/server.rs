@@ -531,7 +531,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ConnStream<S> {
     }
 }
 
-fn tls_acceptor(tls: &config::FileTls) -> Result<TlsAcceptor, ConfigError> {
+pub(crate) fn tls_acceptor(tls: &config::FileTls) -> Result<TlsAcceptor, ConfigError> {
     let certs = CertificateDer::pem_file_iter(&tls.cert)
         .map_err(|e| ConfigError(format!("server.tls.cert {}: {e}", tls.cert.display())))?
         .collect::<Result<Vec<_>, _>>()

@@ -456,6 +456,14 @@ fn an_unreadable_tls_certificate_exits_69_naming_the_file() {
         "{}",
         r.stderr
     );
+    // `check` reads the same files: not ready (exit 1), naming them, rather than passing.
+    let r = run(&["check", "-c", path_str(&file)]);
+    assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains(&format!("server.tls.cert {missing}")),
+        "{}",
+        r.stderr
+    );
 }
 
 /// A production build (no `demo` feature) carries no demo issuer: `trustgate demo` says how to
