@@ -164,38 +164,28 @@ impl Fleet {
             .lock()
             .map(|mut kept| std::mem::take(&mut *kept))
             .unwrap_or_default();
-        let limiters: Vec<Option<Arc<RouteLimiter>>> = config
+        let mut current = Vec::new();
+        let limiters = config
             .routes
             .iter()
             .zip(&config.route_fleet)
             .map(|(route, fleet)| {
                 let limit = fleet.rate_limit.clone()?;
-                let reused = kept
+                let limiter = match kept
                     .iter()
                     .position(|(name, old, _)| *name == route.name && *old == limit)
-                    .map(|at| kept.swap_remove(at).2);
-                Some(reused.unwrap_or_else(|| {
-                    Arc::new(RouteLimiter::new(
+                {
+                    Some(at) => kept.swap_remove(at).2,
+                    None => Arc::new(RouteLimiter::new(
                         &route.name,
                         &config.store.namespace,
-                        limit,
+                        limit.clone(),
                         self.store.clone(),
                         &self.metrics,
-                    ))
-                }))
-            })
-            .collect();
-        let current = config
-            .routes
-            .iter()
-            .zip(&config.route_fleet)
-            .zip(&limiters)
-            .filter_map(|((route, fleet), limiter)| {
-                Some((
-                    route.name.clone(),
-                    fleet.rate_limit.clone()?,
-                    Arc::clone(limiter.as_ref()?),
-                ))
+                    )),
+                };
+                current.push((route.name.clone(), limit, Arc::clone(&limiter)));
+                Some(limiter)
             })
             .collect();
         if let Ok(mut kept) = self.limiters.lock() {
