@@ -4,11 +4,7 @@
 use axum::extract::OriginalUri;
 use http::request::Parts;
 use serde_json::Value;
-use std::time::Duration;
-
-use trustgate_core::{
-    ASSERTION_LEEWAY, AuthError, BoundRequest, Reason, Validator, check_assertion_binding,
-};
+use trustgate_core::{AuthError, BoundRequest, Reason, Validator, check_assertion_binding};
 
 use crate::caller::Caller;
 use crate::headers::{HeaderIdentity, HeaderMapping};
@@ -101,12 +97,12 @@ impl Authenticator {
                     );
                     return Err(Reason::RequestBinding.into());
                 };
-                // Kept until the assertion can no longer pass: its `exp` plus the leeway.
-                let ttl = verified.expires_at().map_or(ASSERTION_LEEWAY * 7, |exp| {
-                    let left = exp.saturating_sub(now_secs()).max(0);
-                    Duration::from_secs(u64::try_from(left).unwrap_or(0)) + ASSERTION_LEEWAY
-                });
-                match seen.first_use_anywhere(jti, ttl).await {
+                // An assertion always has an `exp` (a required claim of the mode), and its id is kept
+                // until that plus the leeway.
+                let Some(exp) = verified.expires_at() else {
+                    return Err(Reason::MissingClaim.into());
+                };
+                match seen.first_use_anywhere(jti, exp).await {
                     Ok(true) => {}
                     Ok(false) => {
                         tracing::debug!(mode = mode.as_str(), "gateway assertion replayed");
@@ -125,9 +121,4 @@ impl Authenticator {
             }
         }
     }
-}
-
-fn now_secs() -> i64 {
-    use trustgate_core::Clock as _;
-    trustgate_core::SystemClock.now_millis().div_euclid(1000)
 }

@@ -263,8 +263,9 @@ impl Builder {
     }
 
     /// How many gateway assertion ids the layer remembers to refuse a second use of one
-    /// (default 100,000: 35 s of about 2,900 requests per second). Beyond it, older ids are
-    /// forgotten. Cover the requests this process serves in 35 s (the gateway's 30 s assertion
+    /// (default 100,000: 35 s of about 2,900 requests per second). An id is kept until its
+    /// assertion's `exp` plus the leeway; when the memory is full of ids still live, the oldest
+    /// is forgotten. Cover the requests this process serves in 35 s (the gateway's 30 s assertion
     /// lifetime plus 5 s of leeway). Only the assertion modes use it.
     pub fn remembered_assertions(mut self, capacity: usize) -> Self {
         self.remembered_assertions = capacity;
@@ -332,7 +333,8 @@ impl Builder {
             config.claims.leeway = leeway;
         }
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        let validator = Validator::new(vec![config], self.options, clock)?;
+        let leeway = config.claims.leeway;
+        let validator = Validator::new(vec![config], self.options, Arc::clone(&clock))?;
         if !validator.start().await && self.require_keys_at_start {
             return Err(SetupError::KeysUnavailable {
                 issuer: self.issuer,
@@ -343,7 +345,12 @@ impl Builder {
                 mode,
                 validator,
                 require_headers: mode == Mode::IdentityHeaders,
-                seen: SeenAssertions::new(self.remembered_assertions, self.shared_replay_store),
+                seen: SeenAssertions::new(
+                    self.remembered_assertions,
+                    self.shared_replay_store,
+                    clock,
+                    leeway,
+                ),
             },
             _ => Authenticator::Bearer { mode, validator },
         };

@@ -6,10 +6,13 @@
 //! within that window. So the service remembers the `jti` of every assertion it accepted and
 //! refuses a second use.
 //!
-//! Entries need no expiry of their own: once the assertion expires, the validator refuses it
-//! before this check is reached. Memory is bounded by the capacity; beyond it older `jti`s are
-//! forgotten, so the capacity should cover the requests of one assertion lifetime plus leeway
-//! (35 s).
+//! An id is kept until its assertion can no longer pass (its `exp` plus the leeway); after that
+//! the validator refuses the assertion before this check is reached, and the id is dropped. Memory
+//! is bounded by the capacity: when it is full of ids still live, the oldest is forgotten first,
+//! so the capacity should cover the requests of one assertion lifetime plus leeway (35 s). Ids
+//! are forgotten strictly in arrival order: a cache that ranks entries by use (as a CLOCK-PRO
+//! cache does) would keep the first ids it saw and forget the newest, which are the ones worth
+//! replaying.
 //!
 //! That memory is per process. Replicas of a service share what they have seen through a
 //! [`ReplayStore`] ([`Builder::shared_replay_store`](crate::Builder::shared_replay_store); with the
@@ -17,12 +20,13 @@
 //! expiry). The process's own cache stays the first level: a replay to the same replica is
 //! refused without a round trip, and only a first sighting asks the store.
 
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use quick_cache::sync::{Cache, GuardResult};
+use trustgate_core::SharedClock;
 
 /// A store of assertion ids shared by the replicas of a service.
 pub trait ReplayStore: Send + Sync + 'static {
@@ -44,33 +48,76 @@ pub struct ReplayStoreError(pub String);
 pub(crate) const DEFAULT_CAPACITY: usize = 100_000;
 
 pub(crate) struct SeenAssertions {
-    seen: Cache<String, ()>,
+    seen: Mutex<Remembered>,
+    capacity: usize,
     shared: Option<Arc<dyn ReplayStore>>,
+    /// The validator's clock and leeway: an id is kept for as long as its assertion can pass.
+    clock: SharedClock,
+    leeway: Duration,
+}
+
+/// The ids of this process, each with the time (Unix ms) until which its assertion can pass.
+#[derive(Default)]
+struct Remembered {
+    until: HashMap<Arc<str>, i64>,
+    /// The same ids in arrival order: the front is forgotten first.
+    arrivals: VecDeque<Arc<str>>,
 }
 
 impl std::fmt::Debug for SeenAssertions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let remembered = self
+            .seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .arrivals
+            .len();
         f.debug_struct("SeenAssertions")
-            .field("remembered", &self.seen.len())
+            .field("remembered", &remembered)
+            .field("capacity", &self.capacity)
             .finish()
     }
 }
 
 impl SeenAssertions {
-    pub(crate) fn new(capacity: usize, shared: Option<Arc<dyn ReplayStore>>) -> Self {
+    /// `clock` and `leeway` are the validator's.
+    pub(crate) fn new(
+        capacity: usize,
+        shared: Option<Arc<dyn ReplayStore>>,
+        clock: SharedClock,
+        leeway: Duration,
+    ) -> Self {
         Self {
-            seen: Cache::new(capacity.max(1)),
+            seen: Mutex::default(),
+            capacity: capacity.max(1),
             shared,
+            clock,
+            leeway,
         }
     }
 
     /// [`SeenAssertions::first_use`] here, then, for a first sighting here, in the shared store.
+    /// The id is kept until the assertion can no longer pass: `exp_secs` (the verified `exp`)
+    /// plus the validator's leeway, on the validator's clock.
     pub(crate) async fn first_use_anywhere(
         &self,
         jti: &str,
-        ttl: Duration,
+        exp_secs: i64,
     ) -> Result<bool, ReplayStoreError> {
-        if !self.first_use(jti) {
+        let now_ms = self.clock.now_millis();
+        let leeway_ms = i64::try_from(self.leeway.as_millis()).unwrap_or(i64::MAX);
+        // A second more: `exp` may be fractional, and `exp_secs` is rounded down.
+        let until_ms = exp_secs
+            .saturating_add(1)
+            .saturating_mul(1000)
+            .saturating_add(leeway_ms);
+        // At least a millisecond: Redis refuses an expiry of 0.
+        let ttl = Duration::from_millis(
+            u64::try_from(until_ms.saturating_sub(now_ms))
+                .unwrap_or(0)
+                .max(1),
+        );
+        if !self.first_use(jti, now_ms, until_ms) {
             return Ok(false);
         }
         match &self.shared {
@@ -79,16 +126,30 @@ impl SeenAssertions {
         }
     }
 
-    /// Records `jti` and returns whether this is its first use. Of requests racing with the same
-    /// `jti`, one is admitted; the others find its placeholder and are refused without waiting.
-    pub(crate) fn first_use(&self, jti: &str) -> bool {
-        match self.seen.get_value_or_guard(jti, Some(Duration::ZERO)) {
-            GuardResult::Guard(placeholder) => {
-                let _ = placeholder.insert(());
-                true
-            }
-            GuardResult::Value(()) | GuardResult::Timeout => false,
+    /// Records `jti`, live until `until_ms`, and returns whether this is its first use. The
+    /// check and the insert happen under one lock, so of requests racing with the same `jti`
+    /// exactly one is admitted. No I/O happens under the lock.
+    pub(crate) fn first_use(&self, jti: &str, now_ms: i64, until_ms: i64) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let Remembered { until, arrivals } = &mut *seen;
+        if until.contains_key(jti) {
+            return false;
         }
+        // Expired ids at the front go (a later one that expired earlier waits for its turn:
+        // lifetimes are all about the same), then the oldest while there is no room.
+        while let Some(oldest) = arrivals.front() {
+            let expired = until.get(oldest).is_none_or(|&t| t <= now_ms);
+            if !expired && arrivals.len() < self.capacity {
+                break;
+            }
+            if let Some(oldest) = arrivals.pop_front() {
+                until.remove(&oldest);
+            }
+        }
+        let jti: Arc<str> = Arc::from(jti);
+        until.insert(Arc::clone(&jti), until_ms);
+        arrivals.push_back(jti);
+        true
     }
 }
 
@@ -159,6 +220,7 @@ impl ReplayStore for RedisReplayStore {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use trustgate_core::Clock as _;
 
     /// A store that has seen what its set holds.
     struct Shared(std::sync::Mutex<std::collections::HashSet<String>>);
@@ -173,36 +235,134 @@ mod tests {
         }
     }
 
+    const LEEWAY: Duration = Duration::from_secs(5);
+
+    fn seen_at(
+        capacity: usize,
+        shared: Option<Arc<dyn ReplayStore>>,
+    ) -> (SeenAssertions, trustgate_core::ManualClock) {
+        let clock = trustgate_core::ManualClock::at_secs(1_000_000);
+        let seen = SeenAssertions::new(capacity, shared, Arc::new(clock.clone()), LEEWAY);
+        (seen, clock)
+    }
+
+    /// `first_use` for an assertion expiring 30 s from the clock's now.
+    fn fresh(seen: &SeenAssertions, jti: &str) -> bool {
+        let now_ms = seen.clock.now_millis();
+        seen.first_use(jti, now_ms, now_ms + 35_000)
+    }
+
     #[tokio::test]
     async fn a_shared_store_refuses_what_another_replica_accepted() {
         let shared: Arc<dyn ReplayStore> = Arc::new(Shared(Default::default()));
-        let one = SeenAssertions::new(16, Some(Arc::clone(&shared)));
-        let two = SeenAssertions::new(16, Some(shared));
-        let ttl = Duration::from_secs(35);
-        assert!(one.first_use_anywhere("a", ttl).await.unwrap());
-        assert!(!two.first_use_anywhere("a", ttl).await.unwrap());
-        assert!(!one.first_use_anywhere("a", ttl).await.unwrap());
-        assert!(two.first_use_anywhere("b", ttl).await.unwrap());
+        let (one, clock) = seen_at(16, Some(Arc::clone(&shared)));
+        let (two, _) = seen_at(16, Some(shared));
+        let exp = clock.now_secs() + 30;
+        assert!(one.first_use_anywhere("a", exp).await.unwrap());
+        assert!(!two.first_use_anywhere("a", exp).await.unwrap());
+        assert!(!one.first_use_anywhere("a", exp).await.unwrap());
+        assert!(two.first_use_anywhere("b", exp).await.unwrap());
+    }
+
+    /// What the shared store is asked to keep: until `exp` (plus the second `exp` may have been
+    /// rounded down) plus the validator's leeway, on the validator's clock, not the system's.
+    #[tokio::test]
+    async fn the_shared_store_keeps_an_id_for_as_long_as_its_assertion_can_pass() {
+        struct Ttls(std::sync::Mutex<Vec<Duration>>);
+        impl ReplayStore for Ttls {
+            fn first_use<'a>(
+                &'a self,
+                _jti: &'a str,
+                ttl: Duration,
+            ) -> Pin<Box<dyn Future<Output = Result<bool, ReplayStoreError>> + Send + 'a>>
+            {
+                self.0.lock().unwrap().push(ttl);
+                Box::pin(async { Ok(true) })
+            }
+        }
+        let ttls = Arc::new(Ttls(Default::default()));
+        let clock = trustgate_core::ManualClock::at_secs(1_000_000);
+        let seen = SeenAssertions::new(
+            16,
+            Some(Arc::clone(&ttls) as Arc<dyn ReplayStore>),
+            Arc::new(clock.clone()),
+            Duration::from_secs(30),
+        );
+        assert!(seen.first_use_anywhere("a", 1_000_020).await.unwrap());
+        // Already expired by the clock, within the leeway: kept for the leeway's rest.
+        assert!(seen.first_use_anywhere("b", 999_990).await.unwrap());
+        // Long past: the store still gets an expiry Redis accepts.
+        assert!(seen.first_use_anywhere("c", 1).await.unwrap());
+        assert_eq!(
+            *ttls.0.lock().unwrap(),
+            [
+                Duration::from_secs(51),
+                Duration::from_secs(21),
+                Duration::from_millis(1)
+            ]
+        );
     }
 
     #[test]
     fn each_id_is_accepted_once() {
-        let seen = SeenAssertions::new(16, None);
-        assert!(seen.first_use("a"));
-        assert!(!seen.first_use("a"));
-        assert!(seen.first_use("b"));
-        assert!(!seen.first_use("b"));
-        assert!(!seen.first_use("a"));
+        let (seen, _) = seen_at(16, None);
+        assert!(fresh(&seen, "a"));
+        assert!(!fresh(&seen, "a"));
+        assert!(fresh(&seen, "b"));
+        assert!(!fresh(&seen, "b"));
+        assert!(!fresh(&seen, "a"));
+    }
+
+    /// Full, the memory forgets the oldest ids, never the newest: after any number of ids, the
+    /// last `capacity` are all refused a second time. (The CLOCK-PRO cache used before kept the
+    /// first ids it saw and remembered only about 3 % of the capacity of the newest.)
+    #[test]
+    fn once_full_the_newest_ids_are_remembered_and_the_oldest_forgotten() {
+        let capacity = 10_000;
+        let (seen, _) = seen_at(capacity, None);
+        for i in 0..3 * capacity {
+            assert!(fresh(&seen, &format!("old-{i}")));
+        }
+        for i in 0..capacity {
+            assert!(fresh(&seen, &format!("new-{i}")), "new-{i}");
+        }
+        let replayed = (0..capacity)
+            .filter(|i| fresh(&seen, &format!("new-{i}")))
+            .count();
+        assert_eq!(replayed, 0);
+        assert!(fresh(&seen, "old-0"));
+        assert!(fresh(&seen, &format!("old-{}", 3 * capacity - 1)));
+    }
+
+    /// An id whose assertion can no longer pass makes room at once: a quiet moment empties the
+    /// memory, and a full memory of expired ids forgets none of the live ones.
+    #[test]
+    fn expired_ids_go_first() {
+        let (seen, clock) = seen_at(4, None);
+        assert!(fresh(&seen, "a"));
+        assert!(fresh(&seen, "b"));
+        clock.advance_secs(36);
+        assert!(fresh(&seen, "c"));
+        assert_eq!(seen.seen.lock().unwrap().arrivals.len(), 1);
+        assert!(fresh(&seen, "d"));
+        assert!(fresh(&seen, "e"));
+        assert!(fresh(&seen, "f"));
+        // Full of live ids: `c`, the oldest, is forgotten for `g`.
+        assert!(fresh(&seen, "g"));
+        for live in ["d", "e", "f", "g"] {
+            assert!(!fresh(&seen, live), "{live}");
+        }
     }
 
     #[test]
     fn concurrent_uses_of_one_id_admit_exactly_one() {
-        let seen = std::sync::Arc::new(SeenAssertions::new(1024, None));
+        let (seen, _) = seen_at(1024, None);
+        let seen = std::sync::Arc::new(seen);
         for round in 0..50 {
             let jti = format!("j{round}");
             let admitted: usize = std::thread::scope(|scope| {
                 let handles: Vec<_> = (0..8)
-                    .map(|_| scope.spawn(|| usize::from(seen.first_use(&jti))))
+                    .map(|_| scope.spawn(|| usize::from(fresh(&seen, &jti))))
                     .collect();
                 handles.into_iter().map(|h| h.join().unwrap()).sum()
             });

@@ -162,6 +162,14 @@ impl Validator {
             {
                 return Err(ConfigError::NoAudiences(config.issuer));
             }
+            if config
+                .claims
+                .audiences
+                .iter()
+                .any(|audience| audience.trim().is_empty())
+            {
+                return Err(ConfigError::EmptyAudience(config.issuer));
+            }
             if config.max_kidless_candidates == 0 {
                 return Err(ConfigError::ZeroKidlessCandidates(config.issuer));
             }

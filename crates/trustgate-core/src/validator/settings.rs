@@ -82,6 +82,12 @@ pub enum ConfigError {
         "issuer {0:?} requires an audience but none is configured; set audiences = [\"your-api\"]"
     )]
     NoAudiences(String),
+    /// An empty (or blank) audience: an unset variable, most likely. It would accept tokens
+    /// whose `aud` is `""`, which names no service.
+    #[error(
+        "issuer {0:?} has an empty audience; each audience must name your API, e.g. \"your-api\""
+    )]
+    EmptyAudience(String),
     /// Discovery needs the issuer to be an http(s) URL.
     #[error("issuer {0:?} uses discovery, so it must be an https URL (http only for loopback)")]
     DiscoveryNeedsUrl(String),

@@ -772,6 +772,27 @@ fn inverted_refresh_bounds_are_a_configuration_error() {
     );
 }
 
+/// An empty or blank audience (an unset variable) would accept tokens whose `aud` is `""`: a
+/// configuration error, beside others that are fine.
+#[test]
+fn an_empty_audience_is_a_configuration_error() {
+    let key = TestKey::es256("k1");
+    for audiences in [vec![""], vec![" "], vec![AUD, ""]] {
+        let mut config = issuer(ISS, &[&key]);
+        config.claims.audiences = audiences.iter().map(|a| (*a).to_owned()).collect();
+        let err = Validator::new(
+            vec![config],
+            ValidatorOptions::default(),
+            std::sync::Arc::new(clock()),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, ConfigError::EmptyAudience(_)),
+            "{audiences:?}: {err}"
+        );
+    }
+}
+
 // === claims ===
 
 #[tokio::test]

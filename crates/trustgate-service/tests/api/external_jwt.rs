@@ -3,6 +3,7 @@
 use http::Method;
 use serde_json::json;
 use test_support::{TestIssuer, TestKey, now_secs};
+use trustgate_core::ConfigError;
 use trustgate_service::{Builder, Mode, SetupError, TrustgateLayer};
 
 use crate::common::*;
@@ -234,6 +235,15 @@ async fn configuration_errors_are_reported() {
         .await
         .unwrap_err();
     assert!(matches!(error, SetupError::Config(_)), "{error}");
+    // An unset variable for the audience: it would accept tokens with `aud: ""`.
+    let issuers = Issuers::start().await;
+    let error = TrustgateLayer::jwt(&issuers.external.url(), "")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, SetupError::Config(ConfigError::EmptyAudience(_))),
+        "{error}"
+    );
     let error = Builder::internal_tokens("http://127.0.0.1:1", SERVICE)
         .required_typ("JWT")
         .build()

@@ -7,8 +7,10 @@ use axum::Router;
 use http::Method;
 use serde_json::json;
 use test_support::now_secs;
-use trustgate_core::ManualClock;
-use trustgate_service::{Builder, HeaderMapping, Mode, TrustgateLayer};
+use trustgate_core::{Clock as _, ManualClock};
+use trustgate_service::{
+    Builder, HeaderMapping, Mode, ReplayStore, ReplayStoreError, TrustgateLayer,
+};
 
 use crate::common::*;
 
@@ -263,6 +265,107 @@ async fn the_same_assertion_is_accepted_once() {
     let mut expected = vec![200];
     expected.extend([401; 15]);
     assert_eq!(statuses, expected);
+}
+
+/// Once the layer has seen more assertions than it remembers, a captured one used 200 requests
+/// ago (well within the 1,000 it is told to remember, and within its 30 s) is still refused: the
+/// oldest ids are forgotten first, never the newest.
+#[tokio::test]
+async fn a_recent_assertion_is_refused_after_the_memory_filled_over() {
+    let issuers = Issuers::start().await;
+    let layer = Builder::gateway_assertion(&issuers.internal.url(), SERVICE)
+        .remembered_assertions(1_000)
+        .build()
+        .await
+        .unwrap();
+    let addr = serve(app(layer)).await;
+    let mut captured = None;
+    for i in 0..2_200 {
+        let assertion = issuers.assertion(SERVICE, "GET", "/users/me", json!(null), json!({}));
+        let reply = get_with(addr, "/users/me", &[("x-trustgate-assertion", &assertion)]).await;
+        assert_eq!(reply.status, 200, "request {i}");
+        if i == 2_000 {
+            captured = Some(assertion);
+        }
+    }
+    let captured = captured.unwrap();
+    get_with(addr, "/users/me", &[("x-trustgate-assertion", &captured)])
+        .await
+        .assert_invalid_token();
+}
+
+/// A shared store that forgets an id once its TTL has passed, as Redis' `PX` does, on the
+/// layers' clock.
+struct ExpiringStore {
+    clock: ManualClock,
+    entries: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+}
+
+impl ReplayStore for ExpiringStore {
+    fn first_use<'a>(
+        &'a self,
+        jti: &'a str,
+        ttl: std::time::Duration,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<bool, ReplayStoreError>> + Send + 'a>,
+    > {
+        Box::pin(async move {
+            let now = self.clock.now_millis();
+            let mut entries = self.entries.lock().unwrap();
+            if entries.get(jti).is_some_and(|&until| until > now) {
+                return Ok(false);
+            }
+            let ttl = i64::try_from(ttl.as_millis()).unwrap();
+            entries.insert(jti.to_owned(), now + ttl);
+            Ok(true)
+        })
+    }
+}
+
+/// With a 30 s leeway, an assertion passes until 30 s after its `exp`; the shared store must
+/// keep its id that long, measured on the layers' clock, or a second replica accepts the replay.
+#[tokio::test]
+async fn the_shared_store_keeps_an_id_for_the_whole_leeway() {
+    let issuers = Issuers::start().await;
+    let t0 = now_secs();
+    let clock = ManualClock::at_secs(t0);
+    let store: Arc<dyn ReplayStore> = Arc::new(ExpiringStore {
+        clock: clock.clone(),
+        entries: Default::default(),
+    });
+    let replica = || {
+        Builder::identity_headers(&issuers.internal.url(), SERVICE)
+            .clock(Arc::new(clock.clone()))
+            .leeway(std::time::Duration::from_secs(30))
+            .shared_replay_store(Arc::clone(&store))
+            .build()
+    };
+    let a = serve(app(replica().await.unwrap())).await;
+    let b = serve(app(replica().await.unwrap())).await;
+    let assertion = issuers.assertion(
+        SERVICE,
+        "GET",
+        "/users/me",
+        alice_headers(),
+        json!({"iat": t0, "exp": t0 + 30}),
+    );
+    let headers = with(&[("x-trustgate-assertion", &assertion)]);
+    assert_eq!(get_with(a, "/users/me", &headers).await.status, 200);
+    // 10 s past `exp`, within the leeway.
+    clock.advance_secs(40);
+    get_with(b, "/users/me", &headers)
+        .await
+        .assert_invalid_token();
+    // A fresh assertion still passes at B: the refusal was the replay, not the clock.
+    let fresh = issuers.assertion(
+        SERVICE,
+        "GET",
+        "/users/me",
+        alice_headers(),
+        json!({"iat": t0 + 40, "exp": t0 + 70}),
+    );
+    let headers = with(&[("x-trustgate-assertion", &fresh)]);
+    assert_eq!(get_with(b, "/users/me", &headers).await.status, 200);
 }
 
 #[tokio::test]

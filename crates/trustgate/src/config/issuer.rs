@@ -125,6 +125,15 @@ pub(super) fn issuer_config(
             "issuer {id:?} has no audiences; set audiences = [\"your-api\"] (the aud your tokens carry)"
         )));
     }
+    if issuer
+        .audiences
+        .iter()
+        .any(|audience| audience.trim().is_empty())
+    {
+        return Err(ConfigError::new(format!(
+            "issuer {id:?} has an empty audience; each audience must name your API (the aud your tokens carry)"
+        )));
+    }
     let mut config = IssuerConfig::new(issuer.issuer.clone(), issuer.audiences, source);
     config.algorithms = issuer.algorithms;
     config.claims.leeway = issuer.leeway.0;

@@ -141,6 +141,10 @@ fn cross_references_are_checked() {
     assert!(err.contains("no key source"), "{err}");
     let err = error(&BASE.replace("audiences = [\"api\"]", ""));
     assert!(err.contains("no audiences"), "{err}");
+    for blank in ["\"\"", "\" \"", "\"api\", \"\""] {
+        let err = error(&BASE.replace("audiences = [\"api\"]", &format!("audiences = [{blank}]")));
+        assert!(err.contains("has an empty audience"), "{blank}: {err}");
+    }
 }
 
 #[test]
