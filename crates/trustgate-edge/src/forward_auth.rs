@@ -47,6 +47,11 @@ pub enum DescribeError {
     Ambiguous,
     /// A described method, target or host that does not parse.
     Malformed,
+    /// A target that path normalization would change (`..`, `.`, `//`, an escaped dot or an
+    /// unreserved character written as an escape). The proxy in front forwards the target as
+    /// the client wrote it, so the path judged would not be the path served: `/admin/%2e%2e/public`
+    /// judged as public `/public` reaches an upstream that does not resolve `%2e%2e` as `/admin`.
+    NotNormalForm,
 }
 
 /// The original request, as the proxy described it.
@@ -143,6 +148,16 @@ pub fn describe(
             let mut described = headers.clone();
             described.remove(http::header::CONTENT_LENGTH);
             described.remove(http::header::TRANSFER_ENCODING);
+            // Over HTTP/2 Envoy's check carries the original host as `:authority`, which hyper
+            // keeps in the URI and not as a Host header. Without it, a host-bound route would
+            // never match and the check would be judged on a host-less route.
+            if !described.contains_key(HOST) {
+                let authority = uri.authority().ok_or(DescribeError::Malformed)?;
+                let host = HeaderValue::from_str(authority.as_str())
+                    .map_err(|_| DescribeError::Malformed)?;
+                described.insert(HOST, host);
+            }
+            in_normal_form(&original)?;
             return Ok(Described {
                 convention: Convention::Envoy,
                 method: method.clone(),
@@ -164,6 +179,7 @@ pub fn describe(
     let uri = target
         .parse::<Uri>()
         .map_err(|_| DescribeError::Malformed)?;
+    in_normal_form(&uri)?;
     let host = host.cloned();
     let mut described = headers.clone();
     for name in [
@@ -220,6 +236,7 @@ pub fn describe_attributes<'a>(
         return Err(DescribeError::Malformed);
     }
     let uri = path.parse::<Uri>().map_err(|_| DescribeError::Malformed)?;
+    in_normal_form(&uri)?;
     let mut described = HeaderMap::new();
     for (name, value) in headers {
         if name.starts_with(':') {
@@ -245,6 +262,22 @@ pub fn describe_attributes<'a>(
         uri,
         headers: described,
     })
+}
+
+/// Refuses a described target that normalization would change: behind a proxy, the target the
+/// upstream gets is the one the client wrote, so it must be the one judged. (The reverse proxy
+/// forwards its normalized path instead, and needs no such rule.) A target normalization refuses
+/// outright is left to the engine, which refuses it the same way on every door.
+fn in_normal_form(uri: &Uri) -> Result<(), DescribeError> {
+    let Some(target) = uri.path_and_query() else {
+        return Ok(());
+    };
+    match crate::path::normalize(target.as_str(), crate::path::DoubleSlash::Merge) {
+        Ok(normalized) if normalized.path() != uri.path() || normalized.query() != uri.query() => {
+            Err(DescribeError::NotNormalForm)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The values of `name` in `headers` as one field, for a proxy that sets it from one answer
@@ -345,7 +378,7 @@ mod tests {
         let (m, u) = get();
         let nginx = headers(&[
             ("x-original-method", "POST"),
-            ("x-original-uri", "/api/../admin?x=1"),
+            ("x-original-uri", "/admin?x=1"),
             ("x-original-host", "api.example"),
             ("host", "trustgate:9902"),
             ("authorization", "Bearer t"),
@@ -353,7 +386,7 @@ mod tests {
         let d = describe(&m, &u, &nginx, true, Convention::Nginx, "").unwrap();
         assert_eq!(d.convention, Convention::Nginx);
         assert_eq!(d.method, Method::POST);
-        assert_eq!(d.uri, "/api/../admin?x=1");
+        assert_eq!(d.uri, "/admin?x=1");
         assert_eq!(d.headers.get("host").unwrap(), "api.example");
         assert_eq!(d.headers.get("authorization").unwrap(), "Bearer t");
         assert!(!d.headers.contains_key("x-original-uri"));
@@ -369,6 +402,86 @@ mod tests {
         assert_eq!(d.uri, "/users/1");
         assert_eq!(d.headers.get("host").unwrap(), "api.example");
         assert!(!d.headers.contains_key("x-forwarded-uri"));
+    }
+
+    /// The proxy in front forwards the target as the client wrote it, so a target normalization
+    /// would change is refused on every door: judged as `/public`, `/admin/%2e%2e/public` would
+    /// reach an upstream that does not resolve `%2e%2e` as `/admin/...`.
+    #[test]
+    fn a_target_normalization_would_change_is_refused_on_every_door() {
+        let (m, u) = get();
+        for target in [
+            "/admin/%2e%2e/public",
+            "/admin/x/%2E./../public",
+            "/admin//../public",
+            "/admin/../public",
+            "/admin/./public",
+            "//admin",
+            "/%61dmin",
+        ] {
+            let nginx = headers(&[
+                ("x-original-method", "GET"),
+                ("x-original-uri", target),
+                ("x-original-host", "api.example"),
+            ]);
+            assert_eq!(
+                describe(&m, &u, &nginx, true, Convention::Nginx, "").unwrap_err(),
+                DescribeError::NotNormalForm,
+                "{target}"
+            );
+            let forwarded = headers(&[
+                ("x-forwarded-method", "GET"),
+                ("x-forwarded-uri", target),
+                ("x-forwarded-host", "api.example"),
+            ]);
+            assert_eq!(
+                describe(&m, &u, &forwarded, true, Convention::ForwardedHeaders, "").unwrap_err(),
+                DescribeError::NotNormalForm,
+                "{target}"
+            );
+            assert_eq!(
+                envoy_get(&format!("/ext{target}"), &[("host", "api.example")]).unwrap_err(),
+                DescribeError::NotNormalForm,
+                "{target}"
+            );
+            assert_eq!(
+                describe_attributes("GET", target, "api.example", [], true).unwrap_err(),
+                DescribeError::NotNormalForm,
+                "{target}"
+            );
+        }
+        // A target already in normal form, query included, is described as it is.
+        let d = describe_attributes("GET", "/admin/users?q=a%2Fb", "api.example", [], true);
+        assert_eq!(d.unwrap().uri, "/admin/users?q=a%2Fb");
+    }
+
+    /// A GET check from Envoy's HTTP filter under the path prefix `/ext`.
+    fn envoy_get(target: &str, pairs: &[(&str, &str)]) -> Result<Described, DescribeError> {
+        let uri: Uri = target.parse().unwrap();
+        describe(
+            &Method::GET,
+            &uri,
+            &headers(pairs),
+            true,
+            Convention::Envoy,
+            "/ext",
+        )
+    }
+
+    /// Over HTTP/2, Envoy's check carries the original host as `:authority` only: it becomes
+    /// the described Host, so host-bound routes still match. A check with neither is refused.
+    #[test]
+    fn an_envoy_check_over_http2_keeps_its_host() {
+        let d = envoy_get("http://admin.example/ext/secret", &[]).unwrap();
+        assert_eq!(d.uri, "/secret");
+        assert_eq!(d.headers.get(HOST).unwrap(), "admin.example");
+        // A Host header, as HTTP/1.1 sends, is kept as it is.
+        let d = envoy_get("/ext/secret", &[("host", "admin.example:8443")]).unwrap();
+        assert_eq!(d.headers.get(HOST).unwrap(), "admin.example:8443");
+        assert_eq!(
+            envoy_get("/ext/secret", &[]).unwrap_err(),
+            DescribeError::Malformed
+        );
     }
 
     #[test]
@@ -449,7 +562,7 @@ mod tests {
         ];
         let d = describe_attributes(
             "POST",
-            "/users/%2e%2e/x?q=1",
+            "/users/x?q=1",
             "api.example",
             pairs.iter().copied(),
             true,
@@ -457,7 +570,7 @@ mod tests {
         .unwrap();
         assert_eq!(d.convention, Convention::Envoy);
         assert_eq!(d.method, Method::POST);
-        assert_eq!(d.uri, "/users/%2e%2e/x?q=1");
+        assert_eq!(d.uri, "/users/x?q=1");
         assert_eq!(d.headers.get("host").unwrap(), "api.example");
         assert_eq!(d.headers.get("x-user-id").unwrap(), "mallory");
         assert_eq!(d.headers.get("x-forwarded-uri").unwrap(), "/public");

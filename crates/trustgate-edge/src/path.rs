@@ -368,7 +368,9 @@ fn end_utf8_run(run: &mut Vec<u8>) -> Result<(), PathError> {
 ///
 /// Merging before resolving matches nginx (`/a//../b` is `/b`, where a pure
 /// RFC resolver would say `/a/b`); either is fine for safety because the
-/// upstream receives our result, never the original.
+/// reverse proxy's upstream receives our result, never the original. Behind a
+/// forward-auth proxy the upstream receives the original, so there a target
+/// this function would change is refused (`forward_auth::describe`).
 fn remove_dot_segments(decoded: &str, double_slash: DoubleSlash) -> Result<String, PathError> {
     // `decoded` starts with '/', so the first item of the split is the empty
     // string before it.

@@ -178,6 +178,7 @@ pub(crate) fn undescribed(
         DescribeError::UntrustedPeer => ("untrusted_forwarder", Outcome::Forbidden),
         DescribeError::Ambiguous => ("ambiguous_description", Outcome::BadRequest),
         DescribeError::Malformed => ("malformed_description", Outcome::BadRequest),
+        DescribeError::NotNormalForm => ("target_not_normalized", Outcome::BadRequest),
     };
     tracing::warn!(target: "trustgate::audit", peer = %origin.peer, reason = label, door = origin.door.as_str(), "decision endpoint refused a check");
     rt.metrics.unrouted(label);
@@ -194,6 +195,9 @@ pub(crate) fn undescribed(
         }
         DescribeError::Ambiguous | DescribeError::Malformed => {
             GatewayError::BadPath("bad_description").to_response()
+        }
+        DescribeError::NotNormalForm => {
+            GatewayError::BadPath("target_not_normalized").to_response()
         }
     }
 }

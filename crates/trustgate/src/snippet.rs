@@ -155,7 +155,8 @@ pub(crate) fn nginx(config: &Config) -> Result<(String, String, String), ConfigE
         protect,
         "proxy_set_header X-Forwarded-For $remote_addr;\n\
          proxy_set_header X-Forwarded-Proto $scheme;\n\
-         proxy_set_header X-Forwarded-Host $http_host;"
+         # The host trustgate judged ($host, as in the check), not the client's Host header.\n\
+         proxy_set_header X-Forwarded-Host $host;"
     );
     Ok((upstream, auth, protect))
 }

@@ -29,7 +29,7 @@ use trustgate_core::{
 };
 
 use crate::error::GatewayError;
-use crate::headers::{IdentityHeaderPolicy, is_uri_override};
+use crate::headers::{IdentityHeaderPolicy, is_forwarding_header_name, is_uri_override};
 use crate::mint::{self, MintCache};
 use crate::path::{self, DoubleSlash};
 use crate::route::Route;
@@ -548,14 +548,19 @@ impl Engine {
     }
 
     /// The client-sent header names every forwarded request loses, whatever the route: identity
-    /// headers and URI overrides. A decision endpoint lists them for the proxy that forwards.
+    /// headers, URI overrides, and the `_` spellings of forwarding headers (`X_Forwarded_For`,
+    /// which CGI-style upstreams read as the real one; the `-` spellings are the calling proxy's
+    /// own to set). A decision endpoint lists them for the proxy that forwards.
     pub fn client_headers_removed<'h>(
         &self,
         headers: &'h HeaderMap,
     ) -> impl Iterator<Item = &'h HeaderName> + use<'h, '_> {
-        headers
-            .keys()
-            .filter(|name| self.identity_headers.is_identity_header(name) || is_uri_override(name))
+        headers.keys().filter(|name| {
+            self.identity_headers.is_identity_header(name)
+                || is_uri_override(name)
+                || (name.as_str().contains('_')
+                    && is_forwarding_header_name(name.as_str().as_bytes()))
+        })
     }
 }
 

@@ -146,12 +146,17 @@ fn a_valid_token_is_allowed_with_the_identity_set_and_forgeries_removed() {
                 ("x-user-email", "mallory@example"),
                 ("x-original-url", "/admin"),
                 ("x-forwarded-uri", "/public"),
+                ("x_forwarded_for", "10.9.9.9"),
+                ("x_real_ip", "10.9.9.9"),
+                ("x-forwarded-for", "192.0.2.1"),
             ],
         ),
     );
     let ok = ok_response(&r);
     // `x-user-id` is replaced, the other identity headers and `x-forwarded-uri` (a client's, not
-    // Envoy's description) are removed, and so is the external token.
+    // Envoy's description) are removed, and so is the external token. The `_` spellings of
+    // forwarding headers, which CGI-style upstreams read as the real ones, go too; Envoy's own
+    // `x-forwarded-for` stays.
     assert_eq!(
         set_headers(&ok.headers),
         [
@@ -167,6 +172,8 @@ fn a_valid_token_is_allowed_with_the_identity_set_and_forgeries_removed() {
             "x-original-url",
             "x-tenant-id",
             "x-user-email",
+            "x_forwarded_for",
+            "x_real_ip",
             "x_user_id"
         ]
     );
@@ -237,17 +244,23 @@ fn refusals_carry_the_code_and_the_http_answer() {
 }
 
 /// The path is normalized before routing: `/public/%2e%2e/users` is the protected `/users`.
+/// Envoy forwards the path as the client wrote it (unless `normalize_path` is on), so a path
+/// that normalization would change is refused: judged as its normal form, `/users/%2e%2e/public`
+/// would pass as the public `/public` and reach an upstream that serves it under `/users`.
 #[test]
-fn a_path_that_normalizes_into_a_protected_route_is_judged_there() {
+fn a_path_that_normalization_would_change_is_refused() {
     let f = Fixture::new();
     let gateway = Gateway::start(&config(&f));
     let grpc = gateway.grpc.unwrap();
-    let r = send(
-        grpc,
-        None,
-        check_request("GET", "/public/%2e%2e/users", &[]),
-    );
-    denied_response(&r, UNAUTHENTICATED, 401);
+    for path in [
+        "/public/%2e%2e/users",
+        "/users/%2e%2e/public",
+        "/users/./../public/p",
+        "/users//../public/p",
+    ] {
+        let r = send(grpc, None, check_request("GET", path, &[]));
+        denied_response(&r, INVALID_ARGUMENT, 400);
+    }
     // The public route itself needs no token.
     let r = send(grpc, None, check_request("GET", "/public/p", &[]));
     let ok = ok_response(&r);

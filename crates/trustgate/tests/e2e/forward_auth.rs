@@ -327,9 +327,21 @@ fn answers_refusals_the_rfc6750_way(front: &Front, f: &Fixture) {
         let r = front.request("/users/1", &[("Authorization", &bearer(&token))]);
         assert_refused(front, f, &r, 401, challenge, body);
     }
-    // The raw target is normalized before routing: `/public/%2e%2e/users` is `/users`.
-    let r = front.request("/public/%2e%2e/users/1", &[]);
-    assert_refused(front, f, &r, 401, "Bearer", UNAUTHORIZED);
+    // A target that normalization would change is refused, whichever way it would route: the
+    // proxy forwards it as written, so the path judged would not be the path served. The
+    // second would be judged as the public `/public/x`, and reach an upstream that does not
+    // resolve `%2e%2e` as `/users/...`. trustgate answers 400; nginx's auth_request turns any
+    // answer but 2xx, 401 and 403 into its own 500.
+    for target in [
+        "/public/%2e%2e/users/1",
+        "/users/%2e%2e/public/x",
+        "/users//../public/x",
+    ] {
+        let r = front.request(target, &[]);
+        let refused = if front.relays_body { 400 } else { 500 };
+        assert_eq!(r.status, refused, "{target}: {}", front.log());
+        assert_eq!(f.upstream.count(), 0, "{target} reached the upstream");
+    }
 }
 
 #[test]
@@ -375,6 +387,16 @@ fn nginx_checks_the_host_it_routed_on() {
     let r = nginx.request("/admin", &[]);
     assert_eq!(r.status, 200, "{}", nginx.log());
     assert_eq!(f.upstream.count(), 1);
+    // The upstream is told the host that was judged, not the Host header the client sent
+    // (`$http_host`): an upstream reading X-Forwarded-Host would otherwise serve admin.example
+    // for a request judged as public.example's.
+    let r = nginx.request(
+        "http://public.example/admin",
+        &[("X-Forwarded-Host", "admin.example")],
+    );
+    assert_eq!(r.status, 200, "{}", nginx.log());
+    let seen = f.upstream.last().unwrap();
+    assert_eq!(seen.header_values("x-forwarded-host"), ["public.example"]);
 }
 
 /// A 403 through nginx carries trustgate's challenge once (the snippet adds it: auth_request
@@ -632,7 +654,7 @@ fn the_answer_lists_the_headers_to_set_and_to_remove() {
         "/",
         &[
             ("X-Forwarded-Method", "POST"),
-            ("X-Forwarded-Uri", "/users/../users/7"),
+            ("X-Forwarded-Uri", "/users/7"),
             ("X-Forwarded-Host", "api.example"),
             ("Authorization", &auth),
             ("X-User-Id", "mallory"),
