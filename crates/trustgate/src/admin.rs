@@ -10,7 +10,6 @@ use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -18,13 +17,15 @@ use crate::gateway::Gateway;
 use crate::internal_issuer::internal_issuer_document;
 
 /// Serves the admin listener until the process ends, with the public listener's limits
-/// (`[server]`: `max_connections`, `header_read_timeout`, `max_header_bytes`, `max_headers`),
-/// read once at start: whoever reaches the port (a scraper, a service fetching the internal
-/// JWKS) must not hold a connection, and its descriptor, with a head it never finishes.
+/// (`[server]`: `max_connections`, `header_read_timeout`, `idle_timeout`, `max_header_bytes`,
+/// `max_headers`), read once at start: whoever reaches the port (a scraper, a service fetching
+/// the internal JWKS) must not hold a connection, and its descriptor, with silence, a head it
+/// never finishes, or idleness (`limits::serve_watched`).
 pub(crate) async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
     let server = gateway.runtime.load().config.server.clone();
     let limit = Arc::new(Semaphore::new(server.max_connections));
     let builder = Arc::new(crate::limits::limited_builder(&server));
+    let watch = crate::limits::Watch::of(&server);
     loop {
         let (stream, _, permit) = crate::limits::accept_within(&listener, &limit, "admin").await;
         let gateway = Arc::clone(&gateway);
@@ -42,9 +43,10 @@ pub(crate) async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
                     Ok::<_, Infallible>(respond(&gateway, &req))
                 }
             });
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            crate::limits::serve_watched(stream, watch, service, |io, service| {
+                builder.serve_connection(io, service)
+            })
+            .await;
         });
     }
 }

@@ -34,7 +34,7 @@ use envoy_types::pb::envoy::service::auth::v3::{
 use envoy_types::pb::envoy::r#type::v3::HttpStatus;
 use envoy_types::pb::google::rpc;
 use http::{Response, StatusCode, header};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -57,18 +57,23 @@ const MAX_CHECK_BYTES: usize = 1024 * 1024;
 /// Serves the gRPC ext_authz service until the process ends. One HTTP/2 connection per client,
 /// with the client's address known to every check on it.
 ///
-/// Like the HTTP door it takes the public listener's `max_connections` and `max_header_bytes`,
-/// and pings idle connections (`idle_timeout`), so connections that never send a check cannot
-/// pile up: any peer can connect before its first check is refused.
+/// Like the HTTP door it takes the public listener's `max_connections`, `max_header_bytes`,
+/// `header_read_timeout` and `idle_timeout`, so connections that never send a check cannot pile
+/// up: any peer can connect before its first check is refused. A connection whose first check
+/// has not come within `header_read_timeout`, or with no check in flight for `idle_timeout`, is
+/// closed (`limits::serve_watched`), whether or not it answers pings.
 pub(crate) async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
     let server = gateway.runtime.load().config.server.clone();
     let limit = Arc::new(Semaphore::new(server.max_connections));
     let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    // No keep-alive pings: the idle watch finds a dead peer, and an acknowledged ping every
+    // half timeout would move bytes for a check whose body never comes, which the watch counts
+    // as progress.
     http2
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX))
-        .keep_alive_interval(Some(server.idle_timeout / 2));
+        .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX));
     let http2 = Arc::new(http2);
+    let watch = crate::limits::Watch::of(&server);
     loop {
         let (stream, peer, permit) =
             crate::limits::accept_within(&listener, &limit, "ext_authz").await;
@@ -84,9 +89,13 @@ pub(crate) async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
         let http2 = Arc::clone(&http2);
         tokio::spawn(async move {
             let _permit = permit;
-            let _ = http2
-                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
-                .await;
+            crate::limits::serve_watched(
+                stream,
+                watch,
+                TowerToHyperService::new(service),
+                |io, service| http2.serve_connection(io, service),
+            )
+            .await;
         });
     }
 }

@@ -23,7 +23,6 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use trustgate_core::{AuthError, RequestProblem};
@@ -41,13 +40,15 @@ use crate::telemetry::RequestTrace;
 /// Serves the decision endpoint until the process ends.
 ///
 /// The listener takes the public listener's limits (`[server]`: `max_connections`,
-/// `header_read_timeout`, `max_header_bytes`, `max_headers`), read once at start like the
-/// listener itself: any peer can open a connection before its first check is refused, so a
-/// slow or endless header block must not hold it, and connections beyond the limit are closed.
+/// `header_read_timeout`, `idle_timeout`, `max_header_bytes`, `max_headers`), read once at start
+/// like the listener itself: any peer can open a connection before its first check is refused,
+/// so silence, a slow or endless header block, or idleness must not hold it
+/// (`limits::serve_watched`), and connections beyond the limit are closed.
 pub(crate) async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
     let server = gateway.runtime.load().config.server.clone();
     let limit = Arc::new(Semaphore::new(server.max_connections));
     let builder = Arc::new(crate::limits::limited_builder(&server));
+    let watch = crate::limits::Watch::of(&server);
     loop {
         let (stream, peer, permit) =
             crate::limits::accept_within(&listener, &limit, "decision endpoint").await;
@@ -59,9 +60,10 @@ pub(crate) async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
                 let gateway = Arc::clone(&gateway);
                 async move { Ok::<_, Infallible>(answer(&gateway, req, peer.ip()).await) }
             });
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            crate::limits::serve_watched(stream, watch, service, |io, service| {
+                builder.serve_connection(io, service)
+            })
+            .await;
         });
     }
 }

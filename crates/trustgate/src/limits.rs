@@ -1,11 +1,20 @@
-//! The limits every listener facing the network puts on a peer before it is answered.
+//! The limits every listener facing the network puts on a peer before it is answered, and the
+//! watch the side listeners (the admin listener, the decision endpoint, the gRPC ext_authz door)
+//! keep over each of their connections.
 
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulConnection;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -37,6 +46,10 @@ pub(crate) async fn accept_within(
 /// A connection builder with `[server]`'s limits on what a peer may send before it is answered:
 /// header bytes and count, and the time to send them. Every listener that faces the network
 /// starts from it.
+///
+/// `header_read_timeout` here covers only an HTTP/1 head whose first byte has come: hyper's
+/// HTTP/1-or-HTTP/2 detection before it, and HTTP/2, have no timer of their own. A side
+/// listener's connection is therefore served through [`serve_watched`], which bounds both.
 pub(crate) fn limited_builder(server: &config::ServerConfig) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -50,4 +63,553 @@ pub(crate) fn limited_builder(server: &config::ServerConfig) -> auto::Builder<To
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX));
     builder
+}
+
+/// The two times a side connection is held to, from `[server]`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Watch {
+    /// `header_read_timeout`: from accept to the first request's head (HTTP/1), or to the
+    /// preface, SETTINGS and first request HEADERS (HTTP/2).
+    first_request: Duration,
+    /// `idle_timeout`: see [`serve_watched`].
+    idle: Duration,
+}
+
+impl Watch {
+    pub(crate) fn of(server: &config::ServerConfig) -> Self {
+        Self {
+            first_request: server.header_read_timeout,
+            idle: server.idle_timeout,
+        }
+    }
+}
+
+/// Serves one connection of a side listener: `connect` makes hyper's connection (HTTP/1 or
+/// HTTP/2, any builder) from the stream and the service, both wrapped so the connection can be
+/// watched. The one accept path of every side listener, so each gets the same bounds:
+///
+/// - A connection whose first request has not reached the service `header_read_timeout` after
+///   accept is dropped. hyper has no such bound: its `header_read_timeout` starts after the
+///   HTTP/1-or-HTTP/2 detection, which waits for bytes for ever, and HTTP/2 has none at all, so
+///   `max_connections` peers that connect and say nothing (or only the HTTP/2 preface) would
+///   hold every slot. Checks (`trusted_proxies`) are judged only once a request comes, too late
+///   to help.
+/// - A connection is idle while no request is in flight and none starts, or while a request is
+///   in flight and no byte is read or written. Bytes alone are no sign of use with nothing in
+///   flight: an HTTP/2 peer answers pings, or sends its own, without ever asking anything. Idle
+///   for `idle_timeout`, it is closed gracefully (an idle keep-alive connection at once, an
+///   HTTP/2 one with GOAWAY); idle one more `idle_timeout` after that (a request that makes no
+///   progress, a response nobody reads), it is dropped. This is the public listener's idle
+///   watch (`server::serve_connection`) but for what counts as use; that one keeps its own loop,
+///   tuned for the proxy's per-request cost.
+pub(crate) async fn serve_watched<S, C>(
+    stream: TcpStream,
+    watch: Watch,
+    service: S,
+    connect: impl FnOnce(TokioIo<Counted<TcpStream>>, Tracked<S>) -> C,
+) where
+    C: GracefulConnection,
+    C::Error: std::fmt::Display,
+{
+    let activity = Arc::new(Activity::new());
+    let requests = Arc::new(Requests::default());
+    let io = TokioIo::new(Counted {
+        inner: stream,
+        activity: Arc::clone(&activity),
+    });
+    let connection = connect(
+        io,
+        Tracked {
+            inner: service,
+            requests: Arc::clone(&requests),
+        },
+    );
+    tokio::pin!(connection);
+    let first_request = tokio::time::sleep(watch.first_request);
+    tokio::pin!(first_request);
+    // As often as the public listener looks: an idle connection closes between one and one and
+    // a quarter idle timeouts after its last use.
+    let mut check = tokio::time::interval((watch.idle / 4).max(Duration::from_millis(100)));
+    // Requests started or ended, bytes moved, as last seen; and when the connection was last
+    // seen in use.
+    let mut seen = (requests.events(), activity.events());
+    let mut used = Instant::now();
+    let mut idle_closed = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(err) = result {
+                    tracing::debug!(error = %err, "side connection ended with an error");
+                }
+                return;
+            }
+            // Disabled once a request has come, so the finished timer is not polled again.
+            () = first_request.as_mut(), if requests.events() == 0 => {
+                if requests.events() == 0 {
+                    tracing::debug!("no request within header_read_timeout; closing");
+                    return;
+                }
+            }
+            _ = check.tick() => {
+                let now = (requests.events(), activity.events());
+                let in_use = now.0 != seen.0 || (requests.in_flight() > 0 && now.1 != seen.1);
+                seen = now;
+                if in_use {
+                    used = Instant::now();
+                } else if used.elapsed() >= watch.idle {
+                    if idle_closed {
+                        tracing::debug!("idle through a graceful close; dropping");
+                        return;
+                    }
+                    connection.as_mut().graceful_shutdown();
+                    idle_closed = true;
+                    used = Instant::now();
+                }
+            }
+        }
+    }
+}
+
+/// Reads and writes on a connection, counted. The idle check needs only to know whether anything
+/// happened since it last looked; reading the clock on every read and write, as this once did,
+/// showed in request profiles.
+pub(crate) struct Activity {
+    events: AtomicU64,
+}
+
+impl Activity {
+    pub(crate) fn new() -> Self {
+        Self {
+            events: AtomicU64::new(0),
+        }
+    }
+
+    // Inline: the public listener touches it on every read and write, from another module.
+    #[inline]
+    pub(crate) fn touch(&self) {
+        // Only the connection's own task touches it, so a plain increment cannot lose a count
+        // (and a lost count would only delay the idle close by one check).
+        let events = self.events.load(Ordering::Relaxed);
+        self.events.store(events.wrapping_add(1), Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn events(&self) -> u64 {
+        self.events.load(Ordering::Relaxed)
+    }
+}
+
+/// A side connection's stream as hyper sees it: every read and write that moves a byte counts
+/// in its [`Activity`].
+pub(crate) struct Counted<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        result
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        result
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// The requests of one connection: how many are in flight, and a count that moves whenever one
+/// starts or ends. HTTP/2 runs each request's future in a task of its own, so both are atomic.
+#[derive(Default)]
+struct Requests {
+    events: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+impl Requests {
+    fn events(&self) -> u64 {
+        self.events.load(Ordering::Acquire)
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+}
+
+/// Marks one request in flight from the service's call until its response (head) is ready or
+/// the request is dropped.
+struct InFlightMark(Arc<Requests>);
+
+impl InFlightMark {
+    fn start(requests: &Arc<Requests>) -> Self {
+        requests.in_flight.fetch_add(1, Ordering::AcqRel);
+        requests.events.fetch_add(1, Ordering::AcqRel);
+        Self(Arc::clone(requests))
+    }
+}
+
+impl Drop for InFlightMark {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.events.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// A side listener's service, its requests counted for [`serve_watched`].
+pub(crate) struct Tracked<S> {
+    inner: S,
+    requests: Arc<Requests>,
+}
+
+impl<S, R> hyper::service::Service<R> for Tracked<S>
+where
+    S: hyper::service::Service<R>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = InFlight<S::Future>;
+
+    fn call(&self, req: R) -> Self::Future {
+        InFlight {
+            mark: Some(InFlightMark::start(&self.requests)),
+            // Boxed so the wrapper needs no pin projection; a side listener's request is no hot
+            // path.
+            inner: Box::pin(self.inner.call(req)),
+        }
+    }
+}
+
+/// One request's future, in flight until it resolves or is dropped.
+pub(crate) struct InFlight<F> {
+    inner: Pin<Box<F>>,
+    mark: Option<InFlightMark>,
+}
+
+impl<F: Future> Future for InFlight<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let output = self.inner.as_mut().poll(cx);
+        if output.is_ready() {
+            // Answered: no longer in flight, whenever hyper gets round to dropping the future.
+            self.mark = None;
+        }
+        output
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt as _;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// `[server]` with two connection slots, a 300 ms `header_read_timeout`, and `idle`.
+    fn server(idle: Duration) -> config::ServerConfig {
+        config::ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            tls: None,
+            max_connections: 2,
+            header_read_timeout: Duration::from_millis(300),
+            idle_timeout: idle,
+            max_header_bytes: 16384,
+            max_headers: 64,
+            trusted_proxies: trustgate_edge::headers::TrustedProxies::new(&[]).unwrap(),
+            double_slash: trustgate_edge::path::DoubleSlash::Merge,
+            shutdown_grace: Duration::from_secs(1),
+            worker_threads: 0,
+        }
+    }
+
+    /// Answers 200 once the request's body has been read, as the gRPC door's check does.
+    async fn answer(
+        req: hyper::Request<hyper::body::Incoming>,
+    ) -> Result<hyper::Response<http_body_util::Full<bytes::Bytes>>, hyper::Error> {
+        req.into_body().collect().await?;
+        Ok(hyper::Response::new(http_body_util::Full::new(
+            bytes::Bytes::new(),
+        )))
+    }
+
+    /// The decision endpoint's and the admin listener's accept loop (`forward_auth::serve`,
+    /// `admin::serve`), verbatim but for the service.
+    async fn decision_like_listener(idle: Duration) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = server(idle);
+        let limit = Arc::new(Semaphore::new(server.max_connections));
+        let builder = Arc::new(limited_builder(&server));
+        let watch = Watch::of(&server);
+        tokio::spawn(async move {
+            loop {
+                let (stream, _peer, permit) = accept_within(&listener, &limit, "test").await;
+                let builder = Arc::clone(&builder);
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    serve_watched(
+                        stream,
+                        watch,
+                        hyper::service::service_fn(answer),
+                        |io, service| builder.serve_connection(io, service),
+                    )
+                    .await;
+                });
+            }
+        });
+        addr
+    }
+
+    /// The gRPC ext_authz door's accept loop (`ext_authz::serve`): HTTP/2 only.
+    async fn grpc_like_listener(idle: Duration) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = server(idle);
+        let limit = Arc::new(Semaphore::new(server.max_connections));
+        let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX));
+        let http2 = Arc::new(http2);
+        let watch = Watch::of(&server);
+        tokio::spawn(async move {
+            loop {
+                let (stream, _peer, permit) = accept_within(&listener, &limit, "test").await;
+                let http2 = Arc::clone(&http2);
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    serve_watched(
+                        stream,
+                        watch,
+                        hyper::service::service_fn(answer),
+                        |io, service| http2.serve_connection(io, service),
+                    )
+                    .await;
+                });
+            }
+        });
+        addr
+    }
+
+    /// Whether the server closed `stream` within `wait`.
+    async fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
+        let mut buf = [0u8; 256];
+        loop {
+            match tokio::time::timeout(wait, stream.read(&mut buf)).await {
+                Err(_) => return false,
+                Ok(Ok(0) | Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// An HTTP/2 client connection that pings the server every 100 ms, idle or not, as any
+    /// HTTP/2 client library can be told to.
+    async fn pinging_h2_client(
+        addr: SocketAddr,
+    ) -> (
+        hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Duration::from_millis(100))
+            .keep_alive_while_idle(true)
+            .handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        let ended = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        (send, ended)
+    }
+
+    fn get() -> hyper::Request<http_body_util::Empty<bytes::Bytes>> {
+        hyper::Request::builder()
+            .uri("http://side/")
+            .body(http_body_util::Empty::new())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_half_sent_http1_head_is_cut_off() {
+        let addr = decision_like_listener(Duration::from_secs(60)).await;
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .unwrap();
+        assert!(closed_within(&mut slow, Duration::from_secs(3)).await);
+    }
+
+    /// hyper's HTTP/1-or-HTTP/2 detection waits for bytes for ever, before its
+    /// `header_read_timeout` starts.
+    #[tokio::test]
+    async fn a_connection_that_sends_nothing_is_cut_off() {
+        let addr = decision_like_listener(Duration::from_secs(60)).await;
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        assert!(
+            closed_within(&mut silent, Duration::from_secs(3)).await,
+            "a connection that sent nothing is still open 10 header_read_timeouts later"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_http2_preface_then_silence_is_cut_off() {
+        let addr = decision_like_listener(Duration::from_secs(60)).await;
+        let mut h2 = TcpStream::connect(addr).await.unwrap();
+        h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(
+            closed_within(&mut h2, Duration::from_secs(3)).await,
+            "an HTTP/2 preface without SETTINGS is still open 10 header_read_timeouts later"
+        );
+    }
+
+    #[tokio::test]
+    async fn silent_peers_give_their_slots_back() {
+        let addr = decision_like_listener(Duration::from_secs(60)).await;
+        let _a = TcpStream::connect(addr).await.unwrap();
+        let _b = TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut honest = TcpStream::connect(addr).await.unwrap();
+        honest
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut first = [0u8; 12];
+        let answered = tokio::time::timeout(Duration::from_secs(2), honest.read_exact(&mut first))
+            .await
+            .map(|r| r.is_ok())
+            .unwrap_or(false);
+        assert!(
+            answered && &first == b"HTTP/1.1 200",
+            "two peers that sent nothing hold every slot (max_connections = 2) 2 s later"
+        );
+    }
+
+    /// An HTTP/1 keep-alive connection needs no watch once answered (hyper times the next
+    /// head from the end of the last response); an HTTP/2 one has nothing of the kind.
+    #[tokio::test]
+    async fn an_http2_client_that_asked_once_then_only_pings_is_closed_once_idle() {
+        let addr = decision_like_listener(Duration::from_millis(600)).await;
+        let (mut send, ended) = pinging_h2_client(addr).await;
+        let response = send.send_request(get()).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(3), ended)
+                .await
+                .is_ok(),
+            "a connection idle but for pings is still open 5 idle_timeouts later"
+        );
+    }
+
+    /// A request that never finishes its body holds the connection only two idle timeouts.
+    #[tokio::test]
+    async fn a_request_whose_body_never_comes_is_dropped() {
+        let addr = decision_like_listener(Duration::from_millis(300)).await;
+        let mut stalled = TcpStream::connect(addr).await.unwrap();
+        stalled
+            .write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+            .await
+            .unwrap();
+        assert!(
+            closed_within(&mut stalled, Duration::from_secs(3)).await,
+            "a request stalled mid-body is still open 10 idle_timeouts later"
+        );
+    }
+
+    #[tokio::test]
+    async fn grpc_door_a_connection_that_sends_nothing_is_cut_off() {
+        let addr = grpc_like_listener(Duration::from_secs(60)).await;
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        assert!(
+            closed_within(&mut silent, Duration::from_secs(3)).await,
+            "gRPC door: a connection that sent nothing is still open after 3 s"
+        );
+    }
+
+    /// Any HTTP/2 client library acknowledges pings by itself, and can send its own: neither
+    /// keeps a connection that never asks anything.
+    #[tokio::test]
+    async fn grpc_door_a_client_that_never_asks_is_cut_off() {
+        let addr = grpc_like_listener(Duration::from_secs(60)).await;
+        let (_send, ended) = pinging_h2_client(addr).await;
+        assert!(
+            tokio::time::timeout(Duration::from_secs(3), ended)
+                .await
+                .is_ok(),
+            "gRPC door: an HTTP/2 connection without a single request is still open after 3 s"
+        );
+    }
+
+    #[tokio::test]
+    async fn grpc_door_a_client_that_asked_once_then_only_pings_is_closed_once_idle() {
+        let addr = grpc_like_listener(Duration::from_millis(600)).await;
+        let (mut send, ended) = pinging_h2_client(addr).await;
+        let response = send.send_request(get()).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(3), ended)
+                .await
+                .is_ok(),
+            "gRPC door: a connection idle but for pings is still open 5 idle_timeouts later"
+        );
+    }
+
+    /// The bounds close idle connections, not used ones: requests every 100 ms keep a connection
+    /// open well past `header_read_timeout` and `idle_timeout`.
+    #[tokio::test]
+    async fn a_connection_in_use_stays_open() {
+        let addr = grpc_like_listener(Duration::from_millis(300)).await;
+        let (mut send, ended) = pinging_h2_client(addr).await;
+        for _ in 0..15 {
+            let response = send.send_request(get()).await.unwrap();
+            assert_eq!(response.status(), 200);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(!ended.is_finished());
+    }
 }

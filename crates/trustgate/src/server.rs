@@ -25,6 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::admin;
 use crate::config::{self, Config, ConfigError};
 use crate::gateway::Gateway;
+use crate::limits::Activity;
 use crate::metrics::Metrics;
 use crate::proxy::{self, ConnInfo};
 use crate::runtime::{Observers, Runtime};
@@ -436,32 +437,6 @@ impl Wake for WatchdogWake {
     fn wake_by_ref(self: &Arc<Self>) {
         self.woken.store(true, Ordering::Release);
         self.task.wake();
-    }
-}
-
-/// Reads and writes on a connection, counted. The idle check needs only to know whether anything
-/// happened since it last looked; reading the clock on every read and write, as this once did,
-/// showed in request profiles.
-struct Activity {
-    events: AtomicU64,
-}
-
-impl Activity {
-    fn new() -> Self {
-        Self {
-            events: AtomicU64::new(0),
-        }
-    }
-
-    fn touch(&self) {
-        // Only the connection's own task touches it, so a plain increment cannot lose a count
-        // (and a lost count would only delay the idle close by one check).
-        let events = self.events.load(Ordering::Relaxed);
-        self.events.store(events.wrapping_add(1), Ordering::Relaxed);
-    }
-
-    fn events(&self) -> u64 {
-        self.events.load(Ordering::Relaxed)
     }
 }
 

@@ -731,3 +731,48 @@ fn the_decision_endpoint_cuts_off_slow_headers_and_extra_connections() {
         "{text:?}"
     );
 }
+
+/// A peer that connects and sends nothing (or only the HTTP/2 preface) is closed about one
+/// `header_read_timeout` after it connected, on every side listener: the decision endpoint, the
+/// admin listener and the gRPC door. Before, hyper's HTTP/1-or-HTTP/2 detection waited for ever
+/// and `max_connections` such peers locked the proxy in front out of its checks.
+#[test]
+fn side_listeners_close_connections_that_send_nothing() {
+    let f = Fixture::new();
+    let gateway = Gateway::start(
+        &config(&f)
+            .section("forward_auth", "grpc_listen", "127.0.0.1:0")
+            .server("header_read_timeout", "1s")
+            .server("idle_timeout", "30s")
+            .server("max_connections", 2),
+    );
+    let decisions = gateway.decisions.unwrap();
+    let grpc = gateway.grpc.unwrap();
+    let started = std::time::Instant::now();
+    let mut silent = vec![
+        ("decision endpoint", TcpStream::connect(decisions).unwrap()),
+        ("admin listener", TcpStream::connect(gateway.admin).unwrap()),
+        ("gRPC door", TcpStream::connect(grpc).unwrap()),
+    ];
+    let mut preface = TcpStream::connect(decisions).unwrap();
+    preface
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .unwrap();
+    silent.push(("decision endpoint, HTTP/2 preface", preface));
+    for (door, stream) in &mut silent {
+        let (_, closed) = read_until_closed(stream, Duration::from_secs(4));
+        assert!(closed, "{door}: a silent connection stayed open");
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_millis(3000),
+        "{elapsed:?}"
+    );
+    // Their slots are back: a check is answered.
+    assert!(wait_until(Duration::from_secs(5), || {
+        let mut stream = TcpStream::connect(decisions).unwrap();
+        let _ = stream.write_all(b"GET / HTTP/1.1\r\nHost: trustgate\r\nX-Forwarded-Uri: /public\r\nX-Forwarded-Method: GET\r\n\r\n");
+        let mut first = [0u8; 9];
+        std::io::Read::read_exact(&mut stream, &mut first).is_ok() && &first == b"HTTP/1.1 "
+    }));
+}
