@@ -22,7 +22,8 @@ pub(crate) enum Command {
     },
     /// Validate the configuration, resolve discovery, fetch keys and print what was found:
     /// issuers, the internal issuer and every route. Exits 0 when ready, 1 when an issuer has no
-    /// usable keys, 64 for a configuration error.
+    /// usable keys or `server.tls`'s certificate or key cannot be loaded, 64 for a configuration
+    /// error.
     Check {
         /// The configuration file.
         #[arg(short, long)]
@@ -43,9 +44,10 @@ pub(crate) enum Command {
     },
     /// Write the configuration a proxy in front needs to ask the decision endpoint
     /// (`[forward_auth]`), generated from the trustgate configuration so that no identity
-    /// header is forgotten. `nginx` writes `auth.conf` (server level) and `protect.conf` (each
-    /// protected location); `caddy` writes `trustgate.caddy` (imported in each protected site or
-    /// handle block, before reverse_proxy).
+    /// header is forgotten. `nginx` writes `upstream.conf` (http level: the connections to the
+    /// decision endpoint), `auth.conf` (server level) and `protect.conf` (each protected
+    /// location); `caddy` writes `trustgate.caddy` (imported in each protected site or handle
+    /// block, before reverse_proxy).
     Snippet {
         /// The proxy: `nginx` or `caddy`.
         proxy: String,
@@ -82,7 +84,9 @@ pub(crate) enum Command {
         what: crate::fleet::revoke_cli::What,
     },
     /// Show, step by step, what the gateway would do with a request. Exits 0 when it would be
-    /// forwarded, 1 when refused.
+    /// forwarded, 1 when refused, 64 for a configuration or usage error. The route's rate limit
+    /// is not evaluated (that would spend the caller's budget); tokens, also an `access_token`
+    /// in the query, are printed only as their length.
     Explain {
         /// The configuration file.
         #[arg(short, long)]
@@ -93,10 +97,11 @@ pub(crate) enum Command {
         /// The request method.
         #[arg(long, default_value = "GET")]
         method: String,
-        /// The Host header.
+        /// The Host header (default `localhost`, or the one given with `-H`; the two must agree).
         #[arg(long)]
         host: Option<String>,
-        /// A bearer token to send in Authorization.
+        /// A bearer token to send in Authorization (spaces and tabs around it are ignored, as
+        /// HTTP parsers ignore them around a header value).
         #[arg(long)]
         token: Option<String>,
         /// Extra request headers, `Name: value`; repeatable.

@@ -1,7 +1,9 @@
 //! `trustgate check` and `trustgate explain`: operator tools that print to stdout.
 //!
-//! Neither prints a secret: token values, cookies and Authorization headers are shown only as
-//! their length.
+//! Neither prints a secret: token values, cookies and Authorization headers, and an
+//! `access_token` in a query, are shown only as their length. Neither lets a string from
+//! outside the configuration (a key id from a JWKS, a request's path) write control characters
+//! to the terminal: they are printed escaped.
 #![allow(clippy::print_stdout)]
 
 use std::fmt::Write as _;
@@ -37,15 +39,21 @@ pub(crate) async fn check(path: &Path, json: bool) -> Result<bool, ConfigError> 
     let ids = config::issuer_ids(&config);
     let signer = signer_for(&config)?;
     let runtime = runtime_for(config, signer.clone(), crate::fleet::Mode::Offline).await?;
-    let ready = runtime.start().await && tls_usable;
-    let summary = summary(path, &runtime, &ids, signer.as_deref(), ready);
+    let issuers_ready = runtime.start().await;
+    let ready = issuers_ready && tls_usable;
+    let mut summary = summary(path, &runtime, &ids, signer.as_deref(), ready);
+    // Each reason on its own, so a tool (and the text) can tell a missing key from a missing
+    // certificate.
+    summary["issuers_ready"] = json!(issuers_ready);
+    summary["tls_usable"] = json!(tls_usable);
     if json {
+        // serde_json escapes control characters itself.
         println!(
             "{}",
             serde_json::to_string_pretty(&summary).unwrap_or_default()
         );
     } else {
-        print!("{}", text(&summary));
+        print!("{}", escape_controls(&text(&summary)));
     }
     Ok(ready)
 }
@@ -268,13 +276,86 @@ fn text(summary: &Value) -> String {
             let _ = writeln!(out, "  {:<16} {}", "", notes.join("; "));
         }
     }
-    if summary["ready"] != true {
+    if summary["issuers_ready"] == false {
         let _ = writeln!(
             out,
             "\nwarning: not every issuer has usable keys; the gateway would not be ready"
         );
     }
+    if summary["tls_usable"] == false {
+        let _ = writeln!(
+            out,
+            "\nwarning: the TLS certificate or key (server.tls) cannot be loaded; the gateway would not start"
+        );
+    }
     out
+}
+
+/// `text` with every control character but the line feed escaped (`\u{1b}`), so that a string
+/// the configuration did not choose (a `kid` from a fetched JWKS, an issuer's or a request's
+/// text) cannot move the cursor, retitle or clear the terminal, or fake a line of the output.
+fn escape_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\n' {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `line` with the value of every query parameter that `trustgate_core::query_has_access_token`
+/// would find (any spelling it matches) shown only as its length. A query is what follows the
+/// first `?` of a word (a URI holds no whitespace), so this covers the request line, the trace's
+/// `path:` and `forward:` steps, the decision and any header holding a URL. A public route
+/// forwards such a request, and a validating one refuses it, but explain prints the token in
+/// neither case.
+fn redact_query(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    for piece in line.split_inclusive(char::is_whitespace) {
+        let word = piece.trim_end_matches(char::is_whitespace);
+        let space = piece.get(word.len()..).unwrap_or_default();
+        match word.split_once('?') {
+            Some((before, query)) => {
+                out.push_str(before);
+                out.push('?');
+                for pair in query.split_inclusive(['&', ';']) {
+                    let (body, separator) = match pair.strip_suffix(['&', ';']) {
+                        Some(body) => (body, pair.get(body.len()..).unwrap_or_default()),
+                        None => (pair, ""),
+                    };
+                    match body.split_once('=') {
+                        Some((name, value)) if trustgate_core::query_has_access_token(body) => {
+                            // A debug-quoted target (the `path:` step) ends in a quote that is
+                            // not part of the value.
+                            let (value, quote) = match value.strip_suffix('"') {
+                                Some(value) => (value, "\""),
+                                None => (value, ""),
+                            };
+                            let _ = write!(
+                                out,
+                                "{name}=<redacted, {} bytes>{quote}{separator}",
+                                value.len()
+                            );
+                        }
+                        _ => {
+                            out.push_str(pair);
+                        }
+                    }
+                }
+            }
+            None => out.push_str(word),
+        }
+        out.push_str(space);
+    }
+    out
+}
+
+/// Prints one line of `explain`'s output: no query token, no control characters.
+fn say(line: &str) {
+    println!("{}", escape_controls(&redact_query(line)));
 }
 
 /// A runtime for an operator tool, its fleet state made as `mode` says (no background tasks).
@@ -319,29 +400,57 @@ pub(crate) async fn explain(
     headers: &[String],
 ) -> Result<bool, ConfigError> {
     let config = config::load(path)?;
+    let extra = headers
+        .iter()
+        .map(|header| {
+            header
+                .split_once(':')
+                .map(|(name, value)| (name.trim(), value.trim()))
+                .ok_or_else(|| {
+                    ConfigError(format!("--header {header:?}: write it as 'Name: value'"))
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // One Host header, as a client sends: a second next to a `-H Host` would be refused (400)
+    // where the gateway forwards the real request.
+    let header_host = extra
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("host"))
+        .map(|&(_, value)| value);
+    let default_host = match (host, header_host) {
+        (Some(flag), Some(header)) if !flag.trim().eq_ignore_ascii_case(header) => {
+            return Err(ConfigError(format!(
+                "--host {flag:?} and --header 'Host: {header}' differ; give one of them"
+            )));
+        }
+        (_, Some(_)) => None,
+        (flag, None) => Some(flag.unwrap_or("localhost")),
+    };
     let signer = signer_for(&config)?;
     // With a Redis store, explain reads the revocation list once, so it shows a revocation hit
     // as every replica would.
     let runtime = Arc::new(runtime_for(config, signer, crate::fleet::Mode::Once).await?);
     runtime.start().await;
     let mut builder = Request::builder().method(method).uri(target);
-    builder = builder.header("host", host.unwrap_or("localhost"));
+    if let Some(host) = default_host {
+        builder = builder.header("host", host);
+    }
     if let Some(token) = token {
+        // As `-H` values are: HTTP parsers strip the whitespace around a field value, so
+        // `--token "$(cat token) "` is the token the gateway would see.
+        let token = token.trim_matches([' ', '\t']);
         builder = builder.header("authorization", format!("Bearer {token}"));
     }
-    for header in headers {
-        let (name, value) = header.split_once(':').ok_or_else(|| {
-            ConfigError(format!("--header {header:?}: write it as 'Name: value'"))
-        })?;
-        builder = builder.header(name.trim(), value.trim());
+    for (name, value) in extra {
+        builder = builder.header(name, value);
     }
     let request = builder
         .body(())
         .map_err(|err| ConfigError(format!("cannot build the request: {err}")))?;
     let (mut parts, ()) = request.into_parts();
-    println!("request: {} {}", parts.method, parts.uri);
+    say(&format!("request: {} {}", parts.method, parts.uri));
     for (name, value) in &parts.headers {
-        println!("  {name}: {}", redact(name, value));
+        say(&format!("  {name}: {}", redact(name, value)));
     }
     let mut trace = Vec::new();
     let conn = ConnInfo {
@@ -349,27 +458,82 @@ pub(crate) async fn explain(
         proto: "http",
         raw_framing: Ok(()),
     };
-    let result = proxy::prepare(&runtime, &mut parts, conn, false, Some(&mut trace)).await;
-    println!("\nsteps:");
+    // The rate limiter is left out: running it would spend the caller's budget, with a Redis
+    // store on every replica, for a request that is never sent.
+    let result = proxy::prepare(
+        &runtime,
+        &mut parts,
+        conn,
+        false,
+        proxy::RateLimitStep::Skip,
+        Some(&mut trace),
+    )
+    .await;
+    say("\nsteps:");
     for (n, step) in trace.iter().enumerate() {
-        println!("  {}. {step}", n + 1);
+        say(&format!("  {}. {step}", n + 1));
     }
     match result {
         Ok(_) => {
-            println!("\ndecision: forward to {}", parts.uri);
-            println!("headers the upstream receives:");
+            say(&format!("\ndecision: forward to {}", parts.uri));
+            say("headers the upstream receives:");
             for (name, value) in &parts.headers {
-                println!("  {name}: {}", redact(name, value));
+                say(&format!("  {name}: {}", redact(name, value)));
             }
             Ok(true)
         }
         Err(refusal) => {
             let response = refusal.error.to_response();
-            println!("\ndecision: refuse with {}", response.status());
+            say(&format!("\ndecision: refuse with {}", response.status()));
             for (name, value) in response.headers() {
-                println!("  {name}: {}", redact(name, value));
+                say(&format!("  {name}: {}", redact(name, value)));
             }
             Ok(false)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_spelling_of_a_query_token_is_shown_as_its_length() {
+        for (line, want) in [
+            (
+                "request: GET /a?access_token=secret",
+                "request: GET /a?access_token=<redacted, 6 bytes>",
+            ),
+            (
+                r#"3. path: "/a?x=1&Access%5Ftoken=secret;y=2" normalized to "/a""#,
+                r#"3. path: "/a?x=1&Access%5Ftoken=<redacted, 6 bytes>;y=2" normalized to "/a""#,
+            ),
+            (
+                "forward: GET http://u/a?access.token=s&access[token=ss&access_token[]=sss",
+                "forward: GET http://u/a?access.token=<redacted, 1 bytes>&access[token=<redacted, 2 bytes>&access_token[]=<redacted, 3 bytes>",
+            ),
+            (
+                "  referer: https://app/?%20access-token=secret",
+                "  referer: https://app/?%20access-token=<redacted, 6 bytes>",
+            ),
+            // Not the name, or not in a query: as it is.
+            (
+                "/a?access_tokens=x&my_access_token=y&a=access_token",
+                "/a?access_tokens=x&my_access_token=y&a=access_token",
+            ),
+            ("access_token=x ?", "access_token=x ?"),
+            ("\nsteps:", "\nsteps:"),
+        ] {
+            assert_eq!(redact_query(line), want, "{line}");
+        }
+    }
+
+    #[test]
+    fn control_characters_but_the_line_feed_are_escaped() {
+        assert_eq!(
+            escape_controls("kid=[\u{1b}]0;x\u{7}\u{1b}[2J\tok\r\u{85}]\n"),
+            "kid=[\\u{1b}]0;x\\u{7}\\u{1b}[2J\\tok\\r\\u{85}]\n"
+        );
+        assert_eq!(escape_controls("plain é ✓\n"), "plain é ✓\n");
     }
 }

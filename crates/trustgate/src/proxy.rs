@@ -58,17 +58,30 @@ pub(crate) struct Prepared {
     pub(crate) rate_limit: Option<trustgate_edge::RateLimitState>,
 }
 
+/// Whether [`prepare`] runs the route's rate limiter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RateLimitStep {
+    /// Run it: the request is real and spends the caller's budget.
+    Admit,
+    /// Leave it out, saying so in the trace: the request is `explain`'s synthetic one.
+    Skip,
+}
+
 /// The request head through the gateway: framing, the decision engine, then the decision and
 /// this hop's own headers applied. On success `parts` is the request the upstream will receive.
 ///
 /// `drop_trace_context`: the client's `traceparent` and `tracestate` are not believed
 /// ([`RequestTrace::replaces_client_context`]) and go with the identity headers, and so does its
 /// `baggage`: services' propagators read it with the trace, and act on or record its entries.
+///
+/// `rate_limit`: whether the route's rate limiter runs. The gateway always runs it; `explain`
+/// does not, since running it spends the caller's budget (in Redis, every replica's).
 pub(crate) async fn prepare(
     rt: &Runtime,
     parts: &mut Parts,
     conn: ConnInfo,
     drop_trace_context: bool,
+    rate_limit: RateLimitStep,
     mut trace: Trace<'_>,
 ) -> Result<Prepared, Refusal> {
     check_framing(parts, conn, &mut trace)?;
@@ -79,7 +92,22 @@ pub(crate) async fn prepare(
         peer: conn.peer,
     };
     let decision = rt.engine.decide(head, trace.as_deref_mut()).await?;
-    let rate_limit = crate::fleet::admit(&rt.limiters, &decision, &mut trace).await?;
+    let rate_limit = match rate_limit {
+        RateLimitStep::Admit => crate::fleet::admit(&rt.limiters, &decision, &mut trace).await?,
+        RateLimitStep::Skip => {
+            let limited = usize::try_from(decision.route.index)
+                .ok()
+                .and_then(|i| rt.limiters.get(i))
+                .is_some_and(Option::is_some);
+            if let (true, Some(trace)) = (limited, trace.as_mut()) {
+                trace.push(
+                    "rate limit: not evaluated by explain (it would spend the caller's budget)"
+                        .to_owned(),
+                );
+            }
+            None
+        }
+    };
     let hop = headers::remove_hop_by_hop(&mut parts.headers, Message::Request);
     if let Some(trace) = trace.as_mut() {
         trace.push("hop-by-hop: removed Connection and the headers it names".to_owned());
@@ -254,10 +282,27 @@ pub(crate) async fn handle(
         .is_some_and(RequestTrace::replaces_client_context);
     let prepared = match match trace.as_ref().filter(|trace| trace.sampled()) {
         Some(trace) => {
-            let mut decision = Box::pin(prepare(&rt, &mut parts, conn, drop_trace_context, None));
+            let mut decision = Box::pin(prepare(
+                &rt,
+                &mut parts,
+                conn,
+                drop_trace_context,
+                RateLimitStep::Admit,
+                None,
+            ));
             trustgate_core::steps::traced(trace.span(), decision.as_mut()).await
         }
-        None => prepare(&rt, &mut parts, conn, drop_trace_context, None).await,
+        None => {
+            prepare(
+                &rt,
+                &mut parts,
+                conn,
+                drop_trace_context,
+                RateLimitStep::Admit,
+                None,
+            )
+            .await
+        }
     } {
         Ok(prepared) => prepared,
         Err(refusal) => {

@@ -622,3 +622,260 @@ fn explain_an_expired_token_shows_the_refusal() {
         r.stdout
     );
 }
+
+/// A token sent in the query (`?access_token=`, under any spelling the gateway recognises) is
+/// printed only as its length, in the request line, the trace's `path:` and `forward:` steps
+/// and the decision, whether the route refuses it (a validating route) or forwards it (public).
+#[test]
+fn explain_never_prints_a_token_from_the_query() {
+    let f = Fixture::new();
+    let dir = TempDir::new();
+    let file = dir.write("gw.toml", &config(&f).to_toml());
+    let t = f.token("alice");
+    let signature = t.rsplit('.').next().unwrap();
+    let redacted = format!("<redacted, {} bytes>", t.len());
+    for (target, code) in [
+        (format!("/admin/x?access_token={t}"), 1),
+        (format!("/public/x?access_token={t}"), 0),
+        (format!("/public/x?a=1&ACCESS%5Ftoken={t};b=2"), 0),
+        (format!("/public/../public/x?access.token={t}&b=2"), 0),
+    ] {
+        let r = run(&["explain", "-c", path_str(&file), "--path", &target]);
+        assert_eq!(r.code, Some(code), "{target}\n{}\n{}", r.stdout, r.stderr);
+        assert!(
+            !r.stdout.contains(signature),
+            "the token was printed:\n{}",
+            r.stdout
+        );
+        assert!(
+            !r.stderr.contains(signature),
+            "the token was printed on stderr:\n{}",
+            r.stderr
+        );
+        assert!(
+            r.stdout.lines().next().unwrap().contains(&redacted),
+            "{}",
+            r.stdout
+        );
+        assert!(
+            r.stdout
+                .lines()
+                .any(|l| l.contains("path: ") && l.contains(&redacted)),
+            "{}",
+            r.stdout
+        );
+        if code == 0 {
+            for prefix in ["forward: GET ", "decision: forward to "] {
+                assert!(
+                    r.stdout
+                        .lines()
+                        .any(|l| l.contains(prefix) && l.contains(&redacted)),
+                    "{prefix}\n{}",
+                    r.stdout
+                );
+            }
+        }
+    }
+    // Other parameters are shown as they are.
+    let r = run(&[
+        "explain",
+        "-c",
+        path_str(&file),
+        "--path",
+        "/public/x?a=1&access_tokens=visible",
+    ]);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("decision: forward to http://127.0.0.1:")
+            && r.stdout.contains("/public/x?a=1&access_tokens=visible\n"),
+        "{}",
+        r.stdout
+    );
+}
+
+/// `explain` does not run the route's rate limiter: with a Redis store that would spend a real
+/// caller's budget on every replica. It says so instead.
+#[test]
+fn explain_does_not_spend_the_rate_limit() {
+    let f = Fixture::new();
+    let dir = TempDir::new();
+    let config = config(&f).route(Route::new("rl", "/rl", "echo", Pattern::ForwardToken).set(
+        "rate_limit",
+        json!({"by": "sub", "requests": 1, "per": "1h", "burst": 1}),
+    ));
+    let file = dir.write("gw.toml", &config.to_toml());
+    let t = f.token("alice");
+    for _ in 0..2 {
+        let r = run(&[
+            "explain",
+            "-c",
+            path_str(&file),
+            "--path",
+            "/rl/x",
+            "--token",
+            &t,
+        ]);
+        assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+        assert!(
+            r.stdout.contains("rate limit: not evaluated by explain"),
+            "{}",
+            r.stdout
+        );
+        assert!(!r.stdout.contains("rate limit: allowed"), "{}", r.stdout);
+    }
+    // A route without a limit has no such line.
+    let r = run(&[
+        "explain",
+        "-c",
+        path_str(&file),
+        "--path",
+        "/admin/x",
+        "--token",
+        &t,
+    ]);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    assert!(!r.stdout.contains("rate limit"), "{}", r.stdout);
+}
+
+/// `-H 'Host: …'` is the request's one Host header, as `--host` is; the two given with
+/// different values are a usage error rather than a request with two Host headers.
+#[test]
+fn explain_takes_the_host_from_a_host_header() {
+    let f = Fixture::new();
+    let dir = TempDir::new();
+    let file = dir.write("gw.toml", &config(&f).to_toml());
+    let t = f.token("alice");
+    let explain = |extra: &[&str]| {
+        let mut args = vec![
+            "explain",
+            "-c",
+            path_str(&file),
+            "--path",
+            "/api/v1/x",
+            "--token",
+            &t,
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    for extra in [
+        &["--host", "api.example"][..],
+        &["-H", "Host: api.example"],
+        &["--header", "host:api.example"],
+        &["--host", "api.example", "-H", "HOST: API.example"],
+    ] {
+        let r = explain(extra);
+        assert_eq!(r.code, Some(0), "{extra:?}\n{}\n{}", r.stdout, r.stderr);
+        let request: Vec<&str> = r
+            .stdout
+            .lines()
+            .take_while(|l| !l.is_empty())
+            .filter(|l| l.trim_start().to_ascii_lowercase().starts_with("host:"))
+            .collect();
+        assert_eq!(request.len(), 1, "{extra:?}\n{}", r.stdout);
+        assert!(r.stdout.contains("route: \"api\""), "{}", r.stdout);
+    }
+    let r = explain(&["--host", "other.example", "-H", "Host: api.example"]);
+    assert_eq!(r.code, Some(64), "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("--host"), "{}", r.stderr);
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+}
+
+/// HTTP parsers strip spaces and tabs around a header value, so `--token "$TOKEN "` is the
+/// token the gateway would see, not a malformed Authorization header.
+#[test]
+fn explain_ignores_spaces_and_tabs_around_the_token() {
+    let f = Fixture::new();
+    let dir = TempDir::new();
+    let file = dir.write("gw.toml", &config(&f).to_toml());
+    let t = f.token("alice");
+    for token in [format!("{t} "), format!("\t {t}\t"), format!("{t}\t\t")] {
+        let r = run(&[
+            "explain",
+            "-c",
+            path_str(&file),
+            "--path",
+            "/admin/x",
+            "--token",
+            &token,
+        ]);
+        assert_eq!(r.code, Some(0), "{token:?}\n{}\n{}", r.stdout, r.stderr);
+        assert!(r.stdout.contains("claims ok"), "{}", r.stdout);
+    }
+}
+
+/// A key id is the IdP's (or whoever answers at its JWKS URL): its control characters are
+/// printed escaped, so they cannot retitle or clear the operator's terminal or fake a line.
+#[test]
+fn check_escapes_control_characters_from_a_jwks() {
+    let f = Fixture::new();
+    let kid = "\u{1b}]0;owned\u{7}\u{1b}[2J\u{1b}[32mall good\r\u{85}";
+    let key = test_support::TestKey::es256(kid);
+    f.issuer.set_keys(&[&key]);
+    let dir = TempDir::new();
+    let file = dir.write("gw.toml", &config(&f).to_toml());
+    let r = run(&["check", "-c", path_str(&file)]);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        !r.stdout.chars().any(|c| c.is_control() && c != '\n'),
+        "{:?}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains(r"\u{1b}]0;owned\u{7}\u{1b}[2J\u{1b}[32mall good\r\u{85}"),
+        "{}",
+        r.stdout
+    );
+    // JSON escapes them itself, and a tool reads the kid as it is.
+    let r = run(&["check", "-c", path_str(&file), "--json"]);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    assert!(!r.stdout.contains('\u{1b}'), "{:?}", r.stdout);
+    let summary: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(summary["issuers"][0]["kids"], json!([kid]));
+}
+
+/// Issuers ready but `server.tls` unusable: `check` names the certificate, not the issuers, and
+/// `--json` tells the two apart.
+#[test]
+fn check_with_only_an_unusable_tls_certificate_says_so() {
+    let f = Fixture::new();
+    let dir = TempDir::new();
+    let missing = dir.0.join("not-yet-issued.pem");
+    let missing = path_str(&missing);
+    let tls = config(&f).server("tls", json!({ "cert": missing, "key": missing }));
+    let file = dir.write("tls.toml", &tls.to_toml());
+    let r = run(&["check", "-c", path_str(&file)]);
+    assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("warning: the TLS certificate or key (server.tls) cannot be loaded"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        !r.stdout.contains("not every issuer has usable keys"),
+        "{}",
+        r.stdout
+    );
+    let r = run(&["check", "-c", path_str(&file), "--json"]);
+    assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
+    let summary: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(summary["ready"], json!(false));
+    assert_eq!(summary["issuers_ready"], json!(true));
+    assert_eq!(summary["tls_usable"], json!(false));
+
+    // And the other way round.
+    let down = format!("http://{}", crate::common::refused_addr());
+    let file = dir.write(
+        "down.toml",
+        &config(&f)
+            .edit_issuer("idp", |i| i.set("issuer", down))
+            .to_toml(),
+    );
+    let r = run(&["check", "-c", path_str(&file), "--json"]);
+    assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
+    let summary: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(summary["issuers_ready"], json!(false));
+    assert_eq!(summary["tls_usable"], json!(true));
+}

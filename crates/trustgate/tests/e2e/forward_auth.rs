@@ -776,3 +776,47 @@ fn side_listeners_close_connections_that_send_nothing() {
         std::io::Read::read_exact(&mut stream, &mut first).is_ok() && &first == b"HTTP/1.1 "
     }));
 }
+
+/// `trustgate snippet --help` names every file the snippet writes, so an operator knows where
+/// each goes (nginx's `upstream.conf` is at http level, unlike the other two).
+#[test]
+fn the_snippet_help_names_every_file_it_writes() {
+    let f = Fixture::new();
+    let dir = TempDir::new();
+    let help = cli(&["snippet", "--help"]);
+    assert!(help.status.success());
+    let help = String::from_utf8_lossy(&help.stdout);
+    for (proxy, convention) in [("nginx", "nginx"), ("caddy", "forwarded-headers")] {
+        let file = dir.write(
+            &format!("{proxy}.toml"),
+            &config(&f)
+                .section("forward_auth", "convention", convention)
+                .to_toml(),
+        );
+        let out_dir = dir.0.join(proxy);
+        std::fs::create_dir(&out_dir).unwrap();
+        let out = cli(&[
+            "snippet",
+            proxy,
+            "-c",
+            file.to_str().unwrap(),
+            "--dir",
+            out_dir.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut written = 0;
+        for entry in std::fs::read_dir(&out_dir).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            assert!(
+                help.contains(&format!("`{name}`")),
+                "{name} not in:\n{help}"
+            );
+            written += 1;
+        }
+        assert!(written > 0, "{proxy} wrote nothing");
+    }
+}
