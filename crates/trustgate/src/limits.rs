@@ -311,29 +311,32 @@ where
     type Future = InFlight<S::Future>;
 
     fn call(&self, req: R) -> Self::Future {
+        // Not boxed: the decision endpoint's checks are a proxy's hot path too.
         InFlight {
             mark: Some(InFlightMark::start(&self.requests)),
-            // Boxed so the wrapper needs no pin projection; a side listener's request is no hot
-            // path.
-            inner: Box::pin(self.inner.call(req)),
+            inner: self.inner.call(req),
         }
     }
 }
 
-/// One request's future, in flight until it resolves or is dropped.
-pub(crate) struct InFlight<F> {
-    inner: Pin<Box<F>>,
-    mark: Option<InFlightMark>,
+pin_project_lite::pin_project! {
+    /// One request's future, in flight until it resolves or is dropped.
+    pub(crate) struct InFlight<F> {
+        #[pin]
+        inner: F,
+        mark: Option<InFlightMark>,
+    }
 }
 
 impl<F: Future> Future for InFlight<F> {
     type Output = F::Output;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let output = self.inner.as_mut().poll(cx);
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let output = this.inner.poll(cx);
         if output.is_ready() {
             // Answered: no longer in flight, whenever hyper gets round to dropping the future.
-            self.mark = None;
+            *this.mark = None;
         }
         output
     }
