@@ -384,7 +384,9 @@ pub(crate) fn verify(path: &Path) -> Result<Verified, Result<Break, std::io::Err
     let mut prev: Option<String> = None;
     let mut starts_from = GENESIS.to_owned();
     let mut events = 0;
-    for (index, line) in BufReader::new(file).lines().enumerate() {
+    // Split on bytes: a line edited into invalid UTF-8 is a broken line to name, not an
+    // unreadable file.
+    for (index, line) in BufReader::new(file).split(b'\n').enumerate() {
         let line = line.map_err(Err)?;
         let number = index + 1;
         let broken = |problem| {
@@ -393,10 +395,20 @@ pub(crate) fn verify(path: &Path) -> Result<Verified, Result<Break, std::io::Err
                 problem,
             }))
         };
+        let Ok(line) = String::from_utf8(line) else {
+            return broken("not UTF-8 (an edited line)");
+        };
         let Ok(Value::Object(object)) = serde_json::from_str::<Value>(&line) else {
             return broken("not a JSON object (a truncated or edited line)");
         };
         let mut fields: BTreeMap<String, Value> = object.into_iter().collect();
+        // The writer writes exactly the canonical form, hash included. Anything else was edited,
+        // even where the hash still matches: a duplicated member (`"outcome":"allowed"` added
+        // before the real one, which a JSON parser keeps last, while grep finds the first),
+        // spaces, reordered members.
+        if canonical(&fields) != line {
+            return broken("not in the form trustgate writes (a duplicated member or other edit)");
+        }
         let Some(Value::String(hash)) = fields.remove("hash") else {
             return broken("no hash (written with audit.chain = false?)");
         };
@@ -552,6 +564,47 @@ mod tests {
         std::fs::write(&path, removed.join("\n") + "\n").unwrap();
         let broken = verify(&path).unwrap_err().unwrap();
         assert_eq!(broken.line, 2);
+
+        // Edits that leave the hash matching, or the file unreadable as text, are named too: a
+        // member duplicated in front of the real one (a JSON parser keeps the last, grep finds
+        // the first), a space, and a byte that is not UTF-8.
+        let line_2_edited = |edit: &dyn Fn(&str) -> Vec<u8>| {
+            let mut bytes = Vec::new();
+            for (i, line) in text.lines().enumerate() {
+                if i == 1 {
+                    bytes.extend(edit(line));
+                } else {
+                    bytes.extend_from_slice(line.as_bytes());
+                }
+                bytes.push(b'\n');
+            }
+            std::fs::write(&path, bytes).unwrap();
+            verify(&path).unwrap_err().unwrap()
+        };
+        let duplicated = |line: &str| {
+            let outcome = if line.contains(r#""outcome":"allowed""#) {
+                "refused"
+            } else {
+                "allowed"
+            };
+            line.replacen('{', &format!(r#"{{"outcome":"{outcome}","#), 1)
+                .into_bytes()
+        };
+        let spaced = |line: &str| line.replacen(',', ", ", 1).into_bytes();
+        let not_utf8 = |line: &str| {
+            let mut bytes = line.as_bytes().to_vec();
+            bytes[3] = 0xff;
+            bytes
+        };
+        for (edit, problem) in [
+            (&duplicated as &dyn Fn(&str) -> Vec<u8>, "duplicated member"),
+            (&spaced, "duplicated member"),
+            (&not_utf8, "not UTF-8"),
+        ] {
+            let broken = line_2_edited(edit);
+            assert_eq!(broken.line, 2, "{problem}");
+            assert!(broken.problem.contains(problem), "{}", broken.problem);
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
