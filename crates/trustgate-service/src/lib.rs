@@ -42,6 +42,9 @@
 //! - `tonic`: [`RefusalBody`] for `tonic::body::Body` (so the layer goes on a tonic server),
 //!   `Caller::from_grpc`, `From<Rejection> for tonic::Status` (guards answer
 //!   `PERMISSION_DENIED`), and `NamedService` for a layered generated service.
+//! - `opentelemetry`: a `trustgate.service` span that continues the request's `traceparent`,
+//!   whoever sent it (there is no peer allow-list here, unlike the gateway's `trust_incoming`):
+//!   a service that clients reach directly should use a sampler that does not follow the parent.
 //!
 //! ## Example (axum)
 //! ```no_run
