@@ -113,10 +113,7 @@ pub(crate) async fn serve_watched<S, C>(
 {
     let activity = Arc::new(Activity::new());
     let requests = Arc::new(Requests::default());
-    let io = TokioIo::new(Counted {
-        inner: stream,
-        activity: Arc::clone(&activity),
-    });
+    let io = TokioIo::new(Counted::new(stream, Arc::clone(&activity)));
     let connection = connect(
         io,
         Tracked {
@@ -199,14 +196,22 @@ impl Activity {
     }
 }
 
-/// A side connection's stream as hyper sees it: every read and write that moves a byte counts
-/// in its [`Activity`].
+/// A connection's stream as hyper sees it: every read and write that moves a byte counts in its
+/// [`Activity`]. The public listener's stream wraps it too (`server::ConnStream`).
 pub(crate) struct Counted<S> {
     inner: S,
     activity: Arc<Activity>,
 }
 
+impl<S> Counted<S> {
+    pub(crate) fn new(inner: S, activity: Arc<Activity>) -> Self {
+        Self { inner, activity }
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    // Inline: the public listener reads and writes through it on every request.
+    #[inline]
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -222,6 +227,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    #[inline]
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -242,6 +248,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 
+    #[inline]
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

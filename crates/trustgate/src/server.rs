@@ -25,7 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::admin;
 use crate::config::{self, Config, ConfigError};
 use crate::gateway::Gateway;
-use crate::limits::Activity;
+use crate::limits::{Activity, Counted};
 use crate::metrics::Metrics;
 use crate::proxy::{self, ConnInfo};
 use crate::runtime::{Observers, Runtime};
@@ -319,8 +319,7 @@ async fn serve_connection<S>(
     // us, so the framing check also runs on the raw head bytes; see `h1_framing`.
     let verdicts = h1_framing::Verdicts::default();
     let io = TokioIo::new(ConnStream {
-        inner: stream,
-        activity: Arc::clone(&activity),
+        inner: Counted::new(stream, Arc::clone(&activity)),
         framing: h1_framing::Tracker::with_max_head(Arc::clone(&verdicts), max_head),
     });
     // HTTP/1 requests of this connection so far; hyper hands them over one at a time, in order.
@@ -440,12 +439,11 @@ impl Wake for WatchdogWake {
     }
 }
 
-/// The downstream connection as hyper sees it. One wrapper does the two things the server needs
-/// from every read: it records activity for the idle timeout, and feeds the raw bytes to the
-/// HTTP/1 framing tracker (`h1_framing`).
+/// The downstream connection as hyper sees it: a [`Counted`] stream (every read and write is
+/// activity for the idle timeout, as on the side listeners) that also feeds the raw bytes it
+/// reads to the HTTP/1 framing tracker (`h1_framing`).
 struct ConnStream<S> {
-    inner: S,
-    activity: Arc<Activity>,
+    inner: Counted<S>,
     framing: h1_framing::Tracker,
 }
 
@@ -457,12 +455,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for ConnStream<S> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let this = &mut *self;
         if let Some(new) = buf.filled().get(before..)
             && !new.is_empty()
         {
-            this.activity.touch();
-            this.framing.feed(new);
+            self.framing.feed(new);
         }
         result
     }
@@ -474,11 +470,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ConnStream<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        result
+        Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -494,11 +486,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ConnStream<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        result
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
