@@ -112,8 +112,16 @@ impl Identity {
         mapping: &ClaimMapping,
     ) -> Result<Self, Reason> {
         let numbers = mapping.numbers;
+        // An empty string is no value: the field is left out, as if the claim were absent. An
+        // injected `X-User-Id: ` would read as "someone, called nothing" to a service that
+        // checks only that the header is there, and could match whatever it stores with an
+        // empty owner.
         let single = |value: Option<&Json<'_>>| -> Result<Option<Safe>, Reason> {
-            value.map(|v| Safe::new(&scalar(v, numbers)?)).transpose()
+            match value {
+                None => Ok(None),
+                Some(Json::String(text)) if text.is_empty() => Ok(None),
+                Some(value) => Safe::new(&scalar(value, numbers)?).map(Some),
+            }
         };
         let subject = single(mapping.subject.lookup(claims))?;
         let roles = List::from_claim(
@@ -130,11 +138,13 @@ impl Identity {
         let client = single(mapping.client.iter().find_map(|p| p.lookup(claims)))?;
         let mut extra = Vec::with_capacity(mapping.extra.len());
         for (name, path) in &mapping.extra {
-            if let Some(value) = path.lookup(claims) {
-                let safe = match value {
-                    Json::Array(items) => Safe::from_owned(joined(items, ',', numbers)?)?,
-                    other => Safe::new(&scalar(other, numbers)?)?,
-                };
+            let safe = match path.lookup(claims) {
+                // An empty array is no value either, as for roles and scopes.
+                Some(Json::Array(items)) if items.is_empty() => None,
+                Some(Json::Array(items)) => Some(Safe::from_owned(joined(items, ',', numbers)?)?),
+                other => single(other)?,
+            };
+            if let Some(safe) = safe {
                 extra.push((name.clone(), safe));
             }
         }
@@ -629,7 +639,12 @@ mod tests {
             "read write"
         );
         assert!(!id.has_scope("") && !id.has_scope("read write"));
-        assert_eq!(id.claim("groups"), Some(""));
+        // An empty array is no value, as for roles and scopes.
+        assert_eq!(id.claim("groups"), None);
+        assert_eq!(
+            id.header_value(&IdentityField::Claim("groups".into())),
+            None
+        );
         // No roles, an empty array and a blank scope string all mean no list and no header.
         for claims in [json!({}), json!({"roles":[],"scope":"  "})] {
             let id = identity(claims, &mapping).unwrap();
@@ -641,6 +656,39 @@ mod tests {
         // One scalar is a list of one.
         let id = identity(json!({"roles":"admin"}), &mapping).unwrap();
         assert_eq!(id.roles(), ["admin"]);
+    }
+
+    #[test]
+    fn empty_strings_are_no_value_and_no_header() {
+        let mapping = ClaimMapping {
+            extra: vec![("email".into(), ClaimPath::parse("email").unwrap())],
+            ..ClaimMapping::default()
+        };
+        let id = identity(
+            json!({"sub":"","tenant_id":"","client_id":"","email":""}),
+            &mapping,
+        )
+        .unwrap();
+        assert_eq!(id.subject(), None);
+        assert_eq!(id.tenant(), None);
+        assert_eq!(id.client(), None);
+        assert_eq!(id.claim("email"), None);
+        for field in [
+            IdentityField::Subject,
+            IdentityField::Tenant,
+            IdentityField::Client,
+            IdentityField::Claim("email".into()),
+        ] {
+            assert_eq!(id.header_value(&field), None, "{field:?}");
+        }
+        // The first client path present is the one read, even when it is empty: an empty
+        // `client_id` does not fall through to `azp`.
+        let id = identity(json!({"client_id":"","azp":"web"}), &mapping).unwrap();
+        assert_eq!(id.client(), None);
+        // A space is a value (encoded, so HTTP does not trim it away).
+        let id = identity(json!({"sub":" "}), &mapping).unwrap();
+        assert_eq!(id.subject(), Some(" "));
+        assert_eq!(id.header_value(&IdentityField::Subject).unwrap(), "%20");
     }
 
     #[test]

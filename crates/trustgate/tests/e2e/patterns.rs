@@ -88,6 +88,48 @@ fn identity_headers_pattern_injects_verified_identity_and_drops_the_token() {
     assert!(!raw.contains(&t), "the token reached the upstream");
 }
 
+/// A claim that is an empty string is no identity: its header is left out, as for a missing
+/// claim, and the client's forged value of that header is removed all the same.
+#[test]
+fn identity_headers_leave_out_empty_claims_and_still_strip_forgeries() {
+    let s = setup();
+    let mut c = claims(&s.iss, "api", "");
+    c["roles"] = json!([]);
+    c["tenant_id"] = json!("");
+    c["email"] = json!("");
+    let bearer = format!("Bearer {}", s.key.sign(&c));
+    let r = s.gateway.get(
+        "/ids/profile",
+        &[
+            ("Authorization", &bearer),
+            ("X-User-Id", "admin"),
+            ("X_Tenant_Id", "evil"),
+            ("X-User-Email", "root@example.com"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    let got = s.upstream.last().unwrap();
+    for name in ["x-user-id", "x-user-roles", "x-tenant-id", "x-user-email"] {
+        assert!(
+            got.header_values(name).is_empty(),
+            "{name} reached the upstream"
+        );
+    }
+    let raw = String::from_utf8_lossy(&got.raw_head).to_lowercase();
+    for forged in [
+        "admin",
+        "evil",
+        "root@example.com",
+        "x-user-id",
+        "x_tenant_id",
+    ] {
+        assert!(
+            !raw.contains(forged),
+            "{forged} reached the upstream: {raw}"
+        );
+    }
+}
+
 #[test]
 fn identity_headers_from_cookie_removes_only_the_token_cookie() {
     let s = setup();
