@@ -15,6 +15,16 @@ bash scripts/install-test-deps.sh
 echo "== cargo deny (licenses, bans, sources)"
 cargo deny --locked check licenses bans sources
 
+# The two packages outside the workspace keep lock files of their own, which a dependency change
+# in a workspace crate they use leaves stale. Their builds much later (`--locked`) would fail on
+# that; this says so in seconds. `update -w --locked` resolves again and fails if the lock file
+# would change.
+echo "== lock files outside the workspace are current (bench/service-peers, fuzz)"
+for manifest in bench/service-peers/Cargo.toml fuzz/Cargo.toml; do
+  cargo update --workspace --locked --quiet --manifest-path "$manifest" ||
+    { echo "$manifest: its Cargo.lock is stale; run: cargo update -w --manifest-path $manifest" >&2; exit 1; }
+done
+
 echo "== cargo machete (unused dependencies)"
 cargo machete
 
