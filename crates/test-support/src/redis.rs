@@ -1,6 +1,7 @@
 //! Real Redis servers for the fleet tests: Debian's `redis-server`, started on a free loopback
 //! port with no persistence (a restart loses everything, the hardest case for the gateway), and
-//! a three-master Redis Cluster made with `redis-cli --cluster create`. A machine without
+//! a three-master Redis Cluster made with `redis-cli --cluster create`, and Redis Sentinel (the
+//! same binary with `--sentinel`) watching a master and its replica. A machine without
 //! `redis-server` fails the test that asks for one (`scripts/install-test-deps.sh` installs it);
 //! nothing is skipped.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
@@ -31,6 +32,10 @@ pub struct RedisServer {
     pub port: u16,
     dir: PathBuf,
     cluster: bool,
+    /// `requirepass`, for `redis-cli`.
+    password: Option<String>,
+    /// More `redis-server` arguments, kept for a restart.
+    extra: Vec<String>,
 }
 
 impl Drop for RedisServer {
@@ -46,21 +51,41 @@ impl RedisServer {
         Self::start_with(false)
     }
 
+    /// A standalone server with `requirepass password` and the `redis-server` arguments `extra`
+    /// (`--replicaof`, `--masterauth`, …).
+    pub fn start_configured(password: &str, extra: &[&str]) -> Self {
+        let mut server = Self::new_stopped(false);
+        server.password = Some(password.to_owned());
+        server.extra = ["--requirepass", password]
+            .iter()
+            .chain(extra)
+            .map(|a| (*a).to_owned())
+            .collect();
+        server.spawn();
+        server
+    }
+
     fn start_with(cluster: bool) -> Self {
+        let mut server = Self::new_stopped(cluster);
+        server.spawn();
+        server
+    }
+
+    fn new_stopped(cluster: bool) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "trustgate-redis-{}-{}",
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::SeqCst)
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut server = Self {
+        Self {
             child: None,
             port: free_port(),
             dir,
             cluster,
-        };
-        server.spawn();
-        server
+            password: None,
+            extra: Vec::new(),
+        }
     }
 
     fn spawn(&mut self) {
@@ -72,6 +97,7 @@ impl RedisServer {
             .args(["--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if self.cluster {
@@ -103,14 +129,7 @@ impl RedisServer {
 
     /// Runs `redis-cli -p <port> ARGS`, returning its standard output.
     pub fn cli(&self, args: &[&str]) -> String {
-        let output = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .unwrap_or_else(|err| {
-                panic!("cannot run redis-cli ({err}); run scripts/install-test-deps.sh")
-            });
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        redis_cli(self.port, self.password.as_deref(), args)
     }
 
     /// Kills the server (SIGKILL: nothing is saved, clients see the connection drop).
@@ -190,5 +209,110 @@ impl RedisCluster {
     /// The seed node URLs.
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
+    }
+}
+
+/// Runs `redis-cli -p <port> [-a password] ARGS`, returning its standard output.
+fn redis_cli(port: u16, password: Option<&str>, args: &[&str]) -> String {
+    let mut command = Command::new("redis-cli");
+    command.args(["-p", &port.to_string()]);
+    if let Some(password) = password {
+        command.args(["-a", password, "--no-auth-warning"]);
+    }
+    let output = command.args(args).output().unwrap_or_else(|err| {
+        panic!("cannot run redis-cli ({err}); run scripts/install-test-deps.sh")
+    });
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// One Redis Sentinel (`redis-server sentinel.conf --sentinel`) watching one master, with a
+/// quorum of one and short timeouts, so that a killed master is failed over in seconds.
+pub struct RedisSentinel {
+    child: Option<Child>,
+    /// The port on 127.0.0.1.
+    pub port: u16,
+    dir: PathBuf,
+    password: Option<String>,
+}
+
+impl Drop for RedisSentinel {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl RedisSentinel {
+    /// Watches the master on `master_port` as `name`; `master_password` is the master's
+    /// `requirepass`, `password` the sentinel's own.
+    pub fn start(name: &str, master_port: u16, master_password: &str, password: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "trustgate-sentinel-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        // Sentinel rewrites its configuration file as it learns the topology: it must be its own.
+        let conf = dir.join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {dir}\nrequirepass {password}\n\
+                 sentinel monitor {name} 127.0.0.1 {master_port} 1\n\
+                 sentinel auth-pass {name} {master_password}\n\
+                 sentinel down-after-milliseconds {name} 1000\n\
+                 sentinel failover-timeout {name} 5000\n",
+                dir = dir.display(),
+            ),
+        )
+        .unwrap();
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| {
+                panic!(
+                    "cannot start redis-server --sentinel ({err}); run scripts/install-test-deps.sh"
+                )
+            });
+        let sentinel = Self {
+            child: Some(child),
+            port,
+            dir,
+            password: Some(password.to_owned()),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sentinel.cli(&["PING"]).trim() != "PONG" {
+            assert!(
+                Instant::now() < deadline,
+                "redis sentinel on port {port} did not answer PING"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        sentinel
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs `redis-cli` against the sentinel, authenticated.
+    pub fn cli(&self, args: &[&str]) -> String {
+        redis_cli(self.port, self.password.as_deref(), args)
+    }
+
+    /// The port of the master the sentinel names for `name` now.
+    pub fn master_port(&self, name: &str) -> Option<u16> {
+        self.cli(&["SENTINEL", "get-master-addr-by-name", name])
+            .lines()
+            .nth(1)
+            .and_then(|port| port.trim().parse().ok())
     }
 }

@@ -27,6 +27,11 @@ pub(crate) struct FileStore {
     /// Sentinels, and the name of the master they watch.
     pub(crate) sentinel_nodes: Vec<String>,
     pub(crate) sentinel_master: Option<String>,
+    /// The sentinels' own credentials (`requirepass`, or an ACL user, on the sentinels), which
+    /// are not the master's.
+    pub(crate) sentinel_username: Option<String>,
+    pub(crate) sentinel_password_env: Option<String>,
+    pub(crate) sentinel_password_file: Option<PathBuf>,
     pub(crate) username: Option<String>,
     pub(crate) password_env: Option<String>,
     pub(crate) password_file: Option<PathBuf>,
@@ -150,7 +155,13 @@ pub(crate) struct RedisConfig {
 pub(crate) enum Topology {
     Standalone(String),
     Cluster(Vec<String>),
-    Sentinel { master: String, nodes: Vec<String> },
+    Sentinel {
+        master: String,
+        nodes: Vec<String>,
+        /// The sentinels' own ACL user and password; the master's are [`RedisConfig`]'s.
+        username: Option<String>,
+        password: Option<Secret>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,6 +269,26 @@ fn redis_urls(urls: &[String], field: &str) -> Result<Vec<String>, ConfigError> 
     Ok(urls)
 }
 
+/// A password from `<field>_env` or `<field>_file` (at most one of them), if either is set.
+fn password(
+    from_env: Option<&str>,
+    from_file: Option<&Path>,
+    field: &str,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<Secret>, ConfigError> {
+    match (from_env, from_file) {
+        (Some(_), Some(_)) => Err(ConfigError::new(format!(
+            "{field}_env and {field}_file are both set; set one"
+        ))),
+        (Some(name), None) => read_secret_env(name, &format!("{field}_env"), env).map(Some),
+        (None, Some(path)) => {
+            read_secret_file(&super::resolve(base, path), &format!("{field}_file")).map(Some)
+        }
+        (None, None) => Ok(None),
+    }
+}
+
 pub(crate) fn store_config(
     file: FileStore,
     base: &Path,
@@ -279,6 +310,9 @@ pub(crate) fn store_config(
         || !file.cluster_nodes.is_empty()
         || !file.sentinel_nodes.is_empty()
         || file.sentinel_master.is_some()
+        || file.sentinel_username.is_some()
+        || file.sentinel_password_env.is_some()
+        || file.sentinel_password_file.is_some()
         || file.username.is_some()
         || file.password_env.is_some()
         || file.password_file.is_some()
@@ -311,6 +345,14 @@ pub(crate) fn store_config(
                         )
                     })?,
                     nodes: redis_urls(&file.sentinel_nodes, "store.sentinel_nodes")?,
+                    username: file.sentinel_username.clone(),
+                    password: password(
+                        file.sentinel_password_env.as_deref(),
+                        file.sentinel_password_file.as_deref(),
+                        "store.sentinel_password",
+                        base,
+                        env,
+                    )?,
                 },
                 _ => {
                     return Err(ConfigError::new(
@@ -318,24 +360,22 @@ pub(crate) fn store_config(
                     ));
                 }
             };
-            if file.sentinel_master.is_some() && !matches!(topology, Topology::Sentinel { .. }) {
+            let sentinel_only = file.sentinel_master.is_some()
+                || file.sentinel_username.is_some()
+                || file.sentinel_password_env.is_some()
+                || file.sentinel_password_file.is_some();
+            if sentinel_only && !matches!(topology, Topology::Sentinel { .. }) {
                 return Err(ConfigError::new(
-                    "store.sentinel_master only applies with store.sentinel_nodes",
+                    "store.sentinel_master, sentinel_username and sentinel_password_* only apply with store.sentinel_nodes",
                 ));
             }
-            let password = match (&file.password_env, &file.password_file) {
-                (Some(_), Some(_)) => {
-                    return Err(ConfigError::new(
-                        "store: set password_env or password_file, not both",
-                    ));
-                }
-                (Some(name), None) => Some(read_secret_env(name, "store.password_env", env)?),
-                (None, Some(path)) => Some(read_secret_file(
-                    &super::resolve(base, path),
-                    "store.password_file",
-                )?),
-                (None, None) => None,
-            };
+            let password = password(
+                file.password_env.as_deref(),
+                file.password_file.as_deref(),
+                "store.password",
+                base,
+                env,
+            )?;
             let ca_pem = file
                 .ca_file
                 .as_ref()
@@ -568,6 +608,100 @@ mod tests {
         assert!(redis_urls(&urls(&["rediss://a:1", "rediss://b:1"]), "f").is_ok());
         let err = redis_urls(&urls(&["rediss://a:1", "redis://b:1"]), "f").unwrap_err();
         assert!(err.0.contains("mixes redis:// and rediss://"), "{err}");
+    }
+
+    #[test]
+    fn sentinel_credentials_are_the_sentinels_own_and_only_with_sentinels() {
+        let base = Path::new(".");
+        let env = |name: &str| match name {
+            "M" => Some("master-pass".to_owned()),
+            "S" => Some(" sentinel-pass\n".to_owned()),
+            _ => None,
+        };
+        let file = |extra: &[(&str, &str)]| {
+            let mut table = String::from("backend = \"redis\"\nnamespace = \"n\"\n");
+            for (key, value) in extra {
+                table.push_str(&format!("{key} = {value}\n"));
+            }
+            toml::from_str::<FileStore>(&table).unwrap()
+        };
+        let sentinels = [
+            ("sentinel_nodes", "[\"redis://127.0.0.1:26379\"]"),
+            ("sentinel_master", "\"m\""),
+            ("password_env", "\"M\""),
+        ];
+        let config = store_config(
+            file(
+                &[
+                    &sentinels[..],
+                    &[
+                        ("sentinel_password_env", "\"S\""),
+                        ("sentinel_username", "\"watch\""),
+                    ],
+                ]
+                .concat(),
+            ),
+            base,
+            &env,
+        )
+        .unwrap();
+        let Backend::Redis(redis) = config.backend else {
+            panic!("not redis");
+        };
+        assert_eq!(
+            redis.password.as_ref().map(Secret::expose),
+            Some("master-pass")
+        );
+        let Topology::Sentinel {
+            username, password, ..
+        } = redis.topology
+        else {
+            panic!("not sentinel");
+        };
+        assert_eq!(username.as_deref(), Some("watch"));
+        assert_eq!(password.as_ref().map(Secret::expose), Some("sentinel-pass"));
+
+        let error = |extra: &[(&str, &str)]| store_config(file(extra), base, &env).unwrap_err().0;
+        let both = error(
+            &[
+                &sentinels[..],
+                &[
+                    ("sentinel_password_env", "\"S\""),
+                    ("sentinel_password_file", "\"/s\""),
+                ],
+            ]
+            .concat(),
+        );
+        assert!(
+            both.contains(
+                "store.sentinel_password_env and store.sentinel_password_file are both set"
+            ),
+            "{both}"
+        );
+        let unset = error(&[&sentinels[..], &[("sentinel_password_env", "\"NOPE\"")]].concat());
+        assert!(
+            unset.contains("store.sentinel_password_env = \"NOPE\""),
+            "{unset}"
+        );
+        let standalone = error(&[
+            ("url", "\"redis://127.0.0.1:6379\""),
+            ("sentinel_password_env", "\"S\""),
+        ]);
+        assert!(
+            standalone.contains("only apply with store.sentinel_nodes"),
+            "{standalone}"
+        );
+        let memory = store_config(
+            toml::from_str::<FileStore>("sentinel_username = \"watch\"").unwrap(),
+            base,
+            &env,
+        )
+        .unwrap_err()
+        .0;
+        assert!(
+            memory.contains("only apply with backend = \"redis\""),
+            "{memory}"
+        );
     }
 
     #[test]

@@ -185,7 +185,12 @@ impl RedisStore {
                     .collect::<Result<Vec<_>, _>>()?;
                 (Conn::Cluster(conn), PubSubSource::Seeds(seeds))
             }
-            Topology::Sentinel { master, nodes } => {
+            Topology::Sentinel {
+                master,
+                nodes,
+                username: sentinel_username,
+                password: sentinel_password,
+            } => {
                 let addrs = nodes
                     .iter()
                     .map(|url| {
@@ -204,6 +209,14 @@ impl RedisStore {
                 }
                 if let Some(password) = &config.password {
                     builder = builder.set_client_to_redis_password(password.expose());
+                }
+                // The sentinels' own credentials, when they require them: a sentinel's
+                // `requirepass` is its own, usually not the master's.
+                if let Some(user) = sentinel_username {
+                    builder = builder.set_client_to_sentinel_username(user);
+                }
+                if let Some(password) = sentinel_password {
+                    builder = builder.set_client_to_sentinel_password(password.expose());
                 }
                 // `rediss://` sentinels mean TLS to the master too: the address the sentinels
                 // give carries no scheme, and without this the master connection, with the

@@ -1,6 +1,6 @@
 //! A fleet on Redis: three replicas of the real binary on loopback (no load balancer; the test
-//! spreads requests), Debian's `redis-server` started by the test (standalone, and a
-//! three-master cluster), revocations, the shared key ring, rate limits and assertion replay
+//! spreads requests), Debian's `redis-server` started by the test (standalone, a three-master
+//! cluster, and Sentinel with a failover), revocations, the shared key ring, rate limits and assertion replay
 //! across replicas. Timings are reported on stderr; only generous bounds (the documented
 //! staleness bound, signing limits) are asserted.
 
@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use test_support::{RedisCluster, RedisServer};
+use test_support::{RedisCluster, RedisSentinel, RedisServer};
 
 use crate::common::{
     Config, Fixture, Gateway, Pattern, RawResponse, Route, TempDir, bearer, cli, jwt_payload, raw,
@@ -837,4 +837,157 @@ fn a_three_master_cluster_carries_revocations_keys_and_limits() {
         .filter(|i| get(&fleet[i % 2], "/rl/x", &jane).status == 200)
         .count();
     assert!((20..=22).contains(&allowed), "{allowed}");
+}
+
+/// Redis Sentinel, with passwords on the master and on the sentinel (different ones), a replica,
+/// and a failover: the master is killed, the sentinel promotes the replica, and the fleet follows
+/// it. A revocation made before the failover still holds after it, one made after it reaches
+/// both replicas, and a gateway without the sentinel's password never serves a route that
+/// checks revocations.
+#[test]
+fn sentinel_with_passwords_fails_over_and_the_fleet_follows_the_new_master() {
+    const NAME: &str = "tgmaster";
+    const MASTER_PASSWORD: &str = "master-secret-7f3a";
+    const SENTINEL_PASSWORD: &str = "sentinel-secret-91c2";
+    let mut master =
+        RedisServer::start_configured(MASTER_PASSWORD, &["--masterauth", MASTER_PASSWORD]);
+    let master_port = master.port.to_string();
+    let replica = RedisServer::start_configured(
+        MASTER_PASSWORD,
+        &[
+            "--replicaof",
+            "127.0.0.1",
+            &master_port,
+            "--masterauth",
+            MASTER_PASSWORD,
+        ],
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || replica
+            .cli(&["INFO", "replication"])
+            .contains("master_link_status:up")),
+        "the replica did not sync"
+    );
+    let sentinel = RedisSentinel::start(NAME, master.port, MASTER_PASSWORD, SENTINEL_PASSWORD);
+    // The sentinel learns the replica from the master's INFO: failover needs it known.
+    let replica_port = replica.port.to_string();
+    assert!(
+        wait_until(Duration::from_secs(15), || sentinel
+            .cli(&["SENTINEL", "replicas", NAME])
+            .contains(&replica_port)),
+        "the sentinel did not learn the replica"
+    );
+
+    let fx = Fixture::new();
+    let dir = TempDir::new();
+    let master_password = dir.write("redis-password", MASTER_PASSWORD);
+    let sentinel_password = dir.write("sentinel-password", SENTINEL_PASSWORD);
+    let store = json!({
+        "backend": "redis",
+        "sentinel_nodes": [sentinel.url()],
+        "sentinel_master": NAME,
+        "password_file": master_password.to_str().unwrap(),
+        "sentinel_password_file": sentinel_password.to_str().unwrap(),
+        "namespace": "sent",
+        "poll_interval": "250ms",
+    });
+    let config = fleet_config(&fx, &dir, store.clone(), "1h");
+    let fleet = start_fleet(&config, 2);
+    let fresh = fx.token("kim");
+    for gw in &fleet {
+        assert!(
+            wait_until(Duration::from_secs(5), || get(gw, "/rev/x", &fresh).status
+                == 200),
+            "a replica did not reach the master through the sentinel"
+        );
+    }
+
+    // Before the failover: revoked through one replica, enforced by the other.
+    let before = fx.token_with("kim", json!({"jti": "sent-1"}));
+    let (status, body) = admin(
+        &fleet[0],
+        "POST",
+        Some(json!({"jti": "sent-1", "issuer": "idp"})),
+        ADMIN_TOKEN,
+    );
+    assert_eq!(status, 201, "{body}");
+    assert!(wait_until(Duration::from_secs(2), || get(
+        &fleet[1], "/rev/x", &before
+    )
+    .status
+        == 401));
+    // On the replica before the master goes: what a failover keeps.
+    assert_eq!(master.cli(&["WAIT", "1", "2000"]).trim(), "1");
+
+    master.kill();
+    let started = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(30), || sentinel.master_port(NAME)
+            == Some(replica.port)),
+        "the sentinel did not promote the replica"
+    );
+    let promoted = started.elapsed();
+
+    // After it: the admin API reaches the new master once a call has failed over to it.
+    let after = fx.token_with("kim", json!({"jti": "sent-2"}));
+    let mut status = 0;
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            status = admin(
+                &fleet[1],
+                "POST",
+                Some(json!({"jti": "sent-2", "issuer": "idp"})),
+                ADMIN_TOKEN,
+            )
+            .0;
+            status == 201
+        }),
+        "revoking after the failover: last status {status}"
+    );
+    let followed = started.elapsed();
+    for gw in &fleet {
+        assert!(
+            wait_until(Duration::from_secs(5), || get(gw, "/rev/x", &after).status
+                == 401),
+            "a revocation made after the failover is not enforced"
+        );
+        assert_eq!(get(gw, "/rev/x", &before).status, 401);
+        assert!(wait_until(Duration::from_secs(5), || get(
+            gw, "/rev/x", &fresh
+        )
+        .status
+            == 200));
+    }
+    assert!(
+        replica
+            .cli(&["INFO", "replication"])
+            .contains("role:master")
+    );
+    eprintln!(
+        "sentinel: replica promoted {promoted:?} after the master was killed; the fleet wrote to it {followed:?} after"
+    );
+
+    // Without the sentinel's password the store is never reached: routes that check
+    // revocations answer 503, and the admin API cannot revoke.
+    let mut store = store;
+    store
+        .as_object_mut()
+        .unwrap()
+        .remove("sentinel_password_file");
+    let lost = fleet_config(&fx, &dir, store, "1h");
+    let lost = Gateway::start_with_env(&lost, &[("TG_KEK", KEK)]);
+    for _ in 0..10 {
+        assert_eq!(get(&lost, "/rev/x", &fresh).status, 503);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        admin(
+            &lost,
+            "POST",
+            Some(json!({"jti": "sent-3", "issuer": "idp"})),
+            ADMIN_TOKEN
+        )
+        .0,
+        503
+    );
 }
