@@ -72,7 +72,9 @@ pub(crate) enum Command {
     Man,
     /// Add or list revocations through a gateway's admin API (`[revocation]` and
     /// `admin.token_file`); with a Redis store every replica enforces them. Exits 0 when the
-    /// API accepted the request.
+    /// API accepted the request, 1 when it refused it, 64 for a usage error (an unreadable token
+    /// file, an empty internal token, an admin URL that is not http://) or an admin API that
+    /// cannot be reached.
     Revoke {
         /// The admin listener of any replica.
         #[arg(long, default_value = "http://127.0.0.1:9901")]

@@ -1,5 +1,7 @@
-//! `trustgate revoke`: the admin API from the command line. The admin token is read from a file
-//! (never from the command line, where other users could read it in the process list).
+//! `trustgate revoke`: the admin API from the command line. The admin token is read from a file,
+//! and an internal token to revoke preferably from standard input: a secret on the command line
+//! is in the process list (`ps`, `/proc/*/cmdline`) for other users to read, and in the shell's
+//! history. Neither is ever printed.
 #![allow(clippy::print_stdout)]
 
 use std::path::Path;
@@ -34,10 +36,13 @@ pub(crate) enum What {
         before: Option<i64>,
     },
     /// The subject behind an internal token this gateway minted (its external tokens issued up
-    /// to the time it was minted).
+    /// to the time it was minted). Give the token on standard input
+    /// (`trustgate revoke … internal-token < token.txt`): on the command line it is in the
+    /// process list (`ps`) for other users to read, and in the shell's history.
     InternalToken {
-        /// The internal token.
-        token: String,
+        /// The internal token; omitted or `-`, it is read from standard input (preferred).
+        /// Surrounding whitespace is ignored.
+        token: Option<String>,
     },
     /// List the revocations in force.
     List,
@@ -55,7 +60,20 @@ pub(crate) async fn run(admin: &str, token_file: &Path, what: What) -> Result<bo
             issuer,
             before,
         } => Some(json!({"sub": sub, "issuer": issuer, "before": before})),
-        What::InternalToken { token } => Some(json!({"internal_token": token})),
+        What::InternalToken { token: given } => {
+            let internal = match given.filter(|given| given != "-") {
+                Some(given) => given,
+                None => read_stdin().await?,
+            };
+            let internal = internal.trim();
+            if internal.is_empty() {
+                return Err(
+                    "internal-token: the token is empty; give it on standard input: trustgate revoke … internal-token < token.txt"
+                        .into(),
+                );
+            }
+            Some(json!({"internal_token": internal}))
+        }
         What::List => None,
     };
     let body = body.map(|mut b| {
@@ -97,4 +115,20 @@ pub(crate) async fn run(admin: &str, token_file: &Path, what: What) -> Result<bo
         .ok_or("no HTTP response")?;
     println!("{}", body.trim());
     Ok((200..300).contains(&status))
+}
+
+/// Standard input, whole: the internal token. At a terminal, a line on standard error says what
+/// is awaited (the token itself is not echoed back).
+async fn read_stdin() -> Result<String, String> {
+    use std::io::IsTerminal as _;
+    if std::io::stdin().is_terminal() {
+        eprintln!(
+            "trustgate revoke: reading the internal token from standard input (end with Ctrl-D)"
+        );
+    }
+    tokio::task::spawn_blocking(|| std::io::read_to_string(std::io::stdin()))
+        .await
+        .map_err(|err| err.to_string())
+        .and_then(|read| read.map_err(|err| err.to_string()))
+        .map_err(|err| format!("internal-token: cannot read standard input: {err}"))
 }

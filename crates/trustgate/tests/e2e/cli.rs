@@ -4,7 +4,9 @@
 
 use serde_json::json;
 
-use crate::common::{Config, Fixture, Issuer, Pattern, Route, TempDir, cli};
+use crate::common::{
+    Config, Fixture, Gateway, Issuer, Pattern, Route, TempDir, bearer, cli, cli_with_stdin,
+};
 
 fn config(f: &Fixture) -> Config {
     f.public_and_admin()
@@ -878,4 +880,102 @@ fn check_with_only_an_unusable_tls_certificate_says_so() {
     let summary: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(summary["issuers_ready"], json!(false));
     assert_eq!(summary["tls_usable"], json!(true));
+}
+
+/// `revoke internal-token` reads the token from standard input when it is not on the command
+/// line (or is `-`): on the command line it would be in `ps` and the shell's history. It is
+/// never printed, and an empty one is a usage error.
+#[test]
+fn revoke_internal_token_reads_the_token_from_standard_input() {
+    const ADMIN_TOKEN: &str = "0123456789abcdef0123456789abcdef-admin-token";
+    let f = Fixture::new();
+    let dir = TempDir::new();
+    let token_file = dir.write("admin-token", ADMIN_TOKEN);
+    let config = f
+        .config()
+        .admin("token_file", path_str(&token_file))
+        .empty_section("revocation")
+        .section("internal_issuer", "issuer", "https://internal.example")
+        .route(
+            Route::new("int", "/int", "echo", Pattern::InternalToken)
+                .service("svc")
+                .set("check_revocation", true),
+        );
+    let gateway = Gateway::start(&config);
+    let admin = format!("http://{}", gateway.admin);
+    let revoke = |given: &[&str], stdin: &str| {
+        let mut args = vec![
+            "revoke",
+            "--admin",
+            &admin,
+            "--token-file",
+            path_str(&token_file),
+            "internal-token",
+        ];
+        args.extend_from_slice(given);
+        let out = cli_with_stdin(&args, stdin.as_bytes());
+        Run {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    let internal_token_of = |sub: &str| {
+        let external = f.token_with(sub, json!({"iat": test_support::now_secs() - 2}));
+        let get = |token: &str| gateway.get("/int/x", &[("Authorization", &bearer(token))]);
+        assert_eq!(get(&external).status, 200);
+        let seen = f.upstream.last().unwrap();
+        let internal = seen.header("authorization").unwrap();
+        let internal = internal.strip_prefix("Bearer ").unwrap().to_owned();
+        (external, internal)
+    };
+
+    // Omitted, and `-`: from standard input, whitespace and a final newline around it ignored.
+    for (sub, given) in [("carol", &[][..]), ("dave", &["-"])] {
+        let (external, internal) = internal_token_of(sub);
+        let r = revoke(given, &format!(" \t{internal}\r\n\n"));
+        assert_eq!(r.code, Some(0), "{given:?}\n{}\n{}", r.stdout, r.stderr);
+        let answer: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(answer["revoked"]["value"], sub, "{}", r.stdout);
+        for printed in [&r.stdout, &r.stderr] {
+            assert!(!printed.contains(&internal), "the token was printed");
+        }
+        assert_eq!(
+            gateway
+                .get("/int/x", &[("Authorization", &bearer(&external))])
+                .status,
+            401
+        );
+    }
+
+    // Still accepted as an argument.
+    let (external, internal) = internal_token_of("erin");
+    let r = revoke(&[&internal], "");
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    assert!(!r.stdout.contains(&internal), "the token was printed");
+    assert_eq!(
+        gateway
+            .get("/int/x", &[("Authorization", &bearer(&external))])
+            .status,
+        401
+    );
+
+    // Nothing but whitespace: a usage error, and no request is made.
+    for (given, stdin) in [(&[][..], ""), (&["-"][..], " \n\t\n")] {
+        let r = revoke(given, stdin);
+        assert_eq!(r.code, Some(64), "{given:?}\n{}\n{}", r.stdout, r.stderr);
+        assert_eq!(
+            r.stderr,
+            "trustgate revoke: internal-token: the token is empty; give it on standard input: trustgate revoke … internal-token < token.txt\n"
+        );
+        assert_eq!(r.stdout, "");
+    }
+
+    // `--help` says why standard input is preferred.
+    let help = run(&["revoke", "internal-token", "--help"]).stdout;
+    assert!(help.contains("Give the token on standard input"), "{help}");
+    assert!(
+        help.contains("omitted or `-`, it is read from standard input (preferred)"),
+        "{help}"
+    );
 }

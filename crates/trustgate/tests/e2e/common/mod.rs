@@ -284,6 +284,21 @@ pub fn cli(args: &[&str]) -> std::process::Output {
         .expect("run trustgate")
 }
 
+/// [`cli`] with `stdin` written to its standard input (then closed).
+pub fn cli_with_stdin(args: &[&str], stdin: &[u8]) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trustgate"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run trustgate");
+    // Dropped after the write: the child sees the end of its input.
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().expect("run trustgate")
+}
+
 /// An address whose connects are refused, for an upstream or issuer that is down: port 1
 /// (tcpmux), which nothing here listens on and which lies below the ephemeral range every other
 /// test's listener is given. A port from [`closed_port`] could be taken by a test running
