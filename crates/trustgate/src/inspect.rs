@@ -20,12 +20,13 @@ use crate::config::{self, ConfigError};
 use crate::metrics::Metrics;
 use crate::proxy::{self, ConnInfo};
 use crate::runtime::Runtime;
+use crate::server::StartError;
 
 /// Validates the file, fetches keys and prints what it found: issuers (key source, algorithms,
 /// readiness), the internal issuer, and every route with its pattern, service, assertion and
 /// `require`. `json` prints the same as one JSON document, for tools. Returns whether all is
 /// well.
-pub(crate) async fn check(path: &Path, json: bool) -> Result<bool, ConfigError> {
+pub(crate) async fn check(path: &Path, json: bool) -> Result<bool, StartError> {
     let config = config::load(path)?;
     // The certificate and key `serve` would load: one it could not read (not yet issued, say)
     // makes `serve` exit 69, so `check` says so and is not ready, rather than passing.
@@ -363,12 +364,18 @@ async fn runtime_for(
     config: config::Config,
     signer: Option<Arc<trustgate_core::InternalSigner>>,
     mode: crate::fleet::Mode,
-) -> Result<Runtime, ConfigError> {
+) -> Result<Runtime, StartError> {
     let metrics = Metrics::new();
     let fleet =
         crate::fleet::Fleet::start(&config, Arc::clone(&metrics.fleet), signer.as_ref(), mode)
             .await?;
-    Runtime::build(config, metrics, signer, &fleet, &Default::default())
+    Ok(Runtime::build(
+        config,
+        metrics,
+        signer,
+        &fleet,
+        &Default::default(),
+    )?)
 }
 
 fn signer_for(
@@ -398,7 +405,7 @@ pub(crate) async fn explain(
     host: Option<&str>,
     token: Option<&str>,
     headers: &[String],
-) -> Result<bool, ConfigError> {
+) -> Result<bool, StartError> {
     let config = config::load(path)?;
     let extra = headers
         .iter()
@@ -421,7 +428,8 @@ pub(crate) async fn explain(
         (Some(flag), Some(header)) if !flag.trim().eq_ignore_ascii_case(header) => {
             return Err(ConfigError(format!(
                 "--host {flag:?} and --header 'Host: {header}' differ; give one of them"
-            )));
+            ))
+            .into());
         }
         (_, Some(_)) => None,
         (flag, None) => Some(flag.unwrap_or("localhost")),

@@ -38,8 +38,9 @@ use crate::cli::{Cli, Command};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const EX_USAGE: u8 = 64;
-/// A port that cannot be bound is not the file's fault (sysexits' EX_UNAVAILABLE): a supervisor
-/// may retry it, where a configuration error needs a person.
+/// A port that cannot be bound, or a store that cannot be reached, is not the file's fault
+/// (sysexits' EX_UNAVAILABLE): a supervisor may retry it, where a configuration error needs a
+/// person ([`start_failure`]).
 const EX_UNAVAILABLE: u8 = 69;
 /// A file to read that cannot be (sysexits' EX_NOINPUT).
 const EX_NOINPUT: u8 = 66;
@@ -146,14 +147,7 @@ fn main() -> ExitCode {
                 }
                 match served {
                     Ok(()) => ExitCode::SUCCESS,
-                    Err(err @ (server::StartError::Bind { .. } | server::StartError::Tls(_))) => {
-                        eprintln!("trustgate: {err}");
-                        ExitCode::from(EX_UNAVAILABLE)
-                    }
-                    Err(err) => {
-                        eprintln!("trustgate: {err}");
-                        ExitCode::from(EX_USAGE)
-                    }
+                    Err(err) => start_failure(&err),
                 }
             }
             #[cfg(not(feature = "demo"))]
@@ -241,10 +235,7 @@ fn main() -> ExitCode {
                 match inspect::check(&path, json).await {
                     Ok(true) => ExitCode::SUCCESS,
                     Ok(false) => ExitCode::FAILURE,
-                    Err(err) => {
-                        eprintln!("trustgate: {err}");
-                        ExitCode::from(EX_USAGE)
-                    }
+                    Err(err) => start_failure(&err),
                 }
             }
             Command::Revoke {
@@ -282,12 +273,23 @@ fn main() -> ExitCode {
                     // refused" without reading the output.
                     Ok(true) => ExitCode::SUCCESS,
                     Ok(false) => ExitCode::FAILURE,
-                    Err(err) => {
-                        eprintln!("trustgate: {err}");
-                        ExitCode::from(EX_USAGE)
-                    }
+                    Err(err) => start_failure(&err),
                 }
             }
         }
+    })
+}
+
+/// Prints why `serve` did not start, or `check` or `explain` could not build the gateway, and
+/// exits as the reason says: 64 for the file (a person must fix it), 69 for the state of the
+/// machine or the network (a port in use, TLS files not written yet, the store out of reach),
+/// which a supervisor may retry. The one place these commands' failures become exit codes.
+fn start_failure(err: &server::StartError) -> ExitCode {
+    eprintln!("trustgate: {err}");
+    ExitCode::from(match err {
+        server::StartError::Config(_) => EX_USAGE,
+        server::StartError::Bind { .. }
+        | server::StartError::Tls(_)
+        | server::StartError::StoreUnavailable(_) => EX_UNAVAILABLE,
     })
 }

@@ -43,14 +43,17 @@ pub(crate) struct Bound {
     pub(crate) grpc: Option<SocketAddr>,
 }
 
-/// Runs the gateway until SIGTERM or SIGINT, then drains.
-/// Why the gateway did not start: its configuration (the operator's file), or a port it could
-/// not bind (the machine's state). They exit with different codes (`main.rs`), so a supervisor
-/// can tell "fix the file" from "try again".
+/// Why the gateway did not start, or `check` and `explain` could not build it: its configuration
+/// (the operator's file), or the state of the machine or the network (a port it could not bind,
+/// TLS files not there yet, the store out of reach). They exit with different codes
+/// (`main.rs`), so a supervisor can tell "fix the file" from "try again".
 #[derive(Debug)]
 pub(crate) enum StartError {
     /// The configuration cannot be used (signer keys, runtime build).
     Config(ConfigError),
+    /// The store (`[store]`) is down or out of reach. Not the file's fault either: the store may
+    /// be back in a moment.
+    StoreUnavailable(String),
     /// The TLS certificate or key cannot be read or used. Not always the file's fault: a
     /// certificate manager may not have written them yet, so it exits like a busy port.
     Tls(ConfigError),
@@ -67,6 +70,7 @@ impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StartError::Config(err) | StartError::Tls(err) => err.fmt(f),
+            StartError::StoreUnavailable(message) => f.write_str(message),
             StartError::Bind {
                 field,
                 addr,

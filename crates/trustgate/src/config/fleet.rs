@@ -164,6 +164,21 @@ pub(crate) enum Topology {
     },
 }
 
+/// The store as a message names it: its URLs (which never carry credentials: [`redis_url`]).
+impl std::fmt::Display for Topology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Topology::Standalone(url) => write!(f, "Redis at {url}"),
+            Topology::Cluster(nodes) => write!(f, "Redis Cluster at {}", nodes.join(", ")),
+            Topology::Sentinel { master, nodes } => write!(
+                f,
+                "Redis master {master:?} through the sentinels at {}",
+                nodes.join(", ")
+            ),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RevocationConfig {
     pub(crate) staleness_bound: Duration,

@@ -25,7 +25,10 @@ use self::metrics::{FleetGauges, FleetMetrics};
 use self::ratelimit::{RouteLimiter, Verdict};
 use self::revocation::{Revocations, RouteRevocations};
 use self::store::{RedisStore, wall_ms};
-use crate::config::{Backend, Config, ConfigError, RateLimit, RevocationConfig, StoreConfig};
+use crate::config::{
+    Backend, Config, ConfigError, RateLimit, RedisConfig, RevocationConfig, StoreConfig,
+};
+use crate::server::StartError;
 
 /// The shared state of this process.
 pub(crate) struct Fleet {
@@ -49,6 +52,17 @@ impl std::fmt::Debug for Fleet {
     }
 }
 
+/// What could not be done with the store, and its error, as the kind of failure it is: the
+/// store down or out of reach is not the file's fault ([`store::StoreError::is_unavailable`]).
+fn store_failure(store: &RedisConfig, what: &str, err: &store::StoreError) -> StartError {
+    let topology = &store.topology;
+    if err.is_unavailable() {
+        StartError::StoreUnavailable(format!("[store] {topology} is unavailable: {what} ({err})"))
+    } else {
+        StartError::Config(ConfigError(format!("[store] {topology}: {what} ({err})")))
+    }
+}
+
 /// How `start` runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
@@ -67,12 +81,16 @@ impl Fleet {
         metrics: Arc<FleetMetrics>,
         signer: Option<&Arc<InternalSigner>>,
         mode: Mode,
-    ) -> Result<Arc<Self>, ConfigError> {
-        let store = match (&config.store.backend, mode) {
-            (Backend::Redis(redis), Mode::Serve | Mode::Once) => Some(Arc::new(
+    ) -> Result<Arc<Self>, StartError> {
+        let redis = match &config.store.backend {
+            Backend::Redis(redis) => Some(redis),
+            Backend::Memory => None,
+        };
+        let store = match (redis, mode) {
+            (Some(redis), Mode::Serve | Mode::Once) => Some(Arc::new(
                 RedisStore::connect(&config.store, redis, Arc::clone(&metrics))
                     .await
-                    .map_err(|err| ConfigError(format!("store: {err}")))?,
+                    .map_err(|err| store_failure(redis, "cannot connect", &err))?,
             )),
             _ => None,
         };
@@ -113,12 +131,14 @@ impl Fleet {
                 }
             }
             Mode::Once => {
-                if let Some(revocations) = &revocations
+                if let (Some(revocations), Some(redis)) = (&revocations, redis)
                     && let Err(err) = revocations.snapshot().await
                 {
-                    return Err(ConfigError(format!(
-                        "store: cannot read the revocation list: {err}"
-                    )));
+                    return Err(store_failure(
+                        redis,
+                        "cannot read the revocation list",
+                        &err,
+                    ));
                 }
             }
             Mode::Offline => {}

@@ -31,6 +31,25 @@ pub(crate) enum StoreError {
     Data(String),
 }
 
+impl StoreError {
+    /// Whether the store is down or out of reach (no connection, a timeout, a cluster with no
+    /// node to ask), as opposed to refusing what was asked (credentials, permissions) or
+    /// answering nonsense: the first may pass on its own, the others need a person.
+    pub(crate) fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Timeout => true,
+            StoreError::Redis(err) => {
+                err.is_io_error()
+                    || err.is_timeout()
+                    || err.is_connection_dropped()
+                    || err.is_cluster_error()
+                    || err.kind() == redis::ErrorKind::ClusterConnectionNotFound
+            }
+            StoreError::Data(_) => false,
+        }
+    }
+}
+
 /// Milliseconds on a monotonic clock, for deadlines and staleness: a wall-clock step must not
 /// make a stale list look fresh.
 pub(crate) fn mono_ms() -> i64 {

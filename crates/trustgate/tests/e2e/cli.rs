@@ -979,3 +979,70 @@ fn revoke_internal_token_reads_the_token_from_standard_input() {
         "{help}"
     );
 }
+
+/// A Redis store that cannot be reached is not a configuration error: `explain` (which reads
+/// the revocation list from it) exits 69 (EX_UNAVAILABLE) naming the store, as `serve` does when
+/// a cluster's nodes refuse its first connection. The file is fine and a retry may pass.
+#[test]
+fn an_unreachable_store_exits_69_naming_it() {
+    let f = Fixture::new();
+    let dir = TempDir::new();
+    let store = |config: Config, key: &str, value: serde_json::Value| {
+        config
+            .section("store", "backend", "redis")
+            .section("store", "namespace", "t")
+            .section("store", key, value)
+            .empty_section("revocation")
+    };
+    let standalone = dir.write(
+        "standalone.toml",
+        &store(config(&f), "url", json!("redis://127.0.0.1:1")).to_toml(),
+    );
+    let cluster = dir.write(
+        "cluster.toml",
+        &store(
+            config(&f),
+            "cluster_nodes",
+            json!(["redis://127.0.0.1:1", "redis://127.0.0.1:2"]),
+        )
+        .to_toml(),
+    );
+    let refused = "Connection refused (os error 111)";
+    for (file, message) in [
+        (
+            &standalone,
+            format!(
+                "trustgate: [store] Redis at redis://127.0.0.1:1 is unavailable: cannot read the revocation list (store: {refused})"
+            ),
+        ),
+        (
+            &cluster,
+            format!(
+                "trustgate: [store] Redis Cluster at redis://127.0.0.1:1, redis://127.0.0.1:2 is unavailable: cannot connect (store: Failed to create initial connections - Io: {refused})"
+            ),
+        ),
+    ] {
+        let r = run(&["explain", "-c", path_str(file), "--path", "/public/x"]);
+        assert_eq!(r.code, Some(69), "{}\n{}", r.stdout, r.stderr);
+        assert_eq!(
+            r.stderr.lines().last(),
+            Some(message.as_str()),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(r.stdout, "");
+    }
+    // `serve` connects to a cluster at start (a standalone server is connected to lazily).
+    let r = run(&["serve", "-c", path_str(&cluster)]);
+    assert_eq!(r.code, Some(69), "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.lines().last().is_some_and(|l| l.ends_with(
+            "is unavailable: cannot connect (store: Failed to create initial connections - Io: Connection refused (os error 111))"
+        )),
+        "{}",
+        r.stderr
+    );
+    // `check` does not contact the store.
+    let r = run(&["check", "-c", path_str(&standalone)]);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+}
