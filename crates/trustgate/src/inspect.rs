@@ -455,6 +455,9 @@ pub(crate) async fn explain(
     let request = builder
         .body(())
         .map_err(|err| ConfigError(format!("cannot build the request: {err}")))?;
+    // Made from the request as it came, as the gateway makes it: a gRPC call is refused with
+    // HTTP 200 and `grpc-status`.
+    let exchange = proxy::Exchange::new(&request, None);
     let (mut parts, ()) = request.into_parts();
     say(&format!("request: {} {}", parts.method, parts.uri));
     for (name, value) in &parts.headers {
@@ -491,8 +494,17 @@ pub(crate) async fn explain(
             Ok(true)
         }
         Err(refusal) => {
-            let response = refusal.error.to_response();
-            say(&format!("\ndecision: refuse with {}", response.status()));
+            let response = exchange.response(refusal.error);
+            // A gRPC client reads the refusal from `grpc-status`, under HTTP 200.
+            let status = match response.headers().get("grpc-status") {
+                Some(code) => format!(
+                    "{}, grpc-status {}",
+                    response.status(),
+                    String::from_utf8_lossy(code.as_bytes())
+                ),
+                None => response.status().to_string(),
+            };
+            say(&format!("\ndecision: refuse with {status}"));
             for (name, value) in response.headers() {
                 say(&format!("  {name}: {}", redact(name, value)));
             }

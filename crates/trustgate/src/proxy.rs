@@ -470,9 +470,10 @@ fn internal_endpoint_on_edge(rt: &Runtime, req: &Request<Incoming>) -> Option<Re
 
 /// What the gateway needs to answer a request itself and log it: the method, whether it is a
 /// gRPC call (refusals are then HTTP 200 with `grpc-status`) and its deadline, and when it
-/// started (for the access log).
+/// started (for the access log). `trustgate explain` makes one too, so that it shows the answer
+/// the gateway would give ([`Exchange::response`]).
 #[derive(Debug)]
-struct Exchange {
+pub(crate) struct Exchange {
     method: http::Method,
     grpc: bool,
     /// A gRPC call's `grpc-timeout`.
@@ -481,7 +482,7 @@ struct Exchange {
 }
 
 impl Exchange {
-    fn new(req: &Request<Incoming>, started: Option<Instant>) -> Self {
+    pub(crate) fn new<B>(req: &Request<B>, started: Option<Instant>) -> Self {
         let grpc = trustgate_core::is_grpc(req.headers());
         Self {
             method: req.method().clone(),
@@ -493,7 +494,8 @@ impl Exchange {
         }
     }
 
-    fn response(&self, error: GatewayError) -> Response<Bytes> {
+    /// The gateway's own answer for `error`: as gRPC status for a gRPC call.
+    pub(crate) fn response(&self, error: GatewayError) -> Response<Bytes> {
         if self.grpc {
             error.to_grpc_response()
         } else {

@@ -501,11 +501,14 @@ fn the_demo_with_a_port_in_use_names_its_flags() {
     assert!(r.stderr.contains("--port and --admin-port"), "{}", r.stderr);
 }
 
+/// The lines of `stdout` from the first that starts with `start`.
+fn lines_from<'a>(stdout: &'a str, start: &str) -> impl Iterator<Item = &'a str> {
+    stdout.lines().skip_while(move |l| !l.starts_with(start))
+}
+
 /// The lines after `headers the upstream receives:`.
 fn upstream_headers(stdout: &str) -> Vec<&str> {
-    stdout
-        .lines()
-        .skip_while(|l| !l.starts_with("headers the upstream receives:"))
+    lines_from(stdout, "headers the upstream receives:")
         .skip(1)
         .map(str::trim)
         .filter(|l| !l.is_empty())
@@ -1045,4 +1048,70 @@ fn an_unreachable_store_exits_69_naming_it() {
     // `check` does not contact the store.
     let r = run(&["check", "-c", path_str(&standalone)]);
     assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+}
+
+/// The lines from `decision:` (the decision and the headers of the answer).
+fn decision_lines(stdout: &str) -> Vec<&str> {
+    lines_from(stdout, "decision: ").collect()
+}
+
+/// A gRPC call is refused as the gateway refuses it: HTTP 200 with `grpc-status`, not the HTTP
+/// status a plain request gets.
+#[test]
+fn explain_shows_a_grpc_refusal_as_grpc_status() {
+    let f = Fixture::new();
+    let dir = TempDir::new();
+    let file = dir.write("gw.toml", &config(&f).to_toml());
+    let expired = f.expired_token("alice");
+    let explain = |path: &str, extra: &[&str]| {
+        let mut args = vec!["explain", "-c", path_str(&file), "--path", path];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let grpc = [
+        "--method",
+        "POST",
+        "-H",
+        "Content-Type: application/grpc+proto",
+    ];
+    let r = explain("/admin/x", &[&grpc[..], &["--token", &expired]].concat());
+    assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        decision_lines(&r.stdout),
+        [
+            "decision: refuse with 200 OK, grpc-status 16",
+            r#"  www-authenticate: Bearer error="invalid_token""#,
+            "  content-type: application/grpc",
+            "  cache-control: no-store",
+            "  grpc-status: 16",
+            "  grpc-message: invalid_token",
+        ],
+        "{}",
+        r.stdout
+    );
+    let r = explain("/nowhere", &grpc);
+    assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        decision_lines(&r.stdout)[0],
+        "decision: refuse with 200 OK, grpc-status 12",
+        "{}",
+        r.stdout
+    );
+    // Not gRPC: the HTTP status, as before.
+    let r = explain(
+        "/admin/x",
+        &[
+            "-H",
+            "Content-Type: application/grpc-web",
+            "--token",
+            &expired,
+        ],
+    );
+    assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        decision_lines(&r.stdout)[0],
+        "decision: refuse with 401 Unauthorized",
+        "{}",
+        r.stdout
+    );
 }
