@@ -455,14 +455,30 @@ pub(crate) async fn explain(
     let request = builder
         .body(())
         .map_err(|err| ConfigError(format!("cannot build the request: {err}")))?;
+    say(&format!("request: {} {}", request.method(), request.uri()));
+    for (name, value) in request.headers() {
+        say(&format!("  {name}: {}", redact(name, value)));
+    }
+    // As in the proxy, before anything else: the internal issuer's documents on the edge.
+    if let Some(response) = proxy::internal_endpoint_on_edge(&runtime, &request) {
+        say("\nsteps:");
+        say(&format!(
+            "  1. internal issuer: GET {} is served on the public listener (internal_issuer.serve_on_edge), before routing",
+            request.uri().path()
+        ));
+        say(&format!(
+            "\ndecision: answer itself with {}, the internal issuer's document",
+            response.status()
+        ));
+        for (name, value) in response.headers() {
+            say(&format!("  {name}: {}", redact(name, value)));
+        }
+        return Ok(true);
+    }
     // Made from the request as it came, as the gateway makes it: a gRPC call is refused with
     // HTTP 200 and `grpc-status`.
     let exchange = proxy::Exchange::new(&request, None);
     let (mut parts, ()) = request.into_parts();
-    say(&format!("request: {} {}", parts.method, parts.uri));
-    for (name, value) in &parts.headers {
-        say(&format!("  {name}: {}", redact(name, value)));
-    }
     let mut trace = Vec::new();
     let conn = ConnInfo {
         peer: IpAddr::V4(Ipv4Addr::LOCALHOST),

@@ -459,7 +459,11 @@ fn proxy_origin<'a>(
 }
 
 /// The internal issuer's discovery and JWKS, on the public listener only when configured.
-fn internal_endpoint_on_edge(rt: &Runtime, req: &Request<Incoming>) -> Option<Response<Bytes>> {
+/// Answered before anything else the proxy does (`trustgate explain` asks it too).
+pub(crate) fn internal_endpoint_on_edge<B>(
+    rt: &Runtime,
+    req: &Request<B>,
+) -> Option<Response<Bytes>> {
     let internal = rt.config.internal.as_ref()?;
     if !internal.serve_on_edge || req.method() != http::Method::GET {
         return None;

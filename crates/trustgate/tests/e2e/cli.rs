@@ -1115,3 +1115,74 @@ fn explain_shows_a_grpc_refusal_as_grpc_status() {
         r.stdout
     );
 }
+
+/// With `internal_issuer.serve_on_edge`, the gateway answers `GET /.well-known/jwks.json` and
+/// `/.well-known/openid-configuration` itself, before routing: explain says so rather than
+/// showing the route that would otherwise match.
+#[test]
+fn explain_shows_the_internal_issuers_documents_answered_on_the_edge() {
+    let f = Fixture::new();
+    let dir = TempDir::new();
+    let base = f
+        .config()
+        .route(Route::new("root", "/", "echo", Pattern::Public))
+        .section("internal_issuer", "issuer", "https://internal.example");
+    let on_edge = dir.write(
+        "edge.toml",
+        &base
+            .clone()
+            .section("internal_issuer", "serve_on_edge", true)
+            .to_toml(),
+    );
+    let off = dir.write("off.toml", &base.to_toml());
+    let explain = |file: &std::path::Path, path: &str, method: &str| {
+        run(&[
+            "explain",
+            "-c",
+            path_str(file),
+            "--path",
+            path,
+            "--method",
+            method,
+        ])
+    };
+    for document in [
+        "/.well-known/jwks.json",
+        "/.well-known/openid-configuration",
+    ] {
+        let r = explain(&on_edge, document, "GET");
+        assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+        let steps: Vec<&str> = lines_from(&r.stdout, "steps:").collect();
+        assert_eq!(
+            steps,
+            [
+                "steps:",
+                &format!(
+                    "  1. internal issuer: GET {document} is served on the public listener (internal_issuer.serve_on_edge), before routing"
+                ),
+                "",
+                "decision: answer itself with 200 OK, the internal issuer's document",
+                "  content-type: application/json",
+                "  cache-control: public, max-age=60",
+            ],
+            "{}",
+            r.stdout
+        );
+        // Another method, or the setting off: routed and forwarded as any path.
+        for (file, method) in [(&on_edge, "POST"), (&off, "GET")] {
+            let r = explain(file, document, method);
+            assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+            assert!(r.stdout.contains(r#"route: "root""#), "{}", r.stdout);
+            assert_eq!(
+                decision_lines(&r.stdout)[0],
+                format!("decision: forward to http://{}{document}", f.upstream.addr),
+                "{}",
+                r.stdout
+            );
+        }
+    }
+    // Any other path: routed.
+    let r = explain(&on_edge, "/.well-known/other", "GET");
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("decision: forward to"), "{}", r.stdout);
+}
