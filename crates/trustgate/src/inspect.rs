@@ -13,14 +13,17 @@ use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue, Request};
 use serde_json::{Value, json};
+use trustgate_core::{BAGGAGE, TRACEPARENT, TRACESTATE};
 use trustgate_edge::Trust;
 use trustgate_edge::trust::Requirements;
 
 use crate::config::{self, ConfigError};
 use crate::metrics::Metrics;
 use crate::proxy::{self, ConnInfo};
+use crate::record::Door;
 use crate::runtime::Runtime;
 use crate::server::StartError;
+use crate::telemetry::{RequestTrace, RequestTracing};
 
 /// Validates the file, fetches keys and prints what it found: issuers (key source, algorithms,
 /// readiness), the internal issuer, and every route with its pattern, service, assertion and
@@ -397,6 +400,28 @@ fn redact(name: &HeaderName, value: &HeaderValue) -> String {
     }
 }
 
+/// The trace step: what `[telemetry]` does with the request's trace context (the proxy's own
+/// [`RequestTracing::begin`] decided it).
+fn trace_step(trace: &RequestTrace, headers: &http::HeaderMap, peer: IpAddr) -> String {
+    let sampled = if trace.sampled() {
+        "sampled"
+    } else {
+        "not sampled"
+    };
+    if !trace.replaces_client_context() {
+        format!("trace: continues the client's traceparent (telemetry.trust_incoming); {sampled}")
+    } else if [TRACEPARENT, TRACESTATE, BAGGAGE]
+        .iter()
+        .any(|name| headers.contains_key(*name))
+    {
+        format!(
+            "trace: the client's trace context is not believed from {peer} (telemetry.trust_incoming): its traceparent, tracestate and baggage are removed; a new trace, {sampled}"
+        )
+    } else {
+        format!("trace: a new trace, {sampled}")
+    }
+}
+
 /// Runs the request pipeline on a synthetic request and prints every step.
 pub(crate) async fn explain(
     path: &Path,
@@ -485,13 +510,31 @@ pub(crate) async fn explain(
         proto: "http",
         raw_framing: Ok(()),
     };
+    // With `[telemetry]`, the request's trace begins as the proxy begins it: whether the
+    // client's trace context is believed (`trust_incoming`) decides whether it is forwarded.
+    let tracing = runtime.config.telemetry.as_ref().map(RequestTracing::new);
+    let mut request_trace = tracing.as_ref().map(|tracing| {
+        tracing.begin(
+            Door::Proxy,
+            &parts.method,
+            &parts.headers,
+            conn.peer,
+            &runtime.config.server.trusted_proxies,
+        )
+    });
+    if let Some(request_trace) = &request_trace {
+        trace.push(trace_step(request_trace, &parts.headers, conn.peer));
+    }
+    let drop_trace_context = request_trace
+        .as_ref()
+        .is_some_and(RequestTrace::replaces_client_context);
     // The rate limiter is left out: running it would spend the caller's budget, with a Redis
     // store on every replica, for a request that is never sent.
     let result = proxy::prepare(
         &runtime,
         &mut parts,
         conn,
-        false,
+        drop_trace_context,
         proxy::RateLimitStep::Skip,
         Some(&mut trace),
     )
@@ -501,7 +544,22 @@ pub(crate) async fn explain(
         say(&format!("  {}. {step}", n + 1));
     }
     match result {
-        Ok(_) => {
+        Ok(prepared) => {
+            if let Some(request_trace) = request_trace.as_mut() {
+                // The upstream request's `traceparent`, set as the proxy sets it.
+                let upstream = runtime
+                    .route(&prepared.decision.route)
+                    .map_or("", |route| route.upstream.config.id.as_str());
+                request_trace.begin_upstream(upstream, &mut parts.headers);
+                if request_trace.sampled() {
+                    // Explain exports no spans: the value, the upstream span's id, is made only
+                    // when the request is sent.
+                    parts.headers.insert(
+                        TRACEPARENT,
+                        HeaderValue::from_static("<the gateway's upstream span, sampled>"),
+                    );
+                }
+            }
             say(&format!("\ndecision: forward to {}", parts.uri));
             say("headers the upstream receives:");
             for (name, value) in &parts.headers {

@@ -1186,3 +1186,135 @@ fn explain_shows_the_internal_issuers_documents_answered_on_the_edge() {
     assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("decision: forward to"), "{}", r.stdout);
 }
+
+/// With `[telemetry]`, a client's `traceparent`, `tracestate` and `baggage` reach the upstream
+/// only when `trust_incoming` believes them; otherwise the gateway's own `traceparent` goes.
+/// Explain shows the headers the gateway would actually forward (its peer is 127.0.0.1).
+#[test]
+fn explain_shows_the_trace_context_the_gateway_forwards() {
+    const CLIENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7";
+    let f = Fixture::new();
+    let dir = TempDir::new();
+    let with_telemetry = |name: &str, trust: &str, ratio: f64| {
+        let config = config(&f)
+            .section("telemetry", "enabled", true)
+            .section("telemetry", "endpoint", "http://127.0.0.1:4317")
+            .section("telemetry", "sample_ratio", ratio)
+            .section("telemetry", "trust_incoming", trust);
+        dir.write(name, &config.to_toml())
+    };
+    let explain = |file: &std::path::Path, flags: &str| {
+        let traceparent = format!("traceparent: {CLIENT}-{flags}");
+        run(&[
+            "explain",
+            "-c",
+            path_str(file),
+            "--path",
+            "/public/x",
+            "-H",
+            &traceparent,
+            "-H",
+            "tracestate: vendor=client",
+            "-H",
+            "baggage: user=mallory",
+        ])
+    };
+    let trace_headers = |stdout: &str| -> Vec<String> {
+        upstream_headers(stdout)
+            .into_iter()
+            .filter(|h| {
+                ["traceparent", "tracestate", "baggage"]
+                    .iter()
+                    .any(|n| h.starts_with(n))
+            })
+            .map(str::to_owned)
+            .collect()
+    };
+    let step = |stdout: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(". trace: "))
+            .map(str::to_owned)
+    };
+
+    // Not believed (the default: only from server.trusted_proxies, here none), not sampled:
+    // the client's three are gone and a new trace's traceparent goes.
+    let file = with_telemetry("default.toml", "trusted-proxies", 0.0);
+    let r = explain(&file, "01");
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    let sent = trace_headers(&r.stdout);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let ours = sent[0].strip_prefix("traceparent: 00-").unwrap();
+    assert!(
+        ours.ends_with("-00") && ours.len() == 16 * 2 + 1 + 8 * 2 + 3,
+        "{ours}"
+    );
+    assert!(!ours.starts_with(&CLIENT[3..35]), "{ours}");
+    assert_eq!(
+        step(&r.stdout).as_deref(),
+        Some(
+            "  1. trace: the client's trace context is not believed from 127.0.0.1 (telemetry.trust_incoming): its traceparent, tracestate and baggage are removed; a new trace, not sampled"
+        ),
+        "{}",
+        r.stdout
+    );
+
+    // Not believed, sampled: the gateway's upstream span.
+    let file = with_telemetry("never.toml", "never", 1.0);
+    let r = explain(&file, "01");
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        step(&r.stdout).is_some_and(|s| s.ends_with("; a new trace, sampled")),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        trace_headers(&r.stdout),
+        ["traceparent: <the gateway's upstream span, sampled>"]
+    );
+
+    // Believed and sampled: the client's trace continues in the gateway's span, its tracestate
+    // and baggage go on.
+    let file = with_telemetry("always.toml", "always", 0.0);
+    let r = explain(&file, "01");
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        step(&r.stdout).as_deref(),
+        Some("  1. trace: continues the client's traceparent (telemetry.trust_incoming); sampled"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        trace_headers(&r.stdout),
+        [
+            "tracestate: vendor=client",
+            "baggage: user=mallory",
+            "traceparent: <the gateway's upstream span, sampled>",
+        ]
+    );
+    // Believed, not sampled: passed on as it came.
+    let r = explain(&file, "00");
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        trace_headers(&r.stdout),
+        [
+            format!("traceparent: {CLIENT}-00"),
+            "tracestate: vendor=client".to_owned(),
+            "baggage: user=mallory".to_owned(),
+        ]
+    );
+
+    // Without [telemetry] the gateway forwards them untouched, and there is no trace step.
+    let file = dir.write("none.toml", &config(&f).to_toml());
+    let r = explain(&file, "01");
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(step(&r.stdout), None, "{}", r.stdout);
+    assert_eq!(
+        trace_headers(&r.stdout),
+        [
+            format!("traceparent: {CLIENT}-01"),
+            "tracestate: vendor=client".to_owned(),
+            "baggage: user=mallory".to_owned(),
+        ]
+    );
+}
