@@ -1,5 +1,11 @@
 //! `trustgate check` and `trustgate explain`: operator tools that print to stdout.
 //!
+//! `explain` shows what the gateway would do by asking the proxy's own functions, never a copy
+//! of their rules: `proxy::internal_endpoint_on_edge` (documents answered on the edge),
+//! `RequestTracing::begin` and `RequestTrace::begin_upstream` (the trace context forwarded),
+//! `proxy::prepare` (the decision and the upstream request) and `proxy::Exchange::response` (a
+//! refusal, as gRPC status for a gRPC call). The rate limiter alone is left out.
+//!
 //! Neither prints a secret: token values, cookies and Authorization headers, and an
 //! `access_token` in a query, are shown only as their length. Neither lets a string from
 //! outside the configuration (a key id from a JWKS, a request's path) write control characters
