@@ -170,7 +170,7 @@ impl std::fmt::Display for Topology {
         match self {
             Topology::Standalone(url) => write!(f, "Redis at {url}"),
             Topology::Cluster(nodes) => write!(f, "Redis Cluster at {}", nodes.join(", ")),
-            Topology::Sentinel { master, nodes } => write!(
+            Topology::Sentinel { master, nodes, .. } => write!(
                 f,
                 "Redis master {master:?} through the sentinels at {}",
                 nodes.join(", ")
