@@ -185,11 +185,18 @@ pub fn decision(data: &[u8]) {
         }
     }
     let engine = engine();
+    // Both doors' rule, chosen by the input.
+    let forwarding = if first_line.len() % 2 == 0 {
+        trustgate_edge::TargetForwarding::Normalized
+    } else {
+        trustgate_edge::TargetForwarding::AsReceived
+    };
     let head = trustgate_edge::RequestHead {
         method: &method,
         uri: &uri,
         headers: &headers,
         peer: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
+        target: forwarding,
     };
     let Ok(decision) = block_on(engine.decide(head, None)) else {
         return;
@@ -244,6 +251,18 @@ pub fn decision(data: &[u8]) {
         (trust, credentials) => panic!("{} with {credentials:?}", trust.name()),
     }
 
+    // Behind a proxy that forwards what it received, only a target already in normal form may
+    // be allowed: the path judged is then the path served.
+    if forwarding == trustgate_edge::TargetForwarding::AsReceived {
+        let received = uri.path_and_query().map_or("/", |pq| pq.as_str());
+        match path::normalize(received, DoubleSlash::Merge) {
+            Ok(normalized) => assert!(
+                normalized.path() == uri.path() && normalized.query() == uri.query(),
+                "allowed {received:?} as received, not in normal form"
+            ),
+            Err(err) => panic!("allowed {received:?}, which does not normalize: {err}"),
+        }
+    }
     let target = decision
         .rewritten_target
         .clone()

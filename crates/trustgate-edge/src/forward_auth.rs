@@ -47,11 +47,6 @@ pub enum DescribeError {
     Ambiguous,
     /// A described method, target or host that does not parse.
     Malformed,
-    /// A target that path normalization would change (`..`, `.`, `//`, an escaped dot or an
-    /// unreserved character written as an escape). The proxy in front forwards the target as
-    /// the client wrote it, so the path judged would not be the path served: `/admin/%2e%2e/public`
-    /// judged as public `/public` reaches an upstream that does not resolve `%2e%2e` as `/admin`.
-    NotNormalForm,
 }
 
 /// The original request, as the proxy described it.
@@ -157,7 +152,6 @@ pub fn describe(
                     .map_err(|_| DescribeError::Malformed)?;
                 described.insert(HOST, host);
             }
-            in_normal_form(&original)?;
             return Ok(Described {
                 convention: Convention::Envoy,
                 method: method.clone(),
@@ -179,7 +173,6 @@ pub fn describe(
     let uri = target
         .parse::<Uri>()
         .map_err(|_| DescribeError::Malformed)?;
-    in_normal_form(&uri)?;
     let host = host.cloned();
     let mut described = headers.clone();
     for name in [
@@ -236,7 +229,6 @@ pub fn describe_attributes<'a>(
         return Err(DescribeError::Malformed);
     }
     let uri = path.parse::<Uri>().map_err(|_| DescribeError::Malformed)?;
-    in_normal_form(&uri)?;
     let mut described = HeaderMap::new();
     for (name, value) in headers {
         if name.starts_with(':') {
@@ -262,22 +254,6 @@ pub fn describe_attributes<'a>(
         uri,
         headers: described,
     })
-}
-
-/// Refuses a described target that normalization would change: behind a proxy, the target the
-/// upstream gets is the one the client wrote, so it must be the one judged. (The reverse proxy
-/// forwards its normalized path instead, and needs no such rule.) A target normalization refuses
-/// outright is left to the engine, which refuses it the same way on every door.
-fn in_normal_form(uri: &Uri) -> Result<(), DescribeError> {
-    let Some(target) = uri.path_and_query() else {
-        return Ok(());
-    };
-    match crate::path::normalize(target.as_str(), crate::path::DoubleSlash::Merge) {
-        Ok(normalized) if normalized.path() != uri.path() || normalized.query() != uri.query() => {
-            Err(DescribeError::NotNormalForm)
-        }
-        _ => Ok(()),
-    }
 }
 
 /// The values of `name` in `headers` as one field, for a proxy that sets it from one answer
@@ -407,52 +383,37 @@ mod tests {
     /// The proxy in front forwards the target as the client wrote it, so a target normalization
     /// would change is refused on every door: judged as `/public`, `/admin/%2e%2e/public` would
     /// reach an upstream that does not resolve `%2e%2e` as `/admin/...`.
+    /// Every door describes the target exactly as the proxy in front will forward it, never a
+    /// normalized form: the engine judges it as received (`TargetForwarding::AsReceived`) and
+    /// refuses it if normalization would change it.
     #[test]
-    fn a_target_normalization_would_change_is_refused_on_every_door() {
+    fn every_door_describes_the_target_as_received() {
         let (m, u) = get();
         for target in [
             "/admin/%2e%2e/public",
-            "/admin/x/%2E./../public",
             "/admin//../public",
-            "/admin/../public",
-            "/admin/./public",
-            "//admin",
             "/%61dmin",
+            "/admin/users?q=a%2Fb",
         ] {
             let nginx = headers(&[
                 ("x-original-method", "GET"),
                 ("x-original-uri", target),
                 ("x-original-host", "api.example"),
             ]);
-            assert_eq!(
-                describe(&m, &u, &nginx, true, Convention::Nginx, "").unwrap_err(),
-                DescribeError::NotNormalForm,
-                "{target}"
-            );
+            let d = describe(&m, &u, &nginx, true, Convention::Nginx, "").unwrap();
+            assert_eq!(d.uri, target);
             let forwarded = headers(&[
                 ("x-forwarded-method", "GET"),
                 ("x-forwarded-uri", target),
                 ("x-forwarded-host", "api.example"),
             ]);
-            assert_eq!(
-                describe(&m, &u, &forwarded, true, Convention::ForwardedHeaders, "").unwrap_err(),
-                DescribeError::NotNormalForm,
-                "{target}"
-            );
-            assert_eq!(
-                envoy_get(&format!("/ext{target}"), &[("host", "api.example")]).unwrap_err(),
-                DescribeError::NotNormalForm,
-                "{target}"
-            );
-            assert_eq!(
-                describe_attributes("GET", target, "api.example", [], true).unwrap_err(),
-                DescribeError::NotNormalForm,
-                "{target}"
-            );
+            let d = describe(&m, &u, &forwarded, true, Convention::ForwardedHeaders, "").unwrap();
+            assert_eq!(d.uri, target);
+            let d = envoy_get(&format!("/ext{target}"), &[("host", "api.example")]).unwrap();
+            assert_eq!(d.uri, target);
+            let d = describe_attributes("GET", target, "api.example", [], true).unwrap();
+            assert_eq!(d.uri, target);
         }
-        // A target already in normal form, query included, is described as it is.
-        let d = describe_attributes("GET", "/admin/users?q=a%2Fb", "api.example", [], true);
-        assert_eq!(d.unwrap().uri, "/admin/users?q=a%2Fb");
     }
 
     /// A GET check from Envoy's HTTP filter under the path prefix `/ext`.

@@ -26,6 +26,7 @@ pub mod trust;
 
 pub use decision::{
     Decision, Engine, Refusal, RequestHead, RevocationCheck, Revoked, SanitizeMode, Step,
+    TargetForwarding,
 };
 pub use error::{GatewayError, Outcome, RateLimitState};
 pub use route::Route;

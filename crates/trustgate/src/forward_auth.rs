@@ -30,7 +30,7 @@ use trustgate_edge::forward_auth::{
     Convention, DescribeError, Described, Edits, HEADERS_TO_REMOVE, describe, joined,
 };
 use trustgate_edge::headers;
-use trustgate_edge::{GatewayError, Outcome, RequestHead};
+use trustgate_edge::{GatewayError, Outcome, RequestHead, TargetForwarding};
 
 use crate::gateway::Gateway;
 use crate::record::{self, Door, Origin};
@@ -147,6 +147,8 @@ pub(crate) async fn decide(rt: &Runtime, described: &Described, origin: &Origin<
         uri: &described.uri,
         headers: &described.headers,
         peer: origin.peer,
+        // The proxy in front forwards the target as the client wrote it.
+        target: TargetForwarding::AsReceived,
     };
     let decided = match rt.engine.decide(head, None).await {
         Ok(decision) => crate::fleet::admit(&rt.limiters, &decision, &mut None)
@@ -180,7 +182,6 @@ pub(crate) fn undescribed(
         DescribeError::UntrustedPeer => ("untrusted_forwarder", Outcome::Forbidden),
         DescribeError::Ambiguous => ("ambiguous_description", Outcome::BadRequest),
         DescribeError::Malformed => ("malformed_description", Outcome::BadRequest),
-        DescribeError::NotNormalForm => ("target_not_normalized", Outcome::BadRequest),
     };
     tracing::warn!(target: "trustgate::audit", peer = %origin.peer, reason = label, door = origin.door.as_str(), "decision endpoint refused a check");
     rt.metrics.unrouted(label);
@@ -197,9 +198,6 @@ pub(crate) fn undescribed(
         }
         DescribeError::Ambiguous | DescribeError::Malformed => {
             GatewayError::BadPath("bad_description").to_response()
-        }
-        DescribeError::NotNormalForm => {
-            GatewayError::BadPath("target_not_normalized").to_response()
         }
     }
 }

@@ -28,7 +28,9 @@ use trustgate_core::{BAGGAGE, TRACEPARENT, TRACESTATE, VerifiedToken};
 use trustgate_edge::decision::Trace;
 use trustgate_edge::framing::{self, FramingError};
 use trustgate_edge::headers::{self, Message};
-use trustgate_edge::{Decision, GatewayError, Outcome, Refusal, RequestHead, Route, Step};
+use trustgate_edge::{
+    Decision, GatewayError, Outcome, Refusal, RequestHead, Route, Step, TargetForwarding,
+};
 
 use crate::config::UpstreamProtocol;
 use crate::record::{self, Door, Origin};
@@ -90,6 +92,8 @@ pub(crate) async fn prepare(
         uri: &parts.uri,
         headers: &parts.headers,
         peer: conn.peer,
+        // `retarget` forwards the path the engine routed on.
+        target: TargetForwarding::Normalized,
     };
     let decision = rt.engine.decide(head, trace.as_deref_mut()).await?;
     let rate_limit = match rate_limit {

@@ -133,6 +133,21 @@ pub struct RequestHead<'a> {
     pub headers: &'a HeaderMap,
     /// The downstream peer, for the audit log.
     pub peer: IpAddr,
+    /// What the upstream will receive as the target.
+    pub target: TargetForwarding,
+}
+
+/// Which target the upstream receives, and so which one must be judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetForwarding {
+    /// The normalized one: the reverse proxy forwards the path it routed on.
+    Normalized,
+    /// The one received: a proxy in front that asked the decision endpoint forwards the target
+    /// as the client wrote it. A target normalization would change is refused
+    /// (`target_not_normalized`), since the path judged would not be the path served:
+    /// `/admin/%2e%2e/public`, judged as the public `/public`, reaches an upstream that does not
+    /// resolve `%2e%2e` as a path under `/admin`.
+    AsReceived,
 }
 
 /// The step at which a request was refused: for metrics, `explain` and traces.
@@ -448,6 +463,19 @@ impl Engine {
             "path: {target:?} normalized to {:?}",
             normalized.path()
         );
+        if head.target == TargetForwarding::AsReceived
+            && (normalized.path() != head.uri.path() || normalized.query() != head.uri.query())
+        {
+            note!(
+                trace,
+                "path: forwarded as received, so it must already be in normal form; refused"
+            );
+            return Err(refuse(
+                None,
+                Step::Path,
+                GatewayError::BadPath("target_not_normalized"),
+            ));
+        }
         // One host for routing and for forwarding, validated before either: reading it twice once
         // let `GET http://public.example/x` + `Host: internal.example` be routed as the public
         // host but reach the upstream as the internal one.
