@@ -289,9 +289,10 @@ impl Revocations {
         let member =
             serde_json::to_string(&entry).map_err(|err| StoreError::Data(err.to_string()))?;
         let (Some(store), Some(keys)) = (&self.store, &self.keys) else {
-            let list = self.list.load();
-            let version = list.version + 1;
-            self.list.store(Arc::new(list.with(entry, version)));
+            // A compare-and-swap: two concurrent calls must not each store the list they loaded,
+            // the later one dropping the earlier one's entry after both answered 201.
+            self.list
+                .rcu(|list| list.with(entry.clone(), list.version + 1));
             return Ok(());
         };
         let now = wall_ms();
@@ -319,18 +320,30 @@ impl Revocations {
     /// same, since revocations only accumulate, and a snapshot settles the version. The one
     /// exception is the echo of this replica's own [`Revocations::add`], already held.
     fn apply(&self, epoch: &str, version: u64, entry: Entry) {
-        let list = self.list.load();
-        if list.epoch == epoch && version == list.version + 1 {
-            self.list.store(Arc::new(list.with(entry, version)));
+        // One compare-and-swap (`rcu`): the admin call's own `add` and the subscriber apply
+        // entries concurrently, and a plain load-then-store would let one drop the other's.
+        let mut next = false;
+        let mut resync = false;
+        self.list.rcu(|list| {
+            next = false;
+            resync = false;
+            if list.epoch == epoch && version == list.version + 1 {
+                next = true;
+                return Arc::new(list.with(entry.clone(), version));
+            }
+            if list.epoch == epoch && version <= list.version && list.entries.contains(&entry) {
+                return Arc::clone(list);
+            }
+            // Kept at the version held: the poll sees that the store's differs.
+            resync = true;
+            Arc::new(list.with(entry.clone(), list.version))
+        });
+        if next {
             self.confirm();
-            return;
         }
-        if list.epoch == epoch && version <= list.version && list.entries.contains(&entry) {
-            return;
+        if resync {
+            self.resync.notify_one();
         }
-        // Kept at the version held: the poll sees that the store's differs.
-        self.list.store(Arc::new(list.with(entry, list.version)));
-        self.resync.notify_one();
     }
 
     /// One message from the channel: `epoch \t version \t published_ms \t entry`.

@@ -26,6 +26,7 @@ mod observability;
 mod paths;
 mod patterns;
 mod proxying;
+mod review_race;
 mod sanitize;
 mod smuggling;
 mod telemetry;
