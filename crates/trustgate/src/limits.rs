@@ -95,8 +95,8 @@ impl Watch {
 ///   hold every slot. Checks (`trusted_proxies`) are judged only once a request comes, too late
 ///   to help.
 /// - A connection is idle while no request is in flight and none starts, or while a request is
-///   in flight and no byte is read or written. Bytes alone are no sign of use with nothing in
-///   flight: an HTTP/2 peer answers pings, or sends its own, without ever asking anything. Idle
+///   in flight and no byte of use ([`Use`]) is read or written. Bytes alone are no sign of use
+///   with nothing in flight: a half-sent HTTP/1 head moves bytes without a request. Idle
 ///   for `idle_timeout`, it is closed gracefully (an idle keep-alive connection at once, an
 ///   HTTP/2 one with GOAWAY); idle one more `idle_timeout` after that (a request that makes no
 ///   progress, a response nobody reads), it is dropped. This is the public listener's idle
@@ -196,16 +196,134 @@ impl Activity {
     }
 }
 
-/// A connection's stream as hyper sees it: every read and write that moves a byte counts in its
-/// [`Activity`]. The public listener's stream wraps it too (`server::ConnStream`).
+/// A connection's stream as hyper sees it: every read and write that moves a byte of use counts
+/// in its [`Activity`] ([`Use`] says which bytes are use). The public listener's stream wraps it
+/// too (`server::ConnStream`).
 pub(crate) struct Counted<S> {
     inner: S,
     activity: Arc<Activity>,
+    used: Use,
 }
 
 impl<S> Counted<S> {
     pub(crate) fn new(inner: S, activity: Arc<Activity>) -> Self {
-        Self { inner, activity }
+        Self {
+            inner,
+            activity,
+            used: Use::Detecting { matched: 0 },
+        }
+    }
+}
+
+/// The client connection preface of HTTP/2 (RFC 9113 §3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Which bytes of a connection are use, for the idle watches.
+///
+/// HTTP/1: every byte; nothing moves but requests and responses. HTTP/2: only the bytes of
+/// frames that carry requests and responses (HEADERS, CONTINUATION, DATA). A peer can send
+/// PING, SETTINGS, WINDOW_UPDATE, PRIORITY or unknown frames for ever, and the server must
+/// answer some of them (PING and SETTINGS acknowledgements), without a request moving: counted
+/// as use, they would keep open an idle connection, or one whose exchange is stuck (a request
+/// whose body never comes, a response nobody reads), with its slot and its upstream stream.
+enum Use {
+    /// The first bytes read, so far a prefix of HTTP/2's preface (nothing is written before).
+    Detecting {
+        matched: u8,
+    },
+    Http1,
+    Http2 {
+        reads: FrameScan,
+        writes: FrameScan,
+    },
+}
+
+impl Use {
+    /// Whether `bytes`, just read, are use.
+    #[inline]
+    fn read(&mut self, bytes: &[u8]) -> bool {
+        match self {
+            Use::Http1 => true,
+            Use::Http2 { reads, .. } => reads.feed(bytes),
+            Use::Detecting { matched } => {
+                let done = usize::from(*matched);
+                let want = H2_PREFACE.get(done..).unwrap_or_default();
+                let n = want.len().min(bytes.len());
+                if bytes.get(..n) != want.get(..n) {
+                    *self = Use::Http1;
+                    return true;
+                }
+                if n < want.len() {
+                    // `n` < 24: fits.
+                    *matched = u8::try_from(done + n).unwrap_or(u8::MAX);
+                    return false;
+                }
+                let mut reads = FrameScan::default();
+                let used = reads.feed(bytes.get(n..).unwrap_or_default());
+                *self = Use::Http2 {
+                    reads,
+                    writes: FrameScan::default(),
+                };
+                used
+            }
+        }
+    }
+
+    /// Whether `bytes`, just written, are use.
+    #[inline]
+    fn written(&mut self, bytes: &[u8]) -> bool {
+        match self {
+            Use::Http2 { writes, .. } => writes.feed(bytes),
+            Use::Http1 | Use::Detecting { .. } => true,
+        }
+    }
+}
+
+/// Follows one direction of an HTTP/2 connection frame by frame (RFC 9113 §4.1: a 9-byte
+/// header, then as many payload bytes as it says), reading only the headers.
+#[derive(Default)]
+struct FrameScan {
+    /// The header being read, and how much of it has come.
+    header: [u8; 9],
+    have: u8,
+    /// Payload bytes of the current frame still to come, and whether that frame is use.
+    payload_left: u32,
+    payload_used: bool,
+}
+
+impl FrameScan {
+    /// Whether `bytes` hold any byte of a frame that carries a request or a response.
+    fn feed(&mut self, mut bytes: &[u8]) -> bool {
+        let mut used = false;
+        while !bytes.is_empty() {
+            if self.payload_left > 0 {
+                let n = bytes
+                    .len()
+                    .min(usize::try_from(self.payload_left).unwrap_or(usize::MAX));
+                used |= self.payload_used;
+                // `n` ≤ `payload_left`, a u32.
+                self.payload_left -= u32::try_from(n).unwrap_or(self.payload_left);
+                bytes = bytes.get(n..).unwrap_or_default();
+                continue;
+            }
+            let have = usize::from(self.have);
+            let n = (9 - have).min(bytes.len());
+            if let (Some(to), Some(from)) = (self.header.get_mut(have..have + n), bytes.get(..n)) {
+                to.copy_from_slice(from);
+            }
+            bytes = bytes.get(n..).unwrap_or_default();
+            if have + n < 9 {
+                self.have = u8::try_from(have + n).unwrap_or(0);
+                continue;
+            }
+            self.have = 0;
+            let [l0, l1, l2, kind, ..] = self.header;
+            // DATA, HEADERS, CONTINUATION.
+            self.payload_used = matches!(kind, 0x0 | 0x1 | 0x9);
+            used |= self.payload_used;
+            self.payload_left = u32::from_be_bytes([0, l0, l1, l2]);
+        }
+        used
     }
 }
 
@@ -219,8 +337,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.activity.touch();
+        let this = &mut *self;
+        if let Some(new) = buf.filled().get(before..)
+            && !new.is_empty()
+            && this.used.read(new)
+        {
+            this.activity.touch();
         }
         result
     }
@@ -234,7 +356,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+        if let Poll::Ready(Ok(n)) = result
+            && n > 0
+            && self.used.written(buf.get(..n).unwrap_or(buf))
+        {
             self.activity.touch();
         }
         result
@@ -255,8 +380,23 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
+        if let Poll::Ready(Ok(n)) = result
+            && n > 0
+        {
+            // Every written byte goes through the scan, in order, so it stays on frame bounds.
+            let mut left = n;
+            let mut used = false;
+            for slice in bufs {
+                if left == 0 {
+                    break;
+                }
+                let part = slice.get(..left.min(slice.len())).unwrap_or_default();
+                left -= part.len();
+                used |= self.used.written(part);
+            }
+            if used {
+                self.activity.touch();
+            }
         }
         result
     }
@@ -454,14 +594,87 @@ mod tests {
         }
     }
 
+    /// An HTTP/2 frame of `kind` with `len` payload bytes on stream 1.
+    fn frame(kind: u8, len: usize) -> Vec<u8> {
+        let [_, l0, l1, l2] = u32::try_from(len).unwrap().to_be_bytes();
+        let mut frame = vec![l0, l1, l2, kind, 0, 0, 0, 0, 1];
+        frame.resize(9 + len, 0);
+        frame
+    }
+
+    fn http2() -> Use {
+        let mut used = Use::Detecting { matched: 0 };
+        assert!(!used.read(&[&H2_PREFACE[..], &frame(4, 6)].concat()));
+        used
+    }
+
+    #[test]
+    fn http1_bytes_are_all_use() {
+        let mut used = Use::Detecting { matched: 0 };
+        assert!(used.read(b"GET / HTTP/1.1\r\n"));
+        assert!(used.read(b"\r\n"));
+        assert!(used.written(b"HTTP/1.1 200 OK\r\n"));
+        // A lone `P` may start either POST or the HTTP/2 preface.
+        let mut used = Use::Detecting { matched: 0 };
+        assert!(!used.read(b"P"));
+        assert!(used.read(b"OST / HTTP/1.1\r\n"));
+        assert!(used.read(b"PRI * HTTP/2.0\r\n"));
+    }
+
+    #[test]
+    fn http2_use_is_headers_continuation_and_data_only() {
+        // The preface in pieces, then SETTINGS: no use yet.
+        let mut used = Use::Detecting { matched: 0 };
+        assert!(!used.read(&H2_PREFACE[..5]));
+        assert!(!used.read(&[&H2_PREFACE[5..], &frame(4, 6)].concat()));
+        // PING, SETTINGS, WINDOW_UPDATE, PRIORITY, RST_STREAM, GOAWAY, unknown types: no use,
+        // read or written.
+        for kind in [6, 4, 8, 2, 3, 7, 0x42] {
+            assert!(!used.read(&frame(kind, 8)), "read {kind}");
+            assert!(!used.written(&frame(kind, 8)), "written {kind}");
+        }
+        for kind in [0, 1, 9] {
+            assert!(used.read(&frame(kind, 8)), "read {kind}");
+            assert!(used.written(&frame(kind, 8)), "written {kind}");
+        }
+        // An empty DATA frame (the end of a stream) is use too.
+        assert!(used.read(&frame(0, 0)));
+    }
+
+    /// Frames split anywhere, as reads and writes split them, are followed exactly.
+    #[test]
+    fn http2_frames_are_followed_across_any_split() {
+        let bytes = [frame(6, 8), frame(1, 20), frame(6, 8)].concat();
+        // The PING is bytes 0..17, the HEADERS frame 17..46 (its header 17..26), the PING 46..63.
+        for cut in 0..=bytes.len() {
+            let mut used = http2();
+            let first = used.read(&bytes[..cut]);
+            let second = used.read(&bytes[cut..]);
+            assert_eq!(first, cut >= 26, "first part, cut at {cut}");
+            assert_eq!(second, cut < 46, "second part, cut at {cut}");
+        }
+        // A large DATA frame in many reads is use all along; the PING after it is not.
+        let mut used = http2();
+        let data = frame(0, 40_000);
+        for chunk in data.chunks(1_000) {
+            assert!(used.read(chunk));
+        }
+        assert!(!used.read(&frame(6, 8)));
+    }
+
     /// An HTTP/2 client connection that pings the server every 100 ms, idle or not, as any
     /// HTTP/2 client library can be told to.
-    async fn pinging_h2_client(
+    async fn pinging_h2_client<B>(
         addr: SocketAddr,
     ) -> (
-        hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+        hyper::client::conn::http2::SendRequest<B>,
         tokio::task::JoinHandle<()>,
-    ) {
+    )
+    where
+        B: hyper::body::Body + Send + Unpin + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let stream = TcpStream::connect(addr).await.unwrap();
         let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
@@ -571,6 +784,32 @@ mod tests {
         );
     }
 
+    /// Nor does one over HTTP/2, however the client pings meanwhile.
+    #[tokio::test]
+    async fn an_http2_request_whose_body_never_comes_is_dropped_while_the_client_pings() {
+        let addr = decision_like_listener(Duration::from_millis(300)).await;
+        let (mut send, ended) = pinging_h2_client(addr).await;
+        // A body that never sends a frame: the check waits for it for ever.
+        let (_body_tx, body_rx) =
+            tokio::sync::mpsc::channel::<Result<hyper::body::Frame<bytes::Bytes>, io::Error>>(1);
+        let body = http_body_util::StreamBody::new(tokio_stream_like(body_rx));
+        let request = hyper::Request::post("http://side/").body(body).unwrap();
+        let _pending = tokio::spawn(send.send_request(request));
+        assert!(
+            tokio::time::timeout(Duration::from_secs(3), ended)
+                .await
+                .is_ok(),
+            "a request stalled mid-body, with pings, is still open 10 idle_timeouts later"
+        );
+    }
+
+    /// `rx` as a stream, without a dependency for it.
+    fn tokio_stream_like<T>(
+        mut rx: tokio::sync::mpsc::Receiver<T>,
+    ) -> impl futures_util::Stream<Item = T> {
+        futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+    }
+
     #[tokio::test]
     async fn grpc_door_a_connection_that_sends_nothing_is_cut_off() {
         let addr = grpc_like_listener(Duration::from_secs(60)).await;
@@ -586,7 +825,7 @@ mod tests {
     #[tokio::test]
     async fn grpc_door_a_client_that_never_asks_is_cut_off() {
         let addr = grpc_like_listener(Duration::from_secs(60)).await;
-        let (_send, ended) = pinging_h2_client(addr).await;
+        let (_send, ended) = pinging_h2_client::<http_body_util::Empty<bytes::Bytes>>(addr).await;
         assert!(
             tokio::time::timeout(Duration::from_secs(3), ended)
                 .await

@@ -210,9 +210,8 @@ pub(crate) async fn run(
         // large body pays one extra memory copy per byte, which is cheap next to the socket.
         .writev(false)
         .keep_alive(true);
-    // No keep-alive pings of our own: the idle timeout counts bytes, and a ping and its
-    // acknowledgement every half timeout would keep an idle HTTP/2 connection open for ever. A
-    // dead peer is found by the idle timeout instead (see `serve_connection`).
+    // No keep-alive pings of our own: a dead peer is found by the idle timeout instead (see
+    // `serve_connection`), which pings, ours or the client's, do not hold off (`limits::Use`).
     builder.http2().max_concurrent_streams(256);
     let builder = Arc::new(builder);
 
@@ -443,9 +442,9 @@ impl Wake for WatchdogWake {
     }
 }
 
-/// The downstream connection as hyper sees it: a [`Counted`] stream (every read and write is
-/// activity for the idle timeout, as on the side listeners) that also feeds the raw bytes it
-/// reads to the HTTP/1 framing tracker (`h1_framing`).
+/// The downstream connection as hyper sees it: a [`Counted`] stream (what it reads and writes of
+/// requests and responses is activity for the idle timeout, as on the side listeners) that also
+/// feeds the raw bytes it reads to the HTTP/1 framing tracker (`h1_framing`).
 struct ConnStream<S> {
     inner: Counted<S>,
     framing: h1_framing::Tracker,

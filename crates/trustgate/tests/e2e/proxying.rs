@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use serde_json::json;
 
 use crate::common::{
@@ -565,34 +565,81 @@ fn a_stalled_exchange_is_dropped_one_idle_timeout_after_the_idle_close() {
     );
 }
 
+/// One HTTP/2 connection to `addr` (its client pinging every 100 ms when `pings`), one `GET` of
+/// `target` with `headers` on it: the status, and how long after the response head the gateway
+/// closed the connection (at most 8 s). The body is read meanwhile, as far as it comes.
+fn h2_closed_after(
+    addr: std::net::SocketAddr,
+    pings: bool,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> (http::StatusCode, Duration) {
+    let mut request = http::Request::get(format!("http://{addr}{target}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(http_body_util::Empty::<Bytes>::new()).unwrap();
+    rt().block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+        if pings {
+            builder
+                .timer(TokioTimer::new())
+                .keep_alive_interval(Duration::from_millis(100))
+                .keep_alive_while_idle(true);
+        }
+        let (mut sender, conn) = builder.handshake(TokioIo::new(tcp)).await.unwrap();
+        let conn = tokio::spawn(conn);
+        let response = sender.send_request(request).await.unwrap();
+        let from = Instant::now();
+        let status = response.status();
+        tokio::spawn(response.into_body().collect());
+        let _ = tokio::time::timeout(Duration::from_secs(8), conn).await;
+        (status, from.elapsed())
+    })
+}
+
 /// An idle HTTP/2 connection closes at the idle timeout like an HTTP/1 one: nothing of the
 /// gateway's own (no keep-alive ping) counts as activity.
 #[test]
 fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
     let f = Fixture::new();
     let gateway = Gateway::start(&config(&f).server("idle_timeout", "1s"));
-    let addr = gateway.proxy;
-    let (status, idle_for) = rt().block_on(async move {
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (mut sender, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-                .await
-                .unwrap();
-        let conn = tokio::spawn(conn);
-        let request = http::Request::get(format!("http://{addr}/a"))
-            .body(http_body_util::Empty::<Bytes>::new())
-            .unwrap();
-        let response = sender.send_request(request).await.unwrap();
-        let status = response.status();
-        let _ = response.into_body().collect().await;
-        let idle_from = Instant::now();
-        let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
-        (status, idle_from.elapsed())
-    });
+    let (status, idle_for) = h2_closed_after(gateway.proxy, false, "/a", &[]);
     assert_eq!(status, 200);
     assert!(
         idle_for >= Duration::from_millis(900) && idle_for < Duration::from_millis(2500),
         "{idle_for:?}"
+    );
+}
+
+/// Nor do the client's pings, and the acknowledgements they call for: a client can send them
+/// for ever without asking anything, and would hold its `max_connections` slot for ever.
+#[test]
+fn an_http2_connection_kept_only_by_its_clients_pings_is_closed_after_the_idle_timeout() {
+    let f = Fixture::new();
+    let gateway = Gateway::start(&config(&f).server("idle_timeout", "1s"));
+    let (status, idle_for) = h2_closed_after(gateway.proxy, true, "/a", &[]);
+    assert_eq!(status, 200);
+    assert!(
+        idle_for >= Duration::from_millis(900) && idle_for < Duration::from_millis(2500),
+        "{idle_for:?}"
+    );
+}
+
+/// An HTTP/2 exchange that makes no progress (an upstream stopped mid-body) is dropped one idle
+/// timeout after the idle close, as over HTTP/1, however the client pings meanwhile: a client
+/// that never reads its response would otherwise hold the upstream's stream as long as it liked.
+#[test]
+fn a_stalled_http2_exchange_is_dropped_while_the_client_pings() {
+    let f = Fixture::new();
+    let gateway = Gateway::start(&config(&f).server("idle_timeout", "1s"));
+    let (status, stalled_for) =
+        h2_closed_after(gateway.proxy, true, "/stall", &[("x-echo-stall-body", "1")]);
+    assert_eq!(status, 200);
+    assert!(
+        stalled_for >= Duration::from_millis(1800) && stalled_for < Duration::from_millis(4000),
+        "{stalled_for:?}"
     );
 }
 
