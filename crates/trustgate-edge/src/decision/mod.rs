@@ -89,6 +89,9 @@ pub enum Revoked {
     BySubject,
     /// The list is too old to say (fail closed).
     Stale,
+    /// It lives longer than `revocation.max_token_lifetime` (or never expires): a revocation,
+    /// kept that long, could lapse while the token is still valid (fail closed).
+    OutlivesRevocations,
 }
 
 impl Revoked {
@@ -98,6 +101,9 @@ impl Revoked {
             Revoked::ByTokenId => "revoked by jti",
             Revoked::BySubject => "revoked by subject (issued before the cut-off)",
             Revoked::Stale => "revocation list older than its staleness bound",
+            Revoked::OutlivesRevocations => {
+                "lifetime longer than revocation.max_token_lifetime, which a revocation is kept"
+            }
         }
     }
 }
@@ -109,6 +115,7 @@ impl From<Revoked> for GatewayError {
                 AuthError::InvalidToken(Reason::Revoked).into()
             }
             Revoked::Stale => GatewayError::RevocationStale,
+            Revoked::OutlivesRevocations => AuthError::InvalidToken(Reason::LifetimeTooLong).into(),
         }
     }
 }

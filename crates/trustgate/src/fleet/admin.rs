@@ -4,12 +4,16 @@
 //!
 //! `POST /revocations` takes one JSON object:
 //! - `{"jti": "…", "issuer": "<id or iss>", "exp": <seconds>}`: one token (`exp` optional; the
-//!   entry is kept until `exp` plus the largest leeway, or for `revocation.max_token_lifetime`);
+//!   entry is kept until `exp` plus the issuer's leeway and 5 minutes, or for
+//!   `revocation.max_token_lifetime`; an `exp` further ahead than that is refused);
 //! - `{"sub": "…", "issuer": "<id or iss>", "before": <seconds>}`: every token of the subject
-//!   issued at or before `before` (default: now), "log out everywhere";
+//!   issued at or before `before` (default: now; not in the future), "log out everywhere";
 //! - `{"internal_token": "…"}`: an internal token this gateway minted (checked with its key
 //!   ring, even when expired): its subject's external tokens issued up to the time it was
 //!   minted.
+//!
+//! An entry that would already have lapsed (it covers only tokens that have expired) is refused
+//! with 400 rather than answered 201 for nothing.
 
 use std::sync::Arc;
 
@@ -24,13 +28,9 @@ use trustgate_core::{
     ValidatorOptions,
 };
 
-use super::revocation::{Entry, Kind};
+use super::revocation::{Entry, Kind, LEEWAY_SECS};
 use super::store::wall_ms;
 use crate::gateway::Gateway;
-
-/// The leeway ceiling without `danger_allow_long_leeway`: a token is accepted this long past
-/// its `exp`, so its entry is kept as long.
-const MAX_LEEWAY_SECS: i64 = 300;
 
 fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
@@ -145,7 +145,10 @@ pub(crate) async fn handle(gateway: Arc<Gateway>, req: Request<Incoming>) -> Res
 }
 
 /// The configured issuer named by `id_or_iss`.
-fn issuer(gateway: &Gateway, id_or_iss: Option<&str>) -> Result<String, String> {
+/// The `iss` of the issuer named by its id or `iss`, and how long after a token's `exp` (or a
+/// cut-off's `max_token_lifetime`) an entry against it is kept: the issuer's leeway, during which
+/// it still accepts the token, and [`LEEWAY_SECS`] more.
+fn issuer(gateway: &Gateway, id_or_iss: Option<&str>) -> Result<(String, i64), String> {
     let runtime = gateway.runtime.load();
     let name = id_or_iss.ok_or("\"issuer\" is required (an issuer id or its iss)")?;
     runtime
@@ -153,7 +156,10 @@ fn issuer(gateway: &Gateway, id_or_iss: Option<&str>) -> Result<String, String> 
         .issuers
         .iter()
         .find(|i| i.id == name || i.config.issuer == name)
-        .map(|i| i.config.issuer.clone())
+        .map(|i| {
+            let leeway = i64::try_from(i.config.claims.leeway.as_secs()).unwrap_or(i64::MAX);
+            (i.config.issuer.clone(), leeway.saturating_add(LEEWAY_SECS))
+        })
         .ok_or_else(|| format!("issuer {name:?} is not configured"))
 }
 
@@ -166,48 +172,84 @@ async fn entry(gateway: &Gateway, request: Revoke) -> Result<Entry, String> {
         .map_or(86_400, |r| {
             i64::try_from(r.max_token_lifetime.as_secs()).unwrap_or(i64::MAX)
         });
-    match (request.jti, request.sub, request.internal_token) {
-        (Some(jti), None, None) if request.before.is_none() => Ok(Entry {
-            kind: Kind::Jti,
-            iss: issuer(gateway, request.issuer.as_deref())?,
-            value: jti,
-            cutoff: None,
-            expires_at: request
+    // Routes that check revocations refuse tokens living longer than `max_token_lifetime`
+    // (`Revocations::outlives_revocations`), so no token they accept expires later than this.
+    let latest_exp = now.saturating_add(max_lifetime).saturating_add(LEEWAY_SECS);
+    // An empty value matches no token (an empty `sub` is no subject): refused, not answered 201.
+    if request.jti.as_deref() == Some("") || request.sub.as_deref() == Some("") {
+        return Err("\"jti\" and \"sub\" must not be empty".into());
+    }
+    let entry = match (request.jti, request.sub, request.internal_token) {
+        (Some(jti), None, None) if request.before.is_none() => {
+            let (iss, kept) = issuer(gateway, request.issuer.as_deref())?;
+            let exp = request
                 .exp
-                .unwrap_or_else(|| now.saturating_add(max_lifetime))
-                .saturating_add(MAX_LEEWAY_SECS),
-            created_at: now,
-        }),
-        (None, Some(sub), None) if request.exp.is_none() => {
-            let cutoff = request.before.unwrap_or(now);
-            Ok(Entry {
-                kind: Kind::Sub,
-                iss: issuer(gateway, request.issuer.as_deref())?,
-                value: sub,
-                cutoff: Some(cutoff),
-                expires_at: cutoff
-                    .saturating_add(max_lifetime)
-                    .saturating_add(MAX_LEEWAY_SECS),
+                .unwrap_or_else(|| now.saturating_add(max_lifetime));
+            if exp > latest_exp {
+                return Err(format!(
+                    "\"exp\" {exp} is more than revocation.max_token_lifetime ({max_lifetime} s) from now, which no token accepted on a route that checks revocations outlives; is it in milliseconds? (seconds since the epoch)"
+                ));
+            }
+            Entry {
+                kind: Kind::Jti,
+                iss,
+                value: jti,
+                cutoff: None,
+                expires_at: exp.saturating_add(kept),
                 created_at: now,
-            })
+            }
+        }
+        (None, Some(sub), None) if request.exp.is_none() => {
+            let (iss, kept) = issuer(gateway, request.issuer.as_deref())?;
+            let cutoff = request.before.unwrap_or(now);
+            // A cut-off in the future would revoke tokens not yet issued, and could not be
+            // withdrawn; a few minutes allow for the caller's clock.
+            if cutoff > now.saturating_add(LEEWAY_SECS) {
+                return Err(format!(
+                    "\"before\" {cutoff} is in the future (now is {now}); is it in milliseconds? (seconds since the epoch)"
+                ));
+            }
+            sub_entry(iss, sub, cutoff, max_lifetime, kept, now)
         }
         (None, None, Some(token)) if request.issuer.is_none() => {
             let (ext_iss, sub, iat) = internal_token_subject(gateway, &token).await?;
-            Ok(Entry {
-                kind: Kind::Sub,
-                iss: ext_iss,
-                value: sub,
-                cutoff: Some(iat),
-                expires_at: iat
-                    .saturating_add(max_lifetime)
-                    .saturating_add(MAX_LEEWAY_SECS),
-                created_at: now,
-            })
+            let (iss, kept) = issuer(gateway, Some(&ext_iss))?;
+            sub_entry(iss, sub, iat, max_lifetime, kept, now)
         }
-        _ => Err(
-            "send one of {\"jti\", \"issuer\", \"exp\"?}, {\"sub\", \"issuer\", \"before\"?} or {\"internal_token\"}"
-                .into(),
-        ),
+        _ => {
+            return Err(
+                "send one of {\"jti\", \"issuer\", \"exp\"?}, {\"sub\", \"issuer\", \"before\"?} or {\"internal_token\"}"
+                    .into(),
+            );
+        }
+    };
+    // An entry that has already lapsed covers no token a route that checks revocations would
+    // accept: saying 201 for it would say something was revoked when nothing was.
+    if entry.expires_at < now {
+        return Err(format!(
+            "nothing to revoke: every token this covers has expired (the entry would have lapsed at {}); tokens living longer than revocation.max_token_lifetime are refused where revocations are checked",
+            entry.expires_at
+        ));
+    }
+    Ok(entry)
+}
+
+/// Every token of `sub` issued at or before `cutoff`: kept until the last of them has expired.
+fn sub_entry(
+    iss: String,
+    sub: String,
+    cutoff: i64,
+    max_lifetime: i64,
+    kept: i64,
+    now: i64,
+) -> Entry {
+    Entry {
+        kind: Kind::Sub,
+        iss,
+        value: sub,
+        cutoff: Some(cutoff),
+        expires_at: cutoff.saturating_add(max_lifetime).saturating_add(kept),
+        created_at: now,
     }
 }
 

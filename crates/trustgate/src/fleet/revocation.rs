@@ -142,6 +142,12 @@ impl List {
 }
 
 // The writer: add, trim what has expired, count, publish; one atomic script, one slot.
+/// The margin, past `exp` plus the issuer's leeway (or past the cut-off plus
+/// `max_token_lifetime`), for which an entry is kept; and by which a token checked against the
+/// list may outlive `max_token_lifetime`. Clocks differ by this much without a revocation lapsing
+/// while what it revokes is still accepted.
+pub(crate) const LEEWAY_SECS: i64 = 300;
+
 const ADD: &str = r"
 redis.call('SET', KEYS[3], ARGV[5], 'NX')
 local epoch = redis.call('GET', KEYS[3])
@@ -281,7 +287,27 @@ impl Revocations {
         if !self.is_fresh() && !self.config.danger_serve_when_stale {
             return Err(Revoked::Stale);
         }
+        if self.outlives_revocations(token) {
+            return Err(Revoked::OutlivesRevocations);
+        }
         self.list.load().check(token)
+    }
+
+    /// Whether `token` may still be valid when a revocation that covers it has lapsed: entries
+    /// are kept `max_token_lifetime` (and 5 minutes of leeway) past the cut-off or the revoking
+    /// call, so a token living longer (`exp - iat`, or `exp - now` without `iat`), or without
+    /// `exp`, cannot be revoked for its whole life.
+    fn outlives_revocations(&self, token: &VerifiedToken) -> bool {
+        let bound = i64::try_from(self.config.max_token_lifetime.as_secs())
+            .unwrap_or(i64::MAX)
+            .saturating_add(LEEWAY_SECS);
+        match token.expires_at() {
+            None => true,
+            Some(exp) => {
+                let from = token.issued_at().unwrap_or_else(|| wall_ms() / 1000);
+                exp.saturating_sub(from) > bound
+            }
+        }
     }
 
     /// Adds a revocation: to the store (and, through it, every replica), then here.
@@ -542,7 +568,8 @@ impl RevocationCheck for RouteRevocations {
         if let Err(revoked) = result {
             self.list.metrics.revocation_refusal(match revoked {
                 Revoked::Stale => "stale",
-                _ => "revoked",
+                Revoked::OutlivesRevocations => "lifetime",
+                Revoked::ByTokenId | Revoked::BySubject => "revoked",
             });
         }
         result

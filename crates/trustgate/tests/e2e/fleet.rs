@@ -19,7 +19,7 @@ use crate::common::{
 
 /// The key-encryption key every replica shares (32 bytes, base64).
 const KEK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-const ADMIN_TOKEN: &str = "0123456789abcdef0123456789abcdef-admin-token";
+pub(crate) const ADMIN_TOKEN: &str = "0123456789abcdef0123456789abcdef-admin-token";
 const INTERNAL_ISS: &str = "https://trustgate.fleet.test";
 
 /// A fleet's configuration: the store, revocation, the shared ring and three routes (`/rev`
@@ -64,7 +64,7 @@ fn start_fleet(config: &Config, n: usize) -> Vec<Gateway> {
 }
 
 /// An admin API call: (status, JSON body).
-fn admin(gw: &Gateway, method: &str, body: Option<Value>, token: &str) -> (u16, Value) {
+pub(crate) fn admin(gw: &Gateway, method: &str, body: Option<Value>, token: &str) -> (u16, Value) {
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let request = format!(
         "{method} /revocations HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -26,7 +26,7 @@ mod observability;
 mod paths;
 mod patterns;
 mod proxying;
-mod review_race;
+mod revocation_api;
 mod sanitize;
 mod smuggling;
 mod telemetry;

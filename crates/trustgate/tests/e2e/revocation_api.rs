@@ -1,13 +1,13 @@
-//! Review finding: concurrent revocations on one replica overwrote each other (`Revocations::add`
-//! and `apply` loaded the list and stored it back without a compare-and-swap).
+//! The revocation API on one replica: concurrent revocations, and the bounds on what it accepts
+//! (an entry must outlast every token it covers, and a cut-off cannot be in the future). The
+//! fleet's side (several replicas on Redis) is in `fleet.rs`.
 
 use serde_json::{Value, json};
 
 use test_support::RedisServer;
 
-use crate::common::{Config, Fixture, Gateway, Pattern, Route, TempDir, bearer, raw};
-
-const ADMIN_TOKEN: &str = "0123456789abcdef0123456789abcdef-admin-token";
+use crate::common::{Config, Fixture, Gateway, Pattern, Route, TempDir, bearer};
+use crate::fleet::ADMIN_TOKEN;
 
 fn config(f: &Fixture, dir: &TempDir) -> Config {
     let token_file = dir.write("admin-token", ADMIN_TOKEN);
@@ -18,19 +18,12 @@ fn config(f: &Fixture, dir: &TempDir) -> Config {
 }
 
 fn admin(gw: &Gateway, method: &str, body: Option<Value>) -> (u16, Value) {
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let request = format!(
-        "{method} /revocations HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let response = raw(gw.admin, request.as_bytes());
-    let json = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
-    (response.status, json)
+    crate::fleet::admin(gw, method, body, ADMIN_TOKEN)
 }
 
-/// Concurrent POSTs to a memory store: `Revocations::add` (and `apply`) load the list, add, and
-/// store it back without a compare-and-swap, so two concurrent revocations can each answer 201
-/// while one of them is overwritten by the other and never enforced.
+/// Concurrent POSTs to a memory store: every one answered 201 is kept. (`Revocations::add` once
+/// loaded the list, added and stored it back, so a concurrent revocation could be overwritten:
+/// 480 answered 201, 283 kept.)
 #[test]
 fn concurrent_revocations_are_all_kept() {
     let f = Fixture::new();
@@ -64,9 +57,9 @@ fn concurrent_revocations_are_all_kept() {
     );
 }
 
-/// With a Redis store, the same race between concurrent `add`s (and the subscriber's `apply`) on
-/// one replica: a POST answers 201 and the token it revoked is still accepted right after, until
-/// a snapshot repairs the list.
+/// With a Redis store, the same between concurrent `add`s and the subscriber's `apply` on one
+/// replica: a token is refused as soon as its revocation is answered (it was once accepted right
+/// after, until a snapshot repaired the list).
 #[test]
 fn with_redis_a_token_is_refused_as_soon_as_its_revocation_is_answered() {
     let redis = RedisServer::start();
@@ -117,5 +110,153 @@ fn with_redis_a_token_is_refused_as_soon_as_its_revocation_is_answered() {
         accepted.len(),
         threads * per_thread,
         &accepted[..accepted.len().min(10)]
+    );
+}
+
+fn now() -> i64 {
+    test_support::now_secs()
+}
+
+/// With an issuer leeway over 5 minutes (`danger_allow_long_leeway`), a token is accepted
+/// `leeway` past its `exp`: its revocation is kept as long (it was kept `exp` + 300 s, so the API
+/// answered 201 and the token was still accepted).
+#[test]
+fn a_revoked_jti_stays_refused_while_the_issuers_leeway_still_accepts_the_token() {
+    let f = Fixture::new();
+    let dir = TempDir::new();
+    let config = config(&f, &dir).edit_issuer("idp", |i| {
+        i.set("leeway", "1h").set("danger_allow_long_leeway", true)
+    });
+    let gw = Gateway::start(&config);
+    let t = now();
+    let token = f.token_with(
+        "alice",
+        json!({"jti": "stolen-1", "iat": t - 1200, "nbf": t - 1200, "exp": t - 600}),
+    );
+    let auth = bearer(&token);
+    assert_eq!(gw.get("/rev", &[("Authorization", &auth)]).status, 200);
+    let (status, body) = admin(
+        &gw,
+        "POST",
+        Some(json!({"jti": "stolen-1", "issuer": "idp", "exp": t - 600})),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert!(
+        body["revoked"]["expires_at"].as_i64().unwrap() >= t - 600 + 3600 + 300,
+        "{body}"
+    );
+    assert_eq!(gw.get("/rev", &[("Authorization", &auth)]).status, 401);
+}
+
+/// A subject revocation is kept `max_token_lifetime` past its cut-off, so a token that lives
+/// longer would outlive it: routes that check revocations refuse such tokens outright, and a
+/// revocation that would already have lapsed is refused rather than answered 201 for nothing.
+#[test]
+fn tokens_that_would_outlive_their_revocation_are_refused() {
+    let f = Fixture::new();
+    let dir = TempDir::new();
+    let gw = Gateway::start(&config(&f, &dir).section("revocation", "max_token_lifetime", "1h"));
+    let t = now();
+    // Issued three hours ago, valid for another hour: longer than the 1 h any entry is kept.
+    let long = f.token_with(
+        "alice",
+        json!({"iat": t - 3 * 3600, "nbf": t - 3 * 3600, "exp": t + 3600}),
+    );
+    let r = gw.get("/rev", &[("Authorization", &bearer(&long))]);
+    assert_eq!(r.status, 401);
+    assert!(
+        r.header("www-authenticate")
+            .unwrap()
+            .contains("invalid_token"),
+        "{:?}",
+        r.header("www-authenticate")
+    );
+    assert_eq!(
+        gw.metric("trustgate_revocation_refusals_total{reason=\"lifetime\"}"),
+        Some(1.0)
+    );
+    // Without `iat`, `exp - now` counts: two hours is too long; the usual hour passes.
+    let mut claims = test_support::claims(&f.iss, "api", "alice");
+    claims.as_object_mut().unwrap().remove("iat");
+    claims["exp"] = json!(t + 2 * 3600);
+    let no_iat = f.key.sign(&claims);
+    assert_eq!(
+        gw.get("/rev", &[("Authorization", &bearer(&no_iat))])
+            .status,
+        401
+    );
+    assert_eq!(
+        gw.get("/rev", &[("Authorization", &bearer(&f.token("alice")))])
+            .status,
+        200
+    );
+    // A cut-off whose entry would have lapsed already: every token it covers has expired.
+    let (status, body) = admin(
+        &gw,
+        "POST",
+        Some(json!({"sub": "alice", "issuer": "idp", "before": t - 2 * 3600})),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("nothing to revoke"), "{body}");
+    assert_eq!(
+        admin(&gw, "GET", None).1["entries"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+}
+
+/// A cut-off in the future (here milliseconds instead of seconds) would revoke every token the
+/// subject will ever get, for good: refused with 400, as is an `exp` further ahead than any
+/// token on these routes lives, and an empty `sub` or `jti`, which matches no token.
+#[test]
+fn cutoffs_in_the_future_and_empty_values_are_refused() {
+    let f = Fixture::new();
+    let dir = TempDir::new();
+    let gw = Gateway::start(&config(&f, &dir));
+    let t = now();
+    for (request, says) in [
+        (
+            json!({"sub": "bob", "issuer": "idp", "before": t * 1000}),
+            "in the future",
+        ),
+        (
+            json!({"sub": "bob", "issuer": "idp", "before": t + 3600}),
+            "in the future",
+        ),
+        (
+            json!({"jti": "j", "issuer": "idp", "exp": t * 1000}),
+            "milliseconds",
+        ),
+        (json!({"sub": "", "issuer": "idp"}), "must not be empty"),
+        (json!({"jti": "", "issuer": "idp"}), "must not be empty"),
+    ] {
+        let (status, body) = admin(&gw, "POST", Some(request.clone()));
+        assert_eq!(status, 400, "{request}: {body}");
+        assert!(body.to_string().contains(says), "{request}: {body}");
+    }
+    assert_eq!(
+        admin(&gw, "GET", None).1["entries"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    // bob's tokens pass; a cut-off a moment ahead (the caller's clock) is still taken.
+    let later = f.token_with("bob", json!({"iat": t, "nbf": t, "exp": t + 600}));
+    assert_eq!(
+        gw.get("/rev", &[("Authorization", &bearer(&later))]).status,
+        200
+    );
+    let (status, body) = admin(
+        &gw,
+        "POST",
+        Some(json!({"sub": "bob", "issuer": "idp", "before": t + 60})),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        gw.get("/rev", &[("Authorization", &bearer(&later))]).status,
+        401
     );
 }
