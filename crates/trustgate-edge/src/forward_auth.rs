@@ -317,6 +317,28 @@ impl Edits {
         edits
     }
 
+    /// For Envoy (both doors): the client's own forwarding headers are removed too, but for the
+    /// ones Envoy states itself (`X-Forwarded-For` and `-Proto`, `x-envoy-*`). nginx, Caddy and
+    /// Traefik set or drop every forwarding header themselves; Envoy sets only those, so a
+    /// client's `X-Forwarded-Host`, `X-Real-IP` or `Forwarded` would reach the service, which may
+    /// read another host or address from them than the one judged. The reverse proxy removes
+    /// them too.
+    pub fn remove_client_forwarding_headers(&mut self, described: &HeaderMap) {
+        for name in described.keys() {
+            let envoy_sets = matches!(
+                name.as_str(),
+                "x-forwarded-for"
+                    | "x-forwarded-proto"
+                    | "x-envoy-external-address"
+                    | "x-envoy-internal"
+            );
+            if !envoy_sets && crate::headers::is_forwarding_header_name(name.as_str().as_bytes()) {
+                self.remove_once(name.clone());
+            }
+        }
+        self.remove.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    }
+
     fn remove_once(&mut self, name: HeaderName) {
         if !self.remove.contains(&name) && !self.set.iter().any(|(set, _)| *set == name) {
             self.remove.push(name);
@@ -383,6 +405,35 @@ mod tests {
     /// The proxy in front forwards the target as the client wrote it, so a target normalization
     /// would change is refused on every door: judged as `/public`, `/admin/%2e%2e/public` would
     /// reach an upstream that does not resolve `%2e%2e` as `/admin/...`.
+    #[test]
+    fn for_envoy_the_clients_forwarding_headers_are_removed_but_those_envoy_sets() {
+        let described = headers(&[
+            ("x-forwarded-host", "admin.example"),
+            ("x-real-ip", "10.0.0.1"),
+            ("forwarded", "for=10.0.0.1"),
+            ("x-forwarded-port", "443"),
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-proto", "https"),
+            ("x-envoy-internal", "true"),
+            ("x-user-id", "mallory"),
+            ("accept", "*/*"),
+        ]);
+        let mut edits = Edits {
+            remove: vec![HeaderName::from_static("x-user-id")],
+            set: vec![(
+                HeaderName::from_static("x-forwarded-port"),
+                HeaderValue::from_static("1"),
+            )],
+        };
+        edits.remove_client_forwarding_headers(&described);
+        let removed: Vec<&str> = edits.remove.iter().map(HeaderName::as_str).collect();
+        // Sorted; what is set is not also removed.
+        assert_eq!(
+            removed,
+            ["forwarded", "x-forwarded-host", "x-real-ip", "x-user-id"]
+        );
+    }
+
     /// Every door describes the target exactly as the proxy in front will forward it, never a
     /// normalized form: the engine judges it as received (`TargetForwarding::AsReceived`) and
     /// refuses it if normalization would change it.

@@ -249,7 +249,10 @@ async fn answer(
         ..origin
     };
     match decide(rt, &described, &origin).await {
-        Verdict::Allowed(edits) => match ok(edits) {
+        Verdict::Allowed(mut edits) => match ok({
+            edits.remove_client_forwarding_headers(&described.headers);
+            edits
+        }) {
             Some(response) => response,
             None => {
                 tracing::warn!(

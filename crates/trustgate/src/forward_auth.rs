@@ -125,6 +125,9 @@ async fn check(
     match decide(rt, &described, &origin).await {
         Verdict::Allowed(mut edits) => {
             state_kept_credentials(&mut edits, &described);
+            if described.convention == Convention::Envoy {
+                edits.remove_client_forwarding_headers(&described.headers);
+            }
             allowed(edits)
         }
         Verdict::Refused(response) => response.map(Full::new),

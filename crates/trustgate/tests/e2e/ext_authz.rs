@@ -149,14 +149,20 @@ fn a_valid_token_is_allowed_with_the_identity_set_and_forgeries_removed() {
                 ("x_forwarded_for", "10.9.9.9"),
                 ("x_real_ip", "10.9.9.9"),
                 ("x-forwarded-for", "192.0.2.1"),
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "admin.example"),
+                ("x-real-ip", "10.9.9.9"),
+                ("forwarded", "for=10.9.9.9;host=admin.example"),
             ],
         ),
     );
     let ok = ok_response(&r);
     // `x-user-id` is replaced, the other identity headers and `x-forwarded-uri` (a client's, not
     // Envoy's description) are removed, and so is the external token. The `_` spellings of
-    // forwarding headers, which CGI-style upstreams read as the real ones, go too; Envoy's own
-    // `x-forwarded-for` stays.
+    // forwarding headers, which CGI-style upstreams read as the real ones, go too, and so do the
+    // client's forwarding headers Envoy does not state itself (`x-forwarded-host`, `x-real-ip`,
+    // `forwarded`: a service reading them would see another host than the one judged). Envoy's
+    // own `x-forwarded-for` and `x-forwarded-proto` stay.
     assert_eq!(
         set_headers(&ok.headers),
         [
@@ -168,8 +174,11 @@ fn a_valid_token_is_allowed_with_the_identity_set_and_forgeries_removed() {
         ok.headers_to_remove,
         [
             "authorization",
+            "forwarded",
+            "x-forwarded-host",
             "x-forwarded-uri",
             "x-original-url",
+            "x-real-ip",
             "x-tenant-id",
             "x-user-email",
             "x_forwarded_for",
