@@ -247,7 +247,10 @@ fn main() -> ExitCode {
                 Ok(false) => ExitCode::FAILURE,
                 Err(err) => {
                     eprintln!("trustgate revoke: {err}");
-                    ExitCode::from(EX_USAGE)
+                    ExitCode::from(match err {
+                        fleet::revoke_cli::RevokeError::Usage(_) => EX_USAGE,
+                        fleet::revoke_cli::RevokeError::Unavailable(_) => EX_UNAVAILABLE,
+                    })
                 }
             },
             Command::Explain {

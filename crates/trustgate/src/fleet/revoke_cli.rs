@@ -49,7 +49,35 @@ pub(crate) enum What {
 }
 
 /// Sends the request; prints the answer. Returns whether the API accepted it.
-pub(crate) async fn run(admin: &str, token_file: &Path, what: What) -> Result<bool, String> {
+/// Why `revoke` could not ask: the command line or its files (exit 64), or the admin API out of
+/// reach (exit 69, which a script may retry).
+#[derive(Debug)]
+pub(crate) enum RevokeError {
+    Usage(String),
+    Unavailable(String),
+}
+
+impl From<String> for RevokeError {
+    fn from(message: String) -> Self {
+        RevokeError::Usage(message)
+    }
+}
+
+impl From<&str> for RevokeError {
+    fn from(message: &str) -> Self {
+        RevokeError::Usage(message.to_owned())
+    }
+}
+
+impl std::fmt::Display for RevokeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RevokeError::Usage(message) | RevokeError::Unavailable(message) => f.write_str(message),
+        }
+    }
+}
+
+pub(crate) async fn run(admin: &str, token_file: &Path, what: What) -> Result<bool, RevokeError> {
     let token = std::fs::read_to_string(token_file)
         .map_err(|err| format!("cannot read {}: {err}", token_file.display()))?;
     let token = token.trim();
@@ -104,15 +132,15 @@ pub(crate) async fn run(admin: &str, token_file: &Path, what: What) -> Result<bo
     };
     let response = tokio::time::timeout(Duration::from_secs(10), exchange)
         .await
-        .map_err(|_| format!("{admin} did not answer within 10 s"))?
-        .map_err(|err| format!("cannot reach {admin}: {err}"))?;
+        .map_err(|_| RevokeError::Unavailable(format!("{admin} did not answer within 10 s")))?
+        .map_err(|err| RevokeError::Unavailable(format!("cannot reach {admin}: {err}")))?;
     let text = String::from_utf8_lossy(&response);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head
         .split(' ')
         .nth(1)
         .and_then(|s| s.parse::<u16>().ok())
-        .ok_or("no HTTP response")?;
+        .ok_or_else(|| RevokeError::Unavailable(format!("{admin} gave no HTTP response")))?;
     println!("{}", body.trim());
     Ok((200..300).contains(&status))
 }

@@ -885,6 +885,47 @@ fn check_with_only_an_unusable_tls_certificate_says_so() {
     assert_eq!(summary["tls_usable"], json!(true));
 }
 
+/// `revoke` tells a usage error (64) from an admin API it cannot reach (69, which a script may
+/// retry).
+#[test]
+fn revoke_exits_69_when_the_admin_api_cannot_be_reached() {
+    let dir = TempDir::new();
+    let token_file = dir.write(
+        "admin-token",
+        "0123456789abcdef0123456789abcdef-admin-token",
+    );
+    let down = format!("http://{}", crate::common::refused_addr());
+    let r = run(&[
+        "revoke",
+        "--admin",
+        &down,
+        "--token-file",
+        path_str(&token_file),
+        "list",
+    ]);
+    assert_eq!(r.code, Some(69), "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("cannot reach"), "{}", r.stderr);
+    let r = run(&[
+        "revoke",
+        "--admin",
+        "https://x",
+        "--token-file",
+        path_str(&token_file),
+        "list",
+    ]);
+    assert_eq!(r.code, Some(64), "{}\n{}", r.stdout, r.stderr);
+    let missing = dir.0.join("no-such-token");
+    let r = run(&[
+        "revoke",
+        "--admin",
+        &down,
+        "--token-file",
+        path_str(&missing),
+        "list",
+    ]);
+    assert_eq!(r.code, Some(64), "{}\n{}", r.stdout, r.stderr);
+}
+
 /// `revoke internal-token` reads the token from standard input when it is not on the command
 /// line (or is `-`): on the command line it would be in `ps` and the shell's history. It is
 /// never printed, and an empty one is a usage error.
