@@ -16,7 +16,7 @@ pub use echo::{EchoUpstream, RecordedRequest};
 pub use h2echo::{DataThenTrailers, H2Echo, H2Request};
 pub use issuer::{Behavior, TestIssuer};
 pub use keys::{TestKey, b64, claims, now_secs, token_with_header};
-pub use redis::{RedisCluster, RedisSentinel, RedisServer};
+pub use redis::{RedisCluster, RedisSentinel, RedisServer, RedisTls};
 pub use service::{Issuers, alice_headers};
 
 /// A header map with `pairs` appended in order, so a name may repeat.

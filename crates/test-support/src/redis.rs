@@ -36,6 +36,63 @@ pub struct RedisServer {
     password: Option<String>,
     /// More `redis-server` arguments, kept for a restart.
     extra: Vec<String>,
+    /// TLS only (no plaintext port), with these files.
+    tls: Option<RedisTls>,
+}
+
+/// A CA and a certificate for 127.0.0.1 it signed, as files for `redis-server` and `redis-cli`.
+#[derive(Clone)]
+pub struct RedisTls {
+    dir: std::sync::Arc<TlsDir>,
+}
+
+/// The files' directory, removed when the last server using it is gone.
+struct TlsDir(PathBuf);
+
+impl Drop for TlsDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl RedisTls {
+    /// A fresh CA and certificate (`TestCerts`), written to a directory of their own.
+    pub fn generate() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "trustgate-redis-tls-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let certs = crate::TestCerts::generate();
+        std::fs::write(dir.join("ca.pem"), &certs.ca_pem).unwrap();
+        std::fs::write(dir.join("cert.pem"), &certs.cert_pem).unwrap();
+        std::fs::write(dir.join("key.pem"), &certs.key_pem).unwrap();
+        Self {
+            dir: std::sync::Arc::new(TlsDir(dir)),
+        }
+    }
+
+    /// The CA certificate (PEM), for a client's `ca_file`.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.0.join("ca.pem")
+    }
+
+    /// `redis-server` directives for a TLS-only listener on `port` (clients need no certificate).
+    fn directives(&self, port: u16) -> Vec<String> {
+        let file = |name: &str| self.dir.0.join(name).display().to_string();
+        [
+            ("port", "0".to_owned()),
+            ("tls-port", port.to_string()),
+            ("tls-cert-file", file("cert.pem")),
+            ("tls-key-file", file("key.pem")),
+            ("tls-ca-cert-file", file("ca.pem")),
+            ("tls-auth-clients", "no".to_owned()),
+        ]
+        .into_iter()
+        .flat_map(|(key, value)| [key.to_owned(), value])
+        .collect()
+    }
 }
 
 impl Drop for RedisServer {
@@ -65,6 +122,16 @@ impl RedisServer {
         server
     }
 
+    /// A standalone server with `requirepass password`, listening only with TLS.
+    pub fn start_tls(password: &str, tls: &RedisTls) -> Self {
+        let mut server = Self::new_stopped(false);
+        server.password = Some(password.to_owned());
+        server.extra = vec!["--requirepass".to_owned(), password.to_owned()];
+        server.tls = Some(tls.clone());
+        server.spawn();
+        server
+    }
+
     fn start_with(cluster: bool) -> Self {
         let mut server = Self::new_stopped(cluster);
         server.spawn();
@@ -85,13 +152,26 @@ impl RedisServer {
             cluster,
             password: None,
             extra: Vec::new(),
+            tls: None,
         }
     }
 
     fn spawn(&mut self) {
         let mut command = Command::new("redis-server");
+        match &self.tls {
+            Some(tls) => command.args(tls.directives(self.port).iter().enumerate().map(
+                // Directives as `--name value` arguments.
+                |(i, a)| {
+                    if i % 2 == 0 {
+                        format!("--{a}")
+                    } else {
+                        a.clone()
+                    }
+                },
+            )),
+            None => command.args(["--port", &self.port.to_string()]),
+        };
         command
-            .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
             .args(["--appendonly", "no"])
@@ -122,14 +202,19 @@ impl RedisServer {
         }
     }
 
-    /// `redis://127.0.0.1:<port>`.
+    /// `redis://127.0.0.1:<port>` (`rediss://` with TLS).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Runs `redis-cli -p <port> ARGS`, returning its standard output.
     pub fn cli(&self, args: &[&str]) -> String {
-        redis_cli(self.port, self.password.as_deref(), args)
+        redis_cli(self.port, self.password.as_deref(), self.tls.as_ref(), args)
     }
 
     /// Kills the server (SIGKILL: nothing is saved, clients see the connection drop).
@@ -212,10 +297,13 @@ impl RedisCluster {
     }
 }
 
-/// Runs `redis-cli -p <port> [-a password] ARGS`, returning its standard output.
-fn redis_cli(port: u16, password: Option<&str>, args: &[&str]) -> String {
+/// Runs `redis-cli -p <port> [-a password] [--tls] ARGS`, returning its standard output.
+fn redis_cli(port: u16, password: Option<&str>, tls: Option<&RedisTls>, args: &[&str]) -> String {
     let mut command = Command::new("redis-cli");
     command.args(["-p", &port.to_string()]);
+    if let Some(tls) = tls {
+        command.arg("--tls").arg("--cacert").arg(tls.ca_file());
+    }
     if let Some(password) = password {
         command.args(["-a", password, "--no-auth-warning"]);
     }
@@ -233,6 +321,7 @@ pub struct RedisSentinel {
     pub port: u16,
     dir: PathBuf,
     password: Option<String>,
+    tls: Option<RedisTls>,
 }
 
 impl Drop for RedisSentinel {
@@ -249,6 +338,18 @@ impl RedisSentinel {
     /// Watches the master on `master_port` as `name`; `master_password` is the master's
     /// `requirepass`, `password` the sentinel's own.
     pub fn start(name: &str, master_port: u16, master_password: &str, password: &str) -> Self {
+        Self::start_with(name, master_port, master_password, password, None)
+    }
+
+    /// [`RedisSentinel::start`], listening with TLS only and speaking TLS to the master
+    /// (`tls-replication yes`) when `tls` is given.
+    pub fn start_with(
+        name: &str,
+        master_port: u16,
+        master_password: &str,
+        password: &str,
+        tls: Option<&RedisTls>,
+    ) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "trustgate-sentinel-{}-{}",
             std::process::id(),
@@ -258,10 +359,21 @@ impl RedisSentinel {
         let port = free_port();
         // Sentinel rewrites its configuration file as it learns the topology: it must be its own.
         let conf = dir.join("sentinel.conf");
+        let listen = match tls {
+            Some(tls) => {
+                let mut lines = String::new();
+                for pair in tls.directives(port).chunks(2) {
+                    lines.push_str(&pair.join(" "));
+                    lines.push('\n');
+                }
+                lines + "tls-replication yes\n"
+            }
+            None => format!("port {port}\n"),
+        };
         std::fs::write(
             &conf,
             format!(
-                "port {port}\nbind 127.0.0.1\ndir {dir}\nrequirepass {password}\n\
+                "{listen}bind 127.0.0.1\ndir {dir}\nrequirepass {password}\n\
                  sentinel monitor {name} 127.0.0.1 {master_port} 1\n\
                  sentinel auth-pass {name} {master_password}\n\
                  sentinel down-after-milliseconds {name} 1000\n\
@@ -286,6 +398,7 @@ impl RedisSentinel {
             port,
             dir,
             password: Some(password.to_owned()),
+            tls: tls.cloned(),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while sentinel.cli(&["PING"]).trim() != "PONG" {
@@ -298,14 +411,19 @@ impl RedisSentinel {
         sentinel
     }
 
-    /// `redis://127.0.0.1:<port>`.
+    /// `redis://127.0.0.1:<port>` (`rediss://` with TLS).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Runs `redis-cli` against the sentinel, authenticated.
     pub fn cli(&self, args: &[&str]) -> String {
-        redis_cli(self.port, self.password.as_deref(), args)
+        redis_cli(self.port, self.password.as_deref(), self.tls.as_ref(), args)
     }
 
     /// The port of the master the sentinel names for `name` now.

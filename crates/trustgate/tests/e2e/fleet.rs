@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use test_support::{RedisCluster, RedisSentinel, RedisServer};
+use test_support::{RedisCluster, RedisSentinel, RedisServer, RedisTls};
 
 use crate::common::{
     Config, Fixture, Gateway, Pattern, RawResponse, Route, TempDir, bearer, cli, jwt_payload, raw,
@@ -103,6 +103,25 @@ fn kids_of_set(set: &Value) -> BTreeSet<String> {
 /// The key ids of a replica's internal JWK Set.
 fn published_kids(gw: &Gateway) -> BTreeSet<String> {
     kids_of_set(&serde_json::from_str(&gw.admin_get("/.well-known/jwks.json").1).unwrap())
+}
+
+/// Waits until every replica serves `token` on `/rev` (200): it has reached the store.
+fn wait_serving(fleet: &[Gateway], token: &str) {
+    for gw in fleet {
+        assert!(
+            wait_until(Duration::from_secs(5), || get(gw, "/rev/x", token).status
+                == 200),
+            "a replica did not reach the store"
+        );
+    }
+}
+
+/// A replica that cannot reach the store answers 503 on `/rev`, for two seconds: never 200.
+fn assert_fails_closed(gw: &Gateway, token: &str) {
+    for _ in 0..10 {
+        assert_eq!(get(gw, "/rev/x", token).status, 503);
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn percentile(values: &mut [f64], p: f64) -> f64 {
@@ -894,13 +913,7 @@ fn sentinel_with_passwords_fails_over_and_the_fleet_follows_the_new_master() {
     let config = fleet_config(&fx, &dir, store.clone(), "1h");
     let fleet = start_fleet(&config, 2);
     let fresh = fx.token("kim");
-    for gw in &fleet {
-        assert!(
-            wait_until(Duration::from_secs(5), || get(gw, "/rev/x", &fresh).status
-                == 200),
-            "a replica did not reach the master through the sentinel"
-        );
-    }
+    wait_serving(&fleet, &fresh);
 
     // Before the failover: revoked through one replica, enforced by the other.
     let before = fx.token_with("kim", json!({"jti": "sent-1"}));
@@ -976,10 +989,7 @@ fn sentinel_with_passwords_fails_over_and_the_fleet_follows_the_new_master() {
         .remove("sentinel_password_file");
     let lost = fleet_config(&fx, &dir, store, "1h");
     let lost = Gateway::start_with_env(&lost, &[("TG_KEK", KEK)]);
-    for _ in 0..10 {
-        assert_eq!(get(&lost, "/rev/x", &fresh).status, 503);
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    assert_fails_closed(&lost, &fresh);
     assert_eq!(
         admin(
             &lost,
@@ -990,4 +1000,72 @@ fn sentinel_with_passwords_fails_over_and_the_fleet_follows_the_new_master() {
         .0,
         503
     );
+}
+
+/// `rediss://` sentinels: TLS to the sentinel and to the master it names (whose address carries
+/// no scheme), both checked against `ca_file`, with both passwords. The fleet's state is in the
+/// TLS-only master; a gateway that trusts another CA never reaches the store and fails closed.
+#[test]
+fn sentinel_over_tls_reaches_the_master_over_tls_and_checks_the_certificate() {
+    const NAME: &str = "tlsmaster";
+    let tls = RedisTls::generate();
+    let master = RedisServer::start_tls("master-secret-tls", &tls);
+    let sentinel = RedisSentinel::start_with(
+        NAME,
+        master.port,
+        "master-secret-tls",
+        "sentinel-secret-tls",
+        Some(&tls),
+    );
+    assert!(sentinel.url().starts_with("rediss://"));
+    assert!(
+        wait_until(Duration::from_secs(10), || sentinel.master_port(NAME)
+            == Some(master.port)),
+        "the sentinel does not name the master"
+    );
+
+    let fx = Fixture::new();
+    let dir = TempDir::new();
+    let master_password = dir.write("redis-password", "master-secret-tls");
+    let sentinel_password = dir.write("sentinel-password", "sentinel-secret-tls");
+    let store = |ca: &std::path::Path| {
+        json!({
+            "backend": "redis",
+            "sentinel_nodes": [sentinel.url()],
+            "sentinel_master": NAME,
+            "password_file": master_password.to_str().unwrap(),
+            "sentinel_password_file": sentinel_password.to_str().unwrap(),
+            "ca_file": ca.to_str().unwrap(),
+            "namespace": "tls",
+            "poll_interval": "250ms",
+        })
+    };
+    let fleet = start_fleet(&fleet_config(&fx, &dir, store(&tls.ca_file()), "1h"), 2);
+    let fresh = fx.token("lena");
+    wait_serving(&fleet, &fresh);
+    let token = fx.token_with("lena", json!({"jti": "tls-1"}));
+    let (status, body) = admin(
+        &fleet[0],
+        "POST",
+        Some(json!({"jti": "tls-1", "issuer": "idp"})),
+        ADMIN_TOKEN,
+    );
+    assert_eq!(status, 201, "{body}");
+    assert!(wait_until(Duration::from_secs(2), || get(
+        &fleet[1], "/rev/x", &token
+    )
+    .status
+        == 401));
+    assert!(
+        master.cli(&["KEYS", "*"]).contains("{trustgate:tls}:rev"),
+        "the revocation is not in the TLS master"
+    );
+
+    // Another CA: the sentinel's certificate does not verify, nothing is reached.
+    let other = RedisTls::generate();
+    let distrusting = Gateway::start_with_env(
+        &fleet_config(&fx, &dir, store(&other.ca_file()), "1h"),
+        &[("TG_KEK", KEK)],
+    );
+    assert_fails_closed(&distrusting, &fresh);
 }
