@@ -334,6 +334,9 @@ pub struct InternalSigner {
     ring: ArcSwap<KeyRing>,
     /// When the next rotation is due (ms); `i64::MAX` for operator-managed keys.
     next_rotation_ms: AtomicI64,
+    /// When the first retired key's publication ends (ms): it then leaves the JWK Set, without
+    /// waiting for the next rotation. `i64::MAX` while no key is retired.
+    next_prune_ms: AtomicI64,
     rotating: Mutex<()>,
     /// Keys loaded from files beyond the first: published, never signing.
     extra_published: Vec<Arc<SigningKey>>,
@@ -347,6 +350,15 @@ impl std::fmt::Debug for InternalSigner {
             .field("active_kid", &self.active_kid())
             .finish_non_exhaustive()
     }
+}
+
+/// The earliest end of publication among retired keys, `i64::MAX` when there is none.
+fn first_end(retired: &[(Arc<SigningKey>, i64)]) -> i64 {
+    retired
+        .iter()
+        .map(|(_, until)| *until)
+        .min()
+        .unwrap_or(i64::MAX)
 }
 
 fn millis(d: Duration) -> i64 {
@@ -367,6 +379,7 @@ impl InternalSigner {
         Ok(Self {
             ring: ArcSwap::from_pointee(KeyRing::new(active, Some(next), Vec::new(), &[])),
             next_rotation_ms: AtomicI64::new(due),
+            next_prune_ms: AtomicI64::new(i64::MAX),
             rotating: Mutex::new(()),
             extra_published: Vec::new(),
             rng: SystemRandom::new(),
@@ -409,6 +422,7 @@ impl InternalSigner {
         Ok(Self {
             ring: ArcSwap::from_pointee(KeyRing::new(active, None, Vec::new(), &extra)),
             next_rotation_ms: AtomicI64::new(i64::MAX),
+            next_prune_ms: AtomicI64::new(i64::MAX),
             rotating: Mutex::new(()),
             extra_published: extra,
             rng: SystemRandom::new(),
@@ -449,6 +463,7 @@ impl InternalSigner {
         Self {
             ring: ArcSwap::from_pointee(KeyRing::shared(Vec::new(), i64::MIN, 0)),
             next_rotation_ms: AtomicI64::new(i64::MAX),
+            next_prune_ms: AtomicI64::new(i64::MAX),
             rotating: Mutex::new(()),
             extra_published: Vec::new(),
             rng: SystemRandom::new(),
@@ -496,16 +511,21 @@ impl InternalSigner {
         .to_string()
     }
 
-    /// Rotates now if the interval has passed. Cheap when not due: one atomic load.
+    /// Rotates now if the interval has passed, and drops from the JWK Set the retired keys
+    /// whose tokens have all expired. Cheap when neither is due: two atomic loads.
     pub fn rotate_if_due(&self) {
         let now = self.clock.now_millis();
-        if now < self.next_rotation_ms.load(Ordering::Acquire) {
+        let due = |at: &AtomicI64| now >= at.load(Ordering::Acquire);
+        if !due(&self.next_rotation_ms) && !due(&self.next_prune_ms) {
             return;
         }
         let Ok(_guard) = self.rotating.lock() else {
             return;
         };
-        if now < self.next_rotation_ms.load(Ordering::Acquire) {
+        if !due(&self.next_rotation_ms) {
+            if due(&self.next_prune_ms) {
+                self.prune_retired(now);
+            }
             return;
         }
         let ring = self.ring.load_full();
@@ -526,6 +546,7 @@ impl InternalSigner {
             .collect();
         tracing::info!(old = %active.kid, new = %next.kid, "rotated internal signing key");
         retired.push((active, keep_until));
+        self.next_prune_ms.store(first_end(&retired), Ordering::Release);
         self.ring.store(Arc::new(KeyRing::new(
             next,
             Some(Arc::new(fresh)),
@@ -536,6 +557,30 @@ impl InternalSigner {
             now.saturating_add(millis(self.config.rotation_interval)),
             Ordering::Release,
         );
+    }
+
+    /// Rebuilds an owned ring without the retired keys whose publication ended at `now`. Called
+    /// under the rotation lock.
+    fn prune_retired(&self, now: i64) {
+        let ring = self.ring.load_full();
+        let Some(active) = ring.active.clone() else {
+            self.next_prune_ms.store(i64::MAX, Ordering::Release);
+            return;
+        };
+        let retired: Vec<_> = ring
+            .retired
+            .iter()
+            .filter(|(_, until)| *until > now)
+            .cloned()
+            .collect();
+        self.next_prune_ms
+            .store(first_end(&retired), Ordering::Release);
+        self.ring.store(Arc::new(KeyRing::new(
+            active,
+            ring.next.clone(),
+            retired,
+            &self.extra_published,
+        )));
     }
 
     /// Mints a token: sets `iss`, `aud`, `iat`, `nbf`, `exp` and a unique `jti` over `claims`
@@ -719,6 +764,36 @@ mod tests {
             !later.contains(&first),
             "retired keys leave after their tokens expired"
         );
+    }
+
+    /// The key that stopped signing leaves the JWK Set once every token it signed has expired
+    /// (`max_token_ttl` + 60 s after the rotation), not a whole rotation interval later: a
+    /// retired key that stays published is one whose leak still forges tokens services accept.
+    #[test]
+    fn a_retired_key_leaves_the_jwks_once_its_tokens_have_expired() {
+        let clock = ManualClock::at_secs(1_700_000_000);
+        let signer = signer(&clock);
+        let kids = |s: &InternalSigner| -> Vec<String> {
+            let doc: Value = serde_json::from_slice(&s.jwks()).unwrap();
+            doc["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k["kid"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let first = signer.active_kid();
+        clock.advance_secs(3600);
+        signer.rotate_if_due();
+        assert!(kids(&signer).contains(&first), "still published right after");
+        // max_token_ttl (300 s) + 60 s after the rotation, every token it signed has expired
+        // (and passed a 60 s leeway).
+        clock.advance_secs(361);
+        assert!(
+            !kids(&signer).contains(&first),
+            "the retired key is still published 361 s after it stopped signing"
+        );
+        assert_eq!(kids(&signer).len(), 2, "active and next remain");
     }
 
     /// A shared ring signs with the key whose window holds the moment, publishes every key
