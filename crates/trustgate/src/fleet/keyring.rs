@@ -166,7 +166,7 @@ impl KeyRingSync {
     }
 
     fn open(&self, stored: &StoredKey) -> Result<ScheduledKey, StoreError> {
-        open(&self.kek, &self.namespace, self.alg, stored)
+        open(&self.kek, &self.namespace, self.alg, stored, self.retire_after)
     }
 
     fn new_key(&self, from: i64) -> Result<StoredKey, StoreError> {
@@ -415,11 +415,15 @@ fn seal(
 }
 
 /// Opens a sealed key; fails unless the key-encryption key, namespace, kid and window all match.
+/// The end of publication is not sealed (only the window is): it is capped at the window's end
+/// plus `retire_after`, what `new_key` writes, so a writer of the store cannot keep a retired
+/// key in the JWK Set.
 fn open(
     kek: &LessSafeKey,
     namespace: &str,
     alg: Algorithm,
     stored: &StoredKey,
+    retire_after: i64,
 ) -> Result<ScheduledKey, StoreError> {
     let bad = || StoreError::Data(format!("key {} does not open", stored.kid));
     let bytes = base64_simd::URL_SAFE_NO_PAD
@@ -443,12 +447,15 @@ fn open(
             &mut buffer,
         )
         .map_err(|_| bad())?;
+    let published_until = stored
+        .published_until
+        .min(stored.signs_until.saturating_add(retire_after));
     let key = ScheduledKey::from_pkcs8(
         alg,
         plain,
         stored.signs_from,
         stored.signs_until,
-        stored.published_until,
+        published_until,
     )
     .map_err(|_| bad())?;
     // The kid is a digest of the public key: a stored kid that does not match is not ours.
@@ -576,20 +583,60 @@ mod tests {
             published_until: 200,
             sealed,
         };
-        let opened = open(&kek(1), "ns", Algorithm::EdDSA, &stored).unwrap();
+        let opened = open(&kek(1), "ns", Algorithm::EdDSA, &stored, 1000).unwrap();
         assert_eq!(opened.kid(), probe.kid());
         // The stored text holds no PKCS#8 in clear.
         let raw = base64_simd::URL_SAFE_NO_PAD
             .decode_to_vec(&stored.sealed)
             .unwrap();
         assert!(!raw.windows(16).any(|w| pkcs8.windows(16).any(|p| p == w)));
-        assert!(open(&kek(2), "ns", Algorithm::EdDSA, &stored).is_err());
-        assert!(open(&kek(1), "other", Algorithm::EdDSA, &stored).is_err());
+        assert!(open(&kek(2), "ns", Algorithm::EdDSA, &stored, 1000).is_err());
+        assert!(open(&kek(1), "other", Algorithm::EdDSA, &stored, 1000).is_err());
         let moved = StoredKey {
             signs_until: 1000,
             ..stored.clone()
         };
-        assert!(open(&kek(1), "ns", Algorithm::EdDSA, &moved).is_err());
+        assert!(open(&kek(1), "ns", Algorithm::EdDSA, &moved, 1000).is_err());
+    }
+
+    /// The publication end is not in the associated data: whoever can write the store can set
+    /// it. A replica must still drop a key `retire_after` past its window, so a writer of Redis
+    /// (with an old ciphertext from a dump, or the ring as it is) cannot keep a retired key in the
+    /// JWK Set services trust, indefinitely.
+    #[test]
+    fn a_tampered_publication_end_does_not_keep_a_retired_key_published() {
+        let kek = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[7; 32]).unwrap());
+        let pkcs8 = trustgate_core::generate_pkcs8(Algorithm::EdDSA).unwrap();
+        let t0: i64 = 1_700_000_000_000;
+        let (from, until, retire_after) = (t0, t0 + 3_600_000, 360_000);
+        let probe = ScheduledKey::from_pkcs8(Algorithm::EdDSA, &pkcs8, from, until, 0).unwrap();
+        let stored = StoredKey {
+            kid: probe.kid().to_owned(),
+            signs_from: from,
+            signs_until: until,
+            // What `new_key` wrote was `until + retire_after`; a writer of Redis made it forever.
+            published_until: i64::MAX,
+            sealed: seal(&kek, "ns", &pkcs8, probe.kid(), from, until).unwrap(),
+        };
+        let key = open(&kek, "ns", Algorithm::EdDSA, &stored, retire_after).unwrap();
+        // A day after the key stopped signing, its last token long expired.
+        let now = until + 86_400_000;
+        let clock = trustgate_core::ManualClock::at_secs(now / 1000);
+        let signer = InternalSigner::shared(
+            trustgate_core::SignerConfig {
+                issuer: "https://trustgate.internal".into(),
+                algorithm: Algorithm::EdDSA,
+                rotation_interval: Duration::from_secs(3600),
+                max_token_ttl: Duration::from_secs(300),
+            },
+            Arc::new(clock),
+        );
+        signer.install(vec![key], now);
+        let jwks = String::from_utf8(signer.jwks().to_vec()).unwrap();
+        assert!(
+            !jwks.contains(probe.kid()),
+            "a key retired a day ago is published again: {jwks}"
+        );
     }
 
     #[test]
