@@ -334,8 +334,9 @@ pub struct InternalSigner {
     ring: ArcSwap<KeyRing>,
     /// When the next rotation is due (ms); `i64::MAX` for operator-managed keys.
     next_rotation_ms: AtomicI64,
-    /// When the first retired key's publication ends (ms): it then leaves the JWK Set, without
-    /// waiting for the next rotation. `i64::MAX` while no key is retired.
+    /// When the first published key's publication ends (ms): a retired key of an owned ring, or
+    /// any key of a shared ring. It then leaves the JWK Set, without waiting for the next
+    /// rotation or install. `i64::MAX` while there is none.
     next_prune_ms: AtomicI64,
     rotating: Mutex<()>,
     /// Keys loaded from files beyond the first: published, never signing.
@@ -357,6 +358,15 @@ fn first_end(retired: &[(Arc<SigningKey>, i64)]) -> i64 {
     retired
         .iter()
         .map(|(_, until)| *until)
+        .min()
+        .unwrap_or(i64::MAX)
+}
+
+/// The earliest end of publication after `now` among a shared ring's keys, `i64::MAX` when none.
+fn first_publication_end(keys: &[ScheduledKey], now: i64) -> i64 {
+    keys.iter()
+        .map(|k| k.published_until_ms)
+        .filter(|&until| until > now)
         .min()
         .unwrap_or(i64::MAX)
 }
@@ -480,6 +490,13 @@ impl InternalSigner {
             return;
         }
         let now = self.clock.now_millis();
+        // Serialized with pruning, which rebuilds the ring; a poisoned lock still installs.
+        let _guard = self
+            .rotating
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.next_prune_ms
+            .store(first_publication_end(&keys, now), Ordering::Release);
         self.ring
             .store(Arc::new(KeyRing::shared(keys, sign_limit_ms, now)));
     }
@@ -564,7 +581,16 @@ impl InternalSigner {
     fn prune_retired(&self, now: i64) {
         let ring = self.ring.load_full();
         let Some(active) = ring.active.clone() else {
-            self.next_prune_ms.store(i64::MAX, Ordering::Release);
+            // A shared ring: rebuilt from its keys as of now, as an install would.
+            self.next_prune_ms.store(
+                first_publication_end(&ring.scheduled, now),
+                Ordering::Release,
+            );
+            self.ring.store(Arc::new(KeyRing::shared(
+                ring.scheduled.clone(),
+                ring.sign_limit_ms,
+                now,
+            )));
             return;
         };
         let retired: Vec<_> = ring
@@ -844,6 +870,34 @@ mod tests {
         clock.advance_secs(60);
         assert_eq!(mint(&signer).err(), Some(MintError::NoSigningKey));
         assert_eq!(signer.shared_state().unwrap().signing_kid, None);
+    }
+
+    /// A shared ring's JWK Set drops a key when its publication ends, even when no new ring is
+    /// installed (a replica cut off from its store keeps serving the JWK Set).
+    #[test]
+    fn a_shared_ring_unpublishes_a_key_at_its_end_without_a_new_install() {
+        let clock = ManualClock::at_secs(1_700_000_000);
+        let config = SignerConfig {
+            issuer: "https://trustgate.internal".into(),
+            algorithm: Algorithm::EdDSA,
+            rotation_interval: Duration::from_secs(60),
+            max_token_ttl: Duration::from_secs(30),
+        };
+        let signer = InternalSigner::shared(config, Arc::new(clock.clone()));
+        let t0 = 1_700_000_000_000;
+        let der = generate_pkcs8(Algorithm::EdDSA).unwrap();
+        // Signs in [t0, t0 + 60 s), published until t0 + 150 s.
+        let key = ScheduledKey::from_pkcs8(Algorithm::EdDSA, &der, t0, t0 + 60_000, t0 + 150_000)
+            .unwrap();
+        let kid = key.kid().to_owned();
+        signer.install(vec![key], t0 + 60_000);
+        let published = |s: &InternalSigner| String::from_utf8(s.jwks().to_vec()).unwrap();
+        assert!(published(&signer).contains(&kid));
+        clock.advance_secs(151);
+        assert!(
+            !published(&signer).contains(&kid),
+            "a key past its publication end is still in the JWK Set"
+        );
     }
 
     #[test]
