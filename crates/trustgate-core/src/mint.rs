@@ -563,7 +563,8 @@ impl InternalSigner {
             .collect();
         tracing::info!(old = %active.kid, new = %next.kid, "rotated internal signing key");
         retired.push((active, keep_until));
-        self.next_prune_ms.store(first_end(&retired), Ordering::Release);
+        self.next_prune_ms
+            .store(first_end(&retired), Ordering::Release);
         self.ring.store(Arc::new(KeyRing::new(
             next,
             Some(Arc::new(fresh)),
@@ -811,7 +812,10 @@ mod tests {
         let first = signer.active_kid();
         clock.advance_secs(3600);
         signer.rotate_if_due();
-        assert!(kids(&signer).contains(&first), "still published right after");
+        assert!(
+            kids(&signer).contains(&first),
+            "still published right after"
+        );
         // max_token_ttl (300 s) + 60 s after the rotation, every token it signed has expired
         // (and passed a 60 s leeway).
         clock.advance_secs(361);

@@ -166,7 +166,13 @@ impl KeyRingSync {
     }
 
     fn open(&self, stored: &StoredKey) -> Result<ScheduledKey, StoreError> {
-        open(&self.kek, &self.namespace, self.alg, stored, self.retire_after)
+        open(
+            &self.kek,
+            &self.namespace,
+            self.alg,
+            stored,
+            self.retire_after,
+        )
     }
 
     fn new_key(&self, from: i64) -> Result<StoredKey, StoreError> {
