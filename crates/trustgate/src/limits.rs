@@ -289,6 +289,9 @@ struct FrameScan {
     /// Payload bytes of the current frame still to come, and whether that frame is use.
     payload_left: u32,
     payload_used: bool,
+    /// The current frame is a PADDED DATA frame whose pad length (its first payload byte) has
+    /// not come yet: whether it carries a byte of the body is not known before.
+    pad_pending: bool,
 }
 
 impl FrameScan {
@@ -297,6 +300,13 @@ impl FrameScan {
         let mut used = false;
         while !bytes.is_empty() {
             if self.payload_left > 0 {
+                if self.pad_pending
+                    && let Some(&pad) = bytes.first()
+                {
+                    // Data bytes: the payload less the pad length byte and the padding.
+                    self.pad_pending = false;
+                    self.payload_used = self.payload_left > u32::from(pad) + 1;
+                }
                 let n = bytes
                     .len()
                     .min(usize::try_from(self.payload_left).unwrap_or(usize::MAX));
@@ -317,11 +327,25 @@ impl FrameScan {
                 continue;
             }
             self.have = 0;
-            let [l0, l1, l2, kind, ..] = self.header;
-            // DATA, HEADERS, CONTINUATION.
-            self.payload_used = matches!(kind, 0x0 | 0x1 | 0x9);
+            let [l0, l1, l2, kind, flags, ..] = self.header;
+            let len = u32::from_be_bytes([0, l0, l1, l2]);
+            self.pad_pending = false;
+            self.payload_used = match kind {
+                // HEADERS, CONTINUATION.
+                0x1 | 0x9 => true,
+                // DATA, when it ends the stream or carries a byte of the body: an empty one, or
+                // one of padding only (which h2 gives back to the flow-control window at once),
+                // moves no more than a PING does.
+                0x0 if flags & 0x1 != 0 => true,
+                0x0 if flags & 0x8 != 0 => {
+                    self.pad_pending = len > 0;
+                    false
+                }
+                0x0 => len > 0,
+                _ => false,
+            };
             used |= self.payload_used;
-            self.payload_left = u32::from_be_bytes([0, l0, l1, l2]);
+            self.payload_left = len;
         }
         used
     }
@@ -637,8 +661,27 @@ mod tests {
             assert!(used.read(&frame(kind, 8)), "read {kind}");
             assert!(used.written(&frame(kind, 8)), "written {kind}");
         }
-        // An empty DATA frame (the end of a stream) is use too.
-        assert!(used.read(&frame(0, 0)));
+        // An empty DATA frame is use only when it ends the stream; one of padding only is none.
+        assert!(!used.read(&frame(0, 0)));
+        let mut end = frame(0, 0);
+        end[4] = 0x1;
+        assert!(used.read(&end));
+        let mut padding_only = frame(0, 8);
+        padding_only[4] = 0x8;
+        padding_only[9] = 7;
+        for cut in 0..=padding_only.len() {
+            let mut used = http2();
+            assert!(!used.read(&padding_only[..cut]), "cut at {cut}");
+            assert!(!used.read(&padding_only[cut..]), "cut at {cut}");
+            assert!(used.read(&frame(0, 1)));
+        }
+        let mut padded_data = frame(0, 8);
+        padded_data[4] = 0x8;
+        padded_data[9] = 6;
+        for cut in 10..=padded_data.len() {
+            let mut used = http2();
+            assert!(used.read(&padded_data[..cut]), "cut at {cut}");
+        }
     }
 
     /// Frames split anywhere, as reads and writes split them, are followed exactly.
@@ -808,6 +851,60 @@ mod tests {
         mut rx: tokio::sync::mpsc::Receiver<T>,
     ) -> impl futures_util::Stream<Item = T> {
         futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+    }
+
+    /// Review: an empty DATA frame (no END_STREAM) moves no byte of the body, as a PING moves
+    /// none, yet counts as use: a client keeps a request whose body never comes in flight, with
+    /// its slot, for ever, sending 9 bytes every 100 ms.
+    #[tokio::test]
+    async fn review_empty_data_frames_do_not_keep_a_stalled_http2_request_open() {
+        // An empty DATA frame on stream 1, flags 0.
+        stalled_by(frame(0, 0)).await;
+        // One of padding only (PADDED, pad length 200): h2 gives the padding back to the window.
+        let mut padding = frame(0, 201);
+        padding[4] = 0x8;
+        padding[9] = 200;
+        stalled_by(padding).await;
+    }
+
+    /// A request whose body never comes, on a side listener, while the client sends `noise`
+    /// every 100 ms: dropped all the same.
+    async fn stalled_by(noise: Vec<u8>) {
+        let addr = decision_like_listener(Duration::from_millis(300)).await;
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (mut rd, mut wr) = stream.into_split();
+        // POST / with :scheme http and :authority side, END_HEADERS but no END_STREAM.
+        let block = [0x83u8, 0x86, 0x84, 0x41, 4, b's', b'i', b'd', b'e'];
+        let mut headers = vec![0, 0, u8::try_from(block.len()).unwrap(), 1, 0x4, 0, 0, 0, 1];
+        headers.extend_from_slice(&block);
+        // An empty SETTINGS frame (stream 0).
+        let settings = [0u8, 0, 0, 4, 0, 0, 0, 0, 0];
+        wr.write_all(&[&H2_PREFACE[..], &settings[..], &headers[..]].concat())
+            .await
+            .unwrap();
+        let ended = tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            loop {
+                match rd.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        });
+        let feeder = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if wr.write_all(&noise).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let closed = tokio::time::timeout(Duration::from_secs(3), ended).await.is_ok();
+        feeder.abort();
+        assert!(
+            closed,
+            "a request stalled mid-body, with DATA frames of no data, is still open 10 idle_timeouts later"
+        );
     }
 
     #[tokio::test]
