@@ -295,18 +295,17 @@ impl Revocations {
 
     /// Whether `token` may still be valid when a revocation that covers it has lapsed: entries
     /// are kept `max_token_lifetime` (and 5 minutes of leeway) past the cut-off or the revoking
-    /// call, so a token living longer (`exp - iat`, or `exp - now` without `iat`), or without
-    /// `exp`, cannot be revoked for its whole life.
+    /// call, so a token living longer (`exp - iat`), or without `exp`, cannot be revoked for its
+    /// whole life. Nor can one without `iat`: `exp - now` says only how long it has left, not how
+    /// long ago it was issued, so a token revoked (by subject or `jti`) long before would be
+    /// accepted again once its entry had lapsed and `exp - now` had shrunk under the bound.
     fn outlives_revocations(&self, token: &VerifiedToken) -> bool {
         let bound = i64::try_from(self.config.max_token_lifetime.as_secs())
             .unwrap_or(i64::MAX)
             .saturating_add(LEEWAY_SECS);
-        match token.expires_at() {
-            None => true,
-            Some(exp) => {
-                let from = token.issued_at().unwrap_or_else(|| wall_ms() / 1000);
-                exp.saturating_sub(from) > bound
-            }
+        match (token.issued_at(), token.expires_at()) {
+            (Some(iat), Some(exp)) => exp.saturating_sub(iat) > bound,
+            _ => true,
         }
     }
 

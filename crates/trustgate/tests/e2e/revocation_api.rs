@@ -175,7 +175,8 @@ fn tokens_that_would_outlive_their_revocation_are_refused() {
         gw.metric("trustgate_revocation_refusals_total{reason=\"lifetime\"}"),
         Some(1.0)
     );
-    // Without `iat`, `exp - now` counts: two hours is too long; the usual hour passes.
+    // Without `iat` the lifetime cannot be bounded: refused however soon it expires; the usual
+    // hour (with `iat`) passes.
     let mut claims = test_support::claims(&f.iss, "api", "alice");
     claims.as_object_mut().unwrap().remove("iat");
     claims["exp"] = json!(t + 2 * 3600);
@@ -258,5 +259,34 @@ fn cutoffs_in_the_future_and_empty_values_are_refused() {
     assert_eq!(
         gw.get("/rev", &[("Authorization", &bearer(&later))]).status,
         401
+    );
+}
+
+/// Review: a token without `iat` has no lifetime the gateway can bound (`exp - now` only says how
+/// long it has left), so a subject revocation, kept `max_token_lifetime` past its cut-off, lapses
+/// while such a token is still accepted. Here the entry for a cut-off 15 minutes ago (with
+/// `max_token_lifetime` 1m) would already have lapsed: the API refuses it as covering only expired
+/// tokens, yet the token it covers (no `iat`, so "issued before the cut-off") is still accepted.
+/// The same happens with real time: revoke at T, the entry lapses at T + 1m + leeway + 5m, and a
+/// token without `iat` whose `exp` is further ahead is accepted again once `exp - now` <= 6m.
+#[test]
+fn review_a_token_without_iat_cannot_outlive_its_subject_revocation() {
+    let f = Fixture::new();
+    let dir = TempDir::new();
+    let gw = Gateway::start(&config(&f, &dir).section("revocation", "max_token_lifetime", "1m"));
+    let t = now();
+    let mut claims = test_support::claims(&f.iss, "api", "alice");
+    claims.as_object_mut().unwrap().remove("iat");
+    claims["exp"] = json!(t + 300);
+    let no_iat = bearer(&f.key.sign(&claims));
+    let (status, body) = admin(
+        &gw,
+        "POST",
+        Some(json!({"sub": "alice", "issuer": "idp", "before": t - 900})),
+    );
+    let after = gw.get("/rev", &[("Authorization", &no_iat)]).status;
+    assert_eq!(
+        after, 401,
+        "a token covered by the subject revocation (POST answered {status}: {body}) is accepted"
     );
 }
