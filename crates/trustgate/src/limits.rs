@@ -7,7 +7,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -159,6 +159,7 @@ pub(crate) async fn serve_watched<S, C>(
                         return;
                     }
                     connection.as_mut().graceful_shutdown();
+                    activity.closing();
                     idle_closed = true;
                     used = Instant::now();
                 }
@@ -172,13 +173,22 @@ pub(crate) async fn serve_watched<S, C>(
 /// showed in request profiles.
 pub(crate) struct Activity {
     events: AtomicU64,
+    closing: AtomicBool,
 }
 
 impl Activity {
     pub(crate) fn new() -> Self {
         Self {
             events: AtomicU64::new(0),
+            closing: AtomicBool::new(false),
         }
+    }
+
+    /// Says the connection has been closed gracefully (its final GOAWAY sent): from then on an
+    /// HTTP/2 client's HEADERS start nothing (h2 drops them, without a word), so only DATA of
+    /// the streams still open is use.
+    pub(crate) fn closing(&self) {
+        self.closing.store(true, Ordering::Relaxed);
     }
 
     // Inline: the public listener touches it on every read and write, from another module.
@@ -269,6 +279,13 @@ impl Use {
         }
     }
 
+    /// The connection was closed gracefully: a client's HEADERS are no longer use.
+    fn closing(&mut self) {
+        if let Use::Http2 { reads, .. } = self {
+            reads.ignore_headers = true;
+        }
+    }
+
     /// Whether `bytes`, just written, are use.
     #[inline]
     fn written(&mut self, bytes: &[u8]) -> bool {
@@ -292,6 +309,9 @@ struct FrameScan {
     /// The current frame is a PADDED DATA frame whose pad length (its first payload byte) has
     /// not come yet: whether it carries a byte of the body is not known before.
     pad_pending: bool,
+    /// HEADERS and CONTINUATION are no use: the connection has sent its final GOAWAY, after
+    /// which h2 drops a new stream's HEADERS silently.
+    ignore_headers: bool,
 }
 
 impl FrameScan {
@@ -332,7 +352,7 @@ impl FrameScan {
             self.pad_pending = false;
             self.payload_used = match kind {
                 // HEADERS, CONTINUATION.
-                0x1 | 0x9 => true,
+                0x1 | 0x9 => !self.ignore_headers,
                 // DATA, when it ends the stream or carries a byte of the body: an empty one, or
                 // one of padding only (which h2 gives back to the flow-control window at once),
                 // moves no more than a PING does.
@@ -364,9 +384,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
         let this = &mut *self;
         if let Some(new) = buf.filled().get(before..)
             && !new.is_empty()
-            && this.used.read(new)
         {
-            this.activity.touch();
+            if this.activity.closing.load(Ordering::Relaxed) {
+                this.used.closing();
+            }
+            if this.used.read(new) {
+                this.activity.touch();
+            }
         }
         result
     }
@@ -853,11 +877,11 @@ mod tests {
         futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
     }
 
-    /// Review: an empty DATA frame (no END_STREAM) moves no byte of the body, as a PING moves
-    /// none, yet counts as use: a client keeps a request whose body never comes in flight, with
-    /// its slot, for ever, sending 9 bytes every 100 ms.
+    /// An empty DATA frame (no END_STREAM) moves no byte of the body, as a PING moves none: it is
+    /// no use, or a client would keep a request whose body never comes in flight, with its slot,
+    /// for ever, sending 9 bytes every 100 ms.
     #[tokio::test]
-    async fn review_empty_data_frames_do_not_keep_a_stalled_http2_request_open() {
+    async fn empty_data_frames_do_not_keep_a_stalled_http2_request_open() {
         // An empty DATA frame on stream 1, flags 0.
         stalled_by(frame(0, 0)).await;
         // One of padding only (PADDED, pad length 200): h2 gives the padding back to the window.
@@ -899,11 +923,100 @@ mod tests {
                 }
             }
         });
-        let closed = tokio::time::timeout(Duration::from_secs(3), ended).await.is_ok();
+        let closed = tokio::time::timeout(Duration::from_secs(3), ended)
+            .await
+            .is_ok();
         feeder.abort();
         assert!(
             closed,
             "a request stalled mid-body, with DATA frames of no data, is still open 10 idle_timeouts later"
+        );
+    }
+
+    /// Once the idle close has sent its final GOAWAY (last stream 1), h2 ignores HEADERS on any
+    /// later stream without a word (no RST_STREAM, nothing counted against its reset limits):
+    /// they are no use, or a client would keep its stalled request, and the connection's slot,
+    /// for ever.
+    #[tokio::test]
+    async fn headers_h2_ignores_after_goaway_do_not_keep_a_stalled_request_open() {
+        let addr = decision_like_listener(Duration::from_millis(300)).await;
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (mut rd, wr) = stream.into_split();
+        let wr = Arc::new(tokio::sync::Mutex::new(wr));
+        // POST / (no END_STREAM: its body never comes).
+        let block = [0x83u8, 0x86, 0x84, 0x01, 4, b's', b'i', b'd', b'e'];
+        let headers = move |id: u8, flags: u8| {
+            let mut f = vec![
+                0,
+                0,
+                u8::try_from(block.len()).unwrap(),
+                1,
+                flags,
+                0,
+                0,
+                0,
+                id,
+            ];
+            f.extend_from_slice(&block);
+            f
+        };
+        let settings = [0u8, 0, 0, 4, 0, 0, 0, 0, 0];
+        wr.lock()
+            .await
+            .write_all(&[&H2_PREFACE[..], &settings[..], &headers(1, 0x4)[..]].concat())
+            .await
+            .unwrap();
+        // Answers the server's pings (the graceful close's among them), as any client does.
+        let acks = Arc::clone(&wr);
+        let (final_goaway, goaway_seen) = tokio::sync::oneshot::channel::<()>();
+        let mut final_goaway = Some(final_goaway);
+        let ended = tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                match rd.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+                while buf.len() >= 9 {
+                    let len =
+                        usize::from(buf[0]) << 16 | usize::from(buf[1]) << 8 | usize::from(buf[2]);
+                    if buf.len() < 9 + len {
+                        break;
+                    }
+                    let frame: Vec<u8> = buf.drain(..9 + len).collect();
+                    // The final GOAWAY: last stream 1, not 2^31-1.
+                    if frame[3] == 7
+                        && frame.get(9..13) == Some(&[0, 0, 0, 1][..])
+                        && let Some(tx) = final_goaway.take()
+                    {
+                        let _ = tx.send(());
+                    }
+                    if frame[3] == 6 && frame[4] & 1 == 0 {
+                        let mut ack = frame.clone();
+                        ack[4] = 1;
+                        let _ = acks.lock().await.write_all(&ack).await;
+                    }
+                }
+            }
+        });
+        let feeder = tokio::spawn(async move {
+            let _ = goaway_seen.await;
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                // A GET on stream 3, END_STREAM | END_HEADERS: ignored once the GOAWAY is out.
+                if wr.lock().await.write_all(&headers(3, 0x5)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let closed = tokio::time::timeout(Duration::from_secs(3), ended)
+            .await
+            .is_ok();
+        feeder.abort();
+        assert!(
+            closed,
+            "a request stalled mid-body, with HEADERS h2 ignores, is still open 10 idle_timeouts later"
         );
     }
 

@@ -397,6 +397,7 @@ async fn serve_connection<S>(
             }
             if closing && !was_closing {
                 connection.as_mut().graceful_shutdown();
+                activity.closing();
             }
         }
         connection.as_mut().poll(cx)

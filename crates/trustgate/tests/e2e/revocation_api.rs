@@ -262,7 +262,7 @@ fn cutoffs_in_the_future_and_empty_values_are_refused() {
     );
 }
 
-/// Review: a token without `iat` has no lifetime the gateway can bound (`exp - now` only says how
+/// A token without `iat` has no lifetime the gateway can bound (`exp - now` only says how
 /// long it has left), so a subject revocation, kept `max_token_lifetime` past its cut-off, lapses
 /// while such a token is still accepted. Here the entry for a cut-off 15 minutes ago (with
 /// `max_token_lifetime` 1m) would already have lapsed: the API refuses it as covering only expired
@@ -270,7 +270,7 @@ fn cutoffs_in_the_future_and_empty_values_are_refused() {
 /// The same happens with real time: revoke at T, the entry lapses at T + 1m + leeway + 5m, and a
 /// token without `iat` whose `exp` is further ahead is accepted again once `exp - now` <= 6m.
 #[test]
-fn review_a_token_without_iat_cannot_outlive_its_subject_revocation() {
+fn a_token_without_iat_cannot_outlive_its_subject_revocation() {
     let f = Fixture::new();
     let dir = TempDir::new();
     let gw = Gateway::start(&config(&f, &dir).section("revocation", "max_token_lifetime", "1m"));
