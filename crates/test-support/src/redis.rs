@@ -191,25 +191,14 @@ impl RedisServer {
             panic!("cannot start redis-server ({err}); run scripts/install-test-deps.sh")
         });
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.cli(&["PING"]).trim() != "PONG" {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on port {} did not answer PING",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_pong(&format!("redis-server on port {}", self.port), |args| {
+            self.cli(args)
+        });
     }
 
     /// `redis://127.0.0.1:<port>` (`rediss://` with TLS).
     pub fn url(&self) -> String {
-        let scheme = if self.tls.is_some() {
-            "rediss"
-        } else {
-            "redis"
-        };
-        format!("{scheme}://127.0.0.1:{}", self.port)
+        url(self.port, self.tls.as_ref())
     }
 
     /// Runs `redis-cli -p <port> ARGS`, returning its standard output.
@@ -294,6 +283,21 @@ impl RedisCluster {
     /// The seed node URLs.
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
+    }
+}
+
+/// `redis://127.0.0.1:<port>`, or `rediss://` with TLS.
+fn url(port: u16, tls: Option<&RedisTls>) -> String {
+    let scheme = if tls.is_some() { "rediss" } else { "redis" };
+    format!("{scheme}://127.0.0.1:{port}")
+}
+
+/// Waits up to 10 s for `cli(["PING"])` to answer PONG.
+fn wait_for_pong(what: &str, cli: impl Fn(&[&str]) -> String) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cli(&["PING"]).trim() != "PONG" {
+        assert!(Instant::now() < deadline, "{what} did not answer PING");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -400,25 +404,15 @@ impl RedisSentinel {
             password: Some(password.to_owned()),
             tls: tls.cloned(),
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while sentinel.cli(&["PING"]).trim() != "PONG" {
-            assert!(
-                Instant::now() < deadline,
-                "redis sentinel on port {port} did not answer PING"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_pong(&format!("redis sentinel on port {port}"), |args| {
+            sentinel.cli(args)
+        });
         sentinel
     }
 
     /// `redis://127.0.0.1:<port>` (`rediss://` with TLS).
     pub fn url(&self) -> String {
-        let scheme = if self.tls.is_some() {
-            "rediss"
-        } else {
-            "redis"
-        };
-        format!("{scheme}://127.0.0.1:{}", self.port)
+        url(self.port, self.tls.as_ref())
     }
 
     /// Runs `redis-cli` against the sentinel, authenticated.

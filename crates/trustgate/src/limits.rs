@@ -870,6 +870,23 @@ mod tests {
         );
     }
 
+    /// Asserts the server closed a connection whose request is stalled mid-body (`ended`: its
+    /// reader's end) within 10 idle timeouts of 300 ms, while `feeder` sent `noise` on it.
+    async fn closed_while_fed(
+        ended: tokio::task::JoinHandle<()>,
+        feeder: tokio::task::JoinHandle<()>,
+        noise: &str,
+    ) {
+        let closed = tokio::time::timeout(Duration::from_secs(3), ended)
+            .await
+            .is_ok();
+        feeder.abort();
+        assert!(
+            closed,
+            "a request stalled mid-body, with {noise}, is still open 10 idle_timeouts later"
+        );
+    }
+
     /// `rx` as a stream, without a dependency for it.
     fn tokio_stream_like<T>(
         mut rx: tokio::sync::mpsc::Receiver<T>,
@@ -923,14 +940,7 @@ mod tests {
                 }
             }
         });
-        let closed = tokio::time::timeout(Duration::from_secs(3), ended)
-            .await
-            .is_ok();
-        feeder.abort();
-        assert!(
-            closed,
-            "a request stalled mid-body, with DATA frames of no data, is still open 10 idle_timeouts later"
-        );
+        closed_while_fed(ended, feeder, "DATA frames of no data").await;
     }
 
     /// Once the idle close has sent its final GOAWAY (last stream 1), h2 ignores HEADERS on any
@@ -1010,14 +1020,7 @@ mod tests {
                 }
             }
         });
-        let closed = tokio::time::timeout(Duration::from_secs(3), ended)
-            .await
-            .is_ok();
-        feeder.abort();
-        assert!(
-            closed,
-            "a request stalled mid-body, with HEADERS h2 ignores, is still open 10 idle_timeouts later"
-        );
+        closed_while_fed(ended, feeder, "HEADERS h2 ignores").await;
     }
 
     #[tokio::test]
