@@ -21,8 +21,10 @@ use super::metrics::FleetMetrics;
 use super::store::RedisStore;
 use crate::config::{RateKey, RateLimit};
 
-// KEYS[1] the caller's theoretical arrival time (µs); ARGV[1] emission interval T (µs),
-// ARGV[2] burst B. Allowed while the new TAT is at most T·B ahead of now.
+// KEYS[1] the caller's theoretical arrival time (µs); ARGV[1] emission interval T (µs, with a
+// fraction: `per / requests` is rarely a whole number of microseconds, and rounding it down let
+// callers through faster than the configured rate), ARGV[2] burst B. Allowed while the new TAT
+// is at most T·B ahead of now.
 const GCRA: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -34,7 +36,7 @@ local ahead = tat + interval - now
 if ahead > tolerance then
   return {0, 0, math.ceil(ahead - tolerance), math.ceil(tat - now)}
 end
-redis.call('SET', KEYS[1], string.format('%.0f', tat + interval), 'PX', math.ceil(ahead / 1000) + 1000)
+redis.call('SET', KEYS[1], string.format('%.3f', tat + interval), 'PX', math.ceil(ahead / 1000) + 1000)
 return {1, math.floor((tolerance - ahead) / interval), 0, math.ceil(ahead)}
 ";
 
@@ -53,7 +55,9 @@ pub(crate) struct RouteLimiter {
     store: Option<Arc<RedisStore>>,
     script: redis::Script,
     local: Local,
-    interval_us: u64,
+    /// The emission interval `per / requests`, rounded up to whole nanoseconds (never faster
+    /// than configured).
+    interval_ns: u64,
     burst: String,
     interval: String,
     checks: AtomicU64,
@@ -87,11 +91,11 @@ impl RouteLimiter {
         store: Option<Arc<RedisStore>>,
         metrics: &FleetMetrics,
     ) -> Self {
-        let per_us = u64::try_from(limit.per.as_micros()).unwrap_or(u64::MAX);
-        let interval_us = (per_us / limit.requests).max(1);
+        let per_ns = u64::try_from(limit.per.as_nanos()).unwrap_or(u64::MAX);
+        let interval_ns = per_ns.div_ceil(limit.requests).max(1);
         let burst = NonZeroU32::new(u32::try_from(limit.burst).unwrap_or(u32::MAX))
             .unwrap_or(NonZeroU32::MIN);
-        let quota = Quota::with_period(Duration::from_micros(interval_us))
+        let quota = Quota::with_period(Duration::from_nanos(interval_ns))
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
             .allow_burst(burst);
         let counter = |decision, source| metrics.rate_limit_counter(route, decision, source);
@@ -100,9 +104,9 @@ impl RouteLimiter {
             store,
             script: redis::Script::new(GCRA),
             local: RateLimiter::keyed(quota).with_middleware(),
-            interval_us,
+            interval_ns,
             burst: limit.burst.to_string(),
-            interval: interval_us.to_string(),
+            interval: format!("{}.{:03}", interval_ns / 1000, interval_ns % 1000),
             checks: AtomicU64::new(0),
             counters: [
                 counter("allowed", "redis"),
@@ -192,7 +196,11 @@ impl RouteLimiter {
                 self.counters[2].inc();
                 let remaining = u64::from(snapshot.remaining_burst_capacity());
                 let used = self.limit.burst.saturating_sub(remaining);
-                Verdict::Allowed(self.state(remaining, 0, used * self.interval_us))
+                Verdict::Allowed(self.state(
+                    remaining,
+                    0,
+                    used.saturating_mul(self.interval_ns) / 1000,
+                ))
             }
             Err(not_until) => {
                 self.counters[3].inc();
@@ -201,6 +209,53 @@ impl RouteLimiter {
                 let wait_us = u64::try_from(wait.as_micros()).unwrap_or(u64::MAX).max(1);
                 Verdict::Limited(self.state(0, wait_us, wait_us))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::{RateKey, RateLimit};
+
+    fn limiter(requests: u64, per: Duration) -> RouteLimiter {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = FleetMetrics::register(&mut registry);
+        RouteLimiter::new(
+            "r",
+            "ns",
+            RateLimit {
+                by: RateKey::Subject,
+                requests,
+                per,
+                burst: 1,
+            },
+            None,
+            &metrics,
+        )
+    }
+
+    /// The emission interval sent to Redis, times `requests`, covers `per`: a caller is never
+    /// let through faster than the configured rate. Truncating the interval to whole
+    /// microseconds let `600000 per 1s` through at 1000000/s, and `501 per 1ms` at 1000/ms.
+    #[test]
+    fn review_rl_the_interval_never_lets_a_caller_above_the_configured_rate() {
+        for (requests, per) in [
+            (600_000, Duration::from_secs(1)),
+            (501, Duration::from_millis(1)),
+            (300_000, Duration::from_secs(1)),
+            (3, Duration::from_secs(1)),
+            (7, Duration::from_millis(10)),
+        ] {
+            let limiter = limiter(requests, per);
+            let interval_us: f64 = limiter.interval.parse().unwrap();
+            let per_us = per.as_micros() as f64;
+            assert!(
+                interval_us * requests as f64 >= per_us,
+                "{requests} per {per:?}: interval {interval_us} µs allows {} per {per:?}",
+                per_us / interval_us
+            );
         }
     }
 }
