@@ -118,6 +118,7 @@ impl Sink {
             dropped: dropped.clone(),
             reported: 0,
             last_report: None,
+            cut: false,
         };
         std::thread::Builder::new()
             .name("trustgate-audit".into())
@@ -155,6 +156,9 @@ struct Writer {
     /// The dropped count last logged.
     reported: u64,
     last_report: Option<Instant>,
+    /// The last write failed and may have left part of a line in the file: the next batch starts
+    /// on a new line, so that a cut line stays one broken line and the events after it parse.
+    cut: bool,
 }
 
 impl Writer {
@@ -176,10 +180,14 @@ impl Writer {
                     next = events.try_recv().ok();
                 }
             }
+            if self.cut {
+                batch.insert(0, '\n');
+            }
             let written = self
                 .out
                 .write_all(batch.as_bytes())
                 .and_then(|()| self.out.flush());
+            self.cut = written.is_err();
             if let Err(err) = written {
                 tracing::error!(error = %err, lost = count, "cannot write audit events");
             }
@@ -466,6 +474,66 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A write cut short (a full disk: part of the batch reached the file, then `ENOSPC`) must
+    /// not glue the next batch onto the partial line: that corrupts the next event too, and a
+    /// restart then refuses to start ("its last line is not a chained event").
+    #[test]
+    fn review_rl_a_write_cut_short_does_not_corrupt_the_next_event() {
+        struct CutOnce {
+            file: std::fs::File,
+            cut: bool,
+        }
+        impl Write for CutOnce {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                if !self.cut {
+                    self.cut = true;
+                    self.file.write_all(&buf[..buf.len() / 2])?;
+                    return Err(std::io::Error::other("No space left on device"));
+                }
+                self.file.write(buf)
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                self.file.flush()
+            }
+        }
+        let dir = std::env::temp_dir().join(format!("trustgate-audit-cut-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap();
+        let writer = Writer {
+            out: Box::new(CutOnce { file, cut: false }),
+            subject: SubjectMode::Hash,
+            prev: Some(GENESIS.to_owned()),
+            dropped: Counter::default(),
+            reported: 0,
+            last_report: None,
+            cut: false,
+        };
+        let (queue, events) = mpsc::channel(8);
+        let thread = std::thread::spawn(move || writer.run(events));
+        for reason in [None, Some("expired")] {
+            queue.blocking_send(Message::Event(event(reason))).unwrap();
+            let (done, written) = oneshot::channel();
+            queue.blocking_send(Message::Flush(done)).unwrap();
+            written.blocking_recv().unwrap();
+        }
+        drop(queue);
+        thread.join().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let last = text.lines().last().unwrap();
+        let event: Value = serde_json::from_str(last).unwrap_or_else(|err| {
+            panic!("the event after the failed write is not a line of its own ({err}): {text:?}")
+        });
+        assert_eq!(event["reason"], "expired");
+        assert_eq!(last_hash(&path).unwrap(), event["hash"].as_str().unwrap());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn times_are_rfc3339_utc() {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
@@ -512,6 +580,7 @@ mod tests {
             dropped: Counter::default(),
             reported: 0,
             last_report: None,
+            cut: false,
         };
         let mut text = String::new();
         for index in 0..count {
