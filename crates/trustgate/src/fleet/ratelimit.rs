@@ -36,7 +36,13 @@ local ahead = tat + interval - now
 if ahead > tolerance then
   return {0, 0, math.ceil(ahead - tolerance), math.ceil(tat - now)}
 end
-redis.call('SET', KEYS[1], string.format('%.3f', tat + interval), 'PX', math.ceil(ahead / 1000) + 1000)
+-- Near now (~2^50 us) a double's step is 0.25 us, so tat + interval rounds: never downwards.
+local new_tat = tat + interval
+if new_tat - tat < interval then
+  local _, e = math.frexp(new_tat)
+  new_tat = new_tat + 2 ^ (e - 53)
+end
+redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX', math.ceil(ahead / 1000) + 1000)
 return {1, math.floor((tolerance - ahead) / interval), 0, math.ceil(ahead)}
 ";
 
