@@ -478,7 +478,7 @@ mod tests {
     /// not glue the next batch onto the partial line: that corrupts the next event too, and a
     /// restart then refuses to start ("its last line is not a chained event").
     #[test]
-    fn review_rl_a_write_cut_short_does_not_corrupt_the_next_event() {
+    fn a_write_cut_short_does_not_corrupt_the_next_event() {
         struct CutOnce {
             file: std::fs::File,
             cut: bool,

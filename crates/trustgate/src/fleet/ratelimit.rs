@@ -246,7 +246,7 @@ mod tests {
     /// let through faster than the configured rate. Truncating the interval to whole
     /// microseconds let `600000 per 1s` through at 1000000/s, and `501 per 1ms` at 1000/ms.
     #[test]
-    fn review_rl_the_interval_never_lets_a_caller_above_the_configured_rate() {
+    fn the_interval_never_lets_a_caller_above_the_configured_rate() {
         for (requests, per) in [
             (600_000, Duration::from_secs(1)),
             (501, Duration::from_millis(1)),
