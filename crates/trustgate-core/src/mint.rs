@@ -757,21 +757,23 @@ mod tests {
         assert_eq!(long.expires_at_ms, (1_700_000_000 + 300) * 1000);
     }
 
+    /// The kids of the signer's JWK Set, in order.
+    fn published_kids(signer: &InternalSigner) -> Vec<String> {
+        let doc: Value = serde_json::from_slice(&signer.jwks()).unwrap();
+        doc["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     #[test]
     fn rotation_publishes_before_signing_and_keeps_retired_keys() {
         let clock = ManualClock::at_secs(1_700_000_000);
         let signer = signer(&clock);
-        let jwks = |s: &InternalSigner| -> Vec<String> {
-            let doc: Value = serde_json::from_slice(&s.jwks()).unwrap();
-            doc["keys"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|k| k["kid"].as_str().unwrap().to_owned())
-                .collect()
-        };
         let first = signer.active_kid();
-        let before = jwks(&signer);
+        let before = published_kids(&signer);
         assert_eq!(before.len(), 2, "active and next are published");
         let next = before[1].clone();
         clock.advance_secs(3600);
@@ -781,12 +783,12 @@ mod tests {
             next,
             "the pre-published key signs next"
         );
-        let after = jwks(&signer);
+        let after = published_kids(&signer);
         assert!(after.contains(&first), "the retired key stays published");
         assert_eq!(after.len(), 3);
         clock.advance_secs(3600);
         signer.rotate_if_due();
-        let later = jwks(&signer);
+        let later = published_kids(&signer);
         assert!(
             !later.contains(&first),
             "retired keys leave after their tokens expired"
@@ -800,30 +802,21 @@ mod tests {
     fn a_retired_key_leaves_the_jwks_once_its_tokens_have_expired() {
         let clock = ManualClock::at_secs(1_700_000_000);
         let signer = signer(&clock);
-        let kids = |s: &InternalSigner| -> Vec<String> {
-            let doc: Value = serde_json::from_slice(&s.jwks()).unwrap();
-            doc["keys"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|k| k["kid"].as_str().unwrap().to_owned())
-                .collect()
-        };
         let first = signer.active_kid();
         clock.advance_secs(3600);
         signer.rotate_if_due();
         assert!(
-            kids(&signer).contains(&first),
+            published_kids(&signer).contains(&first),
             "still published right after"
         );
         // max_token_ttl (300 s) + 60 s after the rotation, every token it signed has expired
         // (and passed a 60 s leeway).
         clock.advance_secs(361);
         assert!(
-            !kids(&signer).contains(&first),
+            !published_kids(&signer).contains(&first),
             "the retired key is still published 361 s after it stopped signing"
         );
-        assert_eq!(kids(&signer).len(), 2, "active and next remain");
+        assert_eq!(published_kids(&signer).len(), 2, "active and next remain");
     }
 
     /// A shared ring signs with the key whose window holds the moment, publishes every key

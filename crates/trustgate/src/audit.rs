@@ -505,15 +505,7 @@ mod tests {
             .append(true)
             .open(&path)
             .unwrap();
-        let writer = Writer {
-            out: Box::new(CutOnce { file, cut: false }),
-            subject: SubjectMode::Hash,
-            prev: Some(GENESIS.to_owned()),
-            dropped: Counter::default(),
-            reported: 0,
-            last_report: None,
-            cut: false,
-        };
+        let writer = test_writer(Box::new(CutOnce { file, cut: false }));
         let (queue, events) = mpsc::channel(8);
         let thread = std::thread::spawn(move || writer.run(events));
         for reason in [None, Some("expired")] {
@@ -572,16 +564,21 @@ mod tests {
         }
     }
 
-    fn chained(count: usize) -> String {
-        let mut writer = Writer {
-            out: Box::new(std::io::sink()),
+    /// A writer into `out` from the start of a chain, hashing subjects.
+    fn test_writer(out: Box<dyn Write + Send>) -> Writer {
+        Writer {
+            out,
             subject: SubjectMode::Hash,
             prev: Some(GENESIS.to_owned()),
             dropped: Counter::default(),
             reported: 0,
             last_report: None,
             cut: false,
-        };
+        }
+    }
+
+    fn chained(count: usize) -> String {
+        let mut writer = test_writer(Box::new(std::io::sink()));
         let mut text = String::new();
         for index in 0..count {
             let reason = (index % 2 == 1).then_some("expired");

@@ -89,8 +89,9 @@ pub enum Revoked {
     BySubject,
     /// The list is too old to say (fail closed).
     Stale,
-    /// It lives longer than `revocation.max_token_lifetime` (or never expires): a revocation,
-    /// kept that long, could lapse while the token is still valid (fail closed).
+    /// It lives longer than `revocation.max_token_lifetime`, or its lifetime cannot be told (no
+    /// `exp` or no `iat`): a revocation, kept that long, could lapse while the token is still
+    /// valid (fail closed).
     OutlivesRevocations,
 }
 

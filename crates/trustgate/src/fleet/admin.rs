@@ -144,7 +144,6 @@ pub(crate) async fn handle(gateway: Arc<Gateway>, req: Request<Incoming>) -> Res
     }
 }
 
-/// The configured issuer named by `id_or_iss`.
 /// The `iss` of the issuer named by its id or `iss`, and how long after a token's `exp` (or a
 /// cut-off's `max_token_lifetime`) an entry against it is kept: the issuer's leeway, during which
 /// it still accepts the token, and [`LEEWAY_SECS`] more.
