@@ -643,6 +643,110 @@ fn a_stalled_http2_exchange_is_dropped_while_the_client_pings() {
     );
 }
 
+/// The public listener's part of the idle close's GOAWAY rule (the unit tests in `limits.rs`
+/// run it on a listener of their own): once the final GOAWAY is out, h2 drops a client's HEADERS
+/// on new streams without a word, so they are no use. A client sending one every 100 ms must not
+/// keep its stalled request (a POST whose body never comes), the upstream's connection and its
+/// own slot open.
+#[test]
+fn headers_sent_after_the_final_goaway_do_not_keep_a_stalled_http2_request_open() {
+    use std::sync::{Arc, Mutex, mpsc};
+
+    let f = Fixture::new();
+    // A long response timeout: the upstream waits for the body, and the exchange stays stalled.
+    let config = public_route_with(&f, "response_timeout", "30s").server("idle_timeout", "1s");
+    let gateway = Gateway::start(&config);
+    let stream = gateway.connect();
+    let mut reader = stream.try_clone().unwrap();
+    let writer = Arc::new(Mutex::new(stream));
+
+    // :method POST, :scheme http, :path /, :authority gw.test (literal, not indexed).
+    let block = [
+        0x83u8, 0x86, 0x84, 0x01, 7, b'g', b'w', b'.', b't', b'e', b's', b't',
+    ];
+    let headers = move |id: u8, flags: u8| {
+        let mut frame = vec![
+            0,
+            0,
+            u8::try_from(block.len()).unwrap(),
+            1,
+            flags,
+            0,
+            0,
+            0,
+            id,
+        ];
+        frame.extend_from_slice(&block);
+        frame
+    };
+    let settings = [0u8, 0, 0, 4, 0, 0, 0, 0, 0];
+    // Stream 1: END_HEADERS, no END_STREAM.
+    writer
+        .lock()
+        .unwrap()
+        .write_all(
+            &[
+                &b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"[..],
+                &settings[..],
+                &headers(1, 0x4)[..],
+            ]
+            .concat(),
+        )
+        .unwrap();
+
+    // Reads frames until the connection ends, answering the server's pings (the graceful
+    // close's among them) as any client does, and telling when the final GOAWAY (last stream 1,
+    // not 2^31-1) arrives.
+    let (goaway_tx, goaway_rx) = mpsc::channel::<Instant>();
+    let acks = Arc::clone(&writer);
+    let ended = std::thread::spawn(move || {
+        reader
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            match reader.read(&mut chunk) {
+                Ok(0) | Err(_) => return Instant::now(),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            while buf.len() >= 9 {
+                let len =
+                    usize::from(buf[0]) << 16 | usize::from(buf[1]) << 8 | usize::from(buf[2]);
+                if buf.len() < 9 + len {
+                    break;
+                }
+                let frame: Vec<u8> = buf.drain(..9 + len).collect();
+                if frame[3] == 7 && frame.get(9..13) == Some(&[0, 0, 0, 1][..]) {
+                    let _ = goaway_tx.send(Instant::now());
+                }
+                if frame[3] == 6 && frame[4] & 1 == 0 {
+                    let mut ack = frame.clone();
+                    ack[4] = 1;
+                    let _ = acks.lock().unwrap().write_all(&ack);
+                }
+            }
+        }
+    });
+    let final_goaway = goaway_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("no final GOAWAY within 5 s of an idle stalled request");
+    // A GET on stream 3, END_STREAM | END_HEADERS, every 100 ms, until the connection is gone
+    // (8 s at most).
+    while final_goaway.elapsed() < Duration::from_secs(8) && !ended.is_finished() {
+        std::thread::sleep(Duration::from_millis(100));
+        // Fails once the gateway has closed; the loop ends when the reader sees it.
+        let _ = writer.lock().unwrap().write_all(&headers(3, 0x5));
+    }
+    assert!(ended.is_finished(), "still open 8 s after the final GOAWAY");
+    let closed_after = ended.join().unwrap().duration_since(final_goaway);
+    // Dropped one idle timeout (checked every quarter of it) after the graceful close.
+    assert!(
+        closed_after >= Duration::from_millis(700) && closed_after < Duration::from_millis(2500),
+        "{closed_after:?}"
+    );
+}
+
 /// Sends `GET target` with `extra` header lines on `stream`, kept alive, and returns the status
 /// and the number of the upstream connection that carried it.
 fn get_on(stream: &mut TcpStream, f: &Fixture, target: &str, extra: &str) -> (u16, u64) {
