@@ -64,6 +64,8 @@ pub(crate) struct RouteLimiter {
     /// The emission interval `per / requests`, rounded up to whole nanoseconds (never faster
     /// than configured).
     interval_ns: u64,
+    /// `RateLimit-Policy`'s quota and window: the steady rate over a whole number of seconds.
+    advertised: (u64, u64),
     burst: String,
     interval: String,
     checks: AtomicU64,
@@ -89,6 +91,22 @@ fn secs_up(us: u64) -> u64 {
     us.div_ceil(1_000_000)
 }
 
+/// The policy as `RateLimit-Policy` states it, `(q, w)`: the header's window is whole seconds,
+/// so a `per` that is not is stated over the next whole second, with the quota that window
+/// really allows, rounded down (`10` per `500ms` is `q=20;w=1`, `3` per `1500ms` is `q=4;w=2`).
+/// Stating `q=requests` with `per` rounded would tell a client it may send more than it can
+/// (`1500ms` as `w=1`) or less (`500ms` as `w=1`).
+fn advertised(requests: u64, per: Duration) -> (u64, u64) {
+    const NS: u128 = 1_000_000_000;
+    let per_ns = per.as_nanos().max(1);
+    let window_secs = per_ns.div_ceil(NS).max(1);
+    let quota = u128::from(requests).saturating_mul(window_secs * NS) / per_ns;
+    (
+        u64::try_from(quota).unwrap_or(u64::MAX),
+        u64::try_from(window_secs).unwrap_or(u64::MAX),
+    )
+}
+
 impl RouteLimiter {
     pub(crate) fn new(
         route: &str,
@@ -111,6 +129,7 @@ impl RouteLimiter {
             script: redis::Script::new(GCRA),
             local: RateLimiter::keyed(quota).with_middleware(),
             interval_ns,
+            advertised: advertised(limit.requests, limit.per),
             burst: limit.burst.to_string(),
             interval: format!("{}.{:03}", interval_ns / 1000, interval_ns % 1000),
             checks: AtomicU64::new(0),
@@ -145,8 +164,8 @@ impl RouteLimiter {
 
     fn state(&self, remaining: u64, retry_us: u64, reset_us: u64) -> RateLimitState {
         RateLimitState {
-            quota: self.limit.requests,
-            window_secs: self.limit.per.as_secs().max(1),
+            quota: self.advertised.0,
+            window_secs: self.advertised.1,
             remaining,
             reset_secs: secs_up(reset_us),
             retry_after_secs: secs_up(retry_us).max(u64::from(retry_us > 0)),
@@ -262,6 +281,30 @@ mod tests {
                 "{requests} per {per:?}: interval {interval_us} µs allows {} per {per:?}",
                 per_us / interval_us
             );
+        }
+    }
+
+    /// `RateLimit-Policy` never states a rate other than the one enforced: `per` rounded to
+    /// whole seconds with `q = requests` told a `1500ms` policy's clients they could send 1.5×
+    /// what they can, and a `500ms` one's half.
+    #[test]
+    fn the_advertised_policy_states_the_enforced_rate_in_whole_seconds() {
+        for (requests, per, expected) in [
+            (100, Duration::from_secs(60), (100, 60)),
+            (20, Duration::from_secs(10), (20, 10)),
+            (10, Duration::from_millis(500), (20, 1)),
+            (3, Duration::from_millis(1500), (4, 2)),
+            (1, Duration::from_millis(1), (1000, 1)),
+            (7, Duration::from_nanos(1), (7_000_000_000, 1)),
+            (u64::MAX, Duration::from_nanos(1), (u64::MAX, 1)),
+        ] {
+            assert_eq!(
+                advertised(requests, per),
+                expected,
+                "{requests} per {per:?}"
+            );
+            let state = limiter(requests, per).state(0, 0, 0);
+            assert_eq!((state.quota, state.window_secs), expected);
         }
     }
 }
