@@ -172,8 +172,10 @@ async fn entry(gateway: &Gateway, request: Revoke) -> Result<Entry, String> {
             i64::try_from(r.max_token_lifetime.as_secs()).unwrap_or(i64::MAX)
         });
     // Routes that check revocations refuse tokens living longer than `max_token_lifetime`
-    // (`Revocations::outlives_revocations`), so no token they accept expires later than this.
-    let latest_exp = now.saturating_add(max_lifetime).saturating_add(LEEWAY_SECS);
+    // (`Revocations::outlives_revocations`), and the issuer's leeway lets a token's `iat` be
+    // that far ahead of now, so no token they accept expires later than this (`kept` is the
+    // leeway and `LEEWAY_SECS`).
+    let latest_exp = |kept: i64| now.saturating_add(max_lifetime).saturating_add(kept);
     // An empty value matches no token (an empty `sub` is no subject): refused, not answered 201.
     if request.jti.as_deref() == Some("") || request.sub.as_deref() == Some("") {
         return Err("\"jti\" and \"sub\" must not be empty".into());
@@ -184,9 +186,9 @@ async fn entry(gateway: &Gateway, request: Revoke) -> Result<Entry, String> {
             let exp = request
                 .exp
                 .unwrap_or_else(|| now.saturating_add(max_lifetime));
-            if exp > latest_exp {
+            if exp > latest_exp(kept) {
                 return Err(format!(
-                    "\"exp\" {exp} is more than revocation.max_token_lifetime ({max_lifetime} s) from now, which no token accepted on a route that checks revocations outlives; is it in milliseconds? (seconds since the epoch)"
+                    "\"exp\" {exp} is more than revocation.max_token_lifetime ({max_lifetime} s) and the issuer's leeway from now, which no token accepted on a route that checks revocations outlives; is it in milliseconds? (seconds since the epoch)"
                 ));
             }
             Entry {

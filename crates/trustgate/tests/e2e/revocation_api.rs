@@ -148,6 +148,45 @@ fn a_revoked_jti_stays_refused_while_the_issuers_leeway_still_accepts_the_token(
     assert_eq!(gw.get("/rev", &[("Authorization", &auth)]).status, 401);
 }
 
+/// The issuer's leeway lets a token's `iat` be ahead of the gateway's clock (an issuer whose
+/// clock runs fast), and its `exp` then `max_token_lifetime` further: such a token is accepted,
+/// so its `jti` can be revoked with its real `exp` (the API refused that `exp` as further ahead
+/// than any accepted token lives).
+#[test]
+fn a_jti_can_be_revoked_with_its_exp_when_its_iat_is_ahead_within_the_leeway() {
+    let f = Fixture::new();
+    let dir = TempDir::new();
+    let config = config(&f, &dir)
+        .section("revocation", "max_token_lifetime", "1h")
+        .edit_issuer("idp", |i| {
+            i.set("leeway", "1h").set("danger_allow_long_leeway", true)
+        });
+    let gw = Gateway::start(&config);
+    let t = now();
+    let (iat, exp) = (t + 1800, t + 1800 + 3600);
+    let token = f.token_with(
+        "alice",
+        json!({"jti": "ahead-1", "iat": iat, "nbf": t, "exp": exp}),
+    );
+    let auth = bearer(&token);
+    assert_eq!(gw.get("/rev", &[("Authorization", &auth)]).status, 200);
+    let (status, body) = admin(
+        &gw,
+        "POST",
+        Some(json!({"jti": "ahead-1", "issuer": "idp", "exp": exp})),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(gw.get("/rev", &[("Authorization", &auth)]).status, 401);
+    // Still refused: an `exp` further ahead than the leeway allows for.
+    let (status, body) = admin(
+        &gw,
+        "POST",
+        Some(json!({"jti": "ahead-2", "issuer": "idp", "exp": t + 3600 + 300 + 3600 + 60})),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("milliseconds"), "{body}");
+}
+
 /// A subject revocation is kept `max_token_lifetime` past its cut-off, so a token that lives
 /// longer would outlive it: routes that check revocations refuse such tokens outright, and a
 /// revocation that would already have lapsed is refused rather than answered 201 for nothing.
