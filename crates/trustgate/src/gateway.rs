@@ -125,6 +125,7 @@ fn server_settings_read_at_start(server: &ServerConfig) -> impl PartialEq + '_ {
         listen: _,
         tls,
         max_connections,
+        max_connections_per_client,
         header_read_timeout,
         idle_timeout,
         max_header_bytes,
@@ -138,6 +139,7 @@ fn server_settings_read_at_start(server: &ServerConfig) -> impl PartialEq + '_ {
     (
         tls,
         max_connections,
+        max_connections_per_client,
         header_read_timeout,
         idle_timeout,
         max_header_bytes,

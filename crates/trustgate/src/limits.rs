@@ -550,6 +550,7 @@ mod tests {
             listen: "127.0.0.1:0".parse().unwrap(),
             tls: None,
             max_connections: 2,
+            max_connections_per_client: None,
             header_read_timeout: Duration::from_millis(300),
             idle_timeout: idle,
             max_header_bytes: 16384,

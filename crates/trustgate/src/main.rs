@@ -7,6 +7,7 @@ mod admin;
 mod audit;
 mod cli;
 mod config;
+mod connections;
 #[cfg(feature = "demo")]
 mod demo;
 mod ext_authz;

@@ -8,7 +8,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use trustgate_core::Validator;
@@ -69,6 +69,8 @@ pub(crate) struct Metrics {
     upstream_seconds: Family<RouteLabel, Histogram>,
     reloads: Family<ResultLabel, Counter>,
     audit_dropped: Counter,
+    connections_open: Gauge,
+    connections_refused: Family<ReasonLabel, Counter>,
     validator: Arc<ArcSwapOption<Validator>>,
     /// The fleet's store, revocation, rate-limit and key-ring metrics.
     pub(crate) fleet: Arc<crate::fleet::metrics::FleetMetrics>,
@@ -126,6 +128,18 @@ impl Metrics {
             "Audit events dropped because the audit queue was full",
             audit_dropped.clone(),
         );
+        let connections_open = Gauge::default();
+        registry.register(
+            "connections_open",
+            "Connections open on the proxy listener, an upgraded tunnel counting as its connection",
+            connections_open.clone(),
+        );
+        let connections_refused = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Connections to the proxy listener closed at accept, by the limit they were over: max_connections or max_connections_per_client",
+            connections_refused.clone(),
+        );
         let validator = Arc::new(ArcSwapOption::empty());
         registry.register_collector(Box::new(ValidatorCollector {
             validator: Arc::clone(&validator),
@@ -139,6 +153,8 @@ impl Metrics {
             upstream_seconds,
             reloads,
             audit_dropped,
+            connections_open,
+            connections_refused,
             validator,
             fleet,
         })
@@ -177,6 +193,18 @@ impl Metrics {
     /// The counter of audit events dropped on a full queue (`trustgate_audit_dropped_total`).
     pub(crate) fn audit_dropped(&self) -> Counter {
         self.audit_dropped.clone()
+    }
+
+    /// The gauge of open proxy connections, held by each connection's slot.
+    pub(crate) fn connections_open(&self) -> Gauge {
+        self.connections_open.clone()
+    }
+
+    /// Counts a connection closed at accept for being over `limit`.
+    pub(crate) fn connection_refused(&self, limit: &'static str) {
+        self.connections_refused
+            .get_or_create(&ReasonLabel { reason: limit })
+            .inc();
     }
 
     pub(crate) fn reload(&self, ok: bool) {

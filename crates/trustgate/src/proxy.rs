@@ -23,7 +23,6 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use tokio::sync::OwnedSemaphorePermit;
 use trustgate_core::{BAGGAGE, TRACEPARENT, TRACESTATE, VerifiedToken};
 use trustgate_edge::decision::Trace;
 use trustgate_edge::framing::{self, FramingError};
@@ -33,6 +32,7 @@ use trustgate_edge::{
 };
 
 use crate::config::UpstreamProtocol;
+use crate::connections::ConnectionSlot;
 use crate::record::{self, Door, Origin};
 use crate::runtime::{RouteRuntime, Runtime};
 use crate::telemetry::RequestTrace;
@@ -249,7 +249,7 @@ pub(crate) async fn handle(
     rt: Arc<Runtime>,
     mut req: Request<Incoming>,
     conn: ConnInfo,
-    tunnel_slot: Option<Arc<OwnedSemaphorePermit>>,
+    tunnel_slot: Option<Arc<ConnectionSlot>>,
 ) -> Response<Body> {
     // Kept in the request's future (which hyper moves): a few bytes, its spans boxed when sampled.
     let mut trace = rt.tracing.as_ref().map(|tracing| {

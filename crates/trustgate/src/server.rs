@@ -19,11 +19,12 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::admin;
 use crate::config::{self, Config, ConfigError};
+use crate::connections::{ConnectionSlot, PerClient};
 use crate::gateway::Gateway;
 use crate::limits::{Activity, Counted};
 use crate::metrics::Metrics;
@@ -200,6 +201,8 @@ pub(crate) async fn run(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let limit = Arc::new(Semaphore::new(server.max_connections));
+    let per_client = server.max_connections_per_client.map(PerClient::new);
+    let connections_open = gateway.metrics.connections_open();
     let mut builder = crate::limits::limited_builder(&server);
     builder
         .http1()
@@ -230,8 +233,25 @@ pub(crate) async fn run(
                 };
                 let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
                     tracing::debug!(%peer, "connection limit reached; closing");
+                    gateway.metrics.connection_refused("max_connections");
                     drop(stream);
                     continue;
+                };
+                // Trusted proxies (a load balancer, an ingress) carry many clients' connections,
+                // and are not counted as one client.
+                let client = match &per_client {
+                    Some(per_client)
+                        if !gateway.runtime.load().config.server.trusted_proxies.contains(peer.ip()) =>
+                    {
+                        let Some(client) = per_client.try_acquire(peer.ip()) else {
+                            tracing::debug!(%peer, "per-client connection limit reached; closing");
+                            gateway.metrics.connection_refused("max_connections_per_client");
+                            drop(stream);
+                            continue;
+                        };
+                        Some(client)
+                    }
+                    _ => None,
                 };
                 let _ = stream.set_nodelay(true);
                 let gateway = Arc::clone(&gateway);
@@ -243,7 +263,7 @@ pub(crate) async fn run(
                 let timeouts = (server.header_read_timeout, (server.idle_timeout, server.max_header_bytes.max(8192) * 2));
                 // Shared with an upgraded tunnel, which outlives the HTTP connection that made it:
                 // the slot is free only when both have ended.
-                let slot = Arc::new(permit);
+                let slot = Arc::new(ConnectionSlot::new(permit, client, connections_open.clone()));
                 // One task type per listener kind, not one `match` inside a task: a task is
                 // allocated at its future's size, and the TLS future (rustls' connection state
                 // inline) is 5.9 KiB against 2.3 KiB for plain TCP. One `match` sized every plain
@@ -309,7 +329,7 @@ async fn all_slots_free(limit: &Semaphore, max: usize) {
 async fn serve_connection<S>(
     stream: S,
     conn: ConnInfo,
-    slot: Arc<OwnedSemaphorePermit>,
+    slot: Arc<ConnectionSlot>,
     gateway: Arc<Gateway>,
     builder: &auto::Builder<TokioExecutor>,
     stop: watch::Receiver<bool>,

@@ -112,6 +112,9 @@ pub(crate) struct ServerConfig {
     pub(crate) listen: SocketAddr,
     pub(crate) tls: Option<FileTls>,
     pub(crate) max_connections: usize,
+    /// Open proxy connections from one client (an IPv4 address, an IPv6 /64), peers in
+    /// `trusted_proxies` excepted; `None`: no limit but `max_connections`.
+    pub(crate) max_connections_per_client: Option<u32>,
     pub(crate) header_read_timeout: Duration,
     pub(crate) idle_timeout: Duration,
     pub(crate) max_header_bytes: usize,
@@ -242,6 +245,16 @@ fn validate(
             "server.max_connections must be between 1 and 1000000000",
         ));
     }
+    let max_connections_per_client = match server.max_connections_per_client {
+        None => None,
+        Some(n) if n >= 1 && n <= server.max_connections => u32::try_from(n).ok(),
+        Some(_) => None,
+    };
+    if server.max_connections_per_client.is_some() && max_connections_per_client.is_none() {
+        return Err(ConfigError::new(
+            "server.max_connections_per_client must be between 1 and server.max_connections",
+        ));
+    }
     if server.max_headers == 0 || server.max_header_bytes < 1024 {
         return Err(ConfigError::new(
             "server.max_headers must be at least 1 and server.max_header_bytes at least 1024",
@@ -260,6 +273,7 @@ fn validate(
             key: resolve(base, &tls.key),
         }),
         max_connections: server.max_connections,
+        max_connections_per_client,
         header_read_timeout: server.header_read_timeout.0,
         idle_timeout: server.idle_timeout.0,
         max_header_bytes: server.max_header_bytes,

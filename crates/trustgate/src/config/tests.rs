@@ -629,3 +629,25 @@ fn upstream_urls_never_carry_credentials() {
     assert!(err.contains("url carries credentials"), "{err}");
     assert!(!err.contains("s3cret"), "{err}");
 }
+
+#[test]
+fn max_connections_per_client_is_between_one_and_max_connections() {
+    for value in ["0", "11", "4611686018427387904"] {
+        let err = error(&format!(
+            "[server]\nmax_connections = 10\nmax_connections_per_client = {value}\n{BASE}"
+        ));
+        assert!(
+            err.contains(
+                "server.max_connections_per_client must be between 1 and server.max_connections"
+            ),
+            "{value}: {err}"
+        );
+    }
+    let config = parse_text(&format!(
+        "[server]\nmax_connections = 10\nmax_connections_per_client = 10\n{BASE}"
+    ))
+    .unwrap();
+    assert_eq!(config.server.max_connections_per_client, Some(10));
+    let config = parse_text(BASE).unwrap();
+    assert_eq!(config.server.max_connections_per_client, None);
+}

@@ -441,3 +441,96 @@ fn a_burst_of_slow_and_idle_connections_does_not_stop_valid_traffic() {
         gateway.open_fds()
     );
 }
+
+/// A keep-alive `GET /ids/x` with `token` on `stream`: its status, or `None` when the gateway
+/// closed the connection without a byte.
+fn status_on(stream: &mut TcpStream, token: &str) -> Option<u16> {
+    let request =
+        format!("GET /ids/x HTTP/1.1\r\nHost: gw.test\r\nAuthorization: Bearer {token}\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    // Waits for the first byte, or the end of the connection.
+    match stream.peek(&mut [0u8; 1]) {
+        Ok(0) | Err(_) => None,
+        Ok(_) => Some(crate::common::read_response(stream).status),
+    }
+}
+
+/// A connection to `addr` from the loopback address `from` (all of 127.0.0.0/8 is this host).
+fn connect_from(from: &str, addr: SocketAddr) -> TcpStream {
+    let from: SocketAddr = format!("{from}:0").parse().unwrap();
+    let stream = crate::common::rt().block_on(async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(from).unwrap();
+        socket.connect(addr).await.unwrap().into_std().unwrap()
+    });
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+}
+
+/// `max_connections_per_client`: one client holding its share cannot open more (closed at once,
+/// without a byte, counted), another client still can, and a slot given back is taken again. A
+/// peer in `trusted_proxies` (a load balancer carrying many clients) is not counted.
+#[test]
+fn one_client_cannot_hold_more_than_max_connections_per_client() {
+    let f = Fixture::new();
+    let token = f.token("alice");
+    let config = routes(&f)
+        .server("max_connections_per_client", 2)
+        .server("idle_timeout", "60s")
+        .server("header_read_timeout", "60s");
+    let gateway = Gateway::start(&config);
+    let mut held: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut stream = connect_from("127.0.0.1", gateway.proxy);
+            assert_eq!(status_on(&mut stream, &token), Some(200));
+            stream
+        })
+        .collect();
+    assert_eq!(gateway.metric("trustgate_connections_open"), Some(2.0));
+
+    let upstream_before = f.upstream.count();
+    let mut third = connect_from("127.0.0.1", gateway.proxy);
+    assert_eq!(status_on(&mut third, &token), None);
+    let (rest, _) = read_until_closed(&mut third, Duration::from_secs(5));
+    assert!(rest.is_empty(), "{rest:?}");
+    assert_eq!(f.upstream.count(), upstream_before);
+    assert_eq!(
+        gateway
+            .metric("trustgate_connections_refused_total{reason=\"max_connections_per_client\"}"),
+        Some(1.0)
+    );
+
+    // Another client is counted apart.
+    let mut other = connect_from("127.0.0.2", gateway.proxy);
+    assert_eq!(status_on(&mut other, &token), Some(200));
+    assert_eq!(gateway.metric("trustgate_connections_open"), Some(3.0));
+
+    // A held connection closes: its client gets the slot back.
+    drop(held.pop());
+    assert!(wait_until(Duration::from_secs(5), || gateway
+        .metric("trustgate_connections_open")
+        == Some(2.0)));
+    let mut again = connect_from("127.0.0.1", gateway.proxy);
+    assert_eq!(status_on(&mut again, &token), Some(200));
+    // The held ones still work.
+    assert_eq!(status_on(&mut held[0], &token), Some(200));
+    drop((held, other, again));
+
+    // A trusted proxy's connections are not counted against it.
+    let gateway =
+        Gateway::start(&config.server("trusted_proxies", serde_json::json!(["127.0.0.1"])));
+    let mut streams: Vec<TcpStream> = (0..4)
+        .map(|_| connect_from("127.0.0.1", gateway.proxy))
+        .collect();
+    for stream in &mut streams {
+        assert_eq!(status_on(stream, &token), Some(200));
+    }
+    assert_eq!(
+        gateway
+            .metric("trustgate_connections_refused_total{reason=\"max_connections_per_client\"}"),
+        None
+    );
+}
