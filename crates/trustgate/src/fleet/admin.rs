@@ -30,6 +30,7 @@ use trustgate_core::{
 
 use super::revocation::{Entry, Kind, LEEWAY_SECS};
 use super::store::wall_ms;
+use crate::config::IssuerEntry;
 use crate::gateway::Gateway;
 
 fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
@@ -144,22 +145,47 @@ pub(crate) async fn handle(gateway: Arc<Gateway>, req: Request<Incoming>) -> Res
     }
 }
 
-/// The `iss` of the issuer named by its id or `iss`, and how long after a token's `exp` (or a
-/// cut-off's `max_token_lifetime`) an entry against it is kept: the issuer's leeway, during which
-/// it still accepts the token, and [`LEEWAY_SECS`] more.
-fn issuer(gateway: &Gateway, id_or_iss: Option<&str>) -> Result<(String, i64), String> {
+/// How an issuer is named to the API.
+#[derive(Debug, Clone, Copy)]
+enum IssuerName<'a> {
+    /// A request's `"issuer"`: an issuer's id or its `iss`.
+    IdOrIss(Option<&'a str>),
+    /// An internal token's `ext_iss`: the external token's `iss`, never an id (an issuer whose
+    /// id happened to be that text would otherwise be taken for it).
+    Iss(&'a str),
+}
+
+/// The issuer `name` names.
+fn find_issuer<'a>(
+    issuers: &'a [IssuerEntry],
+    name: IssuerName<'_>,
+) -> Result<&'a IssuerEntry, String> {
+    let (found, name) = match name {
+        IssuerName::IdOrIss(name) => {
+            let name = name.ok_or("\"issuer\" is required (an issuer id or its iss)")?;
+            (
+                issuers
+                    .iter()
+                    .find(|i| i.id == name || i.config.issuer == name),
+                name,
+            )
+        }
+        IssuerName::Iss(iss) => (issuers.iter().find(|i| i.config.issuer == iss), iss),
+    };
+    found.ok_or_else(|| format!("issuer {name:?} is not configured"))
+}
+
+/// The `iss` of the issuer `name` names, and how long after a token's `exp` (or a cut-off's
+/// `max_token_lifetime`) an entry against it is kept: the issuer's leeway, during which it still
+/// accepts the token, and [`LEEWAY_SECS`] more.
+fn issuer(gateway: &Gateway, name: IssuerName<'_>) -> Result<(String, i64), String> {
     let runtime = gateway.runtime.load();
-    let name = id_or_iss.ok_or("\"issuer\" is required (an issuer id or its iss)")?;
-    runtime
-        .config
-        .issuers
-        .iter()
-        .find(|i| i.id == name || i.config.issuer == name)
-        .map(|i| {
-            let leeway = i64::try_from(i.config.claims.leeway.as_secs()).unwrap_or(i64::MAX);
-            (i.config.issuer.clone(), leeway.saturating_add(LEEWAY_SECS))
-        })
-        .ok_or_else(|| format!("issuer {name:?} is not configured"))
+    let issuer = find_issuer(&runtime.config.issuers, name)?;
+    let leeway = i64::try_from(issuer.config.claims.leeway.as_secs()).unwrap_or(i64::MAX);
+    Ok((
+        issuer.config.issuer.clone(),
+        leeway.saturating_add(LEEWAY_SECS),
+    ))
 }
 
 async fn entry(gateway: &Gateway, request: Revoke) -> Result<Entry, String> {
@@ -182,7 +208,7 @@ async fn entry(gateway: &Gateway, request: Revoke) -> Result<Entry, String> {
     }
     let entry = match (request.jti, request.sub, request.internal_token) {
         (Some(jti), None, None) if request.before.is_none() => {
-            let (iss, kept) = issuer(gateway, request.issuer.as_deref())?;
+            let (iss, kept) = issuer(gateway, IssuerName::IdOrIss(request.issuer.as_deref()))?;
             let exp = request
                 .exp
                 .unwrap_or_else(|| now.saturating_add(max_lifetime));
@@ -201,7 +227,7 @@ async fn entry(gateway: &Gateway, request: Revoke) -> Result<Entry, String> {
             }
         }
         (None, Some(sub), None) if request.exp.is_none() => {
-            let (iss, kept) = issuer(gateway, request.issuer.as_deref())?;
+            let (iss, kept) = issuer(gateway, IssuerName::IdOrIss(request.issuer.as_deref()))?;
             let cutoff = request.before.unwrap_or(now);
             // A cut-off in the future would revoke tokens not yet issued, and could not be
             // withdrawn; a few minutes allow for the caller's clock.
@@ -214,7 +240,7 @@ async fn entry(gateway: &Gateway, request: Revoke) -> Result<Entry, String> {
         }
         (None, None, Some(token)) if request.issuer.is_none() => {
             let (ext_iss, sub, iat) = internal_token_subject(gateway, &token).await?;
-            let (iss, kept) = issuer(gateway, Some(&ext_iss))?;
+            let (iss, kept) = issuer(gateway, IssuerName::Iss(&ext_iss))?;
             sub_entry(iss, sub, iat, max_lifetime, kept, now)
         }
         _ => {
@@ -295,4 +321,55 @@ async fn internal_token_subject(
         .and_then(Value::as_str)
         .ok_or("the internal token carries no ext_iss")?;
     Ok((ext_iss.to_owned(), sub.to_owned(), iat))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::path::Path;
+
+    use super::*;
+
+    /// Two issuers, the first with an id that is the second's `iss`.
+    const ISSUERS: &str = r#"
+[[issuer]]
+id = "https://idp.example"
+issuer = "https://other.example"
+jwks_url = "https://other.example/jwks"
+audiences = ["api"]
+
+[[issuer]]
+id = "idp"
+issuer = "https://idp.example"
+jwks_url = "https://idp.example/jwks"
+audiences = ["api"]
+
+[[upstream]]
+id = "app"
+url = "http://127.0.0.1:9001"
+
+[[route]]
+name = "app"
+prefix = "/"
+upstream = "app"
+pattern = "forward-token"
+"#;
+
+    /// An internal token's `ext_iss` is an `iss`: it names the issuer with that `iss`, even
+    /// when another issuer's id is the same text. A request's `"issuer"` may be either, and an
+    /// id is found first.
+    #[test]
+    fn an_ext_iss_names_an_issuer_by_its_iss_only() {
+        let config = crate::config::parse(ISSUERS, Path::new("/etc/trustgate"), &|_| None).unwrap();
+        let by_iss = find_issuer(&config.issuers, IssuerName::Iss("https://idp.example")).unwrap();
+        assert_eq!(by_iss.id, "idp");
+        let named = find_issuer(
+            &config.issuers,
+            IssuerName::IdOrIss(Some("https://idp.example")),
+        )
+        .unwrap();
+        assert_eq!(named.id, "https://idp.example");
+        assert!(find_issuer(&config.issuers, IssuerName::Iss("idp")).is_err());
+        assert!(find_issuer(&config.issuers, IssuerName::IdOrIss(None)).is_err());
+    }
 }
