@@ -24,7 +24,9 @@ use crate::verified::VerifiedToken;
 pub struct CacheOptions {
     /// Whether the cache is used (default `true`).
     pub enabled: bool,
-    /// The maximum number of entries (default 10 000).
+    /// The maximum number of entries (default 10 000). Each entry is charged at least
+    /// `max_bytes / max_entries` against `max_bytes`, which is how the count is bounded; below 2
+    /// nothing is cached.
     pub max_entries: usize,
     /// The maximum memory, estimated from token and claim sizes (default 32 MiB).
     pub max_bytes: u64,
@@ -40,12 +42,17 @@ impl Default for CacheOptions {
     }
 }
 
+/// Weighs an entry by its estimated bytes, and at least `floor`: quick_cache bounds only the
+/// total weight (its item count is a sizing hint), so charging every entry at least
+/// `max_bytes / max_entries` is what keeps the count within `max_entries`.
 #[derive(Clone)]
-struct TokenWeighter;
+struct TokenWeighter {
+    floor: u64,
+}
 
 impl Weighter<Box<str>, VerifiedToken> for TokenWeighter {
     fn weight(&self, token: &Box<str>, verified: &VerifiedToken) -> u64 {
-        (token.len() + verified.approx_size()) as u64
+        ((token.len() + verified.approx_size()) as u64).max(self.floor)
     }
 }
 
@@ -66,7 +73,15 @@ pub(crate) enum Lookup {
 impl VerifiedCache {
     pub(crate) fn new(options: &CacheOptions) -> Self {
         Self {
-            entries: Cache::with_weighter(options.max_entries, options.max_bytes, TokenWeighter),
+            entries: Cache::with_weighter(
+                options.max_entries,
+                options.max_bytes,
+                TokenWeighter {
+                    floor: options
+                        .max_bytes
+                        .div_ceil(u64::try_from(options.max_entries.max(1)).unwrap_or(u64::MAX)),
+                },
+            ),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -118,6 +133,6 @@ pub struct CacheStats {
     pub misses: u64,
     /// Current entries.
     pub entries: u64,
-    /// Current estimated bytes.
+    /// Current weight charged: estimated bytes, each entry at least `max_bytes / max_entries`.
     pub bytes: u64,
 }

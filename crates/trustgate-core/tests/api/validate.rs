@@ -1214,6 +1214,32 @@ async fn a_disabled_cache_holds_nothing() {
     assert_eq!(stats(&v), (0, 0, 0));
 }
 
+/// `max_entries` is a bound, as documented ("most cached tokens"), not a sizing hint: with a
+/// byte budget that would hold many more, the cache still keeps at most `max_entries` tokens.
+#[tokio::test]
+async fn the_cache_holds_at_most_max_entries_tokens() {
+    let key = TestKey::es256("k1");
+    let clock = clock();
+    let options = ValidatorOptions {
+        cache: trustgate_core::CacheOptions {
+            enabled: true,
+            max_entries: 8,
+            max_bytes: 32 * 1024 * 1024,
+        },
+        ..Default::default()
+    };
+    let v = validator_with(vec![issuer(ISS, &[&key])], options, &clock);
+    for i in 0..200 {
+        let t = token(&key, &with_claim("sub", json!(format!("user-{i}"))));
+        assert_eq!(check(&v, &t).await, Ok(()));
+    }
+    let entries = stats(&v).2;
+    assert!(
+        (1..=8).contains(&entries),
+        "{entries} entries cached with max_entries = 8"
+    );
+}
+
 /// The validation future is part of every gateway request future, and a cache hit should not
 /// carry (and copy) the space the uncached path needs for a decoded signature kept inline.
 #[test]
