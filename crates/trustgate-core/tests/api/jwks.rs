@@ -504,6 +504,37 @@ async fn a_kid_flood_costs_at_most_one_fetch_per_cooldown() {
     }
 }
 
+/// The on-demand budget is one refetch per cooldown for each of its two causes (an unknown `kid`,
+/// and a known `kid` whose key does not verify), so that forgeries cannot use up a rotation's
+/// refetch: a flood of both costs two fetches per cooldown, never more.
+#[tokio::test]
+async fn a_flood_of_unknown_kids_and_forged_signatures_costs_two_fetches_per_cooldown() {
+    let issuer = TestIssuer::start().await;
+    let key = TestKey::es256("k1");
+    let forger = TestKey::es256("k1");
+    let attacker = TestKey::es256("attacker");
+    issuer.set_keys(&[&key]);
+    let clock = clock();
+    let v = jwks_url_validator(&issuer, &clock);
+    assert!(v.start().await);
+    assert_eq!(issuer.jwks_fetches(), 1);
+
+    for (round, expected_fetches) in [(0, 3), (1, 3), (2, 5)] {
+        if round == 2 {
+            // A new cooldown window.
+            clock.advance_millis(COOLDOWN.as_millis() as i64);
+        }
+        for i in 0..20 {
+            let unknown = with_kid(&attacker, &issuer, &random_kid());
+            assert_eq!(check(&v, &unknown).await, invalid(Reason::UnknownKey));
+            let forged = fresh(&forger, &issuer, &format!("{round}-{i}"));
+            assert_eq!(check(&v, &forged).await, invalid(Reason::BadSignature));
+        }
+        assert_eq!(issuer.jwks_fetches(), expected_fetches, "round {round}");
+    }
+    assert_eq!(check(&v, &fresh(&key, &issuer, "legit")).await, Ok(()));
+}
+
 #[tokio::test]
 async fn tokens_that_cannot_be_valid_never_cause_a_fetch() {
     let issuer = TestIssuer::start().await;
