@@ -109,6 +109,16 @@ impl VerifyingKey {
         }
         let key =
             ParsedPublicKey::new(alg.verification(), der).map_err(|_| KeyRejection::Invalid)?;
+        // A `SubjectPublicKeyInfo` ends with the key's BIT STRING: the last 32 bytes are the point.
+        if alg.key_kind() == KeyKind::Ed25519
+            && der
+                .len()
+                .checked_sub(32)
+                .and_then(|start| der.get(start..))
+                .is_none_or(ed25519_small_order)
+        {
+            return Err(KeyRejection::Invalid);
+        }
         Ok(Self::new(kid, alg, key))
     }
 }
@@ -310,6 +320,9 @@ pub(crate) fn keys_from_jwk(
             if x.len() != 32 {
                 return Err(KeyRejection::Malformed("x"));
             }
+            if ed25519_small_order(&x) {
+                return Err(KeyRejection::Invalid);
+            }
             parse_each(&algorithms, kid, &x)
         }
     }
@@ -346,6 +359,50 @@ fn check_rsa_public(n: &[u8], e: &[u8]) -> Result<(), KeyRejection> {
         return Err(KeyRejection::RsaRoca);
     }
     Ok(())
+}
+
+/// The `y` coordinates (little-endian, sign bit clear) of the eight Ed25519 points of small order
+/// (orders 1, 2, 4 and 8), with the non-canonical `p` and `p + 1` for 0 and 1. These are the
+/// encodings libsodium refuses as public keys (`ge25519_has_small_order`).
+const ED25519_SMALL_ORDER_Y: [[u8; 32]; 7] = {
+    /// p - 1, p or p + 1 (p = 2^255 - 19) for `low` 0xec, 0xed or 0xee.
+    const fn high(low: u8) -> [u8; 32] {
+        let mut y = [0xff; 32];
+        y[0] = low;
+        y[31] = 0x7f;
+        y
+    }
+    let mut one = [0; 32];
+    one[0] = 1;
+    [
+        [0; 32],
+        one,
+        [
+            0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef,
+            0x98, 0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88,
+            0x6d, 0x53, 0xfc, 0x05,
+        ],
+        [
+            0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10,
+            0x67, 0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77,
+            0x92, 0xac, 0x03, 0x7a,
+        ],
+        // p - 1, p, p + 1.
+        high(0xec),
+        high(0xed),
+        high(0xee),
+    ]
+};
+
+/// Whether an Ed25519 public key is a point of small order. Such a key verifies forged
+/// signatures (with the identity point, `R` = identity and `S` = 0 verify every message), as an
+/// RSA key with `e = 1` would; aws-lc accepts it. The `x` sign bit is ignored.
+fn ed25519_small_order(key: &[u8]) -> bool {
+    let Ok(mut y) = <[u8; 32]>::try_from(key) else {
+        return true;
+    };
+    y[31] &= 0x7f;
+    ED25519_SMALL_ORDER_Y.contains(&y)
 }
 
 /// The largest small prime tested for the ROCA fingerprint: 701 is the 126th prime.
@@ -514,6 +571,58 @@ mod tests {
         assert!(has_roca_fingerprint(&n));
         n[2] = 0x03;
         assert!(!has_roca_fingerprint(&n));
+    }
+
+    /// An Ed25519 public key of small order verifies forged signatures: with the identity point,
+    /// the constant signature R = identity, S = 0 verifies every message (as RSA with e = 1
+    /// would). Every encoding of the eight small-order points is refused, in a JWK and in a PEM
+    /// key: both sign bits, and the non-canonical `p` and `p + 1` for 0 and 1.
+    #[test]
+    fn small_order_ed25519_keys_are_refused() {
+        let hex = |text: &str| -> [u8; 32] {
+            let mut out = [0u8; 32];
+            for (i, byte) in out.iter_mut().enumerate() {
+                *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).unwrap();
+            }
+            out
+        };
+        let small_order = [
+            "0000000000000000000000000000000000000000000000000000000000000000",
+            "0100000000000000000000000000000000000000000000000000000000000000",
+            "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+            "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        ];
+        for text in small_order {
+            for sign in [0u8, 0x80] {
+                let mut x = hex(text);
+                x[31] |= sign;
+                let b64 = base64_simd::URL_SAFE_NO_PAD.encode_to_string(x);
+                let jwk = obj(json!({"kty":"OKP","crv":"Ed25519","x":b64,"kid":"weak"}));
+                assert!(
+                    keys_from_jwk(&jwk, &[Algorithm::EdDSA]).is_err(),
+                    "JWK {text} sign {sign:#x}"
+                );
+                let mut der = vec![
+                    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+                ];
+                der.extend_from_slice(&x);
+                assert!(
+                    VerifyingKey::from_spki_der(&der, Algorithm::EdDSA, None).is_err(),
+                    "PEM {text} sign {sign:#x}"
+                );
+            }
+        }
+        // RFC 8032's first test key is an ordinary key, and stays accepted.
+        let rfc8032 = hex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
+        let b64 = base64_simd::URL_SAFE_NO_PAD.encode_to_string(rfc8032);
+        let jwk = obj(json!({"kty":"OKP","crv":"Ed25519","x":b64}));
+        assert_eq!(
+            keys_from_jwk(&jwk, &[Algorithm::EdDSA]).map(|k| k.len()),
+            Ok(1)
+        );
     }
 
     #[test]
