@@ -1126,6 +1126,32 @@ fn request_trailers_lose_identity_credentials_and_framing_in_every_spelling() {
     assert_eq!(left, strings(&["grpc-status", "x-checksum"]));
 }
 
+/// Every forwarding header the head loses from an untrusted peer is a field the gateway sets
+/// itself, so a client must not get it to a trailer-merging service as a trailer either: not
+/// only the `X-Forwarded-*` few, but `True-Client-IP`, `X-Client-IP`, `X-Forwarded-Ssl`, ...
+#[test]
+fn request_trailers_lose_every_forwarding_header() {
+    for &forwarding in FORWARDING_HEADERS.names {
+        let underscored = forwarding.replace('-', "_");
+        for spelling in [forwarding, underscored.as_str()] {
+            let mut trailers = map(&[(spelling, "203.0.113.9"), ("grpc-status", "0")]);
+            sanitize_request_trailers(&defaults(), &mut trailers);
+            assert_eq!(
+                trailers.keys().map(HeaderName::as_str).collect::<Vec<_>>(),
+                ["grpc-status"],
+                "{spelling} passed as a request trailer"
+            );
+        }
+        let mut headers = map(&[("trailer", forwarding)]);
+        let hop = remove_hop_by_hop(&mut headers, Message::Request);
+        restate_request_trailers(&defaults(), &mut headers, &hop.trailer_names);
+        assert!(
+            headers.get(header::TRAILER).is_none(),
+            "{forwarding} declared to the upstream"
+        );
+    }
+}
+
 #[test]
 fn response_trailers_lose_hop_by_hop_fields_only() {
     let mut trailers = map(&[

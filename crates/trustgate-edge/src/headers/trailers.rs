@@ -21,10 +21,15 @@ use http::HeaderMap;
 use http::header::{self, HeaderName, HeaderValue};
 
 use super::hop_by_hop::HOP_BY_HOP;
-use super::{FoldedNames, IdentityHeaderPolicy, Message, is_uri_override_name, remove_where};
+use super::{
+    FoldedNames, IdentityHeaderPolicy, Message, is_forwarding_header_name, is_uri_override_name,
+    remove_where,
+};
 
-/// Fields a request trailer never carries on: credentials, forwarding, and what RFC 9110 §6.5.1
-/// says a trailer must not hold (framing, routing, request modifiers, content metadata).
+/// Fields a request trailer never carries on besides the forwarding headers
+/// ([`is_forwarding_header_name`], the whole list the head loses from an untrusted peer):
+/// credentials, and what RFC 9110 §6.5.1 says a trailer must not hold (framing, routing, request
+/// modifiers, content metadata).
 const NOT_IN_REQUEST_TRAILERS: FoldedNames = FoldedNames::new(&[
     "authorization",
     "cookie",
@@ -37,13 +42,6 @@ const NOT_IN_REQUEST_TRAILERS: FoldedNames = FoldedNames::new(&[
     "expect",
     "max-forwards",
     "range",
-    "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-forwarded-port",
-    "x-forwarded-prefix",
-    "x-real-ip",
 ]);
 
 /// Removes from a request's trailers every field the upstream must not take from the client
@@ -59,6 +57,7 @@ fn request_trailer_passes(policy: &IdentityHeaderPolicy, name: &[u8]) -> bool {
     !(policy.is_identity_name(name)
         || is_uri_override_name(name)
         || HOP_BY_HOP.contains(name)
+        || is_forwarding_header_name(name)
         || NOT_IN_REQUEST_TRAILERS.contains(name))
 }
 
