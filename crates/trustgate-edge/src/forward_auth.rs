@@ -167,7 +167,9 @@ pub fn describe(
     };
     let method = Method::from_bytes(method.as_bytes()).map_err(|_| DescribeError::Malformed)?;
     let target = std::str::from_utf8(target.as_bytes()).map_err(|_| DescribeError::Malformed)?;
-    if !target.starts_with('/') {
+    // A request target never has a fragment (RFC 9112 §3.2), and parsing drops one: judged
+    // without it, `/public#/../admin` passed as `/public`, while the proxy forwards it whole.
+    if !target.starts_with('/') || target.contains('#') {
         return Err(DescribeError::Malformed);
     }
     let uri = target
@@ -224,8 +226,9 @@ pub fn describe_attributes<'a>(
         return Err(DescribeError::UntrustedPeer);
     }
     let method = Method::from_bytes(method.as_bytes()).map_err(|_| DescribeError::Malformed)?;
-    // Only origin-form: `*` and authority-form targets name no route.
-    if !path.starts_with('/') {
+    // Only origin-form: `*` and authority-form targets name no route. No fragment either: parsing
+    // would drop it, and the engine would judge less than the proxy forwards.
+    if !path.starts_with('/') || path.contains('#') {
         return Err(DescribeError::Malformed);
     }
     let uri = path.parse::<Uri>().map_err(|_| DescribeError::Malformed)?;
@@ -464,6 +467,43 @@ mod tests {
             assert_eq!(d.uri, target);
             let d = describe_attributes("GET", target, "api.example", [], true).unwrap();
             assert_eq!(d.uri, target);
+        }
+    }
+
+    /// A `#` in a described target: parsing it as a `Uri` drops the `#` and all after it, so the
+    /// engine judged `/public`, in normal form, while the proxy forwards `/public#/../admin` as
+    /// the client wrote it (nginx's `$request_uri`, Caddy's `{http.request.uri}`), and an
+    /// upstream that keeps the `#` in the path (Go's `ParseRequestURI`, then `path.Clean`)
+    /// resolves `/admin`. The path judged must be the path served: refused.
+    #[test]
+    fn a_described_target_with_a_fragment_is_refused() {
+        let (m, u) = get();
+        for target in ["/public#/../admin", "/public?x=1#/../../admin", "/public#"] {
+            let nginx = headers(&[
+                ("x-original-method", "GET"),
+                ("x-original-uri", target),
+                ("x-original-host", "api.example"),
+            ]);
+            assert_eq!(
+                describe(&m, &u, &nginx, true, Convention::Nginx, "").unwrap_err(),
+                DescribeError::Malformed,
+                "{target}"
+            );
+            let forwarded = headers(&[
+                ("x-forwarded-method", "GET"),
+                ("x-forwarded-uri", target),
+                ("x-forwarded-host", "api.example"),
+            ]);
+            assert_eq!(
+                describe(&m, &u, &forwarded, true, Convention::ForwardedHeaders, "").unwrap_err(),
+                DescribeError::Malformed,
+                "{target}"
+            );
+            assert_eq!(
+                describe_attributes("GET", target, "api.example", [], true).unwrap_err(),
+                DescribeError::Malformed,
+                "{target}"
+            );
         }
     }
 
