@@ -1152,6 +1152,26 @@ fn request_trailers_lose_every_forwarding_header() {
     }
 }
 
+/// Trace context is read from the head only, and the head loses a client's unless it is believed
+/// (`telemetry.trust_incoming`); as a trailer, which no tracer sends, a service that merges
+/// trailers would take a client's `baggage: user.id=admin` or chosen trace id from it.
+#[test]
+fn request_trailers_lose_trace_context_in_every_spelling() {
+    for spelling in ["traceparent", "Tracestate", "baggage", "BAGGAGE"] {
+        let mut trailers = map(&[(spelling, "user.id=admin"), ("grpc-status", "0")]);
+        sanitize_request_trailers(&defaults(), &mut trailers);
+        assert_eq!(
+            trailers.keys().map(HeaderName::as_str).collect::<Vec<_>>(),
+            ["grpc-status"],
+            "{spelling} passed as a request trailer"
+        );
+    }
+    let mut headers = map(&[("trailer", "traceparent, baggage, x-checksum")]);
+    let hop = remove_hop_by_hop(&mut headers, Message::Request);
+    restate_request_trailers(&defaults(), &mut headers, &hop.trailer_names);
+    assert_eq!(values(&headers, "trailer"), ["x-checksum"]);
+}
+
 #[test]
 fn response_trailers_lose_hop_by_hop_fields_only() {
     let mut trailers = map(&[

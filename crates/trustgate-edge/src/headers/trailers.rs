@@ -28,8 +28,8 @@ use super::{
 
 /// Fields a request trailer never carries on besides the forwarding headers
 /// ([`is_forwarding_header_name`], the whole list the head loses from an untrusted peer):
-/// credentials, and what RFC 9110 §6.5.1 says a trailer must not hold (framing, routing, request
-/// modifiers, content metadata).
+/// credentials, trace context, and what RFC 9110 §6.5.1 says a trailer must not hold (framing,
+/// routing, request modifiers, content metadata).
 const NOT_IN_REQUEST_TRAILERS: FoldedNames = FoldedNames::new(&[
     "authorization",
     "cookie",
@@ -42,6 +42,10 @@ const NOT_IN_REQUEST_TRAILERS: FoldedNames = FoldedNames::new(&[
     "expect",
     "max-forwards",
     "range",
+    // Trace context: read from the head only, and there only when believed.
+    "traceparent",
+    "tracestate",
+    "baggage",
 ]);
 
 /// Removes from a request's trailers every field the upstream must not take from the client
