@@ -20,7 +20,8 @@ use crate::service::TrustgateService;
 ///
 /// Each constructor fixes one [`Mode`]. A request that passes every check of that mode reaches the
 /// inner service with a [`Caller`](crate::Caller) in its extensions; any other request is answered
-/// by trustgate-core's RFC 6750 mapping (401, 400 or 503) and never reaches it. Cheap to clone.
+/// by trustgate-core's RFC 6750 mapping (401, 400 or 503; a gRPC call gets the same decision as
+/// HTTP 200 with `grpc-status` 16, 3 or 14) and never reaches it. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct TrustgateLayer {
     auth: Arc<Authenticator>,

@@ -16,9 +16,10 @@
 //!
 //! That memory is per process. Replicas of a service share what they have seen through a
 //! [`ReplayStore`] ([`Builder::shared_replay_store`](crate::Builder::shared_replay_store); with the
-//! `redis` feature, [`RedisReplayStore`]: `SET NX` with the assertion's remaining lifetime as
-//! expiry). The process's own cache stays the first level: a replay to the same replica is
-//! refused without a round trip, and only a first sighting asks the store.
+//! `redis` feature, [`RedisReplayStore`]: `SET NX` with an expiry that lasts until the
+//! assertion's `exp` plus the leeway, on the layer's clock). The process's own cache stays the
+//! first level: a replay to the same replica is refused without a round trip, and only a first
+//! sighting asks the store.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
