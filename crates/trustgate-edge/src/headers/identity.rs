@@ -17,6 +17,8 @@ pub(super) const DEFAULT_IDENTITY_NAMES: &[&str] = &[
     "x-roles",
     "x-scopes",
     "x-email",
+    "x-userid",
+    "x-username",
     // Kong OIDC plugins (`X-Userinfo`, `X-Id-Token`, `X-Access-Token`).
     "x-userinfo",
     // oauth2-proxy in reverse-proxy mode (`--pass-user-headers`,
@@ -26,11 +28,10 @@ pub(super) const DEFAULT_IDENTITY_NAMES: &[&str] = &[
     "x-forwarded-groups",
     "x-forwarded-preferred-username",
     "x-forwarded-access-token",
-    // Apache `mod_auth_*` / CGI `REMOTE_USER`, and the Kubernetes API
-    // server's request-header authentication (`X-Remote-User`,
-    // `X-Remote-Group`).
+    // The Kubernetes API server's request-header authentication
+    // (`X-Remote-User`, `X-Remote-Group`); Apache's and CGI's `REMOTE_USER`
+    // is under the `remote-` prefix.
     "x-remote-user",
-    "remote-user",
     "x-remote-group",
     // Kong `X-Credential-Identifier`.
     "x-credential-identifier",
@@ -75,6 +76,13 @@ pub(super) const DEFAULT_IDENTITY_PREFIXES: &[&str] = &[
     "x-pomerium-",
     // Vouch Proxy (`X-Vouch-User`, `X-Vouch-Idp-Claims-*`).
     "x-vouch-",
+    // Authelia's forward-auth answer (`Remote-User`, `Remote-Groups`,
+    // `Remote-Email`, `Remote-Name`), and Apache `mod_auth_*` / CGI
+    // `REMOTE_USER`.
+    "remote-",
+    // authentik's proxy outpost (`X-Authentik-Username`, `-Groups`,
+    // `-Email`, `-Uid`, `-Jwt`, `-Meta-*`).
+    "x-authentik-",
 ];
 
 /// Headers that describe the request itself. Stripping them would break

@@ -109,6 +109,14 @@ const IDENTITY_SPELLINGS: &[&str] = &[
     "x-vouch-user",
     "x-endpoint-api-userinfo",
     "x-apigateway-api-userinfo",
+    "x-userid",
+    "X_UserName",
+    "Remote-Groups",
+    "remote_email",
+    "REMOTE-NAME",
+    "X-Authentik-Username",
+    "x_authentik_groups",
+    "x-authentik-meta-app",
 ];
 
 const NOT_IDENTITY_SPELLINGS: &[&str] = &[
@@ -132,7 +140,8 @@ const NOT_IDENTITY_SPELLINGS: &[&str] = &[
     "x-forwarded-proto",
     "x-forwarded-users",
     "x-remote-users",
-    "remote-users",
+    "remote",
+    "remoteuser",
     "x-amzn-trace-id",
     "x-ms-request-id",
     "x-goog-api-key",
