@@ -358,8 +358,14 @@ impl RequestTracing {
             TrustIncoming::Always => true,
             TrustIncoming::TrustedProxies => trusted_proxies.contains(peer),
         };
+        // Only a `traceparent` sent once: of several, which is the caller's is anyone's guess
+        // (a proxy that added its own after the client's; a service that reads another one), so
+        // none is continued, as W3C trace-context's test suite asks.
         let believed = believe
-            .then(|| headers.get(TRACEPARENT))
+            .then(|| {
+                let mut values = headers.get_all(TRACEPARENT).iter();
+                values.next().filter(|_| values.next().is_none())
+            })
             .flatten()
             .and_then(|value| TraceParent::parse(value.as_bytes()));
         let (sampled, trace_id) = match &believed {
@@ -667,6 +673,34 @@ mod tests {
         let mut upstream = headers.clone();
         trace.inject(&mut upstream);
         assert_eq!(upstream, headers);
+    }
+
+    #[test]
+    fn a_duplicated_traceparent_is_not_believed() {
+        // Two `traceparent` fields: which one is the caller's is anyone's guess (a proxy that
+        // appended its own after the client's, a service that reads the last), so neither is
+        // continued (W3C trace-context's `test_traceparent_duplicated`: a new trace id).
+        let proxies = TrustedProxies::new(&["10.0.0.0/8".to_owned()]).unwrap();
+        let proxy = IpAddr::from([10, 0, 0, 1]);
+        let parent = TraceParent::parse(PARENT.as_bytes()).unwrap().trace_id;
+        let other = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        for second in [PARENT, other] {
+            let mut headers = HeaderMap::new();
+            headers.append(TRACEPARENT, HeaderValue::from_static(PARENT));
+            headers.append(TRACEPARENT, HeaderValue::from_static(second));
+            for trust in [TrustIncoming::TrustedProxies, TrustIncoming::Always] {
+                // Ratio 0: only a believed sampled parent can make the request sampled.
+                let trace =
+                    tracing(0.0, trust).begin(Door::Proxy, &Method::GET, &headers, proxy, &proxies);
+                assert!(!sampled(&trace), "{trust:?} {second}");
+                assert_ne!(trace.trace_id(), parent, "{trust:?} {second}");
+                assert!(trace.replaces_client_context(), "{trust:?} {second}");
+                let mut upstream = headers.clone();
+                upstream.remove(TRACEPARENT);
+                trace.inject(&mut upstream);
+                assert_eq!(upstream.get_all(TRACEPARENT).iter().count(), 1);
+            }
+        }
     }
 
     #[test]
