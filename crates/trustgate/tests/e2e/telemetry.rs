@@ -799,3 +799,29 @@ fn named_claims_are_span_attributes_and_no_other_claim_is() {
     assert!(!contains(b"dave@example.test"));
     assert_no_token_bytes(&collector, &token);
 }
+
+/// A request's trailers are the client's too: its trace context there (after a chunked body,
+/// declared in `Trailer`) reaches the upstream no more than in the head. A service that merges
+/// trailers into its headers would otherwise read a trace context the gateway did not believe.
+#[test]
+fn an_untrusted_clients_trace_context_in_request_trailers_never_reaches_the_upstream() {
+    let f = Fixture::new();
+    let collector = Collector::start();
+    let config = public_route(&f, &collector, "http").section("telemetry", "sample_ratio", 0.0);
+    let gateway = Gateway::start_with_env(&config, FAST_EXPORT);
+    let sent = traceparent("01");
+    let request = format!(
+        "POST /pub/x HTTP/1.1\r\nHost: gw.test\r\n\
+         Trailer: X-Checksum, TraceParent, tracestate, Baggage\r\nTransfer-Encoding: chunked\r\n\r\n\
+         5\r\nhello\r\n0\r\nX-Checksum: abc\r\nTraceParent: {sent}\r\ntracestate: vendor=x\r\n\
+         Baggage: user.id=admin\r\n\r\n"
+    );
+    let response = gateway.raw(request.as_bytes());
+    assert_eq!(response.status, 200, "{}", response.body_text());
+    let seen = f.upstream.last().unwrap();
+    assert_eq!(seen.body, b"hello");
+    let ours = seen.header("traceparent").unwrap();
+    assert!(!ours.contains(CLIENT_TRACE), "{ours}");
+    assert_eq!(seen.trailers, [("x-checksum".to_owned(), "abc".to_owned())]);
+    assert_eq!(seen.header_values("trailer"), ["x-checksum"]);
+}
