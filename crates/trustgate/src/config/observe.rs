@@ -119,7 +119,10 @@ pub(crate) fn telemetry(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<TelemetryConfig>, ConfigError> {
     let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
-    if !file.enabled || var("OTEL_SDK_DISABLED").is_some_and(|v| v.trim() == "true") {
+    // A specification boolean: `true` in any case.
+    if !file.enabled
+        || var("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    {
         return Ok(None);
     }
     let protocol = match file.protocol {

@@ -473,6 +473,20 @@ fn telemetry_defaults_and_the_otel_variables() {
 }
 
 #[test]
+fn otel_sdk_disabled_is_true_in_any_case() {
+    // The specification's booleans: "true" without regard to case is true, anything else false.
+    let on = format!("{BASE}\n[telemetry]\nenabled = true\n");
+    for value in ["true", "TRUE", "True", " tRuE "] {
+        let off = parse_with_env(&on, &[("OTEL_SDK_DISABLED", value)]).unwrap();
+        assert_eq!(off.telemetry, None, "{value:?}");
+    }
+    for value in ["false", "1", "yes", "truee"] {
+        let config = parse_with_env(&on, &[("OTEL_SDK_DISABLED", value)]).unwrap();
+        assert!(config.telemetry.is_some(), "{value:?}");
+    }
+}
+
+#[test]
 fn telemetry_errors_say_what_to_write() {
     let on = format!("{BASE}\n[telemetry]\nenabled = true\n");
     for (text, env, expected) in [
