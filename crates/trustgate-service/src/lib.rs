@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | [`TrustgateLayer::jwt`] | `Authorization: Bearer` JWT from an external issuer (patterns 1 and 2) | the issuer's keys by OIDC discovery, `aud` = this service |
 //! | [`TrustgateLayer::gateway_assertion`] | `X-Trustgate-Assertion` (pattern 2, trusting the gateway) | the gateway's internal issuer, `typ: trustgate-assertion+jwt`, `htm`/`htu` = this request, lifetime ≤ 60 s, each `jti` accepted once |
-//! | [`TrustgateLayer::identity_headers`] | identity headers plus `X-Trustgate-Assertion` (pattern 3) | as above, and every header listed in `hdr` present once with exactly that value |
+//! | [`TrustgateLayer::identity_headers`] | identity headers plus `X-Trustgate-Assertion` (pattern 3) | as above, and every header listed in `hdr` present once with exactly that value (headers it does not list reach the handler as they came: read identity from [`Caller`]) |
 //! | [`TrustgateLayer::internal_tokens`] | `Authorization: Bearer` internal token (pattern 4) | the gateway's internal issuer, `typ: internal+jwt`, `aud` = this service |
 //! | [`TrustgateLayer::danger_trust_identity_headers_without_assertion`] | identity headers alone | nothing: it trusts the network |
 //!
