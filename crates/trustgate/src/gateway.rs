@@ -39,6 +39,9 @@ impl Gateway {
         let _one_at_a_time = self.reloading.lock().await;
         let result = async {
             let config = config::load(path)?;
+            for warning in config::bare_path_warnings(&config.routes) {
+                tracing::warn!("{warning}");
+            }
             let current = self.runtime.load();
             if listen_addresses(&config) != listen_addresses(&current.config) {
                 tracing::warn!(

@@ -163,6 +163,7 @@ fn summary(
         "issuers": issuers,
         "internal_issuer": internal,
         "routes": routes,
+        "warnings": config::bare_path_warnings(&config.routes),
     })
 }
 
@@ -285,6 +286,9 @@ fn text(summary: &Value) -> String {
         if !notes.is_empty() {
             let _ = writeln!(out, "  {:<16} {}", "", notes.join("; "));
         }
+    }
+    for warning in summary["warnings"].as_array().into_iter().flatten() {
+        let _ = writeln!(out, "\nwarning: {}", str_of(warning));
     }
     if summary["issuers_ready"] == false {
         let _ = writeln!(

@@ -107,6 +107,9 @@ pub(crate) async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), StartError> {
     let metrics = Metrics::new();
+    for warning in config::bare_path_warnings(&config.routes) {
+        tracing::warn!("{warning}");
+    }
     let tls = config
         .server
         .tls

@@ -337,3 +337,77 @@ fn internal_ttl(
     }
     Ok(ttl)
 }
+
+/// Routes whose prefix ends in `/` leave the path without it to another route: `/admin/`
+/// matches `/admin/x` but not `/admin`, which goes to the next best route (often a catch-all
+/// with a weaker pattern), while many upstreams serve `/admin` and `/admin/` alike. Not an
+/// error (it is how such a prefix is documented to match), but worth saying at load: one
+/// sentence per such route, naming the route that takes the bare path. A bare path no route
+/// takes gets 404, which needs no warning.
+pub(crate) fn bare_path_warnings(routes: &[Route]) -> Vec<String> {
+    let router = trustgate_edge::router::Router::new(routes.iter().map(|route| {
+        (
+            route.host.clone(),
+            route.prefix.clone(),
+            std::sync::Arc::new(route.index),
+        )
+    }));
+    routes
+        .iter()
+        .filter_map(|route| {
+            let bare = route.prefix.strip_suffix('/').filter(|bare| !bare.is_empty())?;
+            let (_, other) = router.select(route.host.as_deref(), bare)?;
+            let other = routes.iter().find(|r| r.index == **other && r.index != route.index)?;
+            Some(format!(
+                "route {:?}: prefix {:?} does not match {bare:?} itself, which route {:?} ({}) takes; a prefix without the trailing / ({bare:?}) covers both",
+                route.name,
+                route.prefix,
+                other.name,
+                other.trust.name(),
+            ))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod bare_path_tests {
+    #![allow(clippy::unwrap_used)]
+    use std::path::Path;
+
+    use super::*;
+
+    fn routes(table: &str) -> Vec<Route> {
+        let text = format!(
+            "[[issuer]]\nid = \"idp\"\nissuer = \"https://idp.example\"\njwks_url = \"https://idp.example/jwks\"\naudiences = [\"api\"]\n\n[[upstream]]\nid = \"app\"\nurl = \"http://127.0.0.1:9001\"\n{table}"
+        );
+        crate::config::parse(&text, Path::new("/etc/trustgate"), &|_| None)
+            .unwrap()
+            .routes
+    }
+
+    #[test]
+    fn a_prefix_ending_in_a_slash_is_warned_about_when_another_route_takes_the_bare_path() {
+        let warnings = bare_path_warnings(&routes(
+            "[[route]]\nname = \"admin\"\nprefix = \"/admin/\"\nupstream = \"app\"\npattern = \"forward-token\"\n\n[[route]]\nname = \"site\"\nprefix = \"/\"\nupstream = \"app\"\npattern = \"public\"\n",
+        ));
+        assert_eq!(
+            warnings,
+            [
+                "route \"admin\": prefix \"/admin/\" does not match \"/admin\" itself, which route \"site\" (public) takes; a prefix without the trailing / (\"/admin\") covers both"
+            ]
+        );
+        // Without the trailing `/`, or with no route for the bare path (404): nothing to say.
+        assert!(
+            bare_path_warnings(&routes(
+                "[[route]]\nname = \"admin\"\nprefix = \"/admin\"\nupstream = \"app\"\npattern = \"forward-token\"\n\n[[route]]\nname = \"site\"\nprefix = \"/\"\nupstream = \"app\"\npattern = \"public\"\n",
+            ))
+            .is_empty()
+        );
+        assert!(
+            bare_path_warnings(&routes(
+                "[[route]]\nname = \"admin\"\nprefix = \"/admin/\"\nupstream = \"app\"\npattern = \"forward-token\"\n",
+            ))
+            .is_empty()
+        );
+    }
+}

@@ -85,6 +85,45 @@ fn check_prints_routes_with_patterns_and_issuer_readiness() {
     assert!(!r.stdout.contains("warning"), "{}", r.stdout);
 }
 
+/// A route whose prefix ends in `/` does not match the path without it, which another route
+/// (here a public catch-all) then takes: `check` warns (and still passes), `--json` lists it,
+/// and `serve` logs it at start.
+#[test]
+fn a_prefix_ending_in_a_slash_that_leaves_its_bare_path_to_another_route_is_warned_about() {
+    let f = Fixture::new();
+    let dir = TempDir::new();
+    let config = f
+        .config()
+        .route(Route::new("site", "/", "echo", Pattern::Public))
+        .route(Route::new(
+            "orders",
+            "/orders/",
+            "echo",
+            Pattern::ForwardToken,
+        ));
+    let file = dir.write("gw.toml", &config.to_toml());
+    let warning = "route \"orders\": prefix \"/orders/\" does not match \"/orders\" itself, which route \"site\" (public) takes; a prefix without the trailing / (\"/orders\") covers both";
+    let r = run(&["check", "-c", path_str(&file)]);
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains(&format!("\nwarning: {warning}\n")),
+        "{}",
+        r.stdout
+    );
+    let r = run(&["check", "-c", path_str(&file), "--json"]);
+    let summary: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(summary["warnings"], json!([warning]));
+    let gw = Gateway::start(&config);
+    let logged = gw.log_text().lines().any(|line| {
+        serde_json::from_str::<serde_json::Value>(line)
+            .is_ok_and(|event| event["level"] == "WARN" && event["message"] == warning)
+    });
+    assert!(logged, "{}", gw.log_text());
+    // What the warning is about: the bare path is the public route's.
+    assert_eq!(gw.get("/orders", &[]).status, 200);
+    assert_eq!(gw.get("/orders/1", &[]).status, 401);
+}
+
 /// `check` says what it found: each issuer's key source and algorithms, the internal issuer, and
 /// each route's service, assertion and `require`; `--json` gives the same to tools.
 #[test]
