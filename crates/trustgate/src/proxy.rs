@@ -23,7 +23,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use trustgate_core::{BAGGAGE, TRACEPARENT, TRACESTATE, VerifiedToken};
+use trustgate_core::VerifiedToken;
 use trustgate_edge::decision::Trace;
 use trustgate_edge::framing::{self, FramingError};
 use trustgate_edge::headers::{self, Message};
@@ -74,7 +74,9 @@ pub(crate) enum RateLimitStep {
 ///
 /// `drop_trace_context`: the client's `traceparent` and `tracestate` are not believed
 /// ([`RequestTrace::replaces_client_context`]) and go with the identity headers, and so does its
-/// `baggage`: services' propagators read it with the trace, and act on or record its entries.
+/// `baggage`: services' propagators read it with the trace, and act on or record its entries. So
+/// does its context in the other common formats (B3, Jaeger, Datadog, …): a service whose
+/// propagator reads one of those first would continue the client's trace, not the gateway's.
 ///
 /// `rate_limit`: whether the route's rate limiter runs. The gateway always runs it; `explain`
 /// does not, since running it spends the caller's budget (in Redis, every replica's).
@@ -117,10 +119,7 @@ pub(crate) async fn prepare(
         trace.push("hop-by-hop: removed Connection and the headers it names".to_owned());
     }
     decision.apply_removing(&rt.engine, &mut parts.headers, |name| {
-        drop_trace_context
-            && (name == TRACEPARENT.as_bytes()
-                || name == TRACESTATE.as_bytes()
-                || name == BAGGAGE.as_bytes())
+        drop_trace_context && crate::telemetry::is_client_trace_context(name)
     });
     headers::set_forwarding_headers(
         &mut parts.headers,

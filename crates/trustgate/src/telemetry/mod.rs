@@ -49,7 +49,7 @@ use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use trustgate_core::steps::StepSpans;
-use trustgate_core::{TRACEPARENT, TRACESTATE, TraceParent, VerifiedToken};
+use trustgate_core::{BAGGAGE, TRACEPARENT, TRACESTATE, TraceParent, VerifiedToken};
 use trustgate_edge::headers::TrustedProxies;
 
 use crate::config::{OtlpProtocol, TelemetryConfig, TrustIncoming};
@@ -273,6 +273,50 @@ where
     fn max_level_hint(&self) -> Option<LevelFilter> {
         Some(LevelFilter::OFF)
     }
+}
+
+/// Trace context in formats other than W3C's that services' propagators read: B3 (Zipkin, Envoy,
+/// Istio), Jaeger, OpenTracing's basic tracer, Datadog, Google Cloud, AWS X-Ray, gRPC's binary
+/// context and Sentry. Exact names, or a prefix ending in `-`.
+const OTHER_TRACE_CONTEXT: [&str; 13] = [
+    "b3",
+    "x-b3-",
+    "uber-trace-id",
+    "uberctx-",
+    "jaeger-debug-id",
+    "ot-tracer-",
+    "ot-baggage-",
+    "x-datadog-",
+    "x-cloud-trace-context",
+    "x-amzn-trace-id",
+    "grpc-trace-bin",
+    "sentry-trace",
+    "elastic-apm-traceparent",
+];
+
+/// Whether a request header (its lower-case name) is a client's trace context: W3C's
+/// `traceparent`, `tracestate` and `baggage`, or another format's ([`OTHER_TRACE_CONTEXT`]).
+/// Removed together when the gateway does not believe the client's context, so that no
+/// propagator of the service's continues the client's trace instead of the gateway's.
+pub(crate) fn is_client_trace_context(name: &[u8]) -> bool {
+    // Most names are ruled out by their first byte (every name below starts with one of these).
+    if !matches!(
+        name.first(),
+        Some(b't' | b'b' | b'x' | b'u' | b'j' | b'o' | b'g' | b's' | b'e')
+    ) {
+        return false;
+    }
+    name == TRACEPARENT.as_bytes()
+        || name == TRACESTATE.as_bytes()
+        || name == BAGGAGE.as_bytes()
+        || OTHER_TRACE_CONTEXT.iter().any(|known| {
+            let known = known.as_bytes();
+            if known.ends_with(b"-") {
+                name.starts_with(known)
+            } else {
+                name == known
+            }
+        })
 }
 
 /// The per-request side of `[telemetry]`: sampling and propagation. Lives as long as the process
@@ -770,5 +814,48 @@ mod filter_tests {
             tracing::Subscriber::max_level_hint(&subscriber()),
             Some(tracing::level_filters::LevelFilter::INFO)
         );
+    }
+
+    #[test]
+    fn client_trace_context_is_every_common_format_and_nothing_else() {
+        for name in [
+            "traceparent",
+            "tracestate",
+            "baggage",
+            "b3",
+            "x-b3-traceid",
+            "x-b3-sampled",
+            "uber-trace-id",
+            "uberctx-user",
+            "jaeger-debug-id",
+            "ot-tracer-traceid",
+            "ot-baggage-user",
+            "x-datadog-trace-id",
+            "x-datadog-sampling-priority",
+            "x-cloud-trace-context",
+            "x-amzn-trace-id",
+            "grpc-trace-bin",
+            "sentry-trace",
+            "elastic-apm-traceparent",
+        ] {
+            assert!(super::is_client_trace_context(name.as_bytes()), "{name}");
+        }
+        for name in [
+            "",
+            "b",
+            "b3x",
+            "x-b3",
+            "accept",
+            "authorization",
+            "x-request-id",
+            "x-forwarded-for",
+            "user-agent",
+            "x-datadog",
+            "grpc-timeout",
+            "traceparents",
+            "etag",
+        ] {
+            assert!(!super::is_client_trace_context(name.as_bytes()), "{name}");
+        }
     }
 }

@@ -609,10 +609,30 @@ fn an_unsampled_untrusted_clients_trace_context_never_reaches_the_upstream() {
             ("traceparent", sent.as_str()),
             ("TRACESTATE", "vendor=x"),
             ("tracestate", "other=y"),
+            // Other formats' context: a service reading one of them first would continue the
+            // client's trace, not the gateway's.
+            ("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"),
+            ("X-B3-TraceId", "80f198ee56343ba864fe8b2a57d3eff7"),
+            ("X-B3-Sampled", "1"),
+            ("uber-trace-id", "80f198ee56343ba8:e457b5a2e4d86bd1:0:1"),
+            ("x-datadog-sampling-priority", "2"),
         ],
     );
     assert_eq!(response.status, 200);
     let forwarded = f.upstream.last().unwrap();
+    for name in [
+        "b3",
+        "x-b3-traceid",
+        "x-b3-sampled",
+        "uber-trace-id",
+        "x-datadog-sampling-priority",
+    ] {
+        assert!(
+            forwarded.header_values(name).is_empty(),
+            "{name}: {:?}",
+            forwarded.headers
+        );
+    }
     let values = forwarded.header_values("traceparent");
     assert_eq!(values.len(), 1, "{values:?}");
     let ours = values[0];
