@@ -246,16 +246,21 @@ fn validate(
             "server.max_connections must be between 1 and 1000000000",
         ));
     }
-    let max_connections_per_client = match server.max_connections_per_client {
-        None => None,
-        Some(n) if n >= 1 && n <= server.max_connections => u32::try_from(n).ok(),
-        Some(_) => None,
-    };
-    if server.max_connections_per_client.is_some() && max_connections_per_client.is_none() {
-        return Err(ConfigError::new(
-            "server.max_connections_per_client must be between 1 and server.max_connections",
-        ));
-    }
+    // Within `max_connections`, so it fits a `u32` too.
+    let max_connections_per_client = server
+        .max_connections_per_client
+        .map(|n| {
+            (1..=server.max_connections)
+                .contains(&n)
+                .then(|| u32::try_from(n).ok())
+                .flatten()
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "server.max_connections_per_client must be between 1 and server.max_connections",
+                    )
+                })
+        })
+        .transpose()?;
     if server.max_headers == 0 || server.max_header_bytes < 1024 {
         return Err(ConfigError::new(
             "server.max_headers must be at least 1 and server.max_header_bytes at least 1024",

@@ -840,6 +840,11 @@ mod filter_tests {
         ] {
             assert!(super::is_client_trace_context(name.as_bytes()), "{name}");
         }
+        // The first-byte filter lets every listed name through, a prefix with any suffix.
+        for known in super::OTHER_TRACE_CONTEXT {
+            let name = format!("{known}{}", if known.ends_with('-') { "id" } else { "" });
+            assert!(super::is_client_trace_context(name.as_bytes()), "{name}");
+        }
         for name in [
             "",
             "b",
