@@ -49,6 +49,9 @@ struct State {
     behavior: Mutex<Behavior>,
     cache_control: Mutex<Option<String>>,
     discovery_issuer: Mutex<Option<String>>,
+    /// A second JWKS at another path, which discovery then names as its `jwks_uri`; the JWKS at
+    /// `/jwks.json` keeps answering (an issuer that moved its keys and left the old URL up).
+    moved_jwks: Mutex<Option<(String, Value)>>,
     jwks_fetches: AtomicUsize,
     discovery_fetches: AtomicUsize,
     url: String,
@@ -86,6 +89,7 @@ impl TestIssuer {
             behavior: Mutex::new(Behavior::Normal),
             cache_control: Mutex::new(None),
             discovery_issuer: Mutex::new(None),
+            moved_jwks: Mutex::new(None),
             jwks_fetches: AtomicUsize::new(0),
             discovery_fetches: AtomicUsize::new(0),
             url: format!("http://{addr}"),
@@ -138,6 +142,14 @@ impl TestIssuer {
         *self.state.discovery_issuer.lock().unwrap() = issuer.map(str::to_owned);
     }
 
+    /// Moves the keys: discovery names `path` as the `jwks_uri` from now on, which serves `keys`
+    /// (counted in [`TestIssuer::jwks_fetches`]); `/jwks.json` keeps serving the old set.
+    pub fn move_jwks(&self, path: &str, keys: &[&TestKey]) {
+        assert!(path.starts_with('/') && path != "/jwks.json");
+        let jwks = json!({"keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>()});
+        *self.state.moved_jwks.lock().unwrap() = Some((path.to_owned(), jwks));
+    }
+
     pub fn jwks_fetches(&self) -> usize {
         self.state.jwks_fetches.load(Ordering::SeqCst)
     }
@@ -166,9 +178,15 @@ async fn handle(
                 .unwrap()
                 .clone()
                 .unwrap_or_else(|| state.url.clone());
+            let jwks_path = state
+                .moved_jwks
+                .lock()
+                .unwrap()
+                .as_ref()
+                .map_or_else(|| "/jwks.json".to_owned(), |(path, _)| path.clone());
             let doc = json!({
                 "issuer": issuer,
-                "jwks_uri": format!("{}/jwks.json", state.url),
+                "jwks_uri": format!("{}{jwks_path}", state.url),
                 "id_token_signing_alg_values_supported": ["RS256","ES256","EdDSA"],
             });
             Ok(respond(200, doc.to_string()))
@@ -209,7 +227,16 @@ async fn handle(
             );
             Ok(response)
         }
-        _ => Ok(respond(404, "")),
+        path => {
+            let moved = state.moved_jwks.lock().unwrap().clone();
+            match moved {
+                Some((moved_path, jwks)) if moved_path == path => {
+                    state.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+                    Ok(respond(200, jwks.to_string()))
+                }
+                _ => Ok(respond(404, "")),
+            }
+        }
     }
 }
 

@@ -39,8 +39,17 @@ const NEGATIVE_KID_CAPACITY: usize = 1024;
 enum Remote {
     JwksUrl(String),
     Discovery {
-        discovered_jwks_uri: Mutex<Option<String>>,
+        discovered: Mutex<Option<Discovered>>,
     },
+}
+
+/// The `jwks_uri` discovery last gave, and when it was read. An issuer may move its keys to a new
+/// URI and leave the old one answering with the old set, so the document is read again once the
+/// answer is `max_interval` old.
+#[derive(Clone)]
+struct Discovered {
+    jwks_uri: String,
+    read_at_ms: i64,
 }
 
 /// The live keys of one issuer.
@@ -109,7 +118,7 @@ impl IssuerKeys {
                 Some((
                     fetcher.clone(),
                     Remote::Discovery {
-                        discovered_jwks_uri: Mutex::new(None),
+                        discovered: Mutex::new(None),
                     },
                 )),
             ),
@@ -197,13 +206,10 @@ impl IssuerKeys {
             Err(err) => {
                 self.fetch_failures.fetch_add(1, Ordering::Relaxed);
                 self.failures_in_row.fetch_add(1, Ordering::Relaxed);
-                if let Remote::Discovery {
-                    discovered_jwks_uri,
-                } = remote
-                {
+                if let Remote::Discovery { discovered } = remote {
                     // Discover again next time: the jwks_uri itself may have moved.
-                    if let Ok(mut uri) = discovered_jwks_uri.lock() {
-                        *uri = None;
+                    if let Ok(mut known) = discovered.lock() {
+                        *known = None;
                     }
                 }
                 tracing::warn!(issuer = %self.issuer, error = %err, "key refresh failed; keeping the previous keys");
@@ -219,21 +225,7 @@ impl IssuerKeys {
     ) -> Result<(KeySet, Option<Duration>), RefreshError> {
         let jwks_uri = match remote {
             Remote::JwksUrl(url) => url.clone(),
-            Remote::Discovery {
-                discovered_jwks_uri,
-            } => {
-                let known = discovered_jwks_uri.lock().ok().and_then(|uri| uri.clone());
-                match known {
-                    Some(uri) => uri,
-                    None => {
-                        let uri = self.discover(fetcher).await?;
-                        if let Ok(mut slot) = discovered_jwks_uri.lock() {
-                            *slot = Some(uri.clone());
-                        }
-                        uri
-                    }
-                }
-            }
+            Remote::Discovery { discovered } => self.jwks_uri(fetcher, discovered).await?,
         };
         let fetched = fetcher.get(&jwks_uri).await?;
         let previous = self.state.load();
@@ -244,6 +236,40 @@ impl IssuerKeys {
             Some(&previous.keys),
         )?;
         Ok((keys, fetched.max_age))
+    }
+
+    /// The `jwks_uri` to fetch: the one discovery last gave while it is less than `max_interval`
+    /// old, else the document's current one. If reading the document again fails, the known URI
+    /// is fetched (keys keep refreshing through an outage of the discovery endpoint alone) and
+    /// the document is tried again after another `max_interval`.
+    async fn jwks_uri(
+        &self,
+        fetcher: &Fetcher,
+        discovered: &Mutex<Option<Discovered>>,
+    ) -> Result<String, RefreshError> {
+        // Copied out: no lock is held across the fetch.
+        let known = discovered.lock().ok().and_then(|known| known.clone());
+        let now = self.clock.now_millis();
+        if let Some(known) = &known
+            && now.saturating_sub(known.read_at_ms) < duration_millis(self.policy.max_interval)
+        {
+            return Ok(known.jwks_uri.clone());
+        }
+        let jwks_uri = match (self.discover(fetcher).await, known) {
+            (Ok(jwks_uri), _) => jwks_uri,
+            (Err(err), Some(known)) => {
+                tracing::warn!(issuer = %self.issuer, error = %err, "reading the discovery document again failed; fetching the jwks_uri it gave before");
+                known.jwks_uri
+            }
+            (Err(err), None) => return Err(err),
+        };
+        if let Ok(mut slot) = discovered.lock() {
+            *slot = Some(Discovered {
+                jwks_uri: jwks_uri.clone(),
+                read_at_ms: now,
+            });
+        }
+        Ok(jwks_uri)
     }
 
     async fn discover(&self, fetcher: &Fetcher) -> Result<String, RefreshError> {

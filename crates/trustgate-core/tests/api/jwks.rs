@@ -145,22 +145,80 @@ async fn start_up_fetches_once_and_becomes_ready() {
     );
 }
 
-#[tokio::test]
-async fn discovery_finds_the_jwks_and_is_not_repeated_for_refetches() {
+/// An issuer publishing `k1` (returned), and a started validator that finds its keys by
+/// discovery (one discovery and one JWKS fetch so far).
+async fn started_by_discovery(
+    policy: RefreshPolicy,
+) -> (TestIssuer, ManualClock, Validator, TestKey) {
     let issuer = TestIssuer::start().await;
     let k1 = TestKey::es256("k1");
-    let k2 = TestKey::es256("k2");
     issuer.set_keys(&[&k1]);
     let clock = clock();
-    let config = remote_issuer(&issuer, KeySource::Discovery, quiet_policy());
+    let config = remote_issuer(&issuer, KeySource::Discovery, policy);
     let v = build(vec![config], fetch_options(), &clock);
     assert!(v.start().await);
     assert_eq!((issuer.discovery_fetches(), issuer.jwks_fetches()), (1, 1));
+    (issuer, clock, v, k1)
+}
+
+#[tokio::test]
+async fn discovery_finds_the_jwks_and_is_not_repeated_for_refetches() {
+    let (issuer, _clock, v, k1) = started_by_discovery(quiet_policy()).await;
+    let k2 = TestKey::es256("k2");
     assert_eq!(check(&v, &fresh(&k1, &issuer, "a")).await, Ok(()));
     // A new kid refetches the JWKS from the discovered URI, without discovering again.
     issuer.set_keys(&[&k1, &k2]);
     assert_eq!(check(&v, &fresh(&k2, &issuer, "a")).await, Ok(()));
     assert_eq!((issuer.discovery_fetches(), issuer.jwks_fetches()), (1, 2));
+}
+
+/// Quiet, but discovery's answer is read again once it is `max_interval` (300 s) old, which stays
+/// within the maximum staleness.
+fn rediscovery_policy() -> RefreshPolicy {
+    RefreshPolicy {
+        default_interval: Duration::from_secs(300),
+        min_interval: Duration::from_secs(300),
+        max_interval: Duration::from_secs(300),
+        ..quiet_policy()
+    }
+}
+
+#[tokio::test]
+async fn discovery_is_read_again_after_max_interval_and_follows_a_moved_jwks_uri() {
+    let (issuer, clock, v, k1) = started_by_discovery(rediscovery_policy()).await;
+    let k2 = TestKey::es256("k2");
+    // The issuer moves its keys, and the old URL keeps answering with the old set.
+    issuer.move_jwks("/v2/jwks.json", &[&k1, &k2]);
+    clock.advance_secs(COOLDOWN.as_secs() as i64 + 1);
+    // Within max_interval the refetch goes to the URI discovered before.
+    assert_eq!(
+        check(&v, &fresh(&k2, &issuer, "a")).await,
+        invalid(Reason::UnknownKey)
+    );
+    assert_eq!((issuer.discovery_fetches(), issuer.jwks_fetches()), (1, 2));
+    // Past it, the document is read again and its new jwks_uri fetched.
+    clock.advance_secs(300);
+    assert_eq!(check(&v, &fresh(&k2, &issuer, "b")).await, Ok(()));
+    assert_eq!((issuer.discovery_fetches(), issuer.jwks_fetches()), (2, 3));
+    assert_eq!(status(&v).kids, vec!["k1".to_owned(), "k2".to_owned()]);
+}
+
+#[tokio::test]
+async fn a_failed_rediscovery_keeps_fetching_the_known_jwks_uri() {
+    let (issuer, clock, v, k1) = started_by_discovery(rediscovery_policy()).await;
+    let k2 = TestKey::es256("k2");
+    // The document now names another issuer: refused, and the jwks_uri known before is fetched.
+    issuer.set_discovery_issuer(Some("https://evil.example"));
+    issuer.set_keys(&[&k1, &k2]);
+    clock.advance_secs(301);
+    assert_eq!(check(&v, &fresh(&k2, &issuer, "a")).await, Ok(()));
+    assert_eq!((issuer.discovery_fetches(), issuer.jwks_fetches()), (2, 2));
+    // The document is not tried again before another max_interval.
+    let k3 = TestKey::es256("k3");
+    issuer.set_keys(&[&k1, &k2, &k3]);
+    clock.advance_secs(COOLDOWN.as_secs() as i64 + 1);
+    assert_eq!(check(&v, &fresh(&k3, &issuer, "b")).await, Ok(()));
+    assert_eq!((issuer.discovery_fetches(), issuer.jwks_fetches()), (2, 3));
 }
 
 #[tokio::test]
