@@ -17,7 +17,7 @@ pub(crate) struct FileTelemetry {
     pub(crate) endpoint: Option<String>,
     /// Else `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` or `OTEL_EXPORTER_OTLP_PROTOCOL`; else gRPC.
     pub(crate) protocol: Option<OtlpProtocol>,
-    /// Else `OTEL_TRACES_SAMPLER_ARG`; else 1.0.
+    /// Else from `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` ([`env_sample_ratio`]); else 1.0.
     pub(crate) sample_ratio: Option<f64>,
     pub(crate) trust_incoming: TrustIncoming,
     /// Else `OTEL_SERVICE_NAME`; else "trustgate".
@@ -171,17 +171,7 @@ pub(crate) fn telemetry(
     }
     let sample_ratio = match file.sample_ratio {
         Some(ratio) => (ratio, "telemetry.sample_ratio"),
-        None => match var("OTEL_TRACES_SAMPLER_ARG") {
-            Some(text) => (
-                text.trim().parse::<f64>().map_err(|_| {
-                    ConfigError::new(format!(
-                        "OTEL_TRACES_SAMPLER_ARG = {text:?} is not a number between 0 and 1"
-                    ))
-                })?,
-                "OTEL_TRACES_SAMPLER_ARG",
-            ),
-            None => (1.0, "telemetry.sample_ratio"),
-        },
+        None => env_sample_ratio(&var)?,
     };
     if !(0.0..=1.0).contains(&sample_ratio.0) {
         return Err(ConfigError::new(format!(
@@ -208,6 +198,38 @@ pub(crate) fn telemetry(
         service_name,
         span_claims: file.span_claims,
     }))
+}
+
+/// The ratio `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` ask for, and the variable that
+/// gave it. The gateway's sampler is always parent-based (a believed `traceparent` decides, see
+/// `trust_incoming`), so each sampler counts as its parent-based form: `always_on` 1,
+/// `always_off` 0, `traceidratio` its argument. Unset, the argument alone is read (as before this
+/// variable was). A sampler the gateway does not have is refused rather than read as another.
+fn env_sample_ratio(
+    var: &dyn Fn(&str) -> Option<String>,
+) -> Result<(f64, &'static str), ConfigError> {
+    let sampler = var("OTEL_TRACES_SAMPLER").map(|s| s.trim().to_ascii_lowercase());
+    match sampler.as_deref() {
+        Some("always_on" | "parentbased_always_on") => return Ok((1.0, "OTEL_TRACES_SAMPLER")),
+        Some("always_off" | "parentbased_always_off") => return Ok((0.0, "OTEL_TRACES_SAMPLER")),
+        None | Some("traceidratio" | "parentbased_traceidratio") => {}
+        Some(other) => {
+            return Err(ConfigError::new(format!(
+                "OTEL_TRACES_SAMPLER = {other:?} is not supported; use always_on, always_off or traceidratio (each parent-based), or set telemetry.sample_ratio"
+            )));
+        }
+    }
+    match var("OTEL_TRACES_SAMPLER_ARG") {
+        Some(text) => Ok((
+            text.trim().parse::<f64>().map_err(|_| {
+                ConfigError::new(format!(
+                    "OTEL_TRACES_SAMPLER_ARG = {text:?} is not a number between 0 and 1"
+                ))
+            })?,
+            "OTEL_TRACES_SAMPLER_ARG",
+        )),
+        None => Ok((1.0, "telemetry.sample_ratio")),
+    }
 }
 
 /// The URL spans are sent to: gRPC uses the base URL, HTTP appends `/v1/traces` (as the

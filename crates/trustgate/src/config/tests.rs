@@ -473,6 +473,51 @@ fn telemetry_defaults_and_the_otel_variables() {
 }
 
 #[test]
+fn otel_traces_sampler_is_read_as_its_parent_based_form() {
+    let on = format!("{BASE}\n[telemetry]\nenabled = true\n");
+    let ratio = |env: &[(&str, &str)]| {
+        parse_with_env(&on, env)
+            .map(|config| config.telemetry.map(|t| t.sample_ratio))
+            .map_err(|e| e.to_string())
+    };
+    let arg = ("OTEL_TRACES_SAMPLER_ARG", "0.25");
+    for (sampler, expected) in [
+        ("always_off", 0.0),
+        ("parentbased_always_off", 0.0),
+        (" ALWAYS_OFF ", 0.0),
+        // always_on and always_off take no argument: it is ignored, as the specification says.
+        ("always_on", 1.0),
+        ("parentbased_always_on", 1.0),
+        ("traceidratio", 0.25),
+        ("parentbased_traceidratio", 0.25),
+    ] {
+        assert_eq!(
+            ratio(&[("OTEL_TRACES_SAMPLER", sampler), arg]),
+            Ok(Some(expected)),
+            "{sampler:?}"
+        );
+    }
+    assert_eq!(
+        ratio(&[("OTEL_TRACES_SAMPLER", "traceidratio")]),
+        Ok(Some(1.0))
+    );
+    assert_eq!(ratio(&[arg]), Ok(Some(0.25)));
+    // The file's ratio wins over the environment.
+    let file = format!("{on}sample_ratio = 0.5\n");
+    let telemetry = parse_with_env(&file, &[("OTEL_TRACES_SAMPLER", "always_off")])
+        .unwrap()
+        .telemetry
+        .unwrap();
+    assert_eq!(telemetry.sample_ratio, 0.5);
+    // A sampler the gateway does not have is refused, not read as another.
+    let refused = ratio(&[("OTEL_TRACES_SAMPLER", "jaeger_remote"), arg]).unwrap_err();
+    assert!(
+        refused.contains("OTEL_TRACES_SAMPLER = \"jaeger_remote\" is not supported"),
+        "{refused}"
+    );
+}
+
+#[test]
 fn otel_sdk_disabled_is_true_in_any_case() {
     // The specification's booleans: "true" without regard to case is true, anything else false.
     let on = format!("{BASE}\n[telemetry]\nenabled = true\n");
