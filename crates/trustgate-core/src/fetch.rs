@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls_pki_types::CertificateDer;
 
 /// The connector of trustgate's own outbound HTTP/1 calls (key sets here; span export in the
@@ -131,11 +131,22 @@ pub(crate) struct Fetcher {
 
 const MAX_REDIRECTS: usize = 3;
 
+/// How long a connection to an issuer stays open unused. Fetches are minutes apart, so this mostly
+/// serves a rotation's burst (discovery, then the JWKS, then an unknown kid's refetch).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Fetcher {
     pub(crate) fn new(options: FetchOptions) -> Result<Self, rustls::Error> {
+        Self::with_idle_timeout(options, IDLE_TIMEOUT)
+    }
+
+    fn with_idle_timeout(options: FetchOptions, idle: Duration) -> Result<Self, rustls::Error> {
         let connector = https_connector(options.timeout, &options.extra_roots)?;
+        // The pool closes idle connections only on a timer; without one, an issuer's connection
+        // stayed open (or half-closed by the issuer) until the next fetch, minutes later.
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(idle)
+            .pool_timer(TokioTimer::new())
             .build(connector);
         Ok(Self {
             client,
@@ -285,6 +296,50 @@ pub(crate) fn cache_max_age(headers: &http::HeaderMap) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The issuer side: accepts one connection, answers one keep-alive GET with a JWKS, then
+    /// reports how long the client took to close the connection.
+    #[tokio::test]
+    async fn an_idle_connection_to_an_issuer_is_closed_after_the_idle_timeout() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+        let issuer = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.ends_with(b"\r\n\r\n") {
+                let n = stream.read(&mut buf).await.unwrap();
+                assert_ne!(n, 0, "closed before the request ended");
+                head.extend_from_slice(&buf[..n]);
+            }
+            let body = br#"{"keys":[]}"#;
+            let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+            stream.write_all(answer.as_bytes()).await.unwrap();
+            stream.write_all(body).await.unwrap();
+            let answered = tokio::time::Instant::now();
+            // The client's close is a read of 0 bytes; nothing else comes on this connection.
+            let n = stream.read(&mut buf).await.unwrap();
+            (n, answered.elapsed())
+        });
+        let fetcher =
+            Fetcher::with_idle_timeout(FetchOptions::default(), Duration::from_millis(200))
+                .unwrap();
+        let fetched = fetcher.get(&url).await.unwrap();
+        assert_eq!(&fetched.body[..], br#"{"keys":[]}"#);
+        // The fetcher lives on, idle: the pool's timer alone must close the connection.
+        let (read, after) = tokio::time::timeout(Duration::from_secs(5), issuer)
+            .await
+            .expect("the idle connection was never closed")
+            .unwrap();
+        assert_eq!(read, 0);
+        assert!(
+            after >= Duration::from_millis(200),
+            "closed after {after:?}"
+        );
+        drop(fetcher);
+    }
 
     #[test]
     fn redirect_origin_rules() {
