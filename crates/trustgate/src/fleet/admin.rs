@@ -7,10 +7,11 @@
 //!   entry is kept until `exp` plus the issuer's leeway and 5 minutes, or for
 //!   `revocation.max_token_lifetime`; an `exp` further ahead than that is refused);
 //! - `{"sub": "…", "issuer": "<id or iss>", "before": <seconds>}`: every token of the subject
-//!   issued at or before `before` (default: now; not in the future), "log out everywhere";
+//!   issued at or before `before` (default: now plus the issuer's leeway, for an issuer whose
+//!   clock runs ahead; a `before` given is not in the future), "log out everywhere";
 //! - `{"internal_token": "…"}`: an internal token this gateway minted (checked with its key
 //!   ring, even when expired): its subject's external tokens issued up to the time it was
-//!   minted.
+//!   minted, plus the issuer's leeway.
 //!
 //! An entry that would already have lapsed (it covers only tokens that have expired) is refused
 //! with 400 rather than answered 201 for nothing.
@@ -175,17 +176,26 @@ fn find_issuer<'a>(
     found.ok_or_else(|| format!("issuer {name:?} is not configured"))
 }
 
-/// The `iss` of the issuer `name` names, and how long after a token's `exp` (or a cut-off's
-/// `max_token_lifetime`) an entry against it is kept: the issuer's leeway, during which it still
-/// accepts the token, and [`LEEWAY_SECS`] more.
-fn issuer(gateway: &Gateway, name: IssuerName<'_>) -> Result<(String, i64), String> {
+/// The issuer `name` names, as an entry against it needs it.
+struct Issuer {
+    iss: String,
+    /// The issuer's leeway (seconds): how far ahead of the gateway's clock a token's `iat` may
+    /// be and still be accepted (an issuer whose clock runs fast).
+    leeway: i64,
+    /// How long after a token's `exp` (or a cut-off's `max_token_lifetime`) an entry is kept:
+    /// the leeway, during which the issuer still accepts the token, and [`LEEWAY_SECS`] more.
+    kept: i64,
+}
+
+fn issuer(gateway: &Gateway, name: IssuerName<'_>) -> Result<Issuer, String> {
     let runtime = gateway.runtime.load();
     let issuer = find_issuer(&runtime.config.issuers, name)?;
     let leeway = i64::try_from(issuer.config.claims.leeway.as_secs()).unwrap_or(i64::MAX);
-    Ok((
-        issuer.config.issuer.clone(),
-        leeway.saturating_add(LEEWAY_SECS),
-    ))
+    Ok(Issuer {
+        iss: issuer.config.issuer.clone(),
+        leeway,
+        kept: leeway.saturating_add(LEEWAY_SECS),
+    })
 }
 
 async fn entry(gateway: &Gateway, request: Revoke) -> Result<Entry, String> {
@@ -208,7 +218,8 @@ async fn entry(gateway: &Gateway, request: Revoke) -> Result<Entry, String> {
     }
     let entry = match (request.jti, request.sub, request.internal_token) {
         (Some(jti), None, None) if request.before.is_none() => {
-            let (iss, kept) = issuer(gateway, IssuerName::IdOrIss(request.issuer.as_deref()))?;
+            let Issuer { iss, kept, .. } =
+                issuer(gateway, IssuerName::IdOrIss(request.issuer.as_deref()))?;
             let exp = request
                 .exp
                 .unwrap_or_else(|| now.saturating_add(max_lifetime));
@@ -227,11 +238,17 @@ async fn entry(gateway: &Gateway, request: Revoke) -> Result<Entry, String> {
             }
         }
         (None, Some(sub), None) if request.exp.is_none() => {
-            let (iss, kept) = issuer(gateway, IssuerName::IdOrIss(request.issuer.as_deref()))?;
-            let cutoff = request.before.unwrap_or(now);
+            let Issuer { iss, leeway, kept } =
+                issuer(gateway, IssuerName::IdOrIss(request.issuer.as_deref()))?;
+            // By default every token issued until now, by the issuer's clock too: one running
+            // ahead by up to the leeway stamps a token issued a moment ago with an `iat` that far
+            // ahead, and the gateway accepts it. So the cut-off is now plus the leeway (a token
+            // the subject gets within the leeway after this is refused too). A `before` given is
+            // taken as it is.
+            let cutoff = request.before.unwrap_or_else(|| now.saturating_add(leeway));
             // A cut-off in the future would revoke tokens not yet issued, and could not be
             // withdrawn; a few minutes allow for the caller's clock.
-            if cutoff > now.saturating_add(LEEWAY_SECS) {
+            if request.before.is_some() && cutoff > now.saturating_add(LEEWAY_SECS) {
                 return Err(format!(
                     "\"before\" {cutoff} is in the future (now is {now}); is it in milliseconds? (seconds since the epoch)"
                 ));
@@ -240,8 +257,17 @@ async fn entry(gateway: &Gateway, request: Revoke) -> Result<Entry, String> {
         }
         (None, None, Some(token)) if request.issuer.is_none() => {
             let (ext_iss, sub, iat) = internal_token_subject(gateway, &token).await?;
-            let (iss, kept) = issuer(gateway, IssuerName::Iss(&ext_iss))?;
-            sub_entry(iss, sub, iat, max_lifetime, kept, now)
+            let Issuer { iss, leeway, kept } = issuer(gateway, IssuerName::Iss(&ext_iss))?;
+            // The external token behind it was accepted at `iat` by the gateway's clock, so its
+            // own `iat` may be up to the leeway later (see the cut-off of `sub` above).
+            sub_entry(
+                iss,
+                sub,
+                iat.saturating_add(leeway),
+                max_lifetime,
+                kept,
+                now,
+            )
         }
         _ => {
             return Err(
@@ -261,7 +287,9 @@ async fn entry(gateway: &Gateway, request: Revoke) -> Result<Entry, String> {
     Ok(entry)
 }
 
-/// Every token of `sub` issued at or before `cutoff`: kept until the last of them has expired.
+/// Every token of `sub` issued at or before `cutoff`: kept until the last of them has expired
+/// (it lives at most `max_lifetime` and [`LEEWAY_SECS`], and is accepted for the issuer's leeway
+/// after its `exp`; `kept` is both margins).
 fn sub_entry(
     iss: String,
     sub: String,

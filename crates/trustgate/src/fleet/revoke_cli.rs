@@ -31,12 +31,12 @@ pub(crate) enum What {
         /// The issuer: its id in the configuration, or its `iss`.
         #[arg(long)]
         issuer: String,
-        /// The cut-off (seconds since the epoch); default now.
+        /// The cut-off (seconds since the epoch); default now plus the issuer's leeway.
         #[arg(long)]
         before: Option<i64>,
     },
     /// The subject behind an internal token this gateway minted (its external tokens issued up
-    /// to the time it was minted). Give the token on standard input
+    /// to the time it was minted, plus the issuer's leeway). Give the token on standard input
     /// (`trustgate revoke … internal-token < token.txt`): on the command line it is in the
     /// process list (`ps`) for other users to read, and in the shell's history.
     InternalToken {

@@ -187,6 +187,55 @@ fn a_jti_can_be_revoked_with_its_exp_when_its_iat_is_ahead_within_the_leeway() {
     assert!(body.to_string().contains("milliseconds"), "{body}");
 }
 
+/// An issuer whose clock runs ahead stamps a token issued just before a subject revocation with
+/// an `iat` up to its leeway later, and the gateway accepts it: the default cut-off is now plus
+/// the leeway (it was now, which left that token accepted), and the entry is kept until the last
+/// covered token has expired. A `before` given is taken as it is.
+#[test]
+fn a_subject_revocation_covers_tokens_stamped_ahead_within_the_issuers_leeway() {
+    let f = Fixture::new();
+    let dir = TempDir::new();
+    let config = config(&f, &dir)
+        .section("revocation", "max_token_lifetime", "1h")
+        .edit_issuer("idp", |i| {
+            i.set("leeway", "1h").set("danger_allow_long_leeway", true)
+        });
+    let gw = Gateway::start(&config);
+    let t = now();
+    let ahead = |sub: &str| {
+        bearer(&f.token_with(
+            sub,
+            json!({"iat": t + 1800, "nbf": t, "exp": t + 1800 + 3600}),
+        ))
+    };
+    let (alice, bob) = (ahead("alice"), ahead("bob"));
+    assert_eq!(gw.get("/rev", &[("Authorization", &alice)]).status, 200);
+    let (status, body) = admin(&gw, "POST", Some(json!({"sub": "alice", "issuer": "idp"})));
+    assert_eq!(status, 201, "{body}");
+    let revoked = &body["revoked"];
+    let (cutoff, made) = (
+        revoked["cutoff"].as_i64().unwrap(),
+        revoked["created_at"].as_i64().unwrap(),
+    );
+    assert_eq!(cutoff - made, 3600, "{body}");
+    // max_token_lifetime, the 5 minutes a token may outlive it, and the leeway after its exp.
+    assert_eq!(
+        revoked["expires_at"].as_i64().unwrap() - cutoff,
+        3600 + 300 + 3600,
+        "{body}"
+    );
+    assert_eq!(gw.get("/rev", &[("Authorization", &alice)]).status, 401);
+    // An explicit cut-off of now covers no token stamped later.
+    let (status, body) = admin(
+        &gw,
+        "POST",
+        Some(json!({"sub": "bob", "issuer": "idp", "before": t})),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["revoked"]["cutoff"], t, "{body}");
+    assert_eq!(gw.get("/rev", &[("Authorization", &bob)]).status, 200);
+}
+
 /// A subject revocation is kept `max_token_lifetime` past its cut-off, so a token that lives
 /// longer would outlive it: routes that check revocations refuse such tokens outright, and a
 /// revocation that would already have lapsed is refused rather than answered 201 for nothing.
