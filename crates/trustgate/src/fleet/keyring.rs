@@ -19,6 +19,11 @@
 //! - **Fail closed.** A replica that cannot reach the store keeps the ring it has and signs
 //!   until the end of the window of the key current at its last sync (or of the next key, when
 //!   it synced in the last two poll intervals of that window); after that it refuses to mint.
+//! - **Only what opens counts.** Nothing but a key's window is sealed, so a replica uses an
+//!   entry of the stored ring only once it has opened (or is an entry of the ring it holds, as it
+//!   is), and publishes it exactly until `max_ttl` + 60 s after its window, whatever the stored
+//!   `published_until` says: a writer of the store cannot take the key that signs out of the JWK
+//!   Set, nor keep a retired one in it. An entry that does not open counts as missing.
 //! - **Survives a store that lost it.** A replica that finds no ring but holds one writes its
 //!   copy back (the same ciphertexts) before anything else would create a new one. A ring that
 //!   lacks keys the replica holds, still published, came back from an older copy (an RDB
@@ -290,9 +295,19 @@ impl KeyRingSync {
             .query("keyring_read", redis::cmd("GET").arg(&ring_key))
             .await?;
         let now = wall_ms();
-        let doc = match &text {
-            Some(text) => Some(self.parse(text)?),
-            None => None,
+        let (doc, ignored) = match &text {
+            Some(text) => {
+                let (doc, ignored) = checked(
+                    self.parse(text)?,
+                    held,
+                    &self.kek,
+                    &self.namespace,
+                    self.alg,
+                    self.retire_after,
+                );
+                (Some(doc), ignored)
+            }
+            None => (None, 0),
         };
         let current_text = text.unwrap_or_default();
         let doc = match (doc, &held.doc) {
@@ -315,7 +330,12 @@ impl KeyRingSync {
             }
             (doc, None) => doc,
         };
-        let doc = match self.maintained(doc.as_ref(), now)? {
+        let next = match self.maintained(doc.as_ref(), now)? {
+            // Entries that do not open were left out: the ring is written without them.
+            None if ignored > 0 => doc.clone(),
+            next => next,
+        };
+        let doc = match next {
             Some(next) => {
                 if self.write(&current_text, &next).await? {
                     tracing::info!(keys = next.keys.len(), "internal key ring updated");
@@ -420,10 +440,66 @@ fn seal(
     Ok(base64_simd::URL_SAFE_NO_PAD.encode_to_string(out))
 }
 
+/// `doc` as this replica may use it: only keys that open under the key-encryption key for their
+/// kid and window (or are the very entries of the ring it holds, which did), each published at
+/// least until its window's end plus `retire_after`, and the number of entries left out.
+///
+/// Nothing but the window is sealed, and the window is checked only by opening, so until then a
+/// writer of the store decides what an entry says: with `published_until` lowered (or a window
+/// made to look past) the key that signs now was pruned, or dropped from the JWK Set while it
+/// still signed, and services refused the tokens it had signed. So no decision (pruning, a missing
+/// key to write back, nothing signing now) is made on an entry before it has opened, and the end of
+/// publication is never earlier than the sealed window gives, as `new_key` writes it. An entry
+/// that does not open is treated as missing: a replica that holds the key writes it back as it
+/// was sealed.
+fn checked(
+    mut doc: RingDoc,
+    held: &mut Held,
+    kek: &LessSafeKey,
+    namespace: &str,
+    alg: Algorithm,
+    retire_after: i64,
+) -> (RingDoc, usize) {
+    // Never earlier than `new_key` writes. A later end is kept in the store (a replica with a
+    // longer `max_ttl` wrote it; each would otherwise prune and write back in turn), but `open`
+    // caps what is published at this one.
+    for stored in &mut doc.keys {
+        stored.published_until = stored
+            .published_until
+            .max(stored.signs_until.saturating_add(retire_after));
+    }
+    let before = doc.keys.len();
+    doc.keys.retain(|stored| {
+        let known = held.doc.as_ref().is_some_and(|d| {
+            d.keys.iter().any(|h| {
+                h.kid == stored.kid
+                    && h.signs_from == stored.signs_from
+                    && h.signs_until == stored.signs_until
+                    && h.sealed == stored.sealed
+            })
+        });
+        if known {
+            return true;
+        }
+        match open(kek, namespace, alg, stored, retire_after) {
+            Ok(key) => {
+                held.opened.insert(stored.kid.clone(), key);
+                true
+            }
+            Err(_) => {
+                tracing::warn!(kid = %stored.kid, "a key in the store's ring does not open (altered, or not sealed for this namespace); ignored");
+                false
+            }
+        }
+    });
+    let ignored = before - doc.keys.len();
+    (doc, ignored)
+}
+
 /// Opens a sealed key; fails unless the key-encryption key, namespace, kid and window all match.
 /// The end of publication is not sealed (only the window is): it is capped at the window's end
 /// plus `retire_after`, what `new_key` writes, so a writer of the store cannot keep a retired
-/// key in the JWK Set.
+/// key in the JWK Set ([`checked`] has already raised a lower one to that).
 fn open(
     kek: &LessSafeKey,
     namespace: &str,
@@ -642,6 +718,78 @@ mod tests {
         assert!(
             !jwks.contains(probe.kid()),
             "a key retired a day ago is published again: {jwks}"
+        );
+    }
+
+    /// What a replica uses of the store's ring: keys that open (or entries it holds as they
+    /// are), each published at least until its sealed window's end plus `retire_after`, whatever
+    /// the stored `published_until`; an entry whose window was altered is left out, and counted.
+    #[test]
+    fn only_keys_that_open_are_used_and_their_publication_follows_the_window() {
+        let kek = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[9; 32]).unwrap());
+        let retire_after = 70_000;
+        let sealed_key = |from: i64, until: i64| {
+            let pkcs8 = trustgate_core::generate_pkcs8(Algorithm::EdDSA).unwrap();
+            let probe = ScheduledKey::from_pkcs8(Algorithm::EdDSA, &pkcs8, from, until, 0).unwrap();
+            StoredKey {
+                kid: probe.kid().to_owned(),
+                signs_from: from,
+                signs_until: until,
+                // Lowered by a writer of the store: the key would leave the JWK Set at once.
+                published_until: from + 1,
+                sealed: seal(&kek, "ns", &pkcs8, probe.kid(), from, until).unwrap(),
+            }
+        };
+        let (current, next) = (sealed_key(0, 100_000), sealed_key(100_000, 200_000));
+        let mut altered = sealed_key(200_000, 300_000);
+        altered.signs_until = 250_000;
+        // Held as it is (an entry of the ring this replica installed): not opened again.
+        let mut held_entry = stored(300_000, 400_000);
+        held_entry.published_until = 400_000 + retire_after;
+        let mut held = Held {
+            doc: Some(RingDoc {
+                alg: "EdDSA".into(),
+                kek_id: "kek".into(),
+                keys: vec![held_entry.clone()],
+            }),
+            opened: HashMap::new(),
+        };
+        let doc = RingDoc {
+            alg: "EdDSA".into(),
+            kek_id: "kek".into(),
+            keys: vec![current.clone(), next.clone(), altered, held_entry],
+        };
+        let (doc, ignored) = checked(doc, &mut held, &kek, "ns", Algorithm::EdDSA, retire_after);
+        assert_eq!(ignored, 1);
+        let kept: Vec<(&str, i64)> = doc
+            .keys
+            .iter()
+            .map(|k| (k.kid.as_str(), k.published_until))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                (current.kid.as_str(), 100_000 + retire_after),
+                (next.kid.as_str(), 200_000 + retire_after),
+                ("k300000", 400_000 + retire_after),
+            ]
+        );
+        // The keys opened here are installed without opening them again, published in full.
+        assert_eq!(held.opened.len(), 2);
+        let signer = InternalSigner::shared(
+            trustgate_core::SignerConfig {
+                issuer: "https://trustgate.internal".into(),
+                algorithm: Algorithm::EdDSA,
+                rotation_interval: Duration::from_secs(100),
+                max_token_ttl: Duration::from_secs(10),
+            },
+            Arc::new(trustgate_core::ManualClock::at_secs(50)),
+        );
+        signer.install(held.opened.values().cloned().collect(), 100_000);
+        let jwks = String::from_utf8(signer.jwks().to_vec()).unwrap();
+        assert!(
+            jwks.contains(&current.kid) && jwks.contains(&next.kid),
+            "{jwks}"
         );
     }
 

@@ -656,6 +656,99 @@ fn redis_back_from_an_older_snapshot_loses_no_revocation_and_no_published_key() 
     }
 }
 
+/// The ring in Redis with `edit` applied to the entry of the key `kid`.
+fn edit_stored_key(redis: &RedisServer, ns: &str, kid: &str, edit: impl Fn(&mut Value)) {
+    let ring_key = format!("{{trustgate:{ns}}}:keyring");
+    let mut ring: Value = serde_json::from_str(&redis.cli(&["GET", &ring_key])).unwrap();
+    let entry = ring["keys"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|k| k["kid"] == kid)
+        .unwrap();
+    edit(entry);
+    assert_eq!(
+        redis.cli(&["SET", &ring_key, &ring.to_string()]).trim(),
+        "OK"
+    );
+}
+
+/// A writer of Redis cannot take the key that signs out of the JWK Set. A stored key's
+/// `published_until` is not sealed: set a second ahead, every replica installed it, dropped the
+/// key from its JWK Set when that second passed while still signing with it, then pruned it and
+/// signed with a key made on the spot, so services refused every internal token minted before.
+/// A key's publication now follows from its sealed window alone; an entry whose window was
+/// altered does not open, is ignored, and the replicas write the key back.
+#[test]
+fn a_writer_of_redis_cannot_unpublish_the_key_that_signs() {
+    let redis = RedisServer::start();
+    let fx = Fixture::new();
+    let dir = TempDir::new();
+    let config = fleet_config(&fx, &dir, standalone(&redis, "tamper"), "1h");
+    let fleet = start_fleet(&config, 2);
+    let token = fx.token("grace");
+    let minted_kid = |gw: &Gateway| {
+        assert_eq!(get(gw, "/int/x", &token).status, 200);
+        let requests = fx.upstream.requests();
+        kid_of(&requests.last().unwrap().header("authorization").unwrap()[7..])
+    };
+    let signing = minted_kid(&fleet[0]);
+    for gw in &fleet {
+        assert!(published_kids(gw).contains(&signing));
+    }
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    edit_stored_key(&redis, "tamper", &signing, |k| {
+        k["published_until"] = json!(now_ms + 1000);
+    });
+    // Past the altered end and several polls (250 ms).
+    std::thread::sleep(Duration::from_millis(2500));
+    for gw in &fleet {
+        assert!(
+            published_kids(gw).contains(&signing),
+            "the signing key left the JWK Set: {:?}",
+            published_kids(gw)
+        );
+        assert_eq!(minted_kid(gw), signing);
+    }
+
+    // The window altered (to make the key look retired): the entry does not open, so it counts
+    // as missing, and a replica that holds the key writes it back as it was sealed.
+    let sealed_until = |ring: &str| {
+        let ring: Value = serde_json::from_str(ring).unwrap();
+        ring["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["kid"] == signing.as_str())
+            .map(|k| k["signs_until"].clone())
+    };
+    let ring_key = "{trustgate:tamper}:keyring";
+    let until = sealed_until(&redis.cli(&["GET", ring_key])).unwrap();
+    edit_stored_key(&redis, "tamper", &signing, |k| {
+        k["signs_until"] = json!(now_ms - 60_000);
+    });
+    assert!(
+        wait_until(Duration::from_secs(5), || sealed_until(
+            &redis.cli(&["GET", ring_key])
+        )
+        .as_ref()
+            == Some(&until)),
+        "not written back: {}",
+        redis.cli(&["GET", ring_key])
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    for gw in &fleet {
+        assert!(published_kids(gw).contains(&signing));
+        assert_eq!(minted_kid(gw), signing);
+    }
+}
+
 #[test]
 fn rate_limits_hold_across_replicas() {
     let redis = RedisServer::start();
