@@ -11,7 +11,14 @@
 //!   generates each key.
 //! - **Published before it signs.** A new key is appended when the last one starts signing, with
 //!   its window starting where that one's ends: it is in the JWK Set a whole rotation interval
-//!   before it signs. A key stays published `max_ttl` + 60 s after its window.
+//!   before it signs. A key stays published `max_ttl` + 60 s after its window. The exception is
+//!   a key made because nothing signs now: the first key of a new ring (a new namespace, or a
+//!   store without a ring that no running replica holds) or after the whole fleet was down for
+//!   two intervals. It signs from the moment it is made, since waiting for it to be seen would
+//!   leave the fleet unable to mint meanwhile; a service learns it from the first token that
+//!   carries it if it refetches the JWK Set on an unknown kid (`trustgate-service` does, at most
+//!   once per `unknown_kid_cooldown`, 30 s), and refuses those tokens until its cached copy
+//!   expires (`max-age` 60 s) if it does not.
 //! - **Sealed.** Private keys are stored as AES-256-GCM ciphertext under the key-encryption key,
 //!   with a random nonce per key and the namespace, kid and window as associated data, so a
 //!   ciphertext cannot be moved to another deployment, key id or window. A dump of Redis holds
@@ -210,7 +217,8 @@ impl KeyRingSync {
             .any(|k| k.signs_from <= now && now < k.signs_until)
         {
             // Nothing signs now (a new ring, or a whole fleet down for two intervals): a key
-            // from now. Services learn it on their first unknown kid.
+            // from now, published only now (see the module's documentation). Services learn it
+            // on their first unknown kid.
             keys.push(self.new_key(now)?);
             changed = true;
         }
