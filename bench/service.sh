@@ -4,7 +4,8 @@
 # (bench/service-peers, a standalone package with its own Cargo.lock). Targets:
 #   cached:   every peer's time / trustgate's time >= 2.0
 #   uncached: trustgate's time <= 1.10 x a raw aws-lc-rs RSA verify on a pre-parsed key, judged
-#             on the median of BENCH_PAIRS back-to-back runs of just those two benchmarks
+#             on the median of BENCH_PAIRS back-to-back runs of just those two benchmarks, in
+#             alternating order
 #
 # Usage:
 #   bench/service.sh            release build, the criterion run pinned to one core, then
@@ -89,9 +90,21 @@ for bench in pathlib.Path(sys.argv[1]).rglob("new/benchmark.json"):
 else:
     sys.exit("bench/service: no estimate for service/" + sys.argv[2])' "$target/criterion/service" "$1"
 }
-for i in $(seq 1 "$pairs"); do
+# Each benchmark runs on its own, and the order alternates from pair to pair (trustgate first in
+# odd pairs, the raw verify first in even ones): a machine speeding up or slowing down through a
+# pair then favours neither side over the run.
+bench_one() {
   "${pin[@]}" cargo bench --manifest-path "$manifest" --locked --bench layers -- --noplot \
-    '^service/(uncached/trustgate-service|raw_verify)$' >/dev/null
+    "^service/$1\$" >/dev/null
+}
+for i in $(seq 1 "$pairs"); do
+  if [ $((i % 2)) = 1 ]; then
+    bench_one uncached/trustgate-service
+    bench_one raw_verify
+  else
+    bench_one raw_verify
+    bench_one uncached/trustgate-service
+  fi
   pair=$(awk -v a="$(slope uncached/trustgate-service)" -v b="$(slope raw_verify)" 'BEGIN {printf "%.4f", a / b}')
   echo "bench/service: pair $i of $pairs: uncached / raw verify = $pair" >&2
   pair_ratios="$pair_ratios $pair"
@@ -283,7 +296,9 @@ w("- Each benchmark: 2 s warm-up, 5 s measurement, 100 samples. In the full run,
   "and the raw verify are measured about a minute apart, and a virtual machine's speed can drift by a "
   "few per cent in that time, so the \"× raw verify\" column is approximate. The uncached target is "
   f"judged on {len(pair_ratios)} more runs of just those two benchmarks, back to back (before the full "
-  "run): the median of their ratios, each pair's ratio listed in the targets table.")
+  "run), each benchmark in a criterion run of its own and the order alternating from pair to pair "
+  "(trustgate-service first in odd pairs), so that a machine speeding up or slowing down favours "
+  "neither: the median of their ratios, each pair's ratio listed in the targets table.")
 pathlib.Path(os.environ["OUT"]).write_text("\n".join(out) + "\n")
 for name, value, ok in targets:
     print(f"{name}: {value} {'met' if ok else 'missed'}")
