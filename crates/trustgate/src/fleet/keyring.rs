@@ -31,8 +31,9 @@
 //!   is), and publishes it exactly until `max_ttl` + 60 s after its window, whatever the stored
 //!   `published_until` says: a writer of the store cannot take the key that signs out of the JWK
 //!   Set, nor keep a retired one in it. An entry that does not open counts as missing.
-//! - **Survives a store that lost it.** A replica that finds no ring but holds one writes its
-//!   copy back (the same ciphertexts) before anything else would create a new one. A ring that
+//! - **Survives a store that lost it.** A replica that finds no ring, or text that is no ring at
+//!   all, but holds one writes its copy back (the same ciphertexts) before anything else would
+//!   create a new one. A ring that
 //!   lacks keys the replica holds, still published, came back from an older copy (an RDB
 //!   snapshot, an `everysec` AOF, a failover onto a replica that lagged): the replica adds them
 //!   back, so that the key signing now and every key whose tokens are still valid stay in the
@@ -238,9 +239,10 @@ impl KeyRingSync {
         }))
     }
 
-    fn parse(&self, text: &str) -> Result<RingDoc, StoreError> {
-        let doc: RingDoc = serde_json::from_str(text)
-            .map_err(|err| StoreError::Data(format!("the key ring is not readable: {err}")))?;
+    /// The stored ring, if it is one of this replica's key-encryption key and algorithm.
+    fn parse(&self, read: Result<RingDoc, serde_json::Error>) -> Result<RingDoc, StoreError> {
+        let doc =
+            read.map_err(|err| StoreError::Data(format!("the key ring is not readable: {err}")))?;
         if doc.kek_id != self.kek_id {
             return Err(StoreError::Data(format!(
                 "the key ring was sealed with another key-encryption key (id {}, this replica's is {}); every replica of a namespace needs the same internal_issuer.kek_file/kek_env",
@@ -303,10 +305,24 @@ impl KeyRingSync {
             .query("keyring_read", redis::cmd("GET").arg(&ring_key))
             .await?;
         let now = wall_ms();
-        let (doc, ignored) = match &text {
-            Some(text) => {
+        // Text that is no ring at all (cut short, or overwritten by a writer of the store) is
+        // lost like a deleted ring: a replica that holds one writes its copy back over it, where
+        // before every replica kept its own until the keys ran out and then refused to mint. A
+        // readable ring of another key-encryption key or algorithm is not overwritten: that is
+        // replicas configured differently, which `parse` reports, and they would overwrite each
+        // other's.
+        let read = text.as_deref().map(serde_json::from_str::<RingDoc>);
+        if let (Some(stored), Some(Err(_)), Some(copy)) = (&text, &read, &held.doc) {
+            tracing::warn!(
+                "the store's key ring is not readable; writing back this replica's copy"
+            );
+            let _ = self.write(stored, copy).await?;
+            return Ok(Synced::Kept);
+        }
+        let (doc, ignored) = match read {
+            Some(read) => {
                 let (doc, ignored) = checked(
-                    self.parse(text)?,
+                    self.parse(read)?,
                     held,
                     &self.kek,
                     &self.namespace,

@@ -621,11 +621,7 @@ fn redis_back_from_an_older_snapshot_loses_no_revocation_and_no_published_key() 
     std::thread::sleep(Duration::from_millis(6500));
     let token = fx.token("frank");
     // The `kid` of the internal token `gw` mints for `token`, as the upstream received it.
-    let minted_kid = |gw: &Gateway| {
-        assert_eq!(get(gw, "/int/x", &token).status, 200);
-        let requests = fx.upstream.requests();
-        kid_of(&requests.last().unwrap().header("authorization").unwrap()[7..])
-    };
+    let minted_kid = |gw: &Gateway| minted_kid(&fx, gw, &token);
     let signing = minted_kid(&fleet[0]);
     let published_before = published_kids(&fleet[0]);
     assert!(published_before.contains(&signing));
@@ -657,6 +653,13 @@ fn redis_back_from_an_older_snapshot_loses_no_revocation_and_no_published_key() 
 }
 
 /// The ring in Redis with `edit` applied to the entry of the key `kid`.
+/// The `kid` of the internal token `gw` mints for `token` on `/int` (answered 200).
+fn minted_kid(fx: &Fixture, gw: &Gateway, token: &str) -> String {
+    assert_eq!(get(gw, "/int/x", token).status, 200);
+    let requests = fx.upstream.requests();
+    kid_of(&requests.last().unwrap().header("authorization").unwrap()[7..])
+}
+
 fn edit_stored_key(redis: &RedisServer, ns: &str, kid: &str, edit: impl Fn(&mut Value)) {
     let ring_key = format!("{{trustgate:{ns}}}:keyring");
     let mut ring: Value = serde_json::from_str(&redis.cli(&["GET", &ring_key])).unwrap();
@@ -687,11 +690,7 @@ fn a_writer_of_redis_cannot_unpublish_the_key_that_signs() {
     let config = fleet_config(&fx, &dir, standalone(&redis, "tamper"), "1h");
     let fleet = start_fleet(&config, 2);
     let token = fx.token("grace");
-    let minted_kid = |gw: &Gateway| {
-        assert_eq!(get(gw, "/int/x", &token).status, 200);
-        let requests = fx.upstream.requests();
-        kid_of(&requests.last().unwrap().header("authorization").unwrap()[7..])
-    };
+    let minted_kid = |gw: &Gateway| minted_kid(&fx, gw, &token);
     let signing = minted_kid(&fleet[0]);
     for gw in &fleet {
         assert!(published_kids(gw).contains(&signing));
@@ -746,6 +745,32 @@ fn a_writer_of_redis_cannot_unpublish_the_key_that_signs() {
     for gw in &fleet {
         assert!(published_kids(gw).contains(&signing));
         assert_eq!(minted_kid(gw), signing);
+    }
+}
+
+#[test]
+fn a_key_ring_overwritten_with_garbage_is_written_back() {
+    let redis = RedisServer::start();
+    let fx = Fixture::new();
+    let dir = TempDir::new();
+    let config = fleet_config(&fx, &dir, standalone(&redis, "garbage"), "1h");
+    let fleet = start_fleet(&config, 2);
+    let token = fx.token("grace");
+    let minted_kid = |gw: &Gateway| minted_kid(&fx, gw, &token);
+    let signing = minted_kid(&fleet[0]);
+    let ring_key = "{trustgate:garbage}:keyring";
+    let ring = redis.cli(&["GET", ring_key]);
+    assert_eq!(redis.cli(&["SET", ring_key, "not a ring"]).trim(), "OK");
+    // A replica writes its copy back, the same ciphertexts (polls every 250 ms).
+    assert!(
+        wait_until(Duration::from_secs(5), || redis.cli(&["GET", ring_key])
+            == ring),
+        "not written back: {}",
+        redis.cli(&["GET", ring_key])
+    );
+    for gw in &fleet {
+        assert_eq!(minted_kid(gw), signing);
+        assert!(published_kids(gw).contains(&signing));
     }
 }
 
