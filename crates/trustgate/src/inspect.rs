@@ -169,7 +169,9 @@ fn summary(
 
 /// The summary as text for a person.
 fn text(summary: &Value) -> String {
-    let str_of = |v: &Value| v.as_str().unwrap_or("-").to_owned();
+    // Every value is escaped on its own, the line feed too: `escape_controls` over the whole
+    // text must keep the line feeds `text` writes, so a kid's `\n` would otherwise begin a line.
+    let str_of = |v: &Value| escape_all_controls(v.as_str().unwrap_or("-"));
     let list = |v: &Value| {
         v.as_array()
             .map(|items| items.iter().map(&str_of).collect::<Vec<_>>().join(", "))
@@ -193,7 +195,7 @@ fn text(summary: &Value) -> String {
         let where_ = source["url"]
             .as_str()
             .or(source["path"].as_str())
-            .map_or(String::new(), |w| format!(" {w}"));
+            .map_or(String::new(), |w| format!(" {}", escape_all_controls(w)));
         let _ = writeln!(
             out,
             "  {:<12} {:<40} {:<10} keys={} kids=[{}]",
@@ -244,7 +246,7 @@ fn text(summary: &Value) -> String {
             out,
             "  {:<16} {:<20} {:<24} {:<18} {:<14} {}",
             str_of(&route["name"]),
-            route["host"].as_str().unwrap_or("*"),
+            escape_all_controls(route["host"].as_str().unwrap_or("*")),
             str_of(&route["prefix"]),
             str_of(&route["pattern"]),
             str_of(&route["upstream"]),
@@ -256,7 +258,7 @@ fn text(summary: &Value) -> String {
         );
         let mut notes = Vec::new();
         if let Some(service) = route["service"].as_str() {
-            notes.push(format!("service {service}"));
+            notes.push(format!("service {}", escape_all_controls(service)));
         }
         if route["assertion"] == true {
             notes.push("assertion".to_owned());
@@ -278,7 +280,11 @@ fn text(summary: &Value) -> String {
                 .into_iter()
                 .flatten()
             {
-                parts.push(format!("{claim} in [{}]", list(values)));
+                parts.push(format!(
+                    "{} in [{}]",
+                    escape_all_controls(claim),
+                    list(values)
+                ));
             }
             let mode = require.get("mode").map_or("all".into(), str_of);
             notes.push(format!("require {mode} of: {}", parts.join("; ")));
@@ -307,11 +313,26 @@ fn text(summary: &Value) -> String {
 
 /// `text` with every control character but the line feed escaped (`\u{1b}`), so that a string
 /// the configuration did not choose (a `kid` from a fetched JWKS, an issuer's or a request's
-/// text) cannot move the cursor, retitle or clear the terminal, or fake a line of the output.
+/// text) cannot move the cursor, retitle or clear the terminal. The line feeds are kept: a value
+/// that may hold one is escaped whole first ([`escape_all_controls`], or `{:?}`), so that it
+/// cannot fake a line of the output.
 fn escape_controls(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if c.is_control() && c != '\n' {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `value`, printed inside a line, with every control character escaped, the line feed too.
+fn escape_all_controls(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        if c.is_control() {
             out.extend(c.escape_debug());
         } else {
             out.push(c);
@@ -630,6 +651,38 @@ mod tests {
         ] {
             assert_eq!(redact_query(line), want, "{line}");
         }
+    }
+
+    /// A `kid` is whatever the JWKS URL answers: its line feed must not start a line of `check`'s
+    /// output (a forged "ready" issuer, a forged route).
+    #[test]
+    fn a_line_feed_in_a_fetched_kid_cannot_fake_a_line_of_check() {
+        let summary = json!({
+            "issuers": [{
+                "id": "idp",
+                "issuer": "https://idp.example",
+                "key_source": {"kind": "jwks_url", "url": "https://idp.example/jwks"},
+                "ready": false,
+                "keys": 1,
+                "kids": ["k1]\n  other        https://forged.example                   ready      keys=1 kids=[k2"],
+                "algorithms": ["ES256"],
+                "audiences": [],
+            }],
+        });
+        let out = escape_controls(&text(&summary));
+        let issuer_lines: Vec<&str> = out
+            .lines()
+            .skip_while(|line| *line != "issuers:")
+            .skip(1)
+            .take_while(|line| !line.is_empty())
+            .collect();
+        assert_eq!(
+            issuer_lines,
+            [
+                r"  idp          https://idp.example                      NOT READY  keys=1 kids=[k1]\n  other        https://forged.example                   ready      keys=1 kids=[k2]",
+                "               keys from jwks_url https://idp.example/jwks; algorithms ES256; audiences ",
+            ]
+        );
     }
 
     #[test]
