@@ -57,11 +57,7 @@ pub(crate) async fn check(path: &Path, json: bool) -> Result<bool, StartError> {
     summary["issuers_ready"] = json!(issuers_ready);
     summary["tls_usable"] = json!(tls_usable);
     if json {
-        // serde_json escapes control characters itself.
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&summary).unwrap_or_default()
-        );
+        println!("{}", json_for_terminal(&summary));
     } else {
         print!("{}", escape_controls(&text(&summary)));
     }
@@ -321,6 +317,23 @@ fn escape_controls(text: &str) -> String {
     for c in text.chars() {
         if c.is_control() && c != '\n' {
             out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `value` as pretty JSON that writes no control character to a terminal. serde_json escapes
+/// only U+0000 to U+001F; DEL and the C1 controls (U+0080 to U+009F: `\u{9b}` is a CSI, which
+/// starts an escape sequence as `ESC [` does) are escaped here (`\u009b`, the same string to a
+/// JSON reader). Outside strings serde_json writes only spaces and line feeds.
+fn json_for_terminal(value: &Value) -> String {
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\n' {
+            let _ = write!(out, "\\u{:04x}", u32::from(c));
         } else {
             out.push(c);
         }
@@ -683,6 +696,19 @@ mod tests {
                 "               keys from jwks_url https://idp.example/jwks; algorithms ES256; audiences ",
             ]
         );
+    }
+
+    /// serde_json leaves DEL and the C1 controls raw; `check --json` goes to terminals too.
+    #[test]
+    fn check_json_escapes_the_controls_serde_json_leaves_raw() {
+        let summary = json!({"kids": ["\u{1b}[2J\u{7f}\u{85}\u{9b}31mred\n"]});
+        let out = json_for_terminal(&summary);
+        assert_eq!(
+            out,
+            "{\n  \"kids\": [\n    \"\\u001b[2J\\u007f\\u0085\\u009b31mred\\n\"\n  ]\n}"
+        );
+        // The same value to a JSON reader.
+        assert_eq!(serde_json::from_str::<Value>(&out).ok(), Some(summary));
     }
 
     #[test]
