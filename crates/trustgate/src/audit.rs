@@ -295,6 +295,11 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex(digest::digest(&digest::SHA256, bytes).as_ref())
 }
 
+/// Whether `text` is what [`sha256_hex`] writes.
+fn is_hash(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     let mut text = String::with_capacity(bytes.len() * 2);
@@ -423,6 +428,11 @@ pub(crate) fn verify(path: &Path) -> Result<Verified, Result<Break, std::io::Err
         let Some(Value::String(event_prev)) = fields.get("prev").cloned() else {
             return broken("no prev");
         };
+        // The first event's prev is compared with nothing in the file and is printed: anything
+        // but a hash there (an escape sequence for the operator's terminal, say) is an edit.
+        if !is_hash(&event_prev) {
+            return broken("its prev is not a SHA-256 hash (64 lowercase hex digits)");
+        }
         if sha256_hex(canonical(&fields).as_bytes()) != hash {
             return broken("its hash does not match its content: the event was changed");
         }
@@ -585,6 +595,36 @@ mod tests {
             writer.append(&event(reason), &mut text);
         }
         text
+    }
+
+    /// The first event's `prev` is printed by `audit verify` ("first prev …"): a forged one
+    /// holding an escape sequence, its hash recomputed, must be named, not printed.
+    #[test]
+    fn a_first_prev_that_is_not_a_hash_is_named() {
+        let dir = std::env::temp_dir().join(format!("trustgate-audit-prev-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.jsonl");
+        for prev in [
+            format!("\u{1b}[2K\r{GENESIS}"),
+            GENESIS.to_uppercase().replace('0', "A"),
+            GENESIS[1..].to_owned(),
+        ] {
+            let mut writer = test_writer(Box::new(std::io::sink()));
+            writer.prev = Some(prev.clone());
+            let mut text = String::new();
+            writer.append(&event(None), &mut text);
+            writer.append(&event(Some("expired")), &mut text);
+            std::fs::write(&path, &text).unwrap();
+            assert_eq!(
+                verify(&path).map_err(Result::ok),
+                Err(Some(Break {
+                    line: 1,
+                    problem: "its prev is not a SHA-256 hash (64 lowercase hex digits)",
+                })),
+                "{prev:?}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
