@@ -42,6 +42,9 @@ use crate::record::Door;
 const DROP_REPORT_INTERVAL: Duration = Duration::from_secs(10);
 /// The most events written before one flush.
 const MAX_BATCH: usize = 512;
+/// The longest line `audit verify` reads. An event is a few hundred bytes; a clear `subject` is
+/// at most a token (`cache.max_token_bytes`, 8 KiB by default).
+const MAX_LINE: usize = 16 * 1024 * 1024;
 /// `prev` of a chain's first event.
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -397,21 +400,39 @@ pub(crate) fn verify(path: &Path) -> Result<Verified, Result<Break, std::io::Err
     let mut prev: Option<String> = None;
     let mut starts_from = GENESIS.to_owned();
     let mut events = 0;
-    // Split on bytes: a line edited into invalid UTF-8 is a broken line to name, not an
-    // unreadable file.
-    for (index, line) in BufReader::new(file).split(b'\n').enumerate() {
-        let line = line.map_err(Err)?;
-        let number = index + 1;
+    let mut reader = BufReader::new(file);
+    let mut bytes = Vec::new();
+    let mut number = 0;
+    loop {
+        // Read as bytes: a line edited into invalid UTF-8 is a broken line to name, not an
+        // unreadable file. At most one byte past the limit: a line without an end (a file of
+        // garbage, `/dev/zero`) is named, not read into memory whole.
+        bytes.clear();
+        let read = reader
+            .by_ref()
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut bytes)
+            .map_err(Err)?;
+        if read == 0 {
+            break;
+        }
+        number += 1;
         let broken = |problem| {
             Err(Ok(Break {
                 line: number,
                 problem,
             }))
         };
-        let Ok(line) = String::from_utf8(line) else {
+        if bytes.last() == Some(&b'\n') {
+            bytes.pop();
+        }
+        if bytes.len() > MAX_LINE {
+            return broken("longer than 16 MiB (not an event trustgate writes)");
+        }
+        let Ok(line) = std::str::from_utf8(&bytes) else {
             return broken("not UTF-8 (an edited line)");
         };
-        let Ok(Value::Object(object)) = serde_json::from_str::<Value>(&line) else {
+        let Ok(Value::Object(object)) = serde_json::from_str::<Value>(line) else {
             return broken("not a JSON object (a truncated or edited line)");
         };
         let mut fields: BTreeMap<String, Value> = object.into_iter().collect();
@@ -627,6 +648,20 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A line without an end (here an endless one) is named once it passes the limit, not read
+    /// into memory until the process is killed.
+    #[cfg(unix)]
+    #[test]
+    fn a_line_without_an_end_is_named_at_the_limit() {
+        assert_eq!(
+            verify(Path::new("/dev/zero")).map_err(Result::ok),
+            Err(Some(Break {
+                line: 1,
+                problem: "longer than 16 MiB (not an event trustgate writes)",
+            }))
+        );
+    }
+
     #[test]
     fn a_written_chain_verifies_and_an_edit_is_named() {
         let dir = std::env::temp_dir().join(format!("trustgate-audit-{}", std::process::id()));
@@ -638,6 +673,10 @@ mod tests {
         assert_eq!(verified.events, 4);
         assert_eq!(verified.starts_from, GENESIS);
         assert_eq!(last_hash(&path).unwrap().len(), 64);
+        // The last line cut just before its line feed is still whole.
+        std::fs::write(&path, text.trim_end()).unwrap();
+        assert_eq!(verify(&path).unwrap().events, 4);
+        std::fs::write(&path, &text).unwrap();
 
         let first = text.lines().next().unwrap();
         assert!(first.contains(r#""outcome":"allowed""#), "{first}");
