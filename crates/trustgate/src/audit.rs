@@ -17,8 +17,10 @@
 //! JSON without `hash` (compact, keys sorted). Editing an event breaks its own hash; removing or
 //! inserting one breaks the next event's `prev`. `trustgate audit verify FILE` checks both and
 //! names the first line that fails. A restart continues the chain from the file's last event.
-//! The chain proves the file consistent, not complete: whoever can rewrite the whole file can
-//! rebuild a chain, so ship it to where the gateway cannot rewrite it (docs/operations.md).
+//! The chain proves the file consistent, not authentic or complete: the hash has no key, so
+//! whoever can write the file can change any event and recompute the chain from there on, append
+//! events, or cut the last ones off. Ship it to where the gateway cannot rewrite it, and keep the
+//! last hash received (docs/operations.md).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
