@@ -466,6 +466,27 @@ fn trace_step(trace: &RequestTrace, headers: &http::HeaderMap, peer: IpAddr) -> 
     }
 }
 
+/// The `--header` arguments as names and values. One without a `:` is named by its place and
+/// length only: it may be a credential written without its name (`-H "Bearer eyJ…"`).
+fn split_headers(headers: &[String]) -> Result<Vec<(&str, &str)>, ConfigError> {
+    headers
+        .iter()
+        .enumerate()
+        .map(|(index, header)| {
+            header
+                .split_once(':')
+                .map(|(name, value)| (name.trim(), value.trim()))
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "--header number {} ({} bytes, not shown): write it as 'Name: value'",
+                        index + 1,
+                        header.len()
+                    ))
+                })
+        })
+        .collect()
+}
+
 /// Runs the request pipeline on a synthetic request and prints every step.
 pub(crate) async fn explain(
     path: &Path,
@@ -476,17 +497,7 @@ pub(crate) async fn explain(
     headers: &[String],
 ) -> Result<bool, StartError> {
     let config = config::load(path)?;
-    let extra = headers
-        .iter()
-        .map(|header| {
-            header
-                .split_once(':')
-                .map(|(name, value)| (name.trim(), value.trim()))
-                .ok_or_else(|| {
-                    ConfigError(format!("--header {header:?}: write it as 'Name: value'"))
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let extra = split_headers(headers)?;
     // One Host header, as a client sends: a second next to a `-H Host` would be refused (400)
     // where the gateway forwards the real request.
     let header_host = extra
@@ -709,6 +720,19 @@ mod tests {
         );
         // The same value to a JSON reader.
         assert_eq!(serde_json::from_str::<Value>(&out).ok(), Some(summary));
+    }
+
+    /// A `--header` without its `:` may be a credential: the error names it without printing it.
+    #[test]
+    fn a_header_without_a_colon_is_not_echoed() {
+        let headers = ["Accept: */*".to_owned(), "Bearer eyJ.secret.sig".to_owned()];
+        let err = split_headers(&headers).err().map(|err| err.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("--header number 2 (21 bytes, not shown): write it as 'Name: value'")
+        );
+        let headers = ["Accept : */* ".to_owned()];
+        assert_eq!(split_headers(&headers).ok(), Some(vec![("Accept", "*/*")]));
     }
 
     #[test]
