@@ -562,7 +562,12 @@ pub(crate) async fn explain(
     let mut trace = Vec::new();
     let conn = ConnInfo {
         peer: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        proto: "http",
+        // The listener's scheme, as the server sets it: it becomes X-Forwarded-Proto.
+        proto: if runtime.config.server.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
         raw_framing: Ok(()),
     };
     // With `[telemetry]`, the request's trace begins as the proxy begins it: whether the

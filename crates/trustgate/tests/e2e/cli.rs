@@ -825,6 +825,38 @@ fn explain_takes_the_host_from_a_host_header() {
     assert!(r.stdout.is_empty(), "{}", r.stdout);
 }
 
+/// The upstream's `X-Forwarded-Proto` is the listener's scheme: with `server.tls`, the gateway
+/// sends `https`, and explain must show that, not the `http` of its synthetic request. (Explain
+/// loads no certificate, so missing files do not matter here.)
+#[test]
+fn explain_shows_https_as_the_forwarded_proto_behind_server_tls() {
+    let f = Fixture::new();
+    let dir = TempDir::new();
+    let missing = dir.0.join("not-yet-issued.pem");
+    let missing = path_str(&missing);
+    for (config, proto) in [
+        (config(&f), "http"),
+        (
+            config(&f).server("tls", json!({ "cert": missing, "key": missing })),
+            "https",
+        ),
+    ] {
+        let file = dir.write("gw.toml", &config.to_toml());
+        let r = run(&["explain", "-c", path_str(&file), "--path", "/public/x"]);
+        assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+        let forwarded: Vec<&str> = upstream_headers(&r.stdout)
+            .into_iter()
+            .filter(|h| h.starts_with("x-forwarded-proto:"))
+            .collect();
+        assert_eq!(
+            forwarded,
+            [format!("x-forwarded-proto: {proto}")],
+            "{}",
+            r.stdout
+        );
+    }
+}
+
 /// HTTP parsers strip spaces and tabs around a header value, so `--token "$TOKEN "` is the
 /// token the gateway would see, not a malformed Authorization header.
 #[test]
