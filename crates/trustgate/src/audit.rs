@@ -393,7 +393,7 @@ pub(crate) struct Verified {
 }
 
 /// Checks a chained audit log: every event's `hash` against its content, every `prev` against
-/// the event before. Stops at the first break.
+/// the event before. Stops at the first break; a file without events is one.
 ///
 /// # Errors
 /// The file cannot be read (`Err(Err(..))`), or the first [`Break`].
@@ -470,6 +470,14 @@ pub(crate) fn verify(path: &Path) -> Result<Verified, Result<Break, std::io::Err
         }
         prev = Some(hash);
         events += 1;
+    }
+    // Nothing to verify is not an intact chain: a file truncated to nothing must not pass, and
+    // there is no first prev to print. (A file of one blank line is already a broken line 1.)
+    if events == 0 {
+        return Err(Ok(Break {
+            line: 1,
+            problem: "no events (an empty file: truncated, or nothing written yet)",
+        }));
     }
     Ok(Verified {
         events,
@@ -647,6 +655,24 @@ mod tests {
                 "{prev:?}"
             );
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// An empty file (truncated, say) is not "0 events, chain intact (first prev 0000…)".
+    #[test]
+    fn an_empty_file_does_not_verify() {
+        let dir =
+            std::env::temp_dir().join(format!("trustgate-audit-empty-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.jsonl");
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(
+            verify(&path).map_err(Result::ok),
+            Err(Some(Break {
+                line: 1,
+                problem: "no events (an empty file: truncated, or nothing written yet)",
+            }))
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -117,7 +117,8 @@ pub(crate) enum Command {
 pub(crate) enum AuditCommand {
     /// Check a chained audit log (`audit.chain = true`): every event's hash against its content
     /// and every `prev` against the event before. Exits 0 and prints the count when intact, 1
-    /// naming the first broken line otherwise, 66 when the file cannot be read.
+    /// naming the first broken line otherwise (an empty file too), 66 when the file cannot be
+    /// read.
     Verify {
         /// The audit log file.
         file: PathBuf,
