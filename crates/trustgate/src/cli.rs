@@ -88,7 +88,8 @@ pub(crate) enum Command {
     /// Show, step by step, what the gateway would do with a request. Exits 0 when it would be
     /// forwarded (or answered by the gateway itself), 1 when refused, 64 for a configuration or usage error, 69 when the Redis store
     /// it reads the revocation list from cannot be reached. The route's rate limit
-    /// is not evaluated (that would spend the caller's budget); tokens, also an `access_token`
+    /// is not evaluated (that would spend the caller's budget), nor, with the memory store, the
+    /// revocation list (it is in the running gateway's memory); tokens, also an `access_token`
     /// in the query, are printed only as their length.
     Explain {
         /// The configuration file.

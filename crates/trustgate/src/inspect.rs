@@ -487,6 +487,9 @@ fn split_headers(headers: &[String]) -> Result<Vec<(&str, &str)>, ConfigError> {
         .collect()
 }
 
+/// The revocation step with the memory store, in place of "not revoked".
+const MEMORY_REVOCATIONS: &str = "revocation: not checked: with the memory store the list is in the running gateway's memory, which explain cannot read; a revoked token is refused there";
+
 /// Runs the request pipeline on a synthetic request and prints every step.
 pub(crate) async fn explain(
     path: &Path,
@@ -599,6 +602,19 @@ pub(crate) async fn explain(
         Some(&mut trace),
     )
     .await;
+    // With the memory store, the revocation list lives in the running gateway and explain's own
+    // is empty: "not revoked" would be said of every token, revoked ones too.
+    let mut revocation_unseen = false;
+    if runtime.config.revocation.is_some()
+        && matches!(runtime.config.store.backend, config::Backend::Memory)
+    {
+        for step in &mut trace {
+            if step == "revocation: not revoked" {
+                *step = MEMORY_REVOCATIONS.to_owned();
+                revocation_unseen = true;
+            }
+        }
+    }
     say("\nsteps:");
     for (n, step) in trace.iter().enumerate() {
         say(&format!("  {}. {step}", n + 1));
@@ -621,6 +637,9 @@ pub(crate) async fn explain(
                 }
             }
             say(&format!("\ndecision: forward to {}", parts.uri));
+            if revocation_unseen {
+                say("  unless the running gateway has revoked the token (see the revocation step)");
+            }
             say("headers the upstream receives:");
             for (name, value) in &parts.headers {
                 say(&format!("  {name}: {}", redact(name, value)));

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use test_support::RedisServer;
 
-use crate::common::{Config, Fixture, Gateway, Pattern, Route, TempDir, bearer};
+use crate::common::{Config, Fixture, Gateway, Pattern, Route, TempDir, bearer, cli};
 use crate::fleet::ADMIN_TOKEN;
 
 fn config(f: &Fixture, dir: &TempDir) -> Config {
@@ -54,6 +54,55 @@ fn concurrent_revocations_are_all_kept() {
         "{} revocations answered 201, {kept} kept (version {})",
         threads * per_thread,
         list["version"]
+    );
+}
+
+/// With the memory store the list lives in the running gateway, out of `explain`'s reach: explain
+/// must not say "not revoked" of a token the gateway refuses as revoked.
+#[test]
+fn explain_does_not_call_a_token_not_revoked_when_it_cannot_see_the_list() {
+    let f = Fixture::new();
+    let dir = TempDir::new();
+    let gw = Gateway::start(&config(&f, &dir));
+    let token = f.token_with("alice", json!({"jti": "stolen-2"}));
+    let auth = bearer(&token);
+    let (status, body) = admin(
+        &gw,
+        "POST",
+        Some(json!({"jti": "stolen-2", "issuer": "idp"})),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(gw.get("/rev", &[("Authorization", &auth)]).status, 401);
+    let out = cli(&[
+        "explain",
+        "-c",
+        gw.config_path.to_str().unwrap(),
+        "--path",
+        "/rev",
+        "--token",
+        &token,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let steps: Vec<&str> = stdout
+        .lines()
+        .filter(|line| line.contains("revocation:"))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "  7. revocation: not checked: with the memory store the list is in the running gateway's memory, which explain cannot read; a revoked token is refused there"
+        ],
+        "{stdout}"
+    );
+    let decision: Vec<&str> = stdout
+        .lines()
+        .skip_while(|line| !line.starts_with("decision:"))
+        .take(2)
+        .collect();
+    assert_eq!(
+        decision.get(1).copied(),
+        Some("  unless the running gateway has revoked the token (see the revocation step)"),
+        "{stdout}"
     );
 }
 
