@@ -34,6 +34,13 @@ fn check_key_url(
             "issuer {id:?}: {field} {url:?} is not a URL; write it like \"https://idp.example.com/jwks.json\""
         ))
     })?;
+    // Not echoed: the URL holds a password. The fetcher would not send it as credentials
+    // anyway, and the URL is printed by `check` and in fetch warnings.
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(ConfigError::new(format!(
+            "issuer {id:?}: {field} carries credentials (user@ or user:password@); remove them (keys are fetched without credentials)"
+        )));
+    }
     let host = uri.host().unwrap_or_default();
     match trustgate_core::check_key_url(&uri, danger_allow_http) {
         Ok(()) => Ok(()),

@@ -212,6 +212,36 @@ fn route_names_are_unique_and_internal_issuer_needs_a_reachable_url() {
 }
 
 #[test]
+fn key_urls_with_credentials_are_refused_without_echoing_them() {
+    for (url, field) in [
+        ("https://keys:s3cret@idp.example/jwks", "jwks_url"),
+        ("https://keys@idp.example/jwks", "jwks_url"),
+    ] {
+        let err = error(&BASE.replace("https://idp.example/jwks", url));
+        assert_eq!(
+            err,
+            format!(
+                "issuer \"corp\": {field} carries credentials (user@ or user:password@); remove them (keys are fetched without credentials)"
+            )
+        );
+    }
+    let discovery = BASE
+        .replace(
+            "jwks_url = \"https://idp.example/jwks\"",
+            "discovery = true",
+        )
+        .replace(
+            "\"https://idp.example\"",
+            "\"https://u:s3cret@idp.example\"",
+        );
+    let err = error(&discovery);
+    assert!(
+        err.contains("issuer (discovery = true) carries credentials") && !err.contains("s3cret"),
+        "{err}"
+    );
+}
+
+#[test]
 fn plain_http_key_urls_need_loopback_or_the_danger_switch() {
     let http = BASE.replace("https://idp.example/jwks", "http://idp.example/jwks");
     let err = error(&http);
