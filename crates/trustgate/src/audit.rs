@@ -301,7 +301,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Whether `text` is what [`sha256_hex`] writes.
-fn is_hash(text: &str) -> bool {
+pub(crate) fn is_hash(text: &str) -> bool {
     text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
@@ -390,6 +390,10 @@ pub(crate) struct Verified {
     pub(crate) events: usize,
     /// The first event's `prev`: the genesis value, or the last hash of the file before it.
     pub(crate) starts_from: String,
+    /// The last event's hash: what to keep elsewhere and give to a later `--expect`.
+    pub(crate) last: String,
+    /// The line of the event whose hash `--expect` gave.
+    pub(crate) expected_at: Option<usize>,
 }
 
 /// Checks a chained audit log: every event's `hash` against its content, every `prev` against
@@ -397,8 +401,24 @@ pub(crate) struct Verified {
 ///
 /// # Errors
 /// The file cannot be read (`Err(Err(..))`), or the first [`Break`].
+#[cfg(test)]
 pub(crate) fn verify(path: &Path) -> Result<Verified, Result<Break, std::io::Error>> {
+    verify_expecting(path, None)
+}
+
+/// [`verify`], and with `expect` (a hash kept from this log earlier, away from whoever can write
+/// the file) the chain must also hold an event with that hash. The hash has no key, so a rewrite
+/// of the file from some event on can make a consistent chain; it cannot make one that still
+/// holds a hash taken from after the rewritten event.
+///
+/// # Errors
+/// As [`verify`]; and a [`Break`] at the last line when no event has the expected hash.
+pub(crate) fn verify_expecting(
+    path: &Path,
+    expect: Option<&str>,
+) -> Result<Verified, Result<Break, std::io::Error>> {
     let file = std::fs::File::open(path).map_err(Err)?;
+    let mut expected_at = None;
     let mut prev: Option<String> = None;
     let mut starts_from = GENESIS.to_owned();
     let mut events = 0;
@@ -468,6 +488,9 @@ pub(crate) fn verify(path: &Path) -> Result<Verified, Result<Break, std::io::Err
             }
             Some(_) => {}
         }
+        if expect == Some(hash.as_str()) {
+            expected_at = Some(number);
+        }
         prev = Some(hash);
         events += 1;
     }
@@ -479,9 +502,17 @@ pub(crate) fn verify(path: &Path) -> Result<Verified, Result<Break, std::io::Err
             problem: "no events (an empty file: truncated, or nothing written yet)",
         }));
     }
+    if expect.is_some() && expected_at.is_none() {
+        return Err(Ok(Break {
+            line: number,
+            problem: "the chain ends here and no event has the hash given with --expect: the file was rewritten from an event before it, or cut short before it",
+        }));
+    }
     Ok(Verified {
         events,
         starts_from,
+        last: prev.unwrap_or_default(),
+        expected_at,
     })
 }
 
@@ -688,6 +719,46 @@ mod tests {
                 problem: "longer than 16 MiB (not an event trustgate writes)",
             }))
         );
+    }
+
+    /// Whoever can write the file can rewrite it from some event on into a chain that verifies
+    /// (the hash has no key); a hash kept from before the rewrite is what notices.
+    #[test]
+    fn a_rewritten_chain_verifies_but_not_against_a_hash_kept_from_before() {
+        let dir =
+            std::env::temp_dir().join(format!("trustgate-audit-expect-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.jsonl");
+        let text = chained(4);
+        std::fs::write(&path, &text).unwrap();
+        let hash_of = |text: &str, line: usize| {
+            let event: Value = serde_json::from_str(text.lines().nth(line - 1).unwrap()).unwrap();
+            event["hash"].as_str().unwrap().to_owned()
+        };
+        let kept = hash_of(&text, 3);
+        let verified = verify_expecting(&path, Some(&kept)).unwrap();
+        assert_eq!(
+            (verified.events, verified.expected_at, verified.last),
+            (4, Some(3), hash_of(&text, 4))
+        );
+
+        // Event 2 changed from "expired" to allowed and the chain recomputed from there on.
+        let mut writer = test_writer(Box::new(std::io::sink()));
+        let mut forged = String::new();
+        for _ in 0..4 {
+            writer.append(&event(None), &mut forged);
+        }
+        assert_eq!(forged.lines().next(), text.lines().next());
+        std::fs::write(&path, &forged).unwrap();
+        assert_eq!(verify(&path).unwrap().events, 4);
+        assert_eq!(
+            verify_expecting(&path, Some(&kept)).map_err(Result::ok),
+            Err(Some(Break {
+                line: 4,
+                problem: "the chain ends here and no event has the hash given with --expect: the file was rewritten from an event before it, or cut short before it",
+            }))
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -123,5 +123,11 @@ pub(crate) enum AuditCommand {
     Verify {
         /// The audit log file.
         file: PathBuf,
+        /// A hash kept from this log earlier, away from whoever can write the file (the last
+        /// hash `verify` printed, or a shipped event's `hash`): the chain must still hold that
+        /// event. Without it, a rewrite of the file from some event on goes unnoticed, since the
+        /// hash has no key.
+        #[arg(long, value_name = "HASH")]
+        expect: Option<String>,
     },
 }

@@ -188,20 +188,32 @@ fn main() -> ExitCode {
                 }
             }
             Command::Audit {
-                action: cli::AuditCommand::Verify { file },
-            } => match audit::verify(&file) {
-                Ok(verified) => {
-                    #[allow(clippy::print_stdout)]
-                    {
-                        println!(
-                            "{}: {} events, chain intact (first prev {})",
-                            file.display(),
-                            verified.events,
-                            verified.starts_from
-                        );
-                    }
-                    ExitCode::SUCCESS
+                action: cli::AuditCommand::Verify { file, expect },
+            } => match expect.as_deref() {
+                // Not echoed: it is not a hash, so it may be anything, a terminal escape too.
+                Some(hash) if !audit::is_hash(hash) => {
+                    eprintln!(
+                        "trustgate audit verify: --expect takes an event's hash: 64 lowercase hex digits"
+                    );
+                    ExitCode::from(EX_USAGE)
                 }
+                expect => match audit::verify_expecting(&file, expect) {
+                    Ok(verified) => {
+                        #[allow(clippy::print_stdout)]
+                        {
+                            println!(
+                                "{}: {} events, chain intact (first prev {}, last hash {})",
+                                file.display(),
+                                verified.events,
+                                verified.starts_from,
+                                verified.last
+                            );
+                            if let Some(line) = verified.expected_at {
+                                println!("the expected hash is line {line}'s");
+                            }
+                        }
+                        ExitCode::SUCCESS
+                    }
                 Err(Ok(broken)) => {
                     eprintln!(
                         "trustgate audit verify: {}: line {}: {}",
@@ -211,10 +223,11 @@ fn main() -> ExitCode {
                     );
                     ExitCode::FAILURE
                 }
-                Err(Err(err)) => {
-                    eprintln!("trustgate audit verify: {}: {err}", file.display());
-                    ExitCode::from(EX_NOINPUT)
-                }
+                    Err(Err(err)) => {
+                        eprintln!("trustgate audit verify: {}: {err}", file.display());
+                        ExitCode::from(EX_NOINPUT)
+                    }
+                },
             },
             Command::Completions { shell } => {
                 let mut command = <Cli as clap::CommandFactory>::command();

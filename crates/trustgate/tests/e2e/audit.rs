@@ -161,6 +161,43 @@ fn every_decision_is_one_event_and_the_chain_verifies_across_a_restart() {
     let output = cli(&["audit", "verify", path.to_str().unwrap()]);
     assert!(output.status.success(), "{output:?}");
     assert!(String::from_utf8_lossy(&output.stdout).contains(": 5 events, chain intact"));
+    // A hash kept from earlier: the chain must still hold its event; the last hash is printed to
+    // be kept for the next check.
+    let kept = written[2]["hash"].as_str().unwrap();
+    let output = cli(&["audit", "verify", path.to_str().unwrap(), "--expect", kept]);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = written[4]["hash"].as_str().unwrap();
+    assert!(
+        stdout.contains(&format!(
+            "last hash {last})\nthe expected hash is line 3's\n"
+        )),
+        "{stdout}"
+    );
+    let unknown = "ab".repeat(32);
+    let output = cli(&[
+        "audit",
+        "verify",
+        path.to_str().unwrap(),
+        "--expect",
+        &unknown,
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains(
+            ": line 5: the chain ends here and no event has the hash given with --expect"
+        ),
+        "{output:?}"
+    );
+    let output = cli(&[
+        "audit",
+        "verify",
+        path.to_str().unwrap(),
+        "--expect",
+        "\u{1b}[2J",
+    ]);
+    assert_eq!(output.status.code(), Some(64), "{output:?}");
+    assert!(!String::from_utf8_lossy(&output.stderr).contains('\u{1b}'));
 
     // One event edited in a copy: verify names its line and fails.
     let copy = dir.0.join("edited.jsonl");
