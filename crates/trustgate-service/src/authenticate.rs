@@ -22,6 +22,9 @@ pub(crate) enum Authenticator {
         mode: Mode,
         validator: Validator,
         require_headers: bool,
+        /// Whether an assertion that vouches for no token (an anonymous request on a gateway
+        /// route with `allow_anonymous`) is admitted.
+        allow_anonymous: bool,
         seen: SeenAssertions,
     },
     /// Headers trusted as they are.
@@ -61,6 +64,7 @@ impl Authenticator {
                 mode,
                 validator,
                 require_headers,
+                allow_anonymous,
                 seen,
             } => {
                 let assertion =
@@ -88,6 +92,19 @@ impl Authenticator {
                         "gateway assertion does not bind this request"
                     );
                     return Err(mismatch.into());
+                }
+                // The gateway signs an assertion for a request without a token too, on a route
+                // with `allow_anonymous`: it proves the request came through the gateway, not that
+                // anyone signed in. Handlers take a `Caller` to mean an authenticated caller, so
+                // such a request is answered as one without a credential, unless the service
+                // said it serves anonymous requests. Before the replay check, so that a refused
+                // assertion does not use up its id.
+                if crate::caller::vouches_for_no_token(&verified) && !*allow_anonymous {
+                    tracing::debug!(
+                        mode = mode.as_str(),
+                        "gateway assertion for an anonymous request; refused (allow_anonymous is off)"
+                    );
+                    return Err(AuthError::MissingToken);
                 }
                 // Last, so that only an assertion valid for this very request uses up its id.
                 let Some(Value::String(jti)) = verified.claims().get("jti") else {

@@ -23,6 +23,14 @@ use crate::mode::Mode;
 /// signature and claims were verified ([`Caller::token`]); in that danger mode it comes from
 /// request headers and [`Caller::token`] is `None`.
 ///
+/// A verified caller is not always a user. A token need not name a subject: a client-credentials
+/// token names a client ([`Caller::client`]), and an internal token carries `sub` only if the
+/// gateway's route forwards it. A handler that acts for a user takes the subject from
+/// [`Caller::require_subject`], which refuses a caller without one, rather than from
+/// [`Caller::subject`]. In the assertion modes with
+/// [`Builder::allow_anonymous`](crate::Builder::allow_anonymous), a caller may even be
+/// anonymous ([`Caller::is_anonymous`]): every guard refuses it with 401.
+///
 /// ```no_run
 /// use axum::Json;
 /// use serde_json::{Value, json};
@@ -30,7 +38,8 @@ use crate::mode::Mode;
 ///
 /// async fn create_course(caller: Caller) -> Result<Json<Value>, Rejection> {
 ///     caller.require_role("instructor")?;
-///     Ok(Json(json!({ "created_by": caller.subject(), "tenant": caller.tenant() })))
+///     let instructor = caller.require_subject()?;
+///     Ok(Json(json!({ "created_by": instructor, "tenant": caller.tenant() })))
 /// }
 /// ```
 #[derive(Clone)]
@@ -102,7 +111,7 @@ impl Caller {
     }
 
     /// The issuer that authenticated the end user: `iss` in [`Mode::ExternalJwt`], the `ext_iss`
-    /// claim of an internal token or assertion otherwise.
+    /// claim of an internal token or assertion otherwise (`None` for an anonymous caller).
     pub fn external_issuer(&self) -> Option<&str> {
         let token = self.token()?;
         if self.mode == Mode::ExternalJwt {
@@ -111,7 +120,9 @@ impl Caller {
         token.claims().get("ext_iss").and_then(Value::as_str)
     }
 
-    /// The subject.
+    /// The subject, if the token names one. `None` for a token without `sub` (a
+    /// client-credentials token, say) and for an anonymous caller; see
+    /// [`Caller::require_subject`].
     pub fn subject(&self) -> Option<&str> {
         match &self.proof {
             Proof::Token(token) => token.identity().subject(),
@@ -161,37 +172,86 @@ impl Caller {
         }
     }
 
+    /// Whether the caller is anonymous: the gateway forwarded a request that carried no token,
+    /// on a route with `allow_anonymous`, with an assertion that vouches for no one (it has no
+    /// `ext_iss`, the claim the gateway sets whenever the request had a token). Only possible in
+    /// the assertion modes with [`Builder::allow_anonymous`](crate::Builder::allow_anonymous);
+    /// otherwise the layer refuses such a request.
+    pub fn is_anonymous(&self) -> bool {
+        matches!(self.mode, Mode::GatewayAssertion | Mode::IdentityHeaders)
+            && self.token().is_some_and(vouches_for_no_token)
+    }
+
+    /// The subject, for a handler that acts for a user: succeeds only when the token names one.
+    ///
+    /// ```no_run
+    /// use axum::Json;
+    /// use serde_json::{Value, json};
+    /// use trustgate_service::{Caller, Rejection};
+    ///
+    /// async fn me(caller: Caller) -> Result<Json<Value>, Rejection> {
+    ///     let subject = caller.require_subject()?;
+    ///     Ok(Json(json!({ "subject": subject })))
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    /// A [`Rejection`] that answers 403 `insufficient_scope` for a token without a subject (a
+    /// client-credentials token, say), or 401 with a bare `Bearer` challenge for an anonymous
+    /// caller.
+    pub fn require_subject(&self) -> Result<&str, Rejection> {
+        self.subject().ok_or_else(|| self.refusal())
+    }
+
     /// Succeeds when the caller has `role`.
     ///
     /// # Errors
-    /// A [`Rejection`] that answers 403 `insufficient_scope`.
+    /// A [`Rejection`] that answers 403 `insufficient_scope`, or 401 for an anonymous caller.
     pub fn require_role(&self, role: &str) -> Result<(), Rejection> {
-        permit(self.has_role(role))
+        self.permit(self.has_role(role))
     }
 
     /// Succeeds when the caller has `scope`.
     ///
     /// # Errors
-    /// A [`Rejection`] that answers 403 `insufficient_scope`.
+    /// A [`Rejection`] that answers 403 `insufficient_scope`, or 401 for an anonymous caller.
     pub fn require_scope(&self, scope: &str) -> Result<(), Rejection> {
-        permit(self.has_scope(scope))
+        self.permit(self.has_scope(scope))
     }
 
     /// Succeeds when the caller's tenant is exactly `tenant`. A caller without a tenant fails.
     ///
     /// # Errors
-    /// A [`Rejection`] that answers 403 `insufficient_scope`.
+    /// A [`Rejection`] that answers 403 `insufficient_scope`, or 401 for an anonymous caller.
     pub fn require_tenant(&self, tenant: &str) -> Result<(), Rejection> {
-        permit(self.tenant() == Some(tenant))
+        self.permit(self.tenant() == Some(tenant))
+    }
+
+    fn permit(&self, allowed: bool) -> Result<(), Rejection> {
+        if allowed { Ok(()) } else { Err(self.refusal()) }
+    }
+
+    /// A guard's refusal. An anonymous caller sent no credential at all: it is asked to
+    /// authenticate (401, bare `Bearer` challenge, RFC 6750 §3.1), as the gateway would ask it on
+    /// a route without `allow_anonymous`, rather than told its token is not enough (403).
+    fn refusal(&self) -> Rejection {
+        if self.is_anonymous() {
+            Rejection(AuthError::MissingToken)
+        } else {
+            Rejection(AuthError::InsufficientScope)
+        }
     }
 }
 
-fn permit(allowed: bool) -> Result<(), Rejection> {
-    if allowed {
-        Ok(())
-    } else {
-        Err(Rejection(AuthError::InsufficientScope))
-    }
+/// Whether a verified gateway assertion vouches for no token: the gateway sets `ext_iss` (the
+/// issuer of the token it checked) on every assertion for a request that had one, and signs one
+/// without any identity for an anonymous request on an `allow_anonymous` route.
+pub(crate) fn vouches_for_no_token(token: &VerifiedToken) -> bool {
+    token
+        .claims()
+        .get("ext_iss")
+        .and_then(Value::as_str)
+        .is_none()
 }
 
 #[cfg(feature = "axum")]

@@ -20,7 +20,7 @@ impl Caller {
     /// async fn whoami(request: Request<()>) -> Result<Response<String>, Status> {
     ///     let caller = Caller::from_grpc(&request)?;
     ///     caller.require_scope("profile:read")?;
-    ///     Ok(Response::new(caller.subject().unwrap_or_default().to_owned()))
+    ///     Ok(Response::new(caller.require_subject()?.to_owned()))
     /// }
     /// ```
     ///
@@ -36,9 +36,10 @@ impl Caller {
     }
 }
 
-/// A guard's refusal (`require_role`, `require_scope`, `require_tenant`) as a gRPC status:
-/// `PERMISSION_DENIED` with the message `insufficient_scope` and the metadata
-/// `www-authenticate: Bearer error="insufficient_scope"`, so `?` works in a tonic handler.
+/// A guard's refusal (`require_subject`, `require_role`, `require_scope`, `require_tenant`) as a
+/// gRPC status: `PERMISSION_DENIED` with the message `insufficient_scope` and the metadata
+/// `www-authenticate: Bearer error="insufficient_scope"` (for an anonymous caller,
+/// `UNAUTHENTICATED` with `www-authenticate: Bearer`), so `?` works in a tonic handler.
 impl From<Rejection> for tonic::Status {
     fn from(rejection: Rejection) -> Self {
         let response = rejection.error().to_grpc_response();

@@ -59,7 +59,8 @@ impl TrustgateLayer {
     /// `X-Trustgate-Assertion` signed by `internal_issuer` for `service_id`
     /// (`typ: trustgate-assertion+jwt`), at most 60 s long with 5 s of leeway, whose `htm` and
     /// `htu` equal this request's method and path with query. Headers it lists in `hdr` must be
-    /// present with exactly those values. The identity comes from the assertion.
+    /// present with exactly those values. The identity comes from the assertion. An assertion
+    /// for an anonymous request (no `ext_iss`) is refused, 401; see [`Builder::allow_anonymous`].
     ///
     /// # Errors
     /// [`SetupError`] when the configuration is invalid or no keys could be fetched at start.
@@ -75,7 +76,8 @@ impl TrustgateLayer {
     /// Pattern 3: identity headers injected by the gateway, accepted only with a gateway assertion
     /// (checked as in [`TrustgateLayer::gateway_assertion`]) whose `hdr` lists every injected
     /// header; each must appear exactly once with exactly that value. The identity handlers see
-    /// comes from the verified assertion, never from the headers themselves.
+    /// comes from the verified assertion, never from the headers themselves. An assertion for an
+    /// anonymous request is refused, 401; see [`Builder::allow_anonymous`].
     ///
     /// # Errors
     /// [`SetupError`] when the configuration is invalid or no keys could be fetched at start.
@@ -164,6 +166,7 @@ pub struct Builder {
     require_keys_at_start: bool,
     remembered_assertions: usize,
     shared_replay_store: Option<Arc<dyn crate::replay::ReplayStore>>,
+    allow_anonymous: bool,
 }
 
 impl std::fmt::Debug for Builder {
@@ -191,6 +194,7 @@ impl Builder {
             require_keys_at_start: true,
             remembered_assertions: crate::replay::DEFAULT_CAPACITY,
             shared_replay_store: None,
+            allow_anonymous: false,
         }
     }
 
@@ -283,6 +287,21 @@ impl Builder {
         self
     }
 
+    /// Admits the gateway's assertions for anonymous requests. On a route with
+    /// `allow_anonymous = true`, the gateway forwards a request that carries no token with an
+    /// assertion that vouches for no one (no `sub`, no `ext_iss`, no roles): it proves that the
+    /// request came through the gateway, not that anyone signed in. By default the layer answers
+    /// such a request as one without a credential (401 with a bare `Bearer` challenge), so that
+    /// a handler that takes a [`Caller`](crate::Caller) always has an authenticated one. With
+    /// this setting it reaches the handler with a caller for whom
+    /// [`Caller::is_anonymous`](crate::Caller::is_anonymous) is `true`, and whom every guard
+    /// refuses with 401. Only the assertion modes use it: in the bearer-token modes a request
+    /// without a token is always refused.
+    pub fn allow_anonymous(mut self) -> Self {
+        self.allow_anonymous = true;
+        self
+    }
+
     /// Validates the configuration, fetches the issuer's keys once and starts their background
     /// refresh. Must be called within a Tokio runtime.
     ///
@@ -346,6 +365,7 @@ impl Builder {
                 mode,
                 validator,
                 require_headers: mode == Mode::IdentityHeaders,
+                allow_anonymous: self.allow_anonymous,
                 seen: SeenAssertions::new(
                     self.remembered_assertions,
                     self.shared_replay_store,

@@ -19,8 +19,16 @@
 //!   background without locks, verified tokens cached (time claims re-checked on every hit).
 //! - **Verified is a type.** Handlers get a [`Caller`], which only the layer creates; in the
 //!   assertion modes its identity comes from the signed assertion, never from the headers.
+//! - **A caller is someone.** In the assertion modes, the gateway also signs an assertion for a
+//!   request without a token on a route with `allow_anonymous`; the layer refuses it like a
+//!   request without a credential (401) unless [`Builder::allow_anonymous`] is set, and then
+//!   [`Caller::is_anonymous`] tells it apart and every guard refuses it with 401. A verified
+//!   token need not name a user, though: a client-credentials token may have no `sub`, so
+//!   [`Caller::subject`] is an `Option`. A handler that acts for a user takes the subject from
+//!   [`Caller::require_subject`] (403 when there is none).
 //! - **One error mapping.** Every refusal, in the layer and in the guards
-//!   ([`Caller::require_role`], [`Caller::require_scope`], [`Caller::require_tenant`]), is answered
+//!   ([`Caller::require_subject`], [`Caller::require_role`], [`Caller::require_scope`],
+//!   [`Caller::require_tenant`]), is answered
 //!   by `AuthError::to_response`: 401 `invalid_token` (or a bare `Bearer` challenge when no
 //!   credential was sent), 403 `insufficient_scope`, 400 `invalid_request` (two credentials), 503
 //!   when the issuer's keys are unavailable. Bodies never name the token, a claim or the reason;
@@ -54,7 +62,9 @@
 //!
 //! async fn me(caller: Caller) -> Result<Json<Value>, Rejection> {
 //!     caller.require_scope("profile:read")?;
-//!     Ok(Json(json!({ "subject": caller.subject(), "tenant": caller.tenant() })))
+//!     // A valid token need not name a user (a client-credentials token, say): 403 then.
+//!     let subject = caller.require_subject()?;
+//!     Ok(Json(json!({ "subject": subject, "tenant": caller.tenant() })))
 //! }
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -69,7 +79,7 @@
 //! The layer goes on the whole server (`Server::builder().layer(auth)`), or on one generated
 //! service (`.add_service(auth.layer(EchoServer::new(echo)))`, with `tower_layer::Layer`).
 //! Handlers find the caller in the request's extensions; a guard's `?` answers
-//! `PERMISSION_DENIED`. `examples/grpc-echo` is a complete service.
+//! `PERMISSION_DENIED` (`UNAUTHENTICATED` for an anonymous caller). `examples/grpc-echo` is a complete service.
 //! ```no_run
 //! # #[cfg(feature = "tonic")]
 //! # mod grpc {
@@ -80,7 +90,7 @@
 //! async fn whoami(request: Request<()>) -> Result<Response<String>, Status> {
 //!     let caller = Caller::from_grpc(&request)?;
 //!     caller.require_scope("profile:read")?;
-//!     Ok(Response::new(caller.subject().unwrap_or_default().to_owned()))
+//!     Ok(Response::new(caller.require_subject()?.to_owned()))
 //! }
 //!
 //! async fn run(routes: tonic::service::Routes) -> Result<(), Box<dyn std::error::Error>> {

@@ -66,6 +66,28 @@ async fn require_scope_and_tenant() {
 }
 
 #[tokio::test]
+async fn require_subject_refuses_a_token_that_names_no_user() {
+    let issuers = Issuers::start().await;
+    let layer = TrustgateLayer::jwt(&issuers.external.url(), SERVICE)
+        .await
+        .unwrap();
+    let addr = serve(app(layer)).await;
+    let alice = issuers.external_token(SERVICE, json!({}));
+    let reply = get_with(addr, "/profile", &[("authorization", &bearer(&alice))]).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json(), json!({"subject": "alice"}));
+    // A client-credentials token: valid, so the layer admits it, but it names no user.
+    let machine = issuers.external_token(SERVICE, json!({"sub": null, "client_id": "batch"}));
+    let auth = [("authorization", bearer(&machine))];
+    let auth: Vec<(&str, &str)> = auth.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let reply = get_with(addr, "/users/me", &auth).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["subject"], json!(null));
+    assert_eq!(reply.json()["client"], "batch");
+    assert_forbidden(&get_with(addr, "/profile", &auth).await);
+}
+
+#[tokio::test]
 async fn a_caller_on_a_route_without_the_layer_fails_closed() {
     let addr = serve(Router::new().route("/users/me", get(whoami))).await;
     get_with(addr, "/users/me", &[("x-user-id", "alice")])

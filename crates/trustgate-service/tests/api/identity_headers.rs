@@ -526,6 +526,81 @@ async fn gateway_assertion_mode_trusts_the_gateway_for_a_forwarded_token() {
 
 /// DANGEROUS by design: this mode believes whatever identity headers arrive. Anyone who can
 /// reach the service without the gateway can be anyone. The test shows exactly that.
+/// What the gateway signs for a request without a token on an `allow_anonymous` route: the
+/// binding, and no identity at all (no `ext_iss` either).
+fn anonymous_assertion(issuers: &Issuers, htu: &str) -> String {
+    issuers.assertion(
+        SERVICE,
+        "GET",
+        htu,
+        json!({}),
+        json!({
+            "sub": null, "roles": null, "scope": null, "tenant_id": null, "client_id": null,
+            "ext_iss": null,
+        }),
+    )
+}
+
+#[tokio::test]
+async fn an_anonymous_assertion_is_refused_unless_the_service_allows_it() {
+    let issuers = Issuers::start().await;
+    let internal = issuers.internal.url();
+    for builder in [
+        Builder::gateway_assertion(&internal, SERVICE),
+        Builder::identity_headers(&internal, SERVICE),
+    ] {
+        let addr = serve(app(builder.build().await.unwrap())).await;
+        let assertion = anonymous_assertion(&issuers, "/users/me");
+        get_with(addr, "/users/me", &[("x-trustgate-assertion", &assertion)])
+            .await
+            .assert_refused(401, Some("Bearer"), "unauthorized");
+        // A token without a subject is not anonymous: the gateway checked it (`ext_iss`).
+        let machine = issuers.assertion(
+            SERVICE,
+            "GET",
+            "/users/me",
+            json!({}),
+            json!({"sub": null, "roles": null}),
+        );
+        let reply = get_with(addr, "/users/me", &[("x-trustgate-assertion", &machine)]).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.json()["subject"], json!(null));
+    }
+}
+
+#[tokio::test]
+async fn an_allowed_anonymous_caller_fails_every_guard_with_401() {
+    let issuers = Issuers::start().await;
+    let internal = issuers.internal.url();
+    for builder in [
+        Builder::gateway_assertion(&internal, SERVICE),
+        Builder::identity_headers(&internal, SERVICE),
+    ] {
+        let addr = serve(app(builder.allow_anonymous().build().await.unwrap())).await;
+        let assertion = anonymous_assertion(&issuers, "/users/me");
+        let reply = get_with(addr, "/users/me", &[("x-trustgate-assertion", &assertion)]).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.json()["subject"], json!(null));
+        assert_eq!(reply.json()["external_issuer"], json!(null));
+        for path in ["/profile", "/admin", "/reports", "/tenants/t1"] {
+            let assertion = anonymous_assertion(&issuers, path);
+            get_with(addr, path, &[("x-trustgate-assertion", &assertion)])
+                .await
+                .assert_refused(401, Some("Bearer"), "unauthorized");
+        }
+        // A verified token without the role is still told it is not enough.
+        let machine =
+            issuers.assertion(SERVICE, "GET", "/profile", json!({}), json!({"sub": null}));
+        get_with(addr, "/profile", &[("x-trustgate-assertion", &machine)])
+            .await
+            .assert_refused(
+                403,
+                Some(r#"Bearer error="insufficient_scope""#),
+                "insufficient_scope",
+            );
+    }
+}
+
 #[tokio::test]
 async fn danger_mode_accepts_unproven_headers() {
     let layer =

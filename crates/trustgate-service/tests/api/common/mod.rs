@@ -55,6 +55,11 @@ async fn reports(caller: Caller) -> Result<Json<Value>, Rejection> {
     Ok(Json(json!({"reports": []})))
 }
 
+async fn profile(caller: Caller) -> Result<Json<Value>, Rejection> {
+    let subject = caller.require_subject()?;
+    Ok(Json(json!({"subject": subject})))
+}
+
 async fn tenant_t1(caller: Caller) -> Result<Json<Value>, Rejection> {
     caller.require_tenant("t1")?;
     Ok(Json(json!({"tenant": "t1"})))
@@ -68,6 +73,7 @@ pub fn app(layer: TrustgateLayer) -> Router {
         .route("/audit", get(auditor))
         .route("/reports", get(reports))
         .route("/tenants/t1", get(tenant_t1))
+        .route("/profile", get(profile))
         .layer(layer)
 }
 
