@@ -1,6 +1,7 @@
 //! The verified caller, as handlers see it, and the rejection that guards return.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 #[cfg(feature = "axum")]
 use axum::extract::FromRequestParts;
@@ -170,6 +171,43 @@ impl Caller {
             Proof::Token(token) => token.identity().client(),
             Proof::Headers(headers) => headers.client.as_deref(),
         }
+    }
+
+    /// When the proof the layer checked expires: the verified token's `exp` (without the
+    /// validator's leeway); `None` in [`Mode::DangerTrustedHeaders`], where nothing was verified.
+    ///
+    /// The layer checks a request once, when it arrives. A response that keeps going (a gRPC
+    /// stream, a streamed HTTP body, a WebSocket) is not cut when the token expires; a handler
+    /// that serves one for longer than a token lives bounds it with this instant. In
+    /// [`Mode::ExternalJwt`] and [`Mode::InternalToken`] it is the token's own expiry. In the
+    /// assertion modes it is the assertion's, at most 30 s after the gateway signed it (and never
+    /// after the end user's token): the gateway vouches for the request as it started, and the
+    /// service does not learn how long the user's token lives.
+    ///
+    /// ```no_run
+    /// use std::time::SystemTime;
+    /// use trustgate_service::Caller;
+    ///
+    /// async fn serve_stream(caller: &Caller, stream: impl Future<Output = ()>) {
+    ///     // What the token has left: nothing once it is past, or when nothing was verified.
+    ///     let left = caller
+    ///         .expires_at()
+    ///         .and_then(|at| at.duration_since(SystemTime::now()).ok())
+    ///         .unwrap_or_default();
+    ///     // The stream ends when the token does.
+    ///     let _ = tokio::time::timeout(left, stream).await;
+    /// }
+    /// ```
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        let exp = self.token()?.expires_at()?;
+        // A verified `exp` is after the epoch and representable; were it not, an instant already
+        // past is the answer that extends nothing.
+        Some(
+            u64::try_from(exp)
+                .ok()
+                .and_then(|secs| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs)))
+                .unwrap_or(SystemTime::UNIX_EPOCH),
+        )
     }
 
     /// Whether the caller is anonymous: the gateway forwarded a request that carried no token,

@@ -21,7 +21,10 @@ use crate::service::TrustgateService;
 /// Each constructor fixes one [`Mode`]. A request that passes every check of that mode reaches the
 /// inner service with a [`Caller`](crate::Caller) in its extensions; any other request is answered
 /// by trustgate-core's RFC 6750 mapping (401, 400 or 503; a gRPC call gets the same decision as
-/// HTTP 200 with `grpc-status` 16, 3 or 14) and never reaches it. Cheap to clone.
+/// HTTP 200 with `grpc-status` 16, 3 or 14) and never reaches it. The check happens once, when
+/// the request arrives: a streamed response or a gRPC stream goes on after the token expires
+/// unless the handler bounds it ([`Caller::expires_at`](crate::Caller::expires_at)). Cheap to
+/// clone.
 #[derive(Debug, Clone)]
 pub struct TrustgateLayer {
     auth: Arc<Authenticator>,

@@ -38,6 +38,11 @@
 //!   16 `UNAUTHENTICATED`, 7 `PERMISSION_DENIED`, 3 `INVALID_ARGUMENT` or 14 `UNAVAILABLE`, with
 //!   `WWW-Authenticate` kept as metadata. In the assertion modes a call is bound like any
 //!   request: `htm` is `POST` and `htu` the call's path, `/package.Service/Method`.
+//! - **Checked once, at the start.** The layer decides when a request arrives. A response that
+//!   keeps going (a gRPC stream, a streamed HTTP body, a WebSocket) is not cut when the token
+//!   expires, and neither is it by the gateway. A handler that serves one for longer than a
+//!   token lives bounds it with [`Caller::expires_at`] (in the assertion modes the assertion's
+//!   expiry, at most 30 s after the gateway signed it).
 //! - **Any response body.** A refusal is returned as the inner service's own response type; its
 //!   body is made by [`RefusalBody`], implemented for axum's, tonic's and hyper's usual bodies.
 //! - **Safe by default.** The only way to skip the gateway's proof has `danger` in its name.

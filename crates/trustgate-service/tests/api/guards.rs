@@ -88,6 +88,36 @@ async fn require_subject_refuses_a_token_that_names_no_user() {
 }
 
 #[tokio::test]
+async fn the_caller_tells_when_its_proof_expires() {
+    let issuers = Issuers::start().await;
+    let exp = test_support::now_secs() + 123;
+    let jwt = TrustgateLayer::jwt(&issuers.external.url(), SERVICE)
+        .await
+        .unwrap();
+    let addr = serve(app(jwt)).await;
+    let token = issuers.external_token(SERVICE, json!({"exp": exp}));
+    let reply = get_with(addr, "/expiry", &[("authorization", &bearer(&token))]).await;
+    assert_eq!(reply.json(), json!({"expires_at": exp}));
+    // In the assertion modes, the assertion's own expiry: the gateway vouches for the start.
+    let assertion_layer = TrustgateLayer::gateway_assertion(&issuers.internal.url(), SERVICE)
+        .await
+        .unwrap();
+    let addr = serve(app(assertion_layer)).await;
+    // (At most 60 s after `iat`, or the layer refuses it.)
+    let exp = test_support::now_secs() + 17;
+    let assertion = issuers.assertion(SERVICE, "GET", "/expiry", json!({}), json!({"exp": exp}));
+    let reply = get_with(addr, "/expiry", &[("x-trustgate-assertion", &assertion)]).await;
+    assert_eq!(reply.json(), json!({"expires_at": exp}));
+    // Nothing verified, nothing to tell.
+    let danger = TrustgateLayer::danger_trust_identity_headers_without_assertion(
+        trustgate_service::HeaderMapping::default(),
+    );
+    let addr = serve(app(danger)).await;
+    let reply = get_with(addr, "/expiry", &[("x-user-id", "alice")]).await;
+    assert_eq!(reply.json(), json!({"expires_at": null}));
+}
+
+#[tokio::test]
 async fn a_caller_on_a_route_without_the_layer_fails_closed() {
     let addr = serve(Router::new().route("/users/me", get(whoami))).await;
     get_with(addr, "/users/me", &[("x-user-id", "alice")])

@@ -60,6 +60,16 @@ async fn profile(caller: Caller) -> Result<Json<Value>, Rejection> {
     Ok(Json(json!({"subject": subject})))
 }
 
+/// The caller's expiry, in seconds since the epoch.
+async fn expiry(caller: Caller) -> Json<Value> {
+    let secs = caller.expires_at().map(|at| {
+        at.duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    });
+    Json(json!({"expires_at": secs}))
+}
+
 async fn tenant_t1(caller: Caller) -> Result<Json<Value>, Rejection> {
     caller.require_tenant("t1")?;
     Ok(Json(json!({"tenant": "t1"})))
@@ -74,6 +84,7 @@ pub fn app(layer: TrustgateLayer) -> Router {
         .route("/reports", get(reports))
         .route("/tenants/t1", get(tenant_t1))
         .route("/profile", get(profile))
+        .route("/expiry", get(expiry))
         .layer(layer)
 }
 
