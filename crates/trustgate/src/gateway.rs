@@ -39,7 +39,7 @@ impl Gateway {
         let _one_at_a_time = self.reloading.lock().await;
         let result = async {
             let config = config::load(path)?;
-            for warning in config::bare_path_warnings(&config.routes) {
+            for warning in config::warnings(&config.routes) {
                 tracing::warn!("{warning}");
             }
             let current = self.runtime.load();

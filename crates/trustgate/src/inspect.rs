@@ -159,7 +159,7 @@ fn summary(
         "issuers": issuers,
         "internal_issuer": internal,
         "routes": routes,
-        "warnings": config::bare_path_warnings(&config.routes),
+        "warnings": config::warnings(&config.routes),
     })
 }
 

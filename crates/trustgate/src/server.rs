@@ -107,7 +107,7 @@ pub(crate) async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), StartError> {
     let metrics = Metrics::new();
-    for warning in config::bare_path_warnings(&config.routes) {
+    for warning in config::warnings(&config.routes) {
         tracing::warn!("{warning}");
     }
     let tls = config

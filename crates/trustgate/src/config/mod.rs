@@ -14,7 +14,7 @@ mod fleet;
 mod issuer;
 mod observe;
 mod route;
-pub(crate) use route::bare_path_warnings;
+pub(crate) use route::warnings;
 mod text;
 mod upstream;
 

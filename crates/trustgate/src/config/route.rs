@@ -338,13 +338,56 @@ fn internal_ttl(
     Ok(ttl)
 }
 
+/// What `check` reports and `serve` logs at load (and on reload): settings that are allowed but
+/// are likely not what was meant. One sentence per finding.
+pub(crate) fn warnings(routes: &[Route]) -> Vec<String> {
+    let mut warnings = bare_path_warnings(routes);
+    warnings.extend(subject_without_issuer_warnings(routes));
+    warnings
+}
+
+/// Identity-headers routes that accept tokens of several issuers and inject the subject (or the
+/// client id) without the issuer: `sub` is unique only within its issuer, so two people, one at
+/// each issuer, who share a `sub` reach the service as one user (one account, one set of
+/// records). Not an error: issuers may share one namespace of subjects (two realms of one
+/// directory), which only the operator knows.
+fn subject_without_issuer_warnings(routes: &[Route]) -> Vec<String> {
+    routes
+        .iter()
+        .filter_map(|route| {
+            let Trust::IdentityHeaders(pattern) = &route.trust else {
+                return None;
+            };
+            if pattern.validation.issuers.len() < 2
+                || pattern
+                    .headers
+                    .iter()
+                    .any(|(_, field)| *field == IdentityField::Issuer)
+            {
+                return None;
+            }
+            let (header, field) = pattern.headers.iter().find(|(_, field)| {
+                matches!(field, IdentityField::Subject | IdentityField::Client)
+            })?;
+            Some(format!(
+                "route {:?}: accepts tokens of {} issuers ({}) and injects {header} from the {} without the issuer: one {} at two issuers is one caller to the service; add {{ name = \"X-User-Issuer\", from = \"issuer\" }} and key callers by both, or keep the issuers on separate routes",
+                route.name,
+                pattern.validation.issuers.len(),
+                pattern.validation.issuers.join(", "),
+                if *field == IdentityField::Subject { "subject" } else { "client id" },
+                if *field == IdentityField::Subject { "sub" } else { "client id" },
+            ))
+        })
+        .collect()
+}
+
 /// Routes whose prefix ends in `/` leave the path without it to another route: `/admin/`
 /// matches `/admin/x` but not `/admin`, which goes to the next best route (often a catch-all
 /// with a weaker pattern), while many upstreams serve `/admin` and `/admin/` alike. Not an
 /// error (it is how such a prefix is documented to match), but worth saying at load: one
 /// sentence per such route, naming the route that takes the bare path. A bare path no route
 /// takes gets 404, which needs no warning.
-pub(crate) fn bare_path_warnings(routes: &[Route]) -> Vec<String> {
+fn bare_path_warnings(routes: &[Route]) -> Vec<String> {
     let router = trustgate_edge::router::Router::new(routes.iter().map(|route| {
         (
             route.host.clone(),
@@ -370,7 +413,7 @@ pub(crate) fn bare_path_warnings(routes: &[Route]) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod bare_path_tests {
+mod warning_tests {
     #![allow(clippy::unwrap_used)]
     use std::path::Path;
 
@@ -383,6 +426,46 @@ mod bare_path_tests {
         crate::config::parse(&text, Path::new("/etc/trustgate"), &|_| None)
             .unwrap()
             .routes
+    }
+
+    /// Two issuers, and a route that takes both; `extra` is added to the route.
+    fn two_issuer_routes(extra: &str) -> Vec<Route> {
+        let text = format!(
+            "[[issuer]]\nid = \"a\"\nissuer = \"https://a.example\"\njwks_url = \"https://a.example/jwks\"\naudiences = [\"api\"]\n\n[[issuer]]\nid = \"b\"\nissuer = \"https://b.example\"\njwks_url = \"https://b.example/jwks\"\naudiences = [\"api\"]\n\n[[upstream]]\nid = \"app\"\nurl = \"http://127.0.0.1:9001\"\n\n[[route]]\nname = \"users\"\nprefix = \"/users\"\nupstream = \"app\"\npattern = \"identity-headers\"\n{extra}"
+        );
+        crate::config::parse(&text, Path::new("/etc/trustgate"), &|_| None)
+            .unwrap()
+            .routes
+    }
+
+    #[test]
+    fn a_subject_from_several_issuers_without_the_issuer_is_warned_about() {
+        // The default headers inject the subject and not the issuer.
+        assert_eq!(
+            warnings(&two_issuer_routes("")),
+            [
+                "route \"users\": accepts tokens of 2 issuers (https://a.example, https://b.example) and injects x-user-id from the subject without the issuer: one sub at two issuers is one caller to the service; add { name = \"X-User-Issuer\", from = \"issuer\" } and key callers by both, or keep the issuers on separate routes"
+            ]
+        );
+        let client = "headers = [{ name = \"X-Client\", from = \"client\" }]\n";
+        assert_eq!(
+            warnings(&two_issuer_routes(client)),
+            [
+                "route \"users\": accepts tokens of 2 issuers (https://a.example, https://b.example) and injects x-client from the client id without the issuer: one client id at two issuers is one caller to the service; add { name = \"X-User-Issuer\", from = \"issuer\" } and key callers by both, or keep the issuers on separate routes"
+            ]
+        );
+        // The issuer injected too, one issuer only, or no caller injected: nothing to say.
+        for extra in [
+            "headers = [{ name = \"X-User-Id\", from = \"subject\" }, { name = \"X-User-Issuer\", from = \"issuer\" }]\n",
+            "issuers = [\"a\"]\n",
+            "headers = [{ name = \"X-Tenant-Id\", from = \"tenant\" }]\n",
+        ] {
+            assert_eq!(
+                warnings(&two_issuer_routes(extra)),
+                Vec::<String>::new(),
+                "{extra}"
+            );
+        }
     }
 
     #[test]
