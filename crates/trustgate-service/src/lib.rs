@@ -46,6 +46,10 @@
 //! - **Any response body.** A refusal is returned as the inner service's own response type; its
 //!   body is made by [`RefusalBody`], implemented for axum's, tonic's and hyper's usual bodies.
 //! - **Safe by default.** The only way to skip the gateway's proof has `danger` in its name.
+//! - **Every request, preflights too.** A browser's CORS preflight (`OPTIONS` without
+//!   credentials) is refused like any request without a token. A service that browsers call
+//!   across origins puts its CORS layer outside this one, so that it answers preflights first:
+//!   in axum, `.layer(auth)` and then `.layer(cors)` (the last layer added runs first).
 //!
 //! ## Features
 //! - `redis`: [`RedisReplayStore`], the assertion replay store replicas share.
