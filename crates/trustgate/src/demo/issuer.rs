@@ -15,11 +15,12 @@ use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use trustgate_core::{Algorithm, Clock, InternalSigner, SharedClock, SignerConfig, SystemClock};
+
+use crate::{config, limits};
 
 /// The audience of demo tokens.
 pub(crate) const AUDIENCE: &str = "demo-api";
@@ -97,34 +98,44 @@ fn signer(issuer: &str, pem: &str, clock: SharedClock) -> Result<InternalSigner,
     .map_err(|err| format!("demo issuer: {err}"))
 }
 
-/// Starts the dev issuer on `listener`; returns its URL.
-pub(crate) fn start(listener: TcpListener) -> Result<String, String> {
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let url = format!("http://{addr}");
+/// Starts the dev issuer on `listener`, whose URL is `url`. Its connections are held to the
+/// demo gateway's `[server]` limits through the side listeners' accept path (`limits`), like the
+/// admin listener's: out of descriptors it waits instead of spinning on the accept error, and a
+/// connection that sends nothing, or goes idle, is closed instead of holding a descriptor for
+/// ever.
+pub(crate) fn start(
+    listener: TcpListener,
+    url: &str,
+    server: &config::ServerConfig,
+) -> Result<(), String> {
     let pem = pkcs8_pem()?;
     let signers = Arc::new(Signers {
-        valid: signer(&url, &pem, Arc::new(SystemClock))?,
-        expired: signer(&url, &pem, Arc::new(PastClock))?,
-        forged: signer(&url, &pkcs8_pem()?, Arc::new(SystemClock))?,
+        valid: signer(url, &pem, Arc::new(SystemClock))?,
+        expired: signer(url, &pem, Arc::new(PastClock))?,
+        forged: signer(url, &pkcs8_pem()?, Arc::new(SystemClock))?,
     });
+    let limit = Arc::new(Semaphore::new(server.max_connections));
+    let builder = Arc::new(limits::limited_builder(server));
+    let watch = limits::Watch::of(server);
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
+            let (stream, _, permit) = limits::accept_within(&listener, &limit, "demo issuer").await;
             let signers = Arc::clone(&signers);
+            let builder = Arc::clone(&builder);
             tokio::spawn(async move {
+                let _permit = permit;
                 let service = service_fn(move |req| {
                     let signers = Arc::clone(&signers);
                     async move { Ok::<_, Infallible>(handle(&signers, &req)) }
                 });
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                limits::serve_watched(stream, watch, service, |io, service| {
+                    builder.serve_connection(io, service)
+                })
+                .await;
             });
         }
     });
-    Ok(url)
+    Ok(())
 }
 
 fn respond(

@@ -149,7 +149,8 @@ pub(crate) async fn run(
     admin_port: u16,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    let issuer_url = issuer::start(bind(0).await?)?;
+    let issuer_listener = bind(0).await?;
+    let issuer_url = format!("http://{}", addr(&issuer_listener)?);
     let listeners = [
         bind(0).await?,
         bind(0).await?,
@@ -164,6 +165,8 @@ pub(crate) async fn run(
     ];
     let text = demo_config(port, admin_port, &issuer_url, &services);
     let config = config::parse(&text, Path::new("."), &|_| None).map_err(|err| err.to_string())?;
+    // Before the gateway starts: it fetches the issuer's discovery document and keys at start.
+    issuer::start(issuer_listener, &issuer_url, &config.server)?;
 
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
     let gateway = tokio::spawn(async move {

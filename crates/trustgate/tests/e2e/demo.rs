@@ -22,8 +22,14 @@ impl Drop for Demo {
 }
 
 fn start_demo() -> Demo {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_trustgate"))
-        .args(["demo", "--port", "0", "--admin-port", "0"])
+    let mut command = Command::new(env!("CARGO_BIN_EXE_trustgate"));
+    command.args(["demo", "--port", "0", "--admin-port", "0"]);
+    start(command)
+}
+
+/// Starts `command` (the demo, perhaps through a shell that `exec`s it) and waits for its URL.
+fn start(mut command: Command) -> Demo {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -150,4 +156,85 @@ fn demo_bad_tokens_get_rfc6750_answers() {
         );
         assert!(!r.body_text().contains(&t[7..]), "never echoes the token");
     }
+}
+
+/// The demo issuer's address (not printed: the page and the commands go through the gateway),
+/// from its discovery document, which the gateway's public route serves.
+fn issuer_addr(demo: &Demo) -> SocketAddr {
+    let doc = get(demo, "/.well-known/openid-configuration", &[]).json();
+    let issuer = doc["issuer"].as_str().unwrap();
+    issuer.strip_prefix("http://").unwrap().parse().unwrap()
+}
+
+/// The CPU time `pid` has used, in clock ticks (`/proc/<pid>/stat`: utime + stime).
+#[cfg(target_os = "linux")]
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // After the command name, which is in parentheses: field 3 is the state, 14 and 15 the times.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Out of file descriptors, the demo issuer's accept loop waits before it tries again, as the
+/// gateway's listeners do. It used to retry at once, for ever: a core at 100% for as long as
+/// the descriptors stayed taken (here by idle connections to the issuer itself).
+#[cfg(target_os = "linux")]
+#[test]
+fn demo_issuer_out_of_descriptors_waits_instead_of_spinning() {
+    let mut command = Command::new("sh");
+    command.args([
+        "-c",
+        r#"ulimit -n 64 && exec "$0" demo --port 0 --admin-port 0"#,
+        env!("CARGO_BIN_EXE_trustgate"),
+    ]);
+    let demo = start(command);
+    let issuer = issuer_addr(&demo);
+    // More connections than the 64 descriptors: the issuer accepts until it has none left (an
+    // accept error, EMFILE), and the rest wait in its listen backlog.
+    let mut held = Vec::new();
+    for _ in 0..120 {
+        match std::net::TcpStream::connect_timeout(&issuer, Duration::from_secs(1)) {
+            Ok(stream) => held.push(stream),
+            Err(_) => break,
+        }
+    }
+    assert!(held.len() > 64, "{} connections", held.len());
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = demo.child.id();
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(pid) - before;
+    // Spinning used about 200 ticks (100 a second) here; waiting 20 ms between tries, none.
+    assert!(
+        used < 40,
+        "{used} ticks of CPU in 2 s with no descriptor left"
+    );
+}
+
+/// A connection to the demo issuer that never sends a request is closed after
+/// `header_read_timeout` (10 s), as on the gateway's admin listener: idle connections must not
+/// hold the process's descriptors for ever. They used to stay open until the peer left.
+#[test]
+fn demo_issuer_closes_a_silent_connection() {
+    use std::io::Read;
+
+    let demo = start_demo();
+    let mut silent = std::net::TcpStream::connect(issuer_addr(&demo)).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let read = silent.read(&mut buf);
+    assert!(matches!(read, Ok(0)), "{read:?}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(9) && waited < Duration::from_secs(15),
+        "{waited:?}"
+    );
 }
