@@ -17,10 +17,9 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use trustgate_core::{Algorithm, Clock, InternalSigner, SharedClock, SignerConfig, SystemClock};
 
-use crate::{config, limits};
+use crate::config;
 
 /// The audience of demo tokens.
 pub(crate) const AUDIENCE: &str = "demo-api";
@@ -98,11 +97,8 @@ fn signer(issuer: &str, pem: &str, clock: SharedClock) -> Result<InternalSigner,
     .map_err(|err| format!("demo issuer: {err}"))
 }
 
-/// Starts the dev issuer on `listener`, whose URL is `url`. Its connections are held to the
-/// demo gateway's `[server]` limits through the side listeners' accept path (`limits`), like the
-/// admin listener's: out of descriptors it waits instead of spinning on the accept error, and a
-/// connection that sends nothing, or goes idle, is closed instead of holding a descriptor for
-/// ever.
+/// Starts the dev issuer on `listener`, whose URL is `url`, held to `server`'s limits
+/// (`super::serve`).
 pub(crate) fn start(
     listener: TcpListener,
     url: &str,
@@ -114,27 +110,11 @@ pub(crate) fn start(
         expired: signer(url, &pem, Arc::new(PastClock))?,
         forged: signer(url, &pkcs8_pem()?, Arc::new(SystemClock))?,
     });
-    let limit = Arc::new(Semaphore::new(server.max_connections));
-    let builder = Arc::new(limits::limited_builder(server));
-    let watch = limits::Watch::of(server);
-    tokio::spawn(async move {
-        loop {
-            let (stream, _, permit) = limits::accept_within(&listener, &limit, "demo issuer").await;
-            let signers = Arc::clone(&signers);
-            let builder = Arc::clone(&builder);
-            tokio::spawn(async move {
-                let _permit = permit;
-                let service = service_fn(move |req| {
-                    let signers = Arc::clone(&signers);
-                    async move { Ok::<_, Infallible>(handle(&signers, &req)) }
-                });
-                limits::serve_watched(stream, watch, service, |io, service| {
-                    builder.serve_connection(io, service)
-                })
-                .await;
-            });
-        }
+    let service = service_fn(move |req| {
+        let signers = Arc::clone(&signers);
+        async move { Ok::<_, Infallible>(handle(&signers, &req)) }
     });
+    super::serve(listener, service, server, "demo issuer");
     Ok(())
 }
 

@@ -11,12 +11,16 @@ mod page;
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
+use http::{Request, Response};
+use hyper::body::Incoming;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use trustgate_service::TrustgateLayer;
 
-use crate::config;
 use crate::server::{self, Bound};
+use crate::{config, limits};
 
 async fn bind(port: u16) -> Result<TcpListener, String> {
     TcpListener::bind(("127.0.0.1", port)).await.map_err(|err| {
@@ -28,6 +32,49 @@ fn addr(listener: &TcpListener) -> Result<SocketAddr, String> {
     listener.local_addr().map_err(|e| e.to_string())
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Serves `service` on `listener` until the process ends, through the side listeners' accept
+/// path with the demo gateway's `[server]` limits, as the admin listener is served: out of
+/// descriptors it waits instead of spinning on the accept error, and a connection that sends
+/// nothing, or goes idle, is closed instead of holding a descriptor for ever. Every listener of
+/// the demo but the gateway's own (the issuer, the four services) is served so.
+fn serve<S, B>(listener: TcpListener, service: S, server: &config::ServerConfig, door: &'static str)
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let limit = Arc::new(Semaphore::new(server.max_connections));
+    let builder = Arc::new(limits::limited_builder(server));
+    let watch = limits::Watch::of(server);
+    tokio::spawn(async move {
+        loop {
+            let (stream, _, permit) = limits::accept_within(&listener, &limit, door).await;
+            let builder = Arc::clone(&builder);
+            let service = service.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                limits::serve_watched(stream, watch, service, |io, service| {
+                    builder.serve_connection(io, service)
+                })
+                .await;
+            });
+        }
+    });
+}
+
+/// The generated configuration. Each upstream's `pool_idle_timeout` (30 s) is below `[server]`'s
+/// `idle_timeout` (60 s), which the issuer and the services close idle connections after
+/// (`serve`): the gateway lets go of an idle connection first, instead of sending a request on
+/// one just as the upstream closes it.
 fn demo_config(port: u16, admin_port: u16, issuer: &str, services: &[SocketAddr; 4]) -> String {
     let [users_p1, courses, payments, users_p4] = services;
     format!(
@@ -58,22 +105,27 @@ discovery = true
 [[upstream]]
 id = "page"
 url = "{issuer}"
+pool_idle_timeout = "30s"
 
 [[upstream]]
 id = "users-p1"
 url = "http://{users_p1}"
+pool_idle_timeout = "30s"
 
 [[upstream]]
 id = "courses"
 url = "http://{courses}"
+pool_idle_timeout = "30s"
 
 [[upstream]]
 id = "payments"
 url = "http://{payments}"
+pool_idle_timeout = "30s"
 
 [[upstream]]
 id = "users"
 url = "http://{users_p4}"
+pool_idle_timeout = "30s"
 
 [[route]]
 name = "page"
@@ -167,6 +219,7 @@ pub(crate) async fn run(
     let config = config::parse(&text, Path::new("."), &|_| None).map_err(|err| err.to_string())?;
     // Before the gateway starts: it fetches the issuer's discovery document and keys at start.
     issuer::start(issuer_listener, &issuer_url, &config.server)?;
+    let server_limits = config.server.clone();
 
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
     let gateway = tokio::spawn(async move {
@@ -208,13 +261,38 @@ pub(crate) async fn run(
         demo_services::users(l4.map_err(|e| e.to_string())?),
     ];
     for (listener, router) in listeners.into_iter().zip(routers) {
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
+        let service = hyper_util::service::TowerToHyperService::new(router);
+        serve(listener, service, &server_limits, "demo service");
     }
     banner(bound);
     match gateway.await {
         Ok(result) => result.map_err(|err| err.to_string()),
         Err(err) => Err(err.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn demo_upstream_pools_let_go_of_idle_connections_before_the_upstreams_do() {
+        let services = ["127.0.0.1:1".parse().unwrap(); 4];
+        let text = demo_config(8080, 9901, "http://127.0.0.1:2", &services);
+        let config = config::parse(&text, Path::new("."), &|_| None).unwrap();
+        assert_eq!(config.server.idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.upstreams.len(), 5);
+        for upstream in &config.upstreams {
+            assert_eq!(
+                upstream.pool_idle_timeout,
+                Duration::from_secs(30),
+                "{}",
+                upstream.id
+            );
+        }
     }
 }
