@@ -1,5 +1,6 @@
 //! The demo's development OIDC issuer. DEVELOPMENT ONLY: it hands out tokens for fixed demo users
-//! to anyone who asks, binds to 127.0.0.1, and exists only under `trustgate demo`, never `serve`.
+//! to anyone who asks, binds to 127.0.0.1, answers only requests for a loopback host (no DNS
+//! rebinding), and exists only under `trustgate demo`, never `serve`.
 //!
 //! It also serves the demo page, so that the page, its token requests and its API calls all go
 //! through the gateway on one origin.
@@ -144,7 +145,37 @@ fn query_param<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
     })
 }
 
+/// Whether `req` names a loopback host: `localhost` or a loopback address, in `Host` (or, with
+/// none, the request target's authority, as HTTP/2 sends it). The issuer listens on 127.0.0.1
+/// only, but a web page the user opens can still reach it through the browser by DNS rebinding:
+/// it gives its own name the address 127.0.0.1 once loaded, then reads the demo same-origin.
+/// Those requests name the page's host, so they get no token. The gateway forwards the client's
+/// `Host` (`preserve_host`), and names the issuer's own address when the client sent none.
+fn for_loopback(req: &Request<Incoming>) -> bool {
+    let named = match req.headers().get(header::HOST) {
+        Some(host) => host.to_str().ok(),
+        None => req.uri().authority().map(http::uri::Authority::as_str),
+    };
+    let Some(authority) = named.and_then(|text| text.parse::<http::uri::Authority>().ok()) else {
+        return false;
+    };
+    let host = authority.host();
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn handle(signers: &Signers, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if !for_loopback(req) {
+        return respond(
+            StatusCode::FORBIDDEN,
+            "application/json",
+            r#"{"error":"the demo issuer answers only requests for localhost or a loopback address"}"#,
+        );
+    }
     match req.uri().path() {
         "/" | "/index.html" => respond(
             StatusCode::OK,

@@ -293,3 +293,43 @@ fn demo_every_listener_is_loopback_and_closes_a_silent_connection() {
         "{waited:?}"
     );
 }
+
+/// DNS rebinding: a web page the user opens can give its own name the address 127.0.0.1 once it
+/// has loaded, then read the demo through the user's browser, same-origin. Such requests name
+/// the page's host, and the demo issuer (its token endpoint, its page) refuses them: it answers
+/// only requests for `localhost` or a loopback address. It used to hand such a page a token for
+/// any demo user.
+#[test]
+fn demo_issuer_answers_only_requests_for_a_loopback_host() {
+    let demo = start_demo();
+    let port = demo.addr.port();
+    let request = |path: &str, host: &str| {
+        let text = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        raw(demo.addr, text.as_bytes())
+    };
+    for host in [
+        format!("attacker.example:{port}"),
+        format!("127.0.0.1.nip.io:{port}"),
+        "attacker.example".to_owned(),
+    ] {
+        for path in ["/demo/token?user=alice", "/"] {
+            let r = request(path, &host);
+            assert_eq!(r.status, 403, "{host}{path}");
+            assert_eq!(
+                r.body_text(),
+                r#"{"error":"the demo issuer answers only requests for localhost or a loopback address"}"#,
+                "{host}{path}"
+            );
+        }
+    }
+    for host in [
+        format!("localhost:{port}"),
+        format!("LocalHost:{port}"),
+        format!("127.0.0.1:{port}"),
+        "localhost".to_owned(),
+    ] {
+        let r = request("/demo/token?user=alice", &host);
+        assert_eq!(r.status, 200, "{host}");
+        assert!(r.json()["access_token"].is_string(), "{host}");
+    }
+}
