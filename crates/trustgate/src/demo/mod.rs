@@ -4,11 +4,10 @@
 //! trustgate-service in the matching mode) and the real gateway with one route per pattern. The
 //! services listen before the gateway starts, and get their layers once the gateway's internal
 //! issuer (its admin listener) is up; requests that arrive earlier wait in the listen backlog.
-#![allow(clippy::print_stdout)]
-
 mod issuer;
 mod page;
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -167,7 +166,10 @@ strip_prefix = true
 
 fn banner(bound: Bound) {
     let base = format!("http://{}", bound.proxy);
-    println!(
+    // Not `println!`, which panics when standard output cannot be written (a full device, a pipe
+    // whose reader has gone): the banner is for the user, and the demo runs on without it.
+    let _ = writeln!(
+        std::io::stdout(),
         r#"
 trustgate demo — development only (the demo issuer gives tokens to anyone)
 

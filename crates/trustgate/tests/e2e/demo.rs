@@ -333,3 +333,51 @@ fn demo_issuer_answers_only_requests_for_a_loopback_host() {
         assert!(r.json()["access_token"].is_string(), "{host}");
     }
 }
+
+/// The demo keeps running when its standard output cannot be written (here a full device; a
+/// pipe whose reader has gone is the same): the banner is for the user only. It used to panic
+/// (`println!`) and exit 101 as soon as it was ready.
+#[cfg(target_os = "linux")]
+#[test]
+fn demo_runs_on_when_its_standard_output_fails() {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_trustgate"))
+        .args(["demo", "--port", "0", "--admin-port", "0"])
+        .stdout(full)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut demo = Demo {
+        child,
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+    };
+    let pid = demo.child.id();
+    let started = std::time::Instant::now();
+    let addrs = loop {
+        let addrs = listening(pid);
+        if addrs.len() == 7 {
+            break addrs;
+        }
+        assert!(demo.child.try_wait().unwrap().is_none(), "the demo exited");
+        assert!(started.elapsed() < Duration::from_secs(60), "{addrs:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // The gateway is the listener whose /p1 reaches the users service (which refuses: no
+    // token). A service's listener waits for its layer, then answers 404 to this path.
+    for addr in addrs {
+        let text =
+            format!("GET /p1/users/me HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        let r = raw(addr, text.as_bytes());
+        if r.status == 401 && r.header("x-demo-answered-by") == Some("users") {
+            demo.addr = addr;
+        }
+    }
+    assert_ne!(demo.addr.port(), 0, "no listener was the gateway");
+    // The services are served just before the banner is printed.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(demo.child.try_wait().unwrap().is_none(), "the demo exited");
+    assert_eq!(get(&demo, "/p1/users/me", &[]).status, 401);
+}
