@@ -197,6 +197,17 @@ fn a_revoked_jti_stays_refused_while_the_issuers_leeway_still_accepts_the_token(
     assert_eq!(gw.get("/rev", &[("Authorization", &auth)]).status, 401);
 }
 
+/// A gateway checking revocations (`max_token_lifetime` 1 h) for an issuer allowed an hour of
+/// leeway: tokens stamped up to an hour ahead are accepted.
+fn with_an_hour_of_leeway(f: &Fixture, dir: &TempDir) -> Gateway {
+    let config = config(f, dir)
+        .section("revocation", "max_token_lifetime", "1h")
+        .edit_issuer("idp", |i| {
+            i.set("leeway", "1h").set("danger_allow_long_leeway", true)
+        });
+    Gateway::start(&config)
+}
+
 /// The issuer's leeway lets a token's `iat` be ahead of the gateway's clock (an issuer whose
 /// clock runs fast), and its `exp` then `max_token_lifetime` further: such a token is accepted,
 /// so its `jti` can be revoked with its real `exp` (the API refused that `exp` as further ahead
@@ -205,12 +216,7 @@ fn a_revoked_jti_stays_refused_while_the_issuers_leeway_still_accepts_the_token(
 fn a_jti_can_be_revoked_with_its_exp_when_its_iat_is_ahead_within_the_leeway() {
     let f = Fixture::new();
     let dir = TempDir::new();
-    let config = config(&f, &dir)
-        .section("revocation", "max_token_lifetime", "1h")
-        .edit_issuer("idp", |i| {
-            i.set("leeway", "1h").set("danger_allow_long_leeway", true)
-        });
-    let gw = Gateway::start(&config);
+    let gw = with_an_hour_of_leeway(&f, &dir);
     let t = now();
     let (iat, exp) = (t + 1800, t + 1800 + 3600);
     let token = f.token_with(
@@ -244,12 +250,7 @@ fn a_jti_can_be_revoked_with_its_exp_when_its_iat_is_ahead_within_the_leeway() {
 fn a_subject_revocation_covers_tokens_stamped_ahead_within_the_issuers_leeway() {
     let f = Fixture::new();
     let dir = TempDir::new();
-    let config = config(&f, &dir)
-        .section("revocation", "max_token_lifetime", "1h")
-        .edit_issuer("idp", |i| {
-            i.set("leeway", "1h").set("danger_allow_long_leeway", true)
-        });
-    let gw = Gateway::start(&config);
+    let gw = with_an_hour_of_leeway(&f, &dir);
     let t = now();
     let ahead = |sub: &str| {
         bearer(&f.token_with(
