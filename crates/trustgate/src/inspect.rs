@@ -313,15 +313,7 @@ fn text(summary: &Value) -> String {
 /// that may hold one is escaped whole first ([`escape_all_controls`], or `{:?}`), so that it
 /// cannot fake a line of the output.
 fn escape_controls(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() && c != '\n' {
-            out.extend(c.escape_debug());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    replace_controls(text, Keep::LineFeeds, |c, out| out.extend(c.escape_debug()))
 }
 
 /// `value` as pretty JSON that writes no control character to a terminal. serde_json escapes
@@ -330,23 +322,29 @@ fn escape_controls(text: &str) -> String {
 /// JSON reader). Outside strings serde_json writes only spaces and line feeds.
 fn json_for_terminal(value: &Value) -> String {
     let text = serde_json::to_string_pretty(value).unwrap_or_default();
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() && c != '\n' {
-            let _ = write!(out, "\\u{:04x}", u32::from(c));
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    replace_controls(&text, Keep::LineFeeds, |c, out| {
+        let _ = write!(out, "\\u{:04x}", u32::from(c));
+    })
 }
 
 /// `value`, printed inside a line, with every control character escaped, the line feed too.
 fn escape_all_controls(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        if c.is_control() {
-            out.extend(c.escape_debug());
+    replace_controls(value, Keep::Nothing, |c, out| out.extend(c.escape_debug()))
+}
+
+/// Which control characters [`replace_controls`] leaves as they are.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    LineFeeds,
+    Nothing,
+}
+
+/// `text` with each control character (but the line feeds `keep` names) written by `escape`.
+fn replace_controls(text: &str, keep: Keep, escape: impl Fn(char, &mut String)) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && !(keep == Keep::LineFeeds && c == '\n') {
+            escape(c, &mut out);
         } else {
             out.push(c);
         }
