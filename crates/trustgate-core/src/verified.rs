@@ -25,8 +25,25 @@ struct Verified {
     identity: Identity,
     times: Times,
     key: Arc<VerifyingKey>,
-    size: usize,
 }
+
+/// The bytes a verified token may hold for each byte of its payload. Every byte is held up to three
+/// times: in the payload, in the strings of the claims map, and in the identity's header values.
+/// The claims map costs far more than its text for small values (`[0,0,0]` is two bytes of
+/// payload per `serde_json::Value` of 32): each `,`, `[`, `{` or `:` may start a value or a
+/// member, held as a 32-byte `Value` (and a member as a 24-byte `String` key and its share of the
+/// map's node), and each `"` opens or closes a string, which has an allocation of its own (its
+/// header, and its rounding up). An overestimate for bytes inside strings, which is cheap: the
+/// estimate bounds memory, and counting exactly would mean a parse.
+const HELD_PER_PAYLOAD_BYTE: [u8; 256] = {
+    let mut costs = [3u8; 256];
+    costs[b',' as usize] = 3 + 32;
+    costs[b'[' as usize] = 3 + 32;
+    costs[b'{' as usize] = 3 + 32;
+    costs[b':' as usize] = 3 + 32;
+    costs[b'"' as usize] = 3 + 16;
+    costs
+};
 
 /// A token whose signature and claims have been verified. Only the validator creates one.
 #[derive(Clone)]
@@ -53,8 +70,6 @@ impl VerifiedToken {
         times: Times,
         key: Arc<VerifyingKey>,
     ) -> Self {
-        // The payload, its claims map if built, and the identity.
-        let size = payload.len() * 3 + 256;
         Self(Arc::new(Verified {
             issuer,
             issuer_keys,
@@ -63,7 +78,6 @@ impl VerifiedToken {
             identity,
             times,
             key,
-            size,
         }))
     }
 
@@ -123,8 +137,20 @@ impl VerifiedToken {
         self.0.key.is_retired()
     }
 
+    /// What this token holds, in bytes, for the verified-token cache's byte bound: an upper
+    /// estimate, as if its claims map were built (it may be, any time while the token is cached).
+    /// Read from the payload's bytes, each costed by [`HELD_PER_PAYLOAD_BYTE`]: a pass over at most
+    /// `max_token_bytes`, made only by the cache when it inserts or evicts the token.
     pub(crate) fn approx_size(&self) -> usize {
-        self.0.size
+        let per_byte = self
+            .0
+            .payload
+            .iter()
+            .map(|&b| usize::from(HELD_PER_PAYLOAD_BYTE[usize::from(b)]))
+            .sum::<usize>();
+        // The `Verified` itself with its `Arc` counts, the identity's fields and allocations'
+        // headers: a fixed part.
+        per_byte + 256
     }
 
     /// Whether the issuer's keys are still trusted now (not past the maximum staleness).

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod cache;
 mod jwks;
 mod proptest_parse;
 mod validate;
