@@ -10,6 +10,10 @@
 //!   switched off (`ValidatorOptions::cache.enabled = false`), so nothing is reused;
 //! - `service/raw_verify`: the RSA signature check alone over the same tokens.
 //!
+//! With `SERVICE_INTERLEAVED_ROUNDS=N` set, the run first measures the uncached pair interleaved
+//! (`test_support::interleaved`, N rounds) and prints one `interleaved:` line, which
+//! `bench/service.sh` reads.
+//!
 //! For information (no target): `service/no_auth` (the same router and handler without any
 //! layer) and `service/core_validate/uncached` (trustgate-core's `Validator::validate` of the
 //! uncached layer, called directly, over the same distinct tokens): together with `raw_verify`
@@ -77,6 +81,42 @@ fn layers(c: &mut Criterion) {
         check(&runtime, system, uncached, &distinct[..8]);
     }
 
+    let raw = RawVerify::new(fixture, &tokens);
+    assert!((0..DISTINCT_TOKENS).all(|i| raw.verify(i)));
+
+    if let Some(rounds) = std::env::var("SERVICE_INTERLEAVED_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        let (_, _, uncached) = &systems[0];
+        let mut next_request = 0usize;
+        let mut next_raw = 0usize;
+        let measured = test_support::interleaved(
+            rounds,
+            |batch| {
+                runtime.block_on(async {
+                    for _ in 0..batch {
+                        let request = request(Some(&distinct[next_request % DISTINCT_TOKENS]));
+                        next_request = next_request.wrapping_add(1);
+                        let status = uncached.clone().oneshot(request).await.unwrap().status();
+                        black_box(status);
+                    }
+                });
+            },
+            |batch| {
+                for _ in 0..batch {
+                    black_box(raw.verify(black_box(next_raw % DISTINCT_TOKENS)));
+                    next_raw = next_raw.wrapping_add(1);
+                }
+            },
+        );
+        println!(
+            "interleaved: {TRUSTGATE} uncached {:.0} ns, raw verify {:.0} ns, ratio {:.4}, \
+             {} rounds kept of {}",
+            measured.full_ns, measured.raw_ns, measured.ratio, measured.kept, measured.tried
+        );
+    }
+
     let mut group = c.benchmark_group("service");
     group.warm_up_time(Duration::from_secs(2));
     group.measurement_time(Duration::from_secs(5));
@@ -122,8 +162,6 @@ fn layers(c: &mut Criterion) {
         });
     });
 
-    let raw = RawVerify::new(fixture, &tokens);
-    assert!((0..DISTINCT_TOKENS).all(|i| raw.verify(i)));
     group.bench_function("raw_verify", |b| {
         let mut next = 0usize;
         b.iter(|| {

@@ -6,6 +6,7 @@
 pub mod certs;
 pub mod echo;
 pub mod h2echo;
+pub mod interleaved;
 pub mod issuer;
 pub mod keys;
 pub mod redis;
@@ -14,6 +15,7 @@ pub mod service;
 pub use certs::TestCerts;
 pub use echo::{EchoUpstream, RecordedRequest};
 pub use h2echo::{DataThenTrailers, H2Echo, H2Request};
+pub use interleaved::{Interleaved, interleaved};
 pub use issuer::{Behavior, TestIssuer};
 pub use keys::{TestKey, b64, claims, now_secs, token_with_header};
 pub use redis::{RedisCluster, RedisSentinel, RedisServer, RedisTls};

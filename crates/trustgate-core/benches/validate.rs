@@ -33,7 +33,6 @@ use std::hint::black_box;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
 
 use aws_lc_rs::signature::{self, ParsedPublicKey, VerificationAlgorithm};
 use base64_simd::{STANDARD, URL_SAFE_NO_PAD};
@@ -122,18 +121,29 @@ fn bench_algorithm(c: &mut Criterion, key: &TestKey, with_cache_hit: bool) {
     // Only in a real benchmark run (not `cargo test --benches`, not `--profile-time`).
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--profile-time") {
-        let (raw_ns, full_ns, ratio, min_ratio, rounds) = interleaved(
-            || {
-                raw.verify_sig(black_box(&message), black_box(&sig))
-                    .unwrap()
+        let measured = test_support::interleaved(
+            300,
+            |batch| {
+                for _ in 0..batch {
+                    drop(validate_now(&uncached, black_box(&token)));
+                }
             },
-            || drop(validate_now(&uncached, black_box(&token))),
+            |batch| {
+                for _ in 0..batch {
+                    raw.verify_sig(black_box(&message), black_box(&sig))
+                        .unwrap();
+                }
+            },
         );
         println!(
-            "{} interleaved: raw_verify {raw_ns:.0} ns, validate_uncached {full_ns:.0} ns, \
-             ratio {ratio:.3} (median of {rounds} unpreempted rounds; ratio of fastest rounds \
-             {min_ratio:.3})",
-            key.alg
+            "{} interleaved: raw_verify {:.0} ns, validate_uncached {:.0} ns, ratio {:.3} \
+             (median of {} unpreempted rounds; ratio of fastest rounds {:.3})",
+            key.alg,
+            measured.raw_ns,
+            measured.full_ns,
+            measured.ratio,
+            measured.kept,
+            measured.fastest_ratio
         );
     }
 
@@ -154,86 +164,6 @@ fn bench_algorithm(c: &mut Criterion, key: &TestKey, with_cache_hit: bool) {
     }
     group.finish();
     println!("{} token: {} bytes", key.alg, token.len());
-}
-
-/// Times `raw` and `full` in alternating batches of about 0.5 ms each and returns the medians of
-/// their per-iteration times, of the per-round ratio full/raw, and the ratio of the fastest
-/// rounds of each side.
-///
-/// On a shared machine, criterion's separate runs of the two sides can see different loads. Here
-/// both sides of a round run back to back, and a round during which the thread was preempted (its
-/// context-switch counts in `/proc/thread-self/status` moved) is discarded, so the ratio reflects
-/// CPU work rather than scheduling.
-fn interleaved(mut raw: impl FnMut(), mut full: impl FnMut()) -> (f64, f64, f64, f64, usize) {
-    let probe = Instant::now();
-    for _ in 0..10 {
-        full();
-    }
-    let per_call = probe.elapsed().as_secs_f64() / 10.0;
-    let batch = ((0.0005 / per_call) as u32).max(1);
-    let wanted = 300;
-    let mut raw_ns = Vec::with_capacity(wanted);
-    let mut full_ns = Vec::with_capacity(wanted);
-    let mut ratios = Vec::with_capacity(wanted);
-    let time = |f: &mut dyn FnMut()| {
-        let start = Instant::now();
-        for _ in 0..batch {
-            f();
-        }
-        start.elapsed().as_secs_f64() * 1e9 / f64::from(batch)
-    };
-    for round in 0..wanted * 20 {
-        if ratios.len() == wanted {
-            break;
-        }
-        let switches = context_switches();
-        // Alternate which side goes first, so neither always runs on a warm cache.
-        let (r, f) = if round % 2 == 0 {
-            let r = time(&mut raw);
-            (r, time(&mut full))
-        } else {
-            let f = time(&mut full);
-            (time(&mut raw), f)
-        };
-        if switches.is_some() && switches != context_switches() {
-            continue;
-        }
-        raw_ns.push(r);
-        full_ns.push(f);
-        ratios.push(f / r);
-    }
-    let rounds = ratios.len();
-    let min_ratio = full_ns.iter().copied().fold(f64::INFINITY, f64::min)
-        / raw_ns.iter().copied().fold(f64::INFINITY, f64::min);
-    (
-        median(raw_ns),
-        median(full_ns),
-        median(ratios),
-        min_ratio,
-        rounds,
-    )
-}
-
-/// Voluntary and involuntary context switches of this thread, if the OS reports them.
-fn context_switches() -> Option<(u64, u64)> {
-    let status = std::fs::read_to_string("/proc/thread-self/status").ok()?;
-    let field = |name: &str| -> Option<u64> {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))?
-            .trim()
-            .parse()
-            .ok()
-    };
-    Some((
-        field("voluntary_ctxt_switches:")?,
-        field("nonvoluntary_ctxt_switches:")?,
-    ))
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn benches(c: &mut Criterion) {
