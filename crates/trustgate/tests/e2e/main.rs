@@ -15,6 +15,7 @@ mod ext_authz;
 mod fleet;
 mod forward_auth;
 mod grpc;
+mod h2_abuse;
 mod http2_upstream;
 mod internal;
 mod interop_joserfc;

@@ -1,0 +1,357 @@
+//! End-to-end: a hostile HTTP/2 client on the public listener, written frame by frame over a
+//! real TCP connection: rapid reset (CVE-2023-44487) and streams the gateway must reset itself,
+//! a CONTINUATION flood, an HPACK block that decodes far larger than it is sent, a flood of
+//! empty DATA frames. Each must end with the GOAWAY h2 sends for it (or the stream's refusal),
+//! no request for a refused stream may reach the upstream, and a new connection must still be
+//! answered.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::common::{Fixture, Gateway, Pattern, Route};
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+const DATA: u8 = 0x0;
+const HEADERS: u8 = 0x1;
+const RST_STREAM: u8 = 0x3;
+const SETTINGS: u8 = 0x4;
+const GOAWAY: u8 = 0x7;
+const CONTINUATION: u8 = 0x9;
+
+const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+
+const PROTOCOL_ERROR: u32 = 0x1;
+const CANCEL: u32 = 0x8;
+const ENHANCE_YOUR_CALM: u32 = 0xb;
+
+/// One frame: its 9-byte header, then `payload`.
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap();
+    assert!(len < 1 << 24);
+    let mut out = len.to_be_bytes()[1..].to_vec();
+    out.extend_from_slice(&[kind, flags]);
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// `:method GET` or `POST`, `:scheme http`, `:path /`, `:authority gw.test` (literal, not
+/// indexed, so the HPACK table is left alone).
+fn request_block(post: bool) -> Vec<u8> {
+    let mut block = vec![if post { 0x83 } else { 0x82 }, 0x86, 0x84, 0x01, 7];
+    block.extend_from_slice(b"gw.test");
+    block
+}
+
+/// A frame as read back: type, flags, stream, payload.
+#[derive(Debug)]
+struct Frame {
+    kind: u8,
+    stream: u32,
+    payload: Vec<u8>,
+}
+
+/// What the gateway sent on a connection until it closed it (or `within` passed), and whether
+/// it closed it.
+struct Seen {
+    frames: Vec<Frame>,
+    closed: bool,
+    closed_after: Duration,
+}
+
+impl Seen {
+    /// The error code of the first GOAWAY.
+    fn goaway(&self) -> Option<u32> {
+        self.frames
+            .iter()
+            .find(|f| f.kind == GOAWAY)
+            .map(|f| u32::from_be_bytes([f.payload[4], f.payload[5], f.payload[6], f.payload[7]]))
+    }
+
+    /// The error codes of every RST_STREAM, in order.
+    fn resets(&self) -> Vec<u32> {
+        self.frames
+            .iter()
+            .filter(|f| f.kind == RST_STREAM)
+            .map(|f| u32::from_be_bytes([f.payload[0], f.payload[1], f.payload[2], f.payload[3]]))
+            .collect()
+    }
+}
+
+/// A new HTTP/2 connection to the gateway: the preface and an empty SETTINGS sent.
+fn open(gateway: &Gateway) -> TcpStream {
+    let mut stream = gateway.connect();
+    stream
+        .write_all(&[PREFACE, &frame(SETTINGS, 0, 0, &[])].concat())
+        .unwrap();
+    stream
+}
+
+/// Opens an HTTP/2 connection and [`watch`]es it while `hostile` is sent.
+fn send_and_watch(gateway: &Gateway, hostile: Vec<Vec<u8>>, within: Duration) -> Seen {
+    watch(&mut open(gateway), hostile, within)
+}
+
+/// Sends `hostile` on `stream` from a thread of its own (write errors once the gateway has
+/// closed are expected), and reads every frame until the gateway closes the connection or
+/// `within` has passed.
+fn watch(stream: &mut TcpStream, hostile: Vec<Vec<u8>>, within: Duration) -> Seen {
+    let mut writer = stream.try_clone().unwrap();
+    let started = Instant::now();
+    let sender = std::thread::spawn(move || {
+        for chunk in hostile {
+            if writer.write_all(&chunk).is_err() {
+                return;
+            }
+        }
+    });
+    let seen = read_frames(stream, started, within);
+    let _ = sender.join();
+    seen
+}
+
+fn read_frames(stream: &mut TcpStream, started: Instant, within: Duration) -> Seen {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = Vec::new();
+    let mut frames = Vec::new();
+    let mut chunk = [0u8; 16384];
+    let closed = loop {
+        if started.elapsed() > within {
+            break false;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => break true,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            // Reset: the gateway closed with bytes of ours unread. Closed all the same.
+            Err(_) => break true,
+        }
+        while buf.len() >= 9 {
+            let len = usize::from(buf[0]) << 16 | usize::from(buf[1]) << 8 | usize::from(buf[2]);
+            if buf.len() < 9 + len {
+                break;
+            }
+            let raw: Vec<u8> = buf.drain(..9 + len).collect();
+            frames.push(Frame {
+                kind: raw[3],
+                stream: u32::from_be_bytes([raw[5], raw[6], raw[7], raw[8]]) & 0x7fff_ffff,
+                payload: raw[9..].to_vec(),
+            });
+        }
+    };
+    Seen {
+        frames,
+        closed,
+        closed_after: started.elapsed(),
+    }
+}
+
+fn gateway(f: &Fixture) -> Gateway {
+    Gateway::start(
+        &f.config()
+            .route(Route::new("root", "/", "echo", Pattern::Public))
+            // The default, written out: the tests below size their header blocks against it.
+            .server("max_header_bytes", 32768),
+    )
+}
+
+/// The connection ended with GOAWAY(ENHANCE_YOUR_CALM) and was closed, `reached` requests of
+/// it reached the upstream, and a new connection is still answered (the gateway did not fall
+/// over or lock up).
+fn refused_with_goaway(f: &Fixture, gateway: &Gateway, seen: &Seen, reached: usize) {
+    assert_eq!(seen.goaway(), Some(ENHANCE_YOUR_CALM), "{:?}", seen.frames);
+    assert!(
+        seen.closed,
+        "still open {:?} after the GOAWAY",
+        seen.closed_after
+    );
+    // Time for a request that did slip through to arrive.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        f.upstream.count(),
+        reached,
+        "requests that reached the upstream"
+    );
+    assert_eq!(gateway.get("/after", &[]).status, 200);
+    assert_eq!(f.upstream.count(), reached + 1);
+}
+
+/// Rapid reset: HEADERS then RST_STREAM(CANCEL), 100 streams in a row. h2 counts streams reset
+/// before they were handed to the service (`max_pending_accept_reset_streams`, 20 by default,
+/// which hyper leaves alone) and answers the 21st with GOAWAY(ENHANCE_YOUR_CALM).
+#[test]
+fn rapid_reset_is_answered_with_goaway_and_reaches_no_upstream() {
+    let f = Fixture::new();
+    let gateway = gateway(&f);
+    let mut burst = Vec::new();
+    for i in 0..100u32 {
+        let id = 2 * i + 1;
+        burst.extend(frame(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            id,
+            &request_block(false),
+        ));
+        burst.extend(frame(RST_STREAM, 0, id, &CANCEL.to_be_bytes()));
+    }
+    let seen = send_and_watch(&gateway, vec![burst], Duration::from_secs(5));
+    refused_with_goaway(&f, &gateway, &seen, 0);
+}
+
+/// Streams the gateway must reset itself (here a connection-specific `connection` field, which
+/// HTTP/2 forbids: RST_STREAM(PROTOCOL_ERROR)) are bounded too: h2's
+/// `max_local_error_reset_streams`, 1024 as hyper sets it, over the connection's life; the
+/// 1025th gets GOAWAY(ENHANCE_YOUR_CALM).
+#[test]
+fn streams_the_gateway_must_reset_end_in_goaway_after_1024() {
+    let f = Fixture::new();
+    let gateway = gateway(&f);
+    let mut block = request_block(false);
+    // Literal without indexing, new name `connection`, value `x`.
+    block.extend_from_slice(&[0x00, 10]);
+    block.extend_from_slice(b"connection");
+    block.extend_from_slice(&[1, b'x']);
+    let malformed = |first: u32, count: u32| -> Vec<u8> {
+        (first..first + count)
+            .flat_map(|n| frame(HEADERS, END_HEADERS | END_STREAM, 2 * n + 1, &block))
+            .collect()
+    };
+    let mut stream = open(&gateway);
+    // 1024 in chunks of 128, so the reader keeps up with the resets coming back.
+    let chunks = (0..8).map(|c| malformed(c * 128, 128)).collect();
+    let seen = watch(&mut stream, chunks, Duration::from_secs(2));
+    assert!(!seen.closed && seen.goaway().is_none(), "{:?}", seen.frames);
+    let resets = seen.resets();
+    assert_eq!(resets.len(), 1024);
+    assert!(
+        resets.iter().all(|&code| code == PROTOCOL_ERROR),
+        "{resets:?}"
+    );
+
+    let seen = watch(
+        &mut stream,
+        vec![malformed(1024, 1)],
+        Duration::from_secs(5),
+    );
+    refused_with_goaway(&f, &gateway, &seen, 0);
+}
+
+/// Sends `first`, then `each` `times` over, in one write on a new connection, and watches it
+/// for 5 s at most.
+fn flooded(gateway: &Gateway, mut first: Vec<u8>, each: &[u8], times: usize) -> Seen {
+    for _ in 0..times {
+        first.extend_from_slice(each);
+    }
+    send_and_watch(gateway, vec![first], Duration::from_secs(5))
+}
+
+/// CONTINUATION flood: HEADERS without END_HEADERS, then CONTINUATION frames that never end the
+/// block. h2 allows as many as `max_header_list_size` (32 KiB here) needs in frames of its
+/// `max_frame_size` (16 KiB), a quarter more, and at least 5; the next one gets
+/// GOAWAY(ENHANCE_YOUR_CALM), however small the frames.
+#[test]
+fn a_continuation_flood_is_answered_with_goaway() {
+    let f = Fixture::new();
+    let gateway = gateway(&f);
+    // A literal `x: y` field each (without indexing, new name): the block grows by 4 bytes a
+    // frame, far below any size limit.
+    let seen = flooded(
+        &gateway,
+        frame(HEADERS, END_STREAM, 1, &request_block(false)),
+        &frame(CONTINUATION, 0, 1, &[0x00, 1, b'x', 1, b'y']),
+        200,
+    );
+    refused_with_goaway(&f, &gateway, &seen, 0);
+}
+
+/// A HEADERS frame on stream `id` whose block puts a 4,000-byte field into the HPACK table,
+/// then refers to it `copies` times with a one-byte index: 4 KiB sent, 4 KiB more decoded per
+/// byte.
+fn expanding_block(id: u32, copies: usize) -> Vec<u8> {
+    let mut block = request_block(false);
+    // Literal with incremental indexing, new name `x-big`; value length 4000 (7-bit prefix
+    // integer: 127, then 3873 in base 128, low group first).
+    block.extend_from_slice(&[0x40, 5]);
+    block.extend_from_slice(b"x-big");
+    block.extend_from_slice(&[0x7f, 0xa1, 0x1e]);
+    block.extend(std::iter::repeat_n(b'a', 4000));
+    // Indexed field 62: the dynamic table's newest entry.
+    block.extend(std::iter::repeat_n(0xbe, copies));
+    frame(HEADERS, END_HEADERS | END_STREAM, id, &block)
+}
+
+/// Decoded past `max_header_bytes` (10 copies: about 44 KB of 32 KiB), the request is refused
+/// on its stream with `431`; the connection stays, and its next request is answered, though it
+/// decodes to 24 KB (5 copies): over hyper's default of 16 KiB, under `max_header_bytes`.
+#[test]
+fn an_hpack_block_that_decodes_over_max_header_bytes_gets_431() {
+    let f = Fixture::new();
+    let gateway = gateway(&f);
+    let mut stream = open(&gateway);
+    let seen = watch(
+        &mut stream,
+        vec![expanding_block(1, 10)],
+        Duration::from_secs(2),
+    );
+    assert!(!seen.closed, "closed: {:?}", seen.frames);
+    let response = seen
+        .frames
+        .iter()
+        .find(|f| f.kind == HEADERS && f.stream == 1)
+        .expect("no response HEADERS on stream 1");
+    // `:status 431` and nothing else: the static table has no 431, so it is a literal with
+    // incremental indexing of name index 8 (`:status`), value "431" Huffman-coded (3 bytes).
+    assert_eq!(response.payload, [0x48, 0x83, 0x69, 0x90, 0xff]);
+    assert_eq!(f.upstream.count(), 0);
+
+    let seen = watch(
+        &mut stream,
+        vec![expanding_block(3, 5)],
+        Duration::from_secs(2),
+    );
+    let response = seen
+        .frames
+        .iter()
+        .find(|f| f.kind == HEADERS && f.stream == 3)
+        .expect("no response HEADERS on stream 3");
+    // `:status 200`: static table index 8.
+    assert_eq!(response.payload.first(), Some(&0x88));
+    assert_eq!(f.upstream.count(), 1);
+}
+
+/// Decoded past four times `max_header_bytes` (40 copies: about 160 KB from 4.2 KB sent), the
+/// connection is refused: GOAWAY(ENHANCE_YOUR_CALM).
+#[test]
+fn an_hpack_block_that_decodes_far_over_max_header_bytes_gets_goaway() {
+    let f = Fixture::new();
+    let gateway = gateway(&f);
+    let seen = send_and_watch(
+        &gateway,
+        vec![expanding_block(1, 40)],
+        Duration::from_secs(5),
+    );
+    refused_with_goaway(&f, &gateway, &seen, 0);
+}
+
+/// Empty DATA frames (no END_STREAM) move nothing, and cost the server a frame each: h2 takes
+/// 100 on a connection, then GOAWAY(ENHANCE_YOUR_CALM).
+#[test]
+fn an_empty_data_flood_is_answered_with_goaway() {
+    let f = Fixture::new();
+    let gateway = gateway(&f);
+    let seen = flooded(
+        &gateway,
+        frame(HEADERS, END_HEADERS, 1, &request_block(true)),
+        &frame(DATA, 0, 1, &[]),
+        300,
+    );
+    // The echo upstream records a request once its body has ended: this one's never does.
+    refused_with_goaway(&f, &gateway, &seen, 0);
+}
