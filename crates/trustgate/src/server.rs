@@ -218,7 +218,18 @@ pub(crate) async fn run(
         .keep_alive(true);
     // No keep-alive pings of our own: a dead peer is found by the idle timeout instead (see
     // `serve_connection`), which pings, ours or the client's, do not hold off (`limits::Use`).
-    builder.http2().max_concurrent_streams(256);
+    //
+    // h2 buffers a response's data per stream until the client's flow-control window and the
+    // socket take it, up to `max_send_buf_size` per stream: 400 KiB by default (hyper's
+    // `DEFAULT_MAX_SEND_BUF_SIZE`). A client that grants windows of 2^31-1 and never reads made
+    // one connection of 256 streams hold 261 MiB (`h2_abuse.rs`). One frame's worth per stream
+    // is enough to keep the socket fed (the kernel's send buffer is the pipeline); with it that
+    // client holds 36 to 42 MiB, the rest being each stream's chunk read from the upstream and
+    // the upstream connection's buffers (see `upstream::Upstream::connect`).
+    builder
+        .http2()
+        .max_concurrent_streams(256)
+        .max_send_buf_size(16 * 1024);
     let builder = Arc::new(builder);
 
     tokio::pin!(shutdown);

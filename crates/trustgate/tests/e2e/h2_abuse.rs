@@ -3,13 +3,14 @@
 //! a CONTINUATION flood, an HPACK block that decodes far larger than it is sent, a flood of
 //! empty DATA frames. Each must end with the GOAWAY h2 sends for it (or the stream's refusal),
 //! no request for a refused stream may reach the upstream, and a new connection must still be
-//! answered.
+//! answered. Then the memory one connection can make the gateway hold with 256 streams whose
+//! responses it never reads.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::common::{Fixture, Gateway, Pattern, Route};
+use crate::common::{Fixture, Gateway, Pattern, Route, Upstream, canned_upstream};
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -18,6 +19,7 @@ const HEADERS: u8 = 0x1;
 const RST_STREAM: u8 = 0x3;
 const SETTINGS: u8 = 0x4;
 const GOAWAY: u8 = 0x7;
+const WINDOW_UPDATE: u8 = 0x8;
 const CONTINUATION: u8 = 0x9;
 
 const END_STREAM: u8 = 0x1;
@@ -354,4 +356,92 @@ fn an_empty_data_flood_is_answered_with_goaway() {
     );
     // The echo upstream records a request once its body has ended: this one's never does.
     refused_with_goaway(&f, &gateway, &seen, 0);
+}
+
+/// How much the gateway's resident memory has grown over `before` (KiB) once it stops growing:
+/// after 3 s, when two readings a second apart differ by less than 512 KiB, or after 10 s.
+fn settled_growth_mib(gateway: &Gateway, before: u64) -> u64 {
+    let started = Instant::now();
+    let mut last = gateway.rss_kib();
+    while started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = gateway.rss_kib();
+        if now.abs_diff(last) < 512 && started.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+        last = now;
+    }
+    gateway.rss_kib().saturating_sub(before) / 1024
+}
+
+/// A client that gives the gateway all the flow-control window there is (2^31-1 for the
+/// connection and for every stream), asks for a 4 MiB response on each of 256 streams, and
+/// never reads a byte. Flow control never stops the gateway, so only h2's send buffer per
+/// stream (`max_send_buf_size`) bounds what it holds for the client, 256 times over; the rest
+/// waits in the upstream's socket.
+#[test]
+fn a_client_that_never_reads_cannot_make_the_gateway_buffer_its_responses() {
+    let f = Fixture::new();
+    let body_len = 4 << 20;
+    let mut response =
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {body_len}\r\n\r\n").into_bytes();
+    response.resize(response.len() + body_len, b'x');
+    let bulk = canned_upstream(response);
+    let gateway = Gateway::start(
+        &f.config()
+            .upstream(Upstream::new("bulk", &format!("http://{bulk}")))
+            .route(Route::new("bulk", "/", "bulk", Pattern::Public)),
+    );
+    // A warm-up exchange, so what the first connection and request allocate is in the baseline.
+    let mut warm = open(&gateway);
+    let seen = watch(
+        &mut warm,
+        vec![frame(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            1,
+            &request_block(false),
+        )],
+        Duration::from_secs(1),
+    );
+    assert!(
+        seen.frames
+            .iter()
+            .any(|f| f.kind == HEADERS && f.stream == 1)
+    );
+    drop(warm);
+    std::thread::sleep(Duration::from_millis(500));
+    let before = gateway.rss_kib();
+
+    let mut greedy = gateway.connect();
+    // SETTINGS_INITIAL_WINDOW_SIZE (4) = 2^31-1, and the connection window raised to match.
+    let mut opening = [
+        PREFACE,
+        &frame(SETTINGS, 0, 0, &[0, 4, 0x7f, 0xff, 0xff, 0xff]),
+    ]
+    .concat();
+    opening.extend(frame(
+        WINDOW_UPDATE,
+        0,
+        0,
+        &(0x7fff_ffff_u32 - 65_535).to_be_bytes(),
+    ));
+    for n in 0..256u32 {
+        opening.extend(frame(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            2 * n + 1,
+            &request_block(false),
+        ));
+    }
+    greedy.write_all(&opening).unwrap();
+    // 261 MiB with h2's default send buffer of 400 KiB a stream; 36 to 42 MiB with 16 KiB, the
+    // rest being each stream's chunk read from the upstream and the upstream connection's
+    // buffers.
+    let grown_mib = settled_growth_mib(&gateway, before);
+    assert!(
+        grown_mib < 96,
+        "one connection that never reads made the gateway hold {grown_mib} MiB more"
+    );
+    drop(greedy);
 }

@@ -299,6 +299,38 @@ pub fn cli_with_stdin(args: &[&str], stdin: &[u8]) -> std::process::Output {
     child.wait_with_output().expect("run trustgate")
 }
 
+/// A bare HTTP/1 upstream: on each connection (a thread of its own), reads every request head
+/// (no body) and answers it with `response`, as fast as the gateway reads. Its threads live as
+/// long as the test process.
+pub fn canned_upstream(response: Vec<u8>) -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let response = Arc::new(response);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let response = Arc::clone(&response);
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                loop {
+                    head.clear();
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if stream.read(&mut byte).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    if stream.write_all(&response).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
 /// An address whose connects are refused, for an upstream or issuer that is down: port 1
 /// (tcpmux), which nothing here listens on and which lies below the ephemeral range every other
 /// test's listener is given. A port from [`closed_port`] could be taken by a test running
