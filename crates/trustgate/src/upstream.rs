@@ -44,6 +44,10 @@ use trustgate_edge::headers::sanitize_response_trailers;
 
 use crate::config::{ConfigError, UpstreamConfig, UpstreamProtocol};
 
+/// The buffers of an HTTP/1 upstream connection, each: what of a request body is queued for the
+/// upstream, and the read buffer (so the largest response head). See [`Upstream::connect`].
+const UPSTREAM_BUF_BYTES: usize = 64 * 1024;
+
 /// Why an upstream exchange produced no response; for debug logs only.
 pub(crate) type ExchangeError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -345,7 +349,20 @@ impl Upstream {
         let io = self.connector.clone().call(self.connect_to.clone()).await?;
         // Flattened writes, as on the downstream side (see `server::run`): a request head and a
         // small body go out in one buffer.
-        let (sender, connection) = http1::Builder::new().writev(false).handshake(io).await?;
+        //
+        // `max_buf_size` bounds both buffers of the connection: the request body queued for an
+        // upstream that reads slowly or not at all, and the read buffer a response's chunks are
+        // cut from. hyper's default, about 400 KiB, is held per exchange: 256 HTTP/2 streams
+        // uploading to an upstream that never reads made one client connection hold 124 MiB
+        // (`h2_abuse.rs`), 26 MiB with 64 KiB. It also bounds a response head: hyper refuses one
+        // still unfinished after 64 KiB are read (502), and a read adds 64 KiB at most, so a head
+        // under 64 KiB always passes and one of 128 KiB never does (Envoy's default limit is
+        // 60 KiB).
+        let (sender, connection) = http1::Builder::new()
+            .writev(false)
+            .max_buf_size(UPSTREAM_BUF_BYTES)
+            .handshake(io)
+            .await?;
         let upstream = self.config.id.clone();
         tokio::spawn(async move {
             if let Err(err) = connection.await {

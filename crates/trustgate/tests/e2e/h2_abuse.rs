@@ -3,8 +3,8 @@
 //! a CONTINUATION flood, an HPACK block that decodes far larger than it is sent, a flood of
 //! empty DATA frames. Each must end with the GOAWAY h2 sends for it (or the stream's refusal),
 //! no request for a refused stream may reach the upstream, and a new connection must still be
-//! answered. Then the memory one connection can make the gateway hold with 256 streams whose
-//! responses it never reads.
+//! answered. Then the memory one connection can make the gateway hold with 256 streams that
+//! stall: responses the client never reads, uploads an upstream never reads.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -444,4 +444,68 @@ fn a_client_that_never_reads_cannot_make_the_gateway_buffer_its_responses() {
         "one connection that never reads made the gateway hold {grown_mib} MiB more"
     );
     drop(greedy);
+}
+
+/// An upstream that accepts connections and never reads from them (nor answers).
+fn deaf_upstream() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            held.push(stream);
+        }
+    });
+    addr
+}
+
+/// The other direction: 256 streams each uploading 4 MiB to an upstream that never reads. The
+/// client keeps to flow control (hyper's client). The gateway's windows (hyper's 1 MiB for the
+/// connection, which caps the sum of its streams' 1 MiB windows) bound only what waits in h2:
+/// each stream's body is read on into its upstream connection's write buffer until that is full,
+/// so that buffer's size (`upstream::UPSTREAM_BUF_BYTES`) counts 256 times.
+#[test]
+fn uploads_an_upstream_never_reads_are_held_to_a_small_buffer_per_stream() {
+    use http_body_util::Full;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let f = Fixture::new();
+    let deaf = deaf_upstream();
+    let gateway = Gateway::start(
+        &f.config()
+            .upstream(Upstream::new("deaf", &format!("http://{deaf}")))
+            .route(Route::new("echo", "/warm-up", "echo", Pattern::Public))
+            .route(Route::new("deaf", "/", "deaf", Pattern::Public)),
+    );
+    assert_eq!(gateway.get("/warm-up", &[]).status, 200);
+    std::thread::sleep(Duration::from_millis(500));
+    let before = gateway.rss_kib();
+    let addr = gateway.proxy;
+    let body = bytes::Bytes::from(vec![b'x'; 4 << 20]);
+    let _held = crate::common::rt().block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+                .await
+                .unwrap();
+        let conn = tokio::spawn(conn);
+        let uploads: Vec<_> = (0..256)
+            .map(|n| {
+                let mut sender = sender.clone();
+                let request = http::Request::post(format!("http://gw.test/up/{n}"))
+                    .body(Full::new(body.clone()))
+                    .unwrap();
+                tokio::spawn(async move { sender.send_request(request).await })
+            })
+            .collect();
+        (conn, uploads)
+    });
+    // 113 to 124 MiB with hyper's default upstream buffer of about 400 KiB a connection; 26 MiB
+    // with 64 KiB.
+    let grown_mib = settled_growth_mib(&gateway, before);
+    assert!(
+        grown_mib < 64,
+        "uploads to a deaf upstream made the gateway hold {grown_mib} MiB more"
+    );
 }

@@ -395,6 +395,32 @@ fn upstream_down_is_502_quickly() {
     );
 }
 
+/// An upstream's response head is read into a buffer of 64 KiB (`upstream::UPSTREAM_BUF_BYTES`,
+/// which also bounds what of a request body waits for a slow upstream). hyper refuses a head
+/// still unfinished once that much is read, and a read adds at most that much again: 60,000
+/// bytes of one field pass, 140,000 (which hyper's default of about 400 KiB let through) are
+/// refused as the upstream's fault.
+#[test]
+fn an_upstream_response_head_over_128_kib_is_502() {
+    let f = Fixture::new();
+    for (value_len, status) in [(60_000, 200), (140_000, 502)] {
+        let big = "a".repeat(value_len);
+        let upstream = crate::common::canned_upstream(
+            format!("HTTP/1.1 200 OK\r\nX-Big: {big}\r\nContent-Length: 2\r\n\r\nok").into_bytes(),
+        );
+        let gateway = Gateway::start(
+            &f.config()
+                .upstream(Upstream::new("big", &format!("http://{upstream}")))
+                .route(Route::new("big", "/", "big", Pattern::Public)),
+        );
+        let r = gateway.get("/", &[]);
+        assert_eq!(r.status, status, "X-Big of {value_len} bytes");
+        if status == 200 {
+            assert_eq!(r.header("x-big").map(str::len), Some(value_len));
+        }
+    }
+}
+
 #[test]
 fn slow_upstream_beyond_the_response_timeout_is_504() {
     let f = Fixture::new();
