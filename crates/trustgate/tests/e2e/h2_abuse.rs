@@ -18,6 +18,7 @@ const DATA: u8 = 0x0;
 const HEADERS: u8 = 0x1;
 const RST_STREAM: u8 = 0x3;
 const SETTINGS: u8 = 0x4;
+const PING: u8 = 0x6;
 const GOAWAY: u8 = 0x7;
 const WINDOW_UPDATE: u8 = 0x8;
 const CONTINUATION: u8 = 0x9;
@@ -155,13 +156,16 @@ fn read_frames(stream: &mut TcpStream, started: Instant, within: Duration) -> Se
     }
 }
 
+/// A public route to the echo upstream, and `max_header_bytes` at its default, written out: the
+/// tests below size their header blocks against it.
+fn config(f: &Fixture) -> crate::common::Config {
+    f.config()
+        .route(Route::new("root", "/", "echo", Pattern::Public))
+        .server("max_header_bytes", 32768)
+}
+
 fn gateway(f: &Fixture) -> Gateway {
-    Gateway::start(
-        &f.config()
-            .route(Route::new("root", "/", "echo", Pattern::Public))
-            // The default, written out: the tests below size their header blocks against it.
-            .server("max_header_bytes", 32768),
-    )
+    Gateway::start(&config(f))
 }
 
 /// The connection ended with GOAWAY(ENHANCE_YOUR_CALM) and was closed, `reached` requests of
@@ -508,4 +512,76 @@ fn uploads_an_upstream_never_reads_are_held_to_a_small_buffer_per_stream() {
         grown_mib < 64,
         "uploads to a deaf upstream made the gateway hold {grown_mib} MiB more"
     );
+}
+
+/// PING, SETTINGS and WINDOW_UPDATE frames without end, from a client that never reads: h2 reads
+/// a frame only once the answer owed for the one before (a PING's, a SETTINGS' acknowledgement)
+/// is written, so it stops reading when the client stops reading, and holds no queue of
+/// answers. None of these frames is use for the idle watch (`limits::Use`), so the connection is
+/// closed gracefully one idle timeout after it opened and dropped one more after that, however
+/// fast the client sends.
+#[test]
+fn a_control_frame_flood_from_a_client_that_never_reads_is_dropped_at_the_idle_timeout() {
+    let f = Fixture::new();
+    let gateway = Gateway::start(&config(&f).server("idle_timeout", "1s"));
+    assert_eq!(gateway.get("/warm-up", &[]).status, 200);
+    let before = gateway.rss_kib();
+    let mut chunk = Vec::new();
+    for n in 0..1000u64 {
+        chunk.extend(frame(PING, 0, 0, &n.to_be_bytes()));
+        chunk.extend(frame(SETTINGS, 0, 0, &[]));
+        chunk.extend(frame(WINDOW_UPDATE, 0, 0, &1u32.to_be_bytes()));
+    }
+    let mut flooder = open(&gateway);
+    let started = Instant::now();
+    // Until a write fails (the gateway dropped the connection), 10 s at most.
+    let dropped = loop {
+        if started.elapsed() > Duration::from_secs(10) {
+            break None;
+        }
+        if flooder.write_all(&chunk).is_err() {
+            break Some(started.elapsed());
+        }
+    };
+    let dropped =
+        dropped.expect("a flooding client that never reads is still connected after 10 s");
+    // Two idle timeouts, each checked every quarter of it, and the kernel's buffers between.
+    assert!(dropped < Duration::from_secs(5), "{dropped:?}");
+    let grown_mib = gateway.rss_kib().saturating_sub(before) / 1024;
+    assert!(
+        grown_mib < 16,
+        "the flood made the gateway hold {grown_mib} MiB more"
+    );
+    assert_eq!(gateway.get("/after", &[]).status, 200);
+}
+
+/// Peers that never ask anything hold a slot on the public listener for at most two idle
+/// timeouts: nothing, part of the preface, or the preface (and SETTINGS) then silence. The
+/// preface's bytes, and SETTINGS, are no use (`limits::Use`); a silent connection is closed at
+/// the idle close, an HTTP/2 one is sent GOAWAY then, and dropped one idle timeout later when the
+/// client does not answer the GOAWAY's PING. (`header_read_timeout` does not apply here: hyper
+/// starts it only once an HTTP/1 head has begun.)
+#[test]
+fn silent_and_preface_only_connections_are_closed_within_two_idle_timeouts() {
+    let f = Fixture::new();
+    let gateway = Gateway::start(&config(&f).server("idle_timeout", "1s"));
+    for (peer, sends, within_ms) in [
+        ("silent", Vec::new(), 2_500),
+        ("half a preface", PREFACE[..10].to_vec(), 2_500),
+        ("the preface", PREFACE.to_vec(), 4_500),
+        (
+            "the preface and SETTINGS",
+            [PREFACE, &frame(SETTINGS, 0, 0, &[])].concat(),
+            4_500,
+        ),
+    ] {
+        let seen = watch(&mut gateway.connect(), vec![sends], Duration::from_secs(8));
+        assert!(seen.closed, "{peer}: still open after 8 s");
+        assert!(
+            seen.closed_after < Duration::from_millis(within_ms),
+            "{peer}: closed after {:?}",
+            seen.closed_after
+        );
+    }
+    assert_eq!(gateway.get("/after", &[]).status, 200);
 }
