@@ -35,6 +35,7 @@
 //! assert!(validator.is_ready());
 //! # Ok::<(), trustgate_core::ConfigError>(())
 //! ```
+#![forbid(unsafe_code)]
 
 mod alg;
 mod assertion;

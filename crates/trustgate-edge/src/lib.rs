@@ -11,6 +11,7 @@
 //! - [`error`]: the one mapping from a refusal to an HTTP response.
 //!
 //! The gateway binary, `trustgate explain` and the fuzz targets all use these same modules.
+#![forbid(unsafe_code)]
 
 pub mod decision;
 pub mod error;

@@ -113,6 +113,7 @@
 //! }
 //! # }
 //! ```
+#![forbid(unsafe_code)]
 
 mod authenticate;
 mod body;

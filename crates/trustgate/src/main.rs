@@ -4,6 +4,7 @@
 #![allow(clippy::print_stderr)]
 
 mod admin;
+mod allocator;
 mod audit;
 mod cli;
 mod config;
@@ -32,11 +33,6 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
-
-/// Fewer resident pages per connection than glibc malloc with the same throughput (measured in
-/// docs/profile.md); the libraries leave the choice to whoever builds the application.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const EX_USAGE: u8 = 64;
 /// A port that cannot be bound, or a store that cannot be reached, is not the file's fault
@@ -102,6 +98,8 @@ fn build_runtime(worker_threads: usize) -> Result<tokio::runtime::Runtime, std::
 }
 
 fn main() -> ExitCode {
+    // First, while this is the only thread.
+    let purge_delay = allocator::shorten_purge_delay();
     let cli = Cli::parse();
     // `serve` reads its configuration before anything else: the worker count comes from it, and a
     // bad file must fail before any port is bound.
@@ -142,6 +140,12 @@ fn main() -> ExitCode {
                         return ExitCode::from(EX_USAGE);
                     }
                 };
+                if let allocator::PurgeDelay::Unrecognised(value) = purge_delay {
+                    tracing::warn!(
+                        value,
+                        "mimalloc's purge delay option read back an unexpected value; left as it is (memory is returned to the kernel later)"
+                    );
+                }
                 let served = server::run(config, Some(path), |_| {}, shutdown_signal()).await;
                 if let Some(exporter) = exporter {
                     exporter.shutdown().await;
