@@ -274,7 +274,11 @@ pub(crate) async fn run(
                 let tls = tls.clone();
                 // The framing check follows heads up to twice hyper's buffer: hyper refuses a
                 // longer head first, so the check never refuses one hyper would accept.
-                let timeouts = (server.header_read_timeout, (server.idle_timeout, server.max_header_bytes.max(8192) * 2));
+                let timeouts = (server.header_read_timeout, Timeouts {
+                    first_request: server.header_read_timeout,
+                    idle: server.idle_timeout,
+                    max_head: server.max_header_bytes.max(8192) * 2,
+                });
                 // Shared with an upgraded tunnel, which outlives the HTTP connection that made it:
                 // the slot is free only when both have ended.
                 let slot = Arc::new(ConnectionSlot::new(permit, client, connections_open.clone()));
@@ -347,7 +351,11 @@ async fn serve_connection<S>(
     gateway: Arc<Gateway>,
     builder: &auto::Builder<TokioExecutor>,
     stop: watch::Receiver<bool>,
-    (idle_timeout, max_head): (Duration, usize),
+    Timeouts {
+        first_request: first_request_timeout,
+        idle: idle_timeout,
+        max_head,
+    }: Timeouts,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -366,6 +374,10 @@ async fn serve_connection<S>(
     let exchanges = Arc::clone(&watchdog);
     let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let mut conn = conn;
+        // Ends the wait for a first request (below); stored once, read by every request.
+        if !exchanges.any_request.load(Ordering::Relaxed) {
+            exchanges.any_request.store(true, Ordering::Relaxed);
+        }
         // Only HTTP/2 exchanges are counted: an HTTP/1 client cancels one only by closing the
         // connection, which ends it anyway, and its requests skip the guard's atomic counts.
         let ending = (req.version() >= http::Version::HTTP_2).then(|| Cancelled {
@@ -416,6 +428,14 @@ async fn serve_connection<S>(
     let mut seen = (activity.events(), Instant::now());
     let mut closing = false;
     let mut idle_closed = false;
+    // hyper's `header_read_timeout` starts at an HTTP/1 head's first byte, and HTTP/2 has no such
+    // timer: a peer that connects and sends nothing, or only the HTTP/2 preface, would hold its
+    // slot until the idle close and the drop after it (up to two and a half idle timeouts).
+    // So the first request must reach the service `header_read_timeout` after serving starts
+    // (after the TLS handshake, which has a timeout of its own), as on the side listeners
+    // (`limits::serve_watched`). Once it has, the timer is no longer polled.
+    let mut first_request = std::pin::pin!(tokio::time::sleep(first_request_timeout));
+    let mut awaiting_first_request = true;
     // The stop signal and the idle check are polled only when one of them woke the task. Polled
     // on every wake, as `select!` does, they cost each request a lock in the stop signal's
     // notifier and a poll of the interval's timer (about 700 instructions of an HTTP/1
@@ -430,6 +450,14 @@ async fn serve_connection<S>(
                 return Poll::Ready(Ok(()));
             }
             let mut watchdog_cx = Context::from_waker(&watchdog_waker);
+            if awaiting_first_request {
+                if watchdog.any_request.load(Ordering::Relaxed) {
+                    awaiting_first_request = false;
+                } else if first_request.as_mut().poll(&mut watchdog_cx).is_ready() {
+                    tracing::debug!(peer = %conn.peer, "no request within header_read_timeout; dropping");
+                    return Poll::Ready(Ok(()));
+                }
+            }
             let was_closing = closing;
             if !closing && stopping.as_mut().poll(&mut watchdog_cx).is_ready() {
                 closing = true;
@@ -463,6 +491,17 @@ async fn serve_connection<S>(
     }
 }
 
+/// The times a public connection is held to, from `[server]` (see `serve_connection`), and the
+/// longest HTTP/1 head the raw framing check follows.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    /// `header_read_timeout`: from serving's start to the first request at the service.
+    first_request: Duration,
+    /// `idle_timeout`.
+    idle: Duration,
+    max_head: usize,
+}
+
 /// Resolves when the gateway stops (at once if it already has), or when the signal's sender is
 /// gone.
 async fn stopping(mut stop: watch::Receiver<bool>) {
@@ -481,6 +520,8 @@ struct WatchdogWake {
     cancelled: AtomicU64,
     /// Set once the cancelled ones are too many: the connection is dropped.
     cancel_flood: AtomicBool,
+    /// Set by the connection's first request, which ends the wait for one.
+    any_request: AtomicBool,
 }
 
 impl WatchdogWake {
@@ -492,6 +533,7 @@ impl WatchdogWake {
             ended: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
             cancel_flood: AtomicBool::new(false),
+            any_request: AtomicBool::new(false),
         }
     }
 }

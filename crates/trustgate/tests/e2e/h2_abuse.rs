@@ -612,8 +612,8 @@ fn a_control_frame_flood_from_a_client_that_never_reads_is_dropped_at_the_idle_t
 /// timeouts: nothing, part of the preface, or the preface (and SETTINGS) then silence. The
 /// preface's bytes, and SETTINGS, are no use (`limits::Use`); a silent connection is closed at
 /// the idle close, an HTTP/2 one is sent GOAWAY then, and dropped one idle timeout later when the
-/// client does not answer the GOAWAY's PING. (`header_read_timeout` does not apply here: hyper
-/// starts it only once an HTTP/1 head has begun.)
+/// client does not answer the GOAWAY's PING. (Here the idle timeout, 1 s, comes before
+/// `header_read_timeout`, 10 s: see the next test for the other way round.)
 #[test]
 fn silent_and_preface_only_connections_are_closed_within_two_idle_timeouts() {
     let f = Fixture::new();
@@ -637,4 +637,68 @@ fn silent_and_preface_only_connections_are_closed_within_two_idle_timeouts() {
         );
     }
     assert_eq!(gateway.get("/after", &[]).status, 200);
+}
+
+/// A connection whose first request has not reached the gateway `header_read_timeout` after it
+/// connected is dropped, on the public listener as on the side ones: a peer that sends nothing,
+/// part of the preface, the preface (and SETTINGS), or half an HTTP/1 head. hyper's own
+/// `header_read_timeout` starts only at an HTTP/1 head's first byte, and HTTP/2 has none, so
+/// without this such peers held their slots until the idle close. A connection that asked in time
+/// is then held to `idle_timeout`, not to this.
+#[test]
+fn connections_without_a_request_are_dropped_at_the_header_read_timeout() {
+    let f = Fixture::new();
+    let gateway = Gateway::start(
+        &config(&f)
+            .server("header_read_timeout", "500ms")
+            .server("idle_timeout", "30s"),
+    );
+    for (peer, sends) in [
+        ("silent", Vec::new()),
+        ("half a preface", PREFACE[..10].to_vec()),
+        ("the preface", PREFACE.to_vec()),
+        (
+            "the preface and SETTINGS",
+            [PREFACE, &frame(SETTINGS, 0, 0, &[])].concat(),
+        ),
+        (
+            "half an HTTP/1 head",
+            b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec(),
+        ),
+    ] {
+        let seen = watch(&mut gateway.connect(), vec![sends], Duration::from_secs(8));
+        assert!(seen.closed, "{peer}: still open after 8 s");
+        assert!(
+            seen.closed_after >= Duration::from_millis(400)
+                && seen.closed_after < Duration::from_millis(2_000),
+            "{peer}: closed after {:?}",
+            seen.closed_after
+        );
+    }
+    assert_eq!(f.upstream.count(), 0);
+
+    // Asked at once, then quiet for three header_read_timeouts: still open, and answers again.
+    let mut asked = gateway.connect();
+    asked
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    for path in ["/first", "/second"] {
+        asked
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut head = [0u8; 12];
+        asked.read_exact(&mut head).unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200", "{path}");
+        // The rest of the response, which the echo upstream sizes: read until the link is quiet.
+        asked
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut rest = [0u8; 16384];
+        while matches!(asked.read(&mut rest), Ok(n) if n > 0) {}
+        asked
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1_500));
+    }
+    assert_eq!(f.upstream.count(), 2);
 }
