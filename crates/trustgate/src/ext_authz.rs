@@ -18,6 +18,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -54,6 +55,15 @@ use crate::telemetry::RequestTrace;
 /// what one call can make the gateway buffer.
 const MAX_CHECK_BYTES: usize = 1024 * 1024;
 
+/// The bytes of `CheckRequest` messages the door reads and holds at once, every connection's
+/// together. tonic holds a message until it is whole, so without a bound one client that starts
+/// 200 messages of just under [`MAX_CHECK_BYTES`] on a connection and never finishes them made
+/// the gateway hold 194 MiB, and `max_connections` such clients far more than any host has. 32
+/// messages of the largest size, or thousands of usual ones (a few KiB: Envoy sends the
+/// request's head). A check whose bytes would take the door past it is refused at once, as an
+/// oversized one is: a denial, never an error status ([`FailClosed`]).
+const HELD_CHECK_BYTES: usize = 32 * MAX_CHECK_BYTES;
+
 /// Serves the gRPC ext_authz service until the process ends. One HTTP/2 connection per client,
 /// with the client's address known to every check on it.
 ///
@@ -74,6 +84,7 @@ pub(crate) async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
         .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX));
     let http2 = Arc::new(http2);
     let watch = crate::limits::Watch::of(&server);
+    let held = Arc::new(AtomicUsize::new(0));
     loop {
         let (stream, peer, permit) =
             crate::limits::accept_within(&listener, &limit, "ext_authz").await;
@@ -85,6 +96,7 @@ pub(crate) async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
             inner: AuthorizationServer::new(check).max_decoding_message_size(MAX_CHECK_BYTES),
             gateway: Arc::clone(&gateway),
             peer: peer.ip(),
+            held: Arc::clone(&held),
         };
         let http2 = Arc::clone(&http2);
         tokio::spawn(async move {
@@ -106,17 +118,21 @@ const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
 /// The ext_authz service, with any gRPC error status tonic answers a `Check` call with before
 /// the handler runs (the handler itself never returns one) turned into a `CheckResponse` that
 /// denies: 400 `bad_request`, as for a check that does not describe a request.
+///
+/// It also counts every call's body against the door's [`HELD_CHECK_BYTES`] ([`Held`]).
 #[derive(Clone)]
 struct FailClosed<S> {
     inner: S,
     gateway: Arc<Gateway>,
     peer: IpAddr,
+    /// The bytes the door's calls hold (see [`Held`]), shared by every connection.
+    held: Arc<AtomicUsize>,
 }
 
 impl<S, B> tower_service::Service<http::Request<B>> for FailClosed<S>
 where
     S: tower_service::Service<
-            http::Request<B>,
+            http::Request<Held<B>>,
             Response = Response<tonic::body::Body>,
             Error = Infallible,
         >,
@@ -132,7 +148,12 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let check = request.uri().path() == CHECK_PATH;
-        let answered = self.inner.call(request);
+        let held = Arc::clone(&self.held);
+        let answered = self.inner.call(request.map(|body| Held {
+            inner: body,
+            door: held,
+            mine: 0,
+        }));
         let gateway = Arc::clone(&self.gateway);
         let peer = self.peer;
         Box::pin(async move {
@@ -156,6 +177,75 @@ where
             let denial = denied(&undescribed(&rt, DescribeError::Malformed, &origin));
             Ok(grpc_ok(&denial))
         })
+    }
+}
+
+/// A call's body, each byte it yields counted in the door's total until the body is dropped
+/// (tonic drops it once it has the message, or has refused it). A byte that would take the total
+/// past [`HELD_CHECK_BYTES`] ends the body with an error instead, which tonic answers with an
+/// error status and [`FailClosed`] turns into a denial.
+struct Held<B> {
+    inner: B,
+    door: Arc<AtomicUsize>,
+    /// This body's share of `door`.
+    mine: usize,
+}
+
+/// What [`Held`] ends a body with once the door holds [`HELD_CHECK_BYTES`].
+#[derive(Debug)]
+struct DoorFull;
+
+impl std::fmt::Display for DoorFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the ext_authz door holds as many check bytes as it may")
+    }
+}
+
+impl std::error::Error for DoorFull {}
+
+impl<B> http_body::Body for Held<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        let frame = match std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+            Some(Ok(frame)) => frame,
+            Some(Err(err)) => return Poll::Ready(Some(Err(err.into()))),
+            None => return Poll::Ready(None),
+        };
+        if let Some(data) = frame.data_ref() {
+            let len = data.len();
+            // Counted before it is judged, so that concurrent bodies cannot all pass on one
+            // reading of the total; `Drop` gives it back either way.
+            let before = this.door.fetch_add(len, Ordering::Relaxed);
+            this.mine += len;
+            if before.saturating_add(len) > HELD_CHECK_BYTES {
+                return Poll::Ready(Some(Err(Box::new(DoorFull))));
+            }
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for Held<B> {
+    fn drop(&mut self) {
+        self.door.fetch_sub(self.mine, Ordering::Relaxed);
     }
 }
 

@@ -389,3 +389,100 @@ fn raw_header_maps_are_read_and_both_forms_at_once_are_refused() {
     let r = send(grpc, None, raw("/public/p", &[("x-b", "2")], true));
     denied_response(&r, INVALID_ARGUMENT, 400);
 }
+
+/// Checks whose messages never finish hold at most 32 MiB across the door: one connection
+/// starts 80 checks whose length prefix says 1,000,000 bytes, sends 900,000 of each and stops
+/// (72 MB if every one were held, as tonic holds a message until it is whole). The checks past
+/// the bound are answered at once with a denial (a `CheckResponse`, never an error status), the
+/// rest wait; the gateway's memory grows by less than the 72 MB; once the client ends its
+/// bodies, every check is denied and an ordinary check is allowed again.
+#[test]
+fn unfinished_checks_are_held_to_a_bound_and_the_rest_denied() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, StreamBody};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use prost::Message;
+
+    type Chunk = Result<http_body::Frame<Bytes>, std::convert::Infallible>;
+    const CHECKS: usize = 80;
+
+    let f = Fixture::new();
+    let gateway = Gateway::start(&config(&f));
+    let grpc = gateway.grpc.unwrap();
+    let before_kib = gateway.rss_kib();
+    let rt = rt();
+    let (feeders, mut answers) = rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(grpc).await.unwrap();
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        let mut feeders = Vec::new();
+        let mut answers = Vec::new();
+        for _ in 0..CHECKS {
+            let (feeder, chunks) = tokio::sync::mpsc::channel::<Chunk>(2);
+            let mut prefix = vec![0u8];
+            prefix.extend_from_slice(&1_000_000u32.to_be_bytes());
+            feeder
+                .send(Ok(http_body::Frame::data(Bytes::from(prefix))))
+                .await
+                .unwrap();
+            feeder
+                .send(Ok(http_body::Frame::data(Bytes::from(vec![0u8; 900_000]))))
+                .await
+                .unwrap();
+            let request = http::Request::post(format!(
+                "http://{grpc}/envoy.service.auth.v3.Authorization/Check"
+            ))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(StreamBody::new(
+                tokio_stream::wrappers::ReceiverStream::new(chunks),
+            ))
+            .unwrap();
+            sender.ready().await.unwrap();
+            answers.push(tokio::spawn(sender.send_request(request)));
+            feeders.push(feeder);
+        }
+        (feeders, answers)
+    });
+    // Time for every byte sent to arrive and be read.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let grown_mib = gateway.rss_kib().saturating_sub(before_kib) / 1024;
+
+    // The denial in a response: one gRPC message, a CheckResponse.
+    let denial = |response: http::Response<hyper::body::Incoming>| async move {
+        assert_eq!(response.status(), 200);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let r = CheckResponse::decode(&body[5..]).unwrap();
+        let denied = denied_response(&r, INVALID_ARGUMENT, 400);
+        assert_eq!(denied.body, r#"{"error":"bad_request"}"#);
+    };
+    let (answered_early, waiting): (Vec<_>, Vec<_>) =
+        answers.drain(..).partition(|answer| answer.is_finished());
+    // 32 MiB holds 37 of these bodies whole at most; which ones depends on how their frames
+    // interleave, and some are held.
+    assert!(
+        (CHECKS - 37..CHECKS).contains(&answered_early.len()),
+        "{} of {CHECKS} checks answered while their bodies were unfinished",
+        answered_early.len()
+    );
+    // tonic's buffers round each body up, and h2 holds frames not yet read.
+    assert!(
+        grown_mib < 60,
+        "{CHECKS} unfinished checks made the gateway hold {grown_mib} MiB more"
+    );
+    rt.block_on(async {
+        for answer in answered_early {
+            denial(answer.await.unwrap().unwrap()).await;
+        }
+        // The bodies end short of their messages: each remaining check is refused as well.
+        drop(feeders);
+        for answer in waiting {
+            denial(answer.await.unwrap().unwrap()).await;
+        }
+    });
+    let r = send(grpc, None, check_request("GET", "/public/p", &[]));
+    ok_response(&r);
+}
