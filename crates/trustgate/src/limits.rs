@@ -174,6 +174,9 @@ pub(crate) async fn serve_watched<S, C>(
 pub(crate) struct Activity {
     events: AtomicU64,
     closing: AtomicBool,
+    /// The public listener's HTTP/1 head being read, by number (`h1_framing::Tracker::
+    /// head_in_progress`), or 0 while none is: its header read timeout watches it.
+    head: AtomicU64,
 }
 
 impl Activity {
@@ -181,7 +184,19 @@ impl Activity {
         Self {
             events: AtomicU64::new(0),
             closing: AtomicBool::new(false),
+            head: AtomicU64::new(0),
         }
+    }
+
+    /// Says which HTTP/1 head is being read (`None`: none is).
+    #[inline]
+    pub(crate) fn set_head(&self, head: Option<u64>) {
+        self.head.store(head.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// The HTTP/1 head being read, as last set.
+    pub(crate) fn head(&self) -> Option<u64> {
+        Some(self.head.load(Ordering::Relaxed)).filter(|&head| head != 0)
     }
 
     /// Says the connection has been closed gracefully (its final GOAWAY sent): from then on an
@@ -222,6 +237,10 @@ impl<S> Counted<S> {
             activity,
             used: Use::Detecting { matched: 0 },
         }
+    }
+
+    pub(crate) fn activity(&self) -> &Activity {
+        &self.activity
     }
 }
 

@@ -215,7 +215,13 @@ pub(crate) async fn run(
         // workload, with the same for upstream requests: 650 instructions fewer per request); a
         // large body pays one extra memory copy per byte, which is cheap next to the socket.
         .writev(false)
-        .keep_alive(true);
+        .keep_alive(true)
+        // The header read timeout is the connection watchdog's (`serve_connection`), which reads
+        // where each head starts and ends from the framing tracker. hyper's arms a boxed timer
+        // for every request (1,459 of an HTTP/1 request's 45,257 instructions, callgrind), and
+        // runs it while a keep-alive connection waits for its next request too, which closed
+        // every idle HTTP/1 connection after `header_read_timeout` instead of `idle_timeout`.
+        .header_read_timeout(None);
     // No keep-alive pings of our own: a dead peer is found by the idle timeout instead (see
     // `serve_connection`), which pings, ours or the client's, do not hold off (`limits::Use`).
     //
@@ -275,7 +281,7 @@ pub(crate) async fn run(
                 // The framing check follows heads up to twice hyper's buffer: hyper refuses a
                 // longer head first, so the check never refuses one hyper would accept.
                 let timeouts = (server.header_read_timeout, Timeouts {
-                    first_request: server.header_read_timeout,
+                    header_read: server.header_read_timeout,
                     idle: server.idle_timeout,
                     max_head: server.max_header_bytes.max(8192) * 2,
                 });
@@ -352,7 +358,7 @@ async fn serve_connection<S>(
     builder: &auto::Builder<TokioExecutor>,
     stop: watch::Receiver<bool>,
     Timeouts {
-        first_request: first_request_timeout,
+        header_read: header_read_timeout,
         idle: idle_timeout,
         max_head,
     }: Timeouts,
@@ -416,7 +422,15 @@ async fn serve_connection<S>(
     let connection = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
     let mut stopping = std::pin::pin!(stopping(stop));
-    let mut check = tokio::time::interval((idle_timeout / 4).max(Duration::from_millis(100)));
+    // Often enough for either timeout: each is judged between one and one and a half of itself.
+    let mut check = tokio::time::interval(
+        (idle_timeout.min(header_read_timeout) / 4).max(Duration::from_millis(100)),
+    );
+    // The HTTP/1 head being read, as first seen by a check, and when: a head still unfinished
+    // `header_read_timeout` later (a slowloris client, or blank lines dripped before a request
+    // line) drops the connection. hyper would answer 408; a client that sends a head that
+    // slowly is not waiting for an answer.
+    let mut slow_head: Option<(u64, Instant)> = None;
     // The activity count as last seen, and when it was first seen at that value: the connection
     // has been idle at least that long. Activity is noticed one check late at most, so an idle
     // connection closes between one and one and a half idle timeouts after its last byte.
@@ -428,14 +442,13 @@ async fn serve_connection<S>(
     let mut seen = (activity.events(), Instant::now());
     let mut closing = false;
     let mut idle_closed = false;
-    // hyper's `header_read_timeout` starts at an HTTP/1 head's first byte, and HTTP/2 has no such
-    // timer: a peer that connects and sends nothing, or only the HTTP/2 preface, would hold its
-    // slot until the idle close and the drop after it (up to two and a half idle timeouts).
-    // So the first request must reach the service `header_read_timeout` after serving starts
-    // (after the TLS handshake, which has a timeout of its own), as on the side listeners
-    // (`limits::serve_watched`). Once it has, the timer is no longer polled.
-    let mut first_request = std::pin::pin!(tokio::time::sleep(first_request_timeout));
-    let mut awaiting_first_request = true;
+    // The head timer above starts at an HTTP/1 head's first byte, and HTTP/2 has no such timer:
+    // a peer that connects and sends nothing, or only the HTTP/2 preface, would hold its slot
+    // until the idle close and the drop after it (up to two and a half idle timeouts). So the
+    // first request must reach the service `header_read_timeout` after serving starts (after the
+    // TLS handshake, which has a timeout of its own), as on the side listeners
+    // (`limits::serve_watched`).
+    let serving_since = seen.1;
     // The stop signal and the idle check are polled only when one of them woke the task. Polled
     // on every wake, as `select!` does, they cost each request a lock in the stop signal's
     // notifier and a poll of the interval's timer (about 700 instructions of an HTTP/1
@@ -450,19 +463,27 @@ async fn serve_connection<S>(
                 return Poll::Ready(Ok(()));
             }
             let mut watchdog_cx = Context::from_waker(&watchdog_waker);
-            if awaiting_first_request {
-                if watchdog.any_request.load(Ordering::Relaxed) {
-                    awaiting_first_request = false;
-                } else if first_request.as_mut().poll(&mut watchdog_cx).is_ready() {
-                    tracing::debug!(peer = %conn.peer, "no request within header_read_timeout; dropping");
-                    return Poll::Ready(Ok(()));
-                }
-            }
             let was_closing = closing;
             if !closing && stopping.as_mut().poll(&mut watchdog_cx).is_ready() {
                 closing = true;
             }
             while check.poll_tick(&mut watchdog_cx).is_ready() {
+                if !watchdog.any_request.load(Ordering::Relaxed)
+                    && serving_since.elapsed() >= header_read_timeout
+                {
+                    tracing::debug!(peer = %conn.peer, "no request within header_read_timeout; dropping");
+                    return Poll::Ready(Ok(()));
+                }
+                match (activity.head(), slow_head) {
+                    (None, _) => slow_head = None,
+                    (Some(head), Some((seen_head, since))) if head == seen_head => {
+                        if since.elapsed() >= header_read_timeout {
+                            tracing::debug!(peer = %conn.peer, "a request head unfinished after header_read_timeout; dropping");
+                            return Poll::Ready(Ok(()));
+                        }
+                    }
+                    (Some(head), _) => slow_head = Some((head, Instant::now())),
+                }
                 let events = activity.events();
                 if events != seen.0 {
                     seen = (events, Instant::now());
@@ -495,8 +516,9 @@ async fn serve_connection<S>(
 /// longest HTTP/1 head the raw framing check follows.
 #[derive(Debug, Clone, Copy)]
 struct Timeouts {
-    /// `header_read_timeout`: from serving's start to the first request at the service.
-    first_request: Duration,
+    /// `header_read_timeout`: from serving's start to the first request at the service, and
+    /// from an HTTP/1 head's first byte to its end.
+    header_read: Duration,
     /// `idle_timeout`.
     idle: Duration,
     max_head: usize,
@@ -520,7 +542,8 @@ struct WatchdogWake {
     cancelled: AtomicU64,
     /// Set once the cancelled ones are too many: the connection is dropped.
     cancel_flood: AtomicBool,
-    /// Set by the connection's first request, which ends the wait for one.
+    /// Set by the connection's first request, which ends the wait for one (checked with the idle
+    /// timeout's ticks).
     any_request: AtomicBool,
 }
 
@@ -609,6 +632,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for ConnStream<S> {
             && !new.is_empty()
         {
             self.framing.feed(new);
+            let head = self.framing.head_in_progress();
+            self.inner.activity().set_head(head);
         }
         result
     }

@@ -176,6 +176,10 @@ enum State {
 pub struct Tracker {
     state: State,
     line: Vec<u8>,
+    /// Whether a head has begun and not ended: a byte of it, or a blank line before it, has come.
+    in_head: bool,
+    /// Heads begun so far, counting the one in progress.
+    begun: u64,
     /// Number of the last head seen.
     requests: u64,
     /// The longest head followed; a longer one stops the tracker (and so refuses the request).
@@ -207,6 +211,8 @@ impl Tracker {
         Self {
             state: State::Head,
             line: Vec::new(),
+            in_head: false,
+            begun: 0,
             requests: 0,
             max_head,
             max_queued: max_head.max(128 * 1024) / 8,
@@ -231,6 +237,15 @@ impl Tracker {
         self.heads.as_deref().unwrap_or_default()
     }
 
+    /// The number of the head being read (1 for the connection's first), from its first byte
+    /// (or a blank line before it) to its end; `None` between requests, in a body, or once the
+    /// tracker stopped following. The gateway's header read timeout watches it: the same number
+    /// for too long is a head that does not finish (hyper's own timer would cost every request a
+    /// timer of its own).
+    pub fn head_in_progress(&self) -> Option<u64> {
+        (self.state == State::Head && self.in_head).then_some(self.begun)
+    }
+
     /// Follows `bytes`, the next bytes read from the connection.
     pub fn feed(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
@@ -248,6 +263,10 @@ impl Tracker {
                     };
                 }
                 State::Head => {
+                    if !self.in_head {
+                        self.in_head = true;
+                        self.begun += 1;
+                    }
                     // Empty lines before a request line are skipped, as httparse (and so hyper)
                     // skips them.
                     if self.line.is_empty() {
@@ -271,6 +290,7 @@ impl Tracker {
                     };
                     let (tail, rest) = bytes.split_at(end);
                     bytes = rest;
+                    self.in_head = false;
                     if self.line.len() + tail.len() > self.max_head {
                         self.stop();
                     } else if self.line.is_empty() {
@@ -524,6 +544,48 @@ mod tests {
             assert_eq!(v, [Ok(()), Ok(()), Ok(())], "split {split}");
             assert_eq!(state, State::Head);
         }
+    }
+
+    /// A head is in progress from its first byte, or a blank line before it, to its end: not
+    /// between requests, nor in a body, nor once the tracker stopped. Each head has its own number.
+    #[test]
+    fn tells_which_head_is_in_progress() {
+        let mut tracker = Tracker::new(Verdicts::default());
+        let mut seen = Vec::new();
+        let mut feed = |tracker: &mut Tracker, bytes: &[u8]| {
+            tracker.feed(bytes);
+            seen.push(tracker.head_in_progress());
+        };
+        feed(&mut tracker, b"GET / HT");
+        feed(&mut tracker, b"TP/1.1\r\nHost: a\r");
+        feed(&mut tracker, b"\n\r\n");
+        // Blank lines before a request line are part of reading its head, as for hyper.
+        feed(&mut tracker, b"\r\n");
+        feed(
+            &mut tracker,
+            b"\r\nPOST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhel",
+        );
+        feed(&mut tracker, b"lo");
+        // Two pipelined heads in one read, the second unfinished.
+        feed(&mut tracker, b"GET /a HTTP/1.1\r\n\r\nGET /b");
+        feed(&mut tracker, b" HTTP/1.1\r\n\r\n");
+        feed(&mut tracker, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        feed(&mut tracker, b"GET / HTTP/1.1\r\n");
+        assert_eq!(
+            seen,
+            [
+                Some(1),
+                Some(1),
+                None,
+                Some(2),
+                None,
+                None,
+                Some(4),
+                None,
+                None,
+                None,
+            ]
+        );
     }
 
     /// The two ways the old check was thrown out of step with hyper on one connection.

@@ -678,7 +678,8 @@ fn connections_without_a_request_are_dropped_at_the_header_read_timeout() {
     assert_eq!(f.upstream.count(), 0);
 
     // Asked at once, then quiet for three header_read_timeouts: still open, and answers again.
-    // Over HTTP/2: over HTTP/1, hyper runs its own header_read_timeout between requests too.
+    // Over HTTP/2 (over HTTP/1:
+    // `proxying.rs::an_idle_keep_alive_connection_outlives_the_header_read_timeout`).
     let mut asked = open(&gateway);
     for (id, quiet_ms) in [(1, 1_500), (3, 500)] {
         let request = frame(HEADERS, END_HEADERS | END_STREAM, id, &request_block(false));

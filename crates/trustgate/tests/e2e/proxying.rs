@@ -467,36 +467,86 @@ fn slowloris_half_a_header_block_is_cut_off() {
         "{text:?}"
     );
 
-    // A header block dripped a byte at a time (never idle) is cut off all the same.
+    // A header block dripped a line at a time (never idle) is cut off all the same, and so are
+    // blank lines dripped before a request line, which hyper skips as part of reading a head.
+    for (what, first, drip) in [
+        (
+            "a dripping header block",
+            &b"GET /y HTTP/1.1\r\nHost: gw.test\r\n"[..],
+            &b"X-Drip: 1\r\n"[..],
+        ),
+        (
+            "blank lines before a request line",
+            &b"\r\n"[..],
+            &b"\r\n"[..],
+        ),
+    ] {
+        let elapsed = dripped_until_cut_off(&gateway, first, drip);
+        let elapsed = elapsed.unwrap_or_else(|| panic!("{what} was never cut off"));
+        assert!(elapsed < Duration::from_millis(2500), "{what}: {elapsed:?}");
+    }
+    assert_eq!(f.upstream.count(), 0);
+}
+
+/// Sends `first`, then `drip` every 200 ms, until the gateway closes the connection (or answers
+/// on it): how long that took, or `None` if it had not after 4 s.
+fn dripped_until_cut_off(gateway: &Gateway, first: &[u8], drip: &[u8]) -> Option<Duration> {
     let mut stream = gateway.connect();
     let started = Instant::now();
-    stream
-        .write_all(b"GET /y HTTP/1.1\r\nHost: gw.test\r\n")
-        .unwrap();
-    let mut cut_off = false;
+    stream.write_all(first).unwrap();
     while started.elapsed() < Duration::from_secs(4) {
         std::thread::sleep(Duration::from_millis(200));
-        if stream.write_all(b"X-Drip: 1\r\n").is_err() {
-            cut_off = true;
-            break;
+        if stream.write_all(drip).is_err() {
+            return Some(started.elapsed());
         }
         stream.set_nonblocking(true).unwrap();
         let mut probe = [0u8; 256];
         // Anything but "no data yet" means the gateway acted: EOF, reset or a 408.
-        let eof = !matches!(
+        let acted = !matches!(
             stream.read(&mut probe),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
         );
         stream.set_nonblocking(false).unwrap();
-        if eof {
-            cut_off = true;
-            break;
+        if acted {
+            return Some(started.elapsed());
         }
     }
-    let elapsed = started.elapsed();
-    assert!(cut_off, "a dripping header block was never cut off");
-    assert!(elapsed < Duration::from_millis(2500), "{elapsed:?}");
-    assert_eq!(f.upstream.count(), 0);
+    None
+}
+
+/// The header read timeout runs from a head's first byte, not while a keep-alive connection
+/// waits for its next request: that wait is the idle timeout's.
+#[test]
+fn an_idle_keep_alive_connection_outlives_the_header_read_timeout() {
+    let f = Fixture::new();
+    let gateway = Gateway::start(
+        &config(&f)
+            .server("header_read_timeout", "500ms")
+            .server("idle_timeout", "30s"),
+    );
+    let mut stream = gateway.connect();
+    for path in ["/first", "/second"] {
+        stream
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: gw.test\r\n\r\n").as_bytes())
+            .unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut head = [0u8; 12];
+        stream
+            .read_exact(&mut head)
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(&head, b"HTTP/1.1 200", "{path}");
+        // The rest of the response: read until the connection is quiet.
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut rest = [0u8; 16384];
+        while matches!(stream.read(&mut rest), Ok(n) if n > 0) {}
+        // Three header read timeouts with nothing sent.
+        std::thread::sleep(Duration::from_millis(1_500));
+    }
+    assert_eq!(f.upstream.count(), 2);
 }
 
 /// A gateway with these timeouts, and a connection to it on which `head` has been sent.
