@@ -414,11 +414,16 @@ fn keys_rotate_under_load_for_a_minute_and_every_token_verifies_on_every_replica
     let samples = workers.finish();
     let failed = samples.iter().filter(|s| s.status != 200).count();
     let slowest = samples.iter().map(|s| s.took).max().unwrap();
+    // Which statuses, and when: a failure's cause is in the replicas' logs at those moments.
+    let mut failures: BTreeMap<u16, Vec<Duration>> = BTreeMap::new();
+    for s in samples.iter().filter(|s| s.status != 200) {
+        failures.entry(s.status).or_default().push(s.at);
+    }
     eprintln!(
         "key rotation every 3 s for 60 s, 3 replicas: {} requests, {failed} failed, slowest {slowest:?}",
         samples.len()
     );
-    assert_eq!(failed, 0);
+    assert_eq!(failed, 0, "failed, by status, at: {failures:?}");
 
     // The minted tokens, with the moment each was received upstream (approximately: the echo
     // records in order, and the samples are in time order per thread).
