@@ -64,7 +64,7 @@ pub enum MintError {
     #[error("key generation or signing failed")]
     Crypto,
     /// A shared key ring has no key that may sign now: the ring was never received, or this
-    /// replica lost its store past the current key's end of life (fail closed).
+    /// replica has not read its store for longer than its sign limit allows (fail closed).
     #[error("no internal signing key may sign now")]
     NoSigningKey,
 }

@@ -77,7 +77,7 @@ pub enum GatewayError {
     UpstreamTimeout,
     /// The gateway could not sign an internal token or assertion.
     Internal,
-    /// The shared key ring is out of date past the current key's end of life: this replica
+    /// The shared key ring was last read longer ago than the replica may sign for: this replica
     /// refuses to mint until it reaches the store again (fail closed).
     SigningUnavailable,
     /// The route checks revocations and this replica's copy of the revocation list is older than

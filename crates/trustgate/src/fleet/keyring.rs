@@ -24,8 +24,9 @@
 //!   ciphertext cannot be moved to another deployment, key id or window. A dump of Redis holds
 //!   no usable private key.
 //! - **Fail closed.** A replica that cannot reach the store keeps the ring it has and signs
-//!   until the end of the window of the key current at its last sync (or of the next key, when
-//!   it synced in the last two poll intervals of that window); after that it refuses to mint.
+//!   with it for one rotation interval after its last sync (never past the keys it holds);
+//!   after that it refuses to mint. Counting from the sync rather than from a key's window means
+//!   a late sync near a switch does not stop a replica that holds the next key.
 //! - **Only what opens counts.** Nothing but a key's window is sealed, so a replica uses an
 //!   entry of the stored ring only once it has opened (or is an entry of the ring it holds, as it
 //!   is), and publishes it exactly until `max_ttl` + 60 s after its window, whatever the stored
@@ -392,7 +393,7 @@ impl KeyRingSync {
             opened.insert(stored.kid.clone(), key.clone());
             keys.push(key);
         }
-        let limit = sign_limit(&doc.keys, now, millis(self.poll) * 2);
+        let limit = sign_limit(&doc.keys, now, self.rotation);
         self.signer.install(keys, limit);
         held.opened = opened;
         held.doc = Some(doc.clone());
@@ -428,7 +429,7 @@ impl KeyRingSync {
                     }
                     Ok(_) => {}
                     Err(err) if !failing => {
-                        tracing::warn!(error = %err, "cannot sync the shared key ring; signing goes on with the ring held until its current key's end of life");
+                        tracing::warn!(error = %err, "cannot sync the shared key ring; signing goes on with the ring held for one rotation interval after the last sync");
                         failing = true;
                     }
                     Err(_) => {}
@@ -608,22 +609,26 @@ struct Held {
     opened: HashMap<String, ScheduledKey>,
 }
 
-/// Until when a replica may sign with `keys` without another sync at `now`: the end of the
-/// current key's window, or of the next key's when the current one ends within `margin` (a
-/// replica that synced just before the switch keeps signing across it).
-fn sign_limit(keys: &[StoredKey], now: i64, margin: i64) -> i64 {
+/// Until when a replica may sign with `keys` without another sync at `now`: one `grace` (the
+/// rotation interval) after it, and never past the keys it holds, whose windows follow each
+/// other from the one current now.
+///
+/// The grace runs from the sync, not from a key's window: a replica whose syncs come late (a
+/// loaded machine, a slow store) signs on across a switch with the next key it already holds,
+/// which every replica has published for an interval, instead of refusing requests until its
+/// next sync. A replica cut off from the store still stops one interval after it last read it.
+fn sign_limit(keys: &[StoredKey], now: i64, grace: i64) -> i64 {
     let Some(current) = keys
         .iter()
         .find(|k| k.signs_from <= now && now < k.signs_until)
     else {
         return now;
     };
-    if current.signs_until - now > margin {
-        return current.signs_until;
+    let mut held_until = current.signs_until;
+    while let Some(next) = keys.iter().find(|k| k.signs_from == held_until) {
+        held_until = next.signs_until;
     }
-    keys.iter()
-        .find(|k| k.signs_from == current.signs_until)
-        .map_or(current.signs_until, |next| next.signs_until)
+    held_until.min(now.saturating_add(grace))
 }
 
 #[cfg(test)]
@@ -642,13 +647,21 @@ mod tests {
     }
 
     #[test]
-    fn the_sign_limit_is_the_current_keys_end_or_the_next_ones_near_the_switch() {
+    fn the_sign_limit_is_one_grace_after_the_sync_within_the_keys_held() {
         let keys = [stored(0, 100), stored(100, 200)];
-        assert_eq!(sign_limit(&keys, 10, 20), 100);
-        assert_eq!(sign_limit(&keys, 85, 20), 200);
-        assert_eq!(sign_limit(&keys, 150, 20), 200);
-        assert_eq!(sign_limit(&keys, 250, 20), 250);
-        assert_eq!(sign_limit(&[stored(0, 100)], 90, 20), 100);
+        // Across the switch, with the next key held.
+        assert_eq!(sign_limit(&keys, 10, 100), 110);
+        assert_eq!(sign_limit(&keys, 85, 100), 185);
+        // Never past the last key held.
+        assert_eq!(sign_limit(&keys, 150, 100), 200);
+        assert_eq!(sign_limit(&[stored(0, 100)], 90, 100), 100);
+        // Nothing signs now: nothing may sign.
+        assert_eq!(sign_limit(&keys, 250, 100), 250);
+        // A gap in the schedule ends what is held.
+        assert_eq!(
+            sign_limit(&[stored(0, 100), stored(150, 250)], 90, 100),
+            100
+        );
     }
 
     #[test]
