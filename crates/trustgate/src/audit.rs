@@ -38,6 +38,7 @@ use trustgate_core::VerifiedToken;
 use trustgate_edge::{Outcome, Route, Step};
 
 use crate::config::{AuditConfig, AuditPath, ConfigError, SubjectMode};
+use crate::reader_safe;
 use crate::record::Door;
 
 /// The dropped count is logged at most this often.
@@ -282,15 +283,39 @@ fn fields(event: &Event, subject: SubjectMode) -> BTreeMap<&'static str, Value> 
 
 /// Compact JSON with the keys in byte order: the form an event's hash covers. Events are flat,
 /// so sorting the top level sorts everything.
+///
+/// Besides what JSON must escape, characters that act on whoever reads the file are written as
+/// `\u` escapes ([`reader_safe::json`]), so a clear `subject` cannot drive an operator's
+/// terminal or reorder what they read. The parsed value is the same string.
 fn canonical<K: AsRef<str> + Ord>(fields: &BTreeMap<K, Value>) -> String {
+    canonical_form(fields, true)
+}
+
+/// The canonical form as written before the escapes above: JSON's own escapes only. A line in
+/// this form still verifies, hashed in it, so that logs written by older versions keep verifying.
+fn legacy_canonical<K: AsRef<str> + Ord>(fields: &BTreeMap<K, Value>) -> String {
+    canonical_form(fields, false)
+}
+
+fn canonical_form<K: AsRef<str> + Ord>(fields: &BTreeMap<K, Value>, escape: bool) -> String {
     let mut text = String::from("{");
+    let push = |text: &mut String, json: String| {
+        if escape {
+            text.push_str(&reader_safe::json(&json));
+        } else {
+            text.push_str(&json);
+        }
+    };
     for (index, (key, value)) in fields.iter().enumerate() {
         if index > 0 {
             text.push(',');
         }
-        text.push_str(&Value::String(key.as_ref().to_owned()).to_string());
+        push(
+            &mut text,
+            Value::String(key.as_ref().to_owned()).to_string(),
+        );
         text.push(':');
-        text.push_str(&value.to_string());
+        push(&mut text, value.to_string());
     }
     text.push('}');
     text
@@ -462,9 +487,13 @@ pub(crate) fn verify_expecting(
         // even where the hash still matches: a duplicated member (`"outcome":"allowed"` added
         // before the real one, which a JSON parser keeps last, while grep finds the first),
         // spaces, reordered members.
-        if canonical(&fields) != line {
+        let form = if canonical(&fields) == line {
+            canonical
+        } else if legacy_canonical(&fields) == line {
+            legacy_canonical
+        } else {
             return broken("not in the form trustgate writes (a duplicated member or other edit)");
-        }
+        };
         let Some(Value::String(hash)) = fields.remove("hash") else {
             return broken("no hash (written with audit.chain = false?)");
         };
@@ -476,7 +505,7 @@ pub(crate) fn verify_expecting(
         if !is_hash(&event_prev) {
             return broken("its prev is not a SHA-256 hash (64 lowercase hex digits)");
         }
-        if sha256_hex(canonical(&fields).as_bytes()) != hash {
+        if sha256_hex(form(&fields).as_bytes()) != hash {
             return broken("its hash does not match its content: the event was changed");
         }
         match &prev {
@@ -615,6 +644,55 @@ mod tests {
         fields.insert("a", Value::String("x\"y".into()));
         fields.insert("c", Value::Null);
         assert_eq!(canonical(&fields), r#"{"a":"x\"y","b":1,"c":null}"#);
+    }
+
+    /// A clear subject (the only text in an event a client chooses) holding DEL, a C1 CSI, a
+    /// bidirectional override and a line separator is written with `\u` escapes: no raw byte of
+    /// them in the file, the same string when parsed, and a chain that verifies. A line written
+    /// in the form before the escapes, hashed in it, verifies too.
+    #[test]
+    fn characters_that_act_on_the_reader_are_escaped_and_older_lines_still_verify() {
+        let dir =
+            std::env::temp_dir().join(format!("trustgate-audit-escape-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.jsonl");
+        let subject = "eve\u{7f}\u{9b}31m\u{202e}gnp.exe\u{2028}x";
+        let line = |form: fn(&BTreeMap<&'static str, Value>) -> String| {
+            let mut fields = fields(&event(None), SubjectMode::Clear);
+            fields.insert("subject", Value::String(subject.to_owned()));
+            fields.insert("prev", Value::String(GENESIS.to_owned()));
+            let hash = sha256_hex(form(&fields).as_bytes());
+            fields.insert("hash", Value::String(hash));
+            form(&fields) + "\n"
+        };
+        let written = line(canonical);
+        assert!(
+            written.contains(r#""subject":"eve\u007f\u009b31m\u202egnp.exe\u2028x""#),
+            "{written}"
+        );
+        for raw in ["\u{7f}", "\u{9b}", "\u{202e}", "\u{2028}"] {
+            assert!(!written.contains(raw), "{raw:?} in {written}");
+        }
+        let parsed: Value = serde_json::from_str(&written).unwrap();
+        assert_eq!(parsed["subject"], subject);
+        std::fs::write(&path, &written).unwrap();
+        assert_eq!(verify(&path).unwrap().events, 1);
+
+        let older = line(legacy_canonical);
+        assert!(older.contains(subject), "{older}");
+        std::fs::write(&path, &older).unwrap();
+        assert_eq!(verify(&path).unwrap().events, 1);
+        // Each form is checked against its own hash: a legacy line under the new form's hash is
+        // an edit.
+        let older_hash: Value = serde_json::from_str(&older).unwrap();
+        let mismatched = older.replace(
+            older_hash["hash"].as_str().unwrap(),
+            parsed["hash"].as_str().unwrap(),
+        );
+        assert_ne!(mismatched, older);
+        std::fs::write(&path, &mismatched).unwrap();
+        assert!(verify(&path).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     fn event(reason: Option<&'static str>) -> Event {

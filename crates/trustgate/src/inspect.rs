@@ -26,6 +26,7 @@ use trustgate_edge::trust::Requirements;
 use crate::config::{self, ConfigError};
 use crate::metrics::Metrics;
 use crate::proxy::{self, ConnInfo};
+use crate::reader_safe::{self, Keep};
 use crate::record::Door;
 use crate::runtime::Runtime;
 use crate::server::StartError;
@@ -313,43 +314,18 @@ fn text(summary: &Value) -> String {
 /// that may hold one is escaped whole first ([`escape_all_controls`], or `{:?}`), so that it
 /// cannot fake a line of the output.
 fn escape_controls(text: &str) -> String {
-    replace_controls(text, Keep::LineFeeds, |c, out| out.extend(c.escape_debug()))
+    reader_safe::escaped(text, Keep::LineFeeds, |c, out| out.extend(c.escape_debug()))
 }
 
-/// `value` as pretty JSON that writes no control character to a terminal. serde_json escapes
-/// only U+0000 to U+001F; DEL and the C1 controls (U+0080 to U+009F: `\u{9b}` is a CSI, which
-/// starts an escape sequence as `ESC [` does) are escaped here (`\u009b`, the same string to a
-/// JSON reader). Outside strings serde_json writes only spaces and line feeds.
+/// `value` as pretty JSON that writes no control character to a terminal: see
+/// [`reader_safe::json`].
 fn json_for_terminal(value: &Value) -> String {
-    let text = serde_json::to_string_pretty(value).unwrap_or_default();
-    replace_controls(&text, Keep::LineFeeds, |c, out| {
-        let _ = write!(out, "\\u{:04x}", u32::from(c));
-    })
+    reader_safe::json(&serde_json::to_string_pretty(value).unwrap_or_default())
 }
 
 /// `value`, printed inside a line, with every control character escaped, the line feed too.
 fn escape_all_controls(value: &str) -> String {
-    replace_controls(value, Keep::Nothing, |c, out| out.extend(c.escape_debug()))
-}
-
-/// Which control characters [`replace_controls`] leaves as they are.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Keep {
-    LineFeeds,
-    Nothing,
-}
-
-/// `text` with each control character (but the line feeds `keep` names) written by `escape`.
-fn replace_controls(text: &str, keep: Keep, escape: impl Fn(char, &mut String)) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() && !(keep == Keep::LineFeeds && c == '\n') {
-            escape(c, &mut out);
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    reader_safe::escaped(value, Keep::Nothing, |c, out| out.extend(c.escape_debug()))
 }
 
 /// `line` with the value of every query parameter that `trustgate_core::query_has_access_token`

@@ -20,6 +20,7 @@ mod internal_issuer;
 mod limits;
 mod metrics;
 mod proxy;
+mod reader_safe;
 mod record;
 mod runtime;
 mod server;

@@ -280,6 +280,45 @@ fn the_decision_endpoint_writes_the_same_events_and_a_clear_subject_when_configu
     assert!(String::from_utf8_lossy(&output.stderr).contains("line 1: no hash"));
 }
 
+/// A clear subject is the one field a client's issuer chooses freely. One holding a C1 CSI (a
+/// terminal's escape), a bidirectional override and a line separator reaches the file as `\u`
+/// escapes: `tail` on the log cannot be driven by it, the parsed subject is exact, and the chain
+/// verifies. (A `sub` with C0 controls or DEL is refused before it gets here: 401.)
+#[test]
+fn a_clear_subject_cannot_drive_the_operators_terminal() {
+    let f = Fixture::new();
+    let dir = TempDir::new();
+    let path = dir.0.join("audit.jsonl");
+    let config = routes(&f, &path).section("audit", "subject", "clear");
+    let gateway = Gateway::start(&config);
+    let subject = "eve\u{9b}2J\u{202e}gnp.exe\u{2028}ok";
+    let token = f.token(subject);
+    assert_eq!(
+        gateway
+            .get("/fwd/x", &[("Authorization", &bearer(&token))])
+            .status,
+        200
+    );
+    let written = events(&path, 1);
+    assert_eq!(written[0]["subject"], subject);
+    let bytes = std::fs::read(&path).unwrap();
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(
+        text.contains(r#""subject":"eve\u009b2J\u202egnp.exe\u2028ok""#),
+        "{text}"
+    );
+    for raw in ['\u{9b}', '\u{202e}', '\u{2028}'] {
+        assert!(!text.contains(raw), "{raw:?} raw in {text}");
+    }
+    let output = cli(&["audit", "verify", path.to_str().unwrap()]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[test]
 fn a_full_queue_drops_and_counts_without_holding_requests() {
     let f = Fixture::new();
