@@ -159,6 +159,9 @@ pub enum RequestProblem {
     /// A `Cookie` header that is not visible text, on a route that reads its token from a cookie:
     /// what it holds cannot be checked, so it cannot be forwarded.
     UnreadableCookie,
+    /// An identity header sent twice to a service that reads the identity from headers: one
+    /// request carries one identity, and which of two a handler would see is not for it to guess.
+    DuplicateIdentityHeader,
 }
 
 impl RequestProblem {
@@ -170,6 +173,7 @@ impl RequestProblem {
             RequestProblem::ClientIdentityHeader => "client_identity_header",
             RequestProblem::TokenInQuery => "token_in_query",
             RequestProblem::UnreadableCookie => "unreadable_cookie",
+            RequestProblem::DuplicateIdentityHeader => "duplicate_identity_header",
         }
     }
 }

@@ -3,10 +3,10 @@
 //! The values are checked byte by byte, the same way trustgate-core writes them: printable ASCII
 //! only (a control byte or a byte above 0x7E is refused), `%XX` escapes decoded strictly to UTF-8,
 //! roles split on `,` (an empty member is refused) and scopes on spaces. A header that appears twice
-//! is refused, so one request cannot carry two identities.
+//! is a malformed request (400 `invalid_request`), so one request cannot carry two identities.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use trustgate_core::{AuthError, Reason, percent_decode};
+use trustgate_core::{AuthError, Reason, RequestProblem, percent_decode};
 
 /// Which request headers carry the identity in
 /// [danger mode](crate::TrustgateLayer::danger_trust_identity_headers_without_assertion).
@@ -62,8 +62,8 @@ impl HeaderIdentity {
     /// Reads the identity named by `mapping`.
     ///
     /// # Errors
-    /// [`AuthError::MissingToken`] without a subject header; [`AuthError::InvalidToken`] for a
-    /// duplicated header or a value that fails the byte checks.
+    /// [`AuthError::MissingToken`] without a subject header; [`AuthError::InvalidRequest`] for a
+    /// duplicated header; [`AuthError::InvalidToken`] for a value that fails the byte checks.
     pub(crate) fn from_headers(
         headers: &HeaderMap,
         mapping: &HeaderMapping,
@@ -127,7 +127,9 @@ fn read<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a str>
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(Reason::UnsafeClaimValue.into());
+        return Err(AuthError::InvalidRequest(
+            RequestProblem::DuplicateIdentityHeader,
+        ));
     }
     printable(value).map(Some)
 }
@@ -200,11 +202,23 @@ mod tests {
             vec![("x-user-id", &b"%0A"[..])],
             vec![("x-user-id", &b"%C3"[..])],
             vec![("x-user-id", &b""[..])],
-            vec![("x-user-id", &b"a"[..]), ("x-user-id", &b"a"[..])],
             vec![
                 ("x-user-id", &b"a"[..]),
                 ("x-user-roles", &b"admin,,user"[..]),
             ],
+        ] {
+            assert_eq!(
+                HeaderIdentity::from_headers(&headers(&bad), &mapping).err(),
+                invalid,
+                "{bad:?}"
+            );
+        }
+        // Two identities in one request: malformed (400), as two tokens are.
+        let duplicate = Some(AuthError::InvalidRequest(
+            RequestProblem::DuplicateIdentityHeader,
+        ));
+        for bad in [
+            vec![("x-user-id", &b"a"[..]), ("x-user-id", &b"a"[..])],
             vec![
                 ("x-user-id", &b"a"[..]),
                 ("x-tenant-id", &b"t1"[..]),
@@ -213,7 +227,7 @@ mod tests {
         ] {
             assert_eq!(
                 HeaderIdentity::from_headers(&headers(&bad), &mapping).err(),
-                invalid,
+                duplicate,
                 "{bad:?}"
             );
         }

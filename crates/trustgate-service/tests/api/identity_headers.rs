@@ -634,13 +634,36 @@ async fn danger_mode_accepts_unproven_headers() {
         .status,
         200
     );
-    // Byte checks still apply: no subject, a duplicate, or a bad escape.
+    // Byte checks still apply: no subject, a duplicate (two identities: a malformed request, as
+    // two tokens are), or a bad escape.
     get_with(addr, "/users/me", &[("x-user-roles", "admin")])
         .await
         .assert_refused(401, Some("Bearer"), "unauthorized");
-    get_with(addr, "/users/me", &[("x-user-id", "a"), ("x-user-id", "b")])
+    for duplicated in ["x-user-id", "x-user-roles", "x-tenant-id"] {
+        get_with(
+            addr,
+            "/users/me",
+            &[("x-user-id", "a"), (duplicated, "b"), (duplicated, "c")],
+        )
         .await
-        .assert_invalid_token();
+        .assert_refused(
+            400,
+            Some(r#"Bearer error="invalid_request""#),
+            "invalid_request",
+        );
+    }
+    // A token in the URL is refused as in every mode: a handler never finds one nothing checked.
+    get_with(
+        addr,
+        "/users/me?access_token=anything",
+        &[("x-user-id", "a")],
+    )
+    .await
+    .assert_refused(
+        400,
+        Some(r#"Bearer error="invalid_request""#),
+        "invalid_request",
+    );
     get_with(addr, "/users/me", &[("x-user-id", "%0Aadmin")])
         .await
         .assert_invalid_token();
