@@ -83,6 +83,9 @@ pub enum GatewayError {
     /// The route checks revocations and this replica's copy of the revocation list is older than
     /// the staleness bound (fail closed).
     RevocationStale,
+    /// The front door already holds as much of unfinished requests as it may (the ext_authz
+    /// door's check bytes, every connection's together): refused at once, to be tried again.
+    Overloaded,
     /// The caller exceeded the route's rate limit.
     RateLimited(RateLimitState),
 }
@@ -104,7 +107,8 @@ impl GatewayError {
             }
             GatewayError::Internal
             | GatewayError::SigningUnavailable
-            | GatewayError::RevocationStale => Outcome::Unavailable,
+            | GatewayError::RevocationStale
+            | GatewayError::Overloaded => Outcome::Unavailable,
             GatewayError::RateLimited(_) => Outcome::RateLimited,
         }
     }
@@ -121,6 +125,7 @@ impl GatewayError {
             GatewayError::Internal => "internal_error",
             GatewayError::SigningUnavailable => "signing_unavailable",
             GatewayError::RevocationStale => "revocation_stale",
+            GatewayError::Overloaded => "overloaded",
             GatewayError::RateLimited(_) => "rate_limited",
         }
     }
@@ -148,7 +153,9 @@ impl GatewayError {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 r#"{"error":"internal_error"}"#,
             ),
-            GatewayError::SigningUnavailable | GatewayError::RevocationStale => (
+            GatewayError::SigningUnavailable
+            | GatewayError::RevocationStale
+            | GatewayError::Overloaded => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 r#"{"error":"temporarily_unavailable"}"#,
             ),
@@ -174,8 +181,11 @@ impl GatewayError {
         }
         match self {
             GatewayError::RateLimited(state) => state.write_headers(headers, true),
-            // The store is usually back within seconds; a client may retry soon.
-            GatewayError::SigningUnavailable | GatewayError::RevocationStale => {
+            // The store is usually back within seconds, and a full door frees up as the checks
+            // it holds finish; a client may retry soon.
+            GatewayError::SigningUnavailable
+            | GatewayError::RevocationStale
+            | GatewayError::Overloaded => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
@@ -200,9 +210,9 @@ impl GatewayError {
             GatewayError::UpstreamUnavailable => (GrpcCode::Unavailable, "upstream_unavailable"),
             GatewayError::UpstreamTimeout => (GrpcCode::DeadlineExceeded, "deadline_exceeded"),
             GatewayError::Internal => (GrpcCode::Internal, "internal_error"),
-            GatewayError::SigningUnavailable | GatewayError::RevocationStale => {
-                (GrpcCode::Unavailable, "temporarily_unavailable")
-            }
+            GatewayError::SigningUnavailable
+            | GatewayError::RevocationStale
+            | GatewayError::Overloaded => (GrpcCode::Unavailable, "temporarily_unavailable"),
             GatewayError::RateLimited(_) => (GrpcCode::ResourceExhausted, "rate_limited"),
         };
         let framing = matches!(
@@ -287,6 +297,13 @@ mod tests {
         let stale = GatewayError::RevocationStale.to_response();
         assert_eq!(stale.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(stale.headers()["retry-after"], "1");
+        let overloaded = GatewayError::Overloaded.to_response();
+        assert_eq!(overloaded.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(overloaded.headers()["retry-after"], "1");
+        assert_eq!(
+            overloaded.body().as_ref(),
+            br#"{"error":"temporarily_unavailable"}"#
+        );
         let limited = GatewayError::RateLimited(STATE).to_response();
         assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(limited.headers()["retry-after"], "1");
@@ -315,6 +332,7 @@ mod tests {
             (GatewayError::Internal, "13"),
             (GatewayError::SigningUnavailable, "14"),
             (GatewayError::RevocationStale, "14"),
+            (GatewayError::Overloaded, "14"),
             (GatewayError::RateLimited(STATE), "8"),
         ] {
             let response = err.to_grpc_response();

@@ -18,7 +18,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -60,8 +60,9 @@ const MAX_CHECK_BYTES: usize = 1024 * 1024;
 /// 200 messages of just under [`MAX_CHECK_BYTES`] on a connection and never finishes them made
 /// the gateway hold 194 MiB, and `max_connections` such clients far more than any host has. 32
 /// messages of the largest size, or thousands of usual ones (a few KiB: Envoy sends the
-/// request's head). A check whose bytes would take the door past it is refused at once, as an
-/// oversized one is: a denial, never an error status ([`FailClosed`]).
+/// request's head). A check whose bytes would take the door past it is refused at once with a
+/// denial, never an error status ([`FailClosed`]): 503 `temporarily_unavailable`, since the
+/// request it describes is not at fault, counted as `overloaded`.
 const HELD_CHECK_BYTES: usize = 32 * MAX_CHECK_BYTES;
 
 /// Serves the gRPC ext_authz service until the process ends. One HTTP/2 connection per client,
@@ -149,10 +150,13 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let check = request.uri().path() == CHECK_PATH;
         let held = Arc::clone(&self.held);
+        // Set by the body when the door is full, so that the denial says why.
+        let full = Arc::new(AtomicBool::new(false));
         let answered = self.inner.call(request.map(|body| Held {
             inner: body,
             door: held,
             mine: 0,
+            full: Arc::clone(&full),
         }));
         let gateway = Arc::clone(&self.gateway);
         let peer = self.peer;
@@ -174,8 +178,12 @@ where
                 method: None,
                 trace: None,
             };
-            let denial = denied(&undescribed(&rt, DescribeError::Malformed, &origin));
-            Ok(grpc_ok(&denial))
+            let refusal = if full.load(Ordering::Relaxed) {
+                door_full(&rt, &origin)
+            } else {
+                undescribed(&rt, DescribeError::Malformed, &origin)
+            };
+            Ok(grpc_ok(&denied(&refusal)))
         })
     }
 }
@@ -189,6 +197,8 @@ struct Held<B> {
     door: Arc<AtomicUsize>,
     /// This body's share of `door`.
     mine: usize,
+    /// Set when this body was ended because the door was full.
+    full: Arc<AtomicBool>,
 }
 
 /// What [`Held`] ends a body with once the door holds [`HELD_CHECK_BYTES`].
@@ -228,6 +238,7 @@ where
             let before = this.door.fetch_add(len, Ordering::Relaxed);
             this.mine += len;
             if before.saturating_add(len) > HELD_CHECK_BYTES {
+                this.full.store(true, Ordering::Relaxed);
                 return Poll::Ready(Some(Err(Box::new(DoorFull))));
             }
         }
@@ -247,6 +258,23 @@ impl<B> Drop for Held<B> {
     fn drop(&mut self) {
         self.door.fetch_sub(self.mine, Ordering::Relaxed);
     }
+}
+
+/// A check refused because the door holds [`HELD_CHECK_BYTES`]: logged, counted
+/// (`trustgate_rejected_before_routing_total{reason="overloaded"}`) and audited as its own
+/// reason, answered 503 so that the client may try again.
+fn door_full(rt: &Runtime, origin: &Origin<'_>) -> Response<Bytes> {
+    let error = GatewayError::Overloaded;
+    tracing::warn!(
+        target: "trustgate::audit",
+        peer = %origin.peer,
+        reason = error.label(),
+        door = origin.door.as_str(),
+        "decision endpoint refused a check: the door holds as many unfinished check bytes as it may"
+    );
+    rt.metrics.unrouted(error.label());
+    record::refused_unread(rt, origin, error.label(), error.outcome());
+    error.to_response()
 }
 
 /// `message` as a whole gRPC response: its one length-prefixed message, then `grpc-status: 0`.

@@ -22,6 +22,7 @@ use crate::common::{Config, Fixture, Gateway, Pattern, Route, bearer, jwt_payloa
 const OK: i32 = 0;
 const INVALID_ARGUMENT: i32 = 3;
 const PERMISSION_DENIED: i32 = 7;
+const UNAVAILABLE: i32 = 14;
 const UNAUTHENTICATED: i32 = 16;
 
 /// The decision endpoint's routes and trust (127.0.0.1 only), a route that requires a role, and
@@ -393,9 +394,10 @@ fn raw_header_maps_are_read_and_both_forms_at_once_are_refused() {
 /// Checks whose messages never finish hold at most 32 MiB across the door: one connection
 /// starts 80 checks whose length prefix says 1,000,000 bytes, sends 900,000 of each and stops
 /// (72 MB if every one were held, as tonic holds a message until it is whole). The checks past
-/// the bound are answered at once with a denial (a `CheckResponse`, never an error status), the
-/// rest wait; the gateway's memory grows by less than the 72 MB; once the client ends its
-/// bodies, every check is denied and an ordinary check is allowed again.
+/// the bound are answered at once with a denial (a `CheckResponse`, never an error status): 503
+/// `temporarily_unavailable` with `Retry-After`, counted as `overloaded`; the rest wait; the
+/// gateway's memory grows by less than the 72 MB; once the client ends its bodies, each of those
+/// is denied as malformed (400) and an ordinary check is allowed again.
 #[test]
 fn unfinished_checks_are_held_to_a_bound_and_the_rest_denied() {
     use bytes::Bytes;
@@ -452,12 +454,17 @@ fn unfinished_checks_are_held_to_a_bound_and_the_rest_denied() {
     let grown_mib = gateway.rss_kib().saturating_sub(before_kib) / 1024;
 
     // The denial in a response: one gRPC message, a CheckResponse.
-    let denial = |response: http::Response<hyper::body::Incoming>| async move {
+    let denial = |response: http::Response<hyper::body::Incoming>, code, status, body_text| async move {
         assert_eq!(response.status(), 200);
         let body = response.into_body().collect().await.unwrap().to_bytes();
         let r = CheckResponse::decode(&body[5..]).unwrap();
-        let denied = denied_response(&r, INVALID_ARGUMENT, 400);
-        assert_eq!(denied.body, r#"{"error":"bad_request"}"#);
+        let denied = denied_response(&r, code, status);
+        assert_eq!(denied.body, body_text);
+        denied
+            .headers
+            .iter()
+            .filter_map(|h| h.header.as_ref())
+            .any(|h| h.key == "retry-after" && h.value == "1")
     };
     let (answered_early, waiting): (Vec<_>, Vec<_>) =
         answers.drain(..).partition(|answer| answer.is_finished());
@@ -473,16 +480,36 @@ fn unfinished_checks_are_held_to_a_bound_and_the_rest_denied() {
         grown_mib < 60,
         "{CHECKS} unfinished checks made the gateway hold {grown_mib} MiB more"
     );
+    let early = answered_early.len();
     rt.block_on(async {
         for answer in answered_early {
-            denial(answer.await.unwrap().unwrap()).await;
+            let response = answer.await.unwrap().unwrap();
+            let retry = denial(
+                response,
+                UNAVAILABLE,
+                503,
+                r#"{"error":"temporarily_unavailable"}"#,
+            )
+            .await;
+            assert!(retry, "a full door's denial says when to try again");
         }
         // The bodies end short of their messages: each remaining check is refused as well.
         drop(feeders);
         for answer in waiting {
-            denial(answer.await.unwrap().unwrap()).await;
+            let response = answer.await.unwrap().unwrap();
+            denial(
+                response,
+                INVALID_ARGUMENT,
+                400,
+                r#"{"error":"bad_request"}"#,
+            )
+            .await;
         }
     });
+    assert_eq!(
+        gateway.metric(r#"trustgate_rejected_before_routing_total{reason="overloaded"}"#),
+        Some(early as f64)
+    );
     let r = send(grpc, None, check_request("GET", "/public/p", &[]));
     ok_response(&r);
 }
