@@ -660,8 +660,13 @@ fn redis_killed_and_restarted_mid_load_fails_closed_in_bounds_and_recovers() {
         recovered_at - restarted_at,
         samples.len()
     );
-    // Fresh until the last confirmation (at most one poll before the kill) + 2 s.
-    assert!(rev >= Duration::from_millis(1500) && rev <= Duration::from_millis(3000));
+    // Fresh until the last confirmation + 2 s: the confirmation comes at most one poll (250 ms)
+    // before the kill, or earlier when a loaded machine delays a poll, so the lower bound only
+    // shows that the list is used until its bound, not refused at once.
+    assert!(
+        rev >= Duration::from_millis(1000) && rev <= Duration::from_millis(3000),
+        "{rev:?}"
+    );
     // Signing goes on for one rotation interval (3 s) after the last sync, which came at most
     // a poll (250 ms) before the kill; the rest is slack for a loaded machine.
     assert!(int <= Duration::from_secs(5), "{int:?}");
