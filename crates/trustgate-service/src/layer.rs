@@ -100,8 +100,9 @@ impl TrustgateLayer {
     /// through the gateway (another pod, a port-forward, a misrouted load balancer, an SSRF in a
     /// neighbour) can claim to be any user with any role. The values are still checked byte by byte
     /// (printable ASCII, strict `%XX` decoding, a duplicate is 400) and an `access_token` in the
-    /// query is refused as in every mode, which stops header smuggling, not impersonation. Prefer [`TrustgateLayer::identity_headers`], which requires the gateway's
-    /// signed assertion for the same headers.
+    /// query is refused as in every mode, which stops header smuggling, not impersonation. Prefer
+    /// [`TrustgateLayer::identity_headers`], which requires the gateway's signed assertion for the
+    /// same headers.
     pub fn danger_trust_identity_headers_without_assertion(mapping: HeaderMapping) -> Self {
         tracing::warn!(
             subject_header = mapping.subject.as_str(),
