@@ -118,7 +118,8 @@ const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
 
 /// The ext_authz service, with any gRPC error status tonic answers a `Check` call with before
 /// the handler runs (the handler itself never returns one) turned into a `CheckResponse` that
-/// denies: 400 `bad_request`, as for a check that does not describe a request.
+/// denies: 400 `bad_request`, as for a check that does not describe a request, or 503
+/// `temporarily_unavailable` when the call's body was ended because the door was full.
 ///
 /// It also counts every call's body against the door's [`HELD_CHECK_BYTES`] ([`Held`]).
 #[derive(Clone)]

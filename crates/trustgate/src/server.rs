@@ -280,11 +280,11 @@ pub(crate) async fn run(
                 let tls = tls.clone();
                 // The framing check follows heads up to twice hyper's buffer: hyper refuses a
                 // longer head first, so the check never refuses one hyper would accept.
-                let timeouts = (server.header_read_timeout, Timeouts {
+                let timeouts = Timeouts {
                     header_read: server.header_read_timeout,
                     idle: server.idle_timeout,
                     max_head: server.max_header_bytes.max(8192) * 2,
-                });
+                };
                 // Shared with an upgraded tunnel, which outlives the HTTP connection that made it:
                 // the slot is free only when both have ended.
                 let slot = Arc::new(ConnectionSlot::new(permit, client, connections_open.clone()));
@@ -295,19 +295,19 @@ pub(crate) async fn run(
                 match tls {
                     Some(acceptor) => {
                         tokio::spawn(async move {
-                            let handshake = tokio::time::timeout(timeouts.0, acceptor.accept(stream)).await;
+                            let handshake = tokio::time::timeout(timeouts.header_read, acceptor.accept(stream)).await;
                             let Ok(Ok(tls_stream)) = handshake else {
                                 tracing::debug!(%peer, "TLS handshake failed or timed out");
                                 return;
                             };
                             let conn = ConnInfo { peer: peer.ip(), proto: "https", raw_framing: Ok(()) };
-                            serve_connection(tls_stream, conn, slot, gateway, &builder, stop, timeouts.1).await;
+                            serve_connection(tls_stream, conn, slot, gateway, &builder, stop, timeouts).await;
                         });
                     }
                     None => {
                         tokio::spawn(async move {
                             let conn = ConnInfo { peer: peer.ip(), proto: "http", raw_framing: Ok(()) };
-                            serve_connection(stream, conn, slot, gateway, &builder, stop, timeouts.1).await;
+                            serve_connection(stream, conn, slot, gateway, &builder, stop, timeouts).await;
                         });
                     }
                 }
@@ -516,8 +516,8 @@ async fn serve_connection<S>(
 /// longest HTTP/1 head the raw framing check follows.
 #[derive(Debug, Clone, Copy)]
 struct Timeouts {
-    /// `header_read_timeout`: from serving's start to the first request at the service, and
-    /// from an HTTP/1 head's first byte to its end.
+    /// `header_read_timeout`: for the TLS handshake, from serving's start to the first request
+    /// at the service, and from an HTTP/1 head's first byte to its end.
     header_read: Duration,
     /// `idle_timeout`.
     idle: Duration,
