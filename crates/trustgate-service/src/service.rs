@@ -74,15 +74,20 @@ where
         let auth = Arc::clone(&self.auth);
         // The service side of a trace: which mode decided, and on a refusal why. Reason codes,
         // the issuer and the key id only, never the token or a claim value.
-        let span = tracing::info_span!(
-            "trustgate.service",
-            otel.kind = "server",
-            trustgate.mode = auth.mode().as_str(),
-            trustgate.outcome = tracing::field::Empty,
-            trustgate.reason = tracing::field::Empty,
-            trustgate.issuer = tracing::field::Empty,
-            trustgate.kid = tracing::field::Empty,
-        );
+        // `Span::none()` when no subscriber wants it: see `trustgate_core::steps::unless_disabled`.
+        let span = if tracing::level_enabled!(tracing::Level::INFO) {
+            trustgate_core::steps::unless_disabled(tracing::info_span!(
+                "trustgate.service",
+                otel.kind = "server",
+                trustgate.mode = auth.mode().as_str(),
+                trustgate.outcome = tracing::field::Empty,
+                trustgate.reason = tracing::field::Empty,
+                trustgate.issuer = tracing::field::Empty,
+                trustgate.kid = tracing::field::Empty,
+            ))
+        } else {
+            tracing::Span::none()
+        };
         #[cfg(feature = "opentelemetry")]
         crate::trace::continue_trace(&span, request.headers());
         let recorded = span.clone();
