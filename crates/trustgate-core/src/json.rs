@@ -166,7 +166,7 @@ impl<'a> Parser<'a> {
 
     /// An object, after its `{`. Duplicates are judged once the object is complete, as serde_json
     /// does, so both report the same reason for the same text.
-    fn object(&mut self, mut members: Vec<(Cow<'a, str>, Json<'a>)>) -> Result<Object<'a>, Reason> {
+    fn object(&mut self, mut members: Vec<Member<'a>>) -> Result<Object<'a>, Reason> {
         self.enter()?;
         self.skip_whitespace();
         if !self.eat(b'}') {
@@ -177,7 +177,11 @@ impl<'a> Parser<'a> {
                 self.skip_whitespace();
                 self.expect(b':')?;
                 let value = self.value()?;
-                members.push((name, value));
+                members.push(Member {
+                    word: name_word(&name),
+                    name,
+                    value,
+                });
                 self.skip_whitespace();
                 if !self.eat(b',') {
                     self.expect(b'}')?;
@@ -389,12 +393,48 @@ pub(crate) enum Json<'a> {
 
 /// A JSON object as its members in text order; names are unique (checked when parsed).
 #[derive(Debug, Clone, PartialEq, Default)]
-pub(crate) struct Object<'a>(Vec<(Cow<'a, str>, Json<'a>)>);
+pub(crate) struct Object<'a>(Vec<Member<'a>>);
+
+/// One member of an [`Object`], with its name's [`name_word`].
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Member<'a> {
+    word: u64,
+    name: Cow<'a, str>,
+    value: Json<'a>,
+}
+
+/// A member name's length (up to 255) and first seven bytes, as one word. Two names that differ
+/// in either have different words, so most comparisons of two names are one comparison of
+/// integers; only names longer than seven bytes whose words match are compared in full
+/// ([`same_name`]). Claim names are short, and most registered ones are three letters long, so
+/// comparing them as strings was a `memcmp` call for nearly every pair: in the duplicate check,
+/// and in each of the dozen lookups (`iss`, `exp`, `sub`, the identity's claims) that validation
+/// makes in a claim set.
+#[inline]
+fn name_word(name: &str) -> u64 {
+    // Built with shifts rather than in a byte array: the array's byte-wide stores, read back as
+    // one word, stalled the load on every member.
+    name.bytes()
+        .take(7)
+        .fold((name.len().min(255) as u64, 8), |(word, shift), byte| {
+            (word | u64::from(byte) << shift, shift + 8)
+        })
+        .0
+}
+
+/// Whether `a` (whose word is `a_word`) and the member `b` have the same name.
+#[inline]
+fn same_name(a_word: u64, a: &str, b: &Member<'_>) -> bool {
+    // Equal words and at most seven bytes: equal lengths (below 255) and equal bytes.
+    a_word == b.word && (a.len() <= 7 || *a == *b.name)
+}
 
 impl<'a> Object<'a> {
     /// The members, in text order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &Json<'a>)> {
-        self.0.iter().map(|(name, value)| (name.as_ref(), value))
+        self.0
+            .iter()
+            .map(|member| (member.name.as_ref(), &member.value))
     }
 
     /// The members as serde_json's map, with the values this parser read: what a caller that
@@ -403,17 +443,18 @@ impl<'a> Object<'a> {
     pub(crate) fn to_map(&self) -> Map<String, Value> {
         self.0
             .iter()
-            .map(|(name, value)| (name.to_string(), value.to_value()))
+            .map(|member| (member.name.to_string(), member.value.to_value()))
             .collect()
     }
 
     /// The value of member `name`. A linear scan: claim sets are small, and a large one costs no
     /// more to search than it cost to parse.
     pub(crate) fn get(&self, name: &str) -> Option<&Json<'a>> {
+        let word = name_word(name);
         self.0
             .iter()
-            .find(|(member, _)| member == name)
-            .map(|(_, value)| value)
+            .find(|member| same_name(word, name, member))
+            .map(|member| &member.value)
     }
 }
 
@@ -439,31 +480,16 @@ impl Json<'_> {
 
 /// Whether two members share a name. Quadratic for the few members of a typical object, sorted
 /// beyond that so that a token of a thousand short names cannot make parsing quadratic.
-fn has_duplicate_names(members: &[(Cow<'_, str>, Json<'_>)]) -> bool {
+fn has_duplicate_names(members: &[Member<'_>]) -> bool {
     const LINEAR_MAX: usize = 16;
     if members.len() <= LINEAR_MAX {
-        // Claim names are short, and most registered ones are three letters long, so comparing
-        // them as strings meant a `memcmp` call for nearly every pair. Each name becomes its
-        // length and first seven bytes, and only names whose keys match are compared in full.
-        let mut keys = [0u64; LINEAR_MAX];
-        // Built with shifts rather than in a byte array: the array's byte-wide stores, read back
-        // as one word, stalled the load on every member.
-        for ((name, _), key) in members.iter().zip(&mut keys) {
-            *key = name
-                .bytes()
-                .take(7)
-                .fold((name.len().min(255) as u64, 8), |(key, shift), byte| {
-                    (key | u64::from(byte) << shift, shift + 8)
-                })
-                .0;
-        }
         return (1..members.len()).any(|i| {
-            (0..i).any(|j| {
-                keys[i] == keys[j] && (members[i].0.len() <= 7 || members[i].0 == members[j].0)
-            })
+            members[..i]
+                .iter()
+                .any(|other| same_name(members[i].word, &members[i].name, other))
         });
     }
-    let mut names: Vec<&str> = members.iter().map(|(name, _)| name.as_ref()).collect();
+    let mut names: Vec<&str> = members.iter().map(|member| member.name.as_ref()).collect();
     names.sort_unstable();
     names.windows(2).any(|pair| pair[0] == pair[1])
 }
@@ -630,6 +656,53 @@ mod tests {
     }
 
     #[test]
+    fn lookups_compare_names_in_full() {
+        let long = |last: char| format!("{}{last}", "n".repeat(300));
+        let text = format!(
+            r#"{{"tenant_a":1,"tenant_b":2,"a":3,"ab":4,"":5,"{}":6,"{}":7}}"#,
+            long('a'),
+            long('b')
+        );
+        let object = parse_borrowed(text.as_bytes()).unwrap();
+        let number = |name: &str| match object.get(name) {
+            Some(Json::Number(n)) => n.as_u64(),
+            _ => None,
+        };
+        for (name, value) in [
+            ("tenant_a", 1),
+            ("tenant_b", 2),
+            ("a", 3),
+            ("ab", 4),
+            ("", 5),
+            (long('a').as_str(), 6),
+            (long('b').as_str(), 7),
+        ] {
+            assert_eq!(number(name), Some(value), "{name}");
+        }
+        for absent in [
+            "tenant_",
+            "tenant_c",
+            "tenant_ab",
+            "b",
+            "abc",
+            &long('c'),
+            &"n".repeat(300),
+        ] {
+            assert_eq!(object.get(absent), None, "{absent}");
+        }
+        // Names of 255 bytes and more share the word's length byte: compared in full.
+        let text = format!(r#"{{"{}":1,"{}":2}}"#, "m".repeat(255), "m".repeat(400));
+        let object = parse_borrowed(text.as_bytes()).unwrap();
+        assert!(object.get(&"m".repeat(255)).is_some());
+        assert!(object.get(&"m".repeat(300)).is_none());
+        let duplicate = format!(r#"{{"{0}":1,"{0}":2}}"#, "m".repeat(400));
+        assert_eq!(
+            parse_borrowed(duplicate.as_bytes()),
+            Err(Reason::DuplicateMember)
+        );
+    }
+
+    #[test]
     fn rejects_non_objects_and_bad_text() {
         for text in [
             &b"[]"[..],
@@ -713,11 +786,16 @@ mod tests {
             let expected = reference(text);
             let found = parse_borrowed(text);
             match (&expected, &found) {
-                (Ok(expected), Ok(found)) => assert!(
-                    same(expected, &Value::Object(found.to_map())),
-                    "{:?}: {expected:?} != {found:?}",
-                    String::from_utf8_lossy(text)
-                ),
+                (Ok(expected), Ok(found)) => {
+                    assert!(
+                        same(expected, &Value::Object(found.to_map())),
+                        "{:?}: {expected:?} != {found:?}",
+                        String::from_utf8_lossy(text)
+                    );
+                    if let Value::Object(members) = expected {
+                        check_lookups(members, found);
+                    }
+                }
                 // serde_json's float parser overflows on a few decimals that round to f64::MAX.
                 (Err(_), Ok(_))
                     if serde_json::from_slice::<Value>(text)
@@ -732,6 +810,29 @@ mod tests {
                     "{:?}: serde_json {expected:?}, parser {found:?}",
                     String::from_utf8_lossy(text)
                 ),
+            }
+        }
+
+        /// `get` finds each member by its exact name, and a name one byte longer or shorter
+        /// only if the object has it too.
+        fn check_lookups(members: &Map<String, Value>, found: &Object<'_>) {
+            for (name, value) in members {
+                let got = found.get(name).map(Json::to_value);
+                assert!(
+                    got.as_ref().is_some_and(|got| same(value, got)),
+                    "get({name:?}): {got:?}, expected {value:?}"
+                );
+                let mut near = vec![format!("{name}x")];
+                if let Some(last) = name.char_indices().last() {
+                    near.push(name[..last.0].to_owned());
+                }
+                for other in near {
+                    assert_eq!(
+                        found.get(&other).map(Json::to_value).is_some(),
+                        members.contains_key(&other),
+                        "get({other:?})"
+                    );
+                }
             }
         }
 
@@ -813,6 +914,11 @@ mod tests {
                     "\"\\u0073ub\"",
                     "\"\\u0061\"",
                     "\"\"",
+                    // Seven bytes alike, then different: only a full comparison tells them apart.
+                    "\"tenant_a\"",
+                    "\"tenant_b\"",
+                    "\"tenant_\"",
+                    "\"tenant_ab\"",
                 ])
                 .prop_map(str::to_owned),
                 string(),
