@@ -9,8 +9,14 @@
 //! [`step_span!`](crate::step_span) makes a span only then. The question costs one relaxed load
 //! and, in a gateway with telemetry on, one thread-local read.
 //!
-//! A library user who never calls [`set_step_spans`] keeps plain `tracing` behaviour: the
-//! subscriber decides for every step span.
+//! A library user who never calls [`set_step_spans`] keeps plain `tracing` behaviour, the
+//! subscriber deciding for every step span, with one difference: the spans are at DEBUG, not INFO.
+//! A service logging at INFO (`tracing_subscriber::fmt().init()`, the usual set-up) would
+//! otherwise make, format and close three to five spans per request inside its own request span,
+//! about 33,000 instructions per uncached request of `trustgate-service` under callgrind, more
+//! than everything else around the RSA verify. The gateway keeps them at INFO: its OpenTelemetry
+//! layer takes trustgate's spans whatever the log level, and a DEBUG span there would raise the
+//! process's maximum level for every `debug!` in hyper and tokio.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -22,9 +28,9 @@ use std::task::{Context, Poll};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum StepSpans {
-    /// Every one, offered to the subscriber, which decides (the default).
+    /// Every one, at DEBUG, offered to the subscriber, which decides (the default).
     Always = 0,
-    /// Only inside [`traced`] futures: a gateway with telemetry on.
+    /// Only inside [`traced`] futures, at INFO: a gateway with telemetry on.
     InTracedScopes = 1,
     /// None: a process that exports no traces, whatever its log level.
     Never = 2,
@@ -42,16 +48,28 @@ pub fn set_step_spans(policy: StepSpans) {
     POLICY.store(policy as u8, Ordering::Relaxed);
 }
 
-/// Whether a step span made here would be wanted. Used by [`step_span!`](crate::step_span).
+/// Whether a step span made here would be wanted, and at which level.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepLevel {
+    /// Not wanted: `Span::none()`.
+    Off,
+    /// A gateway's sampled request.
+    Info,
+    /// A library's step, for the subscriber to decide.
+    Debug,
+}
+
+/// The [`StepLevel`] of a step span made here. Used by [`step_span!`](crate::step_span).
 #[doc(hidden)]
 #[inline]
-pub fn step_spans_wanted() -> bool {
+pub fn step_span_level() -> StepLevel {
     const ALWAYS: u8 = StepSpans::Always as u8;
     const IN_TRACED_SCOPES: u8 = StepSpans::InTracedScopes as u8;
     match POLICY.load(Ordering::Relaxed) {
-        ALWAYS => true,
-        IN_TRACED_SCOPES => IN_TRACED.with(Cell::get),
-        _ => false,
+        ALWAYS => StepLevel::Debug,
+        IN_TRACED_SCOPES if IN_TRACED.with(Cell::get) => StepLevel::Info,
+        _ => StepLevel::Off,
     }
 }
 
@@ -121,23 +139,33 @@ pub fn unless_disabled(span: tracing::Span) -> tracing::Span {
     }
 }
 
-/// `tracing::info_span!` for a decision step, made only when [`step_spans_wanted`] and some
-/// subscriber takes INFO at all (otherwise `Span::none()`, without asking the subscriber, and
-/// without the disabled span that `tracing`'s `log` feature would fill in), and dropped at once
-/// when the subscriber does not want it ([`unless_disabled`]).
+/// A span for a decision step, at the level [`step_span_level`] gives, made only when some
+/// subscriber takes that level at all (otherwise `Span::none()`, without asking the subscriber,
+/// and without the disabled span that `tracing`'s `log` feature would fill in), and dropped at
+/// once when the subscriber does not want it ([`unless_disabled`]).
 #[macro_export]
 macro_rules! step_span {
     ($($arg:tt)*) => {
-        if $crate::steps::step_spans_wanted() && ::tracing::level_enabled!(::tracing::Level::INFO) {
-            $crate::steps::unless_disabled(::tracing::info_span!($($arg)*))
-        } else {
-            ::tracing::Span::none()
+        match $crate::steps::step_span_level() {
+            $crate::steps::StepLevel::Info
+                if ::tracing::level_enabled!(::tracing::Level::INFO) =>
+            {
+                $crate::steps::unless_disabled(::tracing::info_span!($($arg)*))
+            }
+            $crate::steps::StepLevel::Debug
+                if ::tracing::level_enabled!(::tracing::Level::DEBUG) =>
+            {
+                $crate::steps::unless_disabled(::tracing::debug_span!($($arg)*))
+            }
+            _ => ::tracing::Span::none(),
         }
     };
 }
 
 #[cfg(test)]
 mod tests {
+    use tracing::Level;
+
     use super::*;
 
     // One test, as it sets the process's policy (no other test of this crate depends on it).
@@ -146,13 +174,13 @@ mod tests {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let wanted_inside = |runtime: &tokio::runtime::Runtime| {
+        let level_inside = |runtime: &tokio::runtime::Runtime| {
             runtime.block_on(async {
                 let decision = std::pin::pin!(async {
-                    let before = step_spans_wanted();
+                    let before = step_span_level();
                     // Still wanted after the task was suspended and polled again.
                     tokio::task::yield_now().await;
-                    (before, step_spans_wanted())
+                    (before, step_span_level())
                 });
                 let seen = traced(&tracing::Span::none(), decision).await;
                 assert!(!IN_TRACED.with(Cell::get), "the flag outlived the scope");
@@ -160,29 +188,44 @@ mod tests {
             })
         };
         set_step_spans(StepSpans::InTracedScopes);
-        assert!(!step_spans_wanted());
-        assert_eq!(wanted_inside(&runtime), (true, true));
-        assert!(!step_spans_wanted());
+        assert_eq!(step_span_level(), StepLevel::Off);
+        assert_eq!(level_inside(&runtime), (StepLevel::Info, StepLevel::Info));
+        assert_eq!(step_span_level(), StepLevel::Off);
+        // A gateway's sampled request makes its step spans at INFO.
+        tracing::subscriber::with_default(Wants("wanted", Level::INFO), || {
+            let span = runtime.block_on(async {
+                let step = std::pin::pin!(async { crate::step_span!("wanted") });
+                traced(&tracing::Span::none(), step).await
+            });
+            assert_eq!(span.metadata().map(|m| *m.level()), Some(Level::INFO));
+        });
         set_step_spans(StepSpans::Never);
-        assert_eq!(wanted_inside(&runtime), (false, false));
+        assert_eq!(level_inside(&runtime), (StepLevel::Off, StepLevel::Off));
         set_step_spans(StepSpans::Always);
-        assert!(step_spans_wanted());
+        assert_eq!(step_span_level(), StepLevel::Debug);
 
         // Wanted or nothing: a span the subscriber refuses (or made with no subscriber) is
         // `Span::none()`, never a disabled span holding metadata for `record` to search.
         assert!(crate::step_span!("wanted", trustgate.reason = tracing::field::Empty).is_none());
-        tracing::subscriber::with_default(Wants("wanted"), || {
+        tracing::subscriber::with_default(Wants("wanted", Level::TRACE), || {
             let wanted = crate::step_span!("wanted", trustgate.reason = tracing::field::Empty);
-            assert!(!wanted.is_disabled());
+            assert_eq!(wanted.metadata().map(|m| *m.level()), Some(Level::DEBUG));
             let refused = crate::step_span!("refused", trustgate.reason = tracing::field::Empty);
             assert!(refused.is_none());
         });
+        // A library's steps are DEBUG detail: an application logging at INFO makes none.
+        tracing::subscriber::with_default(Wants("wanted", Level::INFO), || {
+            assert!(crate::step_span!("wanted").is_none());
+        });
     }
 
-    /// A subscriber that takes the spans of one name and nothing else.
-    struct Wants(&'static str);
+    /// A subscriber that takes the spans of one name, up to a level, and nothing else.
+    struct Wants(&'static str, Level);
 
     impl tracing::Subscriber for Wants {
+        fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+            Some(self.1.into())
+        }
         fn register_callsite(
             &self,
             meta: &'static tracing::Metadata<'static>,
@@ -194,7 +237,7 @@ mod tests {
             }
         }
         fn enabled(&self, meta: &tracing::Metadata<'_>) -> bool {
-            meta.name() == self.0
+            meta.name() == self.0 && *meta.level() <= self.1
         }
         fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
             tracing::span::Id::from_u64(1)
