@@ -270,10 +270,12 @@ w("- **Readiness:** tower-oauth2-resource-server's `build()` returns before its 
   "spawned task fetches them) and refuses every token until then; its router is polled with the valid "
   "token until it passes before anything is measured or tested.")
 w("- No tracing subscriber is installed (none of the systems logs on the accepted path). axum-jwt-auth "
-  "enables tracing's `log` feature, which cargo unifies for every crate of the binary, trustgate-service's "
-  "spans included: with no subscriber, a span then stays a disabled span that keeps its metadata, "
-  "and each field recorded on it is looked up by name and offered to `log` (callgrind: about 1,400 "
-  "instructions per uncached trustgate-service request, against almost none without the feature).")
+  "enables tracing's `log` feature, which cargo unifies for every crate of the binary: a disabled span "
+  "then keeps its metadata, and each field recorded on it is looked up by name and offered to `log`. "
+  "trustgate makes `Span::none()` instead of a span no subscriber wants "
+  "(`trustgate_core::steps::unless_disabled`; before, that cost about 2,100 instructions per uncached "
+  "request, callgrind), which `bench/service-peers/tests/spans.rs` checks in this build. What a "
+  "service logging at INFO pays for trustgate's spans is in [profile.md](profile.md#pattern-1-in-a-service-uncached).")
 w("- Each benchmark: 2 s warm-up, 5 s measurement, 100 samples. In the full run, uncached trustgate-service "
   "and the raw verify are measured about a minute apart, and a virtual machine's speed can drift by "
   "more than the target's 10 % in that time (back-to-back criterion runs of the same binary gave "
