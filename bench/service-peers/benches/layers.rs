@@ -12,7 +12,10 @@
 //!
 //! With `SERVICE_INTERLEAVED_ROUNDS=N` set, the run first measures the uncached pair interleaved
 //! (`test_support::interleaved`, N rounds) and prints one `interleaved:` line, which
-//! `bench/service.sh` reads.
+//! `bench/service.sh` reads. Then, for information, the same uncached requests against a raw
+//! verify made inside the same axum service (each iteration one request through the `no_auth`
+//! router and one raw verify): one `interleaved-in-axum:` line, what the layer costs over
+//! checking the signature by hand in the handler.
 //!
 //! For information (no target): `service/no_auth` (the same router and handler without any
 //! layer) and `service/core_validate/uncached` (trustgate-core's `Validator::validate` of the
@@ -113,6 +116,37 @@ fn layers(c: &mut Criterion) {
         println!(
             "interleaved: {TRUSTGATE} uncached {:.0} ns, raw verify {:.0} ns, ratio {:.4}, \
              {} rounds kept of {}",
+            measured.full_ns, measured.raw_ns, measured.ratio, measured.kept, measured.tried
+        );
+
+        let plain = service_peers::no_auth_router();
+        let measured = test_support::interleaved(
+            rounds,
+            |batch| {
+                runtime.block_on(async {
+                    for _ in 0..batch {
+                        let request = request(Some(&distinct[next_request % DISTINCT_TOKENS]));
+                        next_request = next_request.wrapping_add(1);
+                        let status = uncached.clone().oneshot(request).await.unwrap().status();
+                        black_box(status);
+                    }
+                });
+            },
+            |batch| {
+                runtime.block_on(async {
+                    for _ in 0..batch {
+                        let request = request(Some(&distinct[next_raw % DISTINCT_TOKENS]));
+                        let status = plain.clone().oneshot(request).await.unwrap().status();
+                        black_box(status);
+                        black_box(raw.verify(black_box(next_raw % DISTINCT_TOKENS)));
+                        next_raw = next_raw.wrapping_add(1);
+                    }
+                });
+            },
+        );
+        println!(
+            "interleaved-in-axum: {TRUSTGATE} uncached {:.0} ns, no_auth router and raw verify \
+             {:.0} ns, ratio {:.4}, {} rounds kept of {}",
             measured.full_ns, measured.raw_ns, measured.ratio, measured.kept, measured.tried
         );
     }
