@@ -63,6 +63,10 @@
 //!   whoever sent it (there is no peer allow-list here, unlike the gateway's `trust_incoming`):
 //!   a service that clients reach directly should use a sampler that does not follow the parent.
 //!
+//! Spans (with or without `opentelemetry`): `trustgate.service` at INFO, one per request, and
+//! under it the validation steps (`validate`, `cache`, `signature`, `claims`) at DEBUG, so that
+//! a service logging at INFO does not make them on every request (target `trustgate_core`).
+//!
 //! ## Example (axum)
 //! ```no_run
 //! use axum::{Json, Router, routing::get};
