@@ -1,5 +1,6 @@
 //! API tests of trustgate-service, one test binary with a module per mode: external JWTs,
-//! identity headers, internal tokens, the guards, and refusals of gRPC calls.
+//! identity headers, internal tokens, the guards, refusals of gRPC calls, and the spans the layer
+//! makes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod common;
@@ -9,3 +10,4 @@ mod grpc;
 mod guards;
 mod identity_headers;
 mod internal_token;
+mod spans;
