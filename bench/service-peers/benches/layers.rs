@@ -92,62 +92,51 @@ fn layers(c: &mut Criterion) {
         .and_then(|n| n.parse::<usize>().ok())
     {
         let (_, _, uncached) = &systems[0];
-        let mut next_request = 0usize;
-        let mut next_raw = 0usize;
+        let plain = service_peers::no_auth_router();
+        // One batch of requests through `router`, each with the next distinct token, and after
+        // each `then` with the token's index: the one loop both measurements time.
+        let requests = |router: &Router, next: &mut usize, batch: u32, then: &dyn Fn(usize)| {
+            runtime.block_on(async {
+                for _ in 0..batch {
+                    let index = *next % DISTINCT_TOKENS;
+                    *next = next.wrapping_add(1);
+                    let request = request(Some(&distinct[index]));
+                    black_box(router.clone().oneshot(request).await.unwrap().status());
+                    then(index);
+                }
+            });
+        };
+        let verify = |index: usize| {
+            black_box(raw.verify(black_box(index)));
+        };
+        let report = |label: &str, baseline: &str, measured: test_support::Interleaved| {
+            println!(
+                "{label}: {TRUSTGATE} uncached {:.0} ns, {baseline} {:.0} ns, ratio {:.4}, \
+                 {} rounds kept of {}",
+                measured.full_ns, measured.raw_ns, measured.ratio, measured.kept, measured.tried
+            );
+        };
+        let (mut next_request, mut next_raw) = (0usize, 0usize);
         let measured = test_support::interleaved(
             rounds,
-            |batch| {
-                runtime.block_on(async {
-                    for _ in 0..batch {
-                        let request = request(Some(&distinct[next_request % DISTINCT_TOKENS]));
-                        next_request = next_request.wrapping_add(1);
-                        let status = uncached.clone().oneshot(request).await.unwrap().status();
-                        black_box(status);
-                    }
-                });
-            },
+            |batch| requests(uncached, &mut next_request, batch, &|_| {}),
             |batch| {
                 for _ in 0..batch {
-                    black_box(raw.verify(black_box(next_raw % DISTINCT_TOKENS)));
+                    verify(next_raw % DISTINCT_TOKENS);
                     next_raw = next_raw.wrapping_add(1);
                 }
             },
         );
-        println!(
-            "interleaved: {TRUSTGATE} uncached {:.0} ns, raw verify {:.0} ns, ratio {:.4}, \
-             {} rounds kept of {}",
-            measured.full_ns, measured.raw_ns, measured.ratio, measured.kept, measured.tried
-        );
-
-        let plain = service_peers::no_auth_router();
+        report("interleaved", "raw verify", measured);
         let measured = test_support::interleaved(
             rounds,
-            |batch| {
-                runtime.block_on(async {
-                    for _ in 0..batch {
-                        let request = request(Some(&distinct[next_request % DISTINCT_TOKENS]));
-                        next_request = next_request.wrapping_add(1);
-                        let status = uncached.clone().oneshot(request).await.unwrap().status();
-                        black_box(status);
-                    }
-                });
-            },
-            |batch| {
-                runtime.block_on(async {
-                    for _ in 0..batch {
-                        let request = request(Some(&distinct[next_raw % DISTINCT_TOKENS]));
-                        let status = plain.clone().oneshot(request).await.unwrap().status();
-                        black_box(status);
-                        black_box(raw.verify(black_box(next_raw % DISTINCT_TOKENS)));
-                        next_raw = next_raw.wrapping_add(1);
-                    }
-                });
-            },
+            |batch| requests(uncached, &mut next_request, batch, &|_| {}),
+            |batch| requests(&plain, &mut next_raw, batch, &verify),
         );
-        println!(
-            "interleaved-in-axum: {TRUSTGATE} uncached {:.0} ns, no_auth router and raw verify \
-             {:.0} ns, ratio {:.4}, {} rounds kept of {}",
-            measured.full_ns, measured.raw_ns, measured.ratio, measured.kept, measured.tried
+        report(
+            "interleaved-in-axum",
+            "no_auth router and raw verify",
+            measured,
         );
     }
 
